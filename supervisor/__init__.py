@@ -1,0 +1,39 @@
+"""supervisor: a Redis-backed background job daemon that loses nothing and shuts down cleanly.
+
+Producer side::
+
+    from supervisor import Client
+    Client().enqueue("email:send", {"to": "a@example.com"}, queue="critical")
+
+Worker side::
+
+    from supervisor import App
+    app = App()
+
+    @app.task("email:send")
+    def send(payload: Email) -> None: ...
+
+and run ``supervisor start --app mymodule:app``.
+"""
+
+from supervisor.app import App, TaskContext
+from supervisor.client import Client, Task, TaskInfo
+from supervisor.core.errors import DuplicateTaskError, InvalidTaskError, SkipRetry, SupervisorError, TaskTimeout
+from supervisor.core.retry import exponential_backoff, fixed_delay
+from supervisor.core.task import TaskState
+
+__all__ = [
+    "App",
+    "Client",
+    "DuplicateTaskError",
+    "InvalidTaskError",
+    "SkipRetry",
+    "SupervisorError",
+    "Task",
+    "TaskContext",
+    "TaskInfo",
+    "TaskState",
+    "TaskTimeout",
+    "exponential_backoff",
+    "fixed_delay",
+]

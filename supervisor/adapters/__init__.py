@@ -1,0 +1,1 @@
+"""Adapters: the ports of :mod:`supervisor.core.ports` implemented over real infrastructure."""

@@ -1,0 +1,201 @@
+"""The broker port implemented on Redis.
+
+Each state change is one Lua script over the keys of one queue (see ``scripts/``), so that a task
+is always in exactly one place: pending, owned (active, with a lease), scheduled, retry or
+archived. Read-only views (``held_by``, ``expired``) are plain pipelined reads; the changes that
+follow them are fenced by owner, so a stale view cannot do harm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+
+from supervisor.adapters.redis.keys import QueueKeys, queues_key
+from supervisor.core.ports import Claimed, Held
+
+#: Wake-up tokens kept per queue at most: enough for every idle worker, bounded when none listens.
+WAKE_CAP = 256
+#: Due scheduled/retry tasks moved to pending per set per claim: bounds one script's run time.
+FORWARD_LIMIT = 100
+
+
+@cache
+def _script_source(name: str) -> str:
+    return (resources.files(__package__) / "scripts" / f"{name}.lua").read_text()
+
+
+class RedisBroker:
+    """Tasks in Redis. One instance per process: it holds one redis-py client."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        namespace: str = "sv",
+        archive_max_size: int = 10_000,
+        archive_max_age: float = 90 * 86400.0,
+    ) -> None:
+        self.redis = client
+        self.namespace = namespace
+        self.archive_max_size = archive_max_size
+        self.archive_max_age = archive_max_age
+        self._keys: dict[str, QueueKeys] = {}
+        self._claim_keys: dict[tuple[str, ...], list[str]] = {}
+        scripts = ("enqueue", "claim", "complete", "retry", "archive", "requeue", "renew")
+        self._scripts = {name: client.register_script(_script_source(name)) for name in scripts}
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def keys(self, queue: str) -> QueueKeys:
+        k = self._keys.get(queue)
+        if k is None:
+            k = self._keys[queue] = QueueKeys.of(self.namespace, queue)
+        return k
+
+    def _run(self, script: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
+        return self._scripts[script](keys=keys, args=args, client=client)
+
+    # -- enqueue ------------------------------------------------------------------------------
+
+    def _enqueue_call(
+        self, queue: str, task_id: str, data: bytes, process_at: float | None, client: Any = None
+    ) -> Any:
+        k = self.keys(queue)
+        return self._run(
+            "enqueue",
+            (k.msg, k.state, k.pending, k.scheduled, k.wake, queues_key(self.namespace)),
+            (task_id, data, "" if process_at is None else repr(process_at), queue, WAKE_CAP),
+            client,
+        )
+
+    def enqueue(self, queue: str, task_id: str, data: bytes, process_at: float | None) -> bool:
+        return int(self._enqueue_call(queue, task_id, data, process_at)) != 0
+
+    def enqueue_many(self, items: Sequence[tuple[str, str, bytes, float | None]]) -> list[bool]:
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, task_id, data, process_at in items:
+            self._enqueue_call(queue, task_id, data, process_at, pipe)
+        return [int(r) != 0 for r in pipe.execute()]
+
+    # -- the worker's path --------------------------------------------------------------------
+
+    def claim(
+        self, worker_id: str, queues: Sequence[str], now: float, lease_until: float
+    ) -> Claimed | float | None:
+        order = tuple(queues)
+        keys = self._claim_keys.get(order)
+        if keys is None:
+            keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
+        reply = self._run("claim", keys, (repr(now), repr(lease_until), worker_id, FORWARD_LIMIT))
+        index = int(reply[0])
+        if index == 0:
+            return float(reply[1]) if reply[1] else None
+        return Claimed(order[index - 1], reply[1], reply[2] if len(reply) > 2 else None)
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        # BRPOP takes whole or fractional seconds; 0 would block forever, so floor it.
+        timeout = max(timeout, 0.01)
+        return self.redis.brpop([self.keys(q).wake for q in queues], timeout=timeout) is not None
+
+    def complete(self, claimed: Claimed, worker_id: str) -> bool:
+        k = self.keys(claimed.queue)
+        return bool(
+            self._run("complete", (k.msg, k.state, k.lease, k.owner, k.processed), (claimed.task_id, worker_id))
+        )
+
+    def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool:
+        k = self.keys(claimed.queue)
+        return bool(
+            self._run(
+                "retry",
+                (k.msg, k.state, k.lease, k.owner, k.retry, k.failed),
+                (claimed.task_id, worker_id, data, repr(retry_at)),
+            )
+        )
+
+    def archive(
+        self, claimed: Claimed, worker_id: str, data: bytes, now: float, store_id: str | None = None
+    ) -> bool:
+        k = self.keys(claimed.queue)
+        return bool(
+            self._run(
+                "archive",
+                (k.msg, k.state, k.lease, k.owner, k.archived, k.failed),
+                (
+                    claimed.task_id,
+                    worker_id,
+                    claimed.task_id if store_id is None else store_id,
+                    data,
+                    repr(now),
+                    self.archive_max_size,
+                    repr(now - self.archive_max_age),
+                ),
+            )
+        )
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    def requeue(self, claimed: Claimed, owner: str, data: bytes | None, *, at_head: bool) -> bool:
+        k = self.keys(claimed.queue)
+        return bool(
+            self._run(
+                "requeue",
+                (k.msg, k.state, k.lease, k.owner, k.pending, k.wake),
+                (claimed.task_id, owner, b"" if data is None else data, "1" if at_head else "0", WAKE_CAP),
+            )
+        )
+
+    def held_by(self, worker_ids: Sequence[str], queues: Sequence[str]) -> list[Held]:
+        wanted = {w.encode() for w in worker_ids}
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            pipe.hgetall(self.keys(q).owner)
+        found: list[tuple[str, bytes, str]] = []
+        for q, owners in zip(queues, pipe.execute(), strict=True):
+            found.extend((q, tid, owner.decode()) for tid, owner in owners.items() if owner in wanted)
+        return self._with_messages(found)
+
+    def expired(self, queues: Sequence[str], now: float, limit: int = 100) -> list[Held]:
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            pipe.zrange(self.keys(q).lease, "-inf", repr(now), byscore=True, offset=0, num=limit)
+        per_queue = pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for q, ids in zip(queues, per_queue, strict=True):
+            if ids:
+                pipe.hmget(self.keys(q).owner, ids)
+        owners = iter(pipe.execute())
+        found: list[tuple[str, bytes, str]] = []
+        for q, ids in zip(queues, per_queue, strict=True):
+            if ids:
+                for tid, owner in zip(ids, next(owners), strict=True):
+                    if owner is not None:
+                        found.append((q, tid, owner.decode()))
+        return self._with_messages(found)
+
+    def _with_messages(self, found: list[tuple[str, bytes, str]]) -> list[Held]:
+        if not found:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for q, tid, _ in found:
+            pipe.hget(self.keys(q).msg, tid)
+        return [
+            Held(Claimed(q, tid, data), owner)
+            for (q, tid, owner), data in zip(found, pipe.execute(), strict=True)
+        ]
+
+    def renew(self, worker_ids: Sequence[str], queues: Sequence[str], lease_until: float) -> int:
+        if not worker_ids:
+            return 0
+        keys = [key for q in queues for key in (self.keys(q).owner, self.keys(q).lease)]
+        return int(self._run("renew", keys, (repr(lease_until), *worker_ids)))
+
+    # -- queue administration -----------------------------------------------------------------
+
+    def known_queues(self) -> list[str]:
+        return sorted(q.decode() for q in self.redis.smembers(queues_key(self.namespace)))

@@ -1,0 +1,52 @@
+"""Redis key names.
+
+Every key lives under one namespace. A queue's keys share the hash tag ``{queue}`` so that every
+script that touches one queue touches one cluster slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The keys of one queue."""
+
+    name: str
+    pending: str  # list of ids, FIFO: enqueue LPUSH, claim RPOP, requeue-at-head RPUSH
+    msg: str  # hash id -> envelope
+    state: str  # hash id -> TaskState
+    lease: str  # zset id -> lease deadline (the active tasks)
+    owner: str  # hash id -> worker id (the active tasks)
+    scheduled: str  # zset id -> process_at
+    retry: str  # zset id -> retry time
+    archived: str  # zset id -> archive time
+    paused: str  # string, exists while the queue is paused
+    wake: str  # list of wake-up tokens for idle workers
+    processed: str  # counter of completed tasks
+    failed: str  # counter of failed attempts
+
+    @classmethod
+    def of(cls, namespace: str, queue: str) -> QueueKeys:
+        base = f"{namespace}:{{{queue}}}:"
+        return cls(
+            queue,
+            *(
+                base + part
+                for part in (
+                    "pending", "msg", "state", "lease", "owner", "scheduled", "retry", "archived",
+                    "paused", "wake", "processed", "failed",
+                )
+            ),
+        )
+
+    def claim_keys(self) -> tuple[str, ...]:
+        """The eight keys claim.lua takes per queue, in its order."""
+        return (self.pending, self.msg, self.state, self.lease, self.owner, self.scheduled, self.retry,
+                self.paused)
+
+
+def queues_key(namespace: str) -> str:
+    """Set of every queue name ever enqueued to (queues are created on use)."""
+    return f"{namespace}:queues"

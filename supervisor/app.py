@@ -1,0 +1,142 @@
+"""The application object: which function handles which task type, and the middleware around them.
+
+A handler is found by its registered type name, never by importing a name taken from a message.
+Its first parameter's annotation is the payload type that msgspec decodes and validates into
+(a ``msgspec.Struct``, a dataclass, a TypedDict, ``dict``, ``list[int]``...; none means any
+MessagePack value). A handler that takes a second parameter also receives the
+:class:`TaskContext`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+
+from supervisor.core.retry import RetryDelay
+from supervisor.core.task import TaskMessage
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class TaskContext:
+    """What a handler or middleware may know about the task being run."""
+
+    id: str
+    type: str
+    queue: str
+    retried: int
+    max_retry: int
+    headers: dict[str, str]
+    time_limit: float
+    worker_id: str
+    message: TaskMessage
+
+
+#: ``middleware(context, call_next) -> result``: wrap the call of the handler (or of the next
+#: middleware). It may act before and after, replace the result, or raise.
+Middleware = Callable[[TaskContext, Callable[[], Any]], Any]
+
+
+@dataclass(slots=True)
+class Registration:
+    """One task type's handler and how to call it."""
+
+    type: str
+    fn: Callable[..., Any]
+    payload_type: Any
+    takes_context: bool
+    retry_delay: RetryDelay | None
+    decoder: msgspec.msgpack.Decoder[Any] = field(repr=False)
+
+    def decode(self, payload: msgspec.Raw) -> Any:
+        """Decode and validate the payload; raises msgspec.ValidationError/DecodeError."""
+        return self.decoder.decode(payload)
+
+    def call(self, payload: Any, context: TaskContext) -> Any:
+        return self.fn(payload, context) if self.takes_context else self.fn(payload)
+
+
+def _inspect_handler(task_type: str, fn: Callable[..., Any]) -> tuple[Any, bool]:
+    if not callable(fn):
+        raise TypeError(f"handler for {task_type!r} is not callable: {fn!r}")
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if not 1 <= len(params) <= 2:
+        raise TypeError(
+            f"handler for {task_type!r} must take (payload) or (payload, context), "
+            f"not {len(params)} positional parameters"
+        )
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:  # an annotation that does not resolve is the user's bug: say so now
+        raise TypeError(f"handler for {task_type!r}: cannot resolve its annotations: {exc}") from exc
+    return hints.get(params[0].name, Any), len(params) == 2
+
+
+class App:
+    """Handlers by task type, and the middleware chain they run in."""
+
+    def __init__(self, *, retry_delay: RetryDelay | None = None) -> None:
+        self._registry: dict[str, Registration] = {}
+        self._middleware: list[Middleware] = []
+        self.retry_delay = retry_delay
+
+    def register(
+        self, task_type: str, fn: Callable[..., Any], *, retry_delay: RetryDelay | None = None
+    ) -> None:
+        """Register ``fn`` as the handler of ``task_type``. A type has at most one handler."""
+        if not isinstance(task_type, str) or not task_type.strip():
+            raise ValueError("a task type must be a non-empty string")
+        if task_type in self._registry:
+            raise ValueError(f"task type {task_type!r} already has a handler: {self._registry[task_type].fn!r}")
+        payload_type, takes_context = _inspect_handler(task_type, fn)
+        try:
+            decoder = msgspec.msgpack.Decoder(payload_type)
+        except TypeError as exc:
+            raise TypeError(f"handler for {task_type!r}: msgspec cannot decode into {payload_type!r}: {exc}") from exc
+        self._registry[task_type] = Registration(task_type, fn, payload_type, takes_context, retry_delay, decoder)
+
+    def task(self, task_type: str, *, retry_delay: RetryDelay | None = None) -> Callable[[F], F]:
+        """Decorator form of :meth:`register`; returns the function unchanged."""
+
+        def decorate(fn: F) -> F:
+            self.register(task_type, fn, retry_delay=retry_delay)
+            return fn
+
+        return decorate
+
+    def use(self, middleware: Middleware) -> None:
+        """Add a middleware; the first added is the outermost."""
+        self._middleware.append(middleware)
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        return tuple(self._middleware)
+
+    def handler_for(self, task_type: str) -> Registration | None:
+        return self._registry.get(task_type)
+
+    @property
+    def task_types(self) -> list[str]:
+        return sorted(self._registry)
+
+    def run(self, registration: Registration, payload: Any, context: TaskContext) -> Any:
+        """Call the handler through the middleware chain."""
+        if not self._middleware:
+            return registration.call(payload, context)
+
+        def step(i: int) -> Any:
+            if i == len(self._middleware):
+                return registration.call(payload, context)
+            return self._middleware[i](context, lambda: step(i + 1))
+
+        return step(0)

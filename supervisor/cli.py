@@ -1,0 +1,112 @@
+"""The ``supervisor`` command line.
+
+Settings come from defaults, then the env file (``--env-file``), then the environment
+(``ASYNQ_*``, ``REDIS_*``), then the flags. Bad configuration exits with status 78 (EX_CONFIG)
+and one line on stderr, so that systemd (``RestartPreventExitStatus=78``) does not restart it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from supervisor.config import EX_CONFIG, ConfigError, Settings, load_settings
+
+#: Flag name (click parameter) -> (environment variable, flag as typed).
+FLAG_VARIABLES: dict[str, tuple[str, str]] = {
+    "app": ("ASYNQ_APP", "--app"),
+    "workers": ("ASYNQ_CONCURRENCY", "--workers"),
+    "queues": ("ASYNQ_QUEUES", "--queues"),
+    "strict_priority": ("ASYNQ_STRICT_PRIORITY", "--strict-priority"),
+    "shutdown_timeout": ("ASYNQ_SHUTDOWN_TIMEOUT", "--shutdown-timeout"),
+    "max_tasks_per_child": ("ASYNQ_MAX_TASKS_PER_CHILD", "--max-tasks-per-child"),
+    "max_memory_per_child": ("ASYNQ_MAX_MEMORY_PER_CHILD", "--max-memory-per-child"),
+    "redis_url": ("REDIS_URL", "--redis-url"),
+    "log_level": ("ASYNQ_LOG_LEVEL", "--log-level"),
+    "log_format": ("ASYNQ_LOG_FORMAT", "--log-format"),
+}
+
+
+def config_exit(message: str) -> NoReturn:
+    """One clear line on stderr and EX_CONFIG: never a traceback for bad configuration."""
+    click.echo(f"supervisor: configuration error: {message}", err=True)
+    sys.exit(EX_CONFIG)
+
+
+def settings_from(env_file: str | None, flags: dict[str, Any]) -> Settings:
+    overrides: dict[str, tuple[str, str]] = {}
+    for name, value in flags.items():
+        if value is None or name not in FLAG_VARIABLES:
+            continue
+        variable, label = FLAG_VARIABLES[name]
+        overrides[variable] = (label, str(value).lower() if isinstance(value, bool) else str(value))
+    try:
+        return load_settings(env_file=env_file, overrides=overrides)
+    except ConfigError as exc:
+        config_exit(str(exc))
+
+
+def load_app(spec: str | None) -> Any:
+    """Import ``module:attribute`` and check it is an App; exit 78 with the reason otherwise."""
+    from supervisor.app import App
+
+    if not spec:
+        config_exit("no application given: pass --app MODULE:ATTR or set ASYNQ_APP")
+    module_name, _, attribute = spec.partition(":")
+    sys.path.insert(0, ".")  # like gunicorn: the working directory's modules are importable
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        config_exit(f"--app {spec!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}")
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        config_exit(f"--app {spec!r}: {module_name}.{attribute} is {type(app).__name__}, not a supervisor.App")
+    return app
+
+
+def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--env-file", type=click.Path(dir_okay=False), help="Read ASYNQ_*/REDIS_* settings from this file first (the environment and flags override it).")(fn)
+    fn = click.option("--redis-url", help="Redis to use, e.g. redis://127.0.0.1:6379/0 (REDIS_URL).")(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="supervisor")
+def main() -> None:
+    """supervisor: run background jobs from Redis with a forked worker pool that loses nothing.
+
+    Start the daemon with `supervisor start --app myapp.tasks:app`. Every flag has an
+    environment variable (ASYNQ_*, REDIS_*); see .env.example. Bad configuration exits 78.
+    """
+
+
+@main.command()
+@click.option("--app", help="The App to run, as MODULE:ATTR (ASYNQ_APP).")
+@click.option("--workers", "-w", type=str, help="Worker processes (ASYNQ_CONCURRENCY; default: CPU count).")
+@click.option("--queues", "-q", help="Queues and weights, e.g. critical:6,default:3,low:1 (ASYNQ_QUEUES).")
+@click.option("--strict-priority", is_flag=True, default=None, help="Always drain higher-weight queues first (ASYNQ_STRICT_PRIORITY).")
+@click.option("--shutdown-timeout", help="How long in-flight tasks may finish after SIGTERM, e.g. 30s (ASYNQ_SHUTDOWN_TIMEOUT).")
+@click.option("--max-tasks-per-child", type=str, help="Replace a child after this many tasks, 0 = never (ASYNQ_MAX_TASKS_PER_CHILD).")
+@click.option("--max-memory-per-child", type=str, help="Replace a child above this RSS in MB, 0 = no limit (ASYNQ_MAX_MEMORY_PER_CHILD).")
+@click.option("--log-level", help="debug, info, warning, error (ASYNQ_LOG_LEVEL).")
+@click.option("--log-format", help="json, text, or auto: text on a terminal, JSON otherwise (ASYNQ_LOG_FORMAT).")
+@_common
+def start(env_file: str | None, **flags: Any) -> None:
+    """Run the worker pool until SIGTERM or SIGINT.
+
+    The parent forks --workers children that claim tasks from the weighted queues. On SIGTERM
+    they stop claiming, in-flight tasks get --shutdown-timeout to finish, and whatever is still
+    running is then killed and put back at the head of its queue. A second SIGTERM stops at
+    once (tasks are put back too). Exit status: 0 after a clean stop, 78 for bad configuration.
+    """
+    settings = settings_from(env_file, flags)
+    app = load_app(settings.asynq.app)
+    from supervisor import logs
+    from supervisor.process.arbiter import run_pool
+
+    logs.configure(settings.asynq.log_level, settings.asynq.log_format)
+    sys.exit(run_pool(app, settings))

@@ -1,0 +1,416 @@
+"""Daemon configuration: environment variables, an optional env file and CLI overrides.
+
+Every setting is an ``ASYNQ_*`` or ``REDIS_*`` variable (see ``KNOWN_VARIABLES``). Values are validated up
+front so a bad setting stops the daemon at start-up with one readable line (exit status ``EX_CONFIG``)
+instead of failing later inside a worker. Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import quote
+
+EX_CONFIG = 78  # sysexits.h: configuration error
+
+_T = TypeVar("_T")
+
+KNOWN_VARIABLES: dict[str, str] = {
+    "ASYNQ_CONCURRENCY": "Tasks processed at the same time (integer >= 1). Default: number of CPUs.",
+    "ASYNQ_QUEUES": "Queues and their weights, name:weight,... Default: critical:6,default:3,low:1.",
+    "ASYNQ_STRICT_PRIORITY": "Always drain higher-weight queues first (true/false). Default: false.",
+    "ASYNQ_MAX_RETRY": "Retries before a failing task is archived (integer >= 0). Default: 25.",
+    "ASYNQ_SHUTDOWN_TIMEOUT": "Grace period for running tasks on shutdown (duration). Default: 30s.",
+    "ASYNQ_TASK_TIMEOUT": "Time limit for a task that sets none itself (duration > 0). Default: 30m.",
+    "ASYNQ_LEASE_DURATION": "How long a claimed task stays owned without renewal (duration). Default: 30s.",
+    "ASYNQ_HEARTBEAT_INTERVAL": "Lease renewal interval; must be < half the lease duration. Default: 5s.",
+    "ASYNQ_NAMESPACE": "Redis key prefix; no whitespace, '{', '}' or ':'. Default: sv.",
+    "ASYNQ_ARCHIVE_MAX_SIZE": "Archived (dead) tasks kept per queue (integer >= 1). Default: 10000.",
+    "ASYNQ_ARCHIVE_MAX_AGE": "Archived tasks older than this are deleted (duration > 0). Default: 90d.",
+    "ASYNQ_APP": "Task application to load, as module:attribute. Default: none.",
+    "ASYNQ_MAX_TASKS_PER_CHILD": "Recycle a worker process after this many tasks; 0 = never. Default: 0.",
+    "ASYNQ_MAX_MEMORY_PER_CHILD": "Recycle a worker process above this RSS in MB; 0 = no limit. Default: 0.",
+    "ASYNQ_LOG_LEVEL": "Log level: debug, info, warning, error or critical. Default: info.",
+    "ASYNQ_LOG_FORMAT": "Log format: auto (text on a terminal, json otherwise), json or text. Default: auto.",
+    "REDIS_URL": "redis://, rediss:// or unix:// URL; overrides the other REDIS_* settings. Default: none.",
+    "REDIS_HOST": "Redis host name or address. Default: 127.0.0.1.",
+    "REDIS_PORT": "Redis port (1-65535). Default: 6379.",
+    "REDIS_USERNAME": "Redis ACL user name. Default: none.",
+    "REDIS_PASSWORD": "Redis password. Default: none.",
+    "REDIS_DB": "Redis database number (integer >= 0). Default: 0.",
+    "REDIS_TLS": "Connect with TLS (rediss://) (true/false). Default: false.",
+}
+
+
+class ConfigError(ValueError):
+    """One bad setting, rendered as one line: ``VARIABLE='value': what is expected``.
+
+    ``variable`` is the environment variable, CLI flag label or ``path:line`` the value came from.
+    The constructor arguments are kept in ``args`` so the error survives pickling across processes.
+    """
+
+    def __init__(self, variable: str, value: str, expected: str) -> None:
+        super().__init__(variable, value, expected)
+        self.variable = variable
+        self.value = value
+        self.expected = expected
+
+    def __str__(self) -> str:
+        return f"{self.variable}={self.value!r}: {self.expected}"
+
+
+@dataclass(frozen=True)
+class QueueWeight:
+    name: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class AsynqSettings:
+    concurrency: int
+    queues: tuple[QueueWeight, ...]
+    strict_priority: bool
+    max_retry: int
+    shutdown_timeout: float
+    task_timeout: float
+    lease_duration: float
+    heartbeat_interval: float
+    namespace: str
+    archive_max_size: int
+    archive_max_age: float
+    app: str | None
+    max_tasks_per_child: int
+    max_memory_per_child: int
+    log_level: str
+    log_format: str
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str | None  # may embed a password, hence the hand-written __repr__
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    db: int
+    tls: bool
+
+    def __repr__(self) -> str:
+        # Settings get logged at start-up; credentials must not end up in logs.
+        url = None if self.url is None else _redact_url(self.url)
+        password = None if self.password is None else "***"
+        return (
+            f"RedisSettings(url={url!r}, host={self.host!r}, port={self.port}, username={self.username!r}, "
+            f"password={password!r}, db={self.db}, tls={self.tls})"
+        )
+
+    def connection_url(self) -> str:
+        """REDIS_URL when set, else a URL built from the parts (rediss:// when tls).
+
+        User name and password are percent-encoded so characters such as '@', ':' or '/' in a
+        password cannot be mistaken for URL delimiters.
+        """
+        if self.url is not None:
+            return self.url
+        userinfo = ""
+        if self.username is not None or self.password is not None:
+            userinfo = quote(self.username or "", safe="")
+            if self.password is not None:
+                userinfo += ":" + quote(self.password, safe="")
+            userinfo += "@"
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{userinfo}{host}:{self.port}/{self.db}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    asynq: AsynqSettings
+    redis: RedisSettings
+
+
+# --- value parsers ---------------------------------------------------------------------------------------
+
+_DURATION_EXPECTED = "expected a duration such as 30s, 1m, 500ms or a number of seconds"
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")  # "ms" before "m" so 500ms is not 500m + "s"
+_DURATION = re.compile(rf"(?:{_NUMBER}(?:ms|s|m|h|d))+")
+_PLAIN_SECONDS = re.compile(_NUMBER)
+_INTEGER = re.compile(r"[+-]?\d+")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_DEFAULT_QUEUES = "critical:6,default:3,low:1"
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_QUEUES_FORMAT = "(format: name:weight,name:weight, e.g. critical:6,default:3,low:1)"
+
+
+def parse_duration(text: str, variable: str) -> float:
+    """Seconds from "30s", "500ms", "1m30s", "2d" or a plain (possibly fractional) number of seconds."""
+    stripped = text.strip()
+    if _PLAIN_SECONDS.fullmatch(stripped):
+        seconds = float(stripped)
+    elif _DURATION.fullmatch(stripped):
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(stripped))
+    else:
+        raise ConfigError(variable, text, _DURATION_EXPECTED)
+    if not math.isfinite(seconds):
+        raise ConfigError(variable, text, _DURATION_EXPECTED)
+    return seconds
+
+
+def parse_bool(text: str, variable: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    accepted = f"{', '.join(_TRUE)} (true) or {', '.join(_FALSE)} (false)"
+    raise ConfigError(variable, text, f"expected one of {accepted}")
+
+
+def parse_queues(text: str, variable: str) -> tuple[QueueWeight, ...]:
+    """Parse "critical:6,default:3,low:1"; a bare name means weight 1.
+
+    Braces are refused because Redis Cluster treats ``{...}`` in a key as a hash tag, and queue names
+    end up inside keys. The last ':' separates the weight, so a name may itself contain ':'.
+    """
+    if not text.strip():
+        raise ConfigError(variable, text, f"at least one queue is required {_QUEUES_FORMAT}")
+    queues: list[QueueWeight] = []
+    for item in text.split(","):
+        name, colon, weight_text = item.strip().rpartition(":")
+        if not colon:
+            name, weight_text = weight_text, "1"
+        name, weight_text = name.strip(), weight_text.strip()
+        if not name:
+            raise ConfigError(variable, text, f"queue names must not be empty {_QUEUES_FORMAT}")
+        if re.search(r"[\s{}]", name):
+            expected = f"queue name {name!r} must not contain whitespace, '{{' or '}}'"
+            raise ConfigError(variable, text, expected)
+        if any(q.name == name for q in queues):
+            raise ConfigError(variable, text, f"queue {name!r} is listed more than once")
+        if not _INTEGER.fullmatch(weight_text):
+            raise ConfigError(variable, text, f"weight of queue {name!r} must be an integer {_QUEUES_FORMAT}")
+        weight = int(weight_text)
+        if weight <= 0:
+            raise ConfigError(
+                variable, text, f"weight of queue {name!r} must be a positive integer {_QUEUES_FORMAT}"
+            )
+        queues.append(QueueWeight(name, weight))
+    return tuple(queues)
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[str, str], int]:
+    """A parser for whole numbers in [minimum, maximum]; refuses "1.0" and "1_000" rather than guessing."""
+    expected = f"expected an integer >= {minimum}"
+    if maximum is not None:
+        expected = f"expected an integer from {minimum} to {maximum}"
+
+    def parse(text: str, variable: str) -> int:
+        if not _INTEGER.fullmatch(text.strip()):
+            raise ConfigError(variable, text, expected)
+        value = int(text)
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ConfigError(variable, text, expected)
+        return value
+
+    return parse
+
+
+def _positive_duration(text: str, variable: str) -> float:
+    seconds = parse_duration(text, variable)
+    if seconds <= 0:
+        raise ConfigError(variable, text, "must be greater than zero; " + _DURATION_EXPECTED)
+    return seconds
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    """A case-insensitive parser for one of ``choices``; returns the lower-case word."""
+
+    def parse(text: str, variable: str) -> str:
+        word = text.strip().lower()
+        if word not in choices:
+            raise ConfigError(variable, text, f"expected one of {', '.join(choices)}")
+        return word
+
+    return parse
+
+
+def _verbatim(text: str, variable: str) -> str:
+    return text
+
+
+def _parse_namespace(text: str, variable: str) -> str:
+    # ':' separates the parts of every key, braces are Redis Cluster hash tags.
+    if re.search(r"[\s{}:]", text):
+        raise ConfigError(variable, text, "expected a key prefix without whitespace, '{', '}' or ':'")
+    return text
+
+
+def _parse_app(text: str, variable: str) -> str:
+    module, colon, attribute = text.partition(":")
+    if not (colon and all(p.isidentifier() for p in module.split(".")) and attribute.isidentifier()):
+        raise ConfigError(variable, text, "expected module:attribute, e.g. myproject.tasks:app")
+    return text
+
+
+def _parse_redis_url(text: str, variable: str) -> str:
+    if not text.lower().startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            variable, _redact_url(text), "expected a URL starting with redis://, rediss:// or unix://"
+        )
+    return text
+
+
+def _parse_host(text: str, variable: str) -> str:
+    if re.search(r"\s", text):
+        raise ConfigError(variable, text, "expected a host name or address without whitespace")
+    return text
+
+
+def _redact_url(url: str) -> str:
+    """Replace the password in ``scheme://user:password@...`` with ***; up to the last '@' to be safe."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/]*:).*@", r"\1***@", url)
+
+
+# --- env file --------------------------------------------------------------------------------------------
+
+_ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)")
+_DOUBLE_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"(.*)')
+_SINGLE_QUOTED = re.compile(r"'([^']*)'(.*)")
+_ONLY_COMMENT = re.compile(r"\s*(?:#.*)?")
+_SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|URL", re.IGNORECASE)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+
+
+def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read KEY=VALUE lines, a small subset of the dotenv format; later lines win.
+
+    Quoted values keep their content verbatim (double quotes understand \\n, \\t, \\r, \\" and \\\\);
+    unquoted values are stripped and end at an inline ' #' comment. No variable expansion, no
+    multi-line values: anything that does not fit is reported rather than guessed at.
+    """
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(os.fspath(path), "", "env file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(os.fspath(path), "", "env file is not valid UTF-8") from None
+    except OSError as err:
+        raise ConfigError(os.fspath(path), "", f"env file could not be read ({err.strerror})") from None
+    values: dict[str, str] = {}
+    for lineno, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _ENV_LINE.fullmatch(stripped)
+        if match is None:
+            raise ConfigError(f"{os.fspath(path)}:{lineno}", line, "expected KEY=VALUE")
+        value = _env_value(match.group(2))
+        if value is None:  # broken quoting; the line may hold a credential, so do not echo it then
+            shown = f"{match.group(1)}=<redacted>" if _SECRET_NAME.search(match.group(1)) else line
+            raise ConfigError(f"{os.fspath(path)}:{lineno}", shown, "expected KEY=VALUE")
+        values[match.group(1)] = value
+    return values
+
+
+def _env_value(raw: str) -> str | None:
+    """The value of one assignment, or None when quoting is broken."""
+    text = raw.lstrip()
+    if text.startswith('"'):
+        match = _DOUBLE_QUOTED.fullmatch(text)
+        if match is None or not _ONLY_COMMENT.fullmatch(match.group(2)):
+            return None
+        return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), match.group(1))
+    if text.startswith("'"):
+        match = _SINGLE_QUOTED.fullmatch(text)
+        if match is None or not _ONLY_COMMENT.fullmatch(match.group(2)):
+            return None
+        return match.group(1)
+    return re.split(r"\s#", raw, maxsplit=1)[0].strip()
+
+
+# --- loading ---------------------------------------------------------------------------------------------
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, tuple[str, str]] | None = None,
+) -> Settings:
+    """Build validated settings; precedence: overrides > environ > env_file > defaults.
+
+    ``overrides`` maps a variable to ``(label, raw value)`` so that errors name the CLI flag the user
+    actually typed. An empty value counts as unset at every level, so the next level down applies.
+    """
+    raw: dict[str, tuple[str, str]] = {}
+    file_values = read_env_file(env_file) if env_file is not None else {}
+    layers = (file_values, os.environ if environ is None else environ)  # lowest precedence first
+    for layer in layers:
+        for name, value in layer.items():
+            if name.startswith(("ASYNQ_", "REDIS_")) and value != "":
+                raw[name] = (name, value)
+    for name, (label, value) in (overrides or {}).items():
+        if name not in KNOWN_VARIABLES:  # a caller bug, whatever the prefix
+            raise ConfigError(label, value, _unknown(name))
+        if value != "":
+            raw[name] = (label, value)
+    for name in sorted(raw):
+        if name.startswith("ASYNQ_") and name not in KNOWN_VARIABLES:
+            raise ConfigError(raw[name][0], raw[name][1], _unknown(name))
+
+    def get(name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
+        if name not in raw:
+            return default
+        label, text = raw[name]
+        return parse(text, label)
+
+    lease = get("ASYNQ_LEASE_DURATION", _positive_duration, 30.0)
+    heartbeat = get("ASYNQ_HEARTBEAT_INTERVAL", _positive_duration, 5.0)
+    if heartbeat >= lease / 2:
+        # Renewing at least twice per lease means one missed heartbeat (a GC pause, a Redis blip)
+        # does not let another worker claim a task that is still running.
+        label, text = raw.get("ASYNQ_HEARTBEAT_INTERVAL", ("ASYNQ_HEARTBEAT_INTERVAL", f"{heartbeat:g}s"))
+        raise ConfigError(label, text, f"must be less than half of ASYNQ_LEASE_DURATION ({lease:g}s)")
+
+    asynq = AsynqSettings(
+        concurrency=get("ASYNQ_CONCURRENCY", _integer(1), os.cpu_count() or 1),
+        queues=get("ASYNQ_QUEUES", parse_queues, parse_queues(_DEFAULT_QUEUES, "ASYNQ_QUEUES")),
+        strict_priority=get("ASYNQ_STRICT_PRIORITY", parse_bool, False),
+        max_retry=get("ASYNQ_MAX_RETRY", _integer(0), 25),
+        shutdown_timeout=get("ASYNQ_SHUTDOWN_TIMEOUT", parse_duration, 30.0),
+        task_timeout=get("ASYNQ_TASK_TIMEOUT", _positive_duration, 30 * 60.0),
+        lease_duration=lease,
+        heartbeat_interval=heartbeat,
+        namespace=get("ASYNQ_NAMESPACE", _parse_namespace, "sv"),
+        archive_max_size=get("ASYNQ_ARCHIVE_MAX_SIZE", _integer(1), 10000),
+        archive_max_age=get("ASYNQ_ARCHIVE_MAX_AGE", _positive_duration, 90 * 86400.0),
+        app=get("ASYNQ_APP", _parse_app, None),
+        max_tasks_per_child=get("ASYNQ_MAX_TASKS_PER_CHILD", _integer(0), 0),
+        max_memory_per_child=get("ASYNQ_MAX_MEMORY_PER_CHILD", _integer(0), 0),
+        log_level=get("ASYNQ_LOG_LEVEL", _choice(*_LOG_LEVELS), "info").upper(),
+        log_format=get("ASYNQ_LOG_FORMAT", _choice("auto", "json", "text"), "auto"),
+    )
+    redis = RedisSettings(
+        url=get("REDIS_URL", _parse_redis_url, None),
+        host=get("REDIS_HOST", _parse_host, "127.0.0.1"),
+        port=get("REDIS_PORT", _integer(1, 65535), 6379),
+        username=get("REDIS_USERNAME", _verbatim, None),
+        password=get("REDIS_PASSWORD", _verbatim, None),
+        db=get("REDIS_DB", _integer(0), 0),
+        tls=get("REDIS_TLS", parse_bool, False),
+    )
+    return Settings(asynq=asynq, redis=redis)
+
+
+def _unknown(name: str) -> str:
+    close = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"unknown setting; {hint}known: {', '.join(KNOWN_VARIABLES)}"

@@ -1,0 +1,33 @@
+"""Exceptions that handlers raise or that the public API raises to callers."""
+
+from __future__ import annotations
+
+
+class SupervisorError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class SkipRetry(SupervisorError):  # noqa: N818 - the name says what it does to the task
+    """Raised by a handler to archive its task now, without the remaining retries.
+
+    Use it for failures that no retry can fix (a record that no longer exists, a payload the
+    handler rejects on business grounds).
+    """
+
+
+class TaskTimeout(SupervisorError):
+    """Raised inside a handler whose task ran past its time limit (the task is then retried)."""
+
+
+class DuplicateTaskError(SupervisorError):
+    """An enqueue named a task id that already exists in that queue."""
+
+    def __init__(self, queue: str, task_ids: list[str]) -> None:
+        self.queue = queue
+        self.task_ids = task_ids
+        shown = ", ".join(repr(t) for t in task_ids[:5]) + (" ..." if len(task_ids) > 5 else "")
+        super().__init__(f"task id already exists in queue {queue!r}: {shown}")
+
+
+class InvalidTaskError(SupervisorError, ValueError):
+    """An enqueue was given options that cannot make a valid task (empty type or queue, bad timeout...)."""

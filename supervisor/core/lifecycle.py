@@ -1,0 +1,82 @@
+"""What happens to a task after a run: the decisions, without the I/O that carries them out.
+
+The worker and the supervisor ask these functions what to do and then tell the broker. Keeping
+the rules here means one place decides when a task is retried, run again at once or archived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from supervisor.core.task import TaskMessage
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """Try again at ``at``; ``message`` carries the new attempt count and error."""
+
+    message: TaskMessage
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunAgainNow:
+    """Put back at the head of the queue at once (a worker died under the task)."""
+
+    message: TaskMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Archive:
+    """Dead-letter the task; ``message.last_error`` says why."""
+
+    message: TaskMessage
+
+
+def _failed(message: TaskMessage, error: str, now: float, *, count: bool) -> TaskMessage:
+    return msgspec.structs.replace(
+        message,
+        retried=message.retried + (1 if count else 0),
+        last_error=error,
+        last_failed_at=now,
+    )
+
+
+def retries_left(message: TaskMessage) -> bool:
+    return message.retried < message.max_retry
+
+
+def after_failure(message: TaskMessage, error: str, now: float, delay: float, *, final: bool = False) -> RetryLater | Archive:
+    """A handler failed with ``error``: retry after ``delay`` seconds while retries are left.
+
+    ``final`` archives at once (the handler raised SkipRetry, or the failure is one no retry can
+    fix, such as a payload that does not validate).
+    """
+    if final or not retries_left(message):
+        return Archive(_failed(message, error, now, count=False))
+    return RetryLater(_failed(message, error, now, count=True), now + max(delay, 0.0))
+
+
+def after_worker_death(message: TaskMessage, reason: str, now: float) -> RunAgainNow | Archive:
+    """The process running the task died (killed, crashed, out of memory) or lost its lease.
+
+    That counts as an attempt, so a task that kills its worker every time ends archived after its
+    retries instead of crash-looping the pool; otherwise it runs again at once.
+    """
+    if not retries_left(message):
+        return Archive(_failed(message, reason, now, count=False))
+    return RunAgainNow(_failed(message, reason, now, count=True))
+
+
+def past_deadline(message: TaskMessage, now: float) -> bool:
+    return message.deadline > 0 and now >= message.deadline
+
+
+def time_limit(message: TaskMessage, default_timeout: float, now: float) -> float:
+    """Seconds the task may run: its own timeout (or the default), cut short by its deadline."""
+    limit = message.timeout if message.timeout > 0 else default_timeout
+    if message.deadline > 0:
+        limit = min(limit, message.deadline - now)
+    return max(limit, 0.0)

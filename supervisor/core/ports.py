@@ -1,0 +1,101 @@
+"""Ports: the small interfaces through which the core and the worker reach the outside world.
+
+The Redis adapter (:mod:`supervisor.adapters.redis`) implements :class:`Broker`; tests and the
+process layer use :class:`SystemClock` or their own clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Wall-clock time for schedules and leases; monotonic time for intervals."""
+
+    def now(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A task a worker owns: its queue, its id as stored, and its envelope bytes as stored.
+
+    ``data`` is None when the id on the queue had no envelope (bytes pushed by something else);
+    ``task_id`` stays bytes because such an id need not be valid UTF-8.
+    """
+
+    queue: str
+    task_id: bytes
+    data: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A task owned by some worker, as a recoverer sees it."""
+
+    claimed: Claimed
+    owner: str
+
+
+class Broker(Protocol):
+    """What the worker, the client and the supervisor need from a task store.
+
+    Every operation on an owned task is fenced by the owner's worker id: it returns False, and
+    changes nothing, when that worker no longer owns the task.
+    """
+
+    def enqueue(self, queue: str, task_id: str, data: bytes, process_at: float | None) -> bool:
+        """Store a new task; False when the id already exists in that queue."""
+        ...
+
+    def enqueue_many(self, items: Sequence[tuple[str, str, bytes, float | None]]) -> list[bool]:
+        """Store several tasks in one round trip; one flag per item as for :meth:`enqueue`."""
+        ...
+
+    def claim(
+        self, worker_id: str, queues: Sequence[str], now: float, lease_until: float
+    ) -> Claimed | float | None:
+        """Claim the first task found in ``queues`` (in that order).
+
+        Returns the claimed task, or when there is none the time at which the next scheduled or
+        retry task falls due (a float), or None when nothing is scheduled.
+        """
+        ...
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        """Block until an enqueue signals one of ``queues`` or ``timeout`` passes."""
+        ...
+
+    def complete(self, claimed: Claimed, worker_id: str) -> bool: ...
+
+    def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool: ...
+
+    def archive(
+        self, claimed: Claimed, worker_id: str, data: bytes, now: float, store_id: str | None = None
+    ) -> bool: ...
+
+    def requeue(self, claimed: Claimed, owner: str, data: bytes | None, *, at_head: bool) -> bool: ...
+
+    def held_by(self, worker_ids: Sequence[str], queues: Sequence[str]) -> list[Held]:
+        """Every task the given workers own in ``queues``."""
+        ...
+
+    def expired(self, queues: Sequence[str], now: float, limit: int = 100) -> list[Held]:
+        """Owned tasks whose lease ended before ``now``."""
+        ...
+
+    def renew(self, worker_ids: Sequence[str], queues: Sequence[str], lease_until: float) -> int: ...

@@ -1,0 +1,55 @@
+"""Which queue a worker tries first: weighted or strict priority.
+
+Weighted order follows asynq and Sidekiq: repeat each queue by its weight, shuffle, keep the
+first occurrence of each. The chance that a queue comes first is its share of the total weight,
+so with every queue full the work splits by weight, while an empty queue costs nothing because
+the claim tries the next one in the same round trip.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QueuePlan:
+    """An ordered plan of queue names with weights; ``order()`` gives the order for one claim."""
+
+    names: tuple[str, ...]
+    weights: tuple[int, ...]
+    strict: bool = False
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[tuple[str, int]], *, strict: bool = False) -> QueuePlan:
+        if not pairs:
+            raise ValueError("at least one queue is needed")
+        names = tuple(name for name, _ in pairs)
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate queue names in {names}")
+        weights = tuple(weight for _, weight in pairs)
+        if any(w <= 0 for w in weights):
+            raise ValueError("queue weights must be positive")
+        if strict:
+            # Strict priority: highest weight first, ties in the order given.
+            order = sorted(range(len(names)), key=lambda i: -weights[i])
+            names = tuple(names[i] for i in order)
+            weights = tuple(weights[i] for i in order)
+        return cls(names, weights, strict)
+
+    def order(self, rng: random.Random | None = None) -> list[int]:
+        """Indexes into ``names``, in the order to try them for one claim."""
+        if self.strict or len(self.names) == 1:
+            return list(range(len(self.names)))
+        # Sampling without replacement, proportional to weight: the same distribution as
+        # repeat-shuffle-dedupe, without building the repeated list.
+        rng = rng or random
+        left = list(range(len(self.names)))
+        left_weights = list(self.weights)
+        out: list[int] = []
+        while left:
+            pick = rng.choices(range(len(left)), weights=left_weights)[0]
+            out.append(left.pop(pick))
+            left_weights.pop(pick)
+        return out

@@ -1,0 +1,78 @@
+"""The task envelope: what travels through Redis, encoded with msgspec (MessagePack).
+
+The envelope is immutable once enqueued except for the fields that record its history
+(``retried``, ``last_error``, ``last_failed_at``); the worker or the supervisor re-encodes it
+with those updated when a task is retried or archived. The payload stays a :class:`msgspec.Raw`
+so the envelope can be read (by the worker, the CLI, the supervisor) without knowing the
+payload's type; only the handler's declared type decodes it.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Any
+
+import msgspec
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its life. The string is what Redis stores."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    SCHEDULED = "scheduled"
+    RETRY = "retry"
+    ARCHIVED = "archived"
+
+
+class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
+    """The envelope of one task.
+
+    Times are seconds since the epoch (floats); ``timeout`` is seconds (0: the worker's default);
+    ``deadline`` is an absolute time after which the task is archived instead of run (0: none).
+    ``headers`` carries cross-cutting context such as the W3C trace context.
+    """
+
+    id: str
+    type: str
+    queue: str
+    payload: msgspec.Raw
+    max_retry: int
+    enqueued_at: float
+    retried: int = 0
+    timeout: float = 0.0
+    deadline: float = 0.0
+    last_error: str = ""
+    last_failed_at: float = 0.0
+    headers: dict[str, str] = {}
+
+
+_encoder = msgspec.msgpack.Encoder()
+_envelope_decoder = msgspec.msgpack.Decoder(TaskMessage)
+
+
+def new_task_id() -> str:
+    """A random task id (UUID4, 32 hex digits): unique without coordination."""
+    return uuid.uuid4().hex
+
+
+def encode_payload(payload: Any) -> msgspec.Raw:
+    """Encode a handler payload (a Struct, dataclass, dict, list, scalar...) to MessagePack.
+
+    Raises :class:`TypeError` for values msgspec cannot encode, before anything reaches Redis.
+    """
+    try:
+        return msgspec.Raw(_encoder.encode(payload))
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TypeError(f"payload cannot be encoded with msgspec: {exc}") from exc
+
+
+def encode_message(message: TaskMessage) -> bytes:
+    """The bytes stored in Redis for ``message``."""
+    return _encoder.encode(message)
+
+
+def decode_message(data: bytes) -> TaskMessage:
+    """Decode stored bytes; raises :class:`msgspec.DecodeError` (or ValidationError) for garbage."""
+    return _envelope_decoder.decode(data)

@@ -1,0 +1,51 @@
+"""Logging set-up: JSON lines in production, readable text on a terminal.
+
+Structured fields travel as ``extra={...}`` on each record; both formats show them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+#: LogRecord attributes that are not user fields.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message key=value ...`` for people reading a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+        if fields:
+            text += "  " + " ".join(f"{k}={v}" for k, v in fields.items())
+        return text
+
+
+def json_formatter() -> logging.Formatter:
+    return JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d",
+        rename_fields={"levelname": "level", "asctime": "time", "name": "logger", "process": "pid"},
+        timestamp=False,
+    )
+
+
+def configure(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
+    """Install one stderr handler on the root logger. ``fmt``: auto (text on a tty), json, text."""
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "text" if getattr(stream, "isatty", lambda: False)() else "json"
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter() if fmt == "text" else json_formatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())

@@ -1,0 +1,438 @@
+"""The worker loop: claim a task, decode it, run its handler, record the outcome. One at a time.
+
+It runs alone (``Worker.run()``, e.g. in tests or a one-process deployment) or inside each child
+of the supervisor, which then watches it through a :class:`WorkerObserver`. The loop never drops
+a task: every claimed task leaves through complete, retry, archive or, when this process cannot
+finish it, stays owned so that the supervisor or a lease recovery puts it back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+import redis
+
+from supervisor.app import App, TaskContext
+from supervisor.core import lifecycle
+from supervisor.core.errors import SkipRetry, TaskTimeout
+from supervisor.core.ports import Broker, Claimed, Clock, SystemClock
+from supervisor.core.queues import QueuePlan
+from supervisor.core.retry import exponential_backoff
+from supervisor.core.task import TaskMessage, decode_message, encode_message, encode_payload, new_task_id
+
+log = logging.getLogger("supervisor.worker")
+
+#: Errors that mean "Redis is unreachable right now": back off and try again.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def new_worker_id() -> str:
+    """Unique per process incarnation: a restarted child must not inherit its predecessor's tasks."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How one worker runs. Built from the asynq settings by the CLI and the supervisor."""
+
+    plan: QueuePlan
+    task_timeout: float = 1800.0
+    lease_duration: float = 30.0
+    #: Longest block while idle: bounds how late a stop request or a due retry is noticed.
+    idle_block: float = 1.0
+    #: Renew our own leases and recover expired ones from a thread (standalone mode only; under
+    #: the supervisor the parent does both, from a process that runs no task code).
+    keep_leases: bool = False
+    heartbeat_interval: float = 5.0
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return self.plan.names
+
+
+class WorkerObserver(Protocol):
+    """Hooks for whoever watches the worker (the supervisor's child side reports through them)."""
+
+    def task_started(self, task_id: str, queue: str, time_limit: float) -> None: ...
+
+    def task_finished(self, task_id: str, outcome: str) -> None: ...
+
+    def alive(self) -> None:
+        """Called at least once per idle block: the loop is not stuck."""
+        ...
+
+
+class _NoObserver:
+    def task_started(self, task_id: str, queue: str, time_limit: float) -> None:
+        pass
+
+    def task_finished(self, task_id: str, outcome: str) -> None:
+        pass
+
+    def alive(self) -> None:
+        pass
+
+
+class Worker:
+    """One task at a time from weighted queues; see the module docstring."""
+
+    def __init__(
+        self,
+        app: App,
+        broker: Broker,
+        options: WorkerOptions,
+        *,
+        worker_id: str | None = None,
+        clock: Clock | None = None,
+        observer: WorkerObserver | None = None,
+    ) -> None:
+        self.app = app
+        self.broker = broker
+        self.options = options
+        self.worker_id = worker_id or new_worker_id()
+        self.clock: Clock = clock or SystemClock()
+        self.observer: WorkerObserver = observer or _NoObserver()
+        self._stop = threading.Event()
+        self._in_handler = False
+        self._redis_backoff = 0.0
+        self.processed = 0
+
+    # -- control ------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming; the task in progress (if any) finishes. Safe from a signal handler."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, *, max_tasks: int | None = None) -> None:
+        """Run until :meth:`request_stop` (or ``max_tasks`` tasks have been processed)."""
+        keeper = _LeaseKeeper(self) if self.options.keep_leases else None
+        if keeper:
+            keeper.start()
+        try:
+            while not self._stop.is_set():
+                if max_tasks is not None and self.processed >= max_tasks:
+                    break
+                self.step()
+        finally:
+            if keeper:
+                keeper.stop()
+
+    def step(self) -> bool:
+        """Claim and process one task, or wait (bounded) for one. True when a task was processed."""
+        self.observer.alive()
+        now = self.clock.now()
+        order = self.options.plan.order()
+        names = self.options.plan.names
+        try:
+            got = self.broker.claim(
+                self.worker_id, [names[i] for i in order], now, now + self.options.lease_duration
+            )
+        except REDIS_DOWN as exc:
+            self._redis_down("claim", exc)
+            self._give_back_own_tasks()
+            return False
+        self._redis_backoff = 0.0
+        if isinstance(got, Claimed):
+            self.process(got)
+            self.processed += 1
+            return True
+        block = self.options.idle_block
+        if got is not None:
+            block = min(block, max(got - now, 0.0))
+        if block > 0 and not self._stop.is_set():
+            try:
+                self.broker.wait_for_work(self.options.queues, block)
+            except REDIS_DOWN as exc:
+                self._redis_down("wait", exc)
+        return False
+
+    # -- one task -----------------------------------------------------------------------------
+
+    def process(self, claimed: Claimed) -> str:
+        """Run one claimed task to an outcome; returns it ('completed', 'retry', 'archived'...)."""
+        now = self.clock.now()
+        if claimed.data is None:
+            # An id on the queue with no envelope: something other than a supervisor client pushed
+            # raw bytes. Keep them, under a fresh id, for an operator to look at.
+            return self._archive_foreign(
+                claimed,
+                claimed.task_id,
+                f"queue {claimed.queue!r} held {claimed.task_id!r}, which is not a task id "
+                "(raw bytes pushed onto the queue by something other than a supervisor client?)",
+            )
+        try:
+            message = decode_message(claimed.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return self._archive_foreign(claimed, claimed.data, f"undecodable task envelope: {exc}")
+        task_id = message.id
+        if lifecycle.past_deadline(message, now):
+            return self._archive(claimed, message, f"deadline passed before the task could run (deadline {message.deadline})", now)
+        registration = self.app.handler_for(message.type)
+        if registration is None:
+            known = ", ".join(self.app.task_types) or "none"
+            return self._archive(
+                claimed, message, f"no handler registered for task type {message.type!r} (registered: {known})", now
+            )
+        try:
+            payload = registration.decode(message.payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return self._archive(claimed, message, f"invalid payload for {message.type!r}: {exc}", now)
+
+        limit = lifecycle.time_limit(message, self.options.task_timeout, now)
+        context = TaskContext(
+            id=task_id,
+            type=message.type,
+            queue=claimed.queue,
+            retried=message.retried,
+            max_retry=message.max_retry,
+            headers=message.headers,
+            time_limit=limit,
+            worker_id=self.worker_id,
+            message=message,
+        )
+        self.observer.task_started(task_id, claimed.queue, limit)
+        error: BaseException | None = None
+        try:
+            with _SoftTimeout(self, limit):
+                self.app.run(registration, payload, context)
+        except Exception as exc:  # the handler's failure is the task's outcome, never the worker's
+            error = exc
+        outcome = self._record(claimed, message, error, registration.retry_delay or self.app.retry_delay)
+        self.observer.task_finished(task_id, outcome)
+        return outcome
+
+    def _record(
+        self,
+        claimed: Claimed,
+        message: TaskMessage,
+        error: BaseException | None,
+        retry_delay: Callable[[int, BaseException | None], float] | None,
+    ) -> str:
+        now = self.clock.now()
+        if error is None:
+            done = self._persist("complete", lambda: self.broker.complete(claimed, self.worker_id))
+            return self._fenced(done, "completed", message.id)
+        text = _describe(error)
+        if isinstance(error, SkipRetry):
+            return self._archive(claimed, message, text, now)
+        delay = (retry_delay or exponential_backoff)(message.retried + 1, error)
+        decision = lifecycle.after_failure(message, text, now, delay)
+        if isinstance(decision, lifecycle.Archive):
+            return self._archive(claimed, message, text, now, retries_exhausted=True)
+        log.warning(
+            "task %s (%s) failed, retry %d/%d in %.1fs: %s",
+            message.id, message.type, decision.message.retried, message.max_retry, delay, text.splitlines()[0],
+            extra={"task_id": message.id, "task_type": message.type, "queue": claimed.queue, "event": "task_retry"},
+        )
+        data = encode_message(decision.message)
+        done = self._persist("retry", lambda: self.broker.retry(claimed, self.worker_id, data, decision.at))
+        return self._fenced(done, "retry", message.id)
+
+    def _archive(
+        self, claimed: Claimed, message: TaskMessage, error: str, now: float, *, retries_exhausted: bool = False
+    ) -> str:
+        decision = lifecycle.after_failure(message, error, now, 0.0, final=True)
+        log.error(
+            "task %s (%s) archived%s: %s",
+            message.id, message.type, " after %d retries" % message.retried if retries_exhausted else "",
+            error.splitlines()[0] if error else "",
+            extra={"task_id": message.id, "task_type": message.type, "queue": claimed.queue, "event": "task_archived"},
+        )
+        data = encode_message(decision.message)
+        done = self._persist("archive", lambda: self.broker.archive(claimed, self.worker_id, data, now))
+        return self._fenced(done, "archived", message.id)
+
+    def _archive_foreign(self, claimed: Claimed, raw: bytes, error: str) -> str:
+        """Archive something that is not a task envelope, keeping its bytes as the payload.
+
+        The claimed id is kept when it is readable text; otherwise (it was itself the junk) the
+        record gets a fresh id.
+        """
+        now = self.clock.now()
+        try:
+            store_id = claimed.task_id.decode() if claimed.data is not None else new_task_id()
+        except UnicodeDecodeError:
+            store_id = new_task_id()
+        message = TaskMessage(
+            id=store_id,
+            type="",
+            queue=claimed.queue,
+            payload=encode_payload(raw),
+            max_retry=0,
+            enqueued_at=now,
+            last_error=error,
+            last_failed_at=now,
+        )
+        log.error(
+            "unreadable task archived as %s in queue %s: %s", store_id, claimed.queue, error,
+            extra={"task_id": store_id, "queue": claimed.queue, "event": "task_archived"},
+        )
+        data = encode_message(message)
+        done = self._persist(
+            "archive", lambda: self.broker.archive(claimed, self.worker_id, data, now, store_id=store_id)
+        )
+        return self._fenced(done, "archived", store_id)
+
+    def _fenced(self, done: bool | None, outcome: str, task_id: str) -> str:
+        if done is None:
+            return "abandoned"
+        if not done:
+            log.warning(
+                "task %s is no longer owned by this worker (its lease ended and it was recovered); "
+                "outcome %r not recorded, it will run again",
+                task_id, outcome, extra={"task_id": task_id, "event": "task_fenced"},
+            )
+            return "fenced"
+        return outcome
+
+    # -- Redis trouble ------------------------------------------------------------------------
+
+    def _persist(self, what: str, call: Callable[[], bool]) -> bool | None:
+        """Run a fenced, repeatable call until Redis answers.
+
+        complete/retry/archive/requeue are fenced by owner, so repeating one that had landed
+        (its reply lost) changes nothing the second time. Gives up only when the worker is
+        asked to stop and Redis still does not answer: the task then stays owned, and the
+        supervisor or a lease recovery puts it back (returns None).
+        """
+        failures = 0
+        while True:
+            try:
+                result = call()
+                self._redis_backoff = 0.0
+                return result
+            except REDIS_DOWN as exc:
+                failures += 1
+                if self._stop.is_set() and failures >= 3:
+                    log.error("giving up on %s while stopping, Redis unreachable: %s; the task stays owned and will be recovered", what, exc)
+                    return None
+                self._redis_down(what, exc)
+
+    def _redis_down(self, what: str, exc: BaseException) -> None:
+        self._redis_backoff = min(max(self._redis_backoff * 2, 0.05), 5.0)
+        log.warning(
+            "Redis unreachable during %s (%s); retrying in %.2fs", what, exc, self._redis_backoff,
+            extra={"event": "redis_down", "operation": what},
+        )
+        self._stop.wait(self._redis_backoff)
+        self.observer.alive()
+
+    def _give_back_own_tasks(self) -> None:
+        """After a failed claim, put back anything the claim took before its reply was lost."""
+        while True:
+            try:
+                for held in self.broker.held_by([self.worker_id], self.options.queues):
+                    self.broker.requeue(held.claimed, self.worker_id, None, at_head=True)
+                    log.info("task %r put back after a lost claim reply", held.claimed.task_id,
+                             extra={"event": "task_requeued"})
+                return
+            except REDIS_DOWN as exc:
+                if self._stop.is_set():
+                    return  # owned tasks are recovered by the supervisor or by lease expiry
+                self._redis_down("recover own tasks", exc)
+
+
+def _describe(error: BaseException) -> str:
+    """The error text stored with a task: type, message and the traceback."""
+    head = f"{type(error).__name__}: {error}"
+    tb = "".join(traceback.format_exception(error)[-6:])
+    return head + "\n" + tb if tb else head
+
+
+class _SoftTimeout:
+    """Raise :class:`TaskTimeout` inside the handler when its time limit passes.
+
+    Uses SIGALRM, so only in the main thread; the supervisor kills a child whose task overruns
+    anyway (a handler stuck in C code cannot be interrupted by an exception).
+    """
+
+    def __init__(self, worker: Worker, limit: float) -> None:
+        self.worker = worker
+        self.limit = limit
+        self.armed = threading.current_thread() is threading.main_thread() and limit > 0
+        self.previous: Any = None
+
+    def _fire(self, signum: int, frame: Any) -> None:
+        if self.worker._in_handler:
+            self.worker._in_handler = False
+            raise TaskTimeout(f"task ran past its time limit of {self.limit:g}s")
+
+    def __enter__(self) -> None:
+        if self.armed:
+            self.previous = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.limit)
+        self.worker._in_handler = True
+
+    def __exit__(self, *exc: object) -> None:
+        # Clear the flag first: a SIGALRM arriving after this point does nothing.
+        self.worker._in_handler = False
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+
+
+class _LeaseKeeper(threading.Thread):
+    """Standalone mode only: renew this worker's leases and recover expired ones elsewhere."""
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(name="lease-keeper", daemon=True)
+        self.worker = worker
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        w = self.worker
+        while not self._halt.wait(w.options.heartbeat_interval):
+            try:
+                now = w.clock.now()
+                w.broker.renew([w.worker_id], w.options.queues, now + w.options.lease_duration)
+                recover_expired(w.broker, w.options.queues, now)
+            except REDIS_DOWN as exc:
+                log.warning("lease renewal failed: %s", exc)
+
+
+def recover_expired(broker: Broker, queues: Sequence[str], now: float) -> int:
+    """Put back every task whose lease expired (its owner's host died): counts an attempt."""
+    count = 0
+    for held in broker.expired(queues, now):
+        if requeue_after_death(broker, held.claimed, held.owner, f"lease expired (owner {held.owner} stopped renewing)", now):
+            count += 1
+    return count
+
+
+def requeue_after_death(broker: Broker, claimed: Claimed, owner: str, reason: str, now: float) -> bool:
+    """Put back a task whose worker died: run again at once, or archive when out of retries."""
+    if claimed.data is None:
+        return broker.requeue(claimed, owner, None, at_head=True)
+    try:
+        message = decode_message(claimed.data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        # Put it back as it is: the next worker archives it with the decode error.
+        return broker.requeue(claimed, owner, None, at_head=True)
+    decision = lifecycle.after_worker_death(message, reason, now)
+    data = encode_message(decision.message)
+    if isinstance(decision, lifecycle.Archive):
+        log.error("task %s (%s) archived: %s, no retries left", message.id, message.type, reason,
+                  extra={"task_id": message.id, "event": "task_archived"})
+        return broker.archive(claimed, owner, data, now)
+    log.warning("task %s (%s) put back: %s (attempt %d/%d)", message.id, message.type, reason,
+                decision.message.retried, message.max_retry, extra={"task_id": message.id, "event": "task_requeued"})
+    return broker.requeue(claimed, owner, data, at_head=True)

@@ -1,0 +1,73 @@
+"""Shared fixtures: a private redis-server for the whole run (or REDIS_URL), and a namespace per test.
+
+Tests never touch a Redis they did not start, unless REDIS_URL names one; each test works under
+its own key namespace, so tests cannot see each other's keys even on a shared server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from supervisor.config import Settings, load_settings
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    server = RedisServer()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server for this test alone, for tests that kill or restart it."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    ns = f"t{uuid.uuid4().hex[:10]}"
+    yield ns
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def make_settings(redis_url: str, namespace: str, **asynq: str) -> Settings:
+    env = {"REDIS_URL": redis_url, "ASYNQ_NAMESPACE": namespace}
+    env.update({f"ASYNQ_{k.upper()}": v for k, v in asynq.items()})
+    return load_settings(environ=env)
+
+
+@pytest.fixture
+def settings(redis_url: str, namespace: str) -> Settings:
+    return make_settings(redis_url, namespace)

@@ -1,0 +1,65 @@
+"""Small helpers shared by tests: polling with a deadline, building workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from supervisor import App
+from supervisor.adapters.redis import RedisBroker
+from supervisor.config import Settings
+from supervisor.wiring import make_broker, worker_options
+from supervisor.worker import Worker, WorkerOptions
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def make_worker(app: App, settings: Settings, **options: Any) -> tuple[Worker, RedisBroker]:
+    broker = make_broker(settings)
+    opts = worker_options(settings.asynq)
+    if options:
+        opts = WorkerOptions(**{**opts.__dict__, **options})
+    return Worker(app, broker, opts), broker
+
+
+class WorkerThread:
+    """A worker running in a thread of the test process; ``stop()`` joins it."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.worker.run()
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def __enter__(self) -> WorkerThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.worker.request_stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "worker thread did not stop"
+        assert self.error is None, f"worker thread died: {self.error!r}"
