@@ -32,7 +32,9 @@ for i = 0, nq - 1 do
 end
 -- Nothing to run: tell the worker when the next scheduled or retry task falls due, so that it
 -- blocks no longer than that.
-local earliest = nil
+-- The score goes back as Redis wrote it: tostring() of a Lua number keeps 14 digits only, which
+-- would report an epoch time a little early.
+local earliest, earliest_text = nil, ''
 for i = 0, nq - 1 do
   local b = i * 8
   if redis.call('EXISTS', KEYS[b + 8]) == 0 then
@@ -40,10 +42,9 @@ for i = 0, nq - 1 do
       local first = redis.call('ZRANGE', KEYS[z], 0, 0, 'WITHSCORES')
       if #first > 0 then
         local t = tonumber(first[2])
-        if earliest == nil or t < earliest then earliest = t end
+        if earliest == nil or t < earliest then earliest, earliest_text = t, first[2] end
       end
     end
   end
 end
-if earliest == nil then return {0, ''} end
-return {0, tostring(earliest)}
+return {0, earliest_text}
