@@ -42,8 +42,13 @@ def resize(payload: Resize, context: TaskContext) -> None:
         raise SkipRetry(f"cannot resize to {payload.width}x{payload.height}")
     if random.random() < 0.3:
         raise ConnectionError("image store timed out")
-    log.info("resized %s to %dx%d (attempt %d)", payload.image_url, payload.width, payload.height,
-             context.retried + 1)
+    log.info(
+        "resized %s to %dx%d (attempt %d)",
+        payload.image_url,
+        payload.width,
+        payload.height,
+        context.retried + 1,
+    )
 
 
 @app.task("report:nightly")

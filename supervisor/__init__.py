@@ -18,7 +18,13 @@ and run ``supervisor start --app mymodule:app``.
 
 from supervisor.app import App, TaskContext
 from supervisor.client import Client, Task, TaskInfo
-from supervisor.core.errors import DuplicateTaskError, InvalidTaskError, SkipRetry, SupervisorError, TaskTimeout
+from supervisor.core.errors import (
+    DuplicateTaskError,
+    InvalidTaskError,
+    SkipRetry,
+    SupervisorError,
+    TaskTimeout,
+)
 from supervisor.core.retry import exponential_backoff, fixed_delay
 from supervisor.core.task import TaskState
 

@@ -66,9 +66,7 @@ def _inspect_handler(task_type: str, fn: Callable[..., Any]) -> tuple[Any, bool]
     if not callable(fn):
         raise TypeError(f"handler for {task_type!r} is not callable: {fn!r}")
     params = [
-        p
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     if not 1 <= len(params) <= 2:
         raise TypeError(
@@ -90,9 +88,7 @@ class App:
         self._middleware: list[Middleware] = []
         self.retry_delay = retry_delay
 
-    def register(
-        self, task_type: str, fn: Callable[..., Any], *, retry_delay: RetryDelay | None = None
-    ) -> None:
+    def register(self, task_type: str, fn: Callable[..., Any], *, retry_delay: RetryDelay | None = None) -> None:
         """Register ``fn`` as the handler of ``task_type``. A type has at most one handler."""
         if not isinstance(task_type, str) or not task_type.strip():
             raise ValueError("a task type must be a non-empty string")

@@ -69,7 +69,11 @@ def load_app(spec: str | None) -> Any:
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--env-file", type=click.Path(dir_okay=False), help="Read ASYNQ_*/REDIS_* settings from this file first (the environment and flags override it).")(fn)
+    fn = click.option(
+        "--env-file",
+        type=click.Path(dir_okay=False),
+        help="Read ASYNQ_*/REDIS_* settings from this file first (the environment and flags override it).",
+    )(fn)
     fn = click.option("--redis-url", help="Redis to use, e.g. redis://127.0.0.1:6379/0 (REDIS_URL).")(fn)
     return fn
 
@@ -88,10 +92,26 @@ def main() -> None:
 @click.option("--app", help="The App to run, as MODULE:ATTR (ASYNQ_APP).")
 @click.option("--workers", "-w", type=str, help="Worker processes (ASYNQ_CONCURRENCY; default: CPU count).")
 @click.option("--queues", "-q", help="Queues and weights, e.g. critical:6,default:3,low:1 (ASYNQ_QUEUES).")
-@click.option("--strict-priority", is_flag=True, default=None, help="Always drain higher-weight queues first (ASYNQ_STRICT_PRIORITY).")
-@click.option("--shutdown-timeout", help="How long in-flight tasks may finish after SIGTERM, e.g. 30s (ASYNQ_SHUTDOWN_TIMEOUT).")
-@click.option("--max-tasks-per-child", type=str, help="Replace a child after this many tasks, 0 = never (ASYNQ_MAX_TASKS_PER_CHILD).")
-@click.option("--max-memory-per-child", type=str, help="Replace a child above this RSS in MB, 0 = no limit (ASYNQ_MAX_MEMORY_PER_CHILD).")
+@click.option(
+    "--strict-priority",
+    is_flag=True,
+    default=None,
+    help="Always drain higher-weight queues first (ASYNQ_STRICT_PRIORITY).",
+)
+@click.option(
+    "--shutdown-timeout",
+    help="How long in-flight tasks may finish after SIGTERM, e.g. 30s (ASYNQ_SHUTDOWN_TIMEOUT).",
+)
+@click.option(
+    "--max-tasks-per-child",
+    type=str,
+    help="Replace a child after this many tasks, 0 = never (ASYNQ_MAX_TASKS_PER_CHILD).",
+)
+@click.option(
+    "--max-memory-per-child",
+    type=str,
+    help="Replace a child above this RSS in MB, 0 = no limit (ASYNQ_MAX_MEMORY_PER_CHILD).",
+)
 @click.option("--log-level", help="debug, info, warning, error (ASYNQ_LOG_LEVEL).")
 @click.option("--log-format", help="json, text, or auto: text on a terminal, JSON otherwise (ASYNQ_LOG_FORMAT).")
 @_common

@@ -166,7 +166,7 @@ class Client:
 
     def enqueue(
         self,
-        type: str,  # noqa: A002 - the task's type is the natural name here
+        type: str,
         payload: Any = None,
         *,
         queue: str = "default",
@@ -182,13 +182,13 @@ class Client:
         task = Task(type, payload, queue, max_retry, timeout, deadline, process_at, process_in, task_id, headers or {})
         return self.enqueue_many([task])[0]
 
-    def enqueue_critical(self, type: str, payload: Any = None, **options: Any) -> TaskInfo:  # noqa: A002
+    def enqueue_critical(self, type: str, payload: Any = None, **options: Any) -> TaskInfo:
         return self.enqueue(type, payload, queue="critical", **options)
 
-    def enqueue_default(self, type: str, payload: Any = None, **options: Any) -> TaskInfo:  # noqa: A002
+    def enqueue_default(self, type: str, payload: Any = None, **options: Any) -> TaskInfo:
         return self.enqueue(type, payload, queue="default", **options)
 
-    def enqueue_low(self, type: str, payload: Any = None, **options: Any) -> TaskInfo:  # noqa: A002
+    def enqueue_low(self, type: str, payload: Any = None, **options: Any) -> TaskInfo:
         return self.enqueue(type, payload, queue="low", **options)
 
     def enqueue_many(self, tasks: Iterable[Task]) -> list[TaskInfo]:

@@ -199,9 +199,7 @@ def parse_queues(text: str, variable: str) -> tuple[QueueWeight, ...]:
             raise ConfigError(variable, text, f"weight of queue {name!r} must be an integer {_QUEUES_FORMAT}")
         weight = int(weight_text)
         if weight <= 0:
-            raise ConfigError(
-                variable, text, f"weight of queue {name!r} must be a positive integer {_QUEUES_FORMAT}"
-            )
+            raise ConfigError(variable, text, f"weight of queue {name!r} must be a positive integer {_QUEUES_FORMAT}")
         queues.append(QueueWeight(name, weight))
     return tuple(queues)
 
@@ -262,9 +260,7 @@ def _parse_app(text: str, variable: str) -> str:
 
 def _parse_redis_url(text: str, variable: str) -> str:
     if not text.lower().startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(
-            variable, _redact_url(text), "expected a URL starting with redis://, rediss:// or unix://"
-        )
+        raise ConfigError(variable, _redact_url(text), "expected a URL starting with redis://, rediss:// or unix://")
     return text
 
 

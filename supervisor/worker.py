@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import threading
-import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
@@ -84,6 +83,14 @@ class _NoObserver:
         pass
 
 
+class WaitInterrupted(BaseException):
+    """Raised by a stop signal's handler while the worker is blocked waiting for work.
+
+    Only while waiting: a blocked BRPOP holds nothing but a wake-up token, so breaking out of it
+    cannot lose a task, and the stop takes effect at once instead of at the end of the block.
+    """
+
+
 class Worker:
     """One task at a time from weighted queues; see the module docstring."""
 
@@ -104,7 +111,10 @@ class Worker:
         self.clock: Clock = clock or SystemClock()
         self.observer: WorkerObserver = observer or _NoObserver()
         self._stop = threading.Event()
+        self._quiet = threading.Event()
         self._in_handler = False
+        #: True while blocked waiting for work (see :class:`WaitInterrupted`).
+        self.waiting = False
         self._redis_backoff = 0.0
         self.processed = 0
 
@@ -113,6 +123,10 @@ class Worker:
     def request_stop(self) -> None:
         """Stop claiming; the task in progress (if any) finishes. Safe from a signal handler."""
         self._stop.set()
+
+    def quiet(self) -> None:
+        """Stop claiming new tasks but stay up (SIGTSTP's quiet mode). Safe from a signal handler."""
+        self._quiet.set()
 
     @property
     def stopping(self) -> bool:
@@ -127,7 +141,11 @@ class Worker:
             while not self._stop.is_set():
                 if max_tasks is not None and self.processed >= max_tasks:
                     break
-                self.step()
+                try:
+                    self.step()
+                except WaitInterrupted:
+                    self.waiting = False
+                    self.broker.reset()  # the interrupted reply may still be on the wire
         finally:
             if keeper:
                 keeper.stop()
@@ -135,13 +153,14 @@ class Worker:
     def step(self) -> bool:
         """Claim and process one task, or wait (bounded) for one. True when a task was processed."""
         self.observer.alive()
+        if self._quiet.is_set():
+            self._stop.wait(self.options.idle_block)
+            return False
         now = self.clock.now()
         order = self.options.plan.order()
         names = self.options.plan.names
         try:
-            got = self.broker.claim(
-                self.worker_id, [names[i] for i in order], now, now + self.options.lease_duration
-            )
+            got = self.broker.claim(self.worker_id, [names[i] for i in order], now, now + self.options.lease_duration)
         except REDIS_DOWN as exc:
             self._redis_down("claim", exc)
             self._give_back_own_tasks()
@@ -156,8 +175,12 @@ class Worker:
             block = min(block, max(got - now, 0.0))
         if block > 0 and not self._stop.is_set():
             try:
-                self.broker.wait_for_work(self.options.queues, block)
+                self.waiting = True
+                if not self._stop.is_set():
+                    self.broker.wait_for_work(self.options.queues, block)
+                self.waiting = False
             except REDIS_DOWN as exc:
+                self.waiting = False
                 self._redis_down("wait", exc)
         return False
 
@@ -181,12 +204,20 @@ class Worker:
             return self._archive_foreign(claimed, claimed.data, f"undecodable task envelope: {exc}")
         task_id = message.id
         if lifecycle.past_deadline(message, now):
-            return self._archive(claimed, message, f"deadline passed before the task could run (deadline {message.deadline})", now)
+            return self._archive(
+                claimed,
+                message,
+                f"deadline passed before the task could run (deadline {message.deadline})",
+                now,
+            )
         registration = self.app.handler_for(message.type)
         if registration is None:
             known = ", ".join(self.app.task_types) or "none"
             return self._archive(
-                claimed, message, f"no handler registered for task type {message.type!r} (registered: {known})", now
+                claimed,
+                message,
+                f"no handler registered for task type {message.type!r} (registered: {known})",
+                now,
             )
         try:
             payload = registration.decode(message.payload)
@@ -236,22 +267,45 @@ class Worker:
             return self._archive(claimed, message, text, now, retries_exhausted=True)
         log.warning(
             "task %s (%s) failed, retry %d/%d in %.1fs: %s",
-            message.id, message.type, decision.message.retried, message.max_retry, delay, text.splitlines()[0],
-            extra={"task_id": message.id, "task_type": message.type, "queue": claimed.queue, "event": "task_retry"},
+            message.id,
+            message.type,
+            decision.message.retried,
+            message.max_retry,
+            delay,
+            text.splitlines()[0],
+            extra={
+                "task_id": message.id,
+                "task_type": message.type,
+                "queue": claimed.queue,
+                "event": "task_retry",
+            },
         )
         data = encode_message(decision.message)
         done = self._persist("retry", lambda: self.broker.retry(claimed, self.worker_id, data, decision.at))
         return self._fenced(done, "retry", message.id)
 
     def _archive(
-        self, claimed: Claimed, message: TaskMessage, error: str, now: float, *, retries_exhausted: bool = False
+        self,
+        claimed: Claimed,
+        message: TaskMessage,
+        error: str,
+        now: float,
+        *,
+        retries_exhausted: bool = False,
     ) -> str:
         decision = lifecycle.after_failure(message, error, now, 0.0, final=True)
         log.error(
             "task %s (%s) archived%s: %s",
-            message.id, message.type, " after %d retries" % message.retried if retries_exhausted else "",
+            message.id,
+            message.type,
+            f" after {message.retried} retries" if retries_exhausted else "",
             error.splitlines()[0] if error else "",
-            extra={"task_id": message.id, "task_type": message.type, "queue": claimed.queue, "event": "task_archived"},
+            extra={
+                "task_id": message.id,
+                "task_type": message.type,
+                "queue": claimed.queue,
+                "event": "task_archived",
+            },
         )
         data = encode_message(decision.message)
         done = self._persist("archive", lambda: self.broker.archive(claimed, self.worker_id, data, now))
@@ -279,7 +333,10 @@ class Worker:
             last_failed_at=now,
         )
         log.error(
-            "unreadable task archived as %s in queue %s: %s", store_id, claimed.queue, error,
+            "unreadable task archived as %s in queue %s: %s",
+            store_id,
+            claimed.queue,
+            error,
             extra={"task_id": store_id, "queue": claimed.queue, "event": "task_archived"},
         )
         data = encode_message(message)
@@ -295,7 +352,9 @@ class Worker:
             log.warning(
                 "task %s is no longer owned by this worker (its lease ended and it was recovered); "
                 "outcome %r not recorded, it will run again",
-                task_id, outcome, extra={"task_id": task_id, "event": "task_fenced"},
+                task_id,
+                outcome,
+                extra={"task_id": task_id, "event": "task_fenced"},
             )
             return "fenced"
         return outcome
@@ -319,14 +378,22 @@ class Worker:
             except REDIS_DOWN as exc:
                 failures += 1
                 if self._stop.is_set() and failures >= 3:
-                    log.error("giving up on %s while stopping, Redis unreachable: %s; the task stays owned and will be recovered", what, exc)
+                    log.error(
+                        "giving up on %s while stopping, Redis unreachable: %s; "
+                        "the task stays owned and will be recovered",
+                        what,
+                        exc,
+                    )
                     return None
                 self._redis_down(what, exc)
 
     def _redis_down(self, what: str, exc: BaseException) -> None:
         self._redis_backoff = min(max(self._redis_backoff * 2, 0.05), 5.0)
         log.warning(
-            "Redis unreachable during %s (%s); retrying in %.2fs", what, exc, self._redis_backoff,
+            "Redis unreachable during %s (%s); retrying in %.2fs",
+            what,
+            exc,
+            self._redis_backoff,
             extra={"event": "redis_down", "operation": what},
         )
         self._stop.wait(self._redis_backoff)
@@ -338,8 +405,11 @@ class Worker:
             try:
                 for held in self.broker.held_by([self.worker_id], self.options.queues):
                     self.broker.requeue(held.claimed, self.worker_id, None, at_head=True)
-                    log.info("task %r put back after a lost claim reply", held.claimed.task_id,
-                             extra={"event": "task_requeued"})
+                    log.info(
+                        "task %r put back after a lost claim reply",
+                        held.claimed.task_id,
+                        extra={"event": "task_requeued"},
+                    )
                 return
             except REDIS_DOWN as exc:
                 if self._stop.is_set():
@@ -413,7 +483,9 @@ def recover_expired(broker: Broker, queues: Sequence[str], now: float) -> int:
     """Put back every task whose lease expired (its owner's host died): counts an attempt."""
     count = 0
     for held in broker.expired(queues, now):
-        if requeue_after_death(broker, held.claimed, held.owner, f"lease expired (owner {held.owner} stopped renewing)", now):
+        if requeue_after_death(
+            broker, held.claimed, held.owner, f"lease expired (owner {held.owner} stopped renewing)", now
+        ):
             count += 1
     return count
 
@@ -430,9 +502,21 @@ def requeue_after_death(broker: Broker, claimed: Claimed, owner: str, reason: st
     decision = lifecycle.after_worker_death(message, reason, now)
     data = encode_message(decision.message)
     if isinstance(decision, lifecycle.Archive):
-        log.error("task %s (%s) archived: %s, no retries left", message.id, message.type, reason,
-                  extra={"task_id": message.id, "event": "task_archived"})
+        log.error(
+            "task %s (%s) archived: %s, no retries left",
+            message.id,
+            message.type,
+            reason,
+            extra={"task_id": message.id, "event": "task_archived"},
+        )
         return broker.archive(claimed, owner, data, now)
-    log.warning("task %s (%s) put back: %s (attempt %d/%d)", message.id, message.type, reason,
-                decision.message.retried, message.max_retry, extra={"task_id": message.id, "event": "task_requeued"})
+    log.warning(
+        "task %s (%s) put back: %s (attempt %d/%d)",
+        message.id,
+        message.type,
+        reason,
+        decision.message.retried,
+        message.max_retry,
+        extra={"task_id": message.id, "event": "task_requeued"},
+    )
     return broker.requeue(claimed, owner, data, at_head=True)

@@ -63,9 +63,7 @@ def put(broker: RedisBroker, queue: str, task_id: str, process_at: float | None 
     return data
 
 
-def take(
-    broker: RedisBroker, worker: str, queues: list[str], now: float = NOW, lease: float = LEASE
-) -> Claimed:
+def take(broker: RedisBroker, worker: str, queues: list[str], now: float = NOW, lease: float = LEASE) -> Claimed:
     got = broker.claim(worker, queues, now, now + lease)
     assert isinstance(got, Claimed), got
     return got
@@ -114,8 +112,14 @@ def test_enqueue_stores_pending_task(broker: RedisBroker, r: redis.Redis, q: str
     data = put(broker, q, "a")
     k = broker.keys(q)
     assert traces(r, k, "a") == {
-        "msg": data, "state": b"pending", "owner": None, "lease": None,
-        "scheduled": None, "retry": None, "archived": None, "pending": 1,
+        "msg": data,
+        "state": b"pending",
+        "owner": None,
+        "lease": None,
+        "scheduled": None,
+        "retry": None,
+        "archived": None,
+        "pending": 1,
     }
     assert broker.known_queues() == [q]
     assert r.smembers(queues_key(namespace)) == {q.encode()}
@@ -127,8 +131,14 @@ def test_claim_takes_ownership_in_one_step(broker: RedisBroker, r: redis.Redis, 
     assert got == Claimed(q, b"a", data)
     k = broker.keys(q)
     assert traces(r, k, "a") == {
-        "msg": data, "state": b"active", "owner": b"w1", "lease": NOW + 42.5,
-        "scheduled": None, "retry": None, "archived": None, "pending": 0,
+        "msg": data,
+        "state": b"active",
+        "owner": b"w1",
+        "lease": NOW + 42.5,
+        "scheduled": None,
+        "retry": None,
+        "archived": None,
+        "pending": 0,
     }
     assert r.llen(k.pending) == 0
 
@@ -196,8 +206,14 @@ def test_scheduled_task_claimable_only_when_due(broker: RedisBroker, r: redis.Re
     got = broker.claim("w", [q], NOW + 10.0, NOW + 40.0)  # due time itself is inclusive
     assert got == Claimed(q, b"s", data)
     assert traces(r, k, "s") == {
-        "msg": data, "state": b"active", "owner": b"w", "lease": NOW + 40.0,
-        "scheduled": None, "retry": None, "archived": None, "pending": 0,
+        "msg": data,
+        "state": b"active",
+        "owner": b"w",
+        "lease": NOW + 40.0,
+        "scheduled": None,
+        "retry": None,
+        "archived": None,
+        "pending": 0,
     }
 
 
@@ -325,8 +341,14 @@ def test_complete_removes_every_trace(broker: RedisBroker, r: redis.Redis, q: st
     k = broker.keys(q)
     assert broker.complete(take(broker, "w", [q]), "w") is True
     assert traces(r, k, "a") == {
-        "msg": None, "state": None, "owner": None, "lease": None,
-        "scheduled": None, "retry": None, "archived": None, "pending": 0,
+        "msg": None,
+        "state": None,
+        "owner": None,
+        "lease": None,
+        "scheduled": None,
+        "retry": None,
+        "archived": None,
+        "pending": 0,
     }
     assert r.get(k.processed) == b"1"
     assert r.get(k.failed) is None
@@ -345,8 +367,14 @@ def test_retry_moves_task_to_retry_set(broker: RedisBroker, r: redis.Redis, q: s
     assert broker.retry(claimed, "w", new, NOW + 77.0) is True
     k = broker.keys(q)
     assert traces(r, k, "a") == {
-        "msg": new, "state": b"retry", "owner": None, "lease": None,
-        "scheduled": None, "retry": NOW + 77.0, "archived": None, "pending": 0,
+        "msg": new,
+        "state": b"retry",
+        "owner": None,
+        "lease": None,
+        "scheduled": None,
+        "retry": NOW + 77.0,
+        "archived": None,
+        "pending": 0,
     }
     assert r.get(k.failed) == b"1"
     assert r.get(k.processed) is None
@@ -360,8 +388,14 @@ def test_archive_stores_error_envelope(broker: RedisBroker, r: redis.Redis, q: s
     assert broker.archive(claimed, "w", dead, NOW + 3) is True
     k = broker.keys(q)
     assert traces(r, k, "a") == {
-        "msg": dead, "state": b"archived", "owner": None, "lease": None,
-        "scheduled": None, "retry": None, "archived": NOW + 3, "pending": 0,
+        "msg": dead,
+        "state": b"archived",
+        "owner": None,
+        "lease": None,
+        "scheduled": None,
+        "retry": None,
+        "archived": NOW + 3,
+        "pending": 0,
     }
     assert r.get(k.failed) == b"1"
     assert broker.claim("w", [q], NOW + 1e6, NOW + 2e6) is None
@@ -382,7 +416,9 @@ def test_archive_trims_by_size(settings: Settings, r: redis.Redis, namespace: st
             assert broker.archive(claimed, "w", envelope(tid, q, last_error="x"), NOW + i) is True
             assert r.zcard(k.archived) == min(i + 1, 3)
         assert r.zrange(k.archived, 0, -1, withscores=True) == [
-            (b"t2", NOW + 2), (b"t3", NOW + 3), (b"t4", NOW + 4)
+            (b"t2", NOW + 2),
+            (b"t3", NOW + 3),
+            (b"t4", NOW + 4),
         ]
         for tid in ("t0", "t1"):
             assert r.hget(k.msg, tid) is None
@@ -438,12 +474,24 @@ def test_archive_under_a_store_id_moves_the_record(broker: RedisBroker, r: redis
     dead = envelope("fresh-id", q, last_error="foreign bytes")
     assert broker.archive(claimed, "w", dead, NOW, store_id="fresh-id") is True
     assert traces(r, k, raw) == {
-        "msg": None, "state": None, "owner": None, "lease": None,
-        "scheduled": None, "retry": None, "archived": None, "pending": 0,
+        "msg": None,
+        "state": None,
+        "owner": None,
+        "lease": None,
+        "scheduled": None,
+        "retry": None,
+        "archived": None,
+        "pending": 0,
     }
     assert traces(r, k, "fresh-id") == {
-        "msg": dead, "state": b"archived", "owner": None, "lease": None,
-        "scheduled": None, "retry": None, "archived": NOW, "pending": 0,
+        "msg": dead,
+        "state": b"archived",
+        "owner": None,
+        "lease": None,
+        "scheduled": None,
+        "retry": None,
+        "archived": NOW,
+        "pending": 0,
     }
 
 
@@ -473,8 +521,14 @@ def test_requeue_at_head_runs_next(broker: RedisBroker, r: redis.Redis, q: str) 
     new = envelope("a", q, retried=1, last_error="worker died")
     assert broker.requeue(claimed, "w1", new, at_head=True) is True
     assert traces(r, k, "a") == {
-        "msg": new, "state": b"pending", "owner": None, "lease": None,
-        "scheduled": None, "retry": None, "archived": None, "pending": 1,
+        "msg": new,
+        "state": b"pending",
+        "owner": None,
+        "lease": None,
+        "scheduled": None,
+        "retry": None,
+        "archived": None,
+        "pending": 1,
     }
     assert r.llen(k.wake) == 1
     assert take(broker, "w2", [q]) == Claimed(q, b"a", new)
@@ -519,7 +573,9 @@ def test_held_by_returns_exactly_the_given_workers_tasks(broker: RedisBroker, q:
         assert take(broker, worker, [queue]).task_id == tid.encode()
     put(broker, q1, "unclaimed")
     assert held_set(broker.held_by(["w1", "w2"], [q1, q2])) == {
-        (q1, b"a", data["a"], "w1"), (q2, b"b", data["b"], "w1"), (q1, b"c", data["c"], "w2"),
+        (q1, b"a", data["a"], "w1"),
+        (q2, b"b", data["b"], "w1"),
+        (q1, b"c", data["c"], "w2"),
     }
     assert held_set(broker.held_by(["w1"], [q1])) == {(q1, b"a", data["a"], "w1")}
     assert held_set(broker.held_by(["w3"], [q1, q2])) == {(q2, b"d", data["d"], "w3")}
@@ -542,7 +598,8 @@ def test_expired_returns_tasks_whose_lease_ended(broker: RedisBroker, q: str) ->
     assert broker.expired([q1, q2], NOW + 5.0) == []
     assert broker.expired([q1, q2], NOW + 15.0) == [Held(Claimed(q1, b"a", da), "w1")]
     assert held_set(broker.expired([q1, q2], NOW + 50.0)) == {
-        (q1, b"a", da, "w1"), (q2, b"c", dc, "w3"),
+        (q1, b"a", da, "w1"),
+        (q2, b"c", dc, "w3"),
     }
     assert held_set(broker.expired([q2], NOW + 50.0)) == {(q2, b"c", dc, "w3")}
     assert len(broker.expired([q1, q2], NOW + 1000.0)) == 3

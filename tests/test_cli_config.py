@@ -14,8 +14,9 @@ pytestmark = pytest.mark.timeout(30)
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNQ_", "REDIS_"))}
     base.update(env or {})
-    return subprocess.run([sys.executable, "-m", "supervisor", *args], env=base, capture_output=True,
-                          text=True, timeout=20)
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", *args], env=base, capture_output=True, text=True, timeout=20
+    )
 
 
 @pytest.mark.parametrize(

@@ -26,13 +26,29 @@ def stored(client: Client, queue: str, task_id: str):
 def test_enqueue_stores_every_option(client):
     deadline = time.time() + 3600
     info = client.enqueue(
-        "report:build", {"day": "2026-11-28"}, queue="reports", max_retry=3, timeout="90s",
-        deadline=deadline, task_id="report-1", headers={"traceparent": "00-abc-def-01"},
+        "report:build",
+        {"day": "2026-11-28"},
+        queue="reports",
+        max_retry=3,
+        timeout="90s",
+        deadline=deadline,
+        task_id="report-1",
+        headers={"traceparent": "00-abc-def-01"},
     )
     assert (info.id, info.queue, info.state, info.max_retry, info.timeout) == (
-        "report-1", "reports", TaskState.PENDING, 3, 90.0)
+        "report-1",
+        "reports",
+        TaskState.PENDING,
+        3,
+        90.0,
+    )
     message = stored(client, "reports", "report-1")
-    assert (message.type, message.max_retry, message.timeout, message.deadline) == ("report:build", 3, 90.0, deadline)
+    assert (message.type, message.max_retry, message.timeout, message.deadline) == (
+        "report:build",
+        3,
+        90.0,
+        deadline,
+    )
     assert message.headers == {"traceparent": "00-abc-def-01"}
     assert "reports" in client.broker.known_queues()
 
@@ -47,9 +63,16 @@ def test_queue_helpers(client):
     assert client.enqueue_low("t").queue == "low"
 
 
-@pytest.mark.parametrize("option", [{"process_in": 60}, {"process_in": dt.timedelta(minutes=1)},
-                                    {"process_in": "1m"}, {"process_at": time.time() + 60},
-                                    {"process_at": dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)}])
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"process_in": 60},
+        {"process_in": dt.timedelta(minutes=1)},
+        {"process_in": "1m"},
+        {"process_at": time.time() + 60},
+        {"process_at": dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)},
+    ],
+)
 def test_delayed_tasks_are_scheduled(client, option):
     info = client.enqueue("t", **option)
     assert info.state == TaskState.SCHEDULED

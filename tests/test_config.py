@@ -54,9 +54,7 @@ def expected_defaults(cpus: int) -> Settings:
             log_level="INFO",
             log_format="auto",
         ),
-        redis=RedisSettings(
-            url=None, host="127.0.0.1", port=6379, username=None, password=None, db=0, tls=False
-        ),
+        redis=RedisSettings(url=None, host="127.0.0.1", port=6379, username=None, password=None, db=0, tls=False),
     )
 
 
@@ -410,17 +408,13 @@ def test_redis_url_error_does_not_echo_the_password() -> None:
         ),
     ],
 )
-def test_heartbeat_of_half_the_lease_or_more_is_rejected(
-    environ: dict[str, str], value: str, fragment: str
-) -> None:
+def test_heartbeat_of_half_the_lease_or_more_is_rejected(environ: dict[str, str], value: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as exc:
         load_settings(environ=environ)
     check_error(exc.value, "ASYNQ_HEARTBEAT_INTERVAL", value, fragment)
 
 
-@pytest.mark.parametrize(
-    ("lease", "heartbeat"), [("30s", "14.999s"), ("10s", "4s"), ("1s", "100ms"), ("1h", "29m")]
-)
+@pytest.mark.parametrize(("lease", "heartbeat"), [("30s", "14.999s"), ("10s", "4s"), ("1s", "100ms"), ("1h", "29m")])
 def test_heartbeat_below_half_the_lease_is_accepted(lease: str, heartbeat: str) -> None:
     settings = load_settings(environ={"ASYNQ_LEASE_DURATION": lease, "ASYNQ_HEARTBEAT_INTERVAL": heartbeat})
     assert settings.asynq.heartbeat_interval < settings.asynq.lease_duration / 2
@@ -486,9 +480,7 @@ def test_override_error_names_the_flag_label(name: str, label: str, value: str, 
 
 
 def test_bad_environ_value_is_ignored_when_an_override_wins() -> None:
-    settings = load_settings(
-        environ={"ASYNQ_CONCURRENCY": "zero"}, overrides={"ASYNQ_CONCURRENCY": ("-c", "2")}
-    )
+    settings = load_settings(environ={"ASYNQ_CONCURRENCY": "zero"}, overrides={"ASYNQ_CONCURRENCY": ("-c", "2")})
     assert settings.asynq.concurrency == 2
 
 

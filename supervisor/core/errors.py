@@ -7,7 +7,7 @@ class SupervisorError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
-class SkipRetry(SupervisorError):  # noqa: N818 - the name says what it does to the task
+class SkipRetry(SupervisorError):
     """Raised by a handler to archive its task now, without the remaining retries.
 
     Use it for failures that no retry can fix (a record that no longer exists, a payload the

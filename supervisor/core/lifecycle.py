@@ -48,7 +48,9 @@ def retries_left(message: TaskMessage) -> bool:
     return message.retried < message.max_retry
 
 
-def after_failure(message: TaskMessage, error: str, now: float, delay: float, *, final: bool = False) -> RetryLater | Archive:
+def after_failure(
+    message: TaskMessage, error: str, now: float, delay: float, *, final: bool = False
+) -> RetryLater | Archive:
     """A handler failed with ``error``: retry after ``delay`` seconds while retries are left.
 
     ``final`` archives at once (the handler raised SkipRetry, or the failure is one no retry can

@@ -66,9 +66,7 @@ class Broker(Protocol):
         """Store several tasks in one round trip; one flag per item as for :meth:`enqueue`."""
         ...
 
-    def claim(
-        self, worker_id: str, queues: Sequence[str], now: float, lease_until: float
-    ) -> Claimed | float | None:
+    def claim(self, worker_id: str, queues: Sequence[str], now: float, lease_until: float) -> Claimed | float | None:
         """Claim the first task found in ``queues`` (in that order).
 
         Returns the claimed task, or when there is none the time at which the next scheduled or
@@ -99,3 +97,13 @@ class Broker(Protocol):
         ...
 
     def renew(self, worker_ids: Sequence[str], queues: Sequence[str], lease_until: float) -> int: ...
+
+    def heartbeat_server(self, server_id: str, info: dict[str, str | int | float], ttl: float) -> None:
+        """Record that a supervisor is alive (and what it runs) for ``ttl`` seconds."""
+        ...
+
+    def remove_server(self, server_id: str) -> None: ...
+
+    def reset(self) -> None:
+        """Drop connections whose state is unknown (a blocking call was interrupted)."""
+        ...

@@ -44,12 +44,12 @@ class QueuePlan:
             return list(range(len(self.names)))
         # Sampling without replacement, proportional to weight: the same distribution as
         # repeat-shuffle-dedupe, without building the repeated list.
-        rng = rng or random
+        choose = (rng or random).choices
         left = list(range(len(self.names)))
         left_weights = list(self.weights)
         out: list[int] = []
         while left:
-            pick = rng.choices(range(len(left)), weights=left_weights)[0]
+            pick = choose(range(len(left)), weights=left_weights)[0]
             out.append(left.pop(pick))
             left_weights.pop(pick)
         return out

@@ -8,6 +8,7 @@ follow them are fenced by owner, so a stale view cannot do harm.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -15,7 +16,7 @@ from typing import Any
 
 import redis
 
-from supervisor.adapters.redis.keys import QueueKeys, queues_key
+from supervisor.adapters.redis.keys import QueueKeys, queues_key, server_key, servers_key
 from supervisor.core.ports import Claimed, Held
 
 #: Wake-up tokens kept per queue at most: enough for every idle worker, bounded when none listens.
@@ -62,9 +63,7 @@ class RedisBroker:
 
     # -- enqueue ------------------------------------------------------------------------------
 
-    def _enqueue_call(
-        self, queue: str, task_id: str, data: bytes, process_at: float | None, client: Any = None
-    ) -> Any:
+    def _enqueue_call(self, queue: str, task_id: str, data: bytes, process_at: float | None, client: Any = None) -> Any:
         k = self.keys(queue)
         return self._run(
             "enqueue",
@@ -84,9 +83,7 @@ class RedisBroker:
 
     # -- the worker's path --------------------------------------------------------------------
 
-    def claim(
-        self, worker_id: str, queues: Sequence[str], now: float, lease_until: float
-    ) -> Claimed | float | None:
+    def claim(self, worker_id: str, queues: Sequence[str], now: float, lease_until: float) -> Claimed | float | None:
         order = tuple(queues)
         keys = self._claim_keys.get(order)
         if keys is None:
@@ -118,9 +115,7 @@ class RedisBroker:
             )
         )
 
-    def archive(
-        self, claimed: Claimed, worker_id: str, data: bytes, now: float, store_id: str | None = None
-    ) -> bool:
+    def archive(self, claimed: Claimed, worker_id: str, data: bytes, now: float, store_id: str | None = None) -> bool:
         k = self.keys(claimed.queue)
         return bool(
             self._run(
@@ -184,10 +179,7 @@ class RedisBroker:
         pipe = self.redis.pipeline(transaction=False)
         for q, tid, _ in found:
             pipe.hget(self.keys(q).msg, tid)
-        return [
-            Held(Claimed(q, tid, data), owner)
-            for (q, tid, owner), data in zip(found, pipe.execute(), strict=True)
-        ]
+        return [Held(Claimed(q, tid, data), owner) for (q, tid, owner), data in zip(found, pipe.execute(), strict=True)]
 
     def renew(self, worker_ids: Sequence[str], queues: Sequence[str], lease_until: float) -> int:
         if not worker_ids:
@@ -195,7 +187,27 @@ class RedisBroker:
         keys = [key for q in queues for key in (self.keys(q).owner, self.keys(q).lease)]
         return int(self._run("renew", keys, (repr(lease_until), *worker_ids)))
 
+    def heartbeat_server(self, server_id: str, info: dict[str, str | int | float], ttl: float) -> None:
+        key = server_key(self.namespace, server_id)
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping=dict(info))  # type: ignore[arg-type]
+        pipe.pexpire(key, max(int(ttl * 1000), 1))
+        pipe.zadd(servers_key(self.namespace), {server_id: now + ttl})
+        pipe.zremrangebyscore(servers_key(self.namespace), "-inf", now - 86400)  # long-dead entries
+        pipe.execute()
+
+    def remove_server(self, server_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(server_key(self.namespace, server_id))
+        pipe.zrem(servers_key(self.namespace), server_id)
+        pipe.execute()
+
+    def reset(self) -> None:
+        self.redis.connection_pool.disconnect()
+
     # -- queue administration -----------------------------------------------------------------
 
     def known_queues(self) -> list[str]:
-        return sorted(q.decode() for q in self.redis.smembers(queues_key(self.namespace)))
+        members: set[bytes] = self.redis.smembers(queues_key(self.namespace))  # type: ignore[assignment]
+        return sorted(q.decode() for q in members)

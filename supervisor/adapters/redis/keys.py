@@ -35,18 +35,46 @@ class QueueKeys:
             *(
                 base + part
                 for part in (
-                    "pending", "msg", "state", "lease", "owner", "scheduled", "retry", "archived",
-                    "paused", "wake", "processed", "failed",
+                    "pending",
+                    "msg",
+                    "state",
+                    "lease",
+                    "owner",
+                    "scheduled",
+                    "retry",
+                    "archived",
+                    "paused",
+                    "wake",
+                    "processed",
+                    "failed",
                 )
             ),
         )
 
     def claim_keys(self) -> tuple[str, ...]:
         """The eight keys claim.lua takes per queue, in its order."""
-        return (self.pending, self.msg, self.state, self.lease, self.owner, self.scheduled, self.retry,
-                self.paused)
+        return (
+            self.pending,
+            self.msg,
+            self.state,
+            self.lease,
+            self.owner,
+            self.scheduled,
+            self.retry,
+            self.paused,
+        )
 
 
 def queues_key(namespace: str) -> str:
     """Set of every queue name ever enqueued to (queues are created on use)."""
     return f"{namespace}:queues"
+
+
+def servers_key(namespace: str) -> str:
+    """Zset of live supervisors: server id -> time its heartbeat expires."""
+    return f"{namespace}:servers"
+
+
+def server_key(namespace: str, server_id: str) -> str:
+    """Hash describing one supervisor (host, pid, workers, busy...), expiring with its heartbeat."""
+    return f"{namespace}:server:{server_id}"

@@ -1,0 +1,571 @@
+"""The parent process: fork the pool, watch it, restart it, drain it.
+
+One thread. Signals arrive as events through :class:`SignalInbox`; children report through
+their health pipes; one ``select`` waits on both with a timeout no longer than the next thing
+the parent must do (a restart, a deadline, a heartbeat), and never more than a second, so the
+parent stays responsive whatever Redis does (its own Redis calls time out after half a second).
+
+The loop, in the spirit of gunicorn's arbiter:
+
+1. wait for a signal, a child message or the next timer;
+2. act on signals (stop, stop now, quiet, reload, one more / one fewer worker);
+3. read child messages (heartbeats, task started / finished, asking to be recycled);
+4. reap every exited process (any pid: as PID 1 we also reap orphans) and put back what a dead
+   child held: at once and counting an attempt after a crash; at the head of its queue and
+   without counting after a shutdown kill;
+5. kill children that overrun their task's time limit, miss heartbeats or exceed their memory;
+6. start children whose restart back-off has passed;
+7. every heartbeat interval: renew the leases of our children's tasks, recover expired leases
+   (tasks of hosts that died), refresh our server heartbeat, tell systemd.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+
+import redis
+
+from supervisor.adapters.redis import RedisBroker
+from supervisor.app import App
+from supervisor.config import Settings
+from supervisor.core.ports import Held
+from supervisor.process.backoff import RestartBackoff
+from supervisor.process.child import child_socket_timeout, run_child
+from supervisor.process.health import HealthReader
+from supervisor.process.linux import rss_bytes
+from supervisor.process.sdnotify import Notifier
+from supervisor.process.signals import HANDLED, SignalInbox
+from supervisor.wiring import make_broker
+from supervisor.worker import recover_expired, requeue_after_death
+
+log = logging.getLogger("supervisor.arbiter")
+
+#: Seconds past a task's time limit before the parent kills its child: the child's own soft
+#: timeout fires first; the kill is for handlers that cannot be interrupted.
+KILL_GRACE = 2.0
+#: Longest wait of the main loop: bounds how late anything is noticed.
+MAX_TICK = 1.0
+#: The parent's Redis calls must never keep it from its signals and children for long.
+PARENT_SOCKET_TIMEOUT = 0.5
+
+
+class State(Enum):
+    RUNNING = "running"
+    QUIET = "quiet"
+    STOPPING = "stopping"
+
+
+@dataclass
+class Child:
+    """What the parent knows of one live child."""
+
+    pid: int
+    slot: int
+    worker_id: str
+    reader: HealthReader
+    started: float
+    last_seen: float
+    ready: bool = False
+    task_id: str | None = None
+    task_queue: str | None = None
+    task_started: float = 0.0
+    task_limit: float = 0.0
+    tasks_done: int = 0
+    #: SIGTERM sent: it finishes its task and exits, and its slot does not wait for it.
+    retiring: bool = False
+    #: Why the parent killed it, if it did (logged when it is reaped).
+    killed_for: str | None = None
+    recycle_reason: str | None = None
+
+
+@dataclass
+class Slot:
+    """A place in the pool: at most one child, restarted with back-off."""
+
+    index: int
+    pid: int | None = None
+    start_at: float = 0.0
+    backoff: RestartBackoff = field(default_factory=RestartBackoff)
+
+
+class Arbiter:
+    def __init__(self, app: App, settings: Settings, *, notifier: Notifier | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.asynq = settings.asynq
+        self.queues = [q.name for q in settings.asynq.queues]
+        self.notifier = notifier or Notifier()
+        self.inbox = SignalInbox()
+        self.pid = os.getpid()
+        self.server_id = f"{socket.gethostname()}:{self.pid}:{uuid.uuid4().hex[:6]}"
+        self.children: dict[int, Child] = {}
+        self.slots: list[Slot] = [Slot(i) for i in range(settings.asynq.concurrency)]
+        self.state = State.RUNNING
+        self.stop_deadline = 0.0
+        self.started = time.monotonic()
+        self.ready_sent = False
+        self.processed = 0
+        self.restarts = 0
+        #: Dead children whose tasks could not be put back yet (Redis was down): (worker id, why, count?).
+        self.unrecovered: list[tuple[str, str, bool]] = []
+        self.next_maintenance = 0.0
+        self.maintenance_backoff = 0.0
+        self.next_watchdog = 0.0
+        self.last_status = ""
+        self.heartbeat_timeout = max(3 * self.asynq.heartbeat_interval, child_socket_timeout(settings) + 2.0)
+        self.broker: RedisBroker = make_broker(
+            settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT
+        )
+
+    # == the loop ================================================================================
+
+    def run(self) -> int:
+        self.inbox.install()
+        log.info(
+            "supervisor %s starting %d workers on queues %s",
+            self.server_id,
+            len(self.slots),
+            ",".join(f"{q.name}:{q.weight}" for q in self.asynq.queues),
+            extra={
+                "event": "start",
+                "pid": self.pid,
+                "workers": len(self.slots),
+                "server_id": self.server_id,
+            },
+        )
+        self.maintenance(force=True)
+        gc.freeze()  # keep the parent's objects out of the children's copy-on-write faults
+        try:
+            while True:
+                self.wait(self.next_wakeup())
+                for sig in self.inbox.drain():
+                    self.on_signal(sig)
+                self.reap()
+                if self.state is State.STOPPING:
+                    if not self.children:
+                        break
+                    if time.monotonic() >= self.stop_deadline:
+                        self.kill_all("the shutdown timeout passed")
+                else:
+                    self.check_health()
+                    self.spawn_due()
+                self.maintenance()
+                self.notify()
+        finally:
+            self.finish()
+        return 0
+
+    def next_wakeup(self) -> float:
+        now = time.monotonic()
+        moments = [now + MAX_TICK, self.next_maintenance]
+        if self.state is State.STOPPING:
+            moments.append(self.stop_deadline)
+        else:
+            moments.extend(s.start_at for s in self.slots if s.pid is None)
+            moments.extend(c.task_started + c.task_limit + KILL_GRACE for c in self.children.values() if c.task_id)
+        if self.notifier.watchdog_interval:
+            moments.append(self.next_watchdog)
+        return max(0.0, min(moments) - now)
+
+    def wait(self, timeout: float) -> None:
+        fds = [self.inbox.read_fd] + [c.reader.fd for c in self.children.values()]
+        try:
+            ready, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:
+            return
+        by_fd = {c.reader.fd: c for c in self.children.values()}
+        now = time.monotonic()
+        for fd in ready:
+            child = by_fd.get(fd)
+            if child is not None:
+                self.read_child(child, now)
+
+    # == signals =================================================================================
+
+    def on_signal(self, sig: int) -> None:
+        if sig == signal.SIGCHLD:
+            return  # reap() runs after every wake-up
+        name = signal.Signals(sig).name
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            if self.state is State.STOPPING:
+                log.warning("second %s: stopping now", name, extra={"event": "shutdown_now", "signal": name})
+                self.kill_all(f"a second {name} asked to stop now")
+            else:
+                self.begin_shutdown(name)
+        elif sig == signal.SIGQUIT:
+            if self.state is not State.STOPPING:
+                self.begin_shutdown(name)
+            self.kill_all("SIGQUIT asked to stop now")
+        elif sig == signal.SIGTSTP:
+            if self.state is State.RUNNING:
+                self.state = State.QUIET
+                log.info("quiet: children stop claiming new tasks", extra={"event": "quiet"})
+                for child in self.children.values():
+                    self.signal_child(child, signal.SIGUSR1)
+        elif sig == signal.SIGHUP:
+            if self.state is not State.STOPPING:
+                log.info("reload: replacing every child", extra={"event": "reload"})
+                for child in list(self.children.values()):
+                    self.retire(child, "reload")
+        elif sig == signal.SIGTTIN:
+            if self.state is not State.STOPPING:
+                self.slots.append(Slot(len(self.slots)))
+                log.info(
+                    "one more worker: %d",
+                    len(self.slots),
+                    extra={"event": "scale", "workers": len(self.slots)},
+                )
+        elif sig == signal.SIGTTOU and self.state is not State.STOPPING:
+            if len(self.slots) > 1:
+                slot = self.slots.pop()
+                leaving = self.children.get(slot.pid) if slot.pid else None
+                if leaving is not None:
+                    self.retire(leaving, "scaled down")
+                log.info(
+                    "one worker fewer: %d",
+                    len(self.slots),
+                    extra={"event": "scale", "workers": len(self.slots)},
+                )
+
+    def begin_shutdown(self, why: str) -> None:
+        self.state = State.STOPPING
+        self.stop_deadline = time.monotonic() + self.asynq.shutdown_timeout
+        busy = sum(1 for c in self.children.values() if c.task_id)
+        log.info(
+            "%s: stopping; %d tasks in flight get up to %gs",
+            why,
+            busy,
+            self.asynq.shutdown_timeout,
+            extra={
+                "event": "shutdown_begin",
+                "signal": why,
+                "busy": busy,
+                "timeout": self.asynq.shutdown_timeout,
+            },
+        )
+        self.notifier.send("STOPPING=1", f"STATUS=stopping, {busy} tasks in flight")
+        for child in self.children.values():
+            self.signal_child(child, signal.SIGTERM)
+
+    def kill_all(self, why: str) -> None:
+        for child in self.children.values():
+            if child.killed_for is None:
+                self.kill(child, why)
+
+    # == children ================================================================================
+
+    def spawn_due(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.pid is None and now >= slot.start_at:
+                self.spawn(slot)
+
+    def spawn(self, slot: Slot) -> None:
+        worker_id = f"{self.server_id}:{slot.index}:{uuid.uuid4().hex[:6]}"
+        read_fd, write_fd = os.pipe()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        # Block our signals across fork: the child must not run the parent's handlers.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        pid = os.fork()
+        if pid == 0:  # ---- the child
+            try:
+                os.close(read_fd)
+                for other in self.children.values():
+                    os.close(other.reader.fd)
+                self.inbox.restore_defaults_in_child()
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                run_child(
+                    self.app,
+                    self.settings,
+                    worker_id=worker_id,
+                    slot=slot.index,
+                    health_fd=write_fd,
+                    parent_pid=self.pid,
+                    quiet=self.state is State.QUIET,
+                )
+            finally:
+                os._exit(3)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        now = time.monotonic()
+        self.children[pid] = Child(pid, slot.index, worker_id, HealthReader(read_fd), now, now)
+        slot.pid = pid
+        log.info(
+            "spawned worker %d in slot %d",
+            pid,
+            slot.index,
+            extra={"event": "spawn", "pid": pid, "slot": slot.index, "worker_id": worker_id},
+        )
+
+    def read_child(self, child: Child, now: float) -> None:
+        messages, _closed = child.reader.read()
+        for message in messages:
+            child.last_seen = now
+            child.ready = True
+            kind = message[0] if message else ""
+            if kind == "S" and len(message) == 4:
+                child.task_id, child.task_queue, child.task_limit = (
+                    str(message[1]),
+                    str(message[2]),
+                    float(message[3]),
+                )
+                child.task_started = now
+            elif kind == "F":
+                child.task_id = child.task_queue = None
+                child.tasks_done += 1
+                self.processed += 1
+            elif kind == "R" and len(message) == 2:
+                child.recycle_reason = str(message[1])
+
+    def signal_child(self, child: Child, sig: int) -> None:
+        try:
+            os.kill(child.pid, sig)  # only pids not yet reaped are in self.children
+        except ProcessLookupError:
+            pass
+
+    def kill(self, child: Child, why: str) -> None:
+        child.killed_for = why
+        log.warning(
+            "killing worker %d: %s",
+            child.pid,
+            why,
+            extra={
+                "event": "kill",
+                "pid": child.pid,
+                "slot": child.slot,
+                "reason": why,
+                "task_id": child.task_id,
+            },
+        )
+        self.signal_child(child, signal.SIGKILL)
+
+    def retire(self, child: Child, why: str) -> None:
+        """Ask a child to finish its task and leave; its slot gets a new child at once."""
+        child.retiring = True
+        for slot in self.slots:
+            if slot.pid == child.pid:
+                slot.pid, slot.start_at = None, 0.0
+        log.info(
+            "retiring worker %d: %s",
+            child.pid,
+            why,
+            extra={"event": "retire", "pid": child.pid, "reason": why},
+        )
+        self.signal_child(child, signal.SIGTERM)
+
+    def check_health(self) -> None:
+        now = time.monotonic()
+        limit_mb = self.asynq.max_memory_per_child
+        for child in list(self.children.values()):
+            if child.killed_for:
+                continue
+            if child.task_id and now > child.task_started + child.task_limit + KILL_GRACE:
+                self.kill(child, f"task {child.task_id} ran past its time limit of {child.task_limit:g}s")
+            elif not child.task_id and now - child.last_seen > self.heartbeat_timeout:
+                self.kill(child, f"no heartbeat for {now - child.last_seen:.1f}s")
+            elif limit_mb and not child.retiring:
+                rss = rss_bytes(child.pid)
+                if rss is not None and rss > limit_mb * 1024 * 1024:
+                    why = f"memory {rss // (1024 * 1024)} MB over the limit of {limit_mb} MB"
+                    if child.task_id:
+                        self.kill(child, why)
+                    else:
+                        self.retire(child, why)
+
+    # == reaping =================================================================================
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is None:
+                # As PID 1, orphans of other processes are re-parented to us: reap them too.
+                log.debug("reaped process %d (not a worker)", pid, extra={"event": "reap_orphan", "pid": pid})
+                continue
+            self.child_exited(child, os.waitstatus_to_exitcode(status))
+
+    def child_exited(self, child: Child, code: int) -> None:
+        self.read_child(child, time.monotonic())
+        os.close(child.reader.fd)
+        now = time.monotonic()
+        lifetime = now - child.started
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        stopping = self.state is State.STOPPING
+        planned = stopping or child.retiring or child.recycle_reason is not None
+        crashed = not planned or child.killed_for is not None
+        # Put back whatever it held. After a crash or a kill for cause this counts an attempt,
+        # so a task that kills its worker every time ends archived; a shutdown does not count.
+        if child.killed_for and stopping:
+            self.recover_tasks(child.worker_id, f"shutdown: {child.killed_for}", count=False)
+        elif crashed:
+            self.recover_tasks(child.worker_id, child.killed_for or f"worker process died ({how})", count=True)
+        else:
+            self.recover_tasks(child.worker_id, "worker left without finishing it", count=False)
+
+        slot = next((s for s in self.slots if s.pid == child.pid), None)
+        delay = 0.0
+        if slot is not None:
+            slot.pid = None
+            delay = slot.backoff.after_exit(lifetime, crashed=crashed)
+            slot.start_at = now + delay
+        extra = {
+            "pid": child.pid,
+            "slot": child.slot,
+            "exit": code,
+            "lifetime": round(lifetime, 3),
+            "tasks_done": child.tasks_done,
+        }
+        if child.recycle_reason and not child.killed_for:
+            log.info(
+                "worker %d recycled after %s",
+                child.pid,
+                child.recycle_reason,
+                extra={"event": "recycle", **extra, "reason": child.recycle_reason},
+            )
+        elif crashed and not stopping:
+            self.restarts += 1
+            log.warning(
+                "worker %d exited (%s) after %.1fs%s; restarting in %.1fs",
+                child.pid,
+                how,
+                lifetime,
+                f", killed: {child.killed_for}" if child.killed_for else "",
+                delay,
+                extra={"event": "restart", **extra, "delay": delay, "reason": child.killed_for or how},
+            )
+        else:
+            log.info("worker %d exited (%s)", child.pid, how, extra={"event": "exit", **extra})
+
+    def recover_tasks(self, worker_id: str, reason: str, *, count: bool) -> None:
+        try:
+            held = self.broker.held_by([worker_id], self.queues)
+            for item in held:
+                self.put_back(item, reason, count=count)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning(
+                "cannot put back the tasks of %s yet (Redis: %s); will retry",
+                worker_id,
+                exc,
+                extra={"event": "requeue_deferred", "worker_id": worker_id},
+            )
+            self.unrecovered.append((worker_id, reason, count))
+
+    def put_back(self, held: Held, reason: str, *, count: bool) -> None:
+        task = held.claimed.task_id.decode("utf-8", "backslashreplace")
+        if count:
+            requeue_after_death(self.broker, held.claimed, held.owner, reason, time.time())
+        elif self.broker.requeue(held.claimed, held.owner, None, at_head=True):
+            log.info(
+                "task %s put back at the head of %s: %s",
+                task,
+                held.claimed.queue,
+                reason,
+                extra={"event": "requeue", "task_id": task, "queue": held.claimed.queue, "counted": False},
+            )
+
+    # == periodic work ===========================================================================
+
+    def maintenance(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self.next_maintenance:
+            return
+        interval = self.asynq.heartbeat_interval
+        try:
+            wall = time.time()
+            worker_ids = [c.worker_id for c in self.children.values() if c.killed_for is None]
+            self.broker.renew(worker_ids, self.queues, wall + self.asynq.lease_duration)
+            pending, self.unrecovered = self.unrecovered, []
+            for worker_id, reason, count in pending:
+                self.recover_tasks(worker_id, reason, count=count)
+            recovered = recover_expired(self.broker, self.queues, wall)
+            if recovered:
+                log.info(
+                    "recovered %d tasks whose lease expired",
+                    recovered,
+                    extra={"event": "lease_recovery", "count": recovered},
+                )
+            self.broker.heartbeat_server(self.server_id, self.server_info(), 3 * interval)
+            self.maintenance_backoff = 0.0
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.maintenance_backoff = min(max(self.maintenance_backoff * 2, 0.25), interval)
+            log.warning("Redis unreachable from the supervisor: %s", exc, extra={"event": "redis_down"})
+            self.next_maintenance = now + self.maintenance_backoff
+            return
+        self.next_maintenance = now + interval
+
+    def server_info(self) -> dict[str, str | int | float]:
+        return {
+            "host": socket.gethostname(),
+            "pid": self.pid,
+            "workers": len(self.slots),
+            "busy": sum(1 for c in self.children.values() if c.task_id),
+            "processed": self.processed,
+            "state": self.state.value,
+            "queues": ",".join(f"{q.name}:{q.weight}" for q in self.asynq.queues),
+            "started": time.time() - (time.monotonic() - self.started),
+        }
+
+    def notify(self) -> None:
+        if not self.notifier.enabled:
+            return
+        now = time.monotonic()
+        if not self.ready_sent and self.state is not State.STOPPING:
+            all_up = all(s.pid is not None and self.children[s.pid].ready for s in self.slots)
+            if all_up or now - self.started > 10:
+                self.notifier.send("READY=1", f"MAINPID={self.pid}")
+                self.ready_sent = True
+                log.info(
+                    "ready: %d workers up after %.3fs",
+                    len(self.children),
+                    now - self.started,
+                    extra={
+                        "event": "ready",
+                        "workers": len(self.children),
+                        "seconds": round(now - self.started, 3),
+                    },
+                )
+        busy = sum(1 for c in self.children.values() if c.task_id)
+        status = f"STATUS={self.state.value}: {len(self.children)} workers, {busy} busy, {self.processed} processed"
+        if status != self.last_status:
+            self.notifier.send(status)
+            self.last_status = status
+        if self.notifier.watchdog_interval and now >= self.next_watchdog:
+            self.notifier.send("WATCHDOG=1")
+            self.next_watchdog = now + self.notifier.watchdog_interval
+
+    def finish(self) -> None:
+        for child in list(self.children.values()):  # only on an unexpected error in the loop
+            self.kill(child, "the supervisor is exiting")
+        try:
+            self.broker.remove_server(self.server_id)
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+        log.info(
+            "supervisor stopped after %.1fs, %d tasks processed",
+            time.monotonic() - self.started,
+            self.processed,
+            extra={"event": "shutdown_done", "processed": self.processed},
+        )
+        self.notifier.close()
+
+
+def run_pool(app: App, settings: Settings) -> int:
+    """Run the pool until it is stopped; the process exit status."""
+    return Arbiter(app, settings).run()

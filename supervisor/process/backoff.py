@@ -1,0 +1,28 @@
+"""Restart back-off for one worker slot: a child that keeps dying must not make the pool spin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class RestartBackoff:
+    """Exponential delay between restarts of one slot, reset after a healthy run.
+
+    0.1 s, 0.2 s, 0.4 s ... up to ``cap``; a child that lived ``healthy_after`` seconds counts as
+    healthy, and its death starts the sequence again from ``initial``.
+    """
+
+    initial: float = 0.1
+    cap: float = 30.0
+    healthy_after: float = 60.0
+    failures: int = 0
+
+    def after_exit(self, lifetime: float, *, crashed: bool) -> float:
+        """The delay before the next start, given how long the child lived and how it ended."""
+        if not crashed or lifetime >= self.healthy_after:
+            self.failures = 0
+            return 0.0
+        delay = min(self.initial * 2.0**self.failures, self.cap)
+        self.failures += 1
+        return delay

@@ -1,0 +1,104 @@
+"""A worker child: what runs between ``os.fork()`` and ``os._exit()``.
+
+The child builds everything that must not cross a fork (its Redis connection, its signal
+handlers), runs the worker loop, and reports to the parent through the health pipe. It exits
+with ``os._exit`` so that nothing inherited from the parent (atexit hooks, buffered files) runs
+twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import sys
+from types import FrameType
+from typing import NoReturn
+
+from supervisor.app import App
+from supervisor.config import Settings
+from supervisor.process.health import HealthReporter
+from supervisor.process.linux import set_parent_death_signal
+from supervisor.wiring import make_broker, worker_options
+from supervisor.worker import WaitInterrupted, Worker
+
+log = logging.getLogger("supervisor.child")
+
+#: Exit status of a child that could not start (the parent backs off before the next try).
+EXIT_STARTUP_FAILED = 3
+#: Exit status of a child that asks to be replaced (task limit reached).
+EXIT_RECYCLE = 0
+
+
+def child_socket_timeout(settings: Settings) -> float:
+    """Long enough for a 1 s BRPOP, short enough that a hung Redis shows up as missed heartbeats."""
+    return max(2.0, min(5.0, settings.asynq.heartbeat_interval))
+
+
+def run_child(
+    app: App,
+    settings: Settings,
+    *,
+    worker_id: str,
+    slot: int,
+    health_fd: int,
+    parent_pid: int,
+    quiet: bool,
+) -> NoReturn:
+    code = EXIT_STARTUP_FAILED
+    try:
+        set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(0)
+        broker = make_broker(
+            settings, client_name=f"supervisor-worker-{slot}", socket_timeout=child_socket_timeout(settings)
+        )
+        worker: Worker | None = None
+
+        def orphaned() -> None:
+            if worker is not None:
+                worker.request_stop()
+
+        reporter = HealthReporter(health_fd, parent_pid, orphaned)
+        worker = Worker(app, broker, worker_options(settings.asynq), worker_id=worker_id, observer=reporter)
+
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            assert worker is not None
+            worker.request_stop()
+            if worker.waiting:
+                raise WaitInterrupted
+
+        def on_quiet(signum: int, frame: FrameType | None) -> None:
+            assert worker is not None
+            worker.quiet()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGUSR1, on_quiet)
+        # The terminal sends these to the whole process group; the parent decides for us.
+        for sig in (signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        if quiet:
+            worker.quiet()
+        code = 1
+        max_tasks = settings.asynq.max_tasks_per_child
+        if max_tasks > 0:
+            # Jitter, so that children started together are not all replaced together.
+            max_tasks = max(1, max_tasks + random.randint(0, max(1, max_tasks // 10)))
+        worker.run(max_tasks=max_tasks or None)
+        if max_tasks and worker.processed >= max_tasks and not worker.stopping:
+            reporter.recycling(f"processed {worker.processed} tasks (limit {settings.asynq.max_tasks_per_child})")
+        code = 0
+    except BaseException:
+        log.exception("worker child %d crashed", os.getpid(), extra={"event": "child_crash", "slot": slot})
+    finally:
+        for handler in logging.getLogger().handlers:
+            try:
+                handler.flush()
+            except Exception:
+                pass
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)

@@ -1,0 +1,187 @@
+"""The supervisor with real processes: crashes, kills, timeouts, shutdown, parent death."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from supervisor import Client
+from supervisor.adapters.redis.keys import QueueKeys
+from supervisor.core.task import decode_message
+from tests.conftest import make_settings
+from tests.helpers import wait_for
+from tests.pool import Pool, alive, wait_dead
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def client(redis_url, namespace):
+    with Client(settings=make_settings(redis_url, namespace)) as c:
+        yield c
+
+
+@pytest.fixture
+def pool_factory(redis_url, namespace, tmp_path):
+    pools: list[Pool] = []
+
+    def make(**kwargs) -> Pool:
+        pool = Pool(redis_url, namespace, tmp_path / f"sv{len(pools)}.log", **kwargs)
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.cleanup()
+
+
+def stored(client: Client, task_id: str, queue: str = "default"):
+    keys = QueueKeys.of(client.namespace, queue)
+    return client.redis.hget(keys.state, task_id), decode_message(client.redis.hget(keys.msg, task_id))
+
+
+def test_child_killed_mid_task_is_replaced_and_the_task_runs_again(pool_factory, client):
+    with pool_factory(workers=2).start() as pool:
+        info = client.enqueue("sleep", 0.5)
+        wait_for(lambda: pool.started(info.id), what="task start")
+        victim = pool.started(info.id)[0]
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: pool.done(info.id), timeout=5, what="task to run again")
+        assert time.monotonic() - killed_at < 2.5  # issue: runs again within 2 s (+ its 0.5 s body)
+        pool.wait_event("restart", lambda e: e["pid"] == victim)
+        wait_for(lambda: len(pool.live_children()) == 2, what="replacement child")
+        assert victim not in pool.live_children()
+        # The re-run counted an attempt: the worker died under it.
+        runs = [r for r in pool.ran() if r[0] == info.id and r[1] == "done"]
+        assert runs and runs[0][3] == 1
+        pool.signal(signal.SIGTERM)
+        assert pool.wait_exit(10) == 0
+
+
+def test_a_task_that_kills_its_worker_ends_archived_and_restarts_back_off(pool_factory, client):
+    with pool_factory(workers=2).start() as pool:
+        bad = client.enqueue("exit", None, max_retry=3)
+        good = [client.enqueue("record", i).id for i in range(20)]
+        wait_for(lambda: stored(client, bad.id)[0] == b"archived", timeout=20, what="archived")
+        _, message = stored(client, bad.id)
+        assert message.retried == 3 and "worker process died (exit code 1)" in message.last_error
+        assert len([r for r in pool.ran() if r[0] == bad.id]) == 4  # the first run and 3 retries
+        wait_for(lambda: all(pool.done(t) for t in good), what="other tasks")
+        delays = [e["delay"] for e in pool.events("restart")]
+        assert len(delays) == 4
+        # The slot(s) that ran it back off: each slot's delays grow.
+        by_slot: dict[int, list[float]] = {}
+        for e in pool.events("restart"):
+            by_slot.setdefault(e["slot"], []).append(e["delay"])
+        for slot_delays in by_slot.values():
+            assert slot_delays == sorted(slot_delays) and slot_delays[0] == pytest.approx(0.1)
+            if len(slot_delays) > 1:
+                assert slot_delays[-1] > slot_delays[0]
+
+
+def test_sigterm_lets_an_in_flight_task_finish(pool_factory, client):
+    with pool_factory(workers=2).start() as pool:
+        info = client.enqueue("sleep", 3)
+        wait_for(lambda: pool.started(info.id), what="task start")
+        started = time.monotonic()
+        pool.signal(signal.SIGTERM)
+        assert pool.wait_exit(10) == 0
+        elapsed = time.monotonic() - started
+        assert pool.done(info.id) == 1
+        assert elapsed < 4.0, elapsed
+        assert client.redis.hlen(QueueKeys.of(client.namespace, "default").msg) == 0
+
+
+def test_shutdown_timeout_kills_and_puts_the_task_back_at_the_head(pool_factory, client):
+    with pool_factory(workers=2, args=("--shutdown-timeout", "2s")).start() as pool:
+        first = client.enqueue("sleep", 60)
+        wait_for(lambda: pool.started(first.id), what="task start")
+        others = [client.enqueue("record", i).id for i in range(1)]
+        wait_for(lambda: pool.done(others[0]), what="other task")
+        waiting = client.enqueue("record", "after", process_in=3600)  # not pending: must not move
+        pool.signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert pool.wait_exit(10) == 0
+        assert time.monotonic() - started < 3.5
+        state, message = stored(client, first.id)
+        assert state == b"pending" and message.retried == 0  # not counted as an attempt
+        keys = QueueKeys.of(client.namespace, "default")
+        client.enqueue("record", "later")
+        # Head of the queue = the next claimed = the right end of the list.
+        assert client.redis.lindex(keys.pending, -1) == first.id.encode()
+        assert stored(client, waiting.id)[0] == b"scheduled"
+        assert pool.done(first.id) == 0
+
+
+def test_second_sigterm_stops_now(pool_factory, client):
+    with pool_factory(workers=2).start() as pool:
+        info = client.enqueue("sleep", 60)
+        wait_for(lambda: pool.started(info.id), what="task start")
+        pool.signal(signal.SIGTERM)
+        pool.wait_event("shutdown_begin")
+        started = time.monotonic()
+        pool.signal(signal.SIGTERM)
+        assert pool.wait_exit(5) == 0
+        assert time.monotonic() - started < 1.0
+        assert stored(client, info.id)[0] == b"pending"
+
+
+def test_idle_supervisor_with_8_workers_stops_within_a_second(pool_factory):
+    with pool_factory(workers=8).start() as pool:
+        children = pool.live_children()
+        assert len(children) == 8
+        started = time.monotonic()
+        pool.signal(signal.SIGTERM)
+        assert pool.wait_exit(5) == 0
+        assert time.monotonic() - started < 1.0
+        for pid in children:
+            assert not alive(pid)
+
+
+def test_a_task_past_its_time_limit_is_killed_and_retried(pool_factory, client):
+    with pool_factory(workers=1).start() as pool:
+        info = client.enqueue("hang", 30, timeout=1, max_retry=1)
+        wait_for(lambda: len(pool.started(info.id)) >= 1, what="first run")
+        kill = pool.wait_event("kill", lambda e: "time limit" in e["reason"], timeout=8)[0]
+        assert kill["task_id"] == info.id
+        wait_for(lambda: len(pool.started(info.id)) >= 2, timeout=8, what="the retry")
+        wait_for(lambda: stored(client, info.id)[0] == b"archived", timeout=10, what="archived")
+        assert "ran past its time limit of 1s" in stored(client, info.id)[1].last_error
+
+
+def test_a_child_that_stops_heartbeating_is_replaced(pool_factory):
+    with pool_factory(workers=2).start() as pool:
+        victim = pool.live_children()[0]
+        os.kill(victim, signal.SIGSTOP)
+        event = pool.wait_event("kill", lambda e: e["pid"] == victim, timeout=10)[0]
+        assert "no heartbeat" in event["reason"]
+        wait_dead(victim, 5)
+        wait_for(lambda: len(pool.live_children()) == 2, what="replacement")
+
+
+def test_parent_killed_children_exit_and_the_next_start_runs_the_orphans(pool_factory, client):
+    pool = pool_factory(workers=2).start()
+    info = client.enqueue("sleep", 2)
+    wait_for(lambda: pool.started(info.id), what="task start")
+    children = pool.live_children()
+    pool.signal(signal.SIGKILL)
+    pool.wait_exit(5)
+    for pid in children:
+        wait_dead(pid, 2.0)
+    # The task is still owned by the dead child; the next supervisor recovers it once its
+    # lease (3 s here) expires, counting an attempt.
+    assert stored(client, info.id)[0] == b"active"
+    client.enqueue("record", "new work")
+    successor = pool_factory(workers=2, env={"ASYNQ_LEASE_DURATION": "3s"}).start()
+    wait_for(lambda: pool.done(info.id), timeout=10, what="orphan completed")
+    runs = [r for r in pool.ran() if r[0] == info.id and r[1] == "started"]
+    assert len(runs) == 2  # started in the dead pool, then run again by its successor
+    assert runs[1][3] == 1  # and that counted an attempt
+    recovered = successor.wait_event("lease_recovery")
+    assert recovered[0]["count"] == 1
+    successor.signal(signal.SIGTERM)
+    assert successor.wait_exit(10) == 0
