@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test run worker lint clean
+.PHONY: install test run worker lint bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ run: install
 # The daemon's entry point, configured from the environment and .env (if present).
 worker: install
 	$(BIN)/supervisor start $(if $(wildcard .env),--env-file .env,)
+
+# Idle pick-up latency (enqueue -> handler start), one worker, private redis-server.
+bench: install
+	$(BIN)/python -m bench.pickup_latency
 
 lint: install
 	$(BIN)/ruff check supervisor tests bench examples
