@@ -66,15 +66,15 @@ def test_queue_helpers(client):
 @pytest.mark.parametrize(
     "option",
     [
-        {"process_in": 60},
-        {"process_in": dt.timedelta(minutes=1)},
-        {"process_in": "1m"},
-        {"process_at": time.time() + 60},
-        {"process_at": dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)},
+        lambda: {"process_in": 60},
+        lambda: {"process_in": dt.timedelta(minutes=1)},
+        lambda: {"process_in": "1m"},
+        lambda: {"process_at": time.time() + 60},
+        lambda: {"process_at": dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)},
     ],
 )
 def test_delayed_tasks_are_scheduled(client, option):
-    info = client.enqueue("t", **option)
+    info = client.enqueue("t", **option())
     assert info.state == TaskState.SCHEDULED
     score = client.redis.zscore(client.broker.keys("default").scheduled, info.id)
     assert score == pytest.approx(time.time() + 60, abs=5)
@@ -135,3 +135,11 @@ def test_client_reads_the_environment(monkeypatch, redis_url, namespace):
     with Client() as c:
         assert c.enqueue("t").max_retry == 7
         assert c.namespace == namespace
+
+
+def test_client_takes_a_redis_url(redis_url, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # wrong on purpose: the argument wins
+    with Client(redis_url=redis_url, namespace="tclienturl") as c:
+        info = c.enqueue("t")
+        assert c.redis.hexists(c.broker.keys("default").msg, info.id)
+        c.redis.delete(*c.redis.scan_iter(match="tclienturl:*"))

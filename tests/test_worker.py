@@ -278,3 +278,40 @@ def _task(queue: str):
     from supervisor import Task
 
     return Task("work", None, queue=queue)
+
+
+def test_middleware_wraps_handlers_in_order(settings):
+    app = App()
+    trail: list[str] = []
+
+    def outer(ctx, call_next):
+        trail.append(f"outer>{ctx.type}")
+        try:
+            return call_next()
+        finally:
+            trail.append("outer<")
+
+    def inner(ctx, call_next):
+        trail.append("inner>")
+        result = call_next()
+        trail.append("inner<")
+        return result
+
+    app.use(outer)
+    app.use(inner)
+    app.register("wrapped", lambda p: trail.append(f"handler {p}"))
+
+    @app.task("failing", retry_delay=fixed_delay(3600))
+    def failing(payload) -> None:
+        trail.append("failing")
+        raise KeyError("x")
+
+    client = Client(settings=settings)
+    client.enqueue("wrapped", 7)
+    client.enqueue("failing")
+    worker, _ = make_worker(app, settings)
+    assert drain(worker) == 2
+    assert trail == [
+        "outer>wrapped", "inner>", "handler 7", "inner<", "outer<",
+        "outer>failing", "inner>", "failing", "outer<",  # an exception unwinds through the chain
+    ]  # fmt: skip

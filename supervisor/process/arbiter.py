@@ -454,6 +454,10 @@ class Arbiter:
             log.info("worker %d exited (%s)", child.pid, how, extra={"event": "exit", **extra})
 
     def recover_tasks(self, worker_id: str, reason: str, *, count: bool) -> None:
+        if self.maintenance_backoff > 0:
+            # Redis is known to be down: don't spend a timeout per dead child in the main loop.
+            self.unrecovered.append((worker_id, reason, count))
+            return
         try:
             held = self.broker.held_by([worker_id], self.queues)
             for item in held:
@@ -491,6 +495,7 @@ class Arbiter:
             wall = time.time()
             worker_ids = [c.worker_id for c in self.children.values() if c.killed_for is None]
             self.broker.renew(worker_ids, self.queues, wall + self.asynq.lease_duration)
+            self.maintenance_backoff = 0.0  # Redis answered: deferred recoveries may go ahead
             pending, self.unrecovered = self.unrecovered, []
             for worker_id, reason, count in pending:
                 self.recover_tasks(worker_id, reason, count=count)
