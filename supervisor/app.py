@@ -83,9 +83,13 @@ def _inspect_handler(task_type: str, fn: Callable[..., Any]) -> tuple[Any, bool]
 class App:
     """Handlers by task type, and the middleware chain they run in."""
 
-    def __init__(self, *, retry_delay: RetryDelay | None = None) -> None:
+    def __init__(self, *, retry_delay: RetryDelay | None = None, builtin_middleware: bool = True) -> None:
+        """``retry_delay``: the default back-off of this app's handlers (asynq's formula when None).
+        ``builtin_middleware``: recovery, tracing and task logging around every handler."""
+        from supervisor.middleware import BUILTIN  # the middleware imports TaskContext from here
+
         self._registry: dict[str, Registration] = {}
-        self._middleware: list[Middleware] = []
+        self._middleware: list[Middleware] = list(BUILTIN) if builtin_middleware else []
         self.retry_delay = retry_delay
 
     def register(self, task_type: str, fn: Callable[..., Any], *, retry_delay: RetryDelay | None = None) -> None:
@@ -111,7 +115,7 @@ class App:
         return decorate
 
     def use(self, middleware: Middleware) -> None:
-        """Add a middleware; the first added is the outermost."""
+        """Add a middleware; the first added is the outermost (inside the built-in ones)."""
         self._middleware.append(middleware)
 
     @property

@@ -273,12 +273,7 @@ class Worker:
             message.max_retry,
             delay,
             text.splitlines()[0],
-            extra={
-                "task_id": message.id,
-                "task_type": message.type,
-                "queue": claimed.queue,
-                "event": "task_retry",
-            },
+            extra=task_fields(message, "task_retry", retry_in=round(delay, 3)),
         )
         data = encode_message(decision.message)
         done = self._persist("retry", lambda: self.broker.retry(claimed, self.worker_id, data, decision.at))
@@ -300,12 +295,7 @@ class Worker:
             message.type,
             f" after {message.retried} retries" if retries_exhausted else "",
             error.splitlines()[0] if error else "",
-            extra={
-                "task_id": message.id,
-                "task_type": message.type,
-                "queue": claimed.queue,
-                "event": "task_archived",
-            },
+            extra=task_fields(message, "task_archived", error=error.splitlines()[0] if error else ""),
         )
         data = encode_message(decision.message)
         done = self._persist("archive", lambda: self.broker.archive(claimed, self.worker_id, data, now))
@@ -417,6 +407,18 @@ class Worker:
                 self._redis_down("recover own tasks", exc)
 
 
+def task_fields(message: TaskMessage, event: str, **more: Any) -> dict[str, Any]:
+    """The structured fields every log line about a task carries."""
+    return {
+        "event": event,
+        "task_id": message.id,
+        "task_type": message.type,
+        "queue": message.queue,
+        "attempt": message.retried + 1,
+        **more,
+    }
+
+
 def _describe(error: BaseException) -> str:
     """The error text stored with a task: type, message and the traceback."""
     head = f"{type(error).__name__}: {error}"
@@ -507,7 +509,7 @@ def requeue_after_death(broker: Broker, claimed: Claimed, owner: str, reason: st
             message.id,
             message.type,
             reason,
-            extra={"task_id": message.id, "event": "task_archived"},
+            extra=task_fields(message, "task_archived", error=reason),
         )
         return broker.archive(claimed, owner, data, now)
     log.warning(
@@ -517,6 +519,6 @@ def requeue_after_death(broker: Broker, claimed: Claimed, owner: str, reason: st
         reason,
         decision.message.retried,
         message.max_retry,
-        extra={"task_id": message.id, "event": "task_requeued"},
+        extra=task_fields(message, "task_requeued", reason=reason),
     )
     return broker.requeue(claimed, owner, data, at_head=True)

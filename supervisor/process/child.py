@@ -20,6 +20,7 @@ from supervisor.app import App
 from supervisor.config import Settings
 from supervisor.process.health import HealthReporter
 from supervisor.process.linux import set_parent_death_signal
+from supervisor.telemetry import configure_tracing, shutdown_tracing
 from supervisor.wiring import make_broker, worker_options
 from supervisor.worker import WaitInterrupted, Worker
 
@@ -51,6 +52,7 @@ def run_child(
         set_parent_death_signal(signal.SIGKILL)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os._exit(0)
+        configure_tracing()
         broker = make_broker(
             settings, client_name=f"supervisor-worker-{slot}", socket_timeout=child_socket_timeout(settings)
         )
@@ -92,6 +94,7 @@ def run_child(
     except BaseException:
         log.exception("worker child %d crashed", os.getpid(), extra={"event": "child_crash", "slot": slot})
     finally:
+        shutdown_tracing()
         for handler in logging.getLogger().handlers:
             try:
                 handler.flush()
