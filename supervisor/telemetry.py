@@ -34,7 +34,7 @@ def configure_tracing(environ: dict[str, str] | None = None) -> bool:
         exporter = ConsoleSpanExporter()
     elif exporter_name == "otlp":
         try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[import-not-found]
         except ImportError:
             log.error("OTEL_TRACES_EXPORTER=otlp needs the otlp extra: pip install 'supervisor[otlp]'; tracing is off")
             return False

@@ -21,7 +21,7 @@ _tracer = trace.get_tracer("supervisor")
 
 def tracing(context: TaskContext, call_next: Callable[[], Any]) -> Any:
     parent = propagate.extract(context.headers) if context.headers else otel_context.Context()
-    attributes = {
+    attributes: dict[str, str | int] = {
         "messaging.system": "supervisor",
         "messaging.operation.type": "process",
         "messaging.destination.name": context.queue,
