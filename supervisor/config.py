@@ -36,6 +36,8 @@ KNOWN_VARIABLES: dict[str, str] = {
     "ASYNQ_MAX_TASKS_PER_CHILD": "Recycle a worker process after this many tasks; 0 = never. Default: 0.",
     "ASYNQ_MAX_MEMORY_PER_CHILD": "Recycle a worker process above this RSS in MB; 0 = no limit. Default: 0.",
     "ASYNQ_LOG_LEVEL": "Log level: debug, info, warning, error or critical. Default: info.",
+    "ASYNQ_METRICS_PORT": "Serve Prometheus metrics at /metrics on this port; 0 = off. Default: 0.",
+    "ASYNQ_METRICS_HOST": "Address the metrics endpoint listens on. Default: 0.0.0.0.",
     "ASYNQ_LOG_FORMAT": "Log format: auto (text on a terminal, json otherwise), json or text. Default: auto.",
     "REDIS_URL": "redis://, rediss:// or unix:// URL; overrides the other REDIS_* settings. Default: none.",
     "REDIS_HOST": "Redis host name or address. Default: 127.0.0.1.",
@@ -88,6 +90,8 @@ class AsynqSettings:
     max_memory_per_child: int
     log_level: str
     log_format: str
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
 
 
 @dataclass(frozen=True)
@@ -393,6 +397,8 @@ def load_settings(
         max_memory_per_child=get("ASYNQ_MAX_MEMORY_PER_CHILD", _integer(0), 0),
         log_level=get("ASYNQ_LOG_LEVEL", _choice(*_LOG_LEVELS), "info").upper(),
         log_format=get("ASYNQ_LOG_FORMAT", _choice("auto", "json", "text"), "auto"),
+        metrics_port=get("ASYNQ_METRICS_PORT", _integer(0, 65535), 0),
+        metrics_host=get("ASYNQ_METRICS_HOST", _parse_host, "0.0.0.0"),
     )
     redis = RedisSettings(
         url=get("REDIS_URL", _parse_redis_url, None),

@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
@@ -63,9 +64,9 @@ class WorkerOptions:
 class WorkerObserver(Protocol):
     """Hooks for whoever watches the worker (the supervisor's child side reports through them)."""
 
-    def task_started(self, task_id: str, queue: str, time_limit: float) -> None: ...
+    def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None: ...
 
-    def task_finished(self, task_id: str, outcome: str) -> None: ...
+    def task_finished(self, task_id: str, outcome: str, duration: float) -> None: ...
 
     def alive(self) -> None:
         """Called at least once per idle block: the loop is not stuck."""
@@ -73,10 +74,10 @@ class WorkerObserver(Protocol):
 
 
 class _NoObserver:
-    def task_started(self, task_id: str, queue: str, time_limit: float) -> None:
+    def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None:
         pass
 
-    def task_finished(self, task_id: str, outcome: str) -> None:
+    def task_finished(self, task_id: str, outcome: str, duration: float) -> None:
         pass
 
     def alive(self) -> None:
@@ -236,7 +237,8 @@ class Worker:
             worker_id=self.worker_id,
             message=message,
         )
-        self.observer.task_started(task_id, claimed.queue, limit)
+        self.observer.task_started(task_id, message.type, claimed.queue, limit)
+        started = time.perf_counter()
         error: BaseException | None = None
         try:
             with _SoftTimeout(self, limit):
@@ -244,7 +246,7 @@ class Worker:
         except Exception as exc:  # the handler's failure is the task's outcome, never the worker's
             error = exc
         outcome = self._record(claimed, message, error, registration.retry_delay or self.app.retry_delay)
-        self.observer.task_finished(task_id, outcome)
+        self.observer.task_finished(task_id, outcome, time.perf_counter() - started)
         return outcome
 
     def _record(

@@ -36,6 +36,7 @@ from enum import Enum
 import redis
 
 from supervisor.adapters.redis import RedisBroker
+from supervisor.adapters.redis.inspector import Inspector
 from supervisor.app import App
 from supervisor.config import Settings
 from supervisor.core.ports import Held
@@ -43,6 +44,7 @@ from supervisor.process.backoff import RestartBackoff
 from supervisor.process.child import child_socket_timeout, run_child
 from supervisor.process.health import HealthReader
 from supervisor.process.linux import rss_bytes
+from supervisor.process.metrics import Metrics, MetricsServer, PoolGauges
 from supervisor.process.sdnotify import Notifier
 from supervisor.process.signals import HANDLED, SignalInbox
 from supervisor.wiring import make_broker
@@ -77,6 +79,7 @@ class Child:
     last_seen: float
     ready: bool = False
     task_id: str | None = None
+    task_type: str | None = None
     task_queue: str | None = None
     task_started: float = 0.0
     task_limit: float = 0.0
@@ -126,6 +129,17 @@ class Arbiter:
         self.broker: RedisBroker = make_broker(
             settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT
         )
+        self.metrics: Metrics | None = None
+        self.metrics_server: MetricsServer | None = None
+        if self.asynq.metrics_port:
+            self.metrics = Metrics(
+                PoolGauges(
+                    workers=lambda: len(self.children), busy=lambda: sum(1 for c in self.children.values() if c.task_id)
+                )
+            )
+            # Bound here, before any fork: a port in use fails the start, not a child.
+            self.metrics_server = MetricsServer(self.asynq.metrics_host, self.asynq.metrics_port, self.metrics)
+            self.inspector = Inspector(self.broker.redis, self.asynq.namespace)
 
     # == the loop ================================================================================
 
@@ -179,6 +193,8 @@ class Arbiter:
 
     def wait(self, timeout: float) -> None:
         fds = [self.inbox.read_fd] + [c.reader.fd for c in self.children.values()]
+        if self.metrics_server:
+            fds += self.metrics_server.fds()
         try:
             ready, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
@@ -189,6 +205,8 @@ class Arbiter:
             child = by_fd.get(fd)
             if child is not None:
                 self.read_child(child, now)
+            elif self.metrics_server and fd in self.metrics_server.fds():
+                self.metrics_server.handle(fd)
 
     # == signals =================================================================================
 
@@ -315,15 +333,14 @@ class Arbiter:
             child.last_seen = now
             child.ready = True
             kind = message[0] if message else ""
-            if kind == "S" and len(message) == 4:
-                child.task_id, child.task_queue, child.task_limit = (
-                    str(message[1]),
-                    str(message[2]),
-                    float(message[3]),
-                )
+            if kind == "S" and len(message) == 5:
+                child.task_id, child.task_type, child.task_queue = str(message[1]), str(message[2]), str(message[3])
+                child.task_limit = float(message[4])
                 child.task_started = now
-            elif kind == "F":
-                child.task_id = child.task_queue = None
+            elif kind == "F" and len(message) == 4:
+                if self.metrics and child.task_type:
+                    self.metrics.task_finished(child.task_type, str(message[2]), float(message[3]))
+                child.task_id = child.task_queue = child.task_type = None
                 child.tasks_done += 1
                 self.processed += 1
             elif kind == "R" and len(message) == 2:
@@ -441,6 +458,8 @@ class Arbiter:
             )
         elif crashed and not stopping:
             self.restarts += 1
+            if self.metrics:
+                self.metrics.restarts.inc()
             log.warning(
                 "worker %d exited (%s) after %.1fs%s; restarting in %.1fs",
                 child.pid,
@@ -507,6 +526,8 @@ class Arbiter:
                     extra={"event": "lease_recovery", "count": recovered},
                 )
             self.broker.heartbeat_server(self.server_id, self.server_info(), 3 * interval)
+            if self.metrics:
+                self.metrics.queue_stats = self.inspector.stats(self.queues)
             self.maintenance_backoff = 0.0
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self.maintenance_backoff = min(max(self.maintenance_backoff * 2, 0.25), interval)
@@ -569,8 +590,20 @@ class Arbiter:
             extra={"event": "shutdown_done", "processed": self.processed},
         )
         self.notifier.close()
+        if self.metrics_server:
+            self.metrics_server.close()
+
+
+class StartupError(Exception):
+    """The pool cannot start as configured (e.g. the metrics port is taken)."""
 
 
 def run_pool(app: App, settings: Settings) -> int:
     """Run the pool until it is stopped; the process exit status."""
-    return Arbiter(app, settings).run()
+    try:
+        arbiter = Arbiter(app, settings)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen for metrics on {settings.asynq.metrics_host}:{settings.asynq.metrics_port}: {exc}"
+        ) from exc
+    return arbiter.run()

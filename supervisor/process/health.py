@@ -1,7 +1,7 @@
 """The health pipe: how a child tells the parent it is alive and what it is running.
 
-One JSON array per line: ``["H"]`` (alive), ``["S", task_id, queue, time_limit]`` (task
-started), ``["F", task_id, outcome]`` (task finished), ``["R", reason]`` (leaving to be recycled).
+One JSON array per line: ``["H"]`` (alive), ``["S", task_id, task_type, queue, time_limit]``
+(task started), ``["F", task_id, outcome, seconds]`` (task finished), ``["R", reason]`` (leaving to be recycled).
 A pipe, not files or shared state: the parent's ``select`` wakes on it, and a dead child's pipe
 simply closes.
 """
@@ -48,13 +48,13 @@ class HealthReporter:
                 return
             self._send("H")
 
-    def task_started(self, task_id: str, queue: str, time_limit: float) -> None:
+    def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None:
         self._last = time.monotonic()
-        self._send("S", task_id, queue, time_limit)
+        self._send("S", task_id, task_type, queue, time_limit)
 
-    def task_finished(self, task_id: str, outcome: str) -> None:
+    def task_finished(self, task_id: str, outcome: str, duration: float) -> None:
         self._last = time.monotonic()
-        self._send("F", task_id, outcome)
+        self._send("F", task_id, outcome, duration)
 
     def recycling(self, reason: str) -> None:
         self._send("R", reason)

@@ -1,4 +1,4 @@
-"""The ``supervisor`` command line.
+"""What every command shares: settings from env file, environment and flags; exit 78 on bad ones.
 
 Settings come from defaults, then the env file (``--env-file``), then the environment
 (``ASYNQ_*``, ``REDIS_*``), then the flags. Bad configuration exits with status 78 (EX_CONFIG)
@@ -28,6 +28,7 @@ FLAG_VARIABLES: dict[str, tuple[str, str]] = {
     "redis_url": ("REDIS_URL", "--redis-url"),
     "log_level": ("ASYNQ_LOG_LEVEL", "--log-level"),
     "log_format": ("ASYNQ_LOG_FORMAT", "--log-format"),
+    "metrics_port": ("ASYNQ_METRICS_PORT", "--metrics-port"),
 }
 
 
@@ -68,7 +69,8 @@ def load_app(spec: str | None) -> Any:
     return app
 
 
-def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--env-file and --redis-url, which every command that talks to Redis takes."""
     fn = click.option(
         "--env-file",
         type=click.Path(dir_okay=False),
@@ -76,57 +78,3 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
     fn = click.option("--redis-url", help="Redis to use, e.g. redis://127.0.0.1:6379/0 (REDIS_URL).")(fn)
     return fn
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="supervisor")
-def main() -> None:
-    """supervisor: run background jobs from Redis with a forked worker pool that loses nothing.
-
-    Start the daemon with `supervisor start --app myapp.tasks:app`. Every flag has an
-    environment variable (ASYNQ_*, REDIS_*); see .env.example. Bad configuration exits 78.
-    """
-
-
-@main.command()
-@click.option("--app", help="The App to run, as MODULE:ATTR (ASYNQ_APP).")
-@click.option("--workers", "-w", type=str, help="Worker processes (ASYNQ_CONCURRENCY; default: CPU count).")
-@click.option("--queues", "-q", help="Queues and weights, e.g. critical:6,default:3,low:1 (ASYNQ_QUEUES).")
-@click.option(
-    "--strict-priority",
-    is_flag=True,
-    default=None,
-    help="Always drain higher-weight queues first (ASYNQ_STRICT_PRIORITY).",
-)
-@click.option(
-    "--shutdown-timeout",
-    help="How long in-flight tasks may finish after SIGTERM, e.g. 30s (ASYNQ_SHUTDOWN_TIMEOUT).",
-)
-@click.option(
-    "--max-tasks-per-child",
-    type=str,
-    help="Replace a child after this many tasks, 0 = never (ASYNQ_MAX_TASKS_PER_CHILD).",
-)
-@click.option(
-    "--max-memory-per-child",
-    type=str,
-    help="Replace a child above this RSS in MB, 0 = no limit (ASYNQ_MAX_MEMORY_PER_CHILD).",
-)
-@click.option("--log-level", help="debug, info, warning, error (ASYNQ_LOG_LEVEL).")
-@click.option("--log-format", help="json, text, or auto: text on a terminal, JSON otherwise (ASYNQ_LOG_FORMAT).")
-@_common
-def start(env_file: str | None, **flags: Any) -> None:
-    """Run the worker pool until SIGTERM or SIGINT.
-
-    The parent forks --workers children that claim tasks from the weighted queues. On SIGTERM
-    they stop claiming, in-flight tasks get --shutdown-timeout to finish, and whatever is still
-    running is then killed and put back at the head of its queue. A second SIGTERM stops at
-    once (tasks are put back too). Exit status: 0 after a clean stop, 78 for bad configuration.
-    """
-    settings = settings_from(env_file, flags)
-    app = load_app(settings.asynq.app)
-    from supervisor import logs
-    from supervisor.process.arbiter import run_pool
-
-    logs.configure(settings.asynq.log_level, settings.asynq.log_format)
-    sys.exit(run_pool(app, settings))

@@ -1,0 +1,273 @@
+"""Read and repair what is in Redis: the operator's view behind ``supervisor stats``/``tasks``/``queues``.
+
+Everything here is bounded: listings take a limit, bulk operations go in batches, and no call
+scans the keyspace (queues are found through the registry set that every enqueue updates).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import redis
+
+from supervisor.adapters.redis.broker import WAKE_CAP, _script_source
+from supervisor.adapters.redis.keys import QueueKeys, queues_key, server_key, servers_key
+from supervisor.core.task import TaskMessage, TaskState, decode_message
+
+STATES = tuple(s.value for s in TaskState)
+#: States an operator may retry or delete (a running task belongs to its worker).
+WAITING = ("scheduled", "retry", "archived")
+BATCH = 500
+
+
+class UnknownQueue(LookupError):
+    def __init__(self, queue: str, known: list[str]) -> None:
+        super().__init__(f"unknown queue {queue!r} (known: {', '.join(known) or 'none'})")
+
+
+class UnknownTask(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    pending: int
+    active: int
+    scheduled: int
+    retry: int
+    archived: int
+    processed: int
+    failed: int
+    paused: bool
+
+
+@dataclass(frozen=True)
+class TaskView:
+    queue: str
+    state: str
+    id: str
+    message: TaskMessage | None
+    #: The time that goes with the state: lease end (active), run time (scheduled, retry),
+    #: archive time (archived); None for pending.
+    at: float | None = None
+    owner: str | None = None
+    raw: bytes | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.message
+        out: dict[str, Any] = {"id": self.id, "queue": self.queue, "state": self.state, "at": self.at}
+        if self.owner:
+            out["owner"] = self.owner
+        if m is None:
+            out["error"] = "undecodable envelope"
+            return out
+        out.update(
+            type=m.type,
+            payload=_payload_for_display(m.payload),
+            retried=m.retried,
+            max_retry=m.max_retry,
+            timeout=m.timeout,
+            deadline=m.deadline,
+            enqueued_at=m.enqueued_at,
+            last_error=m.last_error,
+            last_failed_at=m.last_failed_at,
+            headers=m.headers,
+        )
+        return out
+
+
+def _payload_for_display(payload: msgspec.Raw) -> Any:
+    try:
+        value = msgspec.msgpack.decode(payload)
+        msgspec.json.encode(value)
+        return value
+    except (msgspec.DecodeError, TypeError, msgspec.EncodeError):
+        return repr(bytes(payload))
+
+
+class Inspector:
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        # redis-py types replies as bytes | str (it cannot know decode_responses); ours are bytes.
+        self.redis: Any = client
+        self.namespace = namespace
+        self._retry = client.register_script(_script_source("admin_retry"))
+        self._delete = client.register_script(_script_source("admin_delete"))
+
+    def keys(self, queue: str) -> QueueKeys:
+        return QueueKeys.of(self.namespace, queue)
+
+    def queues(self) -> list[str]:
+        members: set[bytes] = self.redis.smembers(queues_key(self.namespace))
+        return sorted(m.decode() for m in members)
+
+    def require_queue(self, queue: str) -> QueueKeys:
+        known = self.queues()
+        if queue not in known:
+            raise UnknownQueue(queue, known)
+        return self.keys(queue)
+
+    # -- statistics ------------------------------------------------------------------------------
+
+    def stats(self, queues: list[str] | None = None) -> list[QueueStats]:
+        names = self.queues() if queues is None else queues
+        pipe = self.redis.pipeline(transaction=False)
+        for q in names:
+            k = self.keys(q)
+            pipe.llen(k.pending)
+            pipe.zcard(k.lease)
+            pipe.zcard(k.scheduled)
+            pipe.zcard(k.retry)
+            pipe.zcard(k.archived)
+            pipe.get(k.processed)
+            pipe.get(k.failed)
+            pipe.exists(k.paused)
+        values = pipe.execute()
+        out = []
+        for i, q in enumerate(names):
+            n = [int(x or 0) for x in values[i * 8 : i * 8 + 8]]
+            out.append(QueueStats(q, n[0], n[1], n[2], n[3], n[4], n[5], n[6], paused=bool(n[7])))
+        return out
+
+    def servers(self) -> list[dict[str, str]]:
+        """Live supervisors (heartbeat not expired), with what they last reported."""
+        ids = self.redis.zrange(servers_key(self.namespace), repr(time.time()), "+inf", byscore=True)
+        pipe = self.redis.pipeline(transaction=False)
+        for sid in ids:
+            pipe.hgetall(server_key(self.namespace, sid.decode()))
+        out = []
+        for sid, info in zip(ids, pipe.execute(), strict=True):
+            if info:
+                row = {k.decode(): v.decode() for k, v in info.items()}
+                row["id"] = sid.decode()
+                out.append(row)
+        return out
+
+    # -- tasks -------------------------------------------------------------------------------------
+
+    def list_tasks(self, queue: str, state: str, limit: int = 50, offset: int = 0) -> list[TaskView]:
+        k = self.require_queue(queue)
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}; expected one of {', '.join(STATES)}")
+        scored: list[tuple[bytes, float | None]]
+        if state == "pending":
+            # The next to run is at the right end of the list.
+            ids = self.redis.lrange(k.pending, -(offset + limit), -(offset + 1)) if limit > 0 else []
+            scored = [(i, None) for i in reversed(ids)]
+        else:
+            zset = {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}[state]
+            scored = [(m, float(s)) for m, s in self.redis.zrange(zset, offset, offset + limit - 1, withscores=True)]
+        if not scored:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(k.msg, [i for i, _ in scored])
+        if state == "active":
+            pipe.hmget(k.owner, [i for i, _ in scored])
+        replies = pipe.execute()
+        owners = replies[1] if state == "active" else [None] * len(scored)
+        return [
+            self._view(queue, state, tid, data, at, owner)
+            for (tid, at), data, owner in zip(scored, replies[0], owners, strict=True)
+        ]
+
+    def _view(
+        self, queue: str, state: str, tid: bytes, data: bytes | None, at: float | None, owner: bytes | None
+    ) -> TaskView:
+        message = None
+        if data is not None:
+            try:
+                message = decode_message(data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                message = None
+        return TaskView(
+            queue, state, tid.decode("utf-8", "backslashreplace"), message, at,
+            owner.decode() if owner else None, data,
+        )  # fmt: skip
+
+    def find(self, task_id: str, queue: str | None = None) -> TaskView:
+        queues = [queue] if queue else self.queues()
+        if queue:
+            self.require_queue(queue)
+        for q in queues:
+            k = self.keys(q)
+            state, data, owner = self.redis.hmget(k.state, task_id)[0], None, None
+            if state is None:
+                continue
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hget(k.msg, task_id)
+            pipe.hget(k.owner, task_id)
+            s = state.decode()
+            zset = {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}.get(s)
+            if zset:
+                pipe.zscore(zset, task_id)
+            replies = pipe.execute()
+            data, owner = replies[0], replies[1]
+            at = replies[2] if zset else None
+            return self._view(q, s, task_id.encode(), data, at, owner)
+        where = f"queue {queue!r}" if queue else "any queue"
+        raise UnknownTask(f"no task {task_id!r} in {where}")
+
+    def retry(self, task_id: str, queue: str | None = None) -> TaskView:
+        view = self.find(task_id, queue)
+        if view.state not in WAITING:
+            raise ValueError(
+                f"task {task_id!r} is {view.state}; only scheduled, retry or archived tasks can be retried"
+            )
+        self._run(self._retry, view.queue, [task_id], with_wake=True)
+        return self.find(task_id, view.queue)
+
+    def delete(self, task_id: str, queue: str | None = None) -> TaskView:
+        view = self.find(task_id, queue)
+        if view.state == "active":
+            raise ValueError(f"task {task_id!r} is running; it cannot be deleted")
+        self._run(self._delete, view.queue, [task_id], with_wake=False)
+        return view
+
+    def retry_all(self, queue: str, state: str = "archived") -> int:
+        if state not in WAITING:
+            raise ValueError(f"--all retries scheduled, retry or archived tasks, not {state!r}")
+        return sum(self._run(self._retry, queue, ids, with_wake=True) for ids in self._batches(queue, state))
+
+    def delete_all(self, queue: str, state: str = "archived") -> int:
+        if state not in (*WAITING, "pending"):
+            raise ValueError(f"--all deletes pending, scheduled, retry or archived tasks, not {state!r}")
+        return sum(self._run(self._delete, queue, ids, with_wake=False) for ids in self._batches(queue, state))
+
+    def _batches(self, queue: str, state: str) -> Iterator[list[bytes]]:
+        k = self.require_queue(queue)
+        source = {"pending": k.pending, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}[state]
+        seen: set[bytes] = set()
+        while True:
+            if state == "pending":
+                ids = self.redis.lrange(source, -BATCH, -1)
+            else:
+                ids = self.redis.zrange(source, 0, BATCH - 1)
+            ids = [i for i in ids if i not in seen]  # guards against an id the script could not move
+            if not ids:
+                return
+            seen.update(ids)
+            yield ids
+
+    def _run(self, script: Any, queue: str, ids: list[Any], *, with_wake: bool) -> int:
+        k = self.keys(queue)
+        keys = [k.msg, k.state, k.pending, k.scheduled, k.retry, k.archived]
+        if with_wake:
+            return int(script(keys=[*keys, k.wake], args=[WAKE_CAP, *ids]))
+        return int(script(keys=keys, args=ids))
+
+    # -- queues ------------------------------------------------------------------------------------
+
+    def pause(self, queue: str) -> None:
+        self.redis.set(self.require_queue(queue).paused, "1")
+
+    def resume(self, queue: str) -> None:
+        k = self.require_queue(queue)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(k.paused)
+        pipe.lpush(k.wake, "1")  # idle workers look again at once
+        pipe.ltrim(k.wake, 0, WAKE_CAP - 1)
+        pipe.execute()

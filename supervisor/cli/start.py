@@ -1,0 +1,63 @@
+"""``supervisor start``: the daemon."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from supervisor.cli.common import config_exit, connection_options, load_app, settings_from
+
+
+@click.command()
+@click.option("--app", help="The App to run, as MODULE:ATTR (ASYNQ_APP).")
+@click.option("--workers", "-w", type=str, help="Worker processes (ASYNQ_CONCURRENCY; default: CPU count).")
+@click.option("--queues", "-q", help="Queues and weights, e.g. critical:6,default:3,low:1 (ASYNQ_QUEUES).")
+@click.option(
+    "--strict-priority",
+    is_flag=True,
+    default=None,
+    help="Always drain higher-weight queues first (ASYNQ_STRICT_PRIORITY).",
+)
+@click.option(
+    "--shutdown-timeout",
+    help="How long in-flight tasks may finish after SIGTERM, e.g. 30s (ASYNQ_SHUTDOWN_TIMEOUT).",
+)
+@click.option(
+    "--max-tasks-per-child",
+    type=str,
+    help="Replace a child after this many tasks, 0 = never (ASYNQ_MAX_TASKS_PER_CHILD).",
+)
+@click.option(
+    "--max-memory-per-child",
+    type=str,
+    help="Replace a child above this RSS in MB, 0 = no limit (ASYNQ_MAX_MEMORY_PER_CHILD).",
+)
+@click.option("--log-level", help="debug, info, warning, error (ASYNQ_LOG_LEVEL).")
+@click.option(
+    "--metrics-port",
+    type=str,
+    help="Serve Prometheus metrics on this port at /metrics (ASYNQ_METRICS_PORT; default off).",
+)
+@click.option("--log-format", help="json, text, or auto: text on a terminal, JSON otherwise (ASYNQ_LOG_FORMAT).")
+@connection_options
+def start(env_file: str | None, **flags: Any) -> None:
+    """Run the worker pool until SIGTERM or SIGINT.
+
+    The parent forks --workers children that claim tasks from the weighted queues. On SIGTERM
+    they stop claiming, in-flight tasks get --shutdown-timeout to finish, and whatever is still
+    running is then killed and put back at the head of its queue. A second SIGTERM stops at
+    once (tasks are put back too). Exit status: 0 after a clean stop, 78 for bad configuration.
+    """
+    settings = settings_from(env_file, flags)
+    app = load_app(settings.asynq.app)
+    from supervisor import logs
+    from supervisor.process.arbiter import StartupError, run_pool
+
+    logs.configure(settings.asynq.log_level, settings.asynq.log_format)
+    try:
+        code = run_pool(app, settings)
+    except StartupError as exc:
+        config_exit(str(exc))
+    sys.exit(code)
