@@ -158,6 +158,7 @@ def show_task(task_id: str, queue: str | None, as_json: bool, env_file: str | No
 
 def _bulk(
     verb: str,
+    done: str,
     one: Callable[[Inspector, str, str | None], TaskView],
     many: Callable[[Inspector, str, str], int],
     states: Sequence[str],
@@ -180,21 +181,23 @@ def _bulk(
             if all_:
                 assert queue is not None
                 count = many(insp, queue, state)
-                emit(as_json, {"queue": queue, "state": state, verb + "d": count},
-                     lambda: f"{verb}d {count} {state} tasks in {queue}")  # fmt: skip
+                emit(as_json, {"queue": queue, "state": state, done: count},
+                     lambda: f"{done} {count} {state} tasks in {queue}")  # fmt: skip
             else:
                 assert task_id is not None
                 view = one(insp, task_id, queue)
-                emit(as_json, view.to_dict(), lambda: f"{verb}d task {view.id} ({view.queue})")
+                emit(as_json, view.to_dict(), lambda: f"{done} task {view.id} ({view.queue})")
 
     return command
 
 
 retry_task = tasks.command("retry", help="Run a scheduled, retry or archived task now (or --all of them in a queue).")(
-    _bulk("retry", lambda i, t, q: i.retry(t, q), lambda i, q, s: i.retry_all(q, s), WAITING)
+    _bulk("retry", "retried", lambda i, t, q: i.retry(t, q), lambda i, q, s: i.retry_all(q, s), WAITING)
 )
 delete_task = tasks.command("delete", help="Delete a task that is not running (or --all of a state in a queue).")(
-    _bulk("delete", lambda i, t, q: i.delete(t, q), lambda i, q, s: i.delete_all(q, s), ("pending", *WAITING))
+    _bulk(
+        "delete", "deleted", lambda i, t, q: i.delete(t, q), lambda i, q, s: i.delete_all(q, s), ("pending", *WAITING)
+    )
 )
 
 
