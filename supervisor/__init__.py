@@ -21,6 +21,8 @@ from supervisor.client import Client, Task, TaskInfo
 from supervisor.core.errors import (
     DuplicateTaskError,
     InvalidTaskError,
+    NotUniqueError,
+    ResultNotFound,
     SkipRetry,
     SupervisorError,
     TaskTimeout,
@@ -33,6 +35,8 @@ __all__ = [
     "Client",
     "DuplicateTaskError",
     "InvalidTaskError",
+    "NotUniqueError",
+    "ResultNotFound",
     "SkipRetry",
     "SupervisorError",
     "Task",

@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import redis
 from opentelemetry import propagate, trace
 
 from supervisor.adapters.redis import RedisBroker, connect
 from supervisor.config import Settings, load_settings, parse_duration
-from supervisor.core.errors import DuplicateTaskError, InvalidTaskError
-from supervisor.core.task import TaskMessage, TaskState, encode_message, encode_payload, new_task_id
+from supervisor.core.errors import DuplicateTaskError, InvalidTaskError, NotUniqueError, ResultNotFound
+from supervisor.core.ports import Enqueued, NewTask
+from supervisor.core.task import (
+    TaskMessage,
+    TaskState,
+    decode_completed,
+    encode_message,
+    encode_payload,
+    new_task_id,
+)
 
 #: Something that says "how long": seconds, a timedelta, or a duration text such as "10s".
 Duration = float | int | dt.timedelta | str
+#: What to do when a unique task's duplicate is enqueued: raise NotUniqueError, or return the existing task.
+OnDuplicate = Literal["raise", "return"]
 #: Something that says "when": seconds since the epoch, or a datetime (naive means local time).
 When = float | int | dt.datetime
 
@@ -36,6 +48,13 @@ class Task:
     process_in: Duration | None = None
     task_id: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: Reject (or return) a duplicate of this task (same type and payload, or the same
+    #: ``unique_key``) while this one is pending, scheduled, retrying or running; the lock
+    #: expires after this long at the latest.
+    unique_for: Duration | None = None
+    unique_key: str | None = None
+    #: Keep the handler's return value this long after completion (read it with Client.result).
+    retention: Duration | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +69,9 @@ class TaskInfo:
     timeout: float
     deadline: float
     process_at: float | None
+    #: True when this describes an existing task returned instead of a new duplicate
+    #: (``on_duplicate="return"``).
+    existing: bool = False
 
 
 def _seconds(value: Duration, what: str) -> float:
@@ -84,6 +106,76 @@ def _with_trace_context(headers: dict[str, str]) -> dict[str, str]:
     if trace.get_current_span().get_span_context().is_valid:
         propagate.inject(out)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A validated task, ready for the broker."""
+
+    message: TaskMessage
+    process_at: float | None
+    new: NewTask
+
+
+def build_task(task: Task, now: float, default_max_retry: int) -> Built:
+    """Validate ``task`` and make its envelope; raises InvalidTaskError (or TypeError for the payload).
+
+    Shared by the client and the periodic scheduler, so both enqueue exactly the same way.
+    """
+    if not isinstance(task.type, str) or not task.type.strip():
+        raise InvalidTaskError("a task type must be a non-empty string")
+    if not isinstance(task.queue, str) or not task.queue.strip():
+        raise InvalidTaskError("a queue name must be a non-empty string")
+    if any(c in task.queue for c in "{}") or task.queue != task.queue.strip():
+        raise InvalidTaskError(f"a queue name cannot contain braces or surrounding spaces: {task.queue!r}")
+    if task.task_id is not None and (not isinstance(task.task_id, str) or not task.task_id.strip()):
+        raise InvalidTaskError("task_id must be a non-empty string when given")
+    max_retry = default_max_retry if task.max_retry is None else task.max_retry
+    if not isinstance(max_retry, int) or isinstance(max_retry, bool) or max_retry < 0:
+        raise InvalidTaskError(f"max_retry must be a whole number >= 0, not {max_retry!r}")
+    timeout = 0.0 if task.timeout is None else _seconds(task.timeout, "timeout")
+    if task.timeout is not None and timeout <= 0:
+        raise InvalidTaskError(f"timeout must be positive, not {task.timeout!r}")
+    deadline = 0.0 if task.deadline is None else _epoch(task.deadline, "deadline")
+    if task.process_at is not None and task.process_in is not None:
+        raise InvalidTaskError("give process_at or process_in, not both")
+    process_at: float | None = None
+    if task.process_at is not None:
+        process_at = _epoch(task.process_at, "process_at")
+    elif task.process_in is not None:
+        process_at = now + _seconds(task.process_in, "process_in")
+    if process_at is not None and process_at <= now:
+        process_at = None  # already due: straight onto the pending list
+    retention = 0.0 if task.retention is None else _seconds(task.retention, "retention")
+    payload = encode_payload(task.payload)
+    unique_key, unique_ttl = "", 0.0
+    if task.unique_for is not None:
+        unique_ttl = _seconds(task.unique_for, "unique_for")
+        if unique_ttl <= 0:
+            raise InvalidTaskError(f"unique_for must be positive, not {task.unique_for!r}")
+        if task.unique_key is not None and (not isinstance(task.unique_key, str) or not task.unique_key):
+            raise InvalidTaskError("unique_key must be a non-empty string when given")
+        # Same type and same encoded payload: the same task, unless the caller names the key.
+        unique_key = task.unique_key or f"{task.type}:{hashlib.sha1(bytes(payload)).hexdigest()}"
+        if process_at is not None:
+            unique_ttl += max(process_at - now, 0.0)  # a scheduled task holds its lock until it has run
+    elif task.unique_key is not None:
+        raise InvalidTaskError("unique_key needs unique_for (how long the lock may last at most)")
+    message = TaskMessage(
+        id=task.task_id or new_task_id(),
+        type=task.type,
+        queue=task.queue,
+        payload=payload,
+        max_retry=max_retry,
+        enqueued_at=now,
+        timeout=timeout,
+        deadline=deadline,
+        headers=_with_trace_context(task.headers),
+        unique_key=unique_key,
+        retention=retention,
+    )
+    new = NewTask(task.queue, message.id, encode_message(message), process_at, unique_key, unique_ttl)
+    return Built(message, process_at, new)
 
 
 class Client:
@@ -122,46 +214,6 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- building ------------------------------------------------------------------------------
-
-    def _message(self, task: Task, now: float) -> tuple[TaskMessage, float | None]:
-        if not isinstance(task.type, str) or not task.type.strip():
-            raise InvalidTaskError("a task type must be a non-empty string")
-        if not isinstance(task.queue, str) or not task.queue.strip():
-            raise InvalidTaskError("a queue name must be a non-empty string")
-        if any(c in task.queue for c in "{}") or task.queue != task.queue.strip():
-            raise InvalidTaskError(f"a queue name cannot contain braces or surrounding spaces: {task.queue!r}")
-        if task.task_id is not None and (not isinstance(task.task_id, str) or not task.task_id.strip()):
-            raise InvalidTaskError("task_id must be a non-empty string when given")
-        max_retry = self.default_max_retry if task.max_retry is None else task.max_retry
-        if not isinstance(max_retry, int) or isinstance(max_retry, bool) or max_retry < 0:
-            raise InvalidTaskError(f"max_retry must be a whole number >= 0, not {max_retry!r}")
-        timeout = 0.0 if task.timeout is None else _seconds(task.timeout, "timeout")
-        if task.timeout is not None and timeout <= 0:
-            raise InvalidTaskError(f"timeout must be positive, not {task.timeout!r}")
-        deadline = 0.0 if task.deadline is None else _epoch(task.deadline, "deadline")
-        if task.process_at is not None and task.process_in is not None:
-            raise InvalidTaskError("give process_at or process_in, not both")
-        process_at: float | None = None
-        if task.process_at is not None:
-            process_at = _epoch(task.process_at, "process_at")
-        elif task.process_in is not None:
-            process_at = now + _seconds(task.process_in, "process_in")
-        if process_at is not None and process_at <= now:
-            process_at = None  # already due: straight onto the pending list
-        message = TaskMessage(
-            id=task.task_id or new_task_id(),
-            type=task.type,
-            queue=task.queue,
-            payload=encode_payload(task.payload),
-            max_retry=max_retry,
-            enqueued_at=now,
-            timeout=timeout,
-            deadline=deadline,
-            headers=_with_trace_context(task.headers),
-        )
-        return message, process_at
-
     @staticmethod
     def _info(message: TaskMessage, process_at: float | None) -> TaskInfo:
         return TaskInfo(
@@ -190,10 +242,22 @@ class Client:
         process_in: Duration | None = None,
         task_id: str | None = None,
         headers: dict[str, str] | None = None,
+        unique_for: Duration | None = None,
+        unique_key: str | None = None,
+        retention: Duration | None = None,
+        on_duplicate: OnDuplicate = "raise",
     ) -> TaskInfo:
-        """Enqueue one task; raises :class:`DuplicateTaskError` if ``task_id`` exists in ``queue``."""
-        task = Task(type, payload, queue, max_retry, timeout, deadline, process_at, process_in, task_id, headers or {})
-        return self.enqueue_many([task])[0]
+        """Enqueue one task.
+
+        Raises :class:`DuplicateTaskError` if ``task_id`` exists in ``queue``, and
+        :class:`NotUniqueError` if ``unique_for`` is given and an equal task still holds its lock
+        (with ``on_duplicate="return"``, returns that task's info instead).
+        """
+        task = Task(
+            type, payload, queue, max_retry, timeout, deadline, process_at, process_in, task_id, headers or {},
+            unique_for, unique_key, retention,
+        )  # fmt: skip
+        return self.enqueue_many([task], on_duplicate=on_duplicate)[0]
 
     def enqueue_critical(self, type: str, payload: Any = None, **options: Any) -> TaskInfo:
         return self.enqueue(type, payload, queue="critical", **options)
@@ -204,31 +268,73 @@ class Client:
     def enqueue_low(self, type: str, payload: Any = None, **options: Any) -> TaskInfo:
         return self.enqueue(type, payload, queue="low", **options)
 
-    def enqueue_many(self, tasks: Iterable[Task]) -> list[TaskInfo]:
+    def enqueue_many(self, tasks: Iterable[Task], *, on_duplicate: OnDuplicate = "raise") -> list[TaskInfo]:
         """Enqueue a batch in one round trip.
 
-        Every task is validated before anything is sent. The batch is not all-or-nothing:
-        if some ids already exist, the others are enqueued and :class:`DuplicateTaskError`
-        names the duplicates.
+        Every task is validated before anything is sent. The batch is not all-or-nothing: if
+        some ids already exist, or some unique tasks are duplicates, the others are enqueued and
+        the error names the ones that were not.
         """
+        if on_duplicate not in ("raise", "return"):
+            raise InvalidTaskError(f"on_duplicate must be 'raise' or 'return', not {on_duplicate!r}")
         now = time.time()
-        built = [self._message(t, now) for t in tasks]
+        built = [build_task(t, now, self.default_max_retry) for t in tasks]
         if not built:
             return []
-        items = [(m.queue, m.id, encode_message(m), at) for m, at in built]
-        accepted = self._send(items)
-        duplicates = [m for (m, _), ok in zip(built, accepted, strict=True) if not ok]
+        results = self._send([b.new for b in built])
+        duplicates = [
+            b.message.id for b, (code, _) in zip(built, results, strict=True) if code == Enqueued.DUPLICATE_ID
+        ]
         if duplicates:
-            raise DuplicateTaskError(duplicates[0].queue, [m.id for m in duplicates])
-        return [self._info(m, at) for m, at in built]
+            raise DuplicateTaskError(built[0].message.queue, duplicates)
+        conflicts = [
+            (b, holder) for b, (code, holder) in zip(built, results, strict=True) if code == Enqueued.NOT_UNIQUE
+        ]
+        if conflicts and on_duplicate == "raise":
+            raise NotUniqueError(conflicts[0][0].message.queue, [holder for _, holder in conflicts])
+        infos = []
+        for b, (code, holder) in zip(built, results, strict=True):
+            if code == Enqueued.NOT_UNIQUE:
+                infos.append(self._existing(b.message, holder))
+            else:
+                infos.append(self._info(b.message, b.process_at))
+        return infos
 
-    def _send(self, items: Sequence[tuple[str, str, bytes, float | None]]) -> list[bool]:
+    def _existing(self, message: TaskMessage, task_id: str) -> TaskInfo:
+        state: bytes | None = self.redis.hget(self.broker.keys(message.queue).state, task_id)  # type: ignore[assignment]
+        return TaskInfo(
+            id=task_id,
+            type=message.type,
+            queue=message.queue,
+            state=TaskState(state.decode()) if state else TaskState.ACTIVE,
+            max_retry=message.max_retry,
+            timeout=message.timeout,
+            deadline=message.deadline,
+            process_at=None,
+            existing=True,
+        )
+
+    def result(self, task_id: str, *, queue: str = "default", type: Any = Any) -> Any:
+        """The value the task's handler returned, decoded as ``type``.
+
+        Kept only for tasks enqueued with ``retention``, for that long after they completed;
+        raises :class:`ResultNotFound` otherwise.
+        """
+        data: bytes | None = self.redis.get(self.broker.keys(queue).result(task_id))  # type: ignore[assignment]
+        if data is None:
+            raise ResultNotFound(
+                f"no result for task {task_id!r} in queue {queue!r}: not completed yet, enqueued without "
+                "retention, or its retention has passed"
+            )
+        return msgspec.msgpack.decode(decode_completed(data).result, type=type)
+
+    def _send(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
         """One round trip; repeated once on a dropped connection.
 
         Repeating is safe: the enqueue script answers "already stored, identical" for a task
         whose first send had landed, which counts as success, not as a duplicate.
         """
         try:
-            return self.broker.enqueue_many(items)
+            return self.broker.submit(tasks)
         except (redis.ConnectionError, redis.TimeoutError):
-            return self.broker.enqueue_many(items)
+            return self.broker.submit(tasks)

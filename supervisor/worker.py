@@ -29,7 +29,14 @@ from supervisor.core.errors import SkipRetry, TaskTimeout
 from supervisor.core.ports import Broker, Claimed, Clock, SystemClock
 from supervisor.core.queues import QueuePlan
 from supervisor.core.retry import exponential_backoff
-from supervisor.core.task import TaskMessage, decode_message, encode_message, encode_payload, new_task_id
+from supervisor.core.task import (
+    TaskMessage,
+    decode_message,
+    encode_completed,
+    encode_message,
+    encode_payload,
+    new_task_id,
+)
 
 log = logging.getLogger("supervisor.worker")
 
@@ -240,12 +247,13 @@ class Worker:
         self.observer.task_started(task_id, message.type, claimed.queue, limit)
         started = time.perf_counter()
         error: BaseException | None = None
+        result: Any = None
         try:
             with _SoftTimeout(self, limit):
-                self.app.run(registration, payload, context)
+                result = self.app.run(registration, payload, context)
         except Exception as exc:  # the handler's failure is the task's outcome, never the worker's
             error = exc
-        outcome = self._record(claimed, message, error, registration.retry_delay or self.app.retry_delay)
+        outcome = self._record(claimed, message, error, registration.retry_delay or self.app.retry_delay, result)
         self.observer.task_finished(task_id, outcome, time.perf_counter() - started)
         return outcome
 
@@ -255,10 +263,17 @@ class Worker:
         message: TaskMessage,
         error: BaseException | None,
         retry_delay: Callable[[int, BaseException | None], float] | None,
+        result: Any = None,
     ) -> str:
         now = self.clock.now()
         if error is None:
-            done = self._persist("complete", lambda: self.broker.complete(claimed, self.worker_id))
+            record = self._result_record(claimed, message, result, now) if message.retention > 0 else None
+            done = self._persist(
+                "complete",
+                lambda: self.broker.complete(
+                    claimed, self.worker_id, unique_key=message.unique_key, record=record, retention=message.retention
+                ),
+            )
             return self._fenced(done, "completed", message.id)
         text = _describe(error)
         if isinstance(error, SkipRetry):
@@ -300,8 +315,22 @@ class Worker:
             extra=task_fields(message, "task_archived", error=error.splitlines()[0] if error else ""),
         )
         data = encode_message(decision.message)
-        done = self._persist("archive", lambda: self.broker.archive(claimed, self.worker_id, data, now))
+        done = self._persist(
+            "archive",
+            lambda: self.broker.archive(claimed, self.worker_id, data, now, unique_key=message.unique_key),
+        )
         return self._fenced(done, "archived", message.id)
+
+    def _result_record(self, claimed: Claimed, message: TaskMessage, result: Any, now: float) -> bytes:
+        assert claimed.data is not None
+        try:
+            return encode_completed(claimed.data, result, now)
+        except TypeError as exc:
+            log.error(
+                "task %s (%s): its result cannot be kept (%s); storing null", message.id, message.type, exc,
+                extra=task_fields(message, "result_unencodable"),
+            )  # fmt: skip
+            return encode_completed(claimed.data, None, now)
 
     def _archive_foreign(self, claimed: Claimed, raw: bytes, error: str) -> str:
         """Archive something that is not a task envelope, keeping its bytes as the payload.
@@ -513,7 +542,7 @@ def requeue_after_death(broker: Broker, claimed: Claimed, owner: str, reason: st
             reason,
             extra=task_fields(message, "task_archived", error=reason),
         )
-        return broker.archive(claimed, owner, data, now)
+        return broker.archive(claimed, owner, data, now, unique_key=message.unique_key)
     log.warning(
         "task %s (%s) put back: %s (attempt %d/%d)",
         message.id,

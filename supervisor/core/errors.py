@@ -29,5 +29,27 @@ class DuplicateTaskError(SupervisorError):
         super().__init__(f"task id already exists in queue {queue!r}: {shown}")
 
 
+class NotUniqueError(DuplicateTaskError):
+    """An enqueue with ``unique_for`` found another task holding the same unique key.
+
+    ``existing_ids`` names the tasks that hold the locks (pending, scheduled, retrying or running).
+    """
+
+    def __init__(self, queue: str, existing_ids: list[str]) -> None:
+        self.existing_ids = existing_ids
+        SupervisorError.__init__(
+            self,
+            f"a task with the same unique key is already in queue {queue!r}: "
+            + ", ".join(repr(t) for t in existing_ids[:5])
+            + (" ..." if len(existing_ids) > 5 else ""),
+        )
+        self.queue = queue
+        self.task_ids = existing_ids
+
+
+class ResultNotFound(SupervisorError, LookupError):
+    """No result is kept for that task: it has not completed, kept none, or its retention ended."""
+
+
 class InvalidTaskError(SupervisorError, ValueError):
     """An enqueue was given options that cannot make a valid task (empty type or queue, bad timeout...)."""

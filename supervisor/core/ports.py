@@ -6,6 +6,7 @@ process layer use :class:`SystemClock` or their own clock.
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,33 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """One task to store, with its optional unique lock and once-marker (key and seconds to live)."""
+
+    queue: str
+    task_id: str
+    data: bytes
+    process_at: float | None = None
+    unique_key: str = ""
+    unique_ttl: float = 0.0
+    once_key: str = ""
+    once_ttl: float = 0.0
+
+
+class Enqueued(enum.IntEnum):
+    """What became of one enqueue."""
+
+    DUPLICATE_ID = 0
+    ENQUEUED = 1
+    #: The identical envelope was already stored: a resent call whose first send had landed.
+    RESENT = 2
+    #: Another task holds the unique lock (its id comes with the result).
+    NOT_UNIQUE = 3
+    #: The once-marker exists: someone else already enqueued this (periodic tick).
+    ALREADY_DONE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +94,10 @@ class Broker(Protocol):
         """Store several tasks in one round trip; one flag per item as for :meth:`enqueue`."""
         ...
 
+    def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
+        """Store tasks in one round trip; per task, the outcome and the id it concerns."""
+        ...
+
     def claim(self, worker_id: str, queues: Sequence[str], now: float, lease_until: float) -> Claimed | float | None:
         """Claim the first task found in ``queues`` (in that order).
 
@@ -78,12 +110,29 @@ class Broker(Protocol):
         """Block until an enqueue signals one of ``queues`` or ``timeout`` passes."""
         ...
 
-    def complete(self, claimed: Claimed, worker_id: str) -> bool: ...
+    def complete(
+        self,
+        claimed: Claimed,
+        worker_id: str,
+        *,
+        unique_key: str = "",
+        record: bytes | None = None,
+        retention: float = 0.0,
+    ) -> bool:
+        """Finish a task; release its unique lock; keep ``record`` for ``retention`` seconds."""
+        ...
 
     def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool: ...
 
     def archive(
-        self, claimed: Claimed, worker_id: str, data: bytes, now: float, store_id: str | None = None
+        self,
+        claimed: Claimed,
+        worker_id: str,
+        data: bytes,
+        now: float,
+        store_id: str | None = None,
+        *,
+        unique_key: str = "",
     ) -> bool: ...
 
     def requeue(self, claimed: Claimed, owner: str, data: bytes | None, *, at_head: bool) -> bool: ...

@@ -46,10 +46,23 @@ class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Fals
     last_error: str = ""
     last_failed_at: float = 0.0
     headers: dict[str, str] = {}
+    #: Key of the unique lock this task holds ('' = none): released when it completes or is archived.
+    unique_key: str = ""
+    #: Seconds to keep the task's result after it completes (0: keep nothing).
+    retention: float = 0.0
+
+
+class CompletedTask(msgspec.Struct):
+    """What is kept of a completed task that asked for retention: its envelope and its result."""
+
+    message: msgspec.Raw
+    result: msgspec.Raw
+    completed_at: float
 
 
 _encoder = msgspec.msgpack.Encoder()
 _envelope_decoder = msgspec.msgpack.Decoder(TaskMessage)
+_completed_decoder = msgspec.msgpack.Decoder(CompletedTask)
 
 
 def new_task_id() -> str:
@@ -76,3 +89,12 @@ def encode_message(message: TaskMessage) -> bytes:
 def decode_message(data: bytes) -> TaskMessage:
     """Decode stored bytes; raises :class:`msgspec.DecodeError` (or ValidationError) for garbage."""
     return _envelope_decoder.decode(data)
+
+
+def encode_completed(envelope: bytes, result: Any, completed_at: float) -> bytes:
+    """The record kept for a task with retention; raises TypeError if msgspec cannot encode ``result``."""
+    return _encoder.encode(CompletedTask(msgspec.Raw(envelope), encode_payload(result), completed_at))
+
+
+def decode_completed(data: bytes) -> CompletedTask:
+    return _completed_decoder.decode(data)

@@ -17,12 +17,17 @@ from typing import Any
 import redis
 
 from supervisor.adapters.redis.keys import QueueKeys, queues_key, server_key, servers_key
-from supervisor.core.ports import Claimed, Held
+from supervisor.core.ports import Claimed, Enqueued, Held, NewTask
 
 #: Wake-up tokens kept per queue at most: enough for every idle worker, bounded when none listens.
 WAKE_CAP = 256
 #: Due scheduled/retry tasks moved to pending per set per claim: bounds one script's run time.
 FORWARD_LIMIT = 100
+
+
+def _ms(seconds: float) -> int:
+    """Milliseconds for PX, at least 1 (Redis rejects 0)."""
+    return max(int(seconds * 1000), 1)
 
 
 @cache
@@ -63,23 +68,46 @@ class RedisBroker:
 
     # -- enqueue ------------------------------------------------------------------------------
 
-    def _enqueue_call(self, queue: str, task_id: str, data: bytes, process_at: float | None, client: Any = None) -> Any:
-        k = self.keys(queue)
+    def _enqueue_call(self, task: NewTask, client: Any) -> Any:
+        k = self.keys(task.queue)
+        keys = [k.msg, k.state, k.pending, k.scheduled, k.wake, queues_key(self.namespace)]
+        if task.unique_key:
+            keys.append(k.unique(task.unique_key))
+        if task.once_key:
+            keys.append(k.once(task.once_key))
         return self._run(
             "enqueue",
-            (k.msg, k.state, k.pending, k.scheduled, k.wake, queues_key(self.namespace)),
-            (task_id, data, "" if process_at is None else repr(process_at), queue, WAKE_CAP),
+            keys,
+            (
+                task.task_id,
+                task.data,
+                "" if task.process_at is None else repr(task.process_at),
+                task.queue,
+                WAKE_CAP,
+                _ms(task.unique_ttl) if task.unique_key else "",
+                _ms(task.once_ttl) if task.once_key else "",
+            ),
             client,
         )
 
+    def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
+        if len(tasks) == 1:
+            replies = [self._enqueue_call(tasks[0], None)]
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for task in tasks:
+                self._enqueue_call(task, pipe)
+            replies = pipe.execute()
+        return [(Enqueued(int(code)), tid.decode() if isinstance(tid, bytes) else str(tid)) for code, tid in replies]
+
     def enqueue(self, queue: str, task_id: str, data: bytes, process_at: float | None) -> bool:
-        return int(self._enqueue_call(queue, task_id, data, process_at)) != 0
+        return self.enqueue_many([(queue, task_id, data, process_at)])[0]
 
     def enqueue_many(self, items: Sequence[tuple[str, str, bytes, float | None]]) -> list[bool]:
-        pipe = self.redis.pipeline(transaction=False)
-        for queue, task_id, data, process_at in items:
-            self._enqueue_call(queue, task_id, data, process_at, pipe)
-        return [int(r) != 0 for r in pipe.execute()]
+        if not items:
+            return []
+        results = self.submit([NewTask(q, tid, data, at) for q, tid, data, at in items])
+        return [code in (Enqueued.ENQUEUED, Enqueued.RESENT) for code, _ in results]
 
     # -- the worker's path --------------------------------------------------------------------
 
@@ -99,11 +127,24 @@ class RedisBroker:
         timeout = max(timeout, 0.01)
         return self.redis.brpop([self.keys(q).wake for q in queues], timeout=timeout) is not None
 
-    def complete(self, claimed: Claimed, worker_id: str) -> bool:
+    def complete(
+        self,
+        claimed: Claimed,
+        worker_id: str,
+        *,
+        unique_key: str = "",
+        record: bytes | None = None,
+        retention: float = 0.0,
+    ) -> bool:
         k = self.keys(claimed.queue)
-        return bool(
-            self._run("complete", (k.msg, k.state, k.lease, k.owner, k.processed), (claimed.task_id, worker_id))
-        )
+        keys = [k.msg, k.state, k.lease, k.owner, k.processed]
+        if unique_key:
+            keys.append(k.unique(unique_key))
+        keep = record is not None and retention > 0
+        if keep:
+            keys.append(k.result(claimed.task_id))
+        args = (claimed.task_id, worker_id, "1" if unique_key else "0", _ms(retention) if keep else "", record or b"")
+        return bool(self._run("complete", keys, args))
 
     def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool:
         k = self.keys(claimed.queue)
@@ -115,12 +156,24 @@ class RedisBroker:
             )
         )
 
-    def archive(self, claimed: Claimed, worker_id: str, data: bytes, now: float, store_id: str | None = None) -> bool:
+    def archive(
+        self,
+        claimed: Claimed,
+        worker_id: str,
+        data: bytes,
+        now: float,
+        store_id: str | None = None,
+        *,
+        unique_key: str = "",
+    ) -> bool:
         k = self.keys(claimed.queue)
+        keys = [k.msg, k.state, k.lease, k.owner, k.archived, k.failed]
+        if unique_key:
+            keys.append(k.unique(unique_key))
         return bool(
             self._run(
                 "archive",
-                (k.msg, k.state, k.lease, k.owner, k.archived, k.failed),
+                keys,
                 (
                     claimed.task_id,
                     worker_id,

@@ -16,9 +16,9 @@ import redis
 
 from supervisor.adapters.redis.broker import WAKE_CAP, _script_source
 from supervisor.adapters.redis.keys import QueueKeys, queues_key, server_key, servers_key
-from supervisor.core.task import TaskMessage, TaskState, decode_message
+from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_message
 
-STATES = tuple(s.value for s in TaskState)
+STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
 #: States an operator may retry or delete (a running task belongs to its worker).
 WAITING = ("scheduled", "retry", "archived")
 BATCH = 500
@@ -57,10 +57,14 @@ class TaskView:
     at: float | None = None
     owner: str | None = None
     raw: bytes | None = field(default=None, repr=False)
+    #: The handler's return value, for a completed task kept with retention.
+    result: msgspec.Raw | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         m = self.message
         out: dict[str, Any] = {"id": self.id, "queue": self.queue, "state": self.state, "at": self.at}
+        if self.result is not None:
+            out["result"] = _payload_for_display(self.result)
         if self.owner:
             out["owner"] = self.owner
         if m is None:
@@ -208,6 +212,14 @@ class Inspector:
             data, owner = replies[0], replies[1]
             at = replies[2] if zset else None
             return self._view(q, s, task_id.encode(), data, at, owner)
+        for q in queues:  # not live: maybe completed, with its result kept
+            kept = self.redis.get(self.keys(q).result(task_id))
+            if kept is not None:
+                record = decode_completed(kept)
+                view = self._view(q, "completed", task_id.encode(), bytes(record.message), record.completed_at, None)
+                return TaskView(
+                    view.queue, view.state, view.id, view.message, view.at, None, view.raw, result=record.result
+                )
         where = f"queue {queue!r}" if queue else "any queue"
         raise UnknownTask(f"no task {task_id!r} in {where}")
 
@@ -217,25 +229,45 @@ class Inspector:
             raise ValueError(
                 f"task {task_id!r} is {view.state}; only scheduled, retry or archived tasks can be retried"
             )
-        self._run(self._retry, view.queue, [task_id], with_wake=True)
+        self._run(self._retry, view.queue, [task_id])
         return self.find(task_id, view.queue)
 
     def delete(self, task_id: str, queue: str | None = None) -> TaskView:
         view = self.find(task_id, queue)
         if view.state == "active":
             raise ValueError(f"task {task_id!r} is running; it cannot be deleted")
-        self._run(self._delete, view.queue, [task_id], with_wake=False)
+        if view.state == "completed":
+            self.redis.delete(self.keys(view.queue).result(task_id))
+            return view
+        self._delete_ids(view.queue, [task_id.encode()])
         return view
 
     def retry_all(self, queue: str, state: str = "archived") -> int:
         if state not in WAITING:
             raise ValueError(f"--all retries scheduled, retry or archived tasks, not {state!r}")
-        return sum(self._run(self._retry, queue, ids, with_wake=True) for ids in self._batches(queue, state))
+        return sum(self._run(self._retry, queue, ids) for ids in self._batches(queue, state))
 
     def delete_all(self, queue: str, state: str = "archived") -> int:
         if state not in (*WAITING, "pending"):
             raise ValueError(f"--all deletes pending, scheduled, retry or archived tasks, not {state!r}")
-        return sum(self._run(self._delete, queue, ids, with_wake=False) for ids in self._batches(queue, state))
+        return sum(self._delete_ids(queue, ids) for ids in self._batches(queue, state))
+
+    def _delete_ids(self, queue: str, ids: list[bytes]) -> int:
+        """Delete, releasing the unique locks the tasks hold (read from their envelopes)."""
+        k = self.keys(queue)
+        keys = [k.msg, k.state, k.pending, k.scheduled, k.retry, k.archived]
+        args: list[Any] = []
+        for tid, data in zip(ids, self.redis.hmget(k.msg, ids), strict=True):
+            unique_key = ""
+            if data is not None:
+                try:
+                    unique_key = decode_message(data).unique_key
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    pass
+            args += [tid, "1" if unique_key else "0"]
+            if unique_key:
+                keys.append(k.unique(unique_key))
+        return int(self._delete(keys=keys, args=args))
 
     def _batches(self, queue: str, state: str) -> Iterator[list[bytes]]:
         k = self.require_queue(queue)
@@ -252,12 +284,10 @@ class Inspector:
             seen.update(ids)
             yield ids
 
-    def _run(self, script: Any, queue: str, ids: list[Any], *, with_wake: bool) -> int:
+    def _run(self, script: Any, queue: str, ids: list[Any]) -> int:
         k = self.keys(queue)
-        keys = [k.msg, k.state, k.pending, k.scheduled, k.retry, k.archived]
-        if with_wake:
-            return int(script(keys=[*keys, k.wake], args=[WAKE_CAP, *ids]))
-        return int(script(keys=keys, args=ids))
+        keys = [k.msg, k.state, k.pending, k.scheduled, k.retry, k.archived, k.wake]
+        return int(script(keys=keys, args=[WAKE_CAP, *ids]))
 
     # -- queues ------------------------------------------------------------------------------------
 

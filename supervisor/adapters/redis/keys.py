@@ -51,6 +51,19 @@ class QueueKeys:
             ),
         )
 
+    def unique(self, key: str) -> str:
+        """The lock a unique task holds while pending, scheduled, retrying or running."""
+        return self.pending[: -len("pending")] + "unique:" + key
+
+    def once(self, key: str) -> str:
+        """A marker that lets one enqueue happen once (a periodic tick), whatever becomes of the task."""
+        return self.pending[: -len("pending")] + "once:" + key
+
+    def result(self, task_id: str | bytes) -> str:
+        """Where a completed task's result is kept for its retention."""
+        tid = task_id.decode() if isinstance(task_id, bytes) else task_id
+        return self.pending[: -len("pending")] + "result:" + tid
+
     def claim_keys(self) -> tuple[str, ...]:
         """The eight keys claim.lua takes per queue, in its order."""
         return (

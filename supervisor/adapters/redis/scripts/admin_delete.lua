@@ -1,11 +1,18 @@
 -- Delete tasks that are not running (pending, scheduled, retry, archived).
--- KEYS: 1 msg, 2 state, 3 pending, 4 scheduled, 5 retry, 6 archived
--- ARGV: ids
+-- KEYS: 1 msg, 2 state, 3 pending, 4 scheduled, 5 retry, 6 archived, then one unique lock per id
+--       that holds one (in the order of those ids)
+-- ARGV: pairs of (id, '1' when it holds a unique lock else '0')
 -- Returns the number deleted.
 local sets = {scheduled = KEYS[4], retry = KEYS[5], archived = KEYS[6]}
 local deleted = 0
-for i = 1, #ARGV do
+local k = 7
+for i = 1, #ARGV, 2 do
   local id = ARGV[i]
+  local lock = nil
+  if ARGV[i + 1] == '1' then
+    lock = KEYS[k]
+    k = k + 1
+  end
   local state = redis.call('HGET', KEYS[2], id)
   if state == 'pending' then
     redis.call('LREM', KEYS[3], 0, id)
@@ -15,6 +22,7 @@ for i = 1, #ARGV do
     state = nil
   end
   if state then
+    if lock and redis.call('GET', lock) == id then redis.call('DEL', lock) end
     redis.call('HDEL', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
     deleted = deleted + 1

@@ -2,9 +2,11 @@
 -- Fenced like complete.lua. The task may be stored under a new id (store id) when the claimed id
 -- itself was unusable (raw bytes pushed onto a queue by something else): the claimed entry is
 -- removed and the archived envelope keeps those bytes for inspection.
--- KEYS: 1 msg, 2 state, 3 lease, 4 owner, 5 archived zset, 6 failed counter
+-- A unique lock held by the task is released: an archived task no longer blocks its duplicates.
+-- KEYS: 1 msg, 2 state, 3 lease, 4 owner, 5 archived zset, 6 failed counter, [7 unique lock]
 -- ARGV: 1 claimed id, 2 worker id, 3 store id, 4 envelope, 5 now, 6 max archived, 7 oldest kept time
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
+if KEYS[7] and redis.call('GET', KEYS[7]) == ARGV[1] then redis.call('DEL', KEYS[7]) end
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if ARGV[3] ~= ARGV[1] then

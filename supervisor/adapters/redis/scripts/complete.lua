@@ -1,7 +1,9 @@
 -- Finish a task that ran to success. Fenced: only the worker that owns the task may finish it,
 -- so a worker whose task was recovered and handed to another cannot erase the new run.
--- KEYS: 1 msg, 2 state, 3 lease, 4 owner, 5 processed counter
--- ARGV: 1 id, 2 worker id
+-- KEYS: 1 msg, 2 state, 3 lease, 4 owner, 5 processed counter,
+--       then the task's unique lock (ARGV[3] = '1'), then its result key (ARGV[4] set)
+-- ARGV: 1 id, 2 worker id, 3 '1' when the task holds a unique lock, 4 retention in ms ('' = keep
+--       nothing), 5 the completed-task record to keep for that long
 -- Returns 1 done, 0 not owned by this worker (nothing changed).
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -9,4 +11,10 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('INCR', KEYS[5])
+local k = 6
+if ARGV[3] == '1' then
+  if redis.call('GET', KEYS[k]) == ARGV[1] then redis.call('DEL', KEYS[k]) end
+  k = k + 1
+end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[k], ARGV[5], 'PX', ARGV[4]) end
 return 1

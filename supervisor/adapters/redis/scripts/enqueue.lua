@@ -1,12 +1,31 @@
 -- Enqueue one task: store its envelope and put its id on the pending list (or the scheduled set).
--- KEYS: 1 msg hash, 2 state hash, 3 pending list, 4 scheduled zset, 5 wake list, 6 queue registry set
--- ARGV: 1 id, 2 envelope bytes, 3 process_at ('' = now), 4 queue name, 5 wake list cap
--- Returns 1 enqueued, 0 duplicate id, 2 the same envelope is already stored (a retried call that had landed).
+-- KEYS: 1 msg hash, 2 state hash, 3 pending list, 4 scheduled zset, 5 wake list, 6 queue registry set,
+--       then, when asked for: the unique lock (ARGV[6] set), then the once-marker (ARGV[7] set)
+-- ARGV: 1 id, 2 envelope bytes, 3 process_at ('' = now), 4 queue name, 5 wake list cap,
+--       6 unique lock ttl in ms ('' = none), 7 once-marker ttl in ms ('' = none)
+-- Returns {code, existing id}: 1 enqueued; 0 duplicate id; 2 the same envelope is already stored (a
+-- resent call that had landed); 3 another task holds the unique lock (its id); 4 the once-marker
+-- exists (a periodic tick some other supervisor already enqueued).
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then
-  if existing == ARGV[2] then return 2 end
-  return 0
+  if existing == ARGV[2] then return {2, ARGV[1]} end
+  return {0, ARGV[1]}
 end
+local k = 7
+local lock = nil
+if ARGV[6] ~= '' then
+  lock = KEYS[k]
+  k = k + 1
+  local holder = redis.call('GET', lock)
+  if holder then return {3, holder} end
+end
+if ARGV[7] ~= '' then
+  -- Set before anything else: whoever sets it first enqueues the tick, everyone else stops here.
+  if not redis.call('SET', KEYS[k], ARGV[1], 'NX', 'PX', ARGV[7]) then
+    return {4, redis.call('GET', KEYS[k])}
+  end
+end
+if lock then redis.call('SET', lock, ARGV[1], 'PX', ARGV[6]) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] == '' then
   redis.call('HSET', KEYS[2], ARGV[1], 'pending')
@@ -20,4 +39,4 @@ end
 redis.call('LPUSH', KEYS[5], '1')
 redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[5]) - 1)
 redis.call('SADD', KEYS[6], ARGV[4])
-return 1
+return {1, ARGV[1]}
