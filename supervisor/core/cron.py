@@ -300,7 +300,7 @@ class CronSchedule:
                     t = dt.datetime(t.year, t.month, t.day) + _DAY
                 elif t.hour not in self.hours:
                     hour = _first_at_least(hours, t.hour + 1)
-                    t = t.replace(hour=0, minute=0) if hour is None else t.replace(hour=hour, minute=0)
+                    t = dt.datetime(t.year, t.month, t.day) + _DAY if hour is None else t.replace(hour=hour, minute=0)
                 elif t.minute not in self.minutes:
                     minute = _first_at_least(minutes, t.minute + 1)
                     t = t.replace(minute=0) + _HOUR if minute is None else t.replace(minute=minute)
