@@ -417,8 +417,15 @@ class Worker:
             self._redis_backoff,
             extra={"event": "redis_down", "operation": what},
         )
-        self._stop.wait(self._redis_backoff)
-        self.observer.alive()
+        # Wait in short slices, saying we are alive: waiting for Redis is not being stuck, and the
+        # supervisor must not mistake a long outage for a hung child.
+        deadline = time.monotonic() + self._redis_backoff
+        while not self._stop.is_set():
+            self.observer.alive()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._stop.wait(min(left, 0.5))
 
     def _give_back_own_tasks(self) -> None:
         """After a failed claim, put back anything the claim took before its reply was lost."""

@@ -100,8 +100,10 @@ def handles(pid: int, sig: int) -> bool:
 
 
 def wait_handling(pids: list[int], sig: int) -> None:
-    """Wait until every child has set its handler for ``sig``: until then the default action
-    (terminate) applies, and the pool's start does not wait for it (see the xfail'd test)."""
+    """Wait until every child has set its handler for ``sig``.
+
+    Signals sent earlier stay blocked until then (see test_tstp_does_not_kill_a_child_that_is_still_starting);
+    waiting keeps these tests about the steady state."""
     wait_for(lambda: all(handles(p, sig) for p in pids), timeout=5, what=f"children to handle {sig!r}")
 
 
@@ -148,8 +150,9 @@ class NotifyListener:
         return [(t, line) for t, m in self.messages() for line in m.split("\n")]
 
     def wait(self, predicate: Callable[[str], bool], timeout: float, what: str) -> tuple[float, str]:
-        return wait_for(lambda: next(((t, m) for t, m in self.lines() if predicate(m)), None),
-                        timeout=timeout, what=what)
+        return wait_for(
+            lambda: next(((t, m) for t, m in self.lines() if predicate(m)), None), timeout=timeout, what=what
+        )
 
     def close(self) -> None:
         self._stop.set()
@@ -231,12 +234,16 @@ def test_notify_ready_status_stopping_and_children_do_not_inherit(
         task = client.enqueue("env")
         wait_for(lambda: pool.done(task.id), timeout=5, what="the env task")
         seen = {k.decode(): v.decode() for k, v in r.hgetall(f"{namespace}:test:env").items()}
-        assert seen == {f"{where}:{name}": "<unset>" for where in ("child", "exec")
-                        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}, seen
+        assert seen == {
+            f"{where}:{name}": "<unset>"
+            for where in ("child", "exec")
+            for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+        }, seen
         # /proc/<pid>/environ is the environment block from exec time: a forked child shows the
         # parent's original block whatever its live environment is, so it cannot prove anything.
-        stale = [v for v in Path(f"/proc/{children[0]}/environ").read_bytes().split(b"\0")
-                 if v.startswith(b"NOTIFY_SOCKET=")]
+        stale = [
+            v for v in Path(f"/proc/{children[0]}/environ").read_bytes().split(b"\0") if v.startswith(b"NOTIFY_SOCKET=")
+        ]
 
         sent_sigterm = time.monotonic()
         pool.signal(signal.SIGTERM)
@@ -264,8 +271,10 @@ def test_notify_watchdog_pings(tmp_path, redis_url, namespace, notify_socket):
         ready_at, _ = notify_socket.wait(lambda m: m == "READY=1", timeout=10, what="READY=1")
         pings = wait_for(
             lambda: (lambda p: p if len(p) >= 2 else None)(
-                [t for t, m in notify_socket.lines() if m == "WATCHDOG=1" and t > ready_at]),
-            timeout=2.0, what="two WATCHDOG=1 after READY=1",
+                [t for t, m in notify_socket.lines() if m == "WATCHDOG=1" and t > ready_at]
+            ),
+            timeout=2.0,
+            what="two WATCHDOG=1 after READY=1",
         )
         assert pings[1] - ready_at <= 2.0
         pool.signal(signal.SIGTERM)
@@ -276,8 +285,7 @@ def test_notify_watchdog_pings(tmp_path, redis_url, namespace, notify_socket):
 
 
 def test_pid1_reaps_orphans_and_stops_cleanly(tmp_path, redis_url, namespace, r, client):
-    with NamespacePool(redis_url, namespace, tmp_path / "sv.log", workers=2, app=OPS_APP,
-                       prefix=UNSHARE) as pool:
+    with NamespacePool(redis_url, namespace, tmp_path / "sv.log", workers=2, app=OPS_APP, prefix=UNSHARE) as pool:
         init = pool.init_pid()
         assert init is not None and ns_pid(init) == 1, "the supervisor is not PID 1 of its namespace"
         namespace_link = pid_namespace(init)
@@ -289,8 +297,9 @@ def test_pid1_reaps_orphans_and_stops_cleanly(tmp_path, redis_url, namespace, r,
         assert len(orphans) == 3
         # Their shell exited at once: the sleeps were re-parented to PID 1, which must reap them.
         pool.wait_event("reap_orphan", lambda e: int(e["pid"]) in orphans, count=3, timeout=5)
-        zombies = [p for p in all_pids() if pid_namespace(p) == namespace_link
-                   and (stat_fields(p) or ("", 0))[0] == "Z"]
+        zombies = [
+            p for p in all_pids() if pid_namespace(p) == namespace_link and (stat_fields(p) or ("", 0))[0] == "Z"
+        ]
         assert not zombies, f"zombies left in the namespace: {zombies}"
 
         os.kill(init, signal.SIGTERM)  # the supervisor itself, not unshare
@@ -304,8 +313,7 @@ def test_pid1_reaps_orphans_and_stops_cleanly(tmp_path, redis_url, namespace, r,
 
 def test_recycling_loses_nothing(tmp_path, redis_url, namespace, client):
     ids = [t.id for t in client.enqueue_many([Task("record", i) for i in range(1000)])]
-    with Pool(redis_url, namespace, tmp_path / "sv.log", workers=2,
-              args=("--max-tasks-per-child", "100")) as pool:
+    with Pool(redis_url, namespace, tmp_path / "sv.log", workers=2, args=("--max-tasks-per-child", "100")) as pool:
 
         def missing() -> set[str]:
             return set(ids) - {t for t, what, _, _ in pool.ran() if what == "done"}
@@ -333,8 +341,9 @@ def test_ttin_adds_a_worker_and_ttou_removes_it(tmp_path, redis_url, namespace, 
 
         pool.signal(signal.SIGTTIN)
         pool.wait_event("scale", lambda e: e["workers"] == 3)
-        three = wait_for(lambda: (lambda p: p if len(p) == 3 else None)(pool.live_children()),
-                         timeout=5, what="three live children")
+        three = wait_for(
+            lambda: (lambda p: p if len(p) == 3 else None)(pool.live_children()), timeout=5, what="three live children"
+        )
         (added,) = set(three) - set(before)
         wait_handling([added], signal.SIGTERM)  # so that its retirement below is the graceful one
 
@@ -369,8 +378,11 @@ def test_hup_replaces_children_and_finishes_running_task(tmp_path, redis_url, na
         pool.wait_event("reload")
         for pid in old:
             wait_dead(pid, timeout=5)
-        new = wait_for(lambda: (lambda p: p if len(p) == 2 and not set(p) & set(old) else None)(
-            pool.live_children()), timeout=5, what="two new children")
+        new = wait_for(
+            lambda: (lambda p: p if len(p) == 2 and not set(p) & set(old) else None)(pool.live_children()),
+            timeout=5,
+            what="two new children",
+        )
         assert not set(new) & set(old)
 
         # The old child finished its task before leaving, and it ran only once.
@@ -422,8 +434,11 @@ def quiet_a_starting_child(pool: Pool) -> bool:
     pool.signal(signal.SIGTSTP)
     pool.wait_event("quiet")
     os.kill(child, signal.SIGCONT)
-    wait_for(lambda: not alive(child) or handles(child, signal.SIGUSR1), timeout=5,
-             what="the child to die or to handle SIGUSR1")
+    wait_for(
+        lambda: not alive(child) or handles(child, signal.SIGUSR1),
+        timeout=5,
+        what="the child to die or to handle SIGUSR1",
+    )
     if not alive(child):
         (restart,) = pool.wait_event("restart", lambda e: e["pid"] == child, timeout=5)
         raise AssertionError(f"SIGTSTP killed a starting child: {restart['message']}")
@@ -431,11 +446,6 @@ def quiet_a_starting_child(pool: Pool) -> bool:
     return True
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "arbiter.py: SIGTSTP sends SIGUSR1 to every child, but a just-forked child has SIGUSR1 at its "
-    "default action (terminate) until child.py installs on_quiet; spawn() only blocks the parent's "
-    "HANDLED signals across fork, not SIGUSR1, so the child dies and is restarted as a crash"
-))
 def test_tstp_does_not_kill_a_child_that_is_still_starting(tmp_path, redis_url, namespace):
     """A child freshly spawned (here by SIGTTIN) when SIGTSTP arrives must go quiet, not die.
 
@@ -453,8 +463,7 @@ def test_tstp_does_not_kill_a_child_that_is_still_starting(tmp_path, redis_url, 
 
 
 def test_memory_limit_kills_child_and_counts_attempts(tmp_path, redis_url, namespace, r, client):
-    with Pool(redis_url, namespace, tmp_path / "sv.log", workers=2,
-              args=("--max-memory-per-child", "150")) as pool:
+    with Pool(redis_url, namespace, tmp_path / "sv.log", workers=2, args=("--max-memory-per-child", "150")) as pool:
         task = client.enqueue("grow", 300, max_retry=1)
         kills = pool.wait_event("kill", lambda e: e.get("task_id") == task.id, count=2, timeout=15)
         for kill in kills:
@@ -469,8 +478,9 @@ def test_memory_limit_kills_child_and_counts_attempts(tmp_path, redis_url, names
             wait_dead(kill["pid"], timeout=5)
             pool.wait_event("restart", lambda e, pid=kill["pid"]: e["pid"] == pid)
         # Replacements were spawned: two live children that are not the killed ones.
-        live = wait_for(lambda: (lambda p: p if len(p) == 2 else None)(pool.live_children()),
-                        timeout=5, what="two live children")
+        live = wait_for(
+            lambda: (lambda p: p if len(p) == 2 else None)(pool.live_children()), timeout=5, what="two live children"
+        )
         assert not set(live) & {k["pid"] for k in kills}
         assert len(pool.events("spawn")) == 4
 
@@ -482,8 +492,11 @@ BACKOFF = re.compile(r"retrying in ([0-9.]+)s")
 
 def child_backoff(pool: Pool, pid: int) -> float:
     """The longest Redis back-off child ``pid`` has logged."""
-    values = [float(m.group(1)) for e in pool.events("redis_down")
-              if e.get("pid") == pid and (m := BACKOFF.search(e.get("message", "")))]
+    values = [
+        float(m.group(1))
+        for e in pool.events("redis_down")
+        if e.get("pid") == pid and (m := BACKOFF.search(e.get("message", "")))
+    ]
     return max(values, default=0.0)
 
 
@@ -501,8 +514,11 @@ def test_redis_down_parent_stays_responsive(tmp_path, own_redis, namespace):
         wait_for(lambda: len(pool.live_children()) == 3, timeout=5, what="a third child")
 
         # About 3 s of outage: the first children have backed off to 3.2 s between tries.
-        wait_for(lambda: all(child_backoff(pool, pid) >= 3.0 for pid in before), timeout=10,
-                 what="the children's Redis back-off to reach 3 s")
+        wait_for(
+            lambda: all(child_backoff(pool, pid) >= 3.0 for pid in before),
+            timeout=10,
+            what="the children's Redis back-off to reach 3 s",
+        )
         assert not pool.events("restart") and not pool.events("kill"), pool.tail()
         assert set(before) <= set(pool.live_children())
         assert len(pool.live_children()) == 3
@@ -512,21 +528,16 @@ def test_redis_down_parent_stays_responsive(tmp_path, own_redis, namespace):
         with Client(settings=make_settings(own_redis.url, namespace)) as own_client:
             task = own_client.enqueue("record")
         wait_for(lambda: pool.done(task.id), timeout=5, what="a task after Redis came back")
-        print(f"\n[ops] SIGTTIN answered in {answered:.3f}s with Redis down; task ran "
-              f"{time.monotonic() - restarted:.2f}s after Redis came back")
+        print(
+            f"\n[ops] SIGTTIN answered in {answered:.3f}s with Redis down; task ran "
+            f"{time.monotonic() - restarted:.2f}s after Redis came back"
+        )
         assert not pool.events("restart"), pool.tail()
 
         pool.signal(signal.SIGTERM)
         assert pool.wait_exit(10) == 0, pool.tail()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "worker.py _redis_down caps the Redis back-off at 5 s and waits it out in one "
-    "self._stop.wait() before the next observer.alive(), but arbiter.py's heartbeat_timeout is "
-    "max(3*heartbeat_interval, child_socket_timeout+2) = 4 s for heartbeat intervals up to 1.33 s "
-    "(0.5 s here): after ~10 s without Redis every idle child is killed for 'no heartbeat' and "
-    "restarted, again and again while the outage lasts"
-))
 def test_long_redis_outage_does_not_kill_idle_children(tmp_path, own_redis, namespace):
     """Takes ~11 s: the bug needs the child's back-off to reach its 5 s cap."""
     with Pool(own_redis.url, namespace, tmp_path / "sv.log", workers=1) as pool:
@@ -535,9 +546,12 @@ def test_long_redis_outage_does_not_kill_idle_children(tmp_path, own_redis, name
         wait_for(lambda: child_backoff(pool, child) >= 5.0, timeout=15, what="the back-off cap")
         logged = len([e for e in pool.events("redis_down") if e.get("pid") == child])
         # Either the child comes back from its 5 s wait and logs again, or the parent kills it.
-        wait_for(lambda: pool.events("kill")
-                 or len([e for e in pool.events("redis_down") if e.get("pid") == child]) > logged,
-                 timeout=10, what="the child's next try or its kill")
+        wait_for(
+            lambda: (
+                pool.events("kill") or len([e for e in pool.events("redis_down") if e.get("pid") == child]) > logged
+            ),
+            timeout=10,
+            what="the child's next try or its kill",
+        )
         assert not pool.events("kill"), [e["reason"] for e in pool.events("kill")]
         assert alive(child) and not pool.events("restart")
-

@@ -41,7 +41,7 @@ from supervisor.app import App
 from supervisor.config import Settings
 from supervisor.core.ports import Held
 from supervisor.process.backoff import RestartBackoff
-from supervisor.process.child import child_socket_timeout, run_child
+from supervisor.process.child import CHILD_SIGNALS, child_socket_timeout, run_child
 from supervisor.process.health import HealthReader
 from supervisor.process.linux import rss_bytes
 from supervisor.process.metrics import Metrics, MetricsServer, PoolGauges
@@ -293,8 +293,10 @@ class Arbiter:
         read_fd, write_fd = os.pipe()
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-        # Block our signals across fork: the child must not run the parent's handlers.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        # Block signals across fork: the child must not run the parent's handlers, nor die of a
+        # signal (SIGUSR1 from quiet mode, SIGTERM from a stop) that arrives before it has its own
+        # handlers. It unblocks them once they are installed; what arrived meanwhile is delivered then.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*HANDLED, *CHILD_SIGNALS})
         pid = os.fork()
         if pid == 0:  # ---- the child
             try:
@@ -302,7 +304,6 @@ class Arbiter:
                 for other in self.children.values():
                     os.close(other.reader.fd)
                 self.inbox.restore_defaults_in_child()
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 run_child(
                     self.app,
                     self.settings,
@@ -311,6 +312,7 @@ class Arbiter:
                     health_fd=write_fd,
                     parent_pid=self.pid,
                     quiet=self.state is State.QUIET,
+                    signal_mask=mask,
                 )
             finally:
                 os._exit(3)

@@ -26,6 +26,8 @@ from supervisor.worker import WaitInterrupted, Worker
 
 log = logging.getLogger("supervisor.child")
 
+#: Signals the child handles itself (stop, quiet); blocked from fork until its handlers are in.
+CHILD_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 #: Exit status of a child that could not start (the parent backs off before the next try).
 EXIT_STARTUP_FAILED = 3
 #: Exit status of a child that asks to be replaced (task limit reached).
@@ -46,6 +48,7 @@ def run_child(
     health_fd: int,
     parent_pid: int,
     quiet: bool,
+    signal_mask: set[int | signal.Signals] | None = None,
 ) -> NoReturn:
     code = EXIT_STARTUP_FAILED
     try:
@@ -80,6 +83,8 @@ def run_child(
         # The terminal sends these to the whole process group; the parent decides for us.
         for sig in (signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
+        if signal_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)  # handlers in place: deliver
         if quiet:
             worker.quiet()
         code = 1
