@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from supervisor.core.periodic import PeriodicEntry, schedule_from
 from supervisor.core.retry import RetryDelay
 from supervisor.core.task import TaskMessage
 
@@ -91,6 +92,7 @@ class App:
         self._registry: dict[str, Registration] = {}
         self._middleware: list[Middleware] = list(BUILTIN) if builtin_middleware else []
         self.retry_delay = retry_delay
+        self._periodic: dict[str, PeriodicEntry] = {}
 
     def register(self, task_type: str, fn: Callable[..., Any], *, retry_delay: RetryDelay | None = None) -> None:
         """Register ``fn`` as the handler of ``task_type``. A type has at most one handler."""
@@ -113,6 +115,60 @@ class App:
             return fn
 
         return decorate
+
+    def periodic(
+        self,
+        schedule: str | None,
+        task_type: str,
+        payload: Any = None,
+        *,
+        every: str | float | None = None,
+        name: str | None = None,
+        queue: str = "default",
+        timezone: str = "UTC",
+        catch_up: bool = False,
+        **options: Any,
+    ) -> PeriodicEntry:
+        """Enqueue ``task_type`` with ``payload`` on a schedule, from every running supervisor, once per tick.
+
+        ``schedule`` is a 5-field cron expression (``"*/5 * * * *"``, ``"0 9 * * mon-fri"``), a
+        macro (``"@daily"``) or ``"@every 30s"``; or pass ``schedule=None, every="30s"``. Cron
+        times are read in ``timezone``. ``options`` are enqueue options (``max_retry``,
+        ``timeout``, ``retention``...). ``name`` identifies the entry across supervisors
+        (default: type and schedule). A bad schedule raises here, at import time.
+        """
+        from supervisor.client import Task, build_task
+
+        parsed, spec = schedule_from(schedule, every)
+        entry = PeriodicEntry(
+            name=name or "_".join(f"{task_type}@{spec}".split()),  # no spaces: it is part of task ids
+            schedule=parsed, spec=spec, task_type=task_type, payload=payload, queue=queue, timezone=timezone,
+            catch_up=catch_up, options=options,
+        )  # fmt: skip
+        if entry.name in self._periodic:
+            raise ValueError(f"periodic entry {entry.name!r} is already defined; give it another name=")
+        build_task(Task(task_type, payload, queue=queue, **options), 0.0, 0)  # validate the options now
+        self._periodic[entry.name] = entry
+        return entry
+
+    def scheduled(self, schedule: str | None = None, task_type: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+        """Decorator: register the function as a handler and run it on ``schedule`` (see :meth:`periodic`).
+
+        ``task_type`` defaults to the function's module and name.
+        """
+
+        def decorate(fn: F) -> F:
+            kind = task_type or f"{fn.__module__}.{fn.__qualname__}"
+            if kind not in self._registry:
+                self.register(kind, fn)
+            self.periodic(schedule, kind, **kwargs)
+            return fn
+
+        return decorate
+
+    @property
+    def periodic_entries(self) -> list[PeriodicEntry]:
+        return list(self._periodic.values())
 
     def use(self, middleware: Middleware) -> None:
         """Add a middleware; the first added is the outermost (inside the built-in ones)."""

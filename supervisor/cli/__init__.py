@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from supervisor.cli.inspect import enqueue, health, queues, stats, tasks
+from supervisor.cli.inspect import cron, enqueue, health, queues, stats, tasks
 from supervisor.cli.start import start
 
 
@@ -19,7 +19,7 @@ def main() -> None:
     """
 
 
-for command in (start, stats, tasks, queues, enqueue, health):
+for command in (start, stats, tasks, queues, enqueue, health, cron):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -318,3 +318,43 @@ def _unhealthy(as_json: bool, reason: str) -> None:
     click.echo(json.dumps({"healthy": False, "reason": reason}) if as_json else f"unhealthy: {reason}",
                err=not as_json)  # fmt: skip
     sys.exit(1)
+
+
+# -- cron ------------------------------------------------------------------------------------------
+
+
+@click.group()
+def cron() -> None:
+    """Periodic tasks."""
+
+
+@cron.command("list")
+@json_option
+@connection_options
+def cron_list(as_json: bool, env_file: str | None, redis_url: str | None) -> None:
+    """Each periodic entry the running supervisors publish: schedule, next run, last enqueue."""
+    from supervisor.process.scheduler import periodic_key
+
+    with inspector(env_file, redis_url) as (insp, _):
+        raw = insp.redis.hgetall(periodic_key(insp.namespace))
+    entries = []
+    for name, value in sorted(raw.items()):
+        try:
+            record = json.loads(value)
+        except ValueError:
+            continue
+        entries.append({"name": name.decode(), **record})
+    rows = [
+        (e["name"], e.get("schedule", ""), e.get("timezone", ""), e.get("task_type", ""), e.get("queue", ""),
+         when(e.get("next_run")), when(e.get("last_enqueued_at")), e.get("last_task_id", "-"))
+        for e in entries
+    ]  # fmt: skip
+    emit(
+        as_json,
+        entries,
+        lambda: (
+            table(("name", "schedule", "zone", "type", "queue", "next run", "last enqueue", "last task"), rows)
+            if rows
+            else "no periodic entries (a running supervisor publishes its app's entries)"
+        ),
+    )

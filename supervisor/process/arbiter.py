@@ -45,6 +45,7 @@ from supervisor.process.child import CHILD_SIGNALS, child_socket_timeout, run_ch
 from supervisor.process.health import HealthReader
 from supervisor.process.linux import rss_bytes
 from supervisor.process.metrics import Metrics, MetricsServer, PoolGauges
+from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
 from supervisor.process.signals import HANDLED, SignalInbox
 from supervisor.wiring import make_broker
@@ -129,6 +130,10 @@ class Arbiter:
         self.broker: RedisBroker = make_broker(
             settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT
         )
+        self.scheduler = (
+            Scheduler(app.periodic_entries, self.broker, self.asynq.max_retry) if app.periodic_entries else None
+        )
+        self.scheduler_retry_at = 0.0
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
         if self.asynq.metrics_port:
@@ -174,6 +179,7 @@ class Arbiter:
                     self.check_health()
                     self.spawn_due()
                 self.maintenance()
+                self.run_scheduler()
                 self.notify()
         finally:
             self.finish()
@@ -189,6 +195,11 @@ class Arbiter:
             moments.extend(c.task_started + c.task_limit + KILL_GRACE for c in self.children.values() if c.task_id)
         if self.notifier.watchdog_interval:
             moments.append(self.next_watchdog)
+        due = self.scheduler.due_at() if self.scheduler and self.scheduler.started else None
+        if due is not None and self.state is not State.STOPPING:
+            moments.append(now + max(due - time.time(), 0.0) + 0.001)  # wall clock -> monotonic
+        if self.scheduler_retry_at:
+            moments.append(self.scheduler_retry_at)
         return max(0.0, min(moments) - now)
 
     def wait(self, timeout: float) -> None:
@@ -537,6 +548,20 @@ class Arbiter:
             self.next_maintenance = now + self.maintenance_backoff
             return
         self.next_maintenance = now + interval
+
+    def run_scheduler(self) -> None:
+        """Enqueue due periodic ticks; on a Redis error, try again shortly (not every loop)."""
+        if not self.scheduler or self.state is State.STOPPING:
+            return
+        now = time.monotonic()
+        if self.scheduler_retry_at and now < self.scheduler_retry_at:
+            return
+        try:
+            self.scheduler.run_due(time.time())
+            self.scheduler_retry_at = 0.0
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("periodic scheduler: Redis unreachable (%s); retrying", exc, extra={"event": "redis_down"})
+            self.scheduler_retry_at = now + 0.5
 
     def server_info(self) -> dict[str, str | int | float]:
         return {
