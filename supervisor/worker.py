@@ -16,9 +16,10 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import redis
@@ -26,7 +27,7 @@ import redis
 from supervisor.app import App, TaskContext
 from supervisor.core import lifecycle
 from supervisor.core.errors import SkipRetry, TaskTimeout
-from supervisor.core.ports import Broker, Claimed, Clock, SystemClock
+from supervisor.core.ports import Broker, Claimed, Clock, Finish, SystemClock
 from supervisor.core.queues import QueuePlan
 from supervisor.core.retry import exponential_backoff
 from supervisor.core.task import (
@@ -39,6 +40,10 @@ from supervisor.core.task import (
 )
 
 log = logging.getLogger("supervisor.worker")
+T = TypeVar("T")
+
+#: Longest a completion waits for the next claim before it is recorded on its own (seconds).
+ACK_DELAY = 0.02
 
 #: Errors that mean "Redis is unreachable right now": back off and try again.
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -62,6 +67,8 @@ class WorkerOptions:
     #: the supervisor the parent does both, from a process that runs no task code).
     keep_leases: bool = False
     heartbeat_interval: float = 5.0
+    #: Most tasks claimed in one round trip when a single deep queue has all the work (1: never batch).
+    batch: int = 16
 
     @property
     def queues(self) -> tuple[str, ...]:
@@ -125,6 +132,11 @@ class Worker:
         self.waiting = False
         self._redis_backoff = 0.0
         self.processed = 0
+        #: Tasks claimed in a batch and not started yet (owned by this worker, leased).
+        self._buffer: deque[Claimed] = deque()
+        #: Completions not recorded yet: they go with the next claim, in the same round trip.
+        self._acks: list[Finish] = []
+        self._acks_since = 0.0
 
     # -- control ------------------------------------------------------------------------------
 
@@ -155,27 +167,50 @@ class Worker:
                     self.waiting = False
                     self.broker.reset()  # the interrupted reply may still be on the wire
         finally:
+            self.flush()
             if keeper:
                 keeper.stop()
 
+    def flush(self) -> None:
+        """Record pending completions and give back claimed tasks not started (leaving, or quiet)."""
+        self._flush_acks()
+        self._give_back_buffer()
+
     def step(self) -> bool:
-        """Claim and process one task, or wait (bounded) for one. True when a task was processed."""
+        """Claim and process one task, or wait (bounded) for one. True when a task was processed.
+
+        A completion is recorded with the next claim (one round trip for both); call
+        :meth:`flush` after the last step when driving the loop by hand (``run`` does).
+        """
         self.observer.alive()
         if self._quiet.is_set():
+            self.flush()
             self._stop.wait(self.options.idle_block)
             return False
+        if self._buffer:
+            if self._acks and self.clock.monotonic() - self._acks_since > ACK_DELAY:
+                self._flush_acks()
+            self.process(self._buffer.popleft())
+            self.processed += 1
+            return True
         now = self.clock.now()
         order = self.options.plan.order()
         names = self.options.plan.names
         try:
-            got = self.broker.claim(self.worker_id, [names[i] for i in order], now, now + self.options.lease_duration)
+            done, got = self.broker.claim_many(
+                self.worker_id, [names[i] for i in order], now, now + self.options.lease_duration,
+                self.options.batch, self._acks,
+            )  # fmt: skip
         except REDIS_DOWN as exc:
             self._redis_down("claim", exc)
+            self._flush_acks()
             self._give_back_own_tasks()
             return False
+        self._acks_recorded(done)
         self._redis_backoff = 0.0
-        if isinstance(got, Claimed):
-            self.process(got)
+        if isinstance(got, list):
+            self._buffer.extend(got[1:])
+            self.process(got[0])
             self.processed += 1
             return True
         block = self.options.idle_block
@@ -268,13 +303,11 @@ class Worker:
         now = self.clock.now()
         if error is None:
             record = self._result_record(claimed, message, result, now) if message.retention > 0 else None
-            done = self._persist(
-                "complete",
-                lambda: self.broker.complete(
-                    claimed, self.worker_id, unique_key=message.unique_key, record=record, retention=message.retention
-                ),
-            )
-            return self._fenced(done, "completed", message.id)
+            # Recorded with the next claim, in the same round trip (or on the way out).
+            if not self._acks:
+                self._acks_since = self.clock.monotonic()
+            self._acks.append(Finish(claimed, message.unique_key, record, message.retention))
+            return "completed"
         text = _describe(error)
         if isinstance(error, SkipRetry):
             return self._archive(claimed, message, text, now)
@@ -382,7 +415,7 @@ class Worker:
 
     # -- Redis trouble ------------------------------------------------------------------------
 
-    def _persist(self, what: str, call: Callable[[], bool]) -> bool | None:
+    def _persist(self, what: str, call: Callable[[], T]) -> T | None:
         """Run a fenced, repeatable call until Redis answers.
 
         complete/retry/archive/requeue are fenced by owner, so repeating one that had landed
@@ -426,6 +459,27 @@ class Worker:
             if left <= 0:
                 break
             self._stop.wait(min(left, 0.5))
+
+    def _flush_acks(self) -> None:
+        if self._acks:
+            done = self._persist("complete", lambda: self.broker.complete_many(self._acks, self.worker_id))
+            self._acks_recorded(done if done is not None else [True] * len(self._acks))
+
+    def _acks_recorded(self, done: Sequence[bool]) -> None:
+        for finish, ok in zip(self._acks, done, strict=False):
+            if not ok:
+                log.warning(
+                    "task %r was no longer owned by this worker when its completion was recorded (its lease "
+                    "ended and it was recovered, or a resent completion had landed already)",
+                    finish.claimed.task_id, extra={"event": "task_fenced"},
+                )  # fmt: skip
+        self._acks = []
+
+    def _give_back_buffer(self) -> None:
+        """Claimed but not started: back to the head of their queues, in order, uncounted."""
+        while self._buffer:
+            claimed = self._buffer.pop()  # the last first, so the first ends at the very head
+            self._persist("requeue", lambda c=claimed: self.broker.requeue(c, self.worker_id, None, at_head=True))  # type: ignore[misc]
 
     def _give_back_own_tasks(self) -> None:
         """After a failed claim, put back anything the claim took before its reply was lost."""

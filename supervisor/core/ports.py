@@ -72,6 +72,16 @@ class Claimed:
 
 
 @dataclass(frozen=True, slots=True)
+class Finish:
+    """A completed task whose completion is still to be recorded (sent with the next claim)."""
+
+    claimed: Claimed
+    unique_key: str = ""
+    record: bytes | None = None
+    retention: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Held:
     """A task owned by some worker, as a recoverer sees it."""
 
@@ -106,8 +116,28 @@ class Broker(Protocol):
         """
         ...
 
+    def claim_many(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        now: float,
+        lease_until: float,
+        max_batch: int = 1,
+        finish: Sequence[Finish] = (),
+    ) -> tuple[list[bool], list[Claimed] | float | None]:
+        """Record ``finish`` completions and claim up to ``max_batch`` tasks, in one round trip.
+
+        Returns one fenced flag per completion, and the claimed tasks (several only when one
+        deep queue has all the work) or, as for :meth:`claim`, the next due time or None.
+        """
+        ...
+
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         """Block until an enqueue signals one of ``queues`` or ``timeout`` passes."""
+        ...
+
+    def complete_many(self, finish: Sequence[Finish], worker_id: str) -> list[bool]:
+        """Record several completions in one round trip; one fenced flag each."""
         ...
 
     def complete(

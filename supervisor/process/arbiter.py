@@ -121,7 +121,7 @@ class Arbiter:
         self.processed = 0
         self.restarts = 0
         #: Dead children whose tasks could not be put back yet (Redis was down): (worker id, why, count?).
-        self.unrecovered: list[tuple[str, str, bool]] = []
+        self.unrecovered: list[tuple[str, str, bool, str | None]] = []
         self.next_maintenance = 0.0
         self.maintenance_backoff = 0.0
         self.next_watchdog = 0.0
@@ -443,11 +443,13 @@ class Arbiter:
         # Put back whatever it held. After a crash or a kill for cause this counts an attempt,
         # so a task that kills its worker every time ends archived; a shutdown does not count.
         if child.killed_for and stopping:
-            self.recover_tasks(child.worker_id, f"shutdown: {child.killed_for}", count=False)
+            self.recover_tasks(child.worker_id, f"shutdown: {child.killed_for}", count=False, running=child.task_id)
         elif crashed:
-            self.recover_tasks(child.worker_id, child.killed_for or f"worker process died ({how})", count=True)
+            self.recover_tasks(
+                child.worker_id, child.killed_for or f"worker process died ({how})", count=True, running=child.task_id
+            )
         else:
-            self.recover_tasks(child.worker_id, "worker left without finishing it", count=False)
+            self.recover_tasks(child.worker_id, "worker left without finishing it", count=False, running=child.task_id)
 
         slot = next((s for s in self.slots if s.pid == child.pid), None)
         delay = 0.0
@@ -485,15 +487,23 @@ class Arbiter:
         else:
             log.info("worker %d exited (%s)", child.pid, how, extra={"event": "exit", **extra})
 
-    def recover_tasks(self, worker_id: str, reason: str, *, count: bool) -> None:
+    def recover_tasks(self, worker_id: str, reason: str, *, count: bool, running: str | None) -> None:
+        """Put back everything a dead child held.
+
+        With ``count``, the task it was running (``running``, from its health reports; or its
+        only task when it held one) counts an attempt; tasks it had claimed in a batch and not
+        started go back uncounted, at the head of their queues.
+        """
         if self.maintenance_backoff > 0:
             # Redis is known to be down: don't spend a timeout per dead child in the main loop.
-            self.unrecovered.append((worker_id, reason, count))
+            self.unrecovered.append((worker_id, reason, count, running))
             return
         try:
             held = self.broker.held_by([worker_id], self.queues)
             for item in held:
-                self.put_back(item, reason, count=count)
+                tid = item.claimed.task_id.decode("utf-8", "backslashreplace")
+                culprit = tid == running if running is not None else len(held) == 1
+                self.put_back(item, reason if culprit else "claimed by a worker that died", count=count and culprit)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning(
                 "cannot put back the tasks of %s yet (Redis: %s); will retry",
@@ -501,7 +511,7 @@ class Arbiter:
                 exc,
                 extra={"event": "requeue_deferred", "worker_id": worker_id},
             )
-            self.unrecovered.append((worker_id, reason, count))
+            self.unrecovered.append((worker_id, reason, count, running))
 
     def put_back(self, held: Held, reason: str, *, count: bool) -> None:
         task = held.claimed.task_id.decode("utf-8", "backslashreplace")
@@ -529,8 +539,8 @@ class Arbiter:
             self.broker.renew(worker_ids, self.queues, wall + self.asynq.lease_duration)
             self.maintenance_backoff = 0.0  # Redis answered: deferred recoveries may go ahead
             pending, self.unrecovered = self.unrecovered, []
-            for worker_id, reason, count in pending:
-                self.recover_tasks(worker_id, reason, count=count)
+            for worker_id, reason, count, running in pending:
+                self.recover_tasks(worker_id, reason, count=count, running=running)
             recovered = recover_expired(self.broker, self.queues, wall)
             if recovered:
                 log.info(

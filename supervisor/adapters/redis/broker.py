@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from supervisor.adapters.redis.keys import QueueKeys, queues_key, server_key, servers_key
-from supervisor.core.ports import Claimed, Enqueued, Held, NewTask
+from supervisor.core.ports import Claimed, Enqueued, Finish, Held, NewTask
 
 #: Wake-up tokens kept per queue at most: enough for every idle worker, bounded when none listens.
 WAKE_CAP = 256
@@ -112,15 +112,37 @@ class RedisBroker:
     # -- the worker's path --------------------------------------------------------------------
 
     def claim(self, worker_id: str, queues: Sequence[str], now: float, lease_until: float) -> Claimed | float | None:
+        _, got = self.claim_many(worker_id, queues, now, lease_until)
+        return got[0] if isinstance(got, list) else got
+
+    def claim_many(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        now: float,
+        lease_until: float,
+        max_batch: int = 1,
+        finish: Sequence[Finish] = (),
+    ) -> tuple[list[bool], list[Claimed] | float | None]:
         order = tuple(queues)
         keys = self._claim_keys.get(order)
         if keys is None:
             keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
-        reply = self._run("claim", keys, (repr(now), repr(lease_until), worker_id, FORWARD_LIMIT))
+        args = (repr(now), repr(lease_until), worker_id, FORWARD_LIMIT, max_batch)
+        if finish:
+            pipe = self.redis.pipeline(transaction=False)
+            for f in finish:
+                self._complete_call(f, worker_id, pipe)
+            self._run("claim", keys, args, pipe)
+            *done, reply = pipe.execute()
+            flags = [bool(d) for d in done]
+        else:
+            flags, reply = [], self._run("claim", keys, args)
         index = int(reply[0])
         if index == 0:
-            return float(reply[1]) if reply[1] else None
-        return Claimed(order[index - 1], reply[1], reply[2] if len(reply) > 2 else None)
+            return flags, (float(reply[1]) if reply[1] else None)
+        queue = order[index - 1]
+        return flags, [Claimed(queue, reply[i], reply[i + 1] or None) for i in range(1, len(reply), 2)]
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         # BRPOP takes whole or fractional seconds; 0 would block forever, so floor it.
@@ -136,15 +158,29 @@ class RedisBroker:
         record: bytes | None = None,
         retention: float = 0.0,
     ) -> bool:
-        k = self.keys(claimed.queue)
+        return bool(self._complete_call(Finish(claimed, unique_key, record, retention), worker_id, None))
+
+    def complete_many(self, finish: Sequence[Finish], worker_id: str) -> list[bool]:
+        if len(finish) == 1:
+            return [bool(self._complete_call(finish[0], worker_id, None))]
+        pipe = self.redis.pipeline(transaction=False)
+        for f in finish:
+            self._complete_call(f, worker_id, pipe)
+        return [bool(d) for d in pipe.execute()]
+
+    def _complete_call(self, f: Finish, worker_id: str, client: Any) -> Any:
+        k = self.keys(f.claimed.queue)
         keys = [k.msg, k.state, k.lease, k.owner, k.processed]
-        if unique_key:
-            keys.append(k.unique(unique_key))
-        keep = record is not None and retention > 0
+        if f.unique_key:
+            keys.append(k.unique(f.unique_key))
+        keep = f.record is not None and f.retention > 0
         if keep:
-            keys.append(k.result(claimed.task_id))
-        args = (claimed.task_id, worker_id, "1" if unique_key else "0", _ms(retention) if keep else "", record or b"")
-        return bool(self._run("complete", keys, args))
+            keys.append(k.result(f.claimed.task_id))
+        args = (
+            f.claimed.task_id, worker_id, "1" if f.unique_key else "0", _ms(f.retention) if keep else "",
+            f.record or b"",
+        )  # fmt: skip
+        return self._run("complete", keys, args, client)
 
     def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool:
         k = self.keys(claimed.queue)

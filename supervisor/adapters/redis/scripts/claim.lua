@@ -2,12 +2,32 @@
 -- owned by the worker (owner hash) with a lease (lease zset) in the same step, so no task ever
 -- exists only in a client's memory. Queues are tried in the order given (the worker's weighted
 -- or strict order). Due scheduled and retry tasks are moved to pending first.
+--
+-- Batches: when the chosen queue is the only one in the list with work and it is deep, up to
+-- ARGV[5] tasks are claimed at once (an eighth of its length, at least one), all owned and leased
+-- like a single one. While several queues have work, one task per claim keeps the weights exact;
+-- a shallow queue is shared one task at a time between idle workers.
 -- KEYS: 8 per queue: pending, msg, state, lease, owner, scheduled, retry, paused
--- ARGV: 1 now, 2 lease deadline, 3 worker id, 4 max tasks forwarded per set per call
--- Returns {queue index (1-based), id, envelope or nil} or {0, earliest due time or ''}.
+-- ARGV: 1 now, 2 lease deadline, 3 worker id, 4 max tasks forwarded per set per call, 5 max batch
+-- Returns {queue index (1-based), id, envelope or false, id, envelope...} or {0, earliest due time or ''}.
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[4])
+local max_batch = tonumber(ARGV[5] or '1')
 local nq = #KEYS / 8
+
+local function batch_size(i)
+  if max_batch <= 1 then return 1 end
+  for j = 0, nq - 1 do
+    if j ~= i and redis.call('EXISTS', KEYS[j * 8 + 8]) == 0 and redis.call('LLEN', KEYS[j * 8 + 1]) > 0 then
+      return 1
+    end
+  end
+  local n = math.floor(redis.call('LLEN', KEYS[i * 8 + 1]) / 8)
+  if n < 1 then return 1 end
+  if n > max_batch then return max_batch end
+  return n
+end
+
 for i = 0, nq - 1 do
   local b = i * 8
   if redis.call('EXISTS', KEYS[b + 8]) == 0 then
@@ -21,12 +41,17 @@ for i = 0, nq - 1 do
         redis.call('ZREM', KEYS[z], unpack(due))
       end
     end
-    local id = redis.call('RPOP', KEYS[b + 1])
-    if id then
-      redis.call('HSET', KEYS[b + 3], id, 'active')
-      redis.call('HSET', KEYS[b + 5], id, ARGV[3])
-      redis.call('ZADD', KEYS[b + 4], ARGV[2], id)
-      return {i + 1, id, redis.call('HGET', KEYS[b + 2], id)}
+    if redis.call('LLEN', KEYS[b + 1]) > 0 then
+      local ids = redis.call('RPOP', KEYS[b + 1], batch_size(i))
+      local out = {i + 1}
+      for _, id in ipairs(ids) do
+        redis.call('HSET', KEYS[b + 3], id, 'active')
+        redis.call('HSET', KEYS[b + 5], id, ARGV[3])
+        redis.call('ZADD', KEYS[b + 4], ARGV[2], id)
+        out[#out + 1] = id
+        out[#out + 1] = redis.call('HGET', KEYS[b + 2], id) or false
+      end
+      return out
     end
   end
 end
