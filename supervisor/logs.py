@@ -5,10 +5,12 @@ Structured fields travel as ``extra={...}`` on each record; both formats show th
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any
 
+import msgspec
 from pythonjsonlogger.json import JsonFormatter
 
 #: LogRecord attributes that are not user fields.
@@ -29,11 +31,23 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+_json = msgspec.json.Encoder()
+
+
+def _serialize(value: Any, **_: Any) -> str:
+    """msgspec instead of json.dumps: a quarter less per line (one line per task at INFO)."""
+    try:
+        return _json.encode(value).decode()
+    except TypeError:
+        return json.dumps(value, default=str)
+
+
 def json_formatter() -> logging.Formatter:
     return JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d",
         rename_fields={"levelname": "level", "asctime": "time", "name": "logger", "process": "pid"},
         timestamp=False,
+        json_serializer=_serialize,
     )
 
 

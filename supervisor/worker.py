@@ -525,20 +525,29 @@ class _SoftTimeout:
     anyway (a handler stuck in C code cannot be interrupted by an exception).
     """
 
+    #: The limit of the task running now, read by the SIGALRM handler (installed once per process).
+    current_limit = 0.0
+    _installed: Worker | None = None
+
     def __init__(self, worker: Worker, limit: float) -> None:
         self.worker = worker
         self.limit = limit
-        self.armed = threading.current_thread() is threading.main_thread() and limit > 0
-        self.previous: Any = None
+        self.armed = limit > 0 and threading.current_thread() is threading.main_thread()
+        if self.armed and _SoftTimeout._installed is not worker:
+            # Once, not per task: signal.signal costs more than a no-op task.
+            signal.signal(signal.SIGALRM, _SoftTimeout._fire)
+            _SoftTimeout._installed = worker
 
-    def _fire(self, signum: int, frame: Any) -> None:
-        if self.worker._in_handler:
-            self.worker._in_handler = False
-            raise TaskTimeout(f"task ran past its time limit of {self.limit:g}s")
+    @staticmethod
+    def _fire(signum: int, frame: Any) -> None:
+        worker = _SoftTimeout._installed
+        if worker is not None and worker._in_handler:
+            worker._in_handler = False
+            raise TaskTimeout(f"task ran past its time limit of {_SoftTimeout.current_limit:g}s")
 
     def __enter__(self) -> None:
         if self.armed:
-            self.previous = signal.signal(signal.SIGALRM, self._fire)
+            _SoftTimeout.current_limit = self.limit
             signal.setitimer(signal.ITIMER_REAL, self.limit)
         self.worker._in_handler = True
 
@@ -547,7 +556,6 @@ class _SoftTimeout:
         self.worker._in_handler = False
         if self.armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.previous)
 
 
 class _LeaseKeeper(threading.Thread):

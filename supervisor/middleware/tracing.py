@@ -20,6 +20,8 @@ _tracer = trace.get_tracer("supervisor")
 
 
 def tracing(context: TaskContext, call_next: Callable[[], Any]) -> Any:
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return call_next()  # no provider configured: spans would be no-ops anyway
     parent = propagate.extract(context.headers) if context.headers else otel_context.Context()
     attributes: dict[str, str | int] = {
         "messaging.system": "supervisor",
