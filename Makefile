@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test run worker lint bench clean
+.PHONY: install test run worker lint bench bench-peers chaos clean
 
 install: $(STAMP)
 
@@ -27,9 +27,23 @@ run: install
 worker: install
 	$(BIN)/supervisor start $(if $(wildcard .env),--env-file .env,)
 
-# Idle pick-up latency (enqueue -> handler start), one worker, private redis-server.
+# Idle pick-up latency (enqueue -> handler start), one worker, private redis-server; then the
+# scenarios of bench/run.py for ours alone (drain, enqueue, pickup, I/O, footprint), a minute or
+# two. Writes bench/results/latest.{md,json,png}; the chart's matplotlib lives in a venv under
+# bench/results/venvs/, never in the project's.
 bench: install
 	$(BIN)/python -m bench.pickup_latency
+	$(BIN)/python -m bench.run
+
+# The same scenarios, ours alternating with Celery, RQ, Dramatiq, huey and arq (each installed
+# from PyPI into its own venv under bench/results/venvs/ on first use; one that fails is skipped).
+bench-peers: install
+	$(BIN)/python -m bench.run --peers
+
+# 100,000 tasks through 4 workers while children, connections, Redis and the parent are killed;
+# exits non-zero if a task was lost (tests/test_chaos.py runs a short version).
+chaos: install
+	$(BIN)/python -m bench.chaos
 
 lint: install
 	$(BIN)/ruff check supervisor tests bench examples

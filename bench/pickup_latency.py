@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -44,10 +44,30 @@ def main() -> None:
         server = RedisServer()
         server.start()
         url = server.url
-    env = {**os.environ, "REDIS_URL": url, "BENCH_REDIS_URL": url, "ASYNQ_NAMESPACE": "bench",
-           "ASYNQ_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT)}
-    pool = subprocess.Popen([sys.executable, "-m", "supervisor", "start", "--app", "bench.bench_app:app",
-                             "--workers", "1", "--queues", "default"], env=env, cwd=ROOT)
+    env = {
+        **os.environ,
+        "REDIS_URL": url,
+        "BENCH_REDIS_URL": url,
+        "ASYNQ_NAMESPACE": "bench",
+        "ASYNQ_LOG_LEVEL": "warning",
+        "PYTHONPATH": str(ROOT),
+    }
+    pool = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "start",
+            "--app",
+            "bench.bench_app:app",
+            "--workers",
+            "1",
+            "--queues",
+            "default",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
     r = redis.Redis.from_url(url)
     try:
         r.delete("bench:pickup")
@@ -69,9 +89,11 @@ def main() -> None:
         r.close()
         if server:
             server.stop()
-    print(f"idle pick-up latency over {len(delays)} tasks, 1 worker (ms): "
-          f"p50 {percentile(delays, 50):.2f}  p90 {percentile(delays, 90):.2f}  "
-          f"p99 {percentile(delays, 99):.2f}  max {max(delays):.2f}  mean {statistics.mean(delays):.2f}")
+    print(
+        f"idle pick-up latency over {len(delays)} tasks, 1 worker (ms): "
+        f"p50 {percentile(delays, 50):.2f}  p90 {percentile(delays, 90):.2f}  "
+        f"p99 {percentile(delays, 99):.2f}  max {max(delays):.2f}  mean {statistics.mean(delays):.2f}"
+    )
 
 
 if __name__ == "__main__":

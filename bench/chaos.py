@@ -1,0 +1,468 @@
+"""Chaos: push tasks through ``supervisor start --workers 4`` while breaking everything around it.
+
+    python -m bench.chaos [--tasks 100000] [--seconds 60] [--workers 4]
+
+Tasks are enqueued at a steady rate over ``--seconds`` (tasks/seconds per second, in small
+batches with ``Client.enqueue_many``) into a private redis-server with ``--appendonly yes
+--appendfsync always``. Meanwhile:
+
+- every 0.5 s a random worker child is SIGKILLed;
+- every 2 s every client connection is killed (``CLIENT KILL TYPE normal``);
+- once (at 40% of ``--seconds``) Redis is SIGKILLed and restarted on the same port and dir;
+- once (at 70%) the supervisor parent is SIGKILLed (its children must die with it) and started
+  again; the tasks its children held come back when their 3 s lease expires.
+
+The faults go on until every task has run (or ``--seconds`` + 30 s), then the pool drains in
+peace (at most ``--settle`` s more). Each run is recorded by bench/chaos_app.py. Reported:
+lost (never ran: the exit status is 1 if any), duplicates (runs beyond the first), the longest
+wait from enqueue to a task's first recorded run, the fault counts and what the supervisor
+logged about recovery. Every process is ended by pid; the JSON report lands in
+bench/results/chaos/ (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench.chaos_app import RUNS, WAIT
+from bench.common import RESULTS, ROOT, RedisServer, alive, percentile, tree
+from supervisor import Client, DuplicateTaskError, Task
+from supervisor.config import load_settings
+
+NAMESPACE = "chaos"
+QUEUE = "default"
+
+
+def task_id(i: int) -> str:
+    return f"c{i:07d}"
+
+
+class Chaos:
+    def __init__(
+        self,
+        tasks: int = 100_000,
+        seconds: float = 60.0,
+        *,
+        workers: int = 4,
+        child_kill_every: float = 0.5,
+        conn_kill_every: float = 2.0,
+        settle: float = 180.0,
+        log_dir: Path | None = None,
+        verbose: bool = True,
+    ) -> None:
+        self.n = tasks
+        self.seconds = seconds
+        self.workers = workers
+        self.child_kill_every = child_kill_every
+        self.conn_kill_every = conn_kill_every
+        self.settle = settle
+        self.verbose = verbose
+        self.log_dir = log_dir or RESULTS / "chaos" / time.strftime("%Y%m%d-%H%M%S")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.log_dir / "pool.log"
+        self.server = RedisServer(persistent=True)
+        self.parents: list[subprocess.Popen[bytes]] = []
+        self.seen: set[int] = set()  # every supervisor process we ever saw (parents and children)
+        self.lock = threading.Lock()  # held while the parent is being replaced
+        self.stop_faults = threading.Event()
+        self.enqueue_done = threading.Event()
+        self.faults: Counter[str] = Counter()
+        self.enqueued = 0
+        self.enqueue_failed = 0
+        self.t0 = 0.0
+        self.children_seen: list[int] = []  # live children, sampled every 0.5 s
+        self.threads: list[threading.Thread] = []
+        self._log_file: Any = None
+
+    # -- output ----------------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        if self.verbose:
+            print(f"[{time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
+
+    # -- the pool ----------------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNQ_", "REDIS_", "NOTIFY_"))}
+        env.update(
+            {
+                "REDIS_URL": self.server.url,
+                "CHAOS_REDIS_URL": self.server.url,
+                "ASYNQ_NAMESPACE": NAMESPACE,
+                "ASYNQ_LEASE_DURATION": "3s",
+                "ASYNQ_HEARTBEAT_INTERVAL": "0.5s",
+                "ASYNQ_SHUTDOWN_TIMEOUT": "5s",
+                "ASYNQ_LOG_FORMAT": "json",
+                "ASYNQ_LOG_LEVEL": "info",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
+        return env
+
+    def start_pool(self) -> subprocess.Popen[bytes]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "start",
+            "--app",
+            "bench.chaos_app:app",
+            "--workers",
+            str(self.workers),
+            "--queues",
+            QUEUE,
+        ]
+        proc = subprocess.Popen(cmd, env=self.env(), cwd=ROOT, stdout=self._log_file, stderr=self._log_file)
+        self.parents.append(proc)
+        self.seen.add(proc.pid)
+        return proc
+
+    @property
+    def parent(self) -> subprocess.Popen[bytes]:
+        return self.parents[-1]
+
+    def children(self) -> list[int]:
+        parent = self.parent
+        if parent.poll() is not None:
+            return []
+        kids = [p for p in tree([parent.pid]) if p != parent.pid and alive(p)]
+        self.seen.update(kids)
+        return kids
+
+    def ours(self, pid: int) -> bool:
+        """Still a process of this chaos run (guards against a pid reused by someone else)."""
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return b"bench.chaos_app" in f.read()
+        except OSError:
+            return False
+
+    def kill_everything(self) -> None:
+        for proc in self.parents:
+            if proc.poll() is None:
+                proc.kill()
+        for pid in set(tree(p.pid for p in self.parents if p.poll() is None)) | self.seen:
+            if alive(pid) and self.ours(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        for proc in self.parents:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    # -- the faults --------------------------------------------------------------------------------
+
+    def child_killer(self) -> None:
+        rng = random.Random()
+        while not self.stop_faults.wait(self.child_kill_every):
+            with self.lock:
+                kids = self.children()
+                if not kids:
+                    self.faults["child_kill_no_child"] += 1
+                    continue
+                victim = rng.choice(kids)
+                try:
+                    os.kill(victim, signal.SIGKILL)
+                    self.faults["child_sigkill"] += 1
+                except ProcessLookupError:
+                    self.faults["child_kill_no_child"] += 1
+
+    def connection_killer(self) -> None:
+        admin = redis.Redis.from_url(self.server.url, socket_timeout=2)
+        try:
+            while not self.stop_faults.wait(self.conn_kill_every):
+                try:
+                    killed = admin.client_kill_filter(_type="normal", skipme=True)
+                    self.faults["client_kill_rounds"] += 1
+                    self.faults["connections_killed"] += int(killed)
+                except redis.RedisError:
+                    self.faults["client_kill_failed"] += 1
+        finally:
+            admin.close()
+
+    def restart_redis(self) -> None:
+        self.say("fault: SIGKILL redis-server, restart on the same port and dir")
+        self.server.kill()
+        time.sleep(0.3)
+        self.server.start(timeout=30)
+        self.faults["redis_restart"] += 1
+        self.say("redis-server is back")
+
+    def kill_parent(self) -> None:
+        # Kill it while it has children (the restart back-off may have none up right now), so that
+        # the children's death with their parent and the lease recovery are exercised too.
+        deadline = time.monotonic() + 15
+        while not self.children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self.lock:
+            old = self.parent
+            kids = self.children()
+            self.say(f"fault: SIGKILL the supervisor parent {old.pid} (children {kids})")
+            old.kill()
+            old.wait(10)
+            self.faults["parent_sigkill"] += 1
+            # The children must follow their parent (PR_SET_PDEATHSIG): give them a moment.
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline and any(alive(k) for k in kids):
+                time.sleep(0.01)
+            orphans = [k for k in kids if alive(k)]
+            if orphans:
+                self.faults["orphans_after_parent_kill"] += len(orphans)
+                self.say(f"orphaned children still alive after 2 s: {orphans}; killing them")
+                for k in orphans:
+                    if self.ours(k):
+                        os.kill(k, signal.SIGKILL)
+            new = self.start_pool()
+            self.say(f"new supervisor parent {new.pid}")
+
+    # -- the producer ------------------------------------------------------------------------------
+
+    def enqueuer(self) -> None:
+        client = Client(settings=load_settings(environ={"REDIS_URL": self.server.url, "ASYNQ_NAMESPACE": NAMESPACE}))
+        rate = self.n / self.seconds
+        batch = max(1, min(500, int(rate / 20)))
+        try:
+            for start in range(0, self.n, batch):
+                due = self.t0 + start / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                tasks = [Task("chaos", i, task_id=task_id(i)) for i in range(start, min(start + batch, self.n))]
+                give_up = time.monotonic() + 60
+                while True:
+                    try:
+                        client.enqueue_many(tasks)
+                        break
+                    except DuplicateTaskError:
+                        # An earlier try of this batch had landed (its reply was lost): the others
+                        # of the batch were enqueued by this call.
+                        self.faults["enqueue_retry_found_duplicates"] += 1
+                        break
+                    except redis.RedisError:
+                        self.faults["enqueue_retries"] += 1
+                        if time.monotonic() > give_up:
+                            self.enqueue_failed += len(tasks)
+                            break
+                        time.sleep(0.05)
+                self.enqueued = min(start + batch, self.n)
+        finally:
+            client.close()
+            self.enqueue_done.set()
+
+    # -- reading the outcome ---------------------------------------------------------------------
+
+    def reader(self) -> redis.Redis:
+        return redis.Redis.from_url(self.server.url, socket_timeout=5)
+
+    def unique_done(self, r: redis.Redis) -> int | None:
+        try:
+            return int(r.hlen(RUNS))
+        except redis.RedisError:
+            return None
+
+    def leftovers(self, r: redis.Redis) -> dict[str, int]:
+        base = f"{NAMESPACE}:{{{QUEUE}}}:"
+        out = {}
+        for key, kind in (
+            ("pending", "list"),
+            ("lease", "zset"),
+            ("retry", "zset"),
+            ("scheduled", "zset"),
+            ("archived", "zset"),
+            ("msg", "hash"),
+        ):
+            full = base + key
+            try:
+                out[key] = int(r.llen(full) if kind == "list" else r.zcard(full) if kind == "zset" else r.hlen(full))
+            except redis.ResponseError:
+                out[key] = -1  # the key has another type in this version of the package
+        return out
+
+    def log_events(self) -> dict[str, int]:
+        events: Counter[str] = Counter()
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return {}
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event"):
+                events[str(record["event"])] += 1
+        return dict(sorted(events.items()))
+
+    # -- the run ---------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        self.t0 = time.monotonic()
+        self._log_file = open(self.log_path, "ab")
+        result: dict[str, Any] = {}
+        try:
+            self.server.start()
+            self.start_pool()
+            deadline = time.monotonic() + 20
+            while len(self.children()) < self.workers:
+                if time.monotonic() > deadline or self.parent.poll() is not None:
+                    raise RuntimeError(f"the pool did not start; see {self.log_path}")
+                time.sleep(0.02)
+            self.t0 = time.monotonic()
+            self.say(
+                f"{self.n} tasks over {self.seconds:g}s into {self.workers} workers, redis {self.server.url} "
+                f"(AOF, fsync always), logs {self.log_dir}"
+            )
+            for target in (self.enqueuer, self.child_killer, self.connection_killer):
+                t = threading.Thread(target=target, name=target.__name__, daemon=True)
+                t.start()
+                self.threads.append(t)
+
+            r = self.reader()
+            scheduled = [(0.4 * self.seconds, self.restart_redis), (0.7 * self.seconds, self.kill_parent)]
+            fault_deadline = self.t0 + self.seconds + 30
+            done = 0
+            last_report = last_sample = 0.0
+            done_at = None
+            while True:
+                now = time.monotonic()
+                if now - last_sample >= 0.5:
+                    last_sample = now
+                    self.children_seen.append(len(self.children()))
+                while scheduled and now - self.t0 >= scheduled[0][0]:
+                    scheduled.pop(0)[1]()
+                got = self.unique_done(r)
+                done = got if got is not None else done
+                if now - last_report >= 5:
+                    last_report = now
+                    self.say(
+                        f"enqueued {self.enqueued}, ran {done}, children {len(self.children())}, "
+                        f"faults {dict(self.faults)}"
+                    )
+                if self.enqueue_done.is_set() and not scheduled and done >= self.n - self.enqueue_failed:
+                    done_at = now - self.t0
+                    break
+                if not self.stop_faults.is_set() and now > fault_deadline and not scheduled:
+                    self.say("fault window over: stopping the faults, letting the pool drain")
+                    self.stop_faults.set()
+                if now > fault_deadline + self.settle:
+                    self.say("giving up waiting for the remaining tasks")
+                    break
+                time.sleep(0.1)
+            self.stop_faults.set()
+            for t in self.threads:
+                t.join(10)
+            # Let late duplicates (runs in flight) land before counting.
+            time.sleep(1.0)
+            r.close()
+            r = self.reader()
+            result = self.outcome(r, done_at)
+            r.close()
+            # A clean stop at the end: SIGTERM, the pool drains and exits 0.
+            t_stop = time.monotonic()
+            self.parent.send_signal(signal.SIGTERM)
+            try:
+                code = self.parent.wait(20)
+            except subprocess.TimeoutExpired:
+                code = None
+            result["final_sigterm"] = {"exit": code, "seconds": round(time.monotonic() - t_stop, 3)}
+            result["supervisor_log_events"] = self.log_events()
+            result["log_dir"] = str(self.log_dir)
+        finally:
+            self.stop_faults.set()
+            self.kill_everything()
+            self.server.stop()
+            if self._log_file:
+                self._log_file.close()
+        return result
+
+    def outcome(self, r: redis.Redis, done_at: float | None) -> dict[str, Any]:
+        runs = {k.decode(): int(v) for k, v in r.hgetall(RUNS).items()}
+        waits = [float(v) for v in r.hvals(WAIT)]
+        expected = {task_id(i) for i in range(self.n)}
+        lost = sorted(expected - runs.keys())
+        total = sum(runs.values())
+        wait_items = r.hgetall(WAIT)
+        pairs = [(k.decode(), float(v)) for k, v in wait_items.items()]
+        worst_id, worst = max(pairs, key=lambda kv: kv[1]) if pairs else ("", 0.0)
+        return {
+            "tasks": self.n,
+            "seconds_enqueue_window": self.seconds,
+            "workers": self.workers,
+            "enqueued": self.enqueued,
+            "enqueue_gave_up": self.enqueue_failed,
+            "ran_unique": len(runs),
+            "runs_total": total,
+            "lost": len(lost),
+            "lost_ids_sample": lost[:20],
+            "duplicates": total - len(runs),
+            "tasks_run_more_than_once": sum(1 for v in runs.values() if v > 1),
+            "max_runs_of_one_task": max(runs.values(), default=0),
+            "longest_wait_s": round(worst, 3),
+            "longest_wait_task": worst_id,
+            "wait_p50_s": round(percentile(waits, 50), 4),
+            "wait_p99_s": round(percentile(waits, 99), 4),
+            "all_done_after_s": round(done_at, 1) if done_at is not None else None,
+            "wall_s": round(time.monotonic() - self.t0, 1),
+            "faults": dict(sorted(self.faults.items())),
+            "live_children_mean": round(statistics.mean(self.children_seen), 2) if self.children_seen else None,
+            "time_with_no_live_child_pct": round(
+                100 * sum(1 for c in self.children_seen if c == 0) / max(len(self.children_seen), 1), 1
+            ),
+            "leftover_in_redis": self.leftovers(r),
+        }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", type=int, default=100_000)
+    p.add_argument("--seconds", type=float, default=60.0, help="enqueue window (faults last at least this long)")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--settle", type=float, default=180.0, help="longest drain after the faults stop (s)")
+    p.add_argument("--child-kill-every", type=float, default=0.5, help="SIGKILL a random child this often (s)")
+    p.add_argument("--conn-kill-every", type=float, default=2.0, help="CLIENT KILL TYPE normal this often (s)")
+    p.add_argument("--out", type=Path, help="the JSON report (default: bench/results/chaos/<time>/report.json)")
+    args = p.parse_args()
+    # A SIGTERM unwinds through Chaos.run's finally: every process is ended by pid.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    chaos = Chaos(
+        args.tasks,
+        args.seconds,
+        workers=args.workers,
+        settle=args.settle,
+        child_kill_every=args.child_kill_every,
+        conn_kill_every=args.conn_kill_every,
+    )
+    result = chaos.run()
+    out = args.out or chaos.log_dir / "report.json"
+    out.write_text(json.dumps(result, indent=2))
+    (RESULTS / "chaos-latest.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(
+        f"\nchaos: {result['tasks']} tasks, lost {result['lost']}, duplicates {result['duplicates']} "
+        f"({result['tasks_run_more_than_once']} tasks ran more than once), longest wait "
+        f"{result['longest_wait_s']} s, all done after {result['all_done_after_s']} s; faults {result['faults']}; "
+        f"no live child {result['time_with_no_live_child_pct']}% of the time"
+    )
+    if result["lost"] or result["enqueue_gave_up"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

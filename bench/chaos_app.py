@@ -1,0 +1,46 @@
+"""The chaos test's handler: record each run in Redis in a way that survives the faults.
+
+Each run does one MULTI/EXEC on the broker's Redis (``CHAOS_REDIS_URL``):
+``HINCRBY chaos:runs <id> 1`` (runs per task) and ``HSETNX chaos:wait <id> <seconds from
+enqueue to this run's start>`` (kept from the first recorded run). When the connection is
+killed under it, the write may or may not have landed; the handler raises and the task is
+retried after 0.1 s. So: lost = enqueued ids missing from ``chaos:runs``; duplicates = total
+runs - unique ids (a run whose reply was lost and that was retried counts as a duplicate: it
+did run twice).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from supervisor import App, TaskContext, fixed_delay
+
+app = App(retry_delay=fixed_delay(0.1))
+_client: dict[int, redis.Redis] = {}
+
+RUNS = "chaos:runs"
+WAIT = "chaos:wait"
+
+
+def client() -> redis.Redis:
+    pid = os.getpid()
+    if pid not in _client:
+        # No silent retries inside redis-py: a failed write fails the run, and the worker retries it.
+        _client[pid] = redis.Redis.from_url(
+            os.environ["CHAOS_REDIS_URL"], socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+        )
+    return _client[pid]
+
+
+@app.task("chaos")
+def chaos(payload: int, context: TaskContext) -> None:
+    started = time.time()
+    pipe = client().pipeline(transaction=True)
+    pipe.hincrby(RUNS, context.id, 1)
+    pipe.hsetnx(WAIT, context.id, repr(started - context.message.enqueued_at))
+    pipe.execute()

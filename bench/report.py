@@ -1,0 +1,181 @@
+"""Turn the runs' JSON into the summary: medians per system, ratios ours/peer, a Markdown table.
+
+Standard library only (runs in the project's venv); the chart is bench/chart.py.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+#: (scenario, field, label, higher is better, format)
+METRICS: list[tuple[str, str, str, bool, str]] = [
+    ("drain", "rate_total", "drain: tasks/s, whole run (from start)", True, "{:,.0f}"),
+    ("drain", "rate_steady", "drain: tasks/s, steady (10%-90%)", True, "{:,.0f}"),
+    ("drain", "worker_cpu_per_1k", "drain: worker CPU s / 1000 tasks (steady)", False, "{:.3f}"),
+    ("drain", "redis_cpu_per_1k", "drain: Redis CPU s / 1000 tasks (steady)", False, "{:.3f}"),
+    ("enqueue", "single_rate", "enqueue: tasks/s, single calls", True, "{:,.0f}"),
+    ("enqueue", "batch_rate", "enqueue: tasks/s, batch API (1000/call)", True, "{:,.0f}"),
+    ("pickup", "p50_ms", "idle pickup latency p50 (ms)", False, "{:.2f}"),
+    ("pickup", "p99_ms", "idle pickup latency p99 (ms)", False, "{:.2f}"),
+    ("io", "rate_steady", "I/O 10 ms tasks: tasks/s (steady)", True, "{:,.0f}"),
+    ("footprint", "ready_s", "start -> first task run (s)", False, "{:.3f}"),
+    ("footprint", "parent_rss_mb", "parent RSS (MB)", False, "{:.1f}"),
+    ("footprint", "child_rss_mb", "worker process RSS, mean (MB)", False, "{:.1f}"),
+    ("footprint", "total_pss_mb", "all processes PSS (MB)", False, "{:.1f}"),
+    ("footprint", "shutdown_s", "idle graceful stop -> all exited (s)", False, "{:.3f}"),
+]
+
+
+def value(run: dict[str, Any], scenario: str, field: str) -> float | None:
+    v = run.get(scenario, {}).get(field)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """system -> {metric key: median over that system's runs, 'runs': n, ...}."""
+    by_system: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_system.setdefault(run["system"], []).append(run)
+    out: dict[str, dict[str, Any]] = {}
+    for system, rs in by_system.items():
+        s: dict[str, Any] = {
+            "runs": len(rs),
+            "version": rs[0].get("version", ""),
+            "config": rs[0].get("config", ""),
+        }
+        for scenario, field, _, _, _ in METRICS:
+            values = [v for v in (value(r, scenario, field) for r in rs) if v is not None]
+            s[f"{scenario}.{field}"] = statistics.median(values) if values else None
+        first = rs[0]
+        s["sizes"] = {
+            "drain_n": first.get("drain", {}).get("n"),
+            "enqueue_single_n": first.get("enqueue", {}).get("single_n"),
+            "enqueue_batch_n": first.get("enqueue", {}).get("batch_n"),
+            "pickup_n": first.get("pickup", {}).get("n"),
+            "io_n": first.get("io", {}).get("n"),
+        }
+        s["io_concurrency"] = first.get("io", {}).get("concurrency", "")
+        s["single_api"] = first.get("enqueue", {}).get("single_api", "")
+        s["batch_api"] = first.get("enqueue", {}).get("batch_api", "")
+        s["errors"] = sorted(
+            {f"{k}: {v['error']}" for r in rs for k, v in r.items() if isinstance(v, dict) and "error" in v}
+        )
+        out[system] = s
+    return out
+
+
+def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """peer -> {metric key: ours / peer}."""
+    ours = summary.get("ours", {})
+    out: dict[str, dict[str, float | None]] = {}
+    for peer, s in summary.items():
+        if peer == "ours":
+            continue
+        row: dict[str, float | None] = {}
+        for scenario, field, _, _, _ in METRICS:
+            key = f"{scenario}.{field}"
+            a, b = ours.get(key), s.get(key)
+            row[key] = round(a / b, 3) if a is not None and b not in (None, 0) else None
+        out[peer] = row
+    return out
+
+
+def _fmt(v: Any, fmt: str) -> str:
+    return "—" if v is None else fmt.format(v)
+
+
+def markdown(data: dict[str, Any]) -> str:
+    summary: dict[str, dict[str, Any]] = data["summary"]
+    rat: dict[str, dict[str, float | None]] = data["ratios"]
+    systems = [s for s in ("ours", "celery", "rq", "dramatiq", "huey", "arq") if s in summary]
+    peers = [s for s in systems if s != "ours"]
+    m = data["machine"]
+    lines = [
+        f"# Benchmark: supervisor vs peers — {m['date']}",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB RAM, Linux {m['kernel']}, "
+        f"Python {m['python']}, redis-server {m['redis']}. Every system gets its own private "
+        "redis-server (no persistence) on a free loopback port, and 2 worker processes.",
+        "",
+        f"Order of runs: {' → '.join(data['order'])} (ours is the median of its "
+        f"{summary.get('ours', {}).get('runs', 0)} run(s)). Wall time {data['wall_s']:.0f} s.",
+        "",
+        "## Results",
+        "",
+        "| metric | " + " | ".join(f"{s} {summary[s]['version']}" for s in systems) + " |",
+        "| --- | " + " | ".join("---:" for _ in systems) + " |",
+    ]
+    for scenario, field, label, higher, fmt in METRICS:
+        key = f"{scenario}.{field}"
+        arrow = "↑" if higher else "↓"
+        lines.append(f"| {label} {arrow} | " + " | ".join(_fmt(summary[s].get(key), fmt) for s in systems) + " |")
+    if peers:
+        lines += [
+            "",
+            "## Ratios ours / peer",
+            "",
+            "Raw ratio of the two numbers: for ↑ metrics > 1 means ours is better, for ↓ metrics < 1 means ours "
+            "is better.",
+            "",
+            "| metric | " + " | ".join(f"ours/{p}" for p in peers) + " |",
+            "| --- | " + " | ".join("---:" for _ in peers) + " |",
+        ]
+        for scenario, field, label, higher, _ in METRICS:
+            key = f"{scenario}.{field}"
+            arrow = "↑" if higher else "↓"
+            lines.append(f"| {label} {arrow} | " + " | ".join(_fmt(rat[p].get(key), "{:.3g}") for p in peers) + " |")
+    lines += ["", "## How each system ran", ""]
+    for s in systems:
+        info = summary[s]
+        sizes = info["sizes"]
+        lines.append(
+            f"- **{s}** {info['version']}: {info['config']}. I/O concurrency: {info['io_concurrency']}. "
+            f"Enqueue: {info['single_api']}"
+            + (f"; batch: {info['batch_api']}" if info["batch_api"] else "; no batch API")
+            + f". Sizes: drain {sizes['drain_n']}, enqueue {sizes['enqueue_single_n']}"
+            + (f"/{sizes['enqueue_batch_n']}" if sizes["enqueue_batch_n"] else "")
+            + f", pickup {sizes['pickup_n']}, io {sizes['io_n']}."
+        )
+        for err in info["errors"]:
+            lines.append(f"  - error: {err}")
+    for name, note in data.get("skipped", {}).items():
+        lines.append(f"- **{name}**: skipped — {note}")
+    ours_runs = [r for r in data["runs"] if r["system"] == "ours" and "error" not in r]
+    if len(ours_runs) > 1:
+        lines += ["", f"Spread of ours over its {len(ours_runs)} runs (min to max):", ""]
+        for scenario, field, label, _, fmt in METRICS:
+            vals = [v for v in (value(r, scenario, field) for r in ours_runs) if v is not None]
+            if vals:
+                lines.append(f"- {label}: {fmt.format(min(vals))} to {fmt.format(max(vals))}")
+        loads = [r.get("loadavg_before", [0])[0] for r in data["runs"] if "loadavg_before" in r]
+        if loads:
+            lines.append(
+                f"- 1-minute load average before each run: {min(loads):.2f} to {max(loads):.2f} "
+                "(other work on this 2-core machine widens the spread)"
+            )
+    ours_notify = [r.get("footprint", {}).get("ready_notify_s") for r in ours_runs]
+    ours_notify = [v for v in ours_notify if v is not None]
+    lines += [
+        "",
+        "Notes: worker CPU is the whole worker process tree (parent, children, reaped work horses) from "
+        "/proc/<pid>/stat utime+stime; Redis CPU is the redis-server's. PSS divides pages shared after fork "
+        "among the processes (RSS counts them in each). 'start -> first task run' times a task enqueued "
+        "before the workers start."
+        + (
+            f" Ours also sends systemd READY=1 (all children up) after {statistics.median(ours_notify):.3f} s."
+            if ours_notify
+            else ""
+        ),
+        "",
+        "Semantics differ, and they cost round trips: ours claims tasks with a lease and an owner "
+        "(at-least-once: a task whose worker dies runs again) and records each outcome with a fenced "
+        "script (from a deep queue it claims several tasks per round trip and sends completions with the "
+        "next claim); Celery acks early by default "
+        "and huey pops the task (both at-most-once: a task whose worker dies is gone); Dramatiq prefetches "
+        "and acks per message; RQ forks a work horse per job; arq polls every 0.5 s (its pickup latency and "
+        "throughput follow from that). Ours and huey/RQ/Celery run one task per process at a time; "
+        "Dramatiq (threads) and arq (asyncio) run many, which is why they lead the I/O scenario.",
+        "",
+    ]
+    return "\n".join(lines)
