@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -42,8 +42,10 @@ from supervisor.core.task import (
 log = logging.getLogger("supervisor.worker")
 T = TypeVar("T")
 
-#: Longest a completion waits for the next claim before it is recorded on its own (seconds).
+#: Longest a completion waits for the next claim before it is recorded on its own (seconds), and
+#: most completions waiting: they bound the tasks that run twice if the worker dies (at-least-once).
 ACK_DELAY = 0.02
+ACK_MAX = 8
 
 #: Errors that mean "Redis is unreachable right now": back off and try again.
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
@@ -188,7 +190,7 @@ class Worker:
             self._stop.wait(self.options.idle_block)
             return False
         if self._buffer:
-            if self._acks and self.clock.monotonic() - self._acks_since > ACK_DELAY:
+            if self._acks and (len(self._acks) >= ACK_MAX or self.clock.monotonic() - self._acks_since > ACK_DELAY):
                 self._flush_acks()
             self.process(self._buffer.popleft())
             self.processed += 1
@@ -469,9 +471,9 @@ class Worker:
         for finish, ok in zip(self._acks, done, strict=False):
             if not ok:
                 log.warning(
-                    "task %r was no longer owned by this worker when its completion was recorded (its lease "
+                    "task %s was no longer owned by this worker when its completion was recorded (its lease "
                     "ended and it was recovered, or a resent completion had landed already)",
-                    finish.claimed.task_id, extra={"event": "task_fenced"},
+                    finish.claimed.task_id.decode("utf-8", "backslashreplace"), extra={"event": "task_fenced"},
                 )  # fmt: skip
         self._acks = []
 
@@ -488,8 +490,8 @@ class Worker:
                 for held in self.broker.held_by([self.worker_id], self.options.queues):
                     self.broker.requeue(held.claimed, self.worker_id, None, at_head=True)
                     log.info(
-                        "task %r put back after a lost claim reply",
-                        held.claimed.task_id,
+                        "task %s put back after a lost claim reply",
+                        held.claimed.task_id.decode("utf-8", "backslashreplace"),
                         extra={"event": "task_requeued"},
                     )
                 return
@@ -582,13 +584,22 @@ class _LeaseKeeper(threading.Thread):
 
 
 def recover_expired(broker: Broker, queues: Sequence[str], now: float) -> int:
-    """Put back every task whose lease expired (its owner's host died): counts an attempt."""
+    """Put back every task whose lease expired (its owner's host died).
+
+    An owner that held a single task was probably running it: that counts an attempt, so a task
+    that brings its host down every time ends archived. An owner that held several had claimed
+    them in a batch and ran at most one, unknown which: they go back uncounted.
+    """
+    expired = broker.expired(queues, now)
+    per_owner = Counter(held.owner for held in expired)
     count = 0
-    for held in broker.expired(queues, now):
-        if requeue_after_death(
-            broker, held.claimed, held.owner, f"lease expired (owner {held.owner} stopped renewing)", now
-        ):
-            count += 1
+    for held in expired:
+        reason = f"lease expired (owner {held.owner} stopped renewing)"
+        if per_owner[held.owner] == 1:
+            done = requeue_after_death(broker, held.claimed, held.owner, reason, now)
+        else:
+            done = broker.requeue(held.claimed, held.owner, None, at_head=True)
+        count += bool(done)
     return count
 
 

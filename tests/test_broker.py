@@ -793,3 +793,29 @@ def test_renew_only_updates_existing_leases(broker: RedisBroker, r: redis.Redis,
     r.zrem(k.lease, "a")
     broker.renew(["w1"], [q], NOW + 500.0)
     assert r.zscore(k.lease, "a") is None
+
+
+def test_pipelined_scripts_survive_a_flushed_script_cache(own_redis) -> None:  # type: ignore[no-untyped-def]
+    """After a Redis restart the script cache is empty: a NOSCRIPT reply means the call did not
+    run, so the pipeline loads the scripts and sends those calls again (no SCRIPT EXISTS each time)."""
+    from supervisor.adapters.redis import RedisBroker, connect
+    from supervisor.core.ports import Finish
+
+    client = connect(own_redis.url)
+    b = RedisBroker(client, namespace="flush")
+    try:
+        assert (
+            b.enqueue_many([("q", "a", envelope("a", "q"), None), ("q", "b", envelope("b", "q"), None)]) == [True] * 2
+        )
+        first = b.claim("w", ["q"], NOW, NOW + LEASE)
+        assert isinstance(first, Claimed)
+        client.script_flush()
+        done, got = b.claim_many("w", ["q"], NOW, NOW + LEASE, 1, [Finish(first)])
+        assert done == [True] and isinstance(got, list) and got[0].task_id == b"b"
+        client.script_flush()
+        assert (
+            b.enqueue_many([("q", "c", envelope("c", "q"), None), ("q", "d", envelope("d", "q"), None)]) == [True] * 2
+        )
+        assert client.hlen(b.keys("q").msg) == 3  # b (owned), c, d: a was completed exactly once
+    finally:
+        client.close()

@@ -365,3 +365,14 @@ class TestEnvelope:
     def test_task_states_match_the_lua_scripts(self) -> None:
         assert [s.value for s in TaskState] == ["pending", "active", "scheduled", "retry", "archived"]
         assert TaskState.ACTIVE == "active"
+
+
+def test_restart_backoff_doubles_for_idle_crashes_and_resets_after_work_or_a_healthy_minute() -> None:
+    from supervisor.process.backoff import RestartBackoff
+
+    b = RestartBackoff(initial=0.1, cap=1.0, healthy_after=60)
+    assert [b.after_exit(0.5, crashed=True) for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    assert b.after_exit(0.5, crashed=True, did_work=True) == 0.0  # it was doing useful work
+    assert b.after_exit(0.5, crashed=True) == 0.1
+    assert b.after_exit(61, crashed=True) == 0.0  # a healthy minute
+    assert b.after_exit(0.5, crashed=False) == 0.0  # a planned exit

@@ -64,23 +64,27 @@ def test_child_killed_mid_task_is_replaced_and_the_task_runs_again(pool_factory,
 
 def test_a_task_that_kills_its_worker_ends_archived_and_restarts_back_off(pool_factory, client):
     with pool_factory(workers=2).start() as pool:
-        bad = client.enqueue("exit", None, max_retry=3)
+        bad = client.enqueue("exit", None, max_retry=4)
+        # Three deaths with no other work: some slot has died twice in a row and backed off.
+        wait_for(lambda: len([r for r in pool.ran() if r[0] == bad.id]) >= 3, timeout=20, what="three crashes")
         good = [client.enqueue("record", i).id for i in range(20)]
+        wait_for(lambda: all(pool.done(t) for t in good), what="other tasks")  # the pool keeps working
         wait_for(lambda: stored(client, bad.id)[0] == b"archived", timeout=20, what="archived")
         _, message = stored(client, bad.id)
-        assert message.retried == 3 and "worker process died (exit code 1)" in message.last_error
-        assert len([r for r in pool.ran() if r[0] == bad.id]) == 4  # the first run and 3 retries
-        wait_for(lambda: all(pool.done(t) for t in good), what="other tasks")
-        delays = [e["delay"] for e in pool.events("restart")]
-        assert len(delays) == 4
-        # The slot(s) that ran it back off: each slot's delays grow.
-        by_slot: dict[int, list[float]] = {}
-        for e in pool.events("restart"):
-            by_slot.setdefault(e["slot"], []).append(e["delay"])
-        for slot_delays in by_slot.values():
-            assert slot_delays == sorted(slot_delays) and slot_delays[0] == pytest.approx(0.1)
-            if len(slot_delays) > 1:
-                assert slot_delays[-1] > slot_delays[0]
+        assert message.retried == 4 and "worker process died (exit code 1)" in message.last_error
+        assert len([r for r in pool.ran() if r[0] == bad.id]) == 5  # the first run and 4 retries
+        restarts = pool.events("restart")
+        assert len(restarts) == 5
+        # Per slot, a child that died without finishing a task waits twice as long as the one
+        # before it (0.1 s first); one that had done work resets the sequence (restarts at once).
+        previous: dict[int, float] = {}
+        grew = False
+        for e in restarts:
+            expected = 0.0 if e["tasks_done"] else (2 * previous[e["slot"]] if previous.get(e["slot"]) else 0.1)
+            assert e["delay"] == pytest.approx(expected), (e, previous)
+            grew |= e["delay"] > 0.1
+            previous[e["slot"]] = e["delay"]
+        assert grew, restarts
 
 
 def test_sigterm_lets_an_in_flight_task_finish(pool_factory, client):

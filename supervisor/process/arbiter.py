@@ -470,7 +470,7 @@ class Arbiter:
         delay = 0.0
         if slot is not None:
             slot.pid = None
-            delay = slot.backoff.after_exit(lifetime, crashed=crashed)
+            delay = slot.backoff.after_exit(lifetime, crashed=crashed, did_work=child.tasks_done > 0)
             slot.start_at = now + delay
         extra = {
             "pid": child.pid,

@@ -9,8 +9,11 @@ from dataclasses import dataclass
 class RestartBackoff:
     """Exponential delay between restarts of one slot, reset after a healthy run.
 
-    0.1 s, 0.2 s, 0.4 s ... up to ``cap``; a child that lived ``healthy_after`` seconds counts as
-    healthy, and its death starts the sequence again from ``initial``.
+    0.1 s, 0.2 s, 0.4 s ... up to ``cap``. A child counts as healthy, and its death starts the
+    sequence again from ``initial``, when it lived ``healthy_after`` seconds or finished a task:
+    a child killed while doing useful work (OOM killer, an operator, chaos) is not crash-looping,
+    and backing it off would empty the pool. A task that kills its worker every time does not
+    loop either: each death counts one of its attempts, so it ends archived.
     """
 
     initial: float = 0.1
@@ -18,9 +21,9 @@ class RestartBackoff:
     healthy_after: float = 60.0
     failures: int = 0
 
-    def after_exit(self, lifetime: float, *, crashed: bool) -> float:
+    def after_exit(self, lifetime: float, *, crashed: bool, did_work: bool = False) -> float:
         """The delay before the next start, given how long the child lived and how it ended."""
-        if not crashed or lifetime >= self.healthy_after:
+        if not crashed or did_work or lifetime >= self.healthy_after:
             self.failures = 0
             return 0.0
         delay = min(self.initial * 2.0**self.failures, self.cap)

@@ -15,9 +15,13 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
 from supervisor.adapters.redis.keys import QueueKeys, queues_key, server_key, servers_key
 from supervisor.core.ports import Claimed, Enqueued, Finish, Held, NewTask
+
+#: One script call: script name, keys, arguments.
+Call = tuple[str, Sequence[Any], Sequence[Any]]
 
 #: Wake-up tokens kept per queue at most: enough for every idle worker, bounded when none listens.
 WAKE_CAP = 256
@@ -63,41 +67,64 @@ class RedisBroker:
             k = self._keys[queue] = QueueKeys.of(self.namespace, queue)
         return k
 
-    def _run(self, script: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
-        return self._scripts[script](keys=keys, args=args, client=client)
+    def _run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return self._scripts[script](keys=keys, args=args)
+
+    def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
+        """Several script calls in one round trip.
+
+        EVALSHA goes out directly: redis-py's pipelines would first ask SCRIPT EXISTS, an extra
+        round trip every time. A NOSCRIPT reply (the server restarted and lost its script cache)
+        means that call did not run, so it is safe to load the script and send it again.
+        """
+        pending = list(range(len(calls)))
+        results: list[Any] = [None] * len(calls)
+        for _ in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for i in pending:
+                name, keys, args = calls[i]
+                pipe.execute_command("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            replies = pipe.execute(raise_on_error=False)
+            missing = []
+            for i, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, NoScriptError):
+                    missing.append(i)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[i] = reply
+            if not missing:
+                return results
+            for name in {calls[i][0] for i in missing}:
+                self.redis.script_load(self._scripts[name].script)
+            pending = missing
+        raise NoScriptError("scripts were flushed again while being reloaded")
 
     # -- enqueue ------------------------------------------------------------------------------
 
-    def _enqueue_call(self, task: NewTask, client: Any) -> Any:
+    def _enqueue_call(self, task: NewTask) -> Call:
         k = self.keys(task.queue)
         keys = [k.msg, k.state, k.pending, k.scheduled, k.wake, queues_key(self.namespace)]
         if task.unique_key:
             keys.append(k.unique(task.unique_key))
         if task.once_key:
             keys.append(k.once(task.once_key))
-        return self._run(
-            "enqueue",
-            keys,
-            (
-                task.task_id,
-                task.data,
-                "" if task.process_at is None else repr(task.process_at),
-                task.queue,
-                WAKE_CAP,
-                _ms(task.unique_ttl) if task.unique_key else "",
-                _ms(task.once_ttl) if task.once_key else "",
-            ),
-            client,
+        args = (
+            task.task_id,
+            task.data,
+            "" if task.process_at is None else repr(task.process_at),
+            task.queue,
+            WAKE_CAP,
+            _ms(task.unique_ttl) if task.unique_key else "",
+            _ms(task.once_ttl) if task.once_key else "",
         )
+        return ("enqueue", keys, args)
 
     def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
         if len(tasks) == 1:
-            replies = [self._enqueue_call(tasks[0], None)]
+            replies = [self._run(*self._enqueue_call(tasks[0]))]
         else:
-            pipe = self.redis.pipeline(transaction=False)
-            for task in tasks:
-                self._enqueue_call(task, pipe)
-            replies = pipe.execute()
+            replies = self._pipeline([self._enqueue_call(t) for t in tasks])
         return [(Enqueued(int(code)), tid.decode() if isinstance(tid, bytes) else str(tid)) for code, tid in replies]
 
     def enqueue(self, queue: str, task_id: str, data: bytes, process_at: float | None) -> bool:
@@ -130,11 +157,7 @@ class RedisBroker:
             keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
         args = (repr(now), repr(lease_until), worker_id, FORWARD_LIMIT, max_batch)
         if finish:
-            pipe = self.redis.pipeline(transaction=False)
-            for f in finish:
-                self._complete_call(f, worker_id, pipe)
-            self._run("claim", keys, args, pipe)
-            *done, reply = pipe.execute()
+            *done, reply = self._pipeline([*(self._complete_call(f, worker_id) for f in finish), ("claim", keys, args)])
             flags = [bool(d) for d in done]
         else:
             flags, reply = [], self._run("claim", keys, args)
@@ -158,17 +181,14 @@ class RedisBroker:
         record: bytes | None = None,
         retention: float = 0.0,
     ) -> bool:
-        return bool(self._complete_call(Finish(claimed, unique_key, record, retention), worker_id, None))
+        return bool(self._run(*self._complete_call(Finish(claimed, unique_key, record, retention), worker_id)))
 
     def complete_many(self, finish: Sequence[Finish], worker_id: str) -> list[bool]:
         if len(finish) == 1:
-            return [bool(self._complete_call(finish[0], worker_id, None))]
-        pipe = self.redis.pipeline(transaction=False)
-        for f in finish:
-            self._complete_call(f, worker_id, pipe)
-        return [bool(d) for d in pipe.execute()]
+            return [bool(self._run(*self._complete_call(finish[0], worker_id)))]
+        return [bool(d) for d in self._pipeline([self._complete_call(f, worker_id) for f in finish])]
 
-    def _complete_call(self, f: Finish, worker_id: str, client: Any) -> Any:
+    def _complete_call(self, f: Finish, worker_id: str) -> Call:
         k = self.keys(f.claimed.queue)
         keys = [k.msg, k.state, k.lease, k.owner, k.processed]
         if f.unique_key:
@@ -180,7 +200,7 @@ class RedisBroker:
             f.claimed.task_id, worker_id, "1" if f.unique_key else "0", _ms(f.retention) if keep else "",
             f.record or b"",
         )  # fmt: skip
-        return self._run("complete", keys, args, client)
+        return ("complete", keys, args)
 
     def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool:
         k = self.keys(claimed.queue)
