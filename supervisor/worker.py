@@ -36,6 +36,7 @@ from supervisor.core.task import (
     encode_completed,
     encode_message,
     encode_payload,
+    log_fields,
     new_task_id,
 )
 
@@ -325,7 +326,7 @@ class Worker:
             message.max_retry,
             delay,
             text.splitlines()[0],
-            extra=task_fields(message, "task_retry", retry_in=round(delay, 3)),
+            extra=log_fields(message, "task_retry", retry_in=round(delay, 3)),
         )
         data = encode_message(decision.message)
         done = self._persist("retry", lambda: self.broker.retry(claimed, self.worker_id, data, decision.at))
@@ -347,7 +348,7 @@ class Worker:
             message.type,
             f" after {message.retried} retries" if retries_exhausted else "",
             error.splitlines()[0] if error else "",
-            extra=task_fields(message, "task_archived", error=error.splitlines()[0] if error else ""),
+            extra=log_fields(message, "task_archived", error=error.splitlines()[0] if error else ""),
         )
         data = encode_message(decision.message)
         done = self._persist(
@@ -363,7 +364,7 @@ class Worker:
         except TypeError as exc:
             log.error(
                 "task %s (%s): its result cannot be kept (%s); storing null", message.id, message.type, exc,
-                extra=task_fields(message, "result_unencodable"),
+                extra=log_fields(message, "result_unencodable"),
             )  # fmt: skip
             return encode_completed(claimed.data, None, now)
 
@@ -501,18 +502,6 @@ class Worker:
                 self._redis_down("recover own tasks", exc)
 
 
-def task_fields(message: TaskMessage, event: str, **more: Any) -> dict[str, Any]:
-    """The structured fields every log line about a task carries."""
-    return {
-        "event": event,
-        "task_id": message.id,
-        "task_type": message.type,
-        "queue": message.queue,
-        "attempt": message.retried + 1,
-        **more,
-    }
-
-
 def _describe(error: BaseException) -> str:
     """The error text stored with a task: type, message and the traceback."""
     head = f"{type(error).__name__}: {error}"
@@ -620,7 +609,7 @@ def requeue_after_death(broker: Broker, claimed: Claimed, owner: str, reason: st
             message.id,
             message.type,
             reason,
-            extra=task_fields(message, "task_archived", error=reason),
+            extra=log_fields(message, "task_archived", error=reason),
         )
         return broker.archive(claimed, owner, data, now, unique_key=message.unique_key)
     log.warning(
@@ -630,6 +619,6 @@ def requeue_after_death(broker: Broker, claimed: Claimed, owner: str, reason: st
         reason,
         decision.message.retried,
         message.max_retry,
-        extra=task_fields(message, "task_requeued", reason=reason),
+        extra=log_fields(message, "task_requeued", reason=reason),
     )
     return broker.requeue(claimed, owner, data, at_head=True)

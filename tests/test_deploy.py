@@ -65,11 +65,7 @@ def test_unit_execstart_reaches_ready_and_stops_cleanly(redis_url, namespace, tm
     env = base_env(redis_url, namespace)
     env.update(env_file(DEPLOY / "supervisor.env"))  # what EnvironmentFile= gives the process
     env.update({"REDIS_URL": redis_url, "ASYNQ_NAMESPACE": namespace, "ASYNQ_CONCURRENCY": "2"})
-    sock_path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    sock.settimeout(15)
-    env["NOTIFY_SOCKET"] = str(sock_path)
+    sock = notify_socket(tmp_path, env)
     proc = subprocess.Popen(local_binary(shlex.split(u["ExecStart"])), env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
@@ -85,6 +81,16 @@ def test_unit_execstart_reaches_ready_and_stops_cleanly(redis_url, namespace, tm
             proc.kill()
             proc.wait()
         sock.close()
+
+
+def notify_socket(tmp_path: Path, env: dict[str, str]) -> socket.socket:
+    """A datagram socket playing systemd, named in ``env`` as NOTIFY_SOCKET."""
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(15)
+    env["NOTIFY_SOCKET"] = str(path)
+    return sock
 
 
 def dockerfile() -> str:
@@ -110,11 +116,7 @@ def test_docker_entrypoint_as_pid1_reaches_ready_and_stops(redis_url, namespace,
     for match in re.finditer(r"(\w+)=(\S+)", re.search(r"^ENV ((?:.*\\\n)*.*)$", text, re.M).group(1)):
         env[match.group(1)] = match.group(2)
     env.update({"REDIS_URL": redis_url, "ASYNQ_NAMESPACE": namespace, "ASYNQ_CONCURRENCY": "2"})
-    sock_path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    sock.settimeout(15)
-    env["NOTIFY_SOCKET"] = str(sock_path)
+    sock = notify_socket(tmp_path, env)
     proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", *local_binary(command)], env=env,
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:

@@ -65,6 +65,18 @@ _envelope_decoder = msgspec.msgpack.Decoder(TaskMessage)
 _completed_decoder = msgspec.msgpack.Decoder(CompletedTask)
 
 
+def log_fields(message: TaskMessage, event: str, **more: Any) -> dict[str, Any]:
+    """The structured fields every log line about a task carries (``extra=`` of a log call)."""
+    return {
+        "event": event,
+        "task_id": message.id,
+        "task_type": message.type,
+        "queue": message.queue,
+        "attempt": message.retried + 1,
+        **more,
+    }
+
+
 def new_task_id() -> str:
     """A random task id (UUID4, 32 hex digits): unique without coordination."""
     return uuid.uuid4().hex

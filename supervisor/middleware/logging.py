@@ -8,19 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 from supervisor.app import TaskContext
+from supervisor.core.task import log_fields
 
 log = logging.getLogger("supervisor.task")
 
 
 def task_logging(context: TaskContext, call_next: Callable[[], Any]) -> Any:
-    fields: dict[str, Any] = {
-        "task_id": context.id,
-        "task_type": context.type,
-        "queue": context.queue,
-        "attempt": context.retried + 1,
-    }
+    fields = log_fields(context.message, "task_started")
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("task %s (%s) started", context.id, context.type, extra={"event": "task_started", **fields})
+        log.debug("task %s (%s) started", context.id, context.type, extra=fields)
     started = time.perf_counter()
     try:
         result = call_next()

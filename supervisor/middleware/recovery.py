@@ -8,6 +8,7 @@ from typing import Any
 
 from supervisor.app import TaskContext
 from supervisor.core.errors import SkipRetry
+from supervisor.core.task import log_fields
 
 log = logging.getLogger("supervisor.task")
 
@@ -24,23 +25,13 @@ def recovery(context: TaskContext, call_next: Callable[[], Any]) -> Any:
     except Exception:
         log.error(
             "task %s (%s) raised", context.id, context.type, exc_info=True,
-            extra=_fields(context, "task_error"),
+            extra=log_fields(context.message, "task_error"),
         )  # fmt: skip
         raise
     except BaseException as exc:
         # sys.exit() or a stray KeyboardInterrupt in a handler must not end the worker process.
         log.error(
             "task %s (%s) raised %s", context.id, context.type, type(exc).__name__, exc_info=True,
-            extra=_fields(context, "task_error"),
+            extra=log_fields(context.message, "task_error"),
         )  # fmt: skip
         raise HandlerCrashed(f"handler raised {type(exc).__name__}: {exc}") from exc
-
-
-def _fields(context: TaskContext, event: str) -> dict[str, Any]:
-    return {
-        "event": event,
-        "task_id": context.id,
-        "task_type": context.type,
-        "queue": context.queue,
-        "attempt": context.retried + 1,
-    }
