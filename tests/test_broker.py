@@ -819,3 +819,24 @@ def test_pipelined_scripts_survive_a_flushed_script_cache(own_redis) -> None:  #
         assert client.hlen(b.keys("q").msg) == 3  # b (owned), c, d: a was completed exactly once
     finally:
         client.close()
+
+
+def test_batch_enqueue_mixes_plain_and_unique_tasks_and_keeps_the_input_order(broker: RedisBroker, q: str) -> None:
+    from supervisor.core.ports import Enqueued, NewTask
+
+    q2 = f"{q}-other"
+    tasks = [
+        NewTask(q, "p1", envelope("p1", q)),
+        NewTask(q, "u1", envelope("u1", q), unique_key="k", unique_ttl=60),
+        NewTask(q2, "p2", envelope("p2", q2), process_at=NOW + 100),
+        NewTask(q, "p1", envelope("p1", q, max_retry=0)),  # duplicate id, other bytes
+        NewTask(q, "u2", envelope("u2", q), unique_key="k", unique_ttl=60),  # same unique key
+        NewTask(q, "p3", envelope("p3", q)),
+    ]
+    assert broker.submit(tasks) == [
+        (Enqueued.ENQUEUED, "p1"), (Enqueued.ENQUEUED, "u1"), (Enqueued.ENQUEUED, "p2"),
+        (Enqueued.DUPLICATE_ID, "p1"), (Enqueued.NOT_UNIQUE, "u1"), (Enqueued.ENQUEUED, "p3"),
+    ]  # fmt: skip
+    # FIFO in input order: claimed p1, then u1, then p3.
+    assert broker.redis.lrange(broker.keys(q).pending, 0, -1) == [b"p3", b"u1", b"p1"]
+    assert broker.redis.zscore(broker.keys(q2).scheduled, "p2") == NOW + 100

@@ -29,6 +29,14 @@ WAKE_CAP = 256
 FORWARD_LIMIT = 100
 
 
+#: Tasks per enqueue_batch call: bounds one script's run time (Redis runs one script at a time).
+BATCH_CHUNK = 500
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _ms(seconds: float) -> int:
     """Milliseconds for PX, at least 1 (Redis rejects 0)."""
     return max(int(seconds * 1000), 1)
@@ -56,7 +64,7 @@ class RedisBroker:
         self.archive_max_age = archive_max_age
         self._keys: dict[str, QueueKeys] = {}
         self._claim_keys: dict[tuple[str, ...], list[str]] = {}
-        scripts = ("enqueue", "claim", "complete", "retry", "archive", "requeue", "renew")
+        scripts = ("enqueue", "enqueue_batch", "claim", "complete", "retry", "archive", "requeue", "renew")
         self._scripts = {name: client.register_script(_script_source(name)) for name in scripts}
 
     # -- keys ---------------------------------------------------------------------------------
@@ -123,9 +131,43 @@ class RedisBroker:
     def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
         if len(tasks) == 1:
             replies = [self._run(*self._enqueue_call(tasks[0]))]
-        else:
-            replies = self._pipeline([self._enqueue_call(t) for t in tasks])
-        return [(Enqueued(int(code)), tid.decode() if isinstance(tid, bytes) else str(tid)) for code, tid in replies]
+            return [(Enqueued(int(code)), _text(tid)) for code, tid in replies]
+        # Runs of plain tasks for the same queue go in one script call each (up to BATCH_CHUNK);
+        # a task with a unique lock or a once-marker is a call of its own. All in one pipeline, in
+        # input order, so a batch keeps its order in each queue; results come back in input order.
+        calls: list[Call] = []
+        slots: list[list[int]] = []
+        run: list[int] = []
+
+        def close_run() -> None:
+            if run:
+                queue = tasks[run[0]].queue
+                k = self.keys(queue)
+                args: list[Any] = [queue, WAKE_CAP]
+                for i in run:
+                    t = tasks[i]
+                    args += [t.task_id, t.data, "" if t.process_at is None else repr(t.process_at)]
+                keys = (k.msg, k.state, k.pending, k.scheduled, k.wake, queues_key(self.namespace))
+                calls.append(("enqueue_batch", keys, args))
+                slots.append(run.copy())
+                run.clear()
+
+        for i, task in enumerate(tasks):
+            if task.unique_key or task.once_key:
+                close_run()
+                calls.append(self._enqueue_call(task))
+                slots.append([i])
+                continue
+            if run and (tasks[run[0]].queue != task.queue or len(run) >= BATCH_CHUNK):
+                close_run()
+            run.append(i)
+        close_run()
+        out: list[tuple[Enqueued, str]] = [(Enqueued.DUPLICATE_ID, "")] * len(tasks)
+        # enqueue.lua answers {code, id}; enqueue_batch.lua the same pairs, one per task in order.
+        for reply, indexes in zip(self._pipeline(calls), slots, strict=True):
+            for j, i in enumerate(indexes):
+                out[i] = (Enqueued(int(reply[2 * j])), _text(reply[2 * j + 1]))
+        return out
 
     def enqueue(self, queue: str, task_id: str, data: bytes, process_at: float | None) -> bool:
         return self.enqueue_many([(queue, task_id, data, process_at)])[0]
