@@ -253,9 +253,10 @@ class Arbiter:
         elif sig == signal.SIGTSTP:
             if self.state is State.RUNNING:
                 self.state = State.QUIET
-                log.info("quiet: children stop claiming new tasks", extra={"event": "quiet"})
                 for child in self.children.values():
                     self.signal_child(child, signal.SIGUSR1)
+                # Logged once the children are told: whoever reads this line may rely on it.
+                log.info("quiet: children stop claiming new tasks", extra={"event": "quiet"})
         elif sig == signal.SIGHUP:
             if self.state is not State.STOPPING:
                 log.info("reload: replacing every child", extra={"event": "reload"})
