@@ -59,7 +59,7 @@ def main() -> None:
             "supervisor",
             "start",
             "--app",
-            "bench.bench_app:app",
+            "bench.systems.ours_tasks:app",
             "--workers",
             "1",
             "--queues",
