@@ -140,14 +140,15 @@ class Arbiter:
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
         if self.asynq.metrics_port:
-            self.metrics = Metrics(
-                PoolGauges(
-                    workers=lambda: len(self.children), busy=lambda: sum(1 for c in self.children.values() if c.task_id)
-                )
-            )
+            self.metrics = Metrics(PoolGauges(workers=lambda: len(self.children), busy=lambda: self.busy))
             # Bound here, before any fork: a port in use fails the start, not a child.
             self.metrics_server = MetricsServer(self.asynq.metrics_host, self.asynq.metrics_port, self.metrics)
             self.inspector = Inspector(self.broker.redis, self.asynq.namespace)
+
+    @property
+    def busy(self) -> int:
+        """Children running a task now."""
+        return sum(1 for c in self.children.values() if c.task_id)
 
     # == the loop ================================================================================
 
@@ -285,7 +286,7 @@ class Arbiter:
     def begin_shutdown(self, why: str) -> None:
         self.state = State.STOPPING
         self.stop_deadline = time.monotonic() + self.asynq.shutdown_timeout
-        busy = sum(1 for c in self.children.values() if c.task_id)
+        busy = self.busy
         log.info(
             "%s: stopping; %d tasks in flight get up to %gs",
             why,
@@ -594,7 +595,7 @@ class Arbiter:
             "host": socket.gethostname(),
             "pid": self.pid,
             "workers": len(self.slots),
-            "busy": sum(1 for c in self.children.values() if c.task_id),
+            "busy": self.busy,
             "processed": self.processed,
             "state": self.state.value,
             "queues": ",".join(f"{q.name}:{q.weight}" for q in self.asynq.queues),
@@ -620,7 +621,7 @@ class Arbiter:
                         "seconds": round(now - self.started, 3),
                     },
                 )
-        busy = sum(1 for c in self.children.values() if c.task_id)
+        busy = self.busy
         status = f"STATUS={self.state.value}: {len(self.children)} workers, {busy} busy, {self.processed} processed"
         if status != self.last_status:
             self.notifier.send(status)
