@@ -58,6 +58,8 @@ log = logging.getLogger("supervisor.arbiter")
 KILL_GRACE = 2.0
 #: Longest wait of the main loop: bounds how late anything is noticed.
 MAX_TICK = 1.0
+#: How often the children's memory is read when --max-memory-per-child is set (seconds).
+MEMORY_CHECK_INTERVAL = 0.25
 #: Shortest time between two reads of the children's health pipes (see Arbiter.wait).
 CHILD_READ_INTERVAL = 0.01
 #: The parent's Redis calls must never keep it from its signals and children for long.
@@ -126,6 +128,7 @@ class Arbiter:
         self.unrecovered: list[tuple[str, str, bool, str | None]] = []
         self.next_maintenance = 0.0
         self.next_child_read = 0.0
+        self.next_memory_check = 0.0
         self.maintenance_backoff = 0.0
         self.next_watchdog = 0.0
         self.last_status = ""
@@ -415,6 +418,12 @@ class Arbiter:
     def check_health(self) -> None:
         now = time.monotonic()
         limit_mb = self.asynq.max_memory_per_child
+        # Reading /proc for every child on every wake-up (up to 100 a second) is wasted work:
+        # memory is checked every MEMORY_CHECK_INTERVAL.
+        if limit_mb and now >= self.next_memory_check:
+            self.next_memory_check = now + MEMORY_CHECK_INTERVAL
+        else:
+            limit_mb = 0
         for child in list(self.children.values()):
             if child.killed_for:
                 continue
