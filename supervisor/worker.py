@@ -27,7 +27,7 @@ import redis
 from supervisor.app import App, TaskContext
 from supervisor.core import lifecycle
 from supervisor.core.errors import SkipRetry, TaskTimeout
-from supervisor.core.ports import Broker, Claimed, Clock, Finish, SystemClock
+from supervisor.core.ports import Broker, Claimed, Clock, Finish, Held, SystemClock
 from supervisor.core.queues import QueuePlan
 from supervisor.core.retry import exponential_backoff
 from supervisor.core.task import (
@@ -52,9 +52,20 @@ ACK_MAX = 8
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
+def process_id(pid: int | None = None) -> str:
+    """``host:pid:pid-namespace``: enough for a process on the same host to tell it is gone."""
+    from supervisor.process.linux import pid_namespace
+
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}:{pid_namespace()}"
+
+
 def new_worker_id() -> str:
-    """Unique per process incarnation: a restarted child must not inherit its predecessor's tasks."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Unique per process incarnation: a restarted child must not inherit its predecessor's tasks.
+
+    It starts with :func:`process_id` (of the worker, or under the supervisor of its parent), so
+    that :func:`recover_local_orphans` can see that the process behind it is gone.
+    """
+    return f"{process_id()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -579,15 +590,42 @@ def recover_expired(broker: Broker, queues: Sequence[str], now: float) -> int:
     that brings its host down every time ends archived. An owner that held several had claimed
     them in a batch and ran at most one, unknown which: they go back uncounted.
     """
-    expired = broker.expired(queues, now)
-    per_owner = Counter(held.owner for held in expired)
+    return _put_back(broker, broker.expired(queues, now), now, "lease expired, it stopped renewing")
+
+
+def recover_local_orphans(broker: Broker, queues: Sequence[str], now: float) -> int:
+    """Put back, at once, the tasks of owners whose process on this host is gone.
+
+    A worker id starts with ``host:pid:pid-namespace`` of the supervisor (or standalone worker)
+    behind it. When that is this host and this PID namespace and the pid no longer exists, the
+    owner is dead for certain (a supervisor SIGKILLed, its children gone with it): there is no
+    need to wait for its leases to expire. A pid reused by another process only delays this to
+    the lease expiry. Counting follows :func:`recover_expired`.
+    """
+    from supervisor.process.linux import pid_alive
+
+    host, _, namespace = process_id().split(":")
+    dead = []
+    for owner in broker.owners(queues):
+        parts = owner.split(":")
+        if len(parts) >= 3 and parts[0] == host and parts[2] == namespace and parts[1].isdigit():
+            pid = int(parts[1])
+            if pid != os.getpid() and not pid_alive(pid):
+                dead.append(owner)
+    if not dead:
+        return 0
+    return _put_back(broker, broker.held_by(dead, queues), now, "its process on this host is gone")
+
+
+def _put_back(broker: Broker, held: Sequence[Held], now: float, why: str) -> int:
+    per_owner = Counter(h.owner for h in held)
     count = 0
-    for held in expired:
-        reason = f"lease expired (owner {held.owner} stopped renewing)"
-        if per_owner[held.owner] == 1:
-            done = requeue_after_death(broker, held.claimed, held.owner, reason, now)
+    for h in held:
+        reason = f"owner {h.owner}: {why}"
+        if per_owner[h.owner] == 1:
+            done = requeue_after_death(broker, h.claimed, h.owner, reason, now)
         else:
-            done = broker.requeue(held.claimed, held.owner, None, at_head=True)
+            done = broker.requeue(h.claimed, h.owner, None, at_head=True)
         count += bool(done)
     return count
 

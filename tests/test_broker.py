@@ -840,3 +840,24 @@ def test_batch_enqueue_mixes_plain_and_unique_tasks_and_keeps_the_input_order(br
     # FIFO in input order: claimed p1, then u1, then p3.
     assert broker.redis.lrange(broker.keys(q).pending, 0, -1) == [b"p3", b"u1", b"p1"]
     assert broker.redis.zscore(broker.keys(q2).scheduled, "p2") == NOW + 100
+
+
+def test_local_orphans_are_recovered_only_when_their_process_is_gone(broker: RedisBroker, q: str) -> None:
+    import subprocess
+    import sys
+
+    from supervisor.worker import process_id, recover_local_orphans
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid is free (and not reused within this test)
+    host, _, namespace = process_id().split(":")
+    alive_owner = f"{process_id()}:aaa:0:bbb"  # this very process
+    dead_owner = f"{host}:{gone.pid}:{namespace}:ccc:1:ddd"
+    elsewhere = f"{host}:{gone.pid}:other-namespace:eee:2:fff"  # pid means nothing here
+    for tid, owner in (("live", alive_owner), ("dead", dead_owner), ("far", elsewhere)):
+        put(broker, q, tid)
+        take(broker, owner, [q])
+    assert recover_local_orphans(broker, [q], NOW) == 1
+    state = broker.redis.hgetall(broker.keys(q).state)
+    assert state == {b"live": b"active", b"dead": b"pending", b"far": b"active"}
+    assert decode_message(broker.redis.hget(broker.keys(q).msg, "dead")).retried == 1

@@ -168,7 +168,8 @@ def test_a_child_that_stops_heartbeating_is_replaced(pool_factory):
 
 
 def test_parent_killed_children_exit_and_the_next_start_runs_the_orphans(pool_factory, client):
-    pool = pool_factory(workers=2).start()
+    long_lease = {"ASYNQ_LEASE_DURATION": "60s"}
+    pool = pool_factory(workers=2, env=long_lease).start()
     info = client.enqueue("sleep", 2)
     wait_for(lambda: pool.started(info.id), what="task start")
     children = pool.live_children()
@@ -176,12 +177,13 @@ def test_parent_killed_children_exit_and_the_next_start_runs_the_orphans(pool_fa
     pool.wait_exit(5)
     for pid in children:
         wait_dead(pid, 2.0)
-    # The task is still owned by the dead child; the next supervisor recovers it once its
-    # lease (3 s here) expires, counting an attempt.
+    # The task is still owned by the dead child, with 60 s of lease left. The next supervisor on
+    # this host sees that the owner's process is gone and puts it back at once, counting an attempt.
     assert stored(client, info.id)[0] == b"active"
-    client.enqueue("record", "new work")
-    successor = pool_factory(workers=2, env={"ASYNQ_LEASE_DURATION": "3s"}).start()
+    started = time.monotonic()
+    successor = pool_factory(workers=2, env=long_lease).start()
     wait_for(lambda: pool.done(info.id), timeout=10, what="orphan completed")
+    assert time.monotonic() - started < 8  # far from the 60 s lease: the fast path did it
     runs = [r for r in pool.ran() if r[0] == info.id and r[1] == "started"]
     assert len(runs) == 2  # started in the dead pool, then run again by its successor
     assert runs[1][3] == 1  # and that counted an attempt
@@ -189,3 +191,21 @@ def test_parent_killed_children_exit_and_the_next_start_runs_the_orphans(pool_fa
     assert recovered[0]["count"] == 1
     successor.signal(signal.SIGTERM)
     assert successor.wait_exit(10) == 0
+
+
+def test_a_second_supervisor_recovers_a_dead_supervisors_tasks_by_lease(pool_factory, client, redis_url, namespace):
+    """Another host's view: the owner looks like a process elsewhere, so only the lease tells."""
+    from supervisor.wiring import make_broker
+    from tests.conftest import make_settings
+
+    broker = make_broker(make_settings(redis_url, namespace))
+    info = client.enqueue("record", "orphan")
+    now = time.time()
+    claimed = broker.claim("other-host:4242:1:abc:0:def", ["default"], now, now + 1.5)
+    assert claimed is not None and stored(client, info.id)[0] == b"active"
+    with pool_factory(workers=1) as pool:
+        wait_for(lambda: pool.done(info.id), timeout=10, what="recovery after the lease")
+        assert time.time() - now >= 1.4
+        assert pool.wait_event("lease_recovery")[0]["count"] == 1
+        pool.signal(signal.SIGTERM)
+        assert pool.wait_exit(10) == 0

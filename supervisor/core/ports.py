@@ -167,6 +167,10 @@ class Broker(Protocol):
 
     def requeue(self, claimed: Claimed, owner: str, data: bytes | None, *, at_head: bool) -> bool: ...
 
+    def owners(self, queues: Sequence[str]) -> set[str]:
+        """The worker ids that own at least one task in ``queues``."""
+        ...
+
     def held_by(self, worker_ids: Sequence[str], queues: Sequence[str]) -> list[Held]:
         """Every task the given workers own in ``queues``."""
         ...

@@ -49,7 +49,7 @@ from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
 from supervisor.process.signals import HANDLED, SignalInbox
 from supervisor.wiring import make_broker
-from supervisor.worker import recover_expired, requeue_after_death
+from supervisor.worker import process_id, recover_expired, recover_local_orphans, requeue_after_death
 
 log = logging.getLogger("supervisor.arbiter")
 
@@ -115,7 +115,7 @@ class Arbiter:
         self.notifier = notifier or Notifier()
         self.inbox = SignalInbox()
         self.pid = os.getpid()
-        self.server_id = f"{socket.gethostname()}:{self.pid}:{uuid.uuid4().hex[:6]}"
+        self.server_id = f"{process_id()}:{uuid.uuid4().hex[:6]}"
         self.children: dict[int, Child] = {}
         self.slots: list[Slot] = [Slot(i) for i in range(settings.asynq.concurrency)]
         self.state = State.RUNNING
@@ -568,9 +568,10 @@ class Arbiter:
             for worker_id, reason, count, running in pending:
                 self.recover_tasks(worker_id, reason, count=count, running=running)
             recovered = recover_expired(self.broker, self.queues, wall)
+            recovered += recover_local_orphans(self.broker, self.queues, wall)
             if recovered:
                 log.info(
-                    "recovered %d tasks whose lease expired",
+                    "recovered %d tasks of dead workers (expired leases, or processes gone from this host)",
                     recovered,
                     extra={"event": "lease_recovery", "count": recovered},
                 )

@@ -27,3 +27,22 @@ def rss_bytes(pid: int) -> int | None:
             return int(f.read().split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         return None
+
+
+def pid_namespace() -> str:
+    """An id of this process's PID namespace: pids mean the same thing only within one."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
+
+
+def pid_alive(pid: int) -> bool:
+    """True when ``pid`` exists in this PID namespace (a zombie counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

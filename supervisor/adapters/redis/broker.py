@@ -296,6 +296,12 @@ class RedisBroker:
             )
         )
 
+    def owners(self, queues: Sequence[str]) -> set[str]:
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            pipe.hvals(self.keys(q).owner)
+        return {owner.decode() for values in pipe.execute() for owner in values}
+
     def held_by(self, worker_ids: Sequence[str], queues: Sequence[str]) -> list[Held]:
         wanted = {w.encode() for w in worker_ids}
         pipe = self.redis.pipeline(transaction=False)
