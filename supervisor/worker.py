@@ -405,7 +405,7 @@ class Worker:
             store_id,
             claimed.queue,
             error,
-            extra={"task_id": store_id, "queue": claimed.queue, "event": "task_archived"},
+            extra=log_fields(message, "task_archived", error=error),
         )
         data = encode_message(message)
         done = self._persist(

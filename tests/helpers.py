@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from bench.common import wait_for as poll
 from supervisor import App
 from supervisor.adapters.redis import RedisBroker
 from supervisor.config import Settings
@@ -17,15 +17,11 @@ T = TypeVar("T")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
+    """bench.common's poll with a deadline, failing as a test assertion."""
+    try:
+        return poll(predicate, timeout, interval, what)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def make_worker(app: App, settings: Settings, **options: Any) -> tuple[Worker, RedisBroker]:

@@ -132,6 +132,7 @@ class Arbiter:
         self.maintenance_backoff = 0.0
         self.next_watchdog = 0.0
         self.last_status = ""
+        self.next_status = 0.0
         self.heartbeat_timeout = max(3 * self.asynq.heartbeat_interval, child_socket_timeout(settings) + 2.0)
         self.broker: RedisBroker = make_broker(
             settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT
@@ -631,11 +632,15 @@ class Arbiter:
                         "seconds": round(now - self.started, 3),
                     },
                 )
-        busy = self.busy
-        status = f"STATUS={self.state.value}: {len(self.children)} workers, {busy} busy, {self.processed} processed"
-        if status != self.last_status:
-            self.notifier.send(status)
-            self.last_status = status
+        # At most once a second: while busy the counts change on nearly every wake-up.
+        if now >= self.next_status:
+            status = (
+                f"STATUS={self.state.value}: {len(self.children)} workers, {self.busy} busy, {self.processed} processed"
+            )
+            if status != self.last_status:
+                self.notifier.send(status)
+                self.last_status = status
+                self.next_status = now + 1.0
         if self.notifier.watchdog_interval and now >= self.next_watchdog:
             self.notifier.send("WATCHDOG=1")
             self.next_watchdog = now + self.notifier.watchdog_interval
