@@ -100,6 +100,10 @@ class WorkerObserver(Protocol):
         """Called at least once per idle block: the loop is not stuck."""
         ...
 
+    def quieted(self) -> None:
+        """Quiet mode has taken effect: from now on this worker claims nothing."""
+        ...
+
 
 class _NoObserver:
     def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None:
@@ -109,6 +113,9 @@ class _NoObserver:
         pass
 
     def alive(self) -> None:
+        pass
+
+    def quieted(self) -> None:
         pass
 
 
@@ -141,6 +148,7 @@ class Worker:
         self.observer: WorkerObserver = observer or _NoObserver()
         self._stop = threading.Event()
         self._quiet = threading.Event()
+        self._quiet_reported = False
         self._in_handler = False
         #: True while blocked waiting for work (see :class:`WaitInterrupted`).
         self.waiting = False
@@ -198,7 +206,10 @@ class Worker:
         """
         self.observer.alive()
         if self._quiet.is_set():
-            self.flush()
+            if not self._quiet_reported:
+                self.flush()
+                self.observer.quieted()  # a claim begun before the signal has ended by now
+                self._quiet_reported = True
             self._stop.wait(self.options.idle_block)
             return False
         if self._buffer:

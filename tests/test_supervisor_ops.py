@@ -432,7 +432,7 @@ def quiet_a_starting_child(pool: Pool) -> bool:
         os.kill(child, signal.SIGCONT)
         return False
     pool.signal(signal.SIGTSTP)
-    pool.wait_event("quiet")
+    pool.wait_event("quiet_begin")  # the parent has signalled every child, the frozen one too
     os.kill(child, signal.SIGCONT)
     wait_for(
         lambda: not alive(child) or handles(child, signal.SIGUSR1),
@@ -443,6 +443,7 @@ def quiet_a_starting_child(pool: Pool) -> bool:
         (restart,) = pool.wait_event("restart", lambda e: e["pid"] == child, timeout=5)
         raise AssertionError(f"SIGTSTP killed a starting child: {restart['message']}")
     assert not [e for e in pool.events("restart") if e["pid"] == child]
+    pool.wait_event("quiet")  # and, thawed, it reported quiet mode like the others
     return True
 
 

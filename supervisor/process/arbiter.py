@@ -93,6 +93,8 @@ class Child:
     retiring: bool = False
     #: Why the parent killed it, if it did (logged when it is reaped).
     killed_for: str | None = None
+    #: Reported that quiet mode is in effect (it claims nothing more).
+    quiet: bool = False
     recycle_reason: str | None = None
 
 
@@ -133,6 +135,7 @@ class Arbiter:
         self.next_watchdog = 0.0
         self.last_status = ""
         self.next_status = 0.0
+        self.quiet_logged = False
         self.heartbeat_timeout = max(3 * self.asynq.heartbeat_interval, child_socket_timeout(settings) + 2.0)
         self.broker: RedisBroker = make_broker(
             settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT
@@ -260,8 +263,9 @@ class Arbiter:
                 self.state = State.QUIET
                 for child in self.children.values():
                     self.signal_child(child, signal.SIGUSR1)
-                # Logged once the children are told: whoever reads this line may rely on it.
-                log.info("quiet: children stop claiming new tasks", extra={"event": "quiet"})
+                # The "quiet" event follows once every child has reported it (a claim in flight
+                # when the signal arrived has ended by then): whoever reads it may rely on it.
+                log.info("quiet requested: children stop claiming new tasks", extra={"event": "quiet_begin"})
         elif sig == signal.SIGHUP:
             if self.state is not State.STOPPING:
                 log.info("reload: replacing every child", extra={"event": "reload"})
@@ -377,6 +381,11 @@ class Arbiter:
                 child.task_id = child.task_queue = child.task_type = None
                 child.tasks_done += 1
                 self.processed += 1
+            elif kind == "Q":
+                child.quiet = True
+                if self.state is State.QUIET and not self.quiet_logged and all(c.quiet for c in self.children.values()):
+                    self.quiet_logged = True
+                    log.info("quiet: every child has stopped claiming new tasks", extra={"event": "quiet"})
             elif kind == "R" and len(message) == 2:
                 child.recycle_reason = str(message[1])
 

@@ -77,6 +77,8 @@ def run_child(
         def on_quiet(signum: int, frame: FrameType | None) -> None:
             assert worker is not None
             worker.quiet()
+            if worker.waiting:
+                raise WaitInterrupted  # leave the idle block now, to report quiet at once
 
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGUSR1, on_quiet)

@@ -1,7 +1,8 @@
 """The health pipe: how a child tells the parent it is alive and what it is running.
 
 One JSON array per line: ``["H"]`` (alive), ``["S", task_id, task_type, queue, time_limit]``
-(task started), ``["F", task_id, outcome, seconds]`` (task finished), ``["R", reason]`` (leaving to be recycled).
+(task started), ``["F", task_id, outcome, seconds]`` (task finished), ``["Q"]`` (quiet mode in
+effect: claims nothing more), ``["R", reason]`` (leaving to be recycled).
 A pipe, not files or shared state: the parent's ``select`` wakes on it, and a dead child's pipe
 simply closes.
 """
@@ -55,6 +56,9 @@ class HealthReporter:
     def task_finished(self, task_id: str, outcome: str, duration: float) -> None:
         self._last = time.monotonic()
         self._send("F", task_id, outcome, duration)
+
+    def quieted(self) -> None:
+        self._send("Q")
 
     def recycling(self, reason: str) -> None:
         self._send("R", reason)
