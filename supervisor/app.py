@@ -13,7 +13,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import msgspec
 
@@ -21,7 +21,9 @@ from supervisor.core.periodic import PeriodicEntry, schedule_from
 from supervisor.core.retry import RetryDelay
 from supervisor.core.task import TaskMessage
 
-F = TypeVar("F", bound=Callable[..., Any])
+#: A decorated handler keeps its exact signature (parameters and return type) for type checkers.
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +109,12 @@ class App:
             raise TypeError(f"handler for {task_type!r}: msgspec cannot decode into {payload_type!r}: {exc}") from exc
         self._registry[task_type] = Registration(task_type, fn, payload_type, takes_context, retry_delay, decoder)
 
-    def task(self, task_type: str, *, retry_delay: RetryDelay | None = None) -> Callable[[F], F]:
-        """Decorator form of :meth:`register`; returns the function unchanged."""
+    def task(
+        self, task_type: str, *, retry_delay: RetryDelay | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorator form of :meth:`register`; returns the function unchanged (signature included)."""
 
-        def decorate(fn: F) -> F:
+        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             self.register(task_type, fn, retry_delay=retry_delay)
             return fn
 
@@ -151,13 +155,15 @@ class App:
         self._periodic[entry.name] = entry
         return entry
 
-    def scheduled(self, schedule: str | None = None, task_type: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    def scheduled(
+        self, schedule: str | None = None, task_type: str | None = None, **kwargs: Any
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator: register the function as a handler and run it on ``schedule`` (see :meth:`periodic`).
 
         ``task_type`` defaults to the function's module and name.
         """
 
-        def decorate(fn: F) -> F:
+        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             kind = task_type or f"{fn.__module__}.{fn.__qualname__}"
             if kind not in self._registry:
                 self.register(kind, fn)

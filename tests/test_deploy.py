@@ -26,7 +26,7 @@ VENV_BIN = Path(sys.executable).parent
 
 def unit() -> dict[str, str]:
     out = {}
-    for line in (DEPLOY / "supervisor.service").read_text().splitlines():
+    for line in (DEPLOY / "supervisor-jobs.service").read_text().splitlines():
         if "=" in line and not line.startswith(("#", "[")):
             key, value = line.split("=", 1)
             out[key.strip()] = value.strip()
@@ -63,7 +63,7 @@ def test_unit_file_directives():
 def test_unit_execstart_reaches_ready_and_stops_cleanly(redis_url, namespace, tmp_path):
     u = unit()
     env = base_env(redis_url, namespace)
-    env.update(env_file(DEPLOY / "supervisor.env"))  # what EnvironmentFile= gives the process
+    env.update(env_file(DEPLOY / "supervisor-jobs.env"))  # what EnvironmentFile= gives the process
     env.update({"REDIS_URL": redis_url, "ASYNQ_NAMESPACE": namespace, "ASYNQ_CONCURRENCY": "2"})
     sock = notify_socket(tmp_path, env)
     proc = subprocess.Popen(local_binary(shlex.split(u["ExecStart"])), env=env, cwd=ROOT,
