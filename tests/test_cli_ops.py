@@ -150,7 +150,7 @@ def test_health_follows_a_real_supervisor(redis_url, namespace, tmp_path, monkey
     with Pool(redis_url, namespace, tmp_path / "sv.log", workers=2) as pool:
         result = wait_for(lambda: (r := runner.invoke(main, ["health", "--json"])).exit_code == 0 and r, timeout=10)
         data = json.loads(result.output)
-        assert data["healthy"] and data["server"]["workers"] == "2"
+        assert data["healthy"] and data["server"]["workers"] == 2 and data["check"] == "ready"
         pool.signal(signal.SIGTERM)
         assert pool.wait_exit(10) == 0
     result = runner.invoke(main, ["health"])

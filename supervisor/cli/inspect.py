@@ -37,9 +37,37 @@ def inspector(env_file: str | None, redis_url: str | None) -> Iterator[tuple[Ins
     except (UnknownQueue, UnknownTask, ValueError, SupervisorError) as exc:
         raise click.ClickException(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise click.ClickException(f"cannot reach Redis at {settings.redis}: {exc}") from exc
+        raise click.ClickException(f"cannot reach Redis at {settings.redis.address()}: {exc}") from exc
     finally:
         client.close()
+
+
+#: Server fields Redis keeps as strings that are numbers.
+_SERVER_INTS = ("pid", "workers", "busy", "processed")
+
+
+def typed_server(row: dict[str, str]) -> dict[str, Any]:
+    """A server's heartbeat hash with numbers as numbers and its start time in ISO 8601."""
+    out: dict[str, Any] = dict(row)
+    for key in _SERVER_INTS:
+        if key in out:
+            try:
+                out[key] = int(out[key])
+            except ValueError:
+                pass
+    if "started" in out:
+        try:
+            out["started"] = iso(float(out["started"]))
+        except ValueError:
+            pass
+    return out
+
+
+def iso(ts: float | None) -> str | None:
+    """ISO 8601 in UTC, for --json."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def when(ts: float | None) -> str:
@@ -263,7 +291,7 @@ def enqueue(
     except (SupervisorError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise click.ClickException(f"cannot reach Redis at {settings.redis}: {exc}") from exc
+        raise click.ClickException(f"cannot reach Redis at {settings.redis.address()}: {exc}") from exc
     data = {
         "id": info.id,
         "queue": info.queue,
@@ -278,15 +306,36 @@ def enqueue(
 
 
 @click.command()
+@click.option(
+    "--live", "mode", flag_value="live",
+    help="Liveness: the supervisor's loop turns and it has live workers; never asks Redis.",
+)  # fmt: skip
+@click.option(
+    "--ready", "mode", flag_value="ready", default=True,
+    help="Readiness (the default): Redis answers and holds a fresh heartbeat of a live supervisor on this host.",
+)  # fmt: skip
 @json_option
 @connection_options
-def health(as_json: bool, env_file: str | None, redis_url: str | None) -> None:
-    """Exit 0 when a supervisor with live workers runs on this host (for HEALTHCHECK and probes).
+def health(mode: str, as_json: bool, env_file: str | None, redis_url: str | None) -> None:
+    """Exit 0 when the supervisor on this host is healthy, 1 with the reason when not.
 
-    Non-zero, with the reason, when Redis cannot be reached, no supervisor on this host has a
-    fresh heartbeat, or it has no workers or is shutting down.
+    --live (a Kubernetes livenessProbe, Docker HEALTHCHECK): the supervisor process on this host
+    rewrote its status file within the last 10 s and has live worker processes. It does not touch
+    Redis, so a Redis outage does not get healthy workers restarted.
+
+    --ready (the default; a readinessProbe): Redis can be reached and holds a fresh heartbeat of
+    a running supervisor on this host with workers, not shutting down.
     """
     host = socket.gethostname()
+    if mode == "live":
+        from supervisor.process.liveness import check
+
+        settings = settings_from(env_file, {"redis_url": redis_url})
+        status = check(settings.asynq.namespace)
+        if not status.healthy:
+            _unhealthy(as_json, f"not live: {status.reason}")
+        emit(as_json, {"healthy": True, "check": "live", "status": status.record}, lambda: f"live: {status.reason}")
+        return
     try:
         with inspector(env_file, redis_url) as (insp, _):
             servers = [s for s in insp.servers() if s.get("host") == host]
@@ -301,7 +350,7 @@ def health(as_json: bool, env_file: str | None, redis_url: str | None) -> None:
         _unhealthy(as_json, f"supervisor on {host} is {why}")
     s = running[0]
     summary = f"ok: supervisor pid {s['pid']} on {host}, {s['workers']} workers, {s.get('busy', 0)} busy"
-    emit(as_json, {"healthy": True, "server": s}, lambda: summary)
+    emit(as_json, {"healthy": True, "check": "ready", "server": typed_server(s)}, lambda: summary)
 
 
 def _pid_alive(pid: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -56,6 +57,8 @@ def start(env_file: str | None, **flags: Any) -> None:
     from supervisor.process.arbiter import StartupError, run_pool
 
     logs.configure(settings.asynq.log_level, settings.asynq.log_format)
+    for warning in settings.warnings:
+        logging.getLogger("supervisor.config").warning(warning, extra={"event": "config_ignored"})
     try:
         code = run_pool(app, settings)
     except StartupError as exc:
