@@ -20,6 +20,7 @@ import msgspec
 from supervisor.core.periodic import PeriodicEntry, schedule_from
 from supervisor.core.retry import RetryDelay
 from supervisor.core.task import TaskMessage
+from supervisor.logcontext import reset_task_fields, set_task_fields
 
 #: A decorated handler keeps its exact signature (parameters and return type) for type checkers.
 P = ParamSpec("P")
@@ -192,13 +193,23 @@ class App:
         return sorted(self._registry)
 
     def run(self, registration: Registration, payload: Any, context: TaskContext) -> Any:
-        """Call the handler through the middleware chain."""
-        if not self._middleware:
-            return registration.call(payload, context)
+        """Call the handler through the middleware chain.
 
-        def step(i: int) -> Any:
-            if i == len(self._middleware):
+        Meanwhile every log line, the handler's own included, carries the task's fields
+        (:mod:`supervisor.logcontext`).
+        """
+        token = set_task_fields(
+            {"task_id": context.id, "task_type": context.type, "queue": context.queue, "attempt": context.retried + 1}
+        )
+        try:
+            if not self._middleware:
                 return registration.call(payload, context)
-            return self._middleware[i](context, lambda: step(i + 1))
 
-        return step(0)
+            def step(i: int) -> Any:
+                if i == len(self._middleware):
+                    return registration.call(payload, context)
+                return self._middleware[i](context, lambda: step(i + 1))
+
+            return step(0)
+        finally:
+            reset_task_fields(token)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
@@ -44,6 +44,13 @@ class QueueStats:
     processed: int
     failed: int
     paused: bool
+    #: When the next pending task (the oldest) was enqueued, or last failed if it is a retry;
+    #: None when nothing is pending. ``now - oldest_pending_at`` is the queue's latency.
+    oldest_pending_at: float | None = None
+
+    def latency(self, now: float) -> float:
+        """Seconds the next pending task has been waiting (0 when none is)."""
+        return max(0.0, now - self.oldest_pending_at) if self.oldest_pending_at is not None else 0.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,7 @@ class Inspector:
     # -- statistics ------------------------------------------------------------------------------
 
     def stats(self, queues: list[str] | None = None) -> list[QueueStats]:
+        """Sizes and counters of each queue: one pipelined round trip, and one more for latency."""
         names = self.queues() if queues is None else queues
         pipe = self.redis.pipeline(transaction=False)
         for q in names:
@@ -130,11 +138,39 @@ class Inspector:
             pipe.get(k.processed)
             pipe.get(k.failed)
             pipe.exists(k.paused)
+            pipe.lindex(k.pending, -1)  # the next to run: the oldest pending task
         values = pipe.execute()
         out = []
+        heads: dict[str, bytes] = {}
         for i, q in enumerate(names):
-            n = [int(x or 0) for x in values[i * 8 : i * 8 + 8]]
+            row = values[i * 9 : i * 9 + 9]
+            n = [int(x or 0) for x in row[:8]]
+            if row[8] is not None:
+                heads[q] = row[8]
             out.append(QueueStats(q, n[0], n[1], n[2], n[3], n[4], n[5], n[6], paused=bool(n[7])))
+        if heads:
+            oldest = self._pending_since(heads)
+            out = [replace(s, oldest_pending_at=oldest.get(s.queue)) for s in out]
+        return out
+
+    def _pending_since(self, heads: dict[str, bytes]) -> dict[str, float]:
+        """When each queue's head task became ready: enqueued, or last failed for a retry.
+
+        Approximate for a task enqueued with a delay (``process_in``): it counts from its
+        enqueue, as the envelope does not record when it fell due.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for q, tid in heads.items():
+            pipe.hget(self.keys(q).msg, tid)
+        out = {}
+        for q, data in zip(heads, pipe.execute(), strict=True):
+            if data is None:
+                continue
+            try:
+                m = decode_message(data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            out[q] = max(m.enqueued_at, m.last_failed_at)
         return out
 
     def servers(self) -> list[dict[str, str]]:
