@@ -56,3 +56,19 @@ def test_liveness_fails_when_the_process_is_gone(redis_url, namespace, tmp_path,
         pool.wait_exit(10)
         code, live = probe("--live")
         assert code == 1 and f"pid {pool.pid} is gone" in str(live["reason"])
+
+
+def test_scheduler_backs_off_while_redis_is_down_at_start(namespace, tmp_path):
+    """Redis down from the start: the scheduler's retries (and their log lines) space out."""
+    from tests.redis_server import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with Pool(dead, namespace, tmp_path / "sv.log", workers=1, app="tests.apps.periodic_app:app") as pool:
+        lines = pool.wait_event(
+            "redis_down", lambda e: e["message"].startswith("periodic scheduler"), timeout=15, count=4
+        )
+        delays = [e["retry_in"] for e in lines[:4]]
+        assert delays == [0.5, 1.0, 2.0, 4.0]
+        assert f"{dead.rsplit('/', 1)[0].split('//')[1]}" in lines[0]["message"]  # names the real address
+        pool.signal(signal.SIGTERM)
+        assert pool.wait_exit(15) == 0

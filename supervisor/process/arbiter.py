@@ -63,6 +63,8 @@ MAX_TICK = 1.0
 MEMORY_CHECK_INTERVAL = 0.25
 #: Shortest time between two reads of the children's health pipes (see Arbiter.wait).
 CHILD_READ_INTERVAL = 0.01
+#: Longest wait between two tries of the periodic scheduler while Redis is down (seconds).
+SCHEDULER_MAX_BACKOFF = 5.0
 #: The parent's Redis calls must never keep it from its signals and children for long.
 PARENT_SOCKET_TIMEOUT = 0.5
 
@@ -145,6 +147,7 @@ class Arbiter:
             Scheduler(app.periodic_entries, self.broker, self.asynq.max_retry) if app.periodic_entries else None
         )
         self.scheduler_retry_at = 0.0
+        self.scheduler_backoff = 0.0
         self.liveness = LivenessFile(self.asynq.namespace, self.asynq.heartbeat_interval)
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
@@ -618,10 +621,15 @@ class Arbiter:
             return
         try:
             self.scheduler.run_due(time.time())
-            self.scheduler_retry_at = 0.0
+            self.scheduler_retry_at = self.scheduler_backoff = 0.0
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("periodic scheduler: Redis unreachable (%s); retrying", exc, extra={"event": "redis_down"})
-            self.scheduler_retry_at = now + 0.5
+            # Back off 0.5 s doubling to 5 s: one line per attempt, not one every half second.
+            self.scheduler_backoff = min(max(self.scheduler_backoff * 2, 0.5), SCHEDULER_MAX_BACKOFF)
+            log.warning(
+                "periodic scheduler: Redis unreachable (%s); retrying in %.1fs", exc, self.scheduler_backoff,
+                extra={"event": "redis_down", "retry_in": self.scheduler_backoff},
+            )  # fmt: skip
+            self.scheduler_retry_at = now + self.scheduler_backoff
 
     def server_info(self) -> dict[str, str | int | float]:
         return {

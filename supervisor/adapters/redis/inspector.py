@@ -1,13 +1,15 @@
 """Read and repair what is in Redis: the operator's view behind ``supervisor stats``/``tasks``/``queues``.
 
-Everything here is bounded: listings take a limit, bulk operations go in batches, and no call
-scans the keyspace (queues are found through the registry set that every enqueue updates).
+Everything here is bounded: listings take a limit, bulk operations go in batches of
+:data:`BATCH` ids (a few milliseconds of Redis time per script call, whatever the queue's
+length), and no call scans the keyspace (queues are found through the registry set that every
+enqueue updates).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,7 +23,10 @@ from supervisor.core.task import TaskMessage, TaskState, decode_completed, decod
 STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
 #: States an operator may retry or delete (a running task belongs to its worker).
 WAITING = ("scheduled", "retry", "archived")
+#: Ids per bulk script call: ~1-2 ms of Redis time each (see bench/bulk_delete.py).
 BATCH = 500
+#: Called with the number of tasks handled by each batch of a bulk operation.
+Progress = Callable[[int], None]
 
 
 class UnknownQueue(LookupError):
@@ -278,15 +283,38 @@ class Inspector:
         self._delete_ids(view.queue, [task_id.encode()])
         return view
 
-    def retry_all(self, queue: str, state: str = "archived") -> int:
+    def count(self, queue: str, state: str) -> int:
+        """How many tasks of ``queue`` are in ``state`` (what a bulk operation will go through)."""
+        k = self.require_queue(queue)
+        if state == "pending":
+            return int(self.redis.llen(k.pending))
+        zset = {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}[state]
+        return int(self.redis.zcard(zset))
+
+    def retry_all(self, queue: str, state: str = "archived", progress: Progress | None = None) -> int:
         if state not in WAITING:
             raise ValueError(f"--all retries scheduled, retry or archived tasks, not {state!r}")
-        return sum(self._run(self._retry, queue, ids) for ids in self._batches(queue, state))
+        done = 0
+        for ids in self._batches(queue, state):
+            done += self._run(self._retry, queue, ids)
+            if progress:
+                progress(len(ids))
+        return done
 
-    def delete_all(self, queue: str, state: str = "archived") -> int:
+    def delete_all(self, queue: str, state: str = "archived", progress: Progress | None = None) -> int:
+        """Delete every task of ``queue`` in ``state``, :data:`BATCH` at a time.
+
+        Linear in the number of tasks, and each script call is bounded: pending ids come from the
+        list's tail window and are removed from the tail (see admin_delete.lua).
+        """
         if state not in (*WAITING, "pending"):
             raise ValueError(f"--all deletes pending, scheduled, retry or archived tasks, not {state!r}")
-        return sum(self._delete_ids(queue, ids) for ids in self._batches(queue, state))
+        done = 0
+        for ids in self._batches(queue, state):
+            done += self._delete_ids(queue, ids)
+            if progress:
+                progress(len(ids))
+        return done
 
     def _delete_ids(self, queue: str, ids: list[bytes]) -> int:
         """Delete, releasing the unique locks the tasks hold (read from their envelopes)."""
