@@ -17,7 +17,8 @@ from supervisor import App, Client, fixed_delay
 from supervisor.core.task import decode_message
 from supervisor.logcontext import TaskContextFilter
 from supervisor.logs import TextFormatter, json_formatter
-from tests.helpers import make_worker
+from tests.conftest import make_settings as pool_settings
+from tests.helpers import make_worker, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -97,3 +98,22 @@ def test_stored_traceback_shows_the_users_frames_and_the_raise_site(settings):
     assert [name for _, name in frames] == ["charge", "parse_amount"]
     assert not any("/supervisor/" in path for path, _ in frames)
     assert "frames of supervisor's own code" in error
+
+
+def test_under_the_daemon_handler_lines_carry_the_task(redis_url, namespace, tmp_path):
+    """logs.configure (what `supervisor start` runs) installs the filter; children inherit it."""
+    from tests.pool import Pool
+
+    with Pool(redis_url, namespace, tmp_path / "sv.log", workers=1, app="tests.apps.log_app:app") as pool:
+        info = Client(settings=pool_settings(redis_url, namespace)).enqueue(
+            "billing:charge", {"amount": 5}, queue="low"
+        )
+        line = wait_for(
+            lambda: next((e for e in pool.events() if e.get("logger") == "myapp.billing"), None), what="handler line"
+        )
+        assert line["message"] == "charging 5" and line["task_id"] == info.id
+        assert line["task_type"] == "billing:charge" and line["queue"] == "low" and line["attempt"] == 1
+        assert ISO_UTC.fullmatch(line["time"])
+        start = pool.events("start")[0]
+        assert start["task_types"] == ["billing:charge"] and start["namespace"] == namespace
+        assert start["redis"] == redis_url and start["queues"] == "critical:6,default:3,low:1"

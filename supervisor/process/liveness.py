@@ -43,6 +43,17 @@ class LivenessFile:
         self.stale_after = max(MIN_STALE_AFTER, 3 * heartbeat_interval)
         self.next_beat = 0.0
         self.failed = False
+        self._remove_dead(namespace)
+
+    def _remove_dead(self, namespace: str) -> None:
+        """Files left by supervisors of this namespace that were killed (SIGKILL leaves them)."""
+        for path in self.dir.glob(f"{namespace}.*.json"):
+            pid = path.name[len(namespace) + 1 : -len(".json")]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
 
     def beat(self, *, workers: int, alive: int, state: str, force: bool = False) -> None:
         now = time.monotonic()
