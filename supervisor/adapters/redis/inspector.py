@@ -16,7 +16,7 @@ import redis
 
 from supervisor.adapters.redis.broker import WAKE_CAP, _script_source
 from supervisor.adapters.redis.keys import QueueKeys, queues_key, server_key, servers_key
-from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_message
+from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_message, decode_value
 
 STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
 #: States an operator may retry or delete (a running task belongs to its worker).
@@ -87,10 +87,10 @@ class TaskView:
 
 def _payload_for_display(payload: msgspec.Raw) -> Any:
     try:
-        value = msgspec.msgpack.decode(payload)
+        value = decode_value(payload)
         msgspec.json.encode(value)
         return value
-    except (msgspec.DecodeError, TypeError, msgspec.EncodeError):
+    except (msgspec.DecodeError, TypeError, msgspec.EncodeError, RecursionError):
         return repr(bytes(payload))
 
 
@@ -215,7 +215,10 @@ class Inspector:
         for q in queues:  # not live: maybe completed, with its result kept
             kept = self.redis.get(self.keys(q).result(task_id))
             if kept is not None:
-                record = decode_completed(kept)
+                try:
+                    record = decode_completed(kept)
+                except msgspec.DecodeError:
+                    return TaskView(q, "completed", task_id, None, None, None, kept)
                 view = self._view(q, "completed", task_id.encode(), bytes(record.message), record.completed_at, None)
                 return TaskView(
                     view.queue, view.state, view.id, view.message, view.at, None, view.raw, result=record.result
