@@ -21,9 +21,10 @@ import redis
 
 from supervisor.adapters.redis import connect
 from supervisor.adapters.redis.inspector import STATES, WAITING, Inspector, TaskView, UnknownQueue, UnknownTask
-from supervisor.cli.common import connection_options, settings_from
+from supervisor.cli.common import config_exit, connection_options, settings_from
 from supervisor.config import Settings
 from supervisor.core.errors import SupervisorError
+from supervisor.core.limits import MAX_PAYLOAD_DEPTH
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
@@ -36,8 +37,16 @@ def inspector(env_file: str | None, redis_url: str | None) -> Iterator[tuple[Ins
         yield Inspector(client, settings.asynq.namespace), settings
     except (UnknownQueue, UnknownTask, ValueError, SupervisorError) as exc:
         raise click.ClickException(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from exc
+    except redis.AuthenticationError as exc:
+        config_exit(f"Redis at {settings.redis.address()} refused the credentials: {exc}")
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise click.ClickException(f"cannot reach Redis at {settings.redis}: {exc}") from exc
+        raise click.ClickException(f"cannot reach Redis at {settings.redis.address()}: {exc}") from exc
+    except redis.ResponseError as exc:
+        if "DB index" in str(exc):
+            config_exit(f"Redis at {settings.redis.address()} has no such database (REDIS_DB or the URL's /N): {exc}")
+        raise click.ClickException(f"Redis at {settings.redis.address()} refused the command: {exc}") from exc
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis error at {settings.redis.address()}: {exc}") from exc
     finally:
         client.close()
 
@@ -253,6 +262,10 @@ def enqueue(
         value = msgspec.json.decode(payload)
     except msgspec.DecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--payload") from exc
+    except RecursionError:
+        raise click.BadParameter(
+            f"JSON nested too deeply (payloads may nest at most {MAX_PAYLOAD_DEPTH} levels)", param_hint="--payload"
+        ) from None
     settings = settings_from(env_file, {"redis_url": redis_url})
     try:
         with Client(settings=settings) as client:
