@@ -40,6 +40,7 @@ from supervisor.adapters.redis.inspector import Inspector
 from supervisor.app import App
 from supervisor.config import Settings
 from supervisor.core.ports import Held
+from supervisor.outage import Outage
 from supervisor.process.backoff import RestartBackoff
 from supervisor.process.child import CHILD_SIGNALS, child_socket_timeout, run_child
 from supervisor.process.health import HealthReader
@@ -132,6 +133,8 @@ class Arbiter:
         self.next_child_read = 0.0
         self.next_memory_check = 0.0
         self.maintenance_backoff = 0.0
+        self.outage = Outage(log, "the supervisor")
+        self.scheduler_outage = Outage(log, "the periodic scheduler", first=0.5, cap=30.0)
         self.next_watchdog = 0.0
         self.last_status = ""
         self.next_status = 0.0
@@ -540,7 +543,9 @@ class Arbiter:
                 tid = item.claimed.task_id.decode("utf-8", "backslashreplace")
                 culprit = tid == running if running is not None else len(held) == 1
                 self.put_back(item, reason if culprit else "claimed by a worker that died", count=count and culprit)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except Exception as exc:  # a Redis error, or a bug: the tasks stay owned, tried again later
+            if not isinstance(exc, redis.RedisError):
+                log.exception("putting back the tasks of %s failed", worker_id, extra={"event": "requeue_error"})
             log.warning(
                 "cannot put back the tasks of %s yet (Redis: %s); will retry",
                 worker_id,
@@ -572,7 +577,7 @@ class Arbiter:
         try:
             wall = time.time()
             worker_ids = [c.worker_id for c in self.children.values() if c.killed_for is None]
-            self.broker.renew(worker_ids, self.queues, wall + self.asynq.lease_duration)
+            self.broker.renew(worker_ids, self.queues, self.asynq.lease_duration)
             self.maintenance_backoff = 0.0  # Redis answered: deferred recoveries may go ahead
             pending, self.unrecovered = self.unrecovered, []
             for worker_id, reason, count, running in pending:
@@ -589,9 +594,11 @@ class Arbiter:
             if self.metrics:
                 self.metrics.queue_stats = self.inspector.stats(self.queues)
             self.maintenance_backoff = 0.0
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self.maintenance_backoff = min(max(self.maintenance_backoff * 2, 0.25), interval)
-            log.warning("Redis unreachable from the supervisor: %s", exc, extra={"event": "redis_down"})
+            self.outage.recovered()
+        except Exception as exc:  # Redis errors of every kind, and anything unforeseen: never the pool's end
+            if not isinstance(exc, redis.RedisError):
+                log.exception("supervisor maintenance failed", extra={"event": "maintenance_error"})
+            self.maintenance_backoff = min(self.outage.failed("maintenance", exc), interval)
             self.next_maintenance = now + self.maintenance_backoff
             return
         self.next_maintenance = now + interval
@@ -606,9 +613,11 @@ class Arbiter:
         try:
             self.scheduler.run_due(time.time())
             self.scheduler_retry_at = 0.0
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("periodic scheduler: Redis unreachable (%s); retrying", exc, extra={"event": "redis_down"})
-            self.scheduler_retry_at = now + 0.5
+            self.scheduler_outage.recovered()
+        except Exception as exc:  # as in maintenance(): log, back off, keep the pool running
+            if not isinstance(exc, redis.RedisError):
+                log.exception("periodic scheduler failed", extra={"event": "scheduler_error"})
+            self.scheduler_retry_at = now + self.scheduler_outage.failed("periodic scheduling", exc)
 
     def server_info(self) -> dict[str, str | int | float]:
         return {
@@ -659,8 +668,8 @@ class Arbiter:
             self.kill(child, "the supervisor is exiting")
         try:
             self.broker.remove_server(self.server_id)
-        except (redis.ConnectionError, redis.TimeoutError):
-            pass
+        except redis.RedisError:
+            pass  # its heartbeat key expires by itself
         log.info(
             "supervisor stopped after %.1fs, %d tasks processed",
             time.monotonic() - self.started,
