@@ -11,8 +11,9 @@ The loop, in the spirit of gunicorn's arbiter:
 2. act on signals (stop, stop now, quiet, reload, one more / one fewer worker);
 3. read child messages (heartbeats, task started / finished, asking to be recycled);
 4. reap every exited process (any pid: as PID 1 we also reap orphans), first killing what is
-   left of a worker's process group (groups.py), and put back what a dead child held: at once and counting an attempt after a crash; at the head of its queue and
-   without counting after a shutdown kill;
+   left of a worker's process group (groups.py), and put back what a dead child held: at once
+   and counting an attempt after a crash; at the head of its queue and without counting after a
+   shutdown kill;
 5. kill children that overrun their task's time limit, miss heartbeats or exceed their memory;
 6. start children whose restart back-off has passed (a failed fork waits for the next try);
 7. every heartbeat interval: renew the leases of our children's tasks, recover expired leases
