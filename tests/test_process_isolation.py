@@ -8,6 +8,7 @@ sockets; every process is cleaned up by pid. Run with ``-s`` to see the measured
 from __future__ import annotations
 
 import os
+import resource
 import select
 import signal
 import socket
@@ -177,6 +178,41 @@ def test_metrics_server_drops_the_oldest_idle_client_when_full_and_stalled_ones_
     finally:
         for sock in socks:
             sock.close()
+        server.close()
+
+
+def test_metrics_server_out_of_descriptors_pauses_the_listener_instead_of_spinning():
+    server = MetricsServer("127.0.0.1", 0, Metrics(PoolGauges(lambda: 1, lambda: 0)), timeout=2.0)
+    scraper = socket.create_connection(("127.0.0.1", server.port))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        scraper.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        select.select([server.listener], [], [], 5)
+        lowest_free = os.dup(0)  # the kernel hands out the lowest free descriptor
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no new descriptor at all
+        server.handle(server.listener.fileno())  # accept fails: EMFILE
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert not server.clients and server.listener.fileno() not in server.fds()
+        pause_end = server.next_deadline()
+        assert pause_end is not None and 0 < pause_end - time.monotonic() <= 0.5
+        # After the pause the waiting connection is accepted and answered.
+        answer = bytearray()
+
+        def answered() -> bool:
+            scraper.setblocking(False)
+            try:
+                while chunk := scraper.recv(65536):
+                    answer.extend(chunk)
+                return True
+            except BlockingIOError:
+                return False
+
+        drive(server, answered, timeout=5)
+        assert answer.startswith(b"HTTP/1.0 200 OK")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        scraper.close()
         server.close()
 
 

@@ -85,6 +85,8 @@ CLIENT_TIMEOUT = 2.0
 MAX_CLIENTS = 64
 #: Connections accepted per wake-up, so that a flood cannot keep the parent from its children.
 ACCEPT_BATCH = 32
+#: Seconds the listener is left alone after ``accept`` failed (out of descriptors).
+ACCEPT_PAUSE = 0.5
 
 
 @dataclass
@@ -103,13 +105,14 @@ class MetricsServer:
     Nothing here blocks. A connection is read until its request line and headers are in, then
     answered (written as the socket accepts it) and closed. What cannot lock it out:
 
-    - a client that stalls (connects and sends nothing, sends part of a request, or does not read
-      the answer) is dropped :data:`CLIENT_TIMEOUT` seconds after it connected, and again after
-      its request was read; the parent's loop wakes for that (:meth:`next_deadline`,
-      :meth:`expire`);
+    - a client has :data:`CLIENT_TIMEOUT` seconds to send its request, and as long again to read
+      the answer; one that stalls (sends nothing, part of a request, or does not read) is dropped
+      then, and the parent's loop wakes for it (:meth:`next_deadline`, :meth:`expire`);
     - at most :data:`MAX_CLIENTS` connections are held: a new one when full drops the oldest that
       has sent nothing (or, failing that, the oldest), so idle connections never starve a scrape;
-    - a request over 8 KiB is dropped.
+    - a request over 8 KiB is dropped;
+    - when ``accept`` fails (out of descriptors) the listener is left alone for
+      :data:`ACCEPT_PAUSE` seconds, so that the loop does not spin on it.
 
     The sockets belong to the parent: a forked child closes them at once (:meth:`close_in_child`).
     """
@@ -135,10 +138,13 @@ class MetricsServer:
         #: By file descriptor, oldest first (dicts keep insertion order).
         self.clients: dict[int, _Client] = {}
         self.dropped = 0
+        self._accept_paused_until = 0.0
+        self._next_accept_warning = 0.0
 
     def fds(self) -> list[int]:
         """Descriptors to wait on for reading: the listener and clients whose request is not in."""
-        return [self._listener_fd, *(fd for fd, c in self.clients.items() if c.answer is None)]
+        reading = [fd for fd, c in self.clients.items() if c.answer is None]
+        return reading if self.clock() < self._accept_paused_until else [self._listener_fd, *reading]
 
     def write_fds(self) -> list[int]:
         """Descriptors to wait on for writing: clients with an answer not fully sent."""
@@ -146,7 +152,8 @@ class MetricsServer:
 
     def next_deadline(self) -> float | None:
         """When the next stalled client must be dropped (the parent's wait must not pass it)."""
-        return min((c.deadline for c in self.clients.values()), default=None)
+        paused = [self._accept_paused_until] if self._accept_paused_until > self.clock() else []
+        return min([*paused, *(c.deadline for c in self.clients.values())], default=None)
 
     def expire(self, now: float | None = None) -> int:
         """Drop the clients whose deadline has passed; how many."""
@@ -177,7 +184,12 @@ class MetricsServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE and the like: the pending connection waits
-                log.warning("metrics: cannot accept a connection: %s", exc, extra={"event": "metrics_accept_error"})
+                # The listener stays readable: stop watching it for a moment, or the loop spins.
+                now = self.clock()
+                self._accept_paused_until = now + ACCEPT_PAUSE
+                if now >= self._next_accept_warning:
+                    self._next_accept_warning = now + 10.0
+                    log.warning("metrics: cannot accept a connection: %s", exc, extra={"event": "metrics_accept_error"})
                 return
             conn.setblocking(False)
             if len(self.clients) >= self.max_clients:
