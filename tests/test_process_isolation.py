@@ -277,6 +277,21 @@ def test_a_graceful_stop_lets_a_running_tasks_subprocess_finish(pool_factory, cl
         assert pool.done(info.id) == 1, pool.tail()
 
 
+def test_ctrl_c_to_the_terminals_group_reaches_the_parent_which_drains_the_children(pool_factory, client):
+    # setsid: the supervisor leads a group of its own, like a shell job; killpg is what Ctrl-C does.
+    with pool_factory(workers=2, prefix=("setsid",)).start() as pool:
+        assert process_group(pool.pid) == pool.pid
+        children = pool.live_children()
+        assert all(process_group(c) == c for c in children)  # not in the terminal's group
+        info = client.enqueue("subprocess", 1.0)
+        wait_for(lambda: pool.started(info.id), what="the task to start")
+        os.killpg(pool.pid, signal.SIGINT)
+        assert pool.wait_exit(15) == 0
+        assert pool.done(info.id) == 1, pool.tail()
+        assert {e["pid"] for e in pool.events("exit")} == set(children)  # left when asked, none killed
+        assert not pool.events("kill") and not pool.events("restart")
+
+
 def test_a_grandchild_that_escapes_holds_no_descriptor_of_the_pool(pool_factory, client, strays):
     port = free_port()
     with pool_factory(workers=1, args=("--metrics-port", str(port)), env=METRICS_ENV).start() as pool:
