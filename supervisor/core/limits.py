@@ -23,8 +23,9 @@ MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 #: Longest time limit a task may have (30 days): timers overflow far above it, and a task that
 #: runs longer is better split or run outside a task queue.
 MAX_TASK_TIMEOUT = 30 * 86400.0
-#: Most worker processes one supervisor forks: each is a Python process of ~35 MB, and beyond
-#: this a machine is better served by several supervisors (or threads inside each worker).
+#: Most worker processes one supervisor forks: each is a Python process of ~35 MB, beyond this a
+#: machine is better served by several supervisors, and the parent waits with select(), which
+#: takes descriptors below 1024 only (a health pipe per child, metrics clients, the signal pipe).
 MAX_WORKERS = 512
 
 # MessagePack type bytes that open a container, and how many length bytes follow.
