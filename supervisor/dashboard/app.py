@@ -121,14 +121,12 @@ class Dashboard:
 
     def _overview(self) -> dict[str, Any]:
         queues = self.inspector.stats()
-        history = self.inspector.throughput([q.queue for q in queues], minutes=60)
-        last = {q: (h[-2] if len(h) > 1 else h[-1]) for q, h in history.items()}  # the last whole minute
-        current = {q: h[-1] for q, h in history.items()}
+        now = time.time()
+        history = self.inspector.throughput([q.queue for q in queues], minutes=60, now=now)
         servers = self.inspector.servers()
         return {
             "queues": queues,
-            "last_minute": last,
-            "this_minute": current,
+            "rate": {q: present.per_minute(h, now) for q, h in history.items()},
             "chart": present.chart(list(history.values())),
             "servers": servers,
             "busy": sum(int(s.get("busy", 0) or 0) for s in servers),
@@ -140,8 +138,8 @@ class Dashboard:
         return JSONResponse(
             {
                 "queues": [
-                    {**q.__dict__, "processed_last_minute": data["last_minute"][q.queue].processed,
-                     "failed_last_minute": data["last_minute"][q.queue].failed}
+                    {**q.__dict__, "processed_per_minute": data["rate"][q.queue][0],
+                     "failed_per_minute": data["rate"][q.queue][1]}
                     for q in data["queues"]
                 ],
                 "servers": data["servers"],

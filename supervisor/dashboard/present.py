@@ -131,6 +131,19 @@ def megabytes(value: Any) -> str:
         return "-"
 
 
+def per_minute(history: Sequence[Minute], now: float) -> tuple[int, int]:
+    """(processed, failed) over the last 60 seconds, from per-minute buckets.
+
+    The current minute's count plus the share of the previous minute that is still inside the
+    window (the sliding-window estimate): it does not drop to zero at each minute boundary.
+    """
+    if not history:
+        return 0, 0
+    current, previous = history[-1], history[-2] if len(history) > 1 else Minute(0, 0, 0)
+    share = 1.0 - (now % 60) / 60
+    return round(current.processed + previous.processed * share), round(current.failed + previous.failed * share)
+
+
 @dataclass(frozen=True)
 class Chart:
     """An SVG line chart of processed and failed tasks per minute (numbers and coordinates only)."""
