@@ -9,6 +9,7 @@ is visible to every user in ``ps``).
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Any
 
@@ -80,6 +81,10 @@ def dashboard(
         return
     click.echo(json.dumps({"event": "dashboard_start", **info}) if as_json else
                f"dashboard: serving {url} (auth: {info['auth']})", err=not as_json)  # fmt: skip
+    # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown), then raises the signal again
+    # for the handlers that were in place before: let those be no-ops, so a stop exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         app,
         host=options.host,
