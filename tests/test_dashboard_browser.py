@@ -165,6 +165,19 @@ def test_operator_session_in_chromium(
             expect(page.locator("#queue-state")).to_have_text("running")
             wait_for(lambda: pool.done(held) == 1, timeout=20, what="the task of the resumed queue to run")
 
+            # -- bulk retry (htmx: confirmation, CSRF header, progress fragment) -----------------------
+            r.delete(f"{namespace}:test:allow")
+            batch = [client.enqueue("flaky", {"batch": i}).id for i in range(3)]
+            wait_for(lambda: r.zcard(f"{namespace}:{{default}}:archived") == 3, timeout=20, what="3 archived")
+            page.goto(dashboard_url + "/queue?name=default&state=archived")
+            confirmations: list[str] = []
+            page.once("dialog", lambda d: confirmations.append(d.message))  # the auto-accept still runs
+            r.set(f"{namespace}:test:allow", "1")
+            page.locator("#retry-all").click()
+            expect(page.locator("#bulk-done")).to_contain_text("Retried 3 archived tasks of default")
+            assert confirmations == ["Retry every archived task of default (3)?"]
+            wait_for(lambda: all(pool.done(t) == 1 for t in batch), timeout=20, what="the bulk-retried tasks to run")
+
             # -- servers: the pool, its children --------------------------------------------------------
             page.goto(dashboard_url + "/servers")
             server = page.locator(f'section.server[data-pid="{pool.pid}"]')
@@ -173,8 +186,8 @@ def test_operator_session_in_chromium(
             page.screenshot(path=str(RESULTS / "dashboard-servers.png"))
 
             page.goto(dashboard_url + "/")
-            expect(page.locator('tr[data-queue="default"] td[data-count="processed"]')).to_have_text("62")
-            expect(page.locator('tr[data-queue="default"] td[data-count="failed"]')).to_have_text("1")
+            expect(page.locator('tr[data-queue="default"] td[data-count="processed"]')).to_have_text("65")
+            expect(page.locator('tr[data-queue="default"] td[data-count="failed"]')).to_have_text("4")
             expect(page.locator('tr[data-queue="critical"] td[data-state="scheduled"]')).to_have_text("3")
             assert int(page.locator('tr[data-queue="default"] td[data-count="processed-minute"]').inner_text()) > 0
             page.screenshot(path=str(RESULTS / "dashboard-overview-final.png"))

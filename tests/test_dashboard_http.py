@@ -425,6 +425,19 @@ def test_per_minute_counters_are_kept_by_the_scripts(broker: RedisBroker, settin
     assert 0 < r.ttl(key) <= MINUTE_COUNTERS_TTL
 
 
+def test_per_minute_rate_slides_over_the_minute_boundary() -> None:
+    from supervisor.adapters.redis.inspector import Minute
+    from supervisor.dashboard.present import chart, per_minute
+
+    history = [Minute(100, 60, 6), Minute(101, 10, 0)]
+    assert per_minute(history, now=101 * 60 + 0) == (70, 6)  # the whole previous minute still counts
+    assert per_minute(history, now=101 * 60 + 30) == (40, 3)  # half of it
+    assert per_minute(history, now=101 * 60 + 59.99) == (10, 0)
+    c = chart([history, [Minute(100, 0, 0), Minute(101, 30, 0)]], width=100, height=50)
+    assert c.peak == 60 and c.total_processed == 100 and c.total_failed == 6 and c.minutes == 2
+    assert c.processed == "0.0,4.0 100.0,19.3" and c.failed == "0.0,45.4 100.0,50.0"  # 60 and 40; 6 and 0
+
+
 # -- settings and the command --------------------------------------------------------------------
 
 EVERY_DASHBOARD_VARIABLE: dict[str, tuple[str, str, Any]] = {

@@ -59,8 +59,7 @@ def dashboard(
     except ImportError as exc:
         config_exit(f"the dashboard needs its optional dependencies ({exc.name} is missing): "
                     "pip install 'supervisor[dashboard]'")  # fmt: skip
-    auth = "basic" if options.basic_auth else ""
-    auth += ("+" if auth else "") + "token" if options.token else ""
+    auth = "+".join(name for name, on in (("basic", options.basic_auth), ("token", bool(options.token))) if on)
     url = (
         f"http://{options.host if ':' not in options.host else f'[{options.host}]'}:{options.port}{options.root_path}/"
     )

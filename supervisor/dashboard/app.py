@@ -13,6 +13,7 @@ Mount it under a prefix in your own Starlette/FastAPI app::
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import urllib.parse
@@ -153,8 +154,6 @@ class Dashboard:
         return self.render(request, "_servers.html", servers=await self.call(self._servers))
 
     def _servers(self) -> list[dict[str, Any]]:
-        import json
-
         out = []
         for s in sorted(self.inspector.servers(), key=lambda s: (s.get("host", ""), s.get("pid", ""))):
             try:
