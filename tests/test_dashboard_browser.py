@@ -178,6 +178,14 @@ def test_operator_session_in_chromium(
             assert confirmations == ["Retry every archived task of default (3)?"]
             wait_for(lambda: all(pool.done(t) == 1 for t in batch), timeout=20, what="the bulk-retried tasks to run")
 
+            # -- delete one task (htmx post from the task page's form, after a confirmation) -------------
+            doomed = client.enqueue("work", {"doomed": True}, queue="critical", process_in="1h").id
+            page.goto(f"{dashboard_url}/task?queue=critical&id={doomed}")
+            expect(page.locator("#retry")).to_have_text("Run now")
+            page.locator("#delete").click()
+            expect(page.locator("h1")).to_contain_text("Queue critical")  # HX-Redirect to the queue page
+            assert r.hget(f"{namespace}:{{critical}}:state", doomed) is None
+
             # -- servers: the pool, its children --------------------------------------------------------
             page.goto(dashboard_url + "/servers")
             server = page.locator(f'section.server[data-pid="{pool.pid}"]')
