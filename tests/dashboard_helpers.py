@@ -6,15 +6,13 @@ import time
 import uuid
 from typing import Any
 
-import msgspec
-
 from supervisor.adapters.redis import RedisBroker
 from supervisor.core.ports import Claimed
 from supervisor.core.task import TaskMessage, encode_message, encode_payload
 
 
-def envelope(task_id: str, queue: str, payload: Any = None, *, raw_payload: bytes | None = None, **extra: Any) -> bytes:
-    body = msgspec.Raw(raw_payload) if raw_payload is not None else encode_payload(payload)
+def envelope(task_id: str, queue: str, payload: Any = None, **extra: Any) -> bytes:
+    body = encode_payload(payload)
     return encode_message(
         TaskMessage(
             id=task_id, type="test.task", queue=queue, payload=body, max_retry=3, enqueued_at=time.time(), **extra
