@@ -157,7 +157,8 @@ EVERY_VARIABLE: dict[str, tuple[str, Callable[[Settings], Any], Any]] = {
 
 
 def test_every_known_variable_is_covered_by_the_table() -> None:
-    assert set(EVERY_VARIABLE) == set(KNOWN_VARIABLES)
+    # The dashboard's own variables are read by load_dashboard_settings (tests/test_dashboard_http.py).
+    assert set(EVERY_VARIABLE) == {v for v in KNOWN_VARIABLES if not v.startswith("ASYNQ_DASHBOARD_")}
 
 
 @pytest.mark.parametrize("name", list(EVERY_VARIABLE))

@@ -346,17 +346,8 @@ def cron() -> None:
 @connection_options
 def cron_list(as_json: bool, env_file: str | None, redis_url: str | None) -> None:
     """Each periodic entry the running supervisors publish: schedule, next run, last enqueue."""
-    from supervisor.process.scheduler import periodic_key
-
     with inspector(env_file, redis_url) as (insp, _):
-        raw = insp.redis.hgetall(periodic_key(insp.namespace))
-    entries = []
-    for name, value in sorted(raw.items()):
-        try:
-            record = json.loads(value)
-        except ValueError:
-            continue
-        entries.append({"name": name.decode(), **record})
+        entries = insp.periodic()
     rows = [
         (e["name"], e.get("schedule", ""), e.get("timezone", ""), e.get("task_type", ""), e.get("queue", ""),
          when(e.get("next_run")), when(e.get("last_enqueued_at")), e.get("last_task_id", "-"))

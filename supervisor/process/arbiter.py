@@ -53,6 +53,7 @@ from supervisor.process.linux import rss_bytes
 from supervisor.process.metrics import Metrics, MetricsServer, PoolGauges
 from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
+from supervisor.process.server_info import children_info
 from supervisor.process.signals import HANDLED, SignalInbox
 from supervisor.wiring import make_broker
 from supervisor.worker import process_id, recover_expired, recover_local_orphans, requeue_after_death
@@ -683,6 +684,7 @@ class Arbiter:
             "state": self.state.value,
             "queues": ",".join(f"{q.name}:{q.weight}" for q in self.asynq.queues),
             "started": time.time() - (time.monotonic() - self.started),
+            **children_info(self.children.values()),  # for the dashboard's Servers page
         }
 
     def notify(self) -> None:

@@ -17,7 +17,14 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
-from supervisor.adapters.redis.keys import QueueKeys, queues_key, server_key, servers_key
+from supervisor.adapters.redis.keys import (
+    MINUTE_COUNTERS_TTL,
+    QueueKeys,
+    minute_of,
+    queues_key,
+    server_key,
+    servers_key,
+)
 from supervisor.core.ports import Claimed, Enqueued, Finish, Held, NewTask
 
 #: One script call: script name, keys, arguments.
@@ -236,7 +243,7 @@ class RedisBroker:
 
     def _complete_call(self, f: Finish, worker_id: str) -> Call:
         k = self.keys(f.claimed.queue)
-        keys = [k.msg, k.state, k.lease, k.owner, k.processed]
+        keys = [k.msg, k.state, k.lease, k.owner, k.processed, k.minute(minute_of(time.time()))]
         if f.unique_key:
             keys.append(k.unique(f.unique_key))
         keep = f.record is not None and f.retention > 0
@@ -244,7 +251,7 @@ class RedisBroker:
             keys.append(k.result(f.claimed.task_id))
         args = (
             f.claimed.task_id, worker_id, "1" if f.unique_key else "0", _ms(f.retention) if keep else "",
-            f.record or b"",
+            f.record or b"", MINUTE_COUNTERS_TTL,
         )  # fmt: skip
         return ("complete", keys, args)
 
@@ -253,8 +260,8 @@ class RedisBroker:
         return bool(
             self._run(
                 "retry",
-                (k.msg, k.state, k.lease, k.owner, k.retry, k.failed),
-                (claimed.task_id, worker_id, data, repr(retry_at)),
+                (k.msg, k.state, k.lease, k.owner, k.retry, k.failed, k.minute(minute_of(time.time()))),
+                (claimed.task_id, worker_id, data, repr(retry_at), MINUTE_COUNTERS_TTL),
             )
         )
 
@@ -269,7 +276,7 @@ class RedisBroker:
         unique_key: str = "",
     ) -> bool:
         k = self.keys(claimed.queue)
-        keys = [k.msg, k.state, k.lease, k.owner, k.archived, k.failed]
+        keys = [k.msg, k.state, k.lease, k.owner, k.archived, k.failed, k.minute(minute_of(now))]
         if unique_key:
             keys.append(k.unique(unique_key))
         return bool(
@@ -284,6 +291,7 @@ class RedisBroker:
                     repr(now),
                     self.archive_max_size,
                     repr(now - self.archive_max_age),
+                    MINUTE_COUNTERS_TTL,
                 ),
             )
         )

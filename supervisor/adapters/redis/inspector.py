@@ -6,6 +6,7 @@ scans the keyspace (queues are found through the registry set that every enqueue
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import msgspec
 import redis
 
 from supervisor.adapters.redis.broker import WAKE_CAP, _script_source
-from supervisor.adapters.redis.keys import QueueKeys, queues_key, server_key, servers_key
+from supervisor.adapters.redis.keys import QueueKeys, minute_of, queues_key, server_key, servers_key
 from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_message, decode_value
 
 STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
@@ -94,6 +95,15 @@ def _payload_for_display(payload: msgspec.Raw) -> Any:
         return repr(bytes(payload))
 
 
+@dataclass(frozen=True)
+class Minute:
+    """Tasks a queue completed (``processed``) and attempts that failed in one minute."""
+
+    minute: int  # epoch seconds // 60
+    processed: int
+    failed: int
+
+
 class Inspector:
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         # redis-py types replies as bytes | str (it cannot know decode_responses); ours are bytes.
@@ -136,6 +146,47 @@ class Inspector:
             n = [int(x or 0) for x in values[i * 8 : i * 8 + 8]]
             out.append(QueueStats(q, n[0], n[1], n[2], n[3], n[4], n[5], n[6], paused=bool(n[7])))
         return out
+
+    def count(self, queue: str, state: str) -> int:
+        """How many tasks of ``queue`` are in ``state``: one O(1) command (LLEN or ZCARD)."""
+        k = self.keys(queue)
+        if state == "pending":
+            return int(self.redis.llen(k.pending))
+        zset = {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}.get(state)
+        if zset is None:
+            raise ValueError(f"unknown state {state!r}; expected one of {', '.join(STATES)}")
+        return int(self.redis.zcard(zset))
+
+    def throughput(self, queues: list[str], minutes: int = 60, now: float | None = None) -> dict[str, list[Minute]]:
+        """Per queue, the last ``minutes`` minutes (oldest first, the current one last).
+
+        Read from the per-minute hashes the completion, retry and archive scripts keep (one
+        HMGET per queue and minute, pipelined); minutes with no key count zero.
+        """
+        last = minute_of(time.time() if now is None else now)
+        span = range(last - minutes + 1, last + 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            k = self.keys(q)
+            for m in span:
+                pipe.hmget(k.minute(m), "processed", "failed")
+        replies = iter(pipe.execute())
+        return {q: [Minute(m, *(int(v or 0) for v in next(replies))) for m in span] for q in queues}
+
+    def periodic(self) -> list[dict[str, Any]]:
+        """The periodic entries running supervisors publish (name, schedule, next run, last enqueue)."""
+        from supervisor.process.scheduler import periodic_key
+
+        raw = self.redis.hgetall(periodic_key(self.namespace))
+        entries = []
+        for name, value in sorted(raw.items()):
+            try:
+                record = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                entries.append({"name": name.decode("utf-8", "backslashreplace"), **record})
+        return entries
 
     def servers(self) -> list[dict[str, str]]:
         """Live supervisors (heartbeat not expired), with what they last reported."""
@@ -254,6 +305,33 @@ class Inspector:
         if state not in (*WAITING, "pending"):
             raise ValueError(f"--all deletes pending, scheduled, retry or archived tasks, not {state!r}")
         return sum(self._delete_ids(queue, ids) for ids in self._batches(queue, state))
+
+    def retry_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]:
+        """Retry up to ``limit`` tasks of a state (the oldest first): (moved, left in the state).
+
+        A bounded step of ``retry_all`` for callers that must answer quickly (the dashboard runs
+        a bulk action as a series of these and shows the progress).
+        """
+        if state not in WAITING:
+            raise ValueError(f"bulk retry takes scheduled, retry or archived tasks, not {state!r}")
+        ids = self._first_ids(queue, state, limit)
+        moved = self._run(self._retry, queue, ids) if ids else 0
+        return moved, self.count(queue, state)
+
+    def delete_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]:
+        """Delete up to ``limit`` tasks of a state: (deleted, left in the state)."""
+        if state not in (*WAITING, "pending"):
+            raise ValueError(f"bulk delete takes pending, scheduled, retry or archived tasks, not {state!r}")
+        ids = self._first_ids(queue, state, limit)
+        deleted = self._delete_ids(queue, ids) if ids else 0
+        return deleted, self.count(queue, state)
+
+    def _first_ids(self, queue: str, state: str, limit: int) -> list[bytes]:
+        k = self.require_queue(queue)
+        if state == "pending":
+            return list(self.redis.lrange(k.pending, -limit, -1))
+        source = {"scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}[state]
+        return list(self.redis.zrange(source, 0, limit - 1))
 
     def _delete_ids(self, queue: str, ids: list[bytes]) -> int:
         """Delete, releasing the unique locks the tasks hold (read from their envelopes)."""
