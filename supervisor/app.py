@@ -19,7 +19,7 @@ import msgspec
 
 from supervisor.core.periodic import PeriodicEntry, schedule_from
 from supervisor.core.retry import RetryDelay
-from supervisor.core.task import TaskMessage
+from supervisor.core.task import TaskMessage, decode_value
 from supervisor.logcontext import reset_task_fields, set_task_fields
 
 #: A decorated handler keeps its exact signature (parameters and return type) for type checkers.
@@ -59,8 +59,8 @@ class Registration:
     decoder: msgspec.msgpack.Decoder[Any] = field(repr=False)
 
     def decode(self, payload: msgspec.Raw) -> Any:
-        """Decode and validate the payload; raises msgspec.ValidationError/DecodeError."""
-        return self.decoder.decode(payload)
+        """Decode and validate the payload; raises msgspec.ValidationError/DecodeError, nothing else."""
+        return decode_value(payload, self.decoder)
 
     def call(self, payload: Any, context: TaskContext) -> Any:
         return self.fn(payload, context) if self.takes_context else self.fn(payload)
@@ -103,6 +103,13 @@ class App:
             raise ValueError("a task type must be a non-empty string")
         if task_type in self._registry:
             raise ValueError(f"task type {task_type!r} already has a handler: {self._registry[task_type].fn!r}")
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):
+            # Called like a plain function it would return a coroutine that never runs, and the
+            # task would be recorded as succeeded: refuse it until workers run async handlers.
+            raise TypeError(
+                f"handler for {task_type!r} is an async function ({fn!r}); workers run plain functions only "
+                "for now: write a plain def (or call asyncio.run inside it)"
+            )
         payload_type, takes_context = _inspect_handler(task_type, fn)
         try:
             decoder = msgspec.msgpack.Decoder(payload_type)

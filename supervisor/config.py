@@ -14,21 +14,24 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
+
+from supervisor.core.limits import MAX_TASK_TIMEOUT, MAX_WORKERS
+from supervisor.core.queues import queue_name_problem
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
 _T = TypeVar("_T")
 
 KNOWN_VARIABLES: dict[str, str] = {
-    "ASYNQ_CONCURRENCY": "Tasks processed at the same time (integer >= 1). Default: number of CPUs.",
+    "ASYNQ_CONCURRENCY": f"Worker processes (integer 1-{MAX_WORKERS}). Default: number of CPUs.",
     "ASYNQ_QUEUES": "Queues and their weights, name:weight,... Default: critical:6,default:3,low:1.",
     "ASYNQ_STRICT_PRIORITY": "Always drain higher-weight queues first (true/false). Default: false.",
     "ASYNQ_MAX_RETRY": "Retries before a failing task is archived (integer >= 0). Default: 25.",
     "ASYNQ_SHUTDOWN_TIMEOUT": "Grace period for running tasks on shutdown (duration). Default: 30s.",
     "ASYNQ_TASK_TIMEOUT": "Time limit for a task that sets none itself (duration > 0). Default: 30m.",
     "ASYNQ_LEASE_DURATION": "How long a claimed task stays owned without renewal (duration). Default: 30s.",
-    "ASYNQ_HEARTBEAT_INTERVAL": "Lease renewal interval; must be < half the lease duration. Default: 5s.",
+    "ASYNQ_HEARTBEAT_INTERVAL": "Lease renewal interval, 100ms-1h, < half the lease duration. Default: 5s.",
     "ASYNQ_NAMESPACE": "Redis key prefix; no whitespace, '{', '}' or ':'. Default: sv.",
     "ASYNQ_ARCHIVE_MAX_SIZE": "Archived (dead) tasks kept per queue (integer >= 1). Default: 10000.",
     "ASYNQ_ARCHIVE_MAX_AGE": "Archived tasks older than this are deleted (duration > 0). Default: 90d.",
@@ -39,6 +42,16 @@ KNOWN_VARIABLES: dict[str, str] = {
     "ASYNQ_METRICS_PORT": "Serve Prometheus metrics at /metrics on this port; 0 = off. Default: 0.",
     "ASYNQ_METRICS_HOST": "Address the metrics endpoint listens on. Default: 0.0.0.0.",
     "ASYNQ_LOG_FORMAT": "Log format: auto (text on a terminal, json otherwise), json or text. Default: auto.",
+    "ASYNQ_DASHBOARD_HOST": "Address `supervisor dashboard` listens on (others need credentials). Default: 127.0.0.1.",
+    "ASYNQ_DASHBOARD_PORT": "Port of `supervisor dashboard` (1-65535). Default: 8080.",
+    "ASYNQ_DASHBOARD_USERNAME": "Dashboard HTTP basic-auth user (with ASYNQ_DASHBOARD_PASSWORD). Default: none.",
+    "ASYNQ_DASHBOARD_PASSWORD": "Dashboard HTTP basic-auth password. Default: none.",
+    "ASYNQ_DASHBOARD_TOKEN": "Dashboard bearer token (Authorization: Bearer ...). Default: none.",
+    "ASYNQ_DASHBOARD_SECRET": "Key that signs the dashboard's CSRF tokens. Default: random per process.",
+    "ASYNQ_DASHBOARD_ROOT_PATH": "URL path prefix when served behind a reverse proxy, e.g. /jobs. Default: none.",
+    "ASYNQ_DASHBOARD_TRACE_URL": "Link for trace ids, containing {trace_id}. Default: none (id shown as text).",
+    "ASYNQ_DASHBOARD_REFRESH": "Live refresh interval of the dashboard pages (duration). Default: 3s.",
+    "ASYNQ_DASHBOARD_PAGE_SIZE": "Tasks per page in the dashboard's queue listing (1-1000). Default: 25.",
     "REDIS_URL": "redis://, rediss:// or unix:// URL; overrides the other REDIS_* settings. Default: none.",
     "REDIS_HOST": "Redis host name or address. Default: 127.0.0.1.",
     "REDIS_PORT": "Redis port (1-65535), or tcp://host:port as Kubernetes service links set it. Default: 6379.",
@@ -113,6 +126,10 @@ class RedisSettings:
             f"password={password!r}, db={self.db}, tls={self.tls})"
         )
 
+    def address(self) -> str:
+        """Where Redis is, for messages and logs: the connection URL with any password redacted."""
+        return _redact_url(self.connection_url())
+
     def connection_url(self) -> str:
         """REDIS_URL when set, else a URL built from the parts (rediss:// when tls).
 
@@ -130,10 +147,6 @@ class RedisSettings:
         host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
         scheme = "rediss" if self.tls else "redis"
         return f"{scheme}://{userinfo}{host}:{self.port}/{self.db}"
-
-    def address(self) -> str:
-        """The URL actually connected to, password redacted: for logs and error messages."""
-        return _redact_url(self.connection_url())
 
 
 @dataclass(frozen=True)
@@ -157,6 +170,9 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 _DEFAULT_QUEUES = "critical:6,default:3,low:1"
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: Redis accepts up to 'databases' numbered databases (16 by default); the self-check at start
+#: tells whether the server has the one asked for.
+_MAX_DB = 1_000_000
 _QUEUES_FORMAT = "(format: name:weight,name:weight, e.g. critical:6,default:3,low:1)"
 
 
@@ -200,9 +216,14 @@ def parse_queues(text: str, variable: str) -> tuple[QueueWeight, ...]:
         name, weight_text = name.strip(), weight_text.strip()
         if not name:
             raise ConfigError(variable, text, f"queue names must not be empty {_QUEUES_FORMAT}")
-        if re.search(r"[\s{}]", name):
-            expected = f"queue name {name!r} must not contain whitespace, '{{' or '}}'"
-            raise ConfigError(variable, text, expected)
+        if "=" in name and _INTEGER.fullmatch(name.rpartition("=")[2].strip()):
+            left, _, right = name.rpartition("=")
+            raise ConfigError(
+                variable, text, f"write {left.strip()}:{right.strip()}, not {name}: weights follow ':' {_QUEUES_FORMAT}"
+            )
+        problem = queue_name_problem(name)
+        if problem:
+            raise ConfigError(variable, text, problem)
         if any(q.name == name for q in queues):
             raise ConfigError(variable, text, f"queue {name!r} is listed more than once")
         if not _INTEGER.fullmatch(weight_text):
@@ -238,6 +259,27 @@ def _positive_duration(text: str, variable: str) -> float:
     return seconds
 
 
+def _duration_within(least: float, most: float, *, zero: bool = False) -> Callable[[str, str], float]:
+    """A parser for durations in [least, most] (and 0 when ``zero``): values far outside any sane
+    range (1ms heartbeats, timeouts of 10^22 s) would flood Redis or overflow timers."""
+    expected = f"expected a duration from {_show(least)} to {_show(most)}" + (" (or 0)" if zero else "")
+
+    def parse(text: str, variable: str) -> float:
+        seconds = parse_duration(text, variable)
+        if (seconds == 0 and zero) or least <= seconds <= most:
+            return seconds
+        raise ConfigError(variable, text, expected)
+
+    return parse
+
+
+def _show(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
 def _choice(*choices: str) -> Callable[[str, str], str]:
     """A case-insensitive parser for one of ``choices``; returns the lower-case word."""
 
@@ -269,8 +311,30 @@ def _parse_app(text: str, variable: str) -> str:
 
 
 def _parse_redis_url(text: str, variable: str) -> str:
+    """Check the whole URL now, so that a typo is one line at start instead of a traceback later."""
+    shown = _redact_url(text)
     if not text.lower().startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(variable, _redact_url(text), "expected a URL starting with redis://, rediss:// or unix://")
+        raise ConfigError(variable, shown, "expected a URL starting with redis://, rediss:// or unix://")
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise ConfigError(variable, shown, f"not a valid URL ({exc})") from None
+    if parts.scheme.lower() == "unix":
+        if not parts.path:
+            raise ConfigError(variable, shown, "expected unix:///path/to/redis.sock")
+    else:
+        if not parts.hostname:
+            raise ConfigError(variable, shown, "expected a host, e.g. redis://127.0.0.1:6379/0")
+        if port == 0:
+            raise ConfigError(variable, shown, "port must be from 1 to 65535")
+        db = unquote(parts.path.lstrip("/"))
+        if db and not (db.isdigit() and int(db) <= _MAX_DB):
+            raise ConfigError(variable, shown, f"the path is the database number (0 to {_MAX_DB}), not {db!r}")
+    for item in parts.query.split("&") if parts.query else []:
+        name, _, value = item.partition("=")
+        if name == "db" and not (value.isdigit() and int(value) <= _MAX_DB):
+            raise ConfigError(variable, shown, f"db= must be a database number (0 to {_MAX_DB})")
     return text
 
 
@@ -378,8 +442,8 @@ def load_settings(
         label, text = raw[name]
         return parse(text, label)
 
-    lease = get("ASYNQ_LEASE_DURATION", _positive_duration, 30.0)
-    heartbeat = get("ASYNQ_HEARTBEAT_INTERVAL", _positive_duration, 5.0)
+    lease = get("ASYNQ_LEASE_DURATION", _duration_within(1.0, 86400.0), 30.0)
+    heartbeat = get("ASYNQ_HEARTBEAT_INTERVAL", _duration_within(0.1, 3600.0), 5.0)
     if heartbeat >= lease / 2:
         # Renewing at least twice per lease means one missed heartbeat (a GC pause, a Redis blip)
         # does not let another worker claim a task that is still running.
@@ -387,20 +451,20 @@ def load_settings(
         raise ConfigError(label, text, f"must be less than half of ASYNQ_LEASE_DURATION ({lease:g}s)")
 
     asynq = AsynqSettings(
-        concurrency=get("ASYNQ_CONCURRENCY", _integer(1), os.cpu_count() or 1),
+        concurrency=get("ASYNQ_CONCURRENCY", _integer(1, MAX_WORKERS), min(os.cpu_count() or 1, MAX_WORKERS)),
         queues=get("ASYNQ_QUEUES", parse_queues, parse_queues(_DEFAULT_QUEUES, "ASYNQ_QUEUES")),
         strict_priority=get("ASYNQ_STRICT_PRIORITY", parse_bool, False),
-        max_retry=get("ASYNQ_MAX_RETRY", _integer(0), 25),
-        shutdown_timeout=get("ASYNQ_SHUTDOWN_TIMEOUT", parse_duration, 30.0),
-        task_timeout=get("ASYNQ_TASK_TIMEOUT", _positive_duration, 30 * 60.0),
+        max_retry=get("ASYNQ_MAX_RETRY", _integer(0, 10_000), 25),
+        shutdown_timeout=get("ASYNQ_SHUTDOWN_TIMEOUT", _duration_within(0.0, 86400.0), 30.0),
+        task_timeout=get("ASYNQ_TASK_TIMEOUT", _duration_within(0.001, MAX_TASK_TIMEOUT), 30 * 60.0),
         lease_duration=lease,
         heartbeat_interval=heartbeat,
         namespace=get("ASYNQ_NAMESPACE", _parse_namespace, "sv"),
-        archive_max_size=get("ASYNQ_ARCHIVE_MAX_SIZE", _integer(1), 10000),
-        archive_max_age=get("ASYNQ_ARCHIVE_MAX_AGE", _positive_duration, 90 * 86400.0),
+        archive_max_size=get("ASYNQ_ARCHIVE_MAX_SIZE", _integer(1, 100_000_000), 10000),
+        archive_max_age=get("ASYNQ_ARCHIVE_MAX_AGE", _duration_within(1.0, 10 * 365 * 86400.0), 90 * 86400.0),
         app=get("ASYNQ_APP", _parse_app, None),
-        max_tasks_per_child=get("ASYNQ_MAX_TASKS_PER_CHILD", _integer(0), 0),
-        max_memory_per_child=get("ASYNQ_MAX_MEMORY_PER_CHILD", _integer(0), 0),
+        max_tasks_per_child=get("ASYNQ_MAX_TASKS_PER_CHILD", _integer(0, 1_000_000_000), 0),
+        max_memory_per_child=get("ASYNQ_MAX_MEMORY_PER_CHILD", _integer(0, 1_048_576), 0),
         log_level=get("ASYNQ_LOG_LEVEL", _choice(*_LOG_LEVELS), "info").upper(),
         log_format=get("ASYNQ_LOG_FORMAT", _choice("auto", "json", "text"), "auto"),
         metrics_port=get("ASYNQ_METRICS_PORT", _integer(0, 65535), 0),
@@ -454,7 +518,7 @@ def _redis_settings(raw: Mapping[str, tuple[str, str]], url: str | None) -> tupl
         port=part("REDIS_PORT", _parse_redis_port, 6379),
         username=part("REDIS_USERNAME", _verbatim, None),
         password=part("REDIS_PASSWORD", _verbatim, None),
-        db=part("REDIS_DB", _integer(0), 0),
+        db=part("REDIS_DB", _integer(0, _MAX_DB), 0),
         tls=part("REDIS_TLS", parse_bool, False),
     )
     return settings, tuple(warnings)

@@ -78,6 +78,7 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
         "tasks delete --all": ("tasks", "delete", "--all", "--queue", "default", "--state", "pending", "--yes",
                                "--json"),
         "enqueue": ("enqueue", "t", "--payload", '{"a": [1, 2]}', "--process-in", "1m", "--json"),
+        "dashboard --check": ("dashboard", "--check", "--json"),
     }  # fmt: skip
     for name, args in runs.items():
         outputs[name] = json.loads(cli(*args))

@@ -216,8 +216,8 @@ def test_kubernetes_manifest_probes_and_pod_settings():
 
 def test_compose_does_not_restart_forever_on_bad_configuration():
     compose = (DEPLOY / "docker-compose.yml").read_text()
-    policy = re.search(r"^\s+restart: (\S+)$", compose, re.M)
-    assert policy and re.fullmatch(r"on-failure:\d+|no", policy.group(1)), policy
+    policies = re.findall(r"^\s+restart: (\S+)", compose, re.M)
+    assert policies and all(re.fullmatch(r"on-failure:\d+|no", p) for p in policies), policies
 
 
 def test_every_app_the_deploy_files_name_is_in_the_image():

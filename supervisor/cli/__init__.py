@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from supervisor.cli.common import config_exit
+from supervisor.cli.dashboard import dashboard
 from supervisor.cli.inspect import cron, enqueue, health, queues, stats, tasks
 from supervisor.cli.start import start
 
@@ -16,8 +17,9 @@ def main(ctx: click.Context) -> None:
     """supervisor: run background jobs from Redis with a forked worker pool that loses nothing.
 
     Start the daemon with `supervisor start --app myapp.tasks:app`; look at and repair queues
-    with `stats`, `tasks`, `queues`, `enqueue`; probe it with `health`. Every flag has an
-    environment variable (ASYNQ_*, REDIS_*); see .env.example. Bad configuration exits 78.
+    with `stats`, `tasks`, `queues`, `enqueue`; probe it with `health`; watch it in a browser
+    with `dashboard`. Every flag has an environment variable (ASYNQ_*, REDIS_*); see
+    .env.example. Bad configuration exits 78.
     """
     from supervisor.conflict import supervisord_conflict
 
@@ -29,7 +31,7 @@ def main(ctx: click.Context) -> None:
     click.echo(f"supervisor: warning: {conflict}", err=True)
 
 
-for command in (start, stats, tasks, queues, enqueue, health, cron):
+for command in (start, stats, tasks, queues, enqueue, health, cron, dashboard):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -32,10 +32,11 @@ from supervisor.adapters.redis.inspector import (
     UnknownQueue,
     UnknownTask,
 )
-from supervisor.cli.common import connection_options, settings_from
+from supervisor.cli.common import config_exit, connection_options, settings_from
 from supervisor.cli.output import ago, duration, iso, paint, print_json, shorten, state, table
 from supervisor.config import Settings
 from supervisor.core.errors import SupervisorError
+from supervisor.core.limits import MAX_PAYLOAD_DEPTH
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (typed values, ISO 8601 times).")
 
@@ -48,8 +49,16 @@ def inspector(env_file: str | None, redis_url: str | None) -> Iterator[tuple[Ins
         yield Inspector(client, settings.asynq.namespace), settings
     except (UnknownQueue, UnknownTask, ValueError, SupervisorError) as exc:
         raise click.ClickException(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from exc
+    except redis.AuthenticationError as exc:
+        config_exit(f"Redis at {settings.redis.address()} refused the credentials: {exc}")
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise click.ClickException(f"cannot reach Redis at {settings.redis.address()}: {exc}") from exc
+    except redis.ResponseError as exc:
+        if "DB index" in str(exc):
+            config_exit(f"Redis at {settings.redis.address()} has no such database (REDIS_DB or the URL's /N): {exc}")
+        raise click.ClickException(f"Redis at {settings.redis.address()} refused the command: {exc}") from exc
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis error at {settings.redis.address()}: {exc}") from exc
     finally:
         client.close()
 
@@ -411,6 +420,10 @@ def enqueue(
         value = msgspec.json.decode(payload)
     except msgspec.DecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--payload") from exc
+    except RecursionError:
+        raise click.BadParameter(
+            f"JSON nested too deeply (payloads may nest at most {MAX_PAYLOAD_DEPTH} levels)", param_hint="--payload"
+        ) from None
     settings = settings_from(env_file, {"redis_url": redis_url})
     try:
         with Client(settings=settings) as client:
@@ -516,17 +529,8 @@ def cron() -> None:
 @connection_options
 def cron_list(as_json: bool, env_file: str | None, redis_url: str | None) -> None:
     """Each periodic entry the running supervisors publish: schedule, next run, last enqueue."""
-    from supervisor.process.scheduler import periodic_key
-
     with inspector(env_file, redis_url) as (insp, _):
-        raw = insp.redis.hgetall(periodic_key(insp.namespace))
-    entries = []
-    for name, value in sorted(raw.items()):
-        try:
-            record = json.loads(value)
-        except ValueError:
-            continue
-        entries.append({"name": name.decode(), **record})
+        entries = insp.periodic()
     now = time.time()
     rows = [
         (e["name"], e.get("schedule", ""), e.get("timezone", ""), e.get("task_type", ""), e.get("queue", ""),

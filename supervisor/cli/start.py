@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
 import sys
 from typing import Any
 
 import click
 
 from supervisor.cli.common import config_exit, connection_options, load_app, settings_from
+
+#: A child grows a little after fork (its Redis connection, its first tasks): the memory limit
+#: must leave it this much room above what the parent measures at start.
+MEMORY_HEADROOM = 1.25
+
+
+def check_memory_limit(limit_mb: int) -> None:
+    """Refuse a memory limit below what a fresh worker already uses: it would recycle every child
+    as soon as it starts, forever."""
+    if not limit_mb:
+        return
+    from supervisor.process.linux import rss_bytes
+
+    rss = rss_bytes(os.getpid())
+    if rss is None:
+        return
+    floor = math.ceil(rss * MEMORY_HEADROOM / 2**20)
+    if limit_mb < floor:
+        config_exit(
+            f"ASYNQ_MAX_MEMORY_PER_CHILD (--max-memory-per-child) is {limit_mb} MB, but a fresh worker "
+            f"already uses about {rss / 2**20:.0f} MB (measured at start): every child would be recycled "
+            f"at once. Set at least {floor}, or 0 for no limit."
+        )
 
 
 @click.command()
@@ -66,12 +91,23 @@ def start(env_file: str | None, **flags: Any) -> None:
     """
     settings = settings_from(env_file, flags)
     app = load_app(settings.asynq.app)
+    check_memory_limit(settings.asynq.max_memory_per_child)
     from supervisor import logs
     from supervisor.process.arbiter import StartupError, run_pool
 
     logs.configure(settings.asynq.log_level, settings.asynq.log_format)
     for warning in settings.warnings:
         logging.getLogger("supervisor.config").warning(warning, extra={"event": "config_ignored"})
+    from supervisor.adapters.redis.selfcheck import redis_problem
+
+    problem = redis_problem(
+        settings.redis.connection_url(),
+        settings.redis.address(),
+        settings.asynq.namespace,
+        [q.name for q in settings.asynq.queues],
+    )
+    if problem:
+        config_exit(problem)
     try:
         code = run_pool(app, settings)
     except StartupError as exc:

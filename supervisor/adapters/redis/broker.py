@@ -17,7 +17,14 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
-from supervisor.adapters.redis.keys import QueueKeys, queues_key, server_key, servers_key
+from supervisor.adapters.redis.keys import (
+    MINUTE_COUNTERS_TTL,
+    QueueKeys,
+    minute_of,
+    queues_key,
+    server_key,
+    servers_key,
+)
 from supervisor.core.ports import Claimed, Enqueued, Finish, Held, NewTask
 
 #: One script call: script name, keys, arguments.
@@ -180,24 +187,27 @@ class RedisBroker:
 
     # -- the worker's path --------------------------------------------------------------------
 
-    def claim(self, worker_id: str, queues: Sequence[str], now: float, lease_until: float) -> Claimed | float | None:
-        _, got = self.claim_many(worker_id, queues, now, lease_until)
+    def claim(
+        self, worker_id: str, queues: Sequence[str], lease_duration: float, *, now: float | None = None
+    ) -> Claimed | float | None:
+        _, got = self.claim_many(worker_id, queues, lease_duration, now=now)
         return got[0] if isinstance(got, list) else got
 
     def claim_many(
         self,
         worker_id: str,
         queues: Sequence[str],
-        now: float,
-        lease_until: float,
+        lease_duration: float,
         max_batch: int = 1,
         finish: Sequence[Finish] = (),
+        *,
+        now: float | None = None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
         order = tuple(queues)
         keys = self._claim_keys.get(order)
         if keys is None:
             keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
-        args = (repr(now), repr(lease_until), worker_id, FORWARD_LIMIT, max_batch)
+        args = ("" if now is None else repr(now), repr(lease_duration), worker_id, FORWARD_LIMIT, max_batch)
         if finish:
             *done, reply = self._pipeline([*(self._complete_call(f, worker_id) for f in finish), ("claim", keys, args)])
             flags = [bool(d) for d in done]
@@ -205,7 +215,8 @@ class RedisBroker:
             flags, reply = [], self._run("claim", keys, args)
         index = int(reply[0])
         if index == 0:
-            return flags, (float(reply[1]) if reply[1] else None)
+            # Seconds until the next due task, on the clock the script used (Redis's).
+            return flags, (max(float(reply[1]) - float(reply[2]), 0.0) if reply[1] else None)
         queue = order[index - 1]
         return flags, [Claimed(queue, reply[i], reply[i + 1] or None) for i in range(1, len(reply), 2)]
 
@@ -232,7 +243,7 @@ class RedisBroker:
 
     def _complete_call(self, f: Finish, worker_id: str) -> Call:
         k = self.keys(f.claimed.queue)
-        keys = [k.msg, k.state, k.lease, k.owner, k.processed]
+        keys = [k.msg, k.state, k.lease, k.owner, k.processed, k.minute(minute_of(time.time()))]
         if f.unique_key:
             keys.append(k.unique(f.unique_key))
         keep = f.record is not None and f.retention > 0
@@ -240,7 +251,7 @@ class RedisBroker:
             keys.append(k.result(f.claimed.task_id))
         args = (
             f.claimed.task_id, worker_id, "1" if f.unique_key else "0", _ms(f.retention) if keep else "",
-            f.record or b"",
+            f.record or b"", MINUTE_COUNTERS_TTL,
         )  # fmt: skip
         return ("complete", keys, args)
 
@@ -249,8 +260,8 @@ class RedisBroker:
         return bool(
             self._run(
                 "retry",
-                (k.msg, k.state, k.lease, k.owner, k.retry, k.failed),
-                (claimed.task_id, worker_id, data, repr(retry_at)),
+                (k.msg, k.state, k.lease, k.owner, k.retry, k.failed, k.minute(minute_of(time.time()))),
+                (claimed.task_id, worker_id, data, repr(retry_at), MINUTE_COUNTERS_TTL),
             )
         )
 
@@ -265,7 +276,7 @@ class RedisBroker:
         unique_key: str = "",
     ) -> bool:
         k = self.keys(claimed.queue)
-        keys = [k.msg, k.state, k.lease, k.owner, k.archived, k.failed]
+        keys = [k.msg, k.state, k.lease, k.owner, k.archived, k.failed, k.minute(minute_of(now))]
         if unique_key:
             keys.append(k.unique(unique_key))
         return bool(
@@ -280,6 +291,7 @@ class RedisBroker:
                     repr(now),
                     self.archive_max_size,
                     repr(now - self.archive_max_age),
+                    MINUTE_COUNTERS_TTL,
                 ),
             )
         )
@@ -312,7 +324,10 @@ class RedisBroker:
             found.extend((q, tid, owner.decode()) for tid, owner in owners.items() if owner in wanted)
         return self._with_messages(found)
 
-    def expired(self, queues: Sequence[str], now: float, limit: int = 100) -> list[Held]:
+    def expired(self, queues: Sequence[str], limit: int = 100, *, now: float | None = None) -> list[Held]:
+        if now is None:
+            seconds, micros = self.redis.time()
+            now = seconds + micros / 1e6
         pipe = self.redis.pipeline(transaction=False)
         for q in queues:
             pipe.zrange(self.keys(q).lease, "-inf", repr(now), byscore=True, offset=0, num=limit)
@@ -338,11 +353,13 @@ class RedisBroker:
             pipe.hget(self.keys(q).msg, tid)
         return [Held(Claimed(q, tid, data), owner) for (q, tid, owner), data in zip(found, pipe.execute(), strict=True)]
 
-    def renew(self, worker_ids: Sequence[str], queues: Sequence[str], lease_until: float) -> int:
+    def renew(
+        self, worker_ids: Sequence[str], queues: Sequence[str], lease_duration: float, *, now: float | None = None
+    ) -> int:
         if not worker_ids:
             return 0
         keys = [key for q in queues for key in (self.keys(q).owner, self.keys(q).lease)]
-        return int(self._run("renew", keys, (repr(lease_until), *worker_ids)))
+        return int(self._run("renew", keys, (repr(lease_duration), *worker_ids, "" if now is None else repr(now))))
 
     def heartbeat_server(self, server_id: str, info: dict[str, str | int | float], ttl: float) -> None:
         key = server_key(self.namespace, server_id)

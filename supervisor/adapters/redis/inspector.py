@@ -8,6 +8,7 @@ enqueue updates).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -17,8 +18,8 @@ import msgspec
 import redis
 
 from supervisor.adapters.redis.broker import WAKE_CAP, _script_source
-from supervisor.adapters.redis.keys import QueueKeys, queues_key, server_key, servers_key
-from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_message
+from supervisor.adapters.redis.keys import QueueKeys, minute_of, queues_key, server_key, servers_key
+from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_message, decode_value
 
 STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
 #: States an operator may retry or delete (a running task belongs to its worker).
@@ -99,11 +100,20 @@ class TaskView:
 
 def _payload_for_display(payload: msgspec.Raw) -> Any:
     try:
-        value = msgspec.msgpack.decode(payload)
+        value = decode_value(payload)
         msgspec.json.encode(value)
         return value
-    except (msgspec.DecodeError, TypeError, msgspec.EncodeError):
+    except (msgspec.DecodeError, TypeError, msgspec.EncodeError, RecursionError):
         return repr(bytes(payload))
+
+
+@dataclass(frozen=True)
+class Minute:
+    """Tasks a queue completed (``processed``) and attempts that failed in one minute."""
+
+    minute: int  # epoch seconds // 60
+    processed: int
+    failed: int
 
 
 class Inspector:
@@ -177,6 +187,47 @@ class Inspector:
                 continue
             out[q] = max(m.enqueued_at, m.last_failed_at)
         return out
+
+    def count(self, queue: str, state: str) -> int:
+        """How many tasks of ``queue`` are in ``state``: one O(1) command (LLEN or ZCARD)."""
+        k = self.keys(queue)
+        if state == "pending":
+            return int(self.redis.llen(k.pending))
+        zset = {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}.get(state)
+        if zset is None:
+            raise ValueError(f"unknown state {state!r}; expected one of {', '.join(STATES)}")
+        return int(self.redis.zcard(zset))
+
+    def throughput(self, queues: list[str], minutes: int = 60, now: float | None = None) -> dict[str, list[Minute]]:
+        """Per queue, the last ``minutes`` minutes (oldest first, the current one last).
+
+        Read from the per-minute hashes the completion, retry and archive scripts keep (one
+        HMGET per queue and minute, pipelined); minutes with no key count zero.
+        """
+        last = minute_of(time.time() if now is None else now)
+        span = range(last - minutes + 1, last + 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            k = self.keys(q)
+            for m in span:
+                pipe.hmget(k.minute(m), "processed", "failed")
+        replies = iter(pipe.execute())
+        return {q: [Minute(m, *(int(v or 0) for v in next(replies))) for m in span] for q in queues}
+
+    def periodic(self) -> list[dict[str, Any]]:
+        """The periodic entries running supervisors publish (name, schedule, next run, last enqueue)."""
+        from supervisor.process.scheduler import periodic_key
+
+        raw = self.redis.hgetall(periodic_key(self.namespace))
+        entries = []
+        for name, value in sorted(raw.items()):
+            try:
+                record = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                entries.append({"name": name.decode("utf-8", "backslashreplace"), **record})
+        return entries
 
     def servers(self) -> list[dict[str, str]]:
         """Live supervisors (heartbeat not expired), with what they last reported."""
@@ -256,7 +307,10 @@ class Inspector:
         for q in queues:  # not live: maybe completed, with its result kept
             kept = self.redis.get(self.keys(q).result(task_id))
             if kept is not None:
-                record = decode_completed(kept)
+                try:
+                    record = decode_completed(kept)
+                except msgspec.DecodeError:
+                    return TaskView(q, "completed", task_id, None, None, None, kept)
                 view = self._view(q, "completed", task_id.encode(), bytes(record.message), record.completed_at, None)
                 return TaskView(
                     view.queue, view.state, view.id, view.message, view.at, None, view.raw, result=record.result
@@ -283,14 +337,6 @@ class Inspector:
         self._delete_ids(view.queue, [task_id.encode()])
         return view
 
-    def count(self, queue: str, state: str) -> int:
-        """How many tasks of ``queue`` are in ``state`` (what a bulk operation will go through)."""
-        k = self.require_queue(queue)
-        if state == "pending":
-            return int(self.redis.llen(k.pending))
-        zset = {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}[state]
-        return int(self.redis.zcard(zset))
-
     def retry_all(self, queue: str, state: str = "archived", progress: Progress | None = None) -> int:
         if state not in WAITING:
             raise ValueError(f"--all retries scheduled, retry or archived tasks, not {state!r}")
@@ -315,6 +361,33 @@ class Inspector:
             if progress:
                 progress(len(ids))
         return done
+
+    def retry_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]:
+        """Retry up to ``limit`` tasks of a state (the oldest first): (moved, left in the state).
+
+        A bounded step of ``retry_all`` for callers that must answer quickly (the dashboard runs
+        a bulk action as a series of these and shows the progress).
+        """
+        if state not in WAITING:
+            raise ValueError(f"bulk retry takes scheduled, retry or archived tasks, not {state!r}")
+        ids = self._first_ids(queue, state, limit)
+        moved = self._run(self._retry, queue, ids) if ids else 0
+        return moved, self.count(queue, state)
+
+    def delete_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]:
+        """Delete up to ``limit`` tasks of a state: (deleted, left in the state)."""
+        if state not in (*WAITING, "pending"):
+            raise ValueError(f"bulk delete takes pending, scheduled, retry or archived tasks, not {state!r}")
+        ids = self._first_ids(queue, state, limit)
+        deleted = self._delete_ids(queue, ids) if ids else 0
+        return deleted, self.count(queue, state)
+
+    def _first_ids(self, queue: str, state: str, limit: int) -> list[bytes]:
+        k = self.require_queue(queue)
+        if state == "pending":
+            return list(self.redis.lrange(k.pending, -limit, -1))
+        source = {"scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}[state]
+        return list(self.redis.zrange(source, 0, limit - 1))
 
     def _delete_ids(self, queue: str, ids: list[bytes]) -> int:
         """Delete, releasing the unique locks the tasks hold (read from their envelopes)."""
