@@ -210,7 +210,7 @@ def test_task_page_shows_everything(settings: Settings, broker: RedisBroker, cli
     assert 'id="retry"' in text and 'id="delete"' in text
     # a completed task kept with retention shows its result
     info = client.enqueue("a", {"x": 1}, queue="default", retention="1h")
-    got = broker.claim("w", ["default"], time.time(), time.time() + 30)
+    got = broker.claim("w", ["default"], 30)
     assert isinstance(got, Claimed)
     from supervisor.core.task import encode_completed
 
@@ -411,7 +411,7 @@ def test_per_minute_counters_are_kept_by_the_scripts(broker: RedisBroker, settin
     broker.enqueue("default", "ok", envelope("ok", "default"), None)
     broker.enqueue("default", "again", envelope("again", "default"), None)
     for _ in range(2):
-        got = broker.claim("w", ["default"], time.time(), time.time() + 30)
+        got = broker.claim("w", ["default"], 30)
         assert isinstance(got, Claimed)
         if got.task_id == b"ok":
             assert broker.complete(got, "w")  # complete.lua: processed
