@@ -11,6 +11,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@# The distribution was called "supervisor" (supervisord's name on PyPI) before the rename: drop an old
+	@# editable install of ours, whose metadata would otherwise linger beside supervisor-jobs.
+	$(BIN)/pip uninstall --quiet --yes supervisor 2>/dev/null || true
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
@@ -55,6 +58,7 @@ lint: install
 	$(BIN)/ruff check supervisor tests bench examples
 	$(BIN)/ruff format --check supervisor tests bench examples
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples  # what a user's app sees of our types (py.typed, @app.task)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -54,7 +54,7 @@ KNOWN_VARIABLES: dict[str, str] = {
     "ASYNQ_DASHBOARD_PAGE_SIZE": "Tasks per page in the dashboard's queue listing (1-1000). Default: 25.",
     "REDIS_URL": "redis://, rediss:// or unix:// URL; overrides the other REDIS_* settings. Default: none.",
     "REDIS_HOST": "Redis host name or address. Default: 127.0.0.1.",
-    "REDIS_PORT": "Redis port (1-65535). Default: 6379.",
+    "REDIS_PORT": "Redis port (1-65535), or tcp://host:port as Kubernetes service links set it. Default: 6379.",
     "REDIS_USERNAME": "Redis ACL user name. Default: none.",
     "REDIS_PASSWORD": "Redis password. Default: none.",
     "REDIS_DB": "Redis database number (integer >= 0). Default: 0.",
@@ -153,6 +153,8 @@ class RedisSettings:
 class Settings:
     asynq: AsynqSettings
     redis: RedisSettings
+    #: Settings that were set but ignored, one readable line each (``supervisor start`` logs them).
+    warnings: tuple[str, ...] = ()
 
 
 # --- value parsers ---------------------------------------------------------------------------------------
@@ -468,16 +470,58 @@ def load_settings(
         metrics_port=get("ASYNQ_METRICS_PORT", _integer(0, 65535), 0),
         metrics_host=get("ASYNQ_METRICS_HOST", _parse_host, "0.0.0.0"),
     )
-    redis = RedisSettings(
-        url=get("REDIS_URL", _parse_redis_url, None),
-        host=get("REDIS_HOST", _parse_host, "127.0.0.1"),
-        port=get("REDIS_PORT", _integer(1, 65535), 6379),
-        username=get("REDIS_USERNAME", _verbatim, None),
-        password=get("REDIS_PASSWORD", _verbatim, None),
-        db=get("REDIS_DB", _integer(0, _MAX_DB), 0),
-        tls=get("REDIS_TLS", parse_bool, False),
+    redis, warnings = _redis_settings(raw, get("REDIS_URL", _parse_redis_url, None))
+    return Settings(asynq=asynq, redis=redis, warnings=warnings)
+
+
+_SERVICE_LINK_PORT = re.compile(r"tcp://(\[[^\]]+\]|[^\s/:\[\]]+):(\d+)")
+
+
+def _parse_redis_port(text: str, variable: str) -> int:
+    """A port number, or Kubernetes' service-link form ``tcp://10.96.12.7:6379`` (its port)."""
+    link = _SERVICE_LINK_PORT.fullmatch(text.strip())
+    return _integer(1, 65535)(link.group(2) if link else text, variable)
+
+
+def _redis_settings(raw: Mapping[str, tuple[str, str]], url: str | None) -> tuple[RedisSettings, tuple[str, ...]]:
+    """REDIS_URL wins over the parts; REDIS_PORT may be a Kubernetes service link.
+
+    A Service named ``redis`` makes Kubernetes inject ``REDIS_PORT=tcp://host:port`` into every pod
+    of its namespace. That form is understood (its host serves when REDIS_HOST is not set). With
+    REDIS_URL set the parts are not used, so a part that does not parse is ignored with a warning
+    instead of stopping the daemon.
+    """
+    warnings: list[str] = []
+
+    def part(name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
+        if name not in raw:
+            return default
+        label, text = raw[name]
+        try:
+            return parse(text, label)
+        except ConfigError as exc:
+            if url is None:
+                raise
+            shown = "<redacted>" if _SECRET_NAME.search(name) else repr(text)
+            warnings.append(
+                f"{label}={shown} ignored: REDIS_URL is set and wins over the REDIS_* parts ({exc.expected})"
+            )
+            return default
+
+    host = part("REDIS_HOST", _parse_host, None)
+    link = _SERVICE_LINK_PORT.fullmatch(raw["REDIS_PORT"][1].strip()) if "REDIS_PORT" in raw else None
+    if host is None:
+        host = link.group(1).strip("[]") if link else "127.0.0.1"
+    settings = RedisSettings(
+        url=url,
+        host=host,
+        port=part("REDIS_PORT", _parse_redis_port, 6379),
+        username=part("REDIS_USERNAME", _verbatim, None),
+        password=part("REDIS_PASSWORD", _verbatim, None),
+        db=part("REDIS_DB", _integer(0, _MAX_DB), 0),
+        tls=part("REDIS_TLS", parse_bool, False),
     )
-    return Settings(asynq=asynq, redis=redis)
+    return settings, tuple(warnings)
 
 
 def _unknown(name: str) -> str:

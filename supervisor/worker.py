@@ -14,7 +14,6 @@ import signal
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -40,6 +39,7 @@ from supervisor.core.task import (
     new_task_id,
 )
 from supervisor.outage import Outage
+from supervisor.tracebacks import describe as describe_error
 
 log = logging.getLogger("supervisor.worker")
 T = TypeVar("T")
@@ -518,10 +518,8 @@ class Worker:
 
 
 def _describe(error: BaseException) -> str:
-    """The error text stored with a task: type, message and the traceback."""
-    head = f"{type(error).__name__}: {error}"
-    tb = "".join(traceback.format_exception(error)[-6:])
-    return head + "\n" + tb if tb else head
+    """The error text stored with a task: type, message and the traceback of the user's frames."""
+    return describe_error(error)
 
 
 class _SoftTimeout:

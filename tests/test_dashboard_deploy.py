@@ -41,20 +41,20 @@ def env_file(path: Path) -> dict[str, str]:
 
 
 def test_unit_shape() -> None:
-    d = directives(DEPLOY / "supervisor-dashboard.service")
+    d = directives(DEPLOY / "supervisor-jobs-dashboard.service")
     u = dict(d)
     assert u["RestartPreventExitStatus"] == "78" and u["User"] != "root" and u["NoNewPrivileges"] == "yes"
     assert [v for k, v in d if k == "EnvironmentFile"] == [
-        "/etc/supervisor/supervisor.env", "-/etc/supervisor/dashboard.env"
+        "/etc/supervisor-jobs/supervisor-jobs.env", "-/etc/supervisor-jobs/dashboard.env"
     ]  # fmt: skip
     assert shlex.split(u["ExecStart"])[1:] == ["dashboard"]
     assert env_file(DEPLOY / "dashboard.env")["ASYNQ_DASHBOARD_HOST"] == "127.0.0.1"
 
 
 def test_unit_execstart_serves_on_loopback_and_stops(redis_url: str, namespace: str, tmp_path: Path) -> None:
-    u = dict(directives(DEPLOY / "supervisor-dashboard.service"))
+    u = dict(directives(DEPLOY / "supervisor-jobs-dashboard.service"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNQ_", "REDIS_"))}
-    env.update(env_file(DEPLOY / "supervisor.env"))
+    env.update(env_file(DEPLOY / "supervisor-jobs.env"))
     env.update(env_file(DEPLOY / "dashboard.env"))
     port = free_port()
     env.update(REDIS_URL=redis_url, ASYNQ_NAMESPACE=namespace, ASYNQ_DASHBOARD_PORT=str(port))

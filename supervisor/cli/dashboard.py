@@ -1,4 +1,4 @@
-"""``supervisor dashboard``: serve the web dashboard (needs ``pip install 'supervisor[dashboard]'``).
+"""``supervisor dashboard``: serve the web dashboard (needs ``pip install 'supervisor-jobs[dashboard]'``).
 
 Configuration is checked before anything is imported or bound: a bad value, basic auth with
 only half its credentials, or a non-loopback address without credentials exit 78 with one line.
@@ -58,7 +58,7 @@ def dashboard(
         from supervisor.dashboard.app import create_app
     except ImportError as exc:
         config_exit(f"the dashboard needs its optional dependencies ({exc.name} is missing): "
-                    "pip install 'supervisor[dashboard]'")  # fmt: skip
+                    "pip install 'supervisor-jobs[dashboard]'")  # fmt: skip
     auth = "+".join(name for name, on in (("basic", options.basic_auth), ("token", bool(options.token))) if on)
     url = (
         f"http://{options.host if ':' not in options.host else f'[{options.host}]'}:{options.port}{options.root_path}/"

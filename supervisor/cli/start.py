@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -36,9 +37,16 @@ def check_memory_limit(limit_mb: int) -> None:
 
 
 @click.command()
-@click.option("--app", help="The App to run, as MODULE:ATTR (ASYNQ_APP).")
-@click.option("--workers", "-w", type=str, help="Worker processes (ASYNQ_CONCURRENCY; default: CPU count).")
-@click.option("--queues", "-q", help="Queues and weights, e.g. critical:6,default:3,low:1 (ASYNQ_QUEUES).")
+@click.option("--app", metavar="MODULE:ATTR", help="The App to run, as MODULE:ATTR (ASYNQ_APP).")
+@click.option(
+    "--workers", "-w", type=str, metavar="INTEGER", help="Worker processes (ASYNQ_CONCURRENCY; default: CPU count)."
+)
+@click.option(
+    "--queues",
+    "-q",
+    metavar="NAME:WEIGHT,...",
+    help="Queues and weights, e.g. critical:6,default:3,low:1 (ASYNQ_QUEUES).",
+)
 @click.option(
     "--strict-priority",
     is_flag=True,
@@ -47,25 +55,31 @@ def check_memory_limit(limit_mb: int) -> None:
 )
 @click.option(
     "--shutdown-timeout",
+    metavar="DURATION",
     help="How long in-flight tasks may finish after SIGTERM, e.g. 30s (ASYNQ_SHUTDOWN_TIMEOUT).",
 )
 @click.option(
     "--max-tasks-per-child",
     type=str,
+    metavar="INTEGER",
     help="Replace a child after this many tasks, 0 = never (ASYNQ_MAX_TASKS_PER_CHILD).",
 )
 @click.option(
     "--max-memory-per-child",
     type=str,
+    metavar="MB",
     help="Replace a child above this RSS in MB, 0 = no limit (ASYNQ_MAX_MEMORY_PER_CHILD).",
 )
-@click.option("--log-level", help="debug, info, warning, error (ASYNQ_LOG_LEVEL).")
+@click.option("--log-level", metavar="LEVEL", help="debug, info, warning, error (ASYNQ_LOG_LEVEL).")
 @click.option(
     "--metrics-port",
     type=str,
+    metavar="PORT",
     help="Serve Prometheus metrics on this port at /metrics (ASYNQ_METRICS_PORT; default off).",
 )
-@click.option("--log-format", help="json, text, or auto: text on a terminal, JSON otherwise (ASYNQ_LOG_FORMAT).")
+@click.option(
+    "--log-format", metavar="FORMAT", help="json, text, or auto: text on a terminal, JSON otherwise (ASYNQ_LOG_FORMAT)."
+)
 @connection_options
 def start(env_file: str | None, **flags: Any) -> None:
     """Run the worker pool until SIGTERM or SIGINT.
@@ -82,6 +96,8 @@ def start(env_file: str | None, **flags: Any) -> None:
     from supervisor.process.arbiter import StartupError, run_pool
 
     logs.configure(settings.asynq.log_level, settings.asynq.log_format)
+    for warning in settings.warnings:
+        logging.getLogger("supervisor.config").warning(warning, extra={"event": "config_ignored"})
     from supervisor.adapters.redis.selfcheck import redis_problem
 
     problem = redis_problem(

@@ -50,6 +50,7 @@ from supervisor.process.child import CHILD_SIGNALS, child_socket_timeout, run_ch
 from supervisor.process.groups import adopt_group, become_group_leader, reap_next, signal_group
 from supervisor.process.health import HealthReader
 from supervisor.process.linux import rss_bytes
+from supervisor.process.liveness import LivenessFile
 from supervisor.process.metrics import Metrics, MetricsServer, PoolGauges
 from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
@@ -153,6 +154,7 @@ class Arbiter:
             Scheduler(app.periodic_entries, self.broker, self.asynq.max_retry) if app.periodic_entries else None
         )
         self.scheduler_retry_at = 0.0
+        self.liveness = LivenessFile(self.asynq.namespace, self.asynq.heartbeat_interval)
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
         if self.asynq.metrics_port:
@@ -170,16 +172,26 @@ class Arbiter:
 
     def run(self) -> int:
         self.inbox.install()
+        queues = ",".join(f"{q.name}:{q.weight}" for q in self.asynq.queues)
+        redis_address = self.settings.redis.address()
         log.info(
-            "supervisor %s starting %d workers on queues %s",
+            "supervisor %s starting %d workers on queues %s (namespace %s, Redis %s); task types: %s",
             self.server_id,
             len(self.slots),
-            ",".join(f"{q.name}:{q.weight}" for q in self.asynq.queues),
+            queues,
+            self.asynq.namespace,
+            redis_address,
+            ", ".join(self.app.task_types) or "none",
             extra={
                 "event": "start",
                 "pid": self.pid,
                 "workers": len(self.slots),
                 "server_id": self.server_id,
+                "queues": queues,
+                "namespace": self.asynq.namespace,
+                "redis": redis_address,
+                "task_types": self.app.task_types,
+                "periodic": [e.name for e in self.app.periodic_entries],
             },
         )
         self.maintenance(force=True)
@@ -201,6 +213,7 @@ class Arbiter:
                 self.maintenance()
                 self.run_scheduler()
                 self.notify()
+                self.liveness.beat(workers=len(self.slots), alive=len(self.children), state=self.state.value)
         finally:
             self.finish()
         return 0
@@ -733,6 +746,7 @@ class Arbiter:
             extra={"event": "shutdown_done", "processed": self.processed},
         )
         self.notifier.close()
+        self.liveness.remove()
         if self.metrics_server:
             self.metrics_server.close()
 

@@ -42,7 +42,13 @@ class _QueueCollector(Collector):
         processed = CounterMetricFamily("supervisor_tasks_processed", "Tasks completed, per queue.", labels=["queue"])
         failed = CounterMetricFamily("supervisor_tasks_failed", "Failed attempts, per queue.", labels=["queue"])
         paused = GaugeMetricFamily("supervisor_queue_paused", "1 while a queue is paused.", labels=["queue"])
+        latency = GaugeMetricFamily(
+            "supervisor_queue_latency_seconds", "Age of the oldest pending task, per queue (0 when none).",
+            labels=["queue"],
+        )  # fmt: skip
+        now = time.time()
         for s in self.metrics.queue_stats:
+            latency.add_metric([s.queue], s.latency(now))
             for state in QUEUE_STATES:
                 sizes.add_metric([s.queue, state], getattr(s, state))
             processed.add_metric([s.queue], s.processed)
@@ -52,7 +58,7 @@ class _QueueCollector(Collector):
         total, busy = self.metrics.pool.workers(), self.metrics.pool.busy()
         workers.add_metric(["busy"], busy)
         workers.add_metric(["idle"], max(total - busy, 0))
-        yield from (sizes, processed, failed, paused, workers)
+        yield from (sizes, processed, failed, paused, latency, workers)
 
 
 @dataclass

@@ -1,15 +1,17 @@
 """Read and repair what is in Redis: the operator's view behind ``supervisor stats``/``tasks``/``queues``.
 
-Everything here is bounded: listings take a limit, bulk operations go in batches, and no call
-scans the keyspace (queues are found through the registry set that every enqueue updates).
+Everything here is bounded: listings take a limit, bulk operations go in batches of
+:data:`BATCH` ids (a few milliseconds of Redis time per script call, whatever the queue's
+length), and no call scans the keyspace (queues are found through the registry set that every
+enqueue updates).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
@@ -22,7 +24,10 @@ from supervisor.core.task import TaskMessage, TaskState, decode_completed, decod
 STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
 #: States an operator may retry or delete (a running task belongs to its worker).
 WAITING = ("scheduled", "retry", "archived")
+#: Ids per bulk script call: ~1-2 ms of Redis time each (see bench/bulk_delete.py).
 BATCH = 500
+#: Called with the number of tasks handled by each batch of a bulk operation.
+Progress = Callable[[int], None]
 
 
 class UnknownQueue(LookupError):
@@ -45,6 +50,13 @@ class QueueStats:
     processed: int
     failed: int
     paused: bool
+    #: When the next pending task (the oldest) was enqueued, or last failed if it is a retry;
+    #: None when nothing is pending. ``now - oldest_pending_at`` is the queue's latency.
+    oldest_pending_at: float | None = None
+
+    def latency(self, now: float) -> float:
+        """Seconds the next pending task has been waiting (0 when none is)."""
+        return max(0.0, now - self.oldest_pending_at) if self.oldest_pending_at is not None else 0.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,7 @@ class Inspector:
     # -- statistics ------------------------------------------------------------------------------
 
     def stats(self, queues: list[str] | None = None) -> list[QueueStats]:
+        """Sizes and counters of each queue: one pipelined round trip, and one more for latency."""
         names = self.queues() if queues is None else queues
         pipe = self.redis.pipeline(transaction=False)
         for q in names:
@@ -140,11 +153,39 @@ class Inspector:
             pipe.get(k.processed)
             pipe.get(k.failed)
             pipe.exists(k.paused)
+            pipe.lindex(k.pending, -1)  # the next to run: the oldest pending task
         values = pipe.execute()
         out = []
+        heads: dict[str, bytes] = {}
         for i, q in enumerate(names):
-            n = [int(x or 0) for x in values[i * 8 : i * 8 + 8]]
+            row = values[i * 9 : i * 9 + 9]
+            n = [int(x or 0) for x in row[:8]]
+            if row[8] is not None:
+                heads[q] = row[8]
             out.append(QueueStats(q, n[0], n[1], n[2], n[3], n[4], n[5], n[6], paused=bool(n[7])))
+        if heads:
+            oldest = self._pending_since(heads)
+            out = [replace(s, oldest_pending_at=oldest.get(s.queue)) for s in out]
+        return out
+
+    def _pending_since(self, heads: dict[str, bytes]) -> dict[str, float]:
+        """When each queue's head task became ready: enqueued, or last failed for a retry.
+
+        Approximate for a task enqueued with a delay (``process_in``): it counts from its
+        enqueue, as the envelope does not record when it fell due.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for q, tid in heads.items():
+            pipe.hget(self.keys(q).msg, tid)
+        out = {}
+        for q, data in zip(heads, pipe.execute(), strict=True):
+            if data is None:
+                continue
+            try:
+                m = decode_message(data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            out[q] = max(m.enqueued_at, m.last_failed_at)
         return out
 
     def count(self, queue: str, state: str) -> int:
@@ -296,15 +337,30 @@ class Inspector:
         self._delete_ids(view.queue, [task_id.encode()])
         return view
 
-    def retry_all(self, queue: str, state: str = "archived") -> int:
+    def retry_all(self, queue: str, state: str = "archived", progress: Progress | None = None) -> int:
         if state not in WAITING:
             raise ValueError(f"--all retries scheduled, retry or archived tasks, not {state!r}")
-        return sum(self._run(self._retry, queue, ids) for ids in self._batches(queue, state))
+        done = 0
+        for ids in self._batches(queue, state):
+            done += self._run(self._retry, queue, ids)
+            if progress:
+                progress(len(ids))
+        return done
 
-    def delete_all(self, queue: str, state: str = "archived") -> int:
+    def delete_all(self, queue: str, state: str = "archived", progress: Progress | None = None) -> int:
+        """Delete every task of ``queue`` in ``state``, :data:`BATCH` at a time.
+
+        Linear in the number of tasks, and each script call is bounded: pending ids come from the
+        list's tail window and are removed from the tail (see admin_delete.lua).
+        """
         if state not in (*WAITING, "pending"):
             raise ValueError(f"--all deletes pending, scheduled, retry or archived tasks, not {state!r}")
-        return sum(self._delete_ids(queue, ids) for ids in self._batches(queue, state))
+        done = 0
+        for ids in self._batches(queue, state):
+            done += self._delete_ids(queue, ids)
+            if progress:
+                progress(len(ids))
+        return done
 
     def retry_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]:
         """Retry up to ``limit`` tasks of a state (the oldest first): (moved, left in the state).
