@@ -91,19 +91,31 @@ def _fmt(v: Any, fmt: str) -> str:
     return "—" if v is None else fmt.format(v)
 
 
+def _io_ours(summary: dict[str, dict[str, Any]]) -> tuple[str, bool]:
+    """Ours' setting in the I/O scenario ('' = defaults), and whether it is the recommended one."""
+    setting = str(summary.get("ours", {}).get("io_setting", ""))
+    return setting, setting.startswith("ASYNQ_")
+
+
 def io_heading(summary: dict[str, dict[str, Any]]) -> str:
-    """What the I/O scenario ran with: ours' setting for waiting tasks, the peers' defaults."""
-    setting = summary.get("ours", {}).get("io_setting", "")
-    ours = f"ours with {setting}" if setting else "ours at its defaults"
-    if setting.startswith("ASYNQ_"):
-        ours += " (our recommended setting for waiting tasks)"
+    """What the I/O scenario ran with, in full: ours' setting for waiting tasks, the peers' defaults."""
+    setting, recommended = _io_ours(summary)
+    if recommended:
+        ours = f"ours with {setting} (our recommended setting for waiting tasks)"
+    elif setting:
+        ours = f"ours at {setting}"
+    else:
+        ours = "ours at its defaults"
     return f"{ours}; every peer at its defaults"
 
 
 def _label(scenario: str, field: str, label: str, summary: dict[str, dict[str, Any]]) -> str:
-    if (scenario, field) == ("io", "rate_steady"):
-        return f"{label}: {io_heading(summary)}"
-    return label
+    """The metric's label; the I/O row also says, briefly, what ours ran with."""
+    if (scenario, field) != ("io", "rate_steady"):
+        return label
+    setting, recommended = _io_ours(summary)
+    ours = setting if recommended else "1 task per process" + (" (setting unsupported)" if setting else "")
+    return f"{label}; ours: {ours}, peers: defaults"
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -207,7 +219,8 @@ def markdown(data: dict[str, Any]) -> str:
         "(600 s by default) and moves it between lists with a script; arq polls every 0.5 s (its pickup "
         "latency and throughput follow from that). At their defaults huey, RQ and Celery run one task per "
         "process at a time, Dramatiq runs threads, arq, saq and taskiq run asyncio tasks; ours runs one "
-        f"task at a time per process except in the I/O scenario ({io_heading(summary)}).",
+        "task at a time per process"
+        + (f", except in the I/O scenario: {_io_ours(summary)[0]}." if _io_ours(summary)[1] else "."),
         "",
     ]
     return "\n".join(lines)

@@ -89,7 +89,7 @@ class Ours(System):
     def io_setting(self) -> str:
         if self.io_unsupported is None:
             return f"{IO_VARIABLE}={IO_CONCURRENCY}"
-        return f"default, 1 task per process: this build has no {IO_VARIABLE} (wanted {IO_CONCURRENCY})"
+        return f"the default, 1 task per process (this build has no {IO_VARIABLE}; wanted {IO_CONCURRENCY})"
 
     def io_description(self) -> str:
         if self.io_unsupported is None:
