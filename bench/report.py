@@ -106,7 +106,7 @@ def io_heading(summary: dict[str, dict[str, Any]]) -> str:
         ours = f"ours at {setting}"
     else:
         ours = "ours at its defaults"
-    return f"{ours}; every peer at its defaults"
+    return f"{ours}; every peer at its defaults" if len(summary) > 1 else ours
 
 
 def _label(scenario: str, field: str, label: str, summary: dict[str, dict[str, Any]]) -> str:
