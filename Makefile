@@ -44,8 +44,9 @@ bench: install
 	$(BIN)/python -m bench.pickup_latency
 	$(BIN)/python -m bench.run
 
-# The same scenarios, ours alternating with Celery, RQ, Dramatiq, huey and arq (each installed
-# from PyPI into its own venv under bench/results/venvs/ on first use; one that fails is skipped).
+# The same scenarios, ours alternating with Celery, RQ, Dramatiq, huey, arq, taskiq and saq (each
+# installed from PyPI into its own venv under bench/results/venvs/ on first use; one that fails is
+# skipped). The I/O scenario runs ours with ASYNQ_WORKER_CONCURRENCY (see bench/README.md).
 bench-peers: install
 	$(BIN)/python -m bench.run --peers
 

@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from bench.report import METRICS
+from bench.report import METRICS, ordered
 
 COLORS = {
     "ours": "#1f77b4",
@@ -26,6 +26,8 @@ COLORS = {
     "dramatiq": "#d62728",
     "huey": "#9467bd",
     "arq": "#8c564b",
+    "taskiq": "#e377c2",
+    "saq": "#17becf",
 }
 
 
@@ -34,7 +36,7 @@ def main() -> None:
     data = json.loads(source.read_text())
     summary = data["summary"]
     ratios = data["ratios"]
-    peers = [p for p in ("celery", "rq", "dramatiq", "huey", "arq") if p in ratios]
+    peers = [p for p in ordered(summary) if p in ratios]
     metrics = [(f"{s}.{f}", label, higher) for s, f, label, higher, _ in METRICS]
     fig, (ax_abs, ax_rel) = plt.subplots(
         1, 2, figsize=(17, 8.5), gridspec_kw={"width_ratios": [1, 1.5]}, constrained_layout=True
@@ -45,10 +47,10 @@ def main() -> None:
     # Left: the headline throughput numbers, absolute.
     heads = [
         ("drain.rate_steady", "drain (steady)"),
-        ("io.rate_steady", "I/O 10 ms"),
+        ("io.rate_steady", "I/O 10 ms\n(ours: " + (summary.get("ours", {}).get("io_setting") or "defaults")[:40] + ")"),
         ("enqueue.single_rate", "enqueue"),
     ]
-    systems = [s for s in ("ours", "celery", "rq", "dramatiq", "huey", "arq") if s in summary]
+    systems = ordered(summary)
     width = 0.8 / len(systems)
     for i, s in enumerate(systems):
         vals = [summary[s].get(k) or 0 for k, _ in heads]
@@ -57,7 +59,11 @@ def main() -> None:
     ax_abs.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(heads))], [h for _, h in heads])
     ax_abs.set_ylabel("tasks/s (higher is better)")
     ax_abs.set_yscale("log")
-    ax_abs.legend()
+    # Room above the tallest bar for the legend: with 8 systems it would cover bars otherwise.
+    tallest = max((summary[s].get(k) or 0 for s in systems for k, _ in heads), default=0)
+    if tallest > 0:
+        ax_abs.set_ylim(top=tallest * 12)
+    ax_abs.legend(ncol=4, fontsize=8, loc="upper center")
     ax_abs.set_title("throughput")
 
     # Right: ours vs each peer, as a factor (>1: ours better), log scale.

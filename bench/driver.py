@@ -14,7 +14,8 @@ scenarios). Scenarios:
   per 1000 tasks (from /proc/<pid>/stat, utime+stime, reaped children included);
 - enqueue: N single enqueue calls, and the batch API where the system has one;
 - pickup: one task at a time into idle workers, enqueue -> handler start, p50/p99;
-- io: N tasks that sleep 10 ms, with the system's normal concurrency for 2 processes;
+- io: N tasks that sleep 10 ms, 2 processes; the peers at their defaults, ours at our
+  recommended setting for waiting tasks (``ours_adapter.IO_CONCURRENCY`` tasks per process);
 - footprint: start -> first task run ("ready"), RSS/PSS of the parent and children when idle,
   graceful stop -> every process gone.
 """
@@ -108,7 +109,8 @@ def scenario_drain(system: System, r: redis.Redis, redis_pid: int, args: argpars
 def scenario_io(system: System, r: redis.Redis, redis_pid: int, args: argparse.Namespace) -> dict[str, Any]:
     n = scaled(args.io_n, args.scale * max(system.scale, 0.25), 100)
     out = timed_run(system, r, redis_pid, "sleep", n, args.timeout)
-    out["concurrency"] = system.io_concurrency
+    out["concurrency"] = system.io_description()
+    out["setting"] = system.io_setting()
     return out
 
 
@@ -277,7 +279,7 @@ def add_size_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drain-n", type=int, default=20_000, help="drain: tasks (ours; slower peers get fewer)")
     p.add_argument("--enqueue-n", type=int, default=5_000, help="enqueue: single calls")
     p.add_argument("--batch-n", type=int, default=20_000, help="enqueue: tasks through the batch API")
-    p.add_argument("--io-n", type=int, default=1_500, help="io: 10 ms tasks")
+    p.add_argument("--io-n", type=int, default=2_000, help="io: 10 ms tasks")
     p.add_argument("--pickup-n", type=int, default=300, help="pickup: tasks, one at a time")
     p.add_argument("--pickup-gap", type=float, default=0.005, help="pickup: idle time before each enqueue (s)")
     p.add_argument("--pickup-seconds", type=float, default=15.0, help="pickup: stop after this long")

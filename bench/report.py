@@ -56,6 +56,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "io_n": first.get("io", {}).get("n"),
         }
         s["io_concurrency"] = first.get("io", {}).get("concurrency", "")
+        s["io_setting"] = first.get("io", {}).get("setting", "")
         s["single_api"] = first.get("enqueue", {}).get("single_api", "")
         s["batch_api"] = first.get("enqueue", {}).get("batch_api", "")
         s["errors"] = sorted(
@@ -81,14 +82,46 @@ def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | No
     return out
 
 
+def ordered(summary: dict[str, Any]) -> list[str]:
+    """Ours first, then the peers in the order they ran (``summarize`` keeps it)."""
+    return [s for s in summary if s == "ours"] + [s for s in summary if s != "ours"]
+
+
 def _fmt(v: Any, fmt: str) -> str:
     return "—" if v is None else fmt.format(v)
+
+
+def _io_ours(summary: dict[str, dict[str, Any]]) -> tuple[str, bool]:
+    """Ours' setting in the I/O scenario ('' = defaults), and whether it is the recommended one."""
+    setting = str(summary.get("ours", {}).get("io_setting", ""))
+    return setting, setting.startswith("ASYNQ_")
+
+
+def io_heading(summary: dict[str, dict[str, Any]]) -> str:
+    """What the I/O scenario ran with, in full: ours' setting for waiting tasks, the peers' defaults."""
+    setting, recommended = _io_ours(summary)
+    if recommended:
+        ours = f"ours with {setting} (our recommended setting for waiting tasks)"
+    elif setting:
+        ours = f"ours at {setting}"
+    else:
+        ours = "ours at its defaults"
+    return f"{ours}; every peer at its defaults" if len(summary) > 1 else ours
+
+
+def _label(scenario: str, field: str, label: str, summary: dict[str, dict[str, Any]]) -> str:
+    """The metric's label; the I/O row also says, briefly, what ours ran with."""
+    if (scenario, field) != ("io", "rate_steady"):
+        return label
+    setting, recommended = _io_ours(summary)
+    ours = setting if recommended else "1 task per process" + (" (setting unsupported)" if setting else "")
+    return f"{label}; ours: {ours}, peers: defaults"
 
 
 def markdown(data: dict[str, Any]) -> str:
     summary: dict[str, dict[str, Any]] = data["summary"]
     rat: dict[str, dict[str, float | None]] = data["ratios"]
-    systems = [s for s in ("ours", "celery", "rq", "dramatiq", "huey", "arq") if s in summary]
+    systems = ordered(summary)
     peers = [s for s in systems if s != "ours"]
     m = data["machine"]
     lines = [
@@ -103,13 +136,21 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "## Results",
         "",
+        f"I/O scenario (10 ms tasks that wait): {io_heading(summary)}. Every other scenario: every system "
+        "at its defaults (ours: one task at a time per worker process).",
+        "",
         "| metric | " + " | ".join(f"{s} {summary[s]['version']}" for s in systems) + " |",
         "| --- | " + " | ".join("---:" for _ in systems) + " |",
     ]
     for scenario, field, label, higher, fmt in METRICS:
         key = f"{scenario}.{field}"
         arrow = "↑" if higher else "↓"
+        label = _label(scenario, field, label, summary)
         lines.append(f"| {label} {arrow} | " + " | ".join(_fmt(summary[s].get(key), fmt) for s in systems) + " |")
+        if key == "io.rate_steady":
+            # "200 (2 processes x ...)" -> "200": the details are under "How each system ran".
+            inflight = [str(summary[s].get("io_concurrency") or "—").split(" (")[0] for s in systems]
+            lines.append("| I/O: tasks in flight at once (2 processes) | " + " | ".join(inflight) + " |")
     if peers:
         lines += [
             "",
@@ -124,6 +165,7 @@ def markdown(data: dict[str, Any]) -> str:
         for scenario, field, label, higher, _ in METRICS:
             key = f"{scenario}.{field}"
             arrow = "↑" if higher else "↓"
+            label = _label(scenario, field, label, summary)
             lines.append(f"| {label} {arrow} | " + " | ".join(_fmt(rat[p].get(key), "{:.3g}") for p in peers) + " |")
     lines += ["", "## How each system ran", ""]
     for s in systems:
@@ -171,11 +213,14 @@ def markdown(data: dict[str, Any]) -> str:
         "Semantics differ, and they cost round trips: ours claims tasks with a lease and an owner "
         "(at-least-once: a task whose worker dies runs again) and records each outcome with a fenced "
         "script (from a deep queue it claims several tasks per round trip and sends completions with the "
-        "next claim); Celery acks early by default "
-        "and huey pops the task (both at-most-once: a task whose worker dies is gone); Dramatiq prefetches "
-        "and acks per message; RQ forks a work horse per job; arq polls every 0.5 s (its pickup latency and "
-        "throughput follow from that). Ours and huey/RQ/Celery run one task per process at a time; "
-        "Dramatiq (threads) and arq (asyncio) run many, which is why they lead the I/O scenario.",
+        "next claim); Celery acks early by default, "
+        "and huey and taskiq's list broker pop the task (all at-most-once: a task whose worker dies is gone); "
+        "Dramatiq prefetches and acks per message; RQ forks a work horse per job; saq keeps a record per job "
+        "(600 s by default) and moves it between lists with a script; arq polls every 0.5 s (its pickup "
+        "latency and throughput follow from that). At their defaults huey, RQ and Celery run one task per "
+        "process at a time, Dramatiq runs threads, arq, saq and taskiq run asyncio tasks; ours runs one "
+        "task at a time per process"
+        + (f", except in the I/O scenario: {_io_ours(summary)[0]}." if _io_ours(summary)[1] else "."),
         "",
     ]
     return "\n".join(lines)

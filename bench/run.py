@@ -1,7 +1,7 @@
 """The benchmark: ours alone (``make bench``) or ours against the peers (``make bench-peers``).
 
     python -m bench.run                       # ours only, a minute or so
-    python -m bench.run --peers               # ours, celery, ours, rq, ours, dramatiq, ours, huey, ours, arq
+    python -m bench.run --peers               # ours, celery, ours, rq, ..., ours, taskiq, ours, saq
     python -m bench.run --peers celery,huey --drain-n 40000 --scale 0.5
 
 Each system runs every scenario in its own process (``bench.driver``), with its own private

@@ -27,6 +27,9 @@ SPECS: dict[str, tuple[list[str], str]] = {
     "dramatiq": (["dramatiq[redis]", "hiredis"], "dramatiq.brokers.redis"),
     "huey": (["huey", "redis", "hiredis"], "huey"),
     "arq": (["arq", "hiredis"], "arq"),
+    "taskiq": (["taskiq", "taskiq-redis", "hiredis"], "taskiq_redis"),
+    # saq 0.26 imports typing_extensions without declaring it (redis-py < 8 no longer brings it).
+    "saq": (["saq[redis,hiredis]", "typing_extensions"], "saq.queue.redis"),
     "tools": (["matplotlib"], "matplotlib"),
     # bench/croniter_eval.py: croniter beside our own dependencies, to run tests/test_cron.py on it.
     "croniter": (

@@ -12,7 +12,7 @@ import importlib
 from bench.systems.base import System
 
 #: In the order they run; ours first.
-NAMES = ("ours", "celery", "rq", "dramatiq", "huey", "arq")
+NAMES = ("ours", "celery", "rq", "dramatiq", "huey", "arq", "taskiq", "saq")
 PEERS = NAMES[1:]
 
 

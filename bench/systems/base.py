@@ -73,6 +73,14 @@ class System:
     def close(self) -> None:
         pass
 
+    def io_setting(self) -> str:
+        """The setting the I/O scenario ran with beyond the system's defaults ('' = defaults)."""
+        return ""
+
+    def io_description(self) -> str:
+        """Tasks in flight at once in the I/O scenario, and why (shown in the report)."""
+        return self.io_concurrency
+
     # -- processes -------------------------------------------------------------------------------
 
     def env(self) -> dict[str, str]:
