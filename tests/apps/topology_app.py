@@ -31,6 +31,12 @@ def mark(payload: Any, context: TaskContext) -> None:
     record(context)
 
 
+@app.task("echo")
+def echo(payload: Any, context: TaskContext) -> Any:
+    record(context)
+    return payload
+
+
 @app.task("nap")
 def nap(payload: float, context: TaskContext) -> None:
     time.sleep(payload)
