@@ -300,7 +300,7 @@ class ClusterSet:
         self.stop()
 
 
-def cpu_seconds(servers: Sequence[Server]) -> float:
+def redis_cpu(servers: Sequence[Server]) -> float:
     """used_cpu_sys + used_cpu_user summed over the live servers (INFO CPU)."""
     total = 0.0
     for s in servers:

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 import redis
+from redis.exceptions import ClusterDownError, TryAgainError
 
 from supervisor.app import App, TaskContext
 from supervisor.core import lifecycle
@@ -48,8 +49,9 @@ T = TypeVar("T")
 ACK_DELAY = 0.02
 ACK_MAX = 8
 
-#: Errors that mean "Redis is unreachable right now": back off and try again.
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+#: Errors that mean "Redis is unreachable right now": back off and try again. On a Redis Cluster
+#: that includes a slot without a primary during a failover (CLUSTERDOWN, TRYAGAIN).
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError)
 
 
 def process_id(pid: int | None = None) -> str:

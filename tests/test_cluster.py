@@ -214,7 +214,7 @@ def test_primary_failover_loses_no_task_with_wait(tmp_path: Path) -> None:
                 client.close()
 
         producer = threading.Thread(target=produce, daemon=True)
-        with s.pool():
+        with s.pool() as pool:
             producer.start()
             try:
                 wait_for(lambda: len(acked) >= 1000, timeout=40, what="1,000 acknowledged tasks")
@@ -242,6 +242,7 @@ def test_primary_failover_loses_no_task_with_wait(tmp_path: Path) -> None:
                     f"enqueue errors {errors[0]}"
                 )
                 assert len(want) == 3000 and after_b and resumed < 15
+                assert pool.proc is not None and pool.proc.poll() is None, "the supervisor exited"
             finally:
                 stop.set()
                 producer.join(10)

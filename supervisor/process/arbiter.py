@@ -33,8 +33,6 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 
-import redis
-
 from supervisor.adapters.redis import RedisBroker
 from supervisor.adapters.redis.inspector import Inspector
 from supervisor.app import App
@@ -49,7 +47,7 @@ from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
 from supervisor.process.signals import HANDLED, SignalInbox
 from supervisor.wiring import make_broker
-from supervisor.worker import process_id, recover_expired, recover_local_orphans, requeue_after_death
+from supervisor.worker import REDIS_DOWN, process_id, recover_expired, recover_local_orphans, requeue_after_death
 
 log = logging.getLogger("supervisor.arbiter")
 
@@ -540,7 +538,7 @@ class Arbiter:
                 tid = item.claimed.task_id.decode("utf-8", "backslashreplace")
                 culprit = tid == running if running is not None else len(held) == 1
                 self.put_back(item, reason if culprit else "claimed by a worker that died", count=count and culprit)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             log.warning(
                 "cannot put back the tasks of %s yet (Redis: %s); will retry",
                 worker_id,
@@ -589,7 +587,7 @@ class Arbiter:
             if self.metrics:
                 self.metrics.queue_stats = self.inspector.stats(self.queues)
             self.maintenance_backoff = 0.0
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             self.maintenance_backoff = min(max(self.maintenance_backoff * 2, 0.25), interval)
             log.warning("Redis unreachable from the supervisor: %s", exc, extra={"event": "redis_down"})
             self.next_maintenance = now + self.maintenance_backoff
@@ -606,7 +604,7 @@ class Arbiter:
         try:
             self.scheduler.run_due(time.time())
             self.scheduler_retry_at = 0.0
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             log.warning("periodic scheduler: Redis unreachable (%s); retrying", exc, extra={"event": "redis_down"})
             self.scheduler_retry_at = now + 0.5
 
@@ -659,7 +657,7 @@ class Arbiter:
             self.kill(child, "the supervisor is exiting")
         try:
             self.broker.remove_server(self.server_id)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except REDIS_DOWN:
             pass
         log.info(
             "supervisor stopped after %.1fs, %d tasks processed",
