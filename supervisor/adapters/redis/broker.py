@@ -71,6 +71,10 @@ class ReplicaWaitTimeout(redis.TimeoutError):
     """A write reached the primary but fewer replicas than REDIS_WAIT_REPLICAS confirmed it in time."""
 
 
+#: Replies and failures that mean a cluster's slot map is stale: a failover or a resharding.
+_STALE_SLOTS = (AskError, ClusterDownError, TryAgainError, ReadOnlyError, redis.ConnectionError)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -211,20 +215,87 @@ class RedisBroker:
             node = cluster.get_node_from_key(keys[0])
             groups.setdefault(node.name, (node, []))[1].append(i)
         results: list[Any] = [None] * len(calls)
-        for node, indexes in groups.values():
-            client = cluster.get_redis_connection(node)
+        batches = list(groups.values())
+        for _ in range(2):
             try:
-                replies = self._send(client, [calls[i] for i in indexes], wait, client.script_load)
-            except (AskError, ClusterDownError, TryAgainError, ReadOnlyError, redis.ConnectionError) as exc:
+                replies = self._exchange(batches, calls, wait)
+            except _STALE_SLOTS as exc:
                 # AskError covers MOVED too. The slot map changed under us (failover, resharding).
                 try:
                     cluster.nodes_manager.initialize()
                 except redis.RedisError:
                     pass  # the next call tries again
-                raise redis.ConnectionError(f"cluster node {node.name}: {type(exc).__name__}: {exc}") from exc
-            for i, reply in zip(indexes, replies, strict=True):
-                results[i] = reply
-        return results
+                raise redis.ConnectionError(f"Redis Cluster: {type(exc).__name__}: {exc}") from exc
+            missing: list[tuple[Any, list[int]]] = []
+            for (node, indexes), node_replies in zip(batches, replies, strict=True):
+                lost = [i for i, r in zip(indexes, node_replies, strict=True) if isinstance(r, NoScriptError)]
+                for i, reply in zip(indexes, node_replies, strict=True):
+                    results[i] = reply
+                if lost:  # that node restarted or failed over and lost its script cache
+                    client = cluster.get_redis_connection(node)
+                    for name in {calls[i][0] for i in lost}:
+                        client.script_load(self._scripts[name].script)
+                    missing.append((node, lost))
+            if not missing:
+                return results
+            batches = missing
+        raise NoScriptError("scripts were flushed again while being reloaded")
+
+    def _exchange(self, batches: list[tuple[Any, list[int]]], calls: Sequence[Call], wait: bool) -> list[list[Any]]:
+        """Write every node's pipeline first, then read them: the nodes work in parallel.
+
+        Returns the replies per batch, NOSCRIPT replies included; raises the first other error
+        once every reply is read (so no connection goes back to its pool with replies unread).
+        """
+        cluster: Any = self.redis
+        sent: list[tuple[Any, Any, int]] = []
+        out: list[list[Any]] = []
+        error: BaseException | None = None
+        try:
+            for node, indexes in batches:
+                client = cluster.get_redis_connection(node)
+                conn = client.connection_pool.get_connection()
+                sent.append((client, conn, len(indexes)))
+                commands: list[tuple[Any, ...]] = []
+                for i in indexes:
+                    name, keys, args = calls[i]
+                    commands.append(("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args))
+                if wait:
+                    # Same connection as the writes: WAIT counts the writes this connection made.
+                    commands.append(("WAIT", self.wait_replicas, self.wait_timeout_ms))
+                conn.send_packed_command(conn.pack_commands(commands))
+            for client, conn, n in sent:
+                replies: list[Any] = []
+                for _ in range(n):
+                    try:
+                        replies.append(client.parse_response(conn, "EVALSHA"))
+                    except redis.ResponseError as exc:
+                        replies.append(exc)
+                        if not isinstance(exc, NoScriptError) and error is None:
+                            error = exc
+                if wait:
+                    try:
+                        acked = int(client.parse_response(conn, "WAIT"))
+                    except redis.ResponseError as exc:
+                        error = error or exc
+                    else:
+                        if acked < self.wait_replicas and error is None:
+                            error = ReplicaWaitTimeout(
+                                f"write confirmed by {acked} of {self.wait_replicas} replica(s) within "
+                                f"{self.wait_timeout_ms} ms (REDIS_WAIT_REPLICAS); it may be lost if the primary "
+                                "fails now"
+                            )
+                out.append(replies)
+        except BaseException:
+            for _, conn, _ in sent:
+                conn.disconnect()  # replies may be left unread on it
+            raise
+        finally:
+            for client, conn, _ in sent:
+                client.connection_pool.release(conn)
+        if error is not None:
+            raise error
+        return out
 
     # -- enqueue ------------------------------------------------------------------------------
 
