@@ -13,6 +13,7 @@ is stopped by its pid only. Standard library and redis-py only, like ``bench/com
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -25,11 +26,21 @@ from bench.common import free_port, wait_for
 _TAKEN: set[int] = set()
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _port() -> int:
-    """A free loopback port not handed out before by this process (servers start one by one)."""
+    """A free loopback port, not handed out before by this process, whose cluster bus port
+    (port + 10000) is free too: a node that cannot bind either exits at once."""
     while True:
         port = free_port()
-        if port not in _TAKEN and port != 6379 and port < 55535:  # cluster bus = port + 10000
+        if port not in _TAKEN and port != 6379 and port < 55535 and _free(port + 10000):
             _TAKEN.add(port)
             return port
 
@@ -87,7 +98,12 @@ class Server:
             def answers() -> bool:
                 assert self.proc is not None
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {self.dir}/redis.log")
+                    log = (
+                        (self.dir / "redis.log").read_text(errors="replace")[-500:]
+                        if (self.dir / "redis.log").exists()
+                        else ""
+                    )
+                    raise RuntimeError(f"redis-server on port {self.port} exited with {self.proc.returncode}: {log}")
                 try:
                     return bool(client.ping())
                 except (redis.ConnectionError, redis.BusyLoadingError):
@@ -229,7 +245,14 @@ class ClusterSet:
     def start(self, timeout: float = 30.0) -> ClusterSet:
         try:
             for node in self.nodes:
-                node.start()
+                try:
+                    node.start()
+                except RuntimeError:
+                    # Another program took the port (or its bus port) since it was picked: no node
+                    # knows this one's port before the cluster is created, so take another.
+                    node.kill()
+                    node.port = _port()
+                    node.start()
             cli = shutil.which("redis-cli")
             if cli is None:
                 raise RuntimeError("redis-cli is not installed")
