@@ -105,6 +105,25 @@ def test_weights_hold_across_slots(cluster: ClusterSet, tmp_path: Path) -> None:
         assert abs(shares[q] - expected) <= 0.05, shares
 
 
+def test_idle_workers_wake_on_the_doorbell(cluster: ClusterSet, tmp_path: Path) -> None:
+    """No polling: an enqueue into any of the queues wakes an idle worker at once.
+
+    Workers block up to 1 s (the bounded BRPOP); pick-ups well under that come from the doorbell.
+    """
+    s = Setup(cluster, tmp_path, ASYNQ_QUEUES="a,b,c")
+    with s.pool():
+        time.sleep(0.3)  # on purpose: both workers must be idle, blocked on the doorbells
+        latencies = []
+        for i in range(9):
+            sent = time.time()
+            s.client.enqueue("mark", None, queue=QUEUES[i % 3], task_id=f"w-{i}")
+            wait_for(lambda i=i: f"w-{i}" in s.ran_ids(), timeout=5, what=f"w-{i} to run")
+            latencies.append(next(r[3] for r in s.runs() if r[0] == f"w-{i}") - sent)
+            time.sleep(0.2)  # idle again
+    print(f"\nidle pick-up on a cluster, s: {[round(x, 4) for x in latencies]}")
+    assert max(latencies) < 0.25, latencies
+
+
 def test_lifecycle_on_a_cluster(cluster: ClusterSet, tmp_path: Path) -> None:
     """Plain, batch, scheduled, retried, archived and worker-killing tasks; then the CLI."""
     s = Setup(cluster, tmp_path, ASYNQ_QUEUES="a,b,c")
