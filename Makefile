@@ -4,20 +4,29 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test run worker lint bench bench-peers chaos clean
+.PHONY: install test chromium run worker lint bench bench-peers chaos clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@# The distribution was called "supervisor" (supervisord's name on PyPI) before the rename: drop an old
+	@# editable install of ours, whose metadata would otherwise linger beside supervisor-jobs.
+	$(BIN)/pip uninstall --quiet --yes supervisor 2>/dev/null || true
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 # The suite starts its own private redis-server on a free loopback port (see tests/conftest.py),
-# or uses REDIS_URL when it is set.
-test: install
+# or uses REDIS_URL when it is set. The dashboard's browser tests (tests/test_dashboard_browser.py,
+# marker `browser`) drive Debian's chromium through Playwright; `make chromium` installs it.
+test: install chromium
 	$(BIN)/python -m pytest -q
+
+# Debian's chromium for the browser tests, installed only when missing (needs root, as in CI).
+# Playwright's own browser download (`playwright install`) is never used.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
 
 # The example app in examples/demo.py: enqueues a few tasks and runs them.
 run: install
@@ -51,6 +60,7 @@ lint: install
 	$(BIN)/ruff check supervisor tests bench examples
 	$(BIN)/ruff format --check supervisor tests bench examples
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples  # what a user's app sees of our types (py.typed, @app.task)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -9,6 +9,10 @@ batches with ``Client.enqueue_many``) into a private redis-server with ``--appen
 - every 0.5 s a random worker child is SIGKILLed;
 - every 2 s every client connection is killed (``CLIENT KILL TYPE normal``);
 - once (at 40% of ``--seconds``) Redis is SIGKILLed and restarted on the same port and dir;
+- once (at 20%) a poison task is pushed past the client's checks: an envelope whose payload nests
+  200,000 levels (it must end archived, the pool serving on);
+- once (at 55%) Redis's maxmemory drops below its usage for 3 s: every write that grows memory
+  fails with OOM, then it is lifted;
 - once (at 70%) the supervisor parent is SIGKILLed (its children must die with it) and started
   again; the tasks its children held come back when their 3 s lease expires.
 
@@ -36,15 +40,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import redis
 
 from bench.chaos_app import RUNS, WAIT
 from bench.common import RESULTS, ROOT, RedisServer, alive, percentile, tree
 from supervisor import Client, DuplicateTaskError, Task
+from supervisor.adapters.redis import RedisBroker, connect
 from supervisor.config import load_settings
+from supervisor.core.ports import NewTask
+from supervisor.core.task import TaskMessage, encode_message
 
 NAMESPACE = "chaos"
 QUEUE = "default"
+POISON_ID = "poison-0"
+#: How long Redis stays below its memory usage in the memory fault (s).
+SQUEEZE_SECONDS = 3.0
 
 
 def task_id(i: int) -> str:
@@ -205,6 +216,50 @@ class Chaos:
         self.faults["redis_restart"] += 1
         self.say("redis-server is back")
 
+    def push_poison(self) -> None:
+        """What another producer (or an older version) could write: no client of ours would."""
+        self.say("fault: a poison task (payload nested 200,000 levels) pushed onto the queue")
+        raw = msgspec.Raw(b"\x91" * 200_000 + b"\xc0")
+        message = TaskMessage(
+            id=POISON_ID, type="chaos", queue=QUEUE, payload=raw, max_retry=3, enqueued_at=time.time()
+        )
+        broker = RedisBroker(connect(self.server.url), namespace=NAMESPACE)
+        for _ in range(100):
+            try:
+                broker.submit([NewTask(QUEUE, POISON_ID, encode_message(message))])
+                self.faults["poison_pushed"] += 1
+                break
+            except redis.RedisError:
+                time.sleep(0.05)
+        broker.redis.close()
+
+    def squeeze_memory(self) -> None:
+        """Redis below its memory usage for a while, from a thread: the main loop keeps counting."""
+
+        def squeeze() -> None:
+            admin = redis.Redis.from_url(self.server.url, socket_timeout=2)
+            try:
+                used = int(admin.info("memory")["used_memory"])
+                admin.config_set("maxmemory", str(used // 2))
+                self.say(f"fault: maxmemory {used // 2} bytes, below the {used} in use, for {SQUEEZE_SECONDS:g} s")
+                self.faults["maxmemory_squeeze"] += 1
+                time.sleep(SQUEEZE_SECONDS)
+            except redis.RedisError:
+                self.faults["maxmemory_squeeze_failed"] += 1
+            finally:
+                for _ in range(100):
+                    try:
+                        admin.config_set("maxmemory", "0")
+                        break
+                    except redis.RedisError:
+                        time.sleep(0.05)
+                admin.close()
+                self.say("maxmemory lifted")
+
+        t = threading.Thread(target=squeeze, name="squeeze", daemon=True)
+        t.start()
+        self.threads.append(t)
+
     def kill_parent(self) -> None:
         # Kill it while it has children (the restart back-off may have none up right now), so that
         # the children's death with their parent and the lease recovery are exercised too.
@@ -335,7 +390,12 @@ class Chaos:
                 self.threads.append(t)
 
             r = self.reader()
-            scheduled = [(0.4 * self.seconds, self.restart_redis), (0.7 * self.seconds, self.kill_parent)]
+            scheduled = [
+                (0.2 * self.seconds, self.push_poison),
+                (0.4 * self.seconds, self.restart_redis),
+                (0.55 * self.seconds, self.squeeze_memory),
+                (0.7 * self.seconds, self.kill_parent),
+            ]
             fault_deadline = self.t0 + self.seconds + 30
             done = 0
             last_report = last_sample = 0.0
@@ -426,6 +486,7 @@ class Chaos:
                 100 * sum(1 for c in self.children_seen if c == 0) / max(len(self.children_seen), 1), 1
             ),
             "leftover_in_redis": self.leftovers(r),
+            "poison_archived": r.zscore(f"{NAMESPACE}:{{{QUEUE}}}:archived", POISON_ID) is not None,
         }
 
 
@@ -458,9 +519,10 @@ def main() -> None:
         f"\nchaos: {result['tasks']} tasks, lost {result['lost']}, duplicates {result['duplicates']} "
         f"({result['tasks_run_more_than_once']} tasks ran more than once), longest wait "
         f"{result['longest_wait_s']} s, all done after {result['all_done_after_s']} s; faults {result['faults']}; "
-        f"no live child {result['time_with_no_live_child_pct']}% of the time"
+        f"no live child {result['time_with_no_live_child_pct']}% of the time; "
+        f"poison archived: {result['poison_archived']}"
     )
-    if result["lost"] or result["enqueue_gave_up"]:
+    if result["lost"] or result["enqueue_gave_up"] or not result["poison_archived"]:
         sys.exit(1)
 
 

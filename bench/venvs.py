@@ -28,6 +28,22 @@ SPECS: dict[str, tuple[list[str], str]] = {
     "huey": (["huey", "redis", "hiredis"], "huey"),
     "arq": (["arq", "hiredis"], "arq"),
     "tools": (["matplotlib"], "matplotlib"),
+    # bench/croniter_eval.py: croniter beside our own dependencies, to run tests/test_cron.py on it.
+    "croniter": (
+        [
+            "croniter",
+            "pytest",
+            "pytest-timeout",
+            "redis",
+            "hiredis",
+            "msgspec",
+            "click",
+            "python-json-logger",
+            "opentelemetry-sdk",
+            "prometheus-client",
+        ],
+        "croniter",
+    ),
 }
 
 

@@ -18,9 +18,8 @@ import time
 import redis
 
 from supervisor import Client, Task
-from supervisor.adapters.redis.keys import QueueKeys
+from supervisor.adapters.redis.inspector import Inspector
 from supervisor.config import load_settings
-from supervisor.core.task import decode_message
 
 NAMESPACE = "demo"
 
@@ -109,26 +108,21 @@ def main() -> None:
                 ],
                 env=env,
             )
-            queues = [QueueKeys.of(NAMESPACE, q) for q in ("critical", "default", "low")]
+            inspector = Inspector(client.redis, NAMESPACE)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                busy = sum(
-                    client.redis.llen(k.pending) + client.redis.zcard(k.retry) + client.redis.zcard(k.lease)
-                    for k in queues
-                )
-                if busy == 0:
+                if sum(q.pending + q.retry + q.active for q in inspector.stats()) == 0:
                     break
                 time.sleep(0.2)
             pool.send_signal(signal.SIGTERM)
             pool.wait(40)
             print("\nArchived (dead) tasks:")
-            for k in queues:
-                for tid in client.redis.zrange(k.archived, 0, -1):
-                    message = decode_message(client.redis.hget(k.msg, tid))
-                    print(f"  {k.name}/{message.id} {message.type}: {message.last_error.splitlines()[0]}")
-                    client.redis.hdel(k.msg, tid)
-                    client.redis.hdel(k.state, tid)
-                client.redis.delete(k.archived)
+            for queue in inspector.queues():
+                for view in inspector.list_tasks(queue, "archived", limit=1000):
+                    error = view.message.last_error.splitlines()[0] if view.message else "undecodable"
+                    kind = view.message.type if view.message else "?"
+                    print(f"  {queue}/{view.id} {kind}: {error}")
+                inspector.delete_all(queue, "archived")
     finally:
         if server is not None:
             server.kill()

@@ -13,15 +13,18 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import msgspec
 
 from supervisor.core.periodic import PeriodicEntry, schedule_from
 from supervisor.core.retry import RetryDelay
-from supervisor.core.task import TaskMessage
+from supervisor.core.task import TaskMessage, decode_value
+from supervisor.logcontext import reset_task_fields, set_task_fields
 
-F = TypeVar("F", bound=Callable[..., Any])
+#: A decorated handler keeps its exact signature (parameters and return type) for type checkers.
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +59,8 @@ class Registration:
     decoder: msgspec.msgpack.Decoder[Any] = field(repr=False)
 
     def decode(self, payload: msgspec.Raw) -> Any:
-        """Decode and validate the payload; raises msgspec.ValidationError/DecodeError."""
-        return self.decoder.decode(payload)
+        """Decode and validate the payload; raises msgspec.ValidationError/DecodeError, nothing else."""
+        return decode_value(payload, self.decoder)
 
     def call(self, payload: Any, context: TaskContext) -> Any:
         return self.fn(payload, context) if self.takes_context else self.fn(payload)
@@ -100,6 +103,13 @@ class App:
             raise ValueError("a task type must be a non-empty string")
         if task_type in self._registry:
             raise ValueError(f"task type {task_type!r} already has a handler: {self._registry[task_type].fn!r}")
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):
+            # Called like a plain function it would return a coroutine that never runs, and the
+            # task would be recorded as succeeded: refuse it until workers run async handlers.
+            raise TypeError(
+                f"handler for {task_type!r} is an async function ({fn!r}); workers run plain functions only "
+                "for now: write a plain def (or call asyncio.run inside it)"
+            )
         payload_type, takes_context = _inspect_handler(task_type, fn)
         try:
             decoder = msgspec.msgpack.Decoder(payload_type)
@@ -107,10 +117,12 @@ class App:
             raise TypeError(f"handler for {task_type!r}: msgspec cannot decode into {payload_type!r}: {exc}") from exc
         self._registry[task_type] = Registration(task_type, fn, payload_type, takes_context, retry_delay, decoder)
 
-    def task(self, task_type: str, *, retry_delay: RetryDelay | None = None) -> Callable[[F], F]:
-        """Decorator form of :meth:`register`; returns the function unchanged."""
+    def task(
+        self, task_type: str, *, retry_delay: RetryDelay | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorator form of :meth:`register`; returns the function unchanged (signature included)."""
 
-        def decorate(fn: F) -> F:
+        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             self.register(task_type, fn, retry_delay=retry_delay)
             return fn
 
@@ -151,13 +163,15 @@ class App:
         self._periodic[entry.name] = entry
         return entry
 
-    def scheduled(self, schedule: str | None = None, task_type: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    def scheduled(
+        self, schedule: str | None = None, task_type: str | None = None, **kwargs: Any
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator: register the function as a handler and run it on ``schedule`` (see :meth:`periodic`).
 
         ``task_type`` defaults to the function's module and name.
         """
 
-        def decorate(fn: F) -> F:
+        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             kind = task_type or f"{fn.__module__}.{fn.__qualname__}"
             if kind not in self._registry:
                 self.register(kind, fn)
@@ -186,13 +200,23 @@ class App:
         return sorted(self._registry)
 
     def run(self, registration: Registration, payload: Any, context: TaskContext) -> Any:
-        """Call the handler through the middleware chain."""
-        if not self._middleware:
-            return registration.call(payload, context)
+        """Call the handler through the middleware chain.
 
-        def step(i: int) -> Any:
-            if i == len(self._middleware):
+        Meanwhile every log line, the handler's own included, carries the task's fields
+        (:mod:`supervisor.logcontext`).
+        """
+        token = set_task_fields(
+            {"task_id": context.id, "task_type": context.type, "queue": context.queue, "attempt": context.retried + 1}
+        )
+        try:
+            if not self._middleware:
                 return registration.call(payload, context)
-            return self._middleware[i](context, lambda: step(i + 1))
 
-        return step(0)
+            def step(i: int) -> Any:
+                if i == len(self._middleware):
+                    return registration.call(payload, context)
+                return self._middleware[i](context, lambda: step(i + 1))
+
+            return step(0)
+        finally:
+            reset_task_fields(token)

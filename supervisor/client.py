@@ -16,11 +16,14 @@ from opentelemetry import propagate, trace
 from supervisor.adapters.redis import RedisBroker, connect, connect_settings
 from supervisor.config import Settings, load_settings, parse_duration
 from supervisor.core.errors import DuplicateTaskError, InvalidTaskError, NotUniqueError, ResultNotFound
+from supervisor.core.limits import MAX_TASK_TIMEOUT
 from supervisor.core.ports import Enqueued, NewTask
+from supervisor.core.queues import queue_name_problem
 from supervisor.core.task import (
     TaskMessage,
     TaskState,
     decode_completed,
+    decode_value,
     encode_message,
     encode_payload,
     new_task_id,
@@ -124,18 +127,19 @@ def build_task(task: Task, now: float, default_max_retry: int) -> Built:
     """
     if not isinstance(task.type, str) or not task.type.strip():
         raise InvalidTaskError("a task type must be a non-empty string")
-    if not isinstance(task.queue, str) or not task.queue.strip():
-        raise InvalidTaskError("a queue name must be a non-empty string")
-    if any(c in task.queue for c in "{}") or task.queue != task.queue.strip():
-        raise InvalidTaskError(f"a queue name cannot contain braces or surrounding spaces: {task.queue!r}")
+    problem = queue_name_problem(task.queue)
+    if problem:
+        raise InvalidTaskError(problem)
     if task.task_id is not None and (not isinstance(task.task_id, str) or not task.task_id.strip()):
         raise InvalidTaskError("task_id must be a non-empty string when given")
     max_retry = default_max_retry if task.max_retry is None else task.max_retry
     if not isinstance(max_retry, int) or isinstance(max_retry, bool) or max_retry < 0:
         raise InvalidTaskError(f"max_retry must be a whole number >= 0, not {max_retry!r}")
     timeout = 0.0 if task.timeout is None else _seconds(task.timeout, "timeout")
-    if task.timeout is not None and timeout <= 0:
-        raise InvalidTaskError(f"timeout must be positive, not {task.timeout!r}")
+    if task.timeout is not None and not 0 < timeout <= MAX_TASK_TIMEOUT:
+        raise InvalidTaskError(
+            f"timeout must be positive and at most {MAX_TASK_TIMEOUT:g}s (30 days), not {task.timeout!r}"
+        )
     deadline = 0.0 if task.deadline is None else _epoch(task.deadline, "deadline")
     if task.process_at is not None and task.process_in is not None:
         raise InvalidTaskError("give process_at or process_in, not both")
@@ -330,7 +334,7 @@ class Client:
                 f"no result for task {task_id!r} in queue {queue!r}: not completed yet, enqueued without "
                 "retention, or its retention has passed"
             )
-        return msgspec.msgpack.decode(decode_completed(data).result, type=type)
+        return decode_value(decode_completed(data).result, msgspec.msgpack.Decoder(type))
 
     def _send(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
         """One round trip; repeated once on a dropped connection.

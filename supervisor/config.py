@@ -7,6 +7,7 @@ instead of failing later inside a worker. Only the standard library is used.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -14,21 +15,24 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
+
+from supervisor.core.limits import MAX_TASK_TIMEOUT, MAX_WORKERS
+from supervisor.core.queues import queue_name_problem
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
 _T = TypeVar("_T")
 
 KNOWN_VARIABLES: dict[str, str] = {
-    "ASYNQ_CONCURRENCY": "Tasks processed at the same time (integer >= 1). Default: number of CPUs.",
+    "ASYNQ_CONCURRENCY": f"Worker processes (integer 1-{MAX_WORKERS}). Default: number of CPUs.",
     "ASYNQ_QUEUES": "Queues and their weights, name:weight,... Default: critical:6,default:3,low:1.",
     "ASYNQ_STRICT_PRIORITY": "Always drain higher-weight queues first (true/false). Default: false.",
     "ASYNQ_MAX_RETRY": "Retries before a failing task is archived (integer >= 0). Default: 25.",
     "ASYNQ_SHUTDOWN_TIMEOUT": "Grace period for running tasks on shutdown (duration). Default: 30s.",
     "ASYNQ_TASK_TIMEOUT": "Time limit for a task that sets none itself (duration > 0). Default: 30m.",
     "ASYNQ_LEASE_DURATION": "How long a claimed task stays owned without renewal (duration). Default: 30s.",
-    "ASYNQ_HEARTBEAT_INTERVAL": "Lease renewal interval; must be < half the lease duration. Default: 5s.",
+    "ASYNQ_HEARTBEAT_INTERVAL": "Lease renewal interval, 100ms-1h, < half the lease duration. Default: 5s.",
     "ASYNQ_NAMESPACE": "Redis key prefix; no whitespace, '{', '}' or ':'. Default: sv.",
     "ASYNQ_ARCHIVE_MAX_SIZE": "Archived (dead) tasks kept per queue (integer >= 1). Default: 10000.",
     "ASYNQ_ARCHIVE_MAX_AGE": "Archived tasks older than this are deleted (duration > 0). Default: 90d.",
@@ -39,9 +43,19 @@ KNOWN_VARIABLES: dict[str, str] = {
     "ASYNQ_METRICS_PORT": "Serve Prometheus metrics at /metrics on this port; 0 = off. Default: 0.",
     "ASYNQ_METRICS_HOST": "Address the metrics endpoint listens on. Default: 0.0.0.0.",
     "ASYNQ_LOG_FORMAT": "Log format: auto (text on a terminal, json otherwise), json or text. Default: auto.",
+    "ASYNQ_DASHBOARD_HOST": "Address `supervisor dashboard` listens on (others need credentials). Default: 127.0.0.1.",
+    "ASYNQ_DASHBOARD_PORT": "Port of `supervisor dashboard` (1-65535). Default: 8080.",
+    "ASYNQ_DASHBOARD_USERNAME": "Dashboard HTTP basic-auth user (with ASYNQ_DASHBOARD_PASSWORD). Default: none.",
+    "ASYNQ_DASHBOARD_PASSWORD": "Dashboard HTTP basic-auth password. Default: none.",
+    "ASYNQ_DASHBOARD_TOKEN": "Dashboard bearer token (Authorization: Bearer ...). Default: none.",
+    "ASYNQ_DASHBOARD_SECRET": "Key that signs the dashboard's CSRF tokens. Default: random per process.",
+    "ASYNQ_DASHBOARD_ROOT_PATH": "URL path prefix when served behind a reverse proxy, e.g. /jobs. Default: none.",
+    "ASYNQ_DASHBOARD_TRACE_URL": "Link for trace ids, containing {trace_id}. Default: none (id shown as text).",
+    "ASYNQ_DASHBOARD_REFRESH": "Live refresh interval of the dashboard pages (duration). Default: 3s.",
+    "ASYNQ_DASHBOARD_PAGE_SIZE": "Tasks per page in the dashboard's queue listing (1-1000). Default: 25.",
     "REDIS_URL": "redis://, rediss:// or unix:// URL; overrides the other REDIS_* settings. Default: none.",
     "REDIS_HOST": "Redis host name or address. Default: 127.0.0.1.",
-    "REDIS_PORT": "Redis port (1-65535). Default: 6379.",
+    "REDIS_PORT": "Redis port (1-65535), or tcp://host:port as Kubernetes service links set it. Default: 6379.",
     "REDIS_USERNAME": "Redis ACL user name. Default: none.",
     "REDIS_PASSWORD": "Redis password. Default: none.",
     "REDIS_DB": "Redis database number (integer >= 0). Default: 0.",
@@ -135,6 +149,15 @@ class RedisSettings:
             text += f", wait_replicas={self.wait_replicas}, wait_timeout={self.wait_timeout:g}"
         return text + ")"
 
+    def address(self) -> str:
+        """Where Redis is, for messages and logs: the connection URL with any password redacted
+        (for Sentinel, the primary's name and the sentinels; for a cluster, the seed node)."""
+        if self.sentinels:
+            return f"primary {self.sentinel_master!r} via sentinels {_format_hosts(self.sentinels)}"
+        if self.cluster:
+            return f"Redis Cluster via {_redact_url(self.connection_url())}"
+        return _redact_url(self.connection_url())
+
     def connection_url(self) -> str:
         """REDIS_URL when set, else a URL built from the parts (rediss:// when tls).
 
@@ -158,6 +181,8 @@ class RedisSettings:
 class Settings:
     asynq: AsynqSettings
     redis: RedisSettings
+    #: Settings that were set but ignored, one readable line each (``supervisor start`` logs them).
+    warnings: tuple[str, ...] = ()
 
 
 # --- value parsers ---------------------------------------------------------------------------------------
@@ -173,6 +198,9 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 _DEFAULT_QUEUES = "critical:6,default:3,low:1"
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: Redis accepts up to 'databases' numbered databases (16 by default); the self-check at start
+#: tells whether the server has the one asked for.
+_MAX_DB = 1_000_000
 _QUEUES_FORMAT = "(format: name:weight,name:weight, e.g. critical:6,default:3,low:1)"
 
 
@@ -216,9 +244,14 @@ def parse_queues(text: str, variable: str) -> tuple[QueueWeight, ...]:
         name, weight_text = name.strip(), weight_text.strip()
         if not name:
             raise ConfigError(variable, text, f"queue names must not be empty {_QUEUES_FORMAT}")
-        if re.search(r"[\s{}]", name):
-            expected = f"queue name {name!r} must not contain whitespace, '{{' or '}}'"
-            raise ConfigError(variable, text, expected)
+        if "=" in name and _INTEGER.fullmatch(name.rpartition("=")[2].strip()):
+            left, _, right = name.rpartition("=")
+            raise ConfigError(
+                variable, text, f"write {left.strip()}:{right.strip()}, not {name}: weights follow ':' {_QUEUES_FORMAT}"
+            )
+        problem = queue_name_problem(name)
+        if problem:
+            raise ConfigError(variable, text, problem)
         if any(q.name == name for q in queues):
             raise ConfigError(variable, text, f"queue {name!r} is listed more than once")
         if not _INTEGER.fullmatch(weight_text):
@@ -254,6 +287,27 @@ def _positive_duration(text: str, variable: str) -> float:
     return seconds
 
 
+def _duration_within(least: float, most: float, *, zero: bool = False) -> Callable[[str, str], float]:
+    """A parser for durations in [least, most] (and 0 when ``zero``): values far outside any sane
+    range (1ms heartbeats, timeouts of 10^22 s) would flood Redis or overflow timers."""
+    expected = f"expected a duration from {_show(least)} to {_show(most)}" + (" (or 0)" if zero else "")
+
+    def parse(text: str, variable: str) -> float:
+        seconds = parse_duration(text, variable)
+        if (seconds == 0 and zero) or least <= seconds <= most:
+            return seconds
+        raise ConfigError(variable, text, expected)
+
+    return parse
+
+
+def _show(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
 def _choice(*choices: str) -> Callable[[str, str], str]:
     """A case-insensitive parser for one of ``choices``; returns the lower-case word."""
 
@@ -285,8 +339,30 @@ def _parse_app(text: str, variable: str) -> str:
 
 
 def _parse_redis_url(text: str, variable: str) -> str:
+    """Check the whole URL now, so that a typo is one line at start instead of a traceback later."""
+    shown = _redact_url(text)
     if not text.lower().startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(variable, _redact_url(text), "expected a URL starting with redis://, rediss:// or unix://")
+        raise ConfigError(variable, shown, "expected a URL starting with redis://, rediss:// or unix://")
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise ConfigError(variable, shown, f"not a valid URL ({exc})") from None
+    if parts.scheme.lower() == "unix":
+        if not parts.path:
+            raise ConfigError(variable, shown, "expected unix:///path/to/redis.sock")
+    else:
+        if not parts.hostname:
+            raise ConfigError(variable, shown, "expected a host, e.g. redis://127.0.0.1:6379/0")
+        if port == 0:
+            raise ConfigError(variable, shown, "port must be from 1 to 65535")
+        db = unquote(parts.path.lstrip("/"))
+        if db and not (db.isdigit() and int(db) <= _MAX_DB):
+            raise ConfigError(variable, shown, f"the path is the database number (0 to {_MAX_DB}), not {db!r}")
+    for item in parts.query.split("&") if parts.query else []:
+        name, _, value = item.partition("=")
+        if name == "db" and not (value.isdigit() and int(value) <= _MAX_DB):
+            raise ConfigError(variable, shown, f"db= must be a database number (0 to {_MAX_DB})")
     return text
 
 
@@ -394,8 +470,8 @@ def load_settings(
         label, text = raw[name]
         return parse(text, label)
 
-    lease = get("ASYNQ_LEASE_DURATION", _positive_duration, 30.0)
-    heartbeat = get("ASYNQ_HEARTBEAT_INTERVAL", _positive_duration, 5.0)
+    lease = get("ASYNQ_LEASE_DURATION", _duration_within(1.0, 86400.0), 30.0)
+    heartbeat = get("ASYNQ_HEARTBEAT_INTERVAL", _duration_within(0.1, 3600.0), 5.0)
     if heartbeat >= lease / 2:
         # Renewing at least twice per lease means one missed heartbeat (a GC pause, a Redis blip)
         # does not let another worker claim a task that is still running.
@@ -403,33 +479,28 @@ def load_settings(
         raise ConfigError(label, text, f"must be less than half of ASYNQ_LEASE_DURATION ({lease:g}s)")
 
     asynq = AsynqSettings(
-        concurrency=get("ASYNQ_CONCURRENCY", _integer(1), os.cpu_count() or 1),
+        concurrency=get("ASYNQ_CONCURRENCY", _integer(1, MAX_WORKERS), min(os.cpu_count() or 1, MAX_WORKERS)),
         queues=get("ASYNQ_QUEUES", parse_queues, parse_queues(_DEFAULT_QUEUES, "ASYNQ_QUEUES")),
         strict_priority=get("ASYNQ_STRICT_PRIORITY", parse_bool, False),
-        max_retry=get("ASYNQ_MAX_RETRY", _integer(0), 25),
-        shutdown_timeout=get("ASYNQ_SHUTDOWN_TIMEOUT", parse_duration, 30.0),
-        task_timeout=get("ASYNQ_TASK_TIMEOUT", _positive_duration, 30 * 60.0),
+        max_retry=get("ASYNQ_MAX_RETRY", _integer(0, 10_000), 25),
+        shutdown_timeout=get("ASYNQ_SHUTDOWN_TIMEOUT", _duration_within(0.0, 86400.0), 30.0),
+        task_timeout=get("ASYNQ_TASK_TIMEOUT", _duration_within(0.001, MAX_TASK_TIMEOUT), 30 * 60.0),
         lease_duration=lease,
         heartbeat_interval=heartbeat,
         namespace=get("ASYNQ_NAMESPACE", _parse_namespace, "sv"),
-        archive_max_size=get("ASYNQ_ARCHIVE_MAX_SIZE", _integer(1), 10000),
-        archive_max_age=get("ASYNQ_ARCHIVE_MAX_AGE", _positive_duration, 90 * 86400.0),
+        archive_max_size=get("ASYNQ_ARCHIVE_MAX_SIZE", _integer(1, 100_000_000), 10000),
+        archive_max_age=get("ASYNQ_ARCHIVE_MAX_AGE", _duration_within(1.0, 10 * 365 * 86400.0), 90 * 86400.0),
         app=get("ASYNQ_APP", _parse_app, None),
-        max_tasks_per_child=get("ASYNQ_MAX_TASKS_PER_CHILD", _integer(0), 0),
-        max_memory_per_child=get("ASYNQ_MAX_MEMORY_PER_CHILD", _integer(0), 0),
+        max_tasks_per_child=get("ASYNQ_MAX_TASKS_PER_CHILD", _integer(0, 1_000_000_000), 0),
+        max_memory_per_child=get("ASYNQ_MAX_MEMORY_PER_CHILD", _integer(0, 1_048_576), 0),
         log_level=get("ASYNQ_LOG_LEVEL", _choice(*_LOG_LEVELS), "info").upper(),
         log_format=get("ASYNQ_LOG_FORMAT", _choice("auto", "json", "text"), "auto"),
         metrics_port=get("ASYNQ_METRICS_PORT", _integer(0, 65535), 0),
         metrics_host=get("ASYNQ_METRICS_HOST", _parse_host, "0.0.0.0"),
     )
-    redis = RedisSettings(
-        url=get("REDIS_URL", _parse_redis_url, None),
-        host=get("REDIS_HOST", _parse_host, "127.0.0.1"),
-        port=get("REDIS_PORT", _integer(1, 65535), 6379),
-        username=get("REDIS_USERNAME", _verbatim, None),
-        password=get("REDIS_PASSWORD", _verbatim, None),
-        db=get("REDIS_DB", _integer(0), 0),
-        tls=get("REDIS_TLS", parse_bool, False),
+    redis, warnings = _redis_settings(raw, get("REDIS_URL", _parse_redis_url, None))
+    redis = dataclasses.replace(
+        redis,
         sentinels=get("REDIS_SENTINELS", parse_hosts, ()),
         sentinel_master=get("REDIS_SENTINEL_MASTER", _parse_master_name, None),
         sentinel_password=get("REDIS_SENTINEL_PASSWORD", _verbatim, None),
@@ -438,7 +509,57 @@ def load_settings(
         wait_timeout=get("REDIS_WAIT_TIMEOUT", _positive_duration, 1.0),
     )
     _check_topology(redis, raw)
-    return Settings(asynq=asynq, redis=redis)
+    return Settings(asynq=asynq, redis=redis, warnings=warnings)
+
+
+_SERVICE_LINK_PORT = re.compile(r"tcp://(\[[^\]]+\]|[^\s/:\[\]]+):(\d+)")
+
+
+def _parse_redis_port(text: str, variable: str) -> int:
+    """A port number, or Kubernetes' service-link form ``tcp://10.96.12.7:6379`` (its port)."""
+    link = _SERVICE_LINK_PORT.fullmatch(text.strip())
+    return _integer(1, 65535)(link.group(2) if link else text, variable)
+
+
+def _redis_settings(raw: Mapping[str, tuple[str, str]], url: str | None) -> tuple[RedisSettings, tuple[str, ...]]:
+    """REDIS_URL wins over the parts; REDIS_PORT may be a Kubernetes service link.
+
+    A Service named ``redis`` makes Kubernetes inject ``REDIS_PORT=tcp://host:port`` into every pod
+    of its namespace. That form is understood (its host serves when REDIS_HOST is not set). With
+    REDIS_URL set the parts are not used, so a part that does not parse is ignored with a warning
+    instead of stopping the daemon.
+    """
+    warnings: list[str] = []
+
+    def part(name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
+        if name not in raw:
+            return default
+        label, text = raw[name]
+        try:
+            return parse(text, label)
+        except ConfigError as exc:
+            if url is None:
+                raise
+            shown = "<redacted>" if _SECRET_NAME.search(name) else repr(text)
+            warnings.append(
+                f"{label}={shown} ignored: REDIS_URL is set and wins over the REDIS_* parts ({exc.expected})"
+            )
+            return default
+
+    host = part("REDIS_HOST", _parse_host, None)
+    link = _SERVICE_LINK_PORT.fullmatch(raw["REDIS_PORT"][1].strip()) if "REDIS_PORT" in raw else None
+    if host is None:
+        host = link.group(1).strip("[]") if link else "127.0.0.1"
+    settings = RedisSettings(
+        url=url,
+        host=host,
+        port=part("REDIS_PORT", _parse_redis_port, 6379),
+        username=part("REDIS_USERNAME", _verbatim, None),
+        password=part("REDIS_PASSWORD", _verbatim, None),
+        db=part("REDIS_DB", _integer(0, _MAX_DB), 0),
+        tls=part("REDIS_TLS", parse_bool, False),
+    )
+    return settings, tuple(warnings)
 
 
 def _check_topology(redis: RedisSettings, raw: Mapping[str, tuple[str, str]]) -> None:

@@ -1,7 +1,7 @@
 """OpenTelemetry set-up for worker processes, from the standard ``OTEL_*`` variables.
 
 ``OTEL_TRACES_EXPORTER``: ``none`` (the default here: no provider, the API stays a no-op),
-``console``, or ``otlp`` (needs ``pip install 'supervisor[otlp]'``). ``OTEL_SERVICE_NAME`` names
+``console``, or ``otlp`` (needs ``pip install 'supervisor-jobs[otlp]'``). ``OTEL_SERVICE_NAME`` names
 the service (default ``supervisor``). Called in each child after fork: a provider's export
 thread must not cross a fork.
 """
@@ -36,7 +36,9 @@ def configure_tracing(environ: dict[str, str] | None = None) -> bool:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[import-not-found]
         except ImportError:
-            log.error("OTEL_TRACES_EXPORTER=otlp needs the otlp extra: pip install 'supervisor[otlp]'; tracing is off")
+            log.error(
+                "OTEL_TRACES_EXPORTER=otlp needs the otlp extra: pip install 'supervisor-jobs[otlp]'; tracing is off"
+            )
             return False
         exporter = OTLPSpanExporter()
     else:

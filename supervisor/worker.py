@@ -14,7 +14,6 @@ import signal
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -23,7 +22,6 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 import redis
-from redis.exceptions import ClusterDownError, TryAgainError
 
 from supervisor.app import App, TaskContext
 from supervisor.core import lifecycle
@@ -33,13 +31,15 @@ from supervisor.core.queues import QueuePlan
 from supervisor.core.retry import exponential_backoff
 from supervisor.core.task import (
     TaskMessage,
+    bytes_payload,
     decode_message,
     encode_completed,
     encode_message,
-    encode_payload,
     log_fields,
     new_task_id,
 )
+from supervisor.outage import Outage
+from supervisor.tracebacks import describe as describe_error
 
 log = logging.getLogger("supervisor.worker")
 T = TypeVar("T")
@@ -49,9 +49,9 @@ T = TypeVar("T")
 ACK_DELAY = 0.02
 ACK_MAX = 8
 
-#: Errors that mean "Redis is unreachable right now": back off and try again. On a Redis Cluster
-#: that includes a slot without a primary during a failover (CLUSTERDOWN, TRYAGAIN).
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError)
+#: Errors from Redis: unreachable, restarting, out of memory, refusing a command (ACL), read-only
+#: after a failover. None of them is the task's fault: back off and try again, never die of it.
+REDIS_DOWN = (redis.RedisError,)
 
 
 def process_id(pid: int | None = None) -> str:
@@ -154,7 +154,7 @@ class Worker:
         self._in_handler = False
         #: True while blocked waiting for work (see :class:`WaitInterrupted`).
         self.waiting = False
-        self._redis_backoff = 0.0
+        self.outage = Outage(log, f"worker {self.worker_id}")
         self.processed = 0
         #: Tasks claimed in a batch and not started yet (owned by this worker, leased).
         self._buffer: deque[Claimed] = deque()
@@ -220,21 +220,19 @@ class Worker:
             self.process(self._buffer.popleft())
             self.processed += 1
             return True
-        now = self.clock.now()
         order = self.options.plan.order()
         names = self.options.plan.names
         try:
             done, got = self.broker.claim_many(
-                self.worker_id, [names[i] for i in order], now, now + self.options.lease_duration,
-                self.options.batch, self._acks,
-            )  # fmt: skip
+                self.worker_id, [names[i] for i in order], self.options.lease_duration, self.options.batch, self._acks
+            )
         except REDIS_DOWN as exc:
             self._redis_down("claim", exc)
             self._flush_acks()
             self._give_back_own_tasks()
             return False
         self._acks_recorded(done)
-        self._redis_backoff = 0.0
+        self.outage.recovered()
         if isinstance(got, list):
             self._buffer.extend(got[1:])
             self.process(got[0])
@@ -242,7 +240,7 @@ class Worker:
             return True
         block = self.options.idle_block
         if got is not None:
-            block = min(block, max(got - now, 0.0))
+            block = min(block, got)  # seconds until the next scheduled or retry task is due
         if block > 0 and not self._stop.is_set():
             try:
                 self.waiting = True
@@ -385,7 +383,7 @@ class Worker:
         assert claimed.data is not None
         try:
             return encode_completed(claimed.data, result, now)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             log.error(
                 "task %s (%s): its result cannot be kept (%s); storing null", message.id, message.type, exc,
                 extra=log_fields(message, "result_unencodable"),
@@ -407,7 +405,7 @@ class Worker:
             id=store_id,
             type="",
             queue=claimed.queue,
-            payload=encode_payload(raw),
+            payload=bytes_payload(raw),
             max_retry=0,
             enqueued_at=now,
             last_error=error,
@@ -454,7 +452,7 @@ class Worker:
         while True:
             try:
                 result = call()
-                self._redis_backoff = 0.0
+                self.outage.recovered()
                 return result
             except REDIS_DOWN as exc:
                 failures += 1
@@ -469,17 +467,10 @@ class Worker:
                 self._redis_down(what, exc)
 
     def _redis_down(self, what: str, exc: BaseException) -> None:
-        self._redis_backoff = min(max(self._redis_backoff * 2, 0.05), 5.0)
-        log.warning(
-            "Redis unreachable during %s (%s); retrying in %.2fs",
-            what,
-            exc,
-            self._redis_backoff,
-            extra={"event": "redis_down", "operation": what},
-        )
+        delay = self.outage.failed(what, exc)
         # Wait in short slices, saying we are alive: waiting for Redis is not being stuck, and the
         # supervisor must not mistake a long outage for a hung child.
-        deadline = time.monotonic() + self._redis_backoff
+        deadline = time.monotonic() + delay
         while not self._stop.is_set():
             self.observer.alive()
             left = deadline - time.monotonic()
@@ -527,10 +518,8 @@ class Worker:
 
 
 def _describe(error: BaseException) -> str:
-    """The error text stored with a task: type, message and the traceback."""
-    head = f"{type(error).__name__}: {error}"
-    tb = "".join(traceback.format_exception(error)[-6:])
-    return head + "\n" + tb if tb else head
+    """The error text stored with a task: type, message and the traceback of the user's frames."""
+    return describe_error(error)
 
 
 class _SoftTimeout:
@@ -589,21 +578,23 @@ class _LeaseKeeper(threading.Thread):
         w = self.worker
         while not self._halt.wait(w.options.heartbeat_interval):
             try:
-                now = w.clock.now()
-                w.broker.renew([w.worker_id], w.options.queues, now + w.options.lease_duration)
-                recover_expired(w.broker, w.options.queues, now)
+                w.broker.renew([w.worker_id], w.options.queues, w.options.lease_duration)
+                recover_expired(w.broker, w.options.queues, w.clock.now())
             except REDIS_DOWN as exc:
                 log.warning("lease renewal failed: %s", exc)
 
 
-def recover_expired(broker: Broker, queues: Sequence[str], now: float) -> int:
+def recover_expired(broker: Broker, queues: Sequence[str], now: float, *, lease_clock: float | None = None) -> int:
     """Put back every task whose lease expired (its owner's host died).
 
     An owner that held a single task was probably running it: that counts an attempt, so a task
     that brings its host down every time ends archived. An owner that held several had claimed
     them in a batch and ran at most one, unknown which: they go back uncounted.
+
+    Leases are judged by the broker's clock (Redis's), never this host's: ``now`` only stamps the
+    put-back envelopes; ``lease_clock`` replaces the broker's clock (tests).
     """
-    return _put_back(broker, broker.expired(queues, now), now, "lease expired, it stopped renewing")
+    return _put_back(broker, broker.expired(queues, now=lease_clock), now, "lease expired, it stopped renewing")
 
 
 def recover_local_orphans(broker: Broker, queues: Sequence[str], now: float) -> int:

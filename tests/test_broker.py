@@ -64,7 +64,7 @@ def put(broker: RedisBroker, queue: str, task_id: str, process_at: float | None 
 
 
 def take(broker: RedisBroker, worker: str, queues: list[str], now: float = NOW, lease: float = LEASE) -> Claimed:
-    got = broker.claim(worker, queues, now, now + lease)
+    got = broker.claim(worker, queues, lease, now=now)
     assert isinstance(got, Claimed), got
     return got
 
@@ -127,7 +127,7 @@ def test_enqueue_stores_pending_task(broker: RedisBroker, r: redis.Redis, q: str
 
 def test_claim_takes_ownership_in_one_step(broker: RedisBroker, r: redis.Redis, q: str) -> None:
     data = put(broker, q, "a")
-    got = broker.claim("w1", [q], NOW, NOW + 42.5)
+    got = broker.claim("w1", [q], 42.5, now=NOW)
     assert got == Claimed(q, b"a", data)
     k = broker.keys(q)
     assert traces(r, k, "a") == {
@@ -149,7 +149,7 @@ def test_fifo_within_a_queue(broker: RedisBroker, q: str) -> None:
         put(broker, q, tid)
     claimed = [take(broker, "w", [q]).task_id.decode() for _ in ids]
     assert claimed == ids
-    assert broker.claim("w", [q], NOW, NOW + LEASE) is None
+    assert broker.claim("w", [q], LEASE, now=NOW) is None
 
 
 def test_claim_takes_from_first_non_empty_queue_in_order(broker: RedisBroker, q: str) -> None:
@@ -163,36 +163,36 @@ def test_claim_takes_from_first_non_empty_queue_in_order(broker: RedisBroker, q:
     assert (got.queue, got.task_id) == (q3, b"c1")
     got = take(broker, "w", [q3, q1, q2])
     assert (got.queue, got.task_id) == (q2, b"b2")
-    assert broker.claim("w", [q1, q2, q3], NOW, NOW + LEASE) is None
+    assert broker.claim("w", [q1, q2, q3], LEASE, now=NOW) is None
 
 
 def test_claim_on_empty_queues_returns_none(broker: RedisBroker, q: str) -> None:
-    assert broker.claim("w", [q], NOW, NOW + LEASE) is None
-    assert broker.claim("w", [q, f"{q}-other"], NOW, NOW + LEASE) is None
+    assert broker.claim("w", [q], LEASE, now=NOW) is None
+    assert broker.claim("w", [q, f"{q}-other"], LEASE, now=NOW) is None
 
 
 def test_claim_on_empty_queues_returns_earliest_due_time(broker: RedisBroker, q: str) -> None:
     q1, q2 = f"{q}-1", f"{q}-2"
     put(broker, q1, "later", process_at=NOW + 50.0)
     put(broker, q2, "soon", process_at=NOW + 60.0)
-    assert broker.claim("w", [q1, q2], NOW, NOW + LEASE) == NOW + 50.0
-    assert broker.claim("w", [q2], NOW, NOW + LEASE) == NOW + 60.0
+    assert broker.claim("w", [q1, q2], LEASE, now=NOW) == 50.0
+    assert broker.claim("w", [q2], LEASE, now=NOW) == 60.0
     # a retry that falls due earlier than any scheduled task wins
     put(broker, q2, "r")
     claimed = take(broker, "w", [q2])
     assert broker.retry(claimed, "w", envelope("r", q2, retried=1), NOW + 20.0)
-    got = broker.claim("w", [q1, q2], NOW, NOW + LEASE)
+    got = broker.claim("w", [q1, q2], LEASE, now=NOW)
     assert isinstance(got, float)
-    assert got == NOW + 20.0
+    assert got == 20.0
 
 
 def test_claim_at_the_reported_due_time_finds_the_task(broker: RedisBroker, q: str) -> None:
     due = NOW + 0.12341  # 1700000000.12341: 15 significant digits
     put(broker, q, "a", process_at=due)
-    reported = broker.claim("w", [q], NOW, NOW + LEASE)
+    reported = broker.claim("w", [q], LEASE, now=NOW)
     assert isinstance(reported, float)
-    assert reported >= due, (repr(reported), repr(due))
-    assert isinstance(broker.claim("w", [q], reported, reported + LEASE), Claimed)
+    assert reported == pytest.approx(0.12341, abs=1e-6)  # seconds from now, on the clock the claim used
+    assert isinstance(broker.claim("w", [q], LEASE, now=due), Claimed)
 
 
 def test_scheduled_task_claimable_only_when_due(broker: RedisBroker, r: redis.Redis, q: str) -> None:
@@ -201,9 +201,9 @@ def test_scheduled_task_claimable_only_when_due(broker: RedisBroker, r: redis.Re
     assert traces(r, k, "s")["state"] == b"scheduled"
     assert r.zscore(k.scheduled, "s") == NOW + 10.0
     assert r.llen(k.pending) == 0
-    assert broker.claim("w", [q], NOW + 9.999, NOW + 40.0) == NOW + 10.0
+    assert broker.claim("w", [q], 30.001, now=NOW + 9.999) == pytest.approx(0.001, abs=1e-6)
     assert r.zscore(k.scheduled, "s") == NOW + 10.0  # not moved before its time
-    got = broker.claim("w", [q], NOW + 10.0, NOW + 40.0)  # due time itself is inclusive
+    got = broker.claim("w", [q], 30.0, now=NOW + 10.0)  # due time itself is inclusive
     assert got == Claimed(q, b"s", data)
     assert traces(r, k, "s") == {
         "msg": data,
@@ -224,7 +224,7 @@ def test_due_scheduled_tasks_join_the_tail_in_due_order(broker: RedisBroker, q: 
     put(broker, q, "pending")
     order = [take(broker, "w", [q]).task_id for _ in range(3)]
     assert order == [b"pending", b"early", b"late"]
-    assert broker.claim("w", [q], NOW, NOW + LEASE) == NOW + 100.0
+    assert broker.claim("w", [q], LEASE, now=NOW) == 100.0
 
 
 def test_forwarding_is_bounded_but_loses_nothing(broker: RedisBroker, r: redis.Redis, q: str) -> None:
@@ -237,7 +237,7 @@ def test_forwarding_is_bounded_but_loses_nothing(broker: RedisBroker, r: redis.R
     assert r.zcard(k.scheduled) == n - FORWARD_LIMIT
     rest = [take(broker, "w", [q]).task_id.decode() for _ in range(n - 1)]
     assert rest == [f"s{i:04d}" for i in range(1, n)]
-    assert broker.claim("w", [q], NOW, NOW + LEASE) is None
+    assert broker.claim("w", [q], LEASE, now=NOW) is None
 
 
 def test_retry_task_claimable_when_due(broker: RedisBroker, r: redis.Redis, q: str) -> None:
@@ -245,8 +245,8 @@ def test_retry_task_claimable_when_due(broker: RedisBroker, r: redis.Redis, q: s
     claimed = take(broker, "w", [q])
     new = envelope("a", q, retried=1, last_error="boom")
     assert broker.retry(claimed, "w", new, NOW + 5.0) is True
-    assert broker.claim("w", [q], NOW + 4.0, NOW + 40.0) == NOW + 5.0
-    got = broker.claim("w2", [q], NOW + 5.0, NOW + 40.0)
+    assert broker.claim("w", [q], 36.0, now=NOW + 4.0) == 1.0
+    got = broker.claim("w2", [q], 35.0, now=NOW + 5.0)
     assert got == Claimed(q, b"a", new)
     assert r.hget(broker.keys(q).owner, "a") == b"w2"
     assert r.zcard(broker.keys(q).retry) == 0
@@ -280,7 +280,7 @@ def test_identical_resend_is_idempotent(broker: RedisBroker, r: redis.Redis, q: 
     assert snapshot(r, k) == before  # not queued twice, no second wake token
     assert r.llen(k.pending) == 1
     take(broker, "w", [q])
-    assert broker.claim("w", [q], NOW, NOW + LEASE) is None
+    assert broker.claim("w", [q], LEASE, now=NOW) is None
 
 
 def test_enqueue_many_returns_one_flag_per_item(broker: RedisBroker, r: redis.Redis, q: str) -> None:
@@ -398,7 +398,7 @@ def test_archive_stores_error_envelope(broker: RedisBroker, r: redis.Redis, q: s
         "pending": 0,
     }
     assert r.get(k.failed) == b"1"
-    assert broker.claim("w", [q], NOW + 1e6, NOW + 2e6) is None
+    assert broker.claim("w", [q], 1e6, now=NOW + 1e6) is None
     # an archived id stays taken
     assert broker.enqueue(q, "a", envelope("a", q), None) is False
 
@@ -594,22 +594,22 @@ def test_expired_returns_tasks_whose_lease_ended(broker: RedisBroker, q: str) ->
     take(broker, "w2", [q1], lease=100.0)  # lease NOW + 100
     dc = put(broker, q2, "c")
     take(broker, "w3", [q2], lease=20.0)  # lease NOW + 20
-    assert broker.expired([q1, q2], NOW) == []
-    assert broker.expired([q1, q2], NOW + 5.0) == []
-    assert broker.expired([q1, q2], NOW + 15.0) == [Held(Claimed(q1, b"a", da), "w1")]
-    assert held_set(broker.expired([q1, q2], NOW + 50.0)) == {
+    assert broker.expired([q1, q2], now=NOW) == []
+    assert broker.expired([q1, q2], now=NOW + 5.0) == []
+    assert broker.expired([q1, q2], now=NOW + 15.0) == [Held(Claimed(q1, b"a", da), "w1")]
+    assert held_set(broker.expired([q1, q2], now=NOW + 50.0)) == {
         (q1, b"a", da, "w1"),
         (q2, b"c", dc, "w3"),
     }
-    assert held_set(broker.expired([q2], NOW + 50.0)) == {(q2, b"c", dc, "w3")}
-    assert len(broker.expired([q1, q2], NOW + 1000.0)) == 3
+    assert held_set(broker.expired([q2], now=NOW + 50.0)) == {(q2, b"c", dc, "w3")}
+    assert len(broker.expired([q1, q2], now=NOW + 1000.0)) == 3
 
 
 def test_expired_honours_the_limit(broker: RedisBroker, q: str) -> None:
     for i in range(5):
         put(broker, q, f"t{i}")
         take(broker, "w", [q], lease=float(i))
-    got = broker.expired([q], NOW + 100.0, limit=2)
+    got = broker.expired([q], limit=2, now=NOW + 100.0)
     assert [h.claimed.task_id for h in got] == [b"t0", b"t1"]
 
 
@@ -619,20 +619,20 @@ def test_renew_extends_only_the_given_workers(broker: RedisBroker, r: redis.Redi
         put(broker, queue, tid)
         take(broker, worker, [queue])
     k1, k2 = broker.keys(q1), broker.keys(q2)
-    assert broker.renew(["w1", "w3"], [q1, q2], NOW + 500.0) == 3
+    assert broker.renew(["w1", "w3"], [q1, q2], 500.0, now=NOW) == 3
     assert r.zscore(k1.lease, "a") == NOW + 500.0
     assert r.zscore(k2.lease, "b") == NOW + 500.0
     assert r.zscore(k2.lease, "d") == NOW + 500.0
     assert r.zscore(k1.lease, "c") == NOW + LEASE
-    assert broker.renew(["w1"], [q1], NOW + 900.0) == 1
+    assert broker.renew(["w1"], [q1], 900.0, now=NOW) == 1
     assert r.zscore(k1.lease, "a") == NOW + 900.0
     assert r.zscore(k2.lease, "b") == NOW + 500.0
-    assert broker.renew([], [q1, q2], NOW + 1e6) == 0
-    assert broker.renew(["nobody"], [q1, q2], NOW + 1e6) == 0
+    assert broker.renew([], [q1, q2], 1e6, now=NOW) == 0
+    assert broker.renew(["nobody"], [q1, q2], 1e6, now=NOW) == 0
     assert r.zcard(k1.lease) == 2
     assert r.zcard(k2.lease) == 2
     # a renewed lease is no longer expired
-    assert [h.claimed.task_id for h in broker.expired([q1, q2], NOW + 450.0)] == [b"c"]
+    assert [h.claimed.task_id for h in broker.expired([q1, q2], now=NOW + 450.0)] == [b"c"]
 
 
 # -- recovery through the worker's functions --------------------------------------------------
@@ -645,7 +645,7 @@ def test_recover_expired_requeues_counting_an_attempt(broker: RedisBroker, r: re
     take(broker, "w1", [q], lease=10.0)
     take(broker, "w2", [q], lease=100.0)
     k = broker.keys(q)
-    assert recover_expired(broker, [q], NOW + 11.0) == 1
+    assert recover_expired(broker, [q], NOW + 11.0, lease_clock=NOW + 11.0) == 1
     msg = decode_message(r.hget(k.msg, "dead"))
     assert msg.retried == 2
     assert "lease expired" in msg.last_error
@@ -661,14 +661,14 @@ def test_recover_expired_requeues_counting_an_attempt(broker: RedisBroker, r: re
     again = take(broker, "w3", [q], now=NOW + 12.0)
     assert again.task_id == b"dead"
     assert decode_message(again.data or b"").retried == 2
-    assert recover_expired(broker, [q], NOW + 12.0) == 0
+    assert recover_expired(broker, [q], NOW + 12.0, lease_clock=NOW + 12.0) == 0
 
 
 def test_recover_expired_archives_when_out_of_retries(broker: RedisBroker, r: redis.Redis, q: str) -> None:
     put(broker, q, "doomed", max_retry=2, retried=2)
     take(broker, "w1", [q], lease=10.0)
     k = broker.keys(q)
-    assert recover_expired(broker, [q], NOW + 20.0) == 1
+    assert recover_expired(broker, [q], NOW + 20.0, lease_clock=NOW + 20.0) == 1
     assert r.hget(k.state, "doomed") == b"archived"
     assert r.zscore(k.archived, "doomed") == NOW + 20.0
     assert r.llen(k.pending) == 0
@@ -678,7 +678,7 @@ def test_recover_expired_archives_when_out_of_retries(broker: RedisBroker, r: re
     msg = decode_message(r.hget(k.msg, "doomed"))
     assert msg.retried == 2
     assert "lease expired" in msg.last_error
-    assert broker.claim("w", [q], NOW + 30.0, NOW + 60.0) is None
+    assert broker.claim("w", [q], 30.0, now=NOW + 30.0) is None
 
 
 def test_requeue_after_death_keeps_undecodable_bytes(broker: RedisBroker, r: redis.Redis, q: str) -> None:
@@ -714,14 +714,14 @@ def test_paused_queue_is_skipped(broker: RedisBroker, r: redis.Redis, q: str) ->
     k1 = broker.keys(q1)
     r.set(k1.paused, "1")
     assert take(broker, "w", [q1, q2]).queue == q2
-    assert broker.claim("w", [q1, q2], NOW, NOW + LEASE) is None
+    assert broker.claim("w", [q1, q2], LEASE, now=NOW) is None
     # nothing moved in the paused queue, and its schedule is not reported
     assert r.lrange(k1.pending, 0, -1) == [b"a"]
     assert r.zscore(k1.scheduled, "s") == NOW - 1.0
     assert r.hget(k1.state, "a") == b"pending"
     r.delete(k1.paused)
     assert [take(broker, "w", [q1, q2]).task_id for _ in range(2)] == [b"a", b"s"]
-    assert broker.claim("w", [q1, q2], NOW, NOW + LEASE) == NOW + 10.0
+    assert broker.claim("w", [q1, q2], LEASE, now=NOW) == 10.0
 
 
 def test_wake_list_token_per_enqueue_and_capped(broker: RedisBroker, r: redis.Redis, q: str) -> None:
@@ -763,9 +763,9 @@ def test_every_key_is_in_the_namespace(broker: RedisBroker, r: redis.Redis, q: s
     broker.retry(c, "w", envelope("b", q1, retried=1), NOW + 1.0)
     c = take(broker, "w", [q1, q2], now=NOW + 10.0)
     broker.archive(c, "w", envelope(c.task_id.decode(), c.queue), NOW + 10.0)
-    broker.renew(["w"], [q1, q2], NOW + 100.0)
+    broker.renew(["w"], [q1, q2], 100.0, now=NOW)
     broker.held_by(["w"], [q1, q2])
-    broker.expired([q1, q2], NOW + 1000.0)
+    broker.expired([q1, q2], now=NOW + 1000.0)
     broker.wait_for_work([q1], 0.01)
     found = [key.decode() for key in r.scan_iter(match=f"*{q}*", count=1000)]
     assert len(found) >= 6
@@ -791,7 +791,7 @@ def test_renew_only_updates_existing_leases(broker: RedisBroker, r: redis.Redis,
     take(broker, "w1", [q])
     k = broker.keys(q)
     r.zrem(k.lease, "a")
-    broker.renew(["w1"], [q], NOW + 500.0)
+    broker.renew(["w1"], [q], 500.0, now=NOW)
     assert r.zscore(k.lease, "a") is None
 
 
@@ -807,10 +807,10 @@ def test_pipelined_scripts_survive_a_flushed_script_cache(own_redis) -> None:  #
         assert (
             b.enqueue_many([("q", "a", envelope("a", "q"), None), ("q", "b", envelope("b", "q"), None)]) == [True] * 2
         )
-        first = b.claim("w", ["q"], NOW, NOW + LEASE)
+        first = b.claim("w", ["q"], LEASE, now=NOW)
         assert isinstance(first, Claimed)
         client.script_flush()
-        done, got = b.claim_many("w", ["q"], NOW, NOW + LEASE, 1, [Finish(first)])
+        done, got = b.claim_many("w", ["q"], LEASE, 1, [Finish(first)], now=NOW)
         assert done == [True] and isinstance(got, list) and got[0].task_id == b"b"
         client.script_flush()
         assert (

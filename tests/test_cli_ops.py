@@ -91,12 +91,8 @@ def test_show_retry_and_delete_archived_tasks(cli, client, redis_url, namespace)
     assert {t["id"] for t in pending} == set(ids)
     cli("tasks", "delete", ids[4], "--queue", "default")
     assert "no task" in cli("tasks", "show", ids[4], code=1).output
-    assert (
-        json.loads(cli("tasks", "delete", "--all", "--queue", "default", "--state", "pending", "--json").output)[
-            "deleted"
-        ]
-        == 4
-    )
+    deleted = cli("tasks", "delete", "--all", "--queue", "default", "--state", "pending", "--yes", "--json")
+    assert json.loads(deleted.output)["deleted"] == 4
     assert json.loads(cli("stats", "--json").output)["queues"][0]["pending"] == 0
 
 
@@ -119,9 +115,11 @@ def test_clear_errors_for_unknown_queues_ids_and_misuse(cli, client):
 
 
 def test_redis_down_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    port = free_port()
+    monkeypatch.setenv("REDIS_URL", f"redis://:secret@127.0.0.1:{port}/0")
     result = CliRunner().invoke(main, ["stats"])
-    assert result.exit_code == 1 and "cannot reach Redis" in result.output
+    assert result.exit_code == 1 and f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0" in result.output
+    assert "secret" not in result.output
 
 
 def test_paused_queue_waits_and_runs_after_resume(cli, client, redis_url, namespace):
@@ -150,7 +148,7 @@ def test_health_follows_a_real_supervisor(redis_url, namespace, tmp_path, monkey
     with Pool(redis_url, namespace, tmp_path / "sv.log", workers=2) as pool:
         result = wait_for(lambda: (r := runner.invoke(main, ["health", "--json"])).exit_code == 0 and r, timeout=10)
         data = json.loads(result.output)
-        assert data["healthy"] and data["server"]["workers"] == "2"
+        assert data["healthy"] and data["server"]["workers"] == 2 and data["check"] == "ready"
         pool.signal(signal.SIGTERM)
         assert pool.wait_exit(10) == 0
     result = runner.invoke(main, ["health"])

@@ -97,7 +97,7 @@ def test_duplicate_task_id_raises(client):
     [
         ({"type": ""}, "task type must be a non-empty string"),
         ({"queue": ""}, "queue name must be a non-empty string"),
-        ({"queue": "a{b}"}, "cannot contain braces"),
+        ({"queue": "a{b}"}, "must not contain whitespace"),
         ({"max_retry": -1}, "max_retry must be a whole number"),
         ({"timeout": 0}, "timeout must be positive"),
         ({"timeout": -5}, "cannot be negative"),

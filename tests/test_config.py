@@ -168,7 +168,8 @@ COMPANIONS: dict[str, dict[str, str]] = {
 
 
 def test_every_known_variable_is_covered_by_the_table() -> None:
-    assert set(EVERY_VARIABLE) == set(KNOWN_VARIABLES)
+    # The dashboard's own variables are read by load_dashboard_settings (tests/test_dashboard_http.py).
+    assert set(EVERY_VARIABLE) == {v for v in KNOWN_VARIABLES if not v.startswith("ASYNQ_DASHBOARD_")}
 
 
 @pytest.mark.parametrize("name", list(EVERY_VARIABLE))
@@ -328,28 +329,28 @@ def test_parse_queues_message_matches_documented_example() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "fragment"),
     [
-        ("ASYNQ_CONCURRENCY", "0", "expected an integer >= 1"),
-        ("ASYNQ_CONCURRENCY", "four", "expected an integer >= 1"),
-        ("ASYNQ_CONCURRENCY", "2.0", "expected an integer >= 1"),
-        ("ASYNQ_CONCURRENCY", "1_000", "expected an integer >= 1"),
-        ("ASYNQ_MAX_RETRY", "-1", "expected an integer >= 0"),
-        ("ASYNQ_ARCHIVE_MAX_SIZE", "0", "expected an integer >= 1"),
-        ("ASYNQ_MAX_TASKS_PER_CHILD", "-3", "expected an integer >= 0"),
-        ("ASYNQ_MAX_MEMORY_PER_CHILD", "512MB", "expected an integer >= 0"),
+        ("ASYNQ_CONCURRENCY", "0", "expected an integer from"),
+        ("ASYNQ_CONCURRENCY", "four", "expected an integer from"),
+        ("ASYNQ_CONCURRENCY", "2.0", "expected an integer from"),
+        ("ASYNQ_CONCURRENCY", "1_000", "expected an integer from"),
+        ("ASYNQ_MAX_RETRY", "-1", "expected an integer from"),
+        ("ASYNQ_ARCHIVE_MAX_SIZE", "0", "expected an integer from"),
+        ("ASYNQ_MAX_TASKS_PER_CHILD", "-3", "expected an integer from"),
+        ("ASYNQ_MAX_MEMORY_PER_CHILD", "512MB", "expected an integer from"),
         ("REDIS_PORT", "0", "expected an integer from 1 to 65535"),
         ("REDIS_PORT", "65536", "expected an integer from 1 to 65535"),
         ("REDIS_PORT", "http", "expected an integer from 1 to 65535"),
-        ("REDIS_DB", "-1", "expected an integer >= 0"),
+        ("REDIS_DB", "-1", "expected an integer from"),
         ("ASYNQ_STRICT_PRIORITY", "maybe", "expected one of"),
         ("REDIS_TLS", "sure", "expected one of"),
         ("ASYNQ_QUEUES", "a:0", "must be a positive integer"),
         ("ASYNQ_SHUTDOWN_TIMEOUT", "-1s", "expected a duration"),
-        ("ASYNQ_TASK_TIMEOUT", "0", "must be greater than zero"),
-        ("ASYNQ_TASK_TIMEOUT", "0s", "must be greater than zero"),
+        ("ASYNQ_TASK_TIMEOUT", "0", "expected a duration from"),
+        ("ASYNQ_TASK_TIMEOUT", "0s", "expected a duration from"),
         ("ASYNQ_TASK_TIMEOUT", "soon", "expected a duration"),
-        ("ASYNQ_LEASE_DURATION", "0ms", "must be greater than zero"),
-        ("ASYNQ_HEARTBEAT_INTERVAL", "0", "must be greater than zero"),
-        ("ASYNQ_ARCHIVE_MAX_AGE", "0d", "must be greater than zero"),
+        ("ASYNQ_LEASE_DURATION", "0ms", "expected a duration from"),
+        ("ASYNQ_HEARTBEAT_INTERVAL", "0", "expected a duration from"),
+        ("ASYNQ_ARCHIVE_MAX_AGE", "0d", "expected a duration from"),
         ("ASYNQ_NAMESPACE", "my app", "without whitespace, '{', '}' or ':'"),
         ("ASYNQ_NAMESPACE", "a:b", "without whitespace, '{', '}' or ':'"),
         ("ASYNQ_NAMESPACE", "{sv}", "without whitespace, '{', '}' or ':'"),
@@ -481,7 +482,7 @@ def test_layers_combine_per_variable(tmp_path: Path) -> None:
     ("name", "label", "value", "fragment"),
     [
         ("ASYNQ_QUEUES", "--queues", "critical:0", "must be a positive integer"),
-        ("ASYNQ_CONCURRENCY", "-c", "0", "expected an integer >= 1"),
+        ("ASYNQ_CONCURRENCY", "-c", "0", "expected an integer from"),
         ("ASYNQ_LOG_LEVEL", "--log-level", "loud", "expected one of"),
     ],
 )

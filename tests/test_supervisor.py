@@ -201,7 +201,7 @@ def test_a_second_supervisor_recovers_a_dead_supervisors_tasks_by_lease(pool_fac
     broker = make_broker(make_settings(redis_url, namespace))
     info = client.enqueue("record", "orphan")
     now = time.time()
-    claimed = broker.claim("other-host:4242:1:abc:0:def", ["default"], now, now + 1.5)
+    claimed = broker.claim("other-host:4242:1:abc:0:def", ["default"], 1.5)
     assert claimed is not None and stored(client, info.id)[0] == b"active"
     with pool_factory(workers=1) as pool:
         wait_for(lambda: pool.done(info.id), timeout=10, what="recovery after the lease")

@@ -76,5 +76,5 @@ def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Path(dir_okay=False),
         help="Read ASYNQ_*/REDIS_* settings from this file first (the environment and flags override it).",
     )(fn)
-    fn = click.option("--redis-url", help="Redis to use, e.g. redis://127.0.0.1:6379/0 (REDIS_URL).")(fn)
+    fn = click.option("--redis-url", metavar="URL", help="Redis to use, e.g. redis://127.0.0.1:6379/0 (REDIS_URL).")(fn)
     return fn

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 import sys
 from typing import Any
 
@@ -9,11 +12,41 @@ import click
 
 from supervisor.cli.common import config_exit, connection_options, load_app, settings_from
 
+#: A child grows a little after fork (its Redis connection, its first tasks): the memory limit
+#: must leave it this much room above what the parent measures at start.
+MEMORY_HEADROOM = 1.25
+
+
+def check_memory_limit(limit_mb: int) -> None:
+    """Refuse a memory limit below what a fresh worker already uses: it would recycle every child
+    as soon as it starts, forever."""
+    if not limit_mb:
+        return
+    from supervisor.process.linux import rss_bytes
+
+    rss = rss_bytes(os.getpid())
+    if rss is None:
+        return
+    floor = math.ceil(rss * MEMORY_HEADROOM / 2**20)
+    if limit_mb < floor:
+        config_exit(
+            f"ASYNQ_MAX_MEMORY_PER_CHILD (--max-memory-per-child) is {limit_mb} MB, but a fresh worker "
+            f"already uses about {rss / 2**20:.0f} MB (measured at start): every child would be recycled "
+            f"at once. Set at least {floor}, or 0 for no limit."
+        )
+
 
 @click.command()
-@click.option("--app", help="The App to run, as MODULE:ATTR (ASYNQ_APP).")
-@click.option("--workers", "-w", type=str, help="Worker processes (ASYNQ_CONCURRENCY; default: CPU count).")
-@click.option("--queues", "-q", help="Queues and weights, e.g. critical:6,default:3,low:1 (ASYNQ_QUEUES).")
+@click.option("--app", metavar="MODULE:ATTR", help="The App to run, as MODULE:ATTR (ASYNQ_APP).")
+@click.option(
+    "--workers", "-w", type=str, metavar="INTEGER", help="Worker processes (ASYNQ_CONCURRENCY; default: CPU count)."
+)
+@click.option(
+    "--queues",
+    "-q",
+    metavar="NAME:WEIGHT,...",
+    help="Queues and weights, e.g. critical:6,default:3,low:1 (ASYNQ_QUEUES).",
+)
 @click.option(
     "--strict-priority",
     is_flag=True,
@@ -22,25 +55,31 @@ from supervisor.cli.common import config_exit, connection_options, load_app, set
 )
 @click.option(
     "--shutdown-timeout",
+    metavar="DURATION",
     help="How long in-flight tasks may finish after SIGTERM, e.g. 30s (ASYNQ_SHUTDOWN_TIMEOUT).",
 )
 @click.option(
     "--max-tasks-per-child",
     type=str,
+    metavar="INTEGER",
     help="Replace a child after this many tasks, 0 = never (ASYNQ_MAX_TASKS_PER_CHILD).",
 )
 @click.option(
     "--max-memory-per-child",
     type=str,
+    metavar="MB",
     help="Replace a child above this RSS in MB, 0 = no limit (ASYNQ_MAX_MEMORY_PER_CHILD).",
 )
-@click.option("--log-level", help="debug, info, warning, error (ASYNQ_LOG_LEVEL).")
+@click.option("--log-level", metavar="LEVEL", help="debug, info, warning, error (ASYNQ_LOG_LEVEL).")
 @click.option(
     "--metrics-port",
     type=str,
+    metavar="PORT",
     help="Serve Prometheus metrics on this port at /metrics (ASYNQ_METRICS_PORT; default off).",
 )
-@click.option("--log-format", help="json, text, or auto: text on a terminal, JSON otherwise (ASYNQ_LOG_FORMAT).")
+@click.option(
+    "--log-format", metavar="FORMAT", help="json, text, or auto: text on a terminal, JSON otherwise (ASYNQ_LOG_FORMAT)."
+)
 @connection_options
 def start(env_file: str | None, **flags: Any) -> None:
     """Run the worker pool until SIGTERM or SIGINT.
@@ -52,10 +91,23 @@ def start(env_file: str | None, **flags: Any) -> None:
     """
     settings = settings_from(env_file, flags)
     app = load_app(settings.asynq.app)
+    check_memory_limit(settings.asynq.max_memory_per_child)
     from supervisor import logs
     from supervisor.process.arbiter import StartupError, run_pool
 
     logs.configure(settings.asynq.log_level, settings.asynq.log_format)
+    for warning in settings.warnings:
+        logging.getLogger("supervisor.config").warning(warning, extra={"event": "config_ignored"})
+    from supervisor.adapters.redis.selfcheck import redis_problem
+
+    problem = redis_problem(
+        settings.redis,
+        settings.redis.address(),
+        settings.asynq.namespace,
+        [q.name for q in settings.asynq.queues],
+    )
+    if problem:
+        config_exit(problem)
     try:
         code = run_pool(app, settings)
     except StartupError as exc:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from supervisor.core.limits import MAX_TASK_TIMEOUT
 from supervisor.core.task import TaskMessage
 
 
@@ -77,8 +78,14 @@ def past_deadline(message: TaskMessage, now: float) -> bool:
 
 
 def time_limit(message: TaskMessage, default_timeout: float, now: float) -> float:
-    """Seconds the task may run: its own timeout (or the default), cut short by its deadline."""
+    """Seconds the task may run: its own timeout (or the default), cut short by its deadline.
+
+    At most MAX_TASK_TIMEOUT whatever an envelope says (one from an older producer could ask for
+    10^22 s, which no timer can hold), and never NaN.
+    """
     limit = message.timeout if message.timeout > 0 else default_timeout
+    if not limit <= MAX_TASK_TIMEOUT:
+        limit = MAX_TASK_TIMEOUT
     if message.deadline > 0:
         limit = min(limit, message.deadline - now)
     return max(limit, 0.0)

@@ -108,11 +108,16 @@ class Broker(Protocol):
         """Store tasks in one round trip; per task, the outcome and the id it concerns."""
         ...
 
-    def claim(self, worker_id: str, queues: Sequence[str], now: float, lease_until: float) -> Claimed | float | None:
-        """Claim the first task found in ``queues`` (in that order).
+    def claim(
+        self, worker_id: str, queues: Sequence[str], lease_duration: float, *, now: float | None = None
+    ) -> Claimed | float | None:
+        """Claim the first task found in ``queues`` (in that order), leased for ``lease_duration``.
 
-        Returns the claimed task, or when there is none the time at which the next scheduled or
+        Returns the claimed task, or when there is none the seconds until the next scheduled or
         retry task falls due (a float), or None when nothing is scheduled.
+
+        Times are the store's own clock, the same for every host, so hosts whose clocks disagree
+        still agree on when a lease ends; ``now`` replaces it (tests, replays).
         """
         ...
 
@@ -120,10 +125,11 @@ class Broker(Protocol):
         self,
         worker_id: str,
         queues: Sequence[str],
-        now: float,
-        lease_until: float,
+        lease_duration: float,
         max_batch: int = 1,
         finish: Sequence[Finish] = (),
+        *,
+        now: float | None = None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
         """Record ``finish`` completions and claim up to ``max_batch`` tasks, in one round trip.
 
@@ -175,11 +181,15 @@ class Broker(Protocol):
         """Every task the given workers own in ``queues``."""
         ...
 
-    def expired(self, queues: Sequence[str], now: float, limit: int = 100) -> list[Held]:
-        """Owned tasks whose lease ended before ``now``."""
+    def expired(self, queues: Sequence[str], limit: int = 100, *, now: float | None = None) -> list[Held]:
+        """Owned tasks whose lease ended, by the store's clock (or ``now``)."""
         ...
 
-    def renew(self, worker_ids: Sequence[str], queues: Sequence[str], lease_until: float) -> int: ...
+    def renew(
+        self, worker_ids: Sequence[str], queues: Sequence[str], lease_duration: float, *, now: float | None = None
+    ) -> int:
+        """Extend the leases of the given workers' tasks to the store's clock (or ``now``) + ``lease_duration``."""
+        ...
 
     def heartbeat_server(self, server_id: str, info: dict[str, str | int | float], ttl: float) -> None:
         """Record that a supervisor is alive (and what it runs) for ``ttl`` seconds."""

@@ -53,3 +53,26 @@ class QueuePlan:
             out.append(left.pop(pick))
             left_weights.pop(pick)
         return out
+
+
+#: Longest queue name: it is part of a dozen Redis keys and of every log line about a task.
+MAX_QUEUE_NAME = 200
+
+
+def queue_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a queue name, or None when it can.
+
+    The one rule for every way a name comes in (the daemon's ASYNQ_QUEUES, the client, the CLI),
+    so that nothing can be enqueued into a queue no daemon may be configured to serve. Braces are
+    Redis Cluster hash tags and queue names live inside keys; whitespace, ',' and '=' cannot be
+    written in ASYNQ_QUEUES ('name=weight' is other tools' syntax; ours is 'name:weight').
+    """
+    if not isinstance(name, str) or not name:
+        return "a queue name must be a non-empty string"
+    if len(name) > MAX_QUEUE_NAME:
+        return f"queue name is {len(name)} characters long; at most {MAX_QUEUE_NAME}"
+    if any(c in "{}" or c.isspace() or not c.isprintable() for c in name):
+        return f"queue name {name!r} must not contain whitespace, '{{' or '}}'"
+    if "=" in name or "," in name:
+        return f"queue name {name!r} must not contain '=' or ',' (weights are written name:weight, e.g. critical:6)"
+    return None

@@ -15,6 +15,9 @@ from typing import Any
 
 import msgspec
 
+from supervisor.core.errors import InvalidTaskError
+from supervisor.core.limits import MAX_PAYLOAD_DEPTH, check_payload
+
 
 class TaskState(enum.StrEnum):
     """Where a task is in its life. The string is what Redis stores."""
@@ -85,12 +88,26 @@ def new_task_id() -> str:
 def encode_payload(payload: Any) -> msgspec.Raw:
     """Encode a handler payload (a Struct, dataclass, dict, list, scalar...) to MessagePack.
 
-    Raises :class:`TypeError` for values msgspec cannot encode, before anything reaches Redis.
+    Raises :class:`TypeError` for values msgspec cannot encode, and :class:`InvalidTaskError`
+    for values a worker could not be trusted to decode (see :mod:`supervisor.core.limits`),
+    before anything reaches Redis.
     """
     try:
-        return msgspec.Raw(_encoder.encode(payload))
+        encoded = _encoder.encode(payload)
+    except RecursionError:
+        raise InvalidTaskError(f"payload nests lists/maps more than {MAX_PAYLOAD_DEPTH} levels deep") from None
     except (TypeError, msgspec.EncodeError) as exc:
         raise TypeError(f"payload cannot be encoded with msgspec: {exc}") from exc
+    try:
+        check_payload(encoded)
+    except ValueError as exc:
+        raise InvalidTaskError(str(exc)) from None
+    return msgspec.Raw(encoded)
+
+
+def bytes_payload(raw: bytes) -> msgspec.Raw:
+    """``raw`` as a MessagePack bin payload, unchecked: to keep unreadable bytes for an operator."""
+    return msgspec.Raw(_encoder.encode(raw))
 
 
 def encode_message(message: TaskMessage) -> bytes:
@@ -99,8 +116,30 @@ def encode_message(message: TaskMessage) -> bytes:
 
 
 def decode_message(data: bytes) -> TaskMessage:
-    """Decode stored bytes; raises :class:`msgspec.DecodeError` (or ValidationError) for garbage."""
-    return _envelope_decoder.decode(data)
+    """Decode stored bytes; raises :class:`msgspec.DecodeError` (or ValidationError) for garbage.
+
+    Whatever the bytes are, nothing else escapes: a payload nested deeper than the stack allows
+    (written by another producer or an older version) raises DecodeError too, so every reader
+    (worker, supervisor, CLI) archives or shows it instead of dying on it.
+    """
+    message: TaskMessage = _guarded(_envelope_decoder.decode, data)
+    return message
+
+
+def _guarded(decode: Any, data: bytes) -> Any:
+    try:
+        return decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise
+    except RecursionError:
+        raise msgspec.DecodeError("nested too deeply to decode (more levels than the stack allows)") from None
+    except Exception as exc:  # a decoder bug or an exotic input must not take a reader down
+        raise msgspec.DecodeError(f"cannot be decoded: {type(exc).__name__}: {exc}") from None
+
+
+def decode_value(data: bytes, decoder: Any = None) -> Any:
+    """Decode MessagePack ``data`` (untyped, or with ``decoder``) with the guarantees of :func:`decode_message`."""
+    return _guarded(decoder.decode if decoder is not None else msgspec.msgpack.decode, data)
 
 
 def encode_completed(envelope: bytes, result: Any, completed_at: float) -> bytes:
@@ -109,4 +148,6 @@ def encode_completed(envelope: bytes, result: Any, completed_at: float) -> bytes
 
 
 def decode_completed(data: bytes) -> CompletedTask:
-    return _completed_decoder.decode(data)
+    """Decode a kept result record; raises msgspec.DecodeError for anything unreadable."""
+    record: CompletedTask = _guarded(_completed_decoder.decode, data)
+    return record

@@ -10,17 +10,19 @@ The loop, in the spirit of gunicorn's arbiter:
 1. wait for a signal, a child message or the next timer;
 2. act on signals (stop, stop now, quiet, reload, one more / one fewer worker);
 3. read child messages (heartbeats, task started / finished, asking to be recycled);
-4. reap every exited process (any pid: as PID 1 we also reap orphans) and put back what a dead
-   child held: at once and counting an attempt after a crash; at the head of its queue and
-   without counting after a shutdown kill;
+4. reap every exited process (any pid: as PID 1 we also reap orphans), first killing what is
+   left of a worker's process group (groups.py), and put back what a dead child held: at once
+   and counting an attempt after a crash; at the head of its queue and without counting after a
+   shutdown kill;
 5. kill children that overrun their task's time limit, miss heartbeats or exceed their memory;
-6. start children whose restart back-off has passed;
+6. start children whose restart back-off has passed (a failed fork waits for the next try);
 7. every heartbeat interval: renew the leases of our children's tasks, recover expired leases
    (tasks of hosts that died), refresh our server heartbeat, tell systemd.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -33,21 +35,29 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 
+import redis
+
 from supervisor.adapters.redis import RedisBroker
 from supervisor.adapters.redis.inspector import Inspector
 from supervisor.app import App
 from supervisor.config import Settings
+from supervisor.core.limits import MAX_WORKERS
 from supervisor.core.ports import Held
+from supervisor.outage import Outage
+from supervisor.process.afterfork import close_redis_sockets
 from supervisor.process.backoff import RestartBackoff
 from supervisor.process.child import CHILD_SIGNALS, child_socket_timeout, run_child
+from supervisor.process.groups import adopt_group, become_group_leader, reap_next, signal_group
 from supervisor.process.health import HealthReader
 from supervisor.process.linux import rss_bytes
+from supervisor.process.liveness import LivenessFile
 from supervisor.process.metrics import Metrics, MetricsServer, PoolGauges
 from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
+from supervisor.process.server_info import children_info
 from supervisor.process.signals import HANDLED, SignalInbox
 from supervisor.wiring import make_broker
-from supervisor.worker import REDIS_DOWN, process_id, recover_expired, recover_local_orphans, requeue_after_death
+from supervisor.worker import process_id, recover_expired, recover_local_orphans, requeue_after_death
 
 log = logging.getLogger("supervisor.arbiter")
 
@@ -130,6 +140,8 @@ class Arbiter:
         self.next_child_read = 0.0
         self.next_memory_check = 0.0
         self.maintenance_backoff = 0.0
+        self.outage = Outage(log, "the supervisor")
+        self.scheduler_outage = Outage(log, "the periodic scheduler", first=0.5, cap=30.0)
         self.next_watchdog = 0.0
         self.last_status = ""
         self.next_status = 0.0
@@ -142,6 +154,7 @@ class Arbiter:
             Scheduler(app.periodic_entries, self.broker, self.asynq.max_retry) if app.periodic_entries else None
         )
         self.scheduler_retry_at = 0.0
+        self.liveness = LivenessFile(self.asynq.namespace, self.asynq.heartbeat_interval)
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
         if self.asynq.metrics_port:
@@ -159,16 +172,26 @@ class Arbiter:
 
     def run(self) -> int:
         self.inbox.install()
+        queues = ",".join(f"{q.name}:{q.weight}" for q in self.asynq.queues)
+        redis_address = self.settings.redis.address()
         log.info(
-            "supervisor %s starting %d workers on queues %s",
+            "supervisor %s starting %d workers on queues %s (namespace %s, Redis %s); task types: %s",
             self.server_id,
             len(self.slots),
-            ",".join(f"{q.name}:{q.weight}" for q in self.asynq.queues),
+            queues,
+            self.asynq.namespace,
+            redis_address,
+            ", ".join(self.app.task_types) or "none",
             extra={
                 "event": "start",
                 "pid": self.pid,
                 "workers": len(self.slots),
                 "server_id": self.server_id,
+                "queues": queues,
+                "namespace": self.asynq.namespace,
+                "redis": redis_address,
+                "task_types": self.app.task_types,
+                "periodic": [e.name for e in self.app.periodic_entries],
             },
         )
         self.maintenance(force=True)
@@ -190,6 +213,7 @@ class Arbiter:
                 self.maintenance()
                 self.run_scheduler()
                 self.notify()
+                self.liveness.beat(workers=len(self.slots), alive=len(self.children), state=self.state.value)
         finally:
             self.finish()
         return 0
@@ -220,14 +244,19 @@ class Arbiter:
         """
         now = time.monotonic()
         fds = [self.inbox.read_fd]
+        write_fds: list[int] = []
         if self.metrics_server:
             fds += self.metrics_server.fds()
+            write_fds = self.metrics_server.write_fds()
+            stalled = self.metrics_server.next_deadline()  # a stalled client is dropped on time
+            if stalled is not None:
+                timeout = min(timeout, max(0.0, stalled - now))
         if now >= self.next_child_read:
             fds += [c.reader.fd for c in self.children.values()]
         else:
             timeout = min(timeout, self.next_child_read - now)
         try:
-            ready, _, _ = select.select(fds, [], [], timeout)
+            ready, writable, _ = select.select(fds, write_fds, [], timeout)
         except InterruptedError:
             return
         by_fd = {c.reader.fd: c for c in self.children.values()}
@@ -237,8 +266,12 @@ class Arbiter:
             if child is not None:
                 self.read_child(child, now)
                 self.next_child_read = now + CHILD_READ_INTERVAL
-            elif self.metrics_server and fd in self.metrics_server.fds():
+            elif self.metrics_server:
                 self.metrics_server.handle(fd)
+        if self.metrics_server:
+            for fd in writable:
+                self.metrics_server.handle(fd)
+            self.metrics_server.expire(now)
 
     # == signals =================================================================================
 
@@ -270,7 +303,9 @@ class Arbiter:
                 for child in list(self.children.values()):
                     self.retire(child, "reload")
         elif sig == signal.SIGTTIN:
-            if self.state is not State.STOPPING:
+            if self.state is not State.STOPPING and len(self.slots) >= MAX_WORKERS:
+                log.warning("no more workers: %d is the most", MAX_WORKERS, extra={"event": "scale_refused"})
+            elif self.state is not State.STOPPING:
                 self.slots.append(Slot(len(self.slots)))
                 log.info(
                     "one more worker: %d",
@@ -324,20 +359,30 @@ class Arbiter:
 
     def spawn(self, slot: Slot) -> None:
         worker_id = f"{self.server_id}:{slot.index}:{uuid.uuid4().hex[:6]}"
-        read_fd, write_fd = os.pipe()
+        try:
+            read_fd, write_fd = os.pipe()
+        except OSError as exc:  # EMFILE: out of descriptors
+            self.spawn_failed(slot, "cannot create its health pipe", exc)
+            return
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         # Block signals across fork: the child must not run the parent's handlers, nor die of a
         # signal (SIGUSR1 from quiet mode, SIGTERM from a stop) that arrives before it has its own
         # handlers. It unblocks them once they are installed; what arrived meanwhile is delivered then.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*HANDLED, *CHILD_SIGNALS})
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # EAGAIN at a process limit, ENOMEM: the rest of the pool goes on
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(read_fd)
+            os.close(write_fd)
+            self.spawn_failed(slot, "fork failed", exc)
+            return
         if pid == 0:  # ---- the child
             try:
+                become_group_leader()
                 os.close(read_fd)
-                for other in self.children.values():
-                    os.close(other.reader.fd)
-                self.inbox.restore_defaults_in_child()
+                self.close_parent_descriptors()
                 run_child(
                     self.app,
                     self.settings,
@@ -350,6 +395,7 @@ class Arbiter:
                 )
             finally:
                 os._exit(3)
+        adopt_group(pid)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
@@ -362,6 +408,34 @@ class Arbiter:
             slot.index,
             extra={"event": "spawn", "pid": pid, "slot": slot.index, "worker_id": worker_id},
         )
+
+    def spawn_failed(self, slot: Slot, what: str, exc: OSError) -> None:
+        """A child could not be started: retry the slot after its restart back-off."""
+        delay = slot.backoff.after_exit(0.0, crashed=True)
+        slot.start_at = time.monotonic() + delay
+        reason = f"{what}: {errno.errorcode.get(exc.errno or 0, 'error')} {exc.strerror or exc}"
+        log.error(
+            "cannot start a worker in slot %d (%s); retrying in %.1fs",
+            slot.index,
+            reason,
+            delay,
+            extra={"event": "spawn_failed", "slot": slot.index, "reason": reason, "delay": delay},
+        )
+
+    def close_parent_descriptors(self) -> None:
+        """In a freshly forked child: close every descriptor that belongs to the parent.
+
+        Close-on-exec is no help across a plain fork. A child (or a process a handler forks) that
+        kept the metrics listener would hold the port after the supervisor stopped; other children's
+        pipes, the signal pipe, the systemd socket and the parent's Redis connection are not its own.
+        """
+        for other in self.children.values():
+            os.close(other.reader.fd)
+        self.inbox.restore_defaults_in_child()
+        if self.metrics_server:
+            self.metrics_server.close_in_child()
+        self.notifier.close()
+        close_redis_sockets(self.broker.redis)
 
     def read_child(self, child: Child, now: float) -> None:
         messages, _closed = child.reader.read()
@@ -407,7 +481,7 @@ class Arbiter:
                 "task_id": child.task_id,
             },
         )
-        self.signal_child(child, signal.SIGKILL)
+        signal_group(child.pid, signal.SIGKILL)  # with whatever it forked
 
     def retire(self, child: Child, why: str) -> None:
         """Ask a child to finish its task and leave; its slot gets a new child at once."""
@@ -452,12 +526,11 @@ class Arbiter:
 
     def reap(self) -> None:
         while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
+            # A worker's leftover grandchildren are killed before it is reaped (see groups.py).
+            reaped = reap_next(self.children)
+            if reaped is None:
                 return
-            if pid == 0:
-                return
+            pid, status = reaped
             child = self.children.pop(pid, None)
             if child is None:
                 # As PID 1, orphans of other processes are re-parented to us: reap them too.
@@ -538,7 +611,9 @@ class Arbiter:
                 tid = item.claimed.task_id.decode("utf-8", "backslashreplace")
                 culprit = tid == running if running is not None else len(held) == 1
                 self.put_back(item, reason if culprit else "claimed by a worker that died", count=count and culprit)
-        except REDIS_DOWN as exc:
+        except Exception as exc:  # a Redis error, or a bug: the tasks stay owned, tried again later
+            if not isinstance(exc, redis.RedisError):
+                log.exception("putting back the tasks of %s failed", worker_id, extra={"event": "requeue_error"})
             log.warning(
                 "cannot put back the tasks of %s yet (Redis: %s); will retry",
                 worker_id,
@@ -570,7 +645,7 @@ class Arbiter:
         try:
             wall = time.time()
             worker_ids = [c.worker_id for c in self.children.values() if c.killed_for is None]
-            self.broker.renew(worker_ids, self.queues, wall + self.asynq.lease_duration)
+            self.broker.renew(worker_ids, self.queues, self.asynq.lease_duration)
             self.maintenance_backoff = 0.0  # Redis answered: deferred recoveries may go ahead
             pending, self.unrecovered = self.unrecovered, []
             for worker_id, reason, count, running in pending:
@@ -587,9 +662,11 @@ class Arbiter:
             if self.metrics:
                 self.metrics.queue_stats = self.inspector.stats(self.queues)
             self.maintenance_backoff = 0.0
-        except REDIS_DOWN as exc:
-            self.maintenance_backoff = min(max(self.maintenance_backoff * 2, 0.25), interval)
-            log.warning("Redis unreachable from the supervisor: %s", exc, extra={"event": "redis_down"})
+            self.outage.recovered()
+        except Exception as exc:  # Redis errors of every kind, and anything unforeseen: never the pool's end
+            if not isinstance(exc, redis.RedisError):
+                log.exception("supervisor maintenance failed", extra={"event": "maintenance_error"})
+            self.maintenance_backoff = min(self.outage.failed("maintenance", exc), interval)
             self.next_maintenance = now + self.maintenance_backoff
             return
         self.next_maintenance = now + interval
@@ -604,9 +681,11 @@ class Arbiter:
         try:
             self.scheduler.run_due(time.time())
             self.scheduler_retry_at = 0.0
-        except REDIS_DOWN as exc:
-            log.warning("periodic scheduler: Redis unreachable (%s); retrying", exc, extra={"event": "redis_down"})
-            self.scheduler_retry_at = now + 0.5
+            self.scheduler_outage.recovered()
+        except Exception as exc:  # as in maintenance(): log, back off, keep the pool running
+            if not isinstance(exc, redis.RedisError):
+                log.exception("periodic scheduler failed", extra={"event": "scheduler_error"})
+            self.scheduler_retry_at = now + self.scheduler_outage.failed("periodic scheduling", exc)
 
     def server_info(self) -> dict[str, str | int | float]:
         return {
@@ -618,6 +697,7 @@ class Arbiter:
             "state": self.state.value,
             "queues": ",".join(f"{q.name}:{q.weight}" for q in self.asynq.queues),
             "started": time.time() - (time.monotonic() - self.started),
+            **children_info(self.children.values()),  # for the dashboard's Servers page
         }
 
     def notify(self) -> None:
@@ -657,8 +737,8 @@ class Arbiter:
             self.kill(child, "the supervisor is exiting")
         try:
             self.broker.remove_server(self.server_id)
-        except REDIS_DOWN:
-            pass
+        except redis.RedisError:
+            pass  # its heartbeat key expires by itself
         log.info(
             "supervisor stopped after %.1fs, %d tasks processed",
             time.monotonic() - self.started,
@@ -666,6 +746,7 @@ class Arbiter:
             extra={"event": "shutdown_done", "processed": self.processed},
         )
         self.notifier.close()
+        self.liveness.remove()
         if self.metrics_server:
             self.metrics_server.close()
 

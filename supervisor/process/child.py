@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from supervisor.app import App
 from supervisor.config import Settings
+from supervisor.process.afterfork import close_redis_sockets, install_grandchild_reset
 from supervisor.process.health import HealthReporter
 from supervisor.process.linux import set_parent_death_signal
 from supervisor.telemetry import configure_tracing, shutdown_tracing
@@ -67,6 +68,8 @@ def run_child(
 
         reporter = HealthReporter(health_fd, parent_pid, orphaned)
         worker = Worker(app, broker, worker_options(settings.asynq), worker_id=worker_id, observer=reporter)
+        # A process a handler forks gets default signal handlers and none of our descriptors.
+        install_grandchild_reset(reporter.detach, lambda: close_redis_sockets(broker.redis))
 
         def on_stop(signum: int, frame: FrameType | None) -> None:
             assert worker is not None
@@ -82,7 +85,9 @@ def run_child(
 
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGUSR1, on_quiet)
-        # The terminal sends these to the whole process group; the parent decides for us.
+        # The parent decides what these mean for the pool. A child leads its own process group,
+        # so a terminal's Ctrl-C / Ctrl-Z reach the parent only; ignored here all the same (sent
+        # by hand, or SIGTTOU to a background group writing to a terminal, they must not stop us).
         for sig in (signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         if signal_mask is not None:

@@ -34,6 +34,19 @@ class HealthReporter:
         self.min_interval = min_interval
         self._last = 0.0
 
+    def detach(self) -> None:
+        """In a process forked from the worker: close this copy of the pipe.
+
+        A grandchild must not hold the pipe (nor write to it: it is not the worker). Reports
+        made from here afterwards fail, which stops a worker loop run here by mistake.
+        """
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def _send(self, *fields: Any) -> None:
         try:
             os.write(self.fd, _encode(fields) + b"\n")

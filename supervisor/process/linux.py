@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 
@@ -12,9 +11,14 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
-    """Ask the kernel to send ``sig`` to this process when its parent dies (prctl)."""
+    """Ask the kernel to send ``sig`` to this process when its parent dies (prctl).
+
+    libc is reached through the running program's own symbols (``dlopen(NULL)``), not
+    ``ctypes.util.find_library``, which runs ``ldconfig`` in a subprocess: a fork in every new
+    child, 30 ms late and failing at a process limit.
+    """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         return bool(libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False  # not Linux: the getppid() check in the child still catches it

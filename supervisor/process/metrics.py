@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -41,7 +42,13 @@ class _QueueCollector(Collector):
         processed = CounterMetricFamily("supervisor_tasks_processed", "Tasks completed, per queue.", labels=["queue"])
         failed = CounterMetricFamily("supervisor_tasks_failed", "Failed attempts, per queue.", labels=["queue"])
         paused = GaugeMetricFamily("supervisor_queue_paused", "1 while a queue is paused.", labels=["queue"])
+        latency = GaugeMetricFamily(
+            "supervisor_queue_latency_seconds", "Age of the oldest pending task, per queue (0 when none).",
+            labels=["queue"],
+        )  # fmt: skip
+        now = time.time()
         for s in self.metrics.queue_stats:
+            latency.add_metric([s.queue], s.latency(now))
             for state in QUEUE_STATES:
                 sizes.add_metric([s.queue, state], getattr(s, state))
             processed.add_metric([s.queue], s.processed)
@@ -51,7 +58,7 @@ class _QueueCollector(Collector):
         total, busy = self.metrics.pool.workers(), self.metrics.pool.busy()
         workers.add_metric(["busy"], busy)
         workers.add_metric(["idle"], max(total - busy, 0))
-        yield from (sizes, processed, failed, paused, workers)
+        yield from (sizes, processed, failed, paused, latency, workers)
 
 
 @dataclass
@@ -78,69 +85,197 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+#: Seconds a client has to send its request, and then to read the answer, before it is dropped.
+CLIENT_TIMEOUT = 2.0
+#: Client connections held at once; accepting one more drops the oldest idle one.
+MAX_CLIENTS = 64
+#: Connections accepted per wake-up, so that a flood cannot keep the parent from its children.
+ACCEPT_BATCH = 32
+#: Seconds the listener is left alone after ``accept`` failed (out of descriptors).
+ACCEPT_PAUSE = 0.5
+
+
+@dataclass
+class _Client:
+    sock: socket.socket
+    #: When it is dropped: CLIENT_TIMEOUT after it was accepted, then after its request was read.
+    deadline: float
+    request: bytes = b""
+    #: The answer not yet sent; None while the request is still being read.
+    answer: memoryview | None = None
+
+
 class MetricsServer:
     """A minimal HTTP/1.0 server for ``GET /metrics`` driven by the parent's ``select``.
 
-    Each connection is read without blocking until its request line and headers are in, answered
-    in one write, and closed. A client that sends more than 8 KiB or stalls is dropped.
+    Nothing here blocks. A connection is read until its request line and headers are in, then
+    answered (written as the socket accepts it) and closed. What cannot lock it out:
+
+    - a client has :data:`CLIENT_TIMEOUT` seconds to send its request, and as long again to read
+      the answer; one that stalls (sends nothing, part of a request, or does not read) is dropped
+      then, and the parent's loop wakes for it (:meth:`next_deadline`, :meth:`expire`);
+    - at most :data:`MAX_CLIENTS` connections are held: a new one when full drops the oldest that
+      has sent nothing (or, failing that, the oldest), so idle connections never starve a scrape;
+    - a request over 8 KiB is dropped;
+    - when ``accept`` fails (out of descriptors) the listener is left alone for
+      :data:`ACCEPT_PAUSE` seconds, so that the loop does not spin on it.
+
+    The sockets belong to the parent: a forked child closes them at once (:meth:`close_in_child`).
     """
 
-    def __init__(self, host: str, port: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        *,
+        timeout: float = CLIENT_TIMEOUT,
+        max_clients: int = MAX_CLIENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.metrics = metrics
+        self.timeout = timeout
+        self.max_clients = max_clients
+        self.clock = clock
         self.listener = socket.create_server((host, port), reuse_port=False)
         self.listener.setblocking(False)
         self.port = self.listener.getsockname()[1]
-        self.clients: dict[int, tuple[socket.socket, bytes]] = {}
+        self._listener_fd = self.listener.fileno()
+        #: By file descriptor, oldest first (dicts keep insertion order).
+        self.clients: dict[int, _Client] = {}
+        self.dropped = 0
+        self._accept_paused_until = 0.0
+        self._next_accept_warning = 0.0
 
     def fds(self) -> list[int]:
-        return [self.listener.fileno(), *self.clients]
+        """Descriptors to wait on for reading: the listener and clients whose request is not in."""
+        reading = [fd for fd, c in self.clients.items() if c.answer is None]
+        return reading if self.clock() < self._accept_paused_until else [self._listener_fd, *reading]
+
+    def write_fds(self) -> list[int]:
+        """Descriptors to wait on for writing: clients with an answer not fully sent."""
+        return [fd for fd, c in self.clients.items() if c.answer is not None]
+
+    def next_deadline(self) -> float | None:
+        """When the next stalled client must be dropped (the parent's wait must not pass it)."""
+        paused = [self._accept_paused_until] if self._accept_paused_until > self.clock() else []
+        return min([*paused, *(c.deadline for c in self.clients.values())], default=None)
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop the clients whose deadline has passed; how many."""
+        now = self.clock() if now is None else now
+        late = [fd for fd, c in self.clients.items() if c.deadline <= now]
+        for fd in late:
+            self._close(fd)
+        self.dropped += len(late)
+        return len(late)
 
     def handle(self, fd: int) -> None:
-        if fd == self.listener.fileno():
+        """Act on a descriptor ``select`` reported: accept, read a request, or send an answer."""
+        if fd == self._listener_fd:
+            self._accept()
+            return
+        client = self.clients.get(fd)
+        if client is None:
+            return  # closed earlier in the same round
+        if client.answer is None:
+            self._read(fd, client)
+        else:
+            self._write(fd, client)
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
             try:
                 conn, _ = self.listener.accept()
-            except (BlockingIOError, OSError):
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: the pending connection waits
+                # The listener stays readable: stop watching it for a moment, or the loop spins.
+                now = self.clock()
+                self._accept_paused_until = now + ACCEPT_PAUSE
+                if now >= self._next_accept_warning:
+                    self._next_accept_warning = now + 10.0
+                    log.warning("metrics: cannot accept a connection: %s", exc, extra={"event": "metrics_accept_error"})
                 return
             conn.setblocking(False)
-            if len(self.clients) >= 64:
-                conn.close()
+            if len(self.clients) >= self.max_clients:
+                self._evict()
+            self.clients[conn.fileno()] = _Client(conn, self.clock() + self.timeout)
+
+    def _evict(self) -> None:
+        """Make room: drop the oldest client that has sent nothing.
+
+        Each candidate is read first, so a scrape whose request is already waiting in its socket
+        is answered rather than mistaken for an idle connection.
+        """
+        for fd, client in list(self.clients.items()):
+            if client.answer is not None or client.request:
+                continue
+            self._read(fd, client)
+            if len(self.clients) < self.max_clients:
+                return  # it was a scrape, answered and closed: there is room now
+            if fd in self.clients and client.answer is None and not client.request:
+                self._close(fd)
+                self.dropped += 1
                 return
-            self.clients[conn.fileno()] = (conn, b"")
-            return
-        conn, buffer = self.clients[fd]
+        if len(self.clients) >= self.max_clients:
+            waiting = [fd for fd, c in self.clients.items() if c.answer is None]
+            self._close((waiting or list(self.clients))[0])
+            self.dropped += 1
+
+    def _read(self, fd: int, client: _Client) -> None:
         try:
-            chunk = conn.recv(4096)
-        except BlockingIOError:
+            chunk = client.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
             return
         except OSError:
             chunk = b""
-        buffer += chunk
-        if not chunk or len(buffer) > MAX_REQUEST:
+        client.request += chunk
+        if not chunk or len(client.request) > MAX_REQUEST:
             self._close(fd)
             return
-        if b"\r\n\r\n" not in buffer and b"\n\n" not in buffer:
-            self.clients[fd] = (conn, buffer)
+        if b"\r\n\r\n" not in client.request and b"\n\n" not in client.request:
             return
-        request_line = buffer.split(b"\n", 1)[0].decode("latin-1").split()
+        request_line = client.request.split(b"\n", 1)[0].decode("latin-1").split()
         if len(request_line) >= 2 and request_line[0] == "GET" and request_line[1].split("?")[0] == "/metrics":
             body = self.metrics.render()
             head = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
         else:
             body = b"not found: try /metrics\n"
             head = b"HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n"
+        client.answer = memoryview(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        client.deadline = self.clock() + self.timeout
+        self._write(fd, client)
+
+    def _write(self, fd: int, client: _Client) -> None:
+        assert client.answer is not None
         try:
-            conn.setblocking(True)
-            conn.settimeout(0.5)  # bounded: a scraper that does not read cannot stall the parent
-            conn.sendall(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+            sent = client.sock.send(client.answer)
+        except (BlockingIOError, InterruptedError):
+            return
         except OSError:
-            pass
-        self._close(fd)
+            self._close(fd)
+            return
+        client.answer = client.answer[sent:]
+        if not client.answer:
+            self._close(fd)
 
     def _close(self, fd: int) -> None:
-        conn, _ = self.clients.pop(fd)
-        conn.close()
+        client = self.clients.pop(fd)
+        client.sock.close()
 
     def close(self) -> None:
         for fd in list(self.clients):
             self._close(fd)
+        self.listener.close()
+
+    def close_in_child(self) -> None:
+        """In a freshly forked child: close every socket of the server, touching nothing else.
+
+        Close-on-exec does not help across a plain fork: without this a worker (and anything it
+        forks) would hold the listening port, and a new supervisor could not bind it.
+        """
+        for client in self.clients.values():
+            client.sock.close()
+        self.clients = {}
         self.listener.close()

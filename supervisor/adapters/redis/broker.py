@@ -51,7 +51,15 @@ import redis
 from redis.exceptions import AskError, ClusterDownError, NoScriptError, ReadOnlyError, TryAgainError
 
 from supervisor.adapters.redis.connection import is_cluster
-from supervisor.adapters.redis.keys import QueueKeys, doorbell_key, queues_key, server_key, servers_key
+from supervisor.adapters.redis.keys import (
+    MINUTE_COUNTERS_TTL,
+    QueueKeys,
+    doorbell_key,
+    minute_of,
+    queues_key,
+    server_key,
+    servers_key,
+)
 from supervisor.core.ports import Claimed, Enqueued, Finish, Held, NewTask
 
 #: One script call: script name, keys, arguments.
@@ -392,26 +400,29 @@ class RedisBroker:
 
     # -- the worker's path --------------------------------------------------------------------
 
-    def claim(self, worker_id: str, queues: Sequence[str], now: float, lease_until: float) -> Claimed | float | None:
-        _, got = self.claim_many(worker_id, queues, now, lease_until)
+    def claim(
+        self, worker_id: str, queues: Sequence[str], lease_duration: float, *, now: float | None = None
+    ) -> Claimed | float | None:
+        _, got = self.claim_many(worker_id, queues, lease_duration, now=now)
         return got[0] if isinstance(got, list) else got
 
     def claim_many(
         self,
         worker_id: str,
         queues: Sequence[str],
-        now: float,
-        lease_until: float,
+        lease_duration: float,
         max_batch: int = 1,
         finish: Sequence[Finish] = (),
+        *,
+        now: float | None = None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
         order = tuple(queues)
         if self.cluster:
-            return self._claim_per_queue(worker_id, order, now, lease_until, max_batch, finish)
+            return self._claim_per_queue(worker_id, order, lease_duration, max_batch, finish, now)
         keys = self._claim_keys.get(order)
         if keys is None:
             keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
-        args = self._claim_args(worker_id, now, lease_until, max_batch)
+        args = self._claim_args(worker_id, lease_duration, max_batch, now)
         if finish:
             calls = [*(self._complete_call(f, worker_id) for f in finish), ("claim", keys, args)]
             *done, reply = self._pipeline(calls, durable=True)
@@ -420,33 +431,37 @@ class RedisBroker:
             flags, reply = [], self._run("claim", keys, args)
         index = int(reply[0])
         if index == 0:
-            return flags, (float(reply[1]) if reply[1] else None)
+            # Seconds until the next due task, on the clock the script used (Redis's).
+            return flags, (max(float(reply[1]) - float(reply[2]), 0.0) if reply[1] else None)
         queue = order[index - 1]
         return flags, [Claimed(queue, reply[i], reply[i + 1] or None) for i in range(1, len(reply), 2)]
 
     @staticmethod
-    def _claim_args(worker_id: str, now: float, lease_until: float, max_batch: int) -> tuple[Any, ...]:
-        return (repr(now), repr(lease_until), worker_id, FORWARD_LIMIT, max_batch)
+    def _claim_args(worker_id: str, lease_duration: float, max_batch: int, now: float | None) -> tuple[Any, ...]:
+        return ("" if now is None else repr(now), repr(lease_duration), worker_id, FORWARD_LIMIT, max_batch)
 
     def _claim_per_queue(
         self,
         worker_id: str,
         order: tuple[str, ...],
-        now: float,
-        lease_until: float,
+        lease_duration: float,
         max_batch: int,
         finish: Sequence[Finish],
+        now: float | None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
         """A cluster's claim: one call per queue in the given order, stopping at the first task.
 
         The completions ride with the first queue's claim (one pipeline, possibly two nodes). A
         batch comes only from the last queue of the order: every other one was just found empty.
+        Each queue's node uses its own clock (TIME): the wait until the next due task is the
+        shortest of each node's own "due - now".
         """
         flags: list[bool] = []
         earliest: float | None = None
         for n, queue in enumerate(order):
             batch = max_batch if n == len(order) - 1 else 1
-            call: Call = ("claim", self.keys(queue).claim_keys(), self._claim_args(worker_id, now, lease_until, batch))
+            args = self._claim_args(worker_id, lease_duration, batch, now)
+            call: Call = ("claim", self.keys(queue).claim_keys(), args)
             if n == 0 and finish:
                 *done, reply = self._pipeline(
                     [*(self._complete_call(f, worker_id) for f in finish), call], durable=True
@@ -457,8 +472,8 @@ class RedisBroker:
             if int(reply[0]) != 0:
                 return flags, [Claimed(queue, reply[i], reply[i + 1] or None) for i in range(1, len(reply), 2)]
             if reply[1]:
-                due = float(reply[1])
-                earliest = due if earliest is None else min(earliest, due)
+                wait = max(float(reply[1]) - float(reply[2]), 0.0)
+                earliest = wait if earliest is None else min(earliest, wait)
         return flags, earliest
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
@@ -486,7 +501,7 @@ class RedisBroker:
 
     def _complete_call(self, f: Finish, worker_id: str) -> Call:
         k = self.keys(f.claimed.queue)
-        keys = [k.msg, k.state, k.lease, k.owner, k.processed]
+        keys = [k.msg, k.state, k.lease, k.owner, k.processed, k.minute(minute_of(time.time()))]
         if f.unique_key:
             keys.append(k.unique(f.unique_key))
         keep = f.record is not None and f.retention > 0
@@ -494,7 +509,7 @@ class RedisBroker:
             keys.append(k.result(f.claimed.task_id))
         args = (
             f.claimed.task_id, worker_id, "1" if f.unique_key else "0", _ms(f.retention) if keep else "",
-            f.record or b"",
+            f.record or b"", MINUTE_COUNTERS_TTL,
         )  # fmt: skip
         return ("complete", keys, args)
 
@@ -503,8 +518,8 @@ class RedisBroker:
         return bool(
             self._run(
                 "retry",
-                (k.msg, k.state, k.lease, k.owner, k.retry, k.failed),
-                (claimed.task_id, worker_id, data, repr(retry_at)),
+                (k.msg, k.state, k.lease, k.owner, k.retry, k.failed, k.minute(minute_of(time.time()))),
+                (claimed.task_id, worker_id, data, repr(retry_at), MINUTE_COUNTERS_TTL),
                 durable=True,
             )
         )
@@ -520,7 +535,7 @@ class RedisBroker:
         unique_key: str = "",
     ) -> bool:
         k = self.keys(claimed.queue)
-        keys = [k.msg, k.state, k.lease, k.owner, k.archived, k.failed]
+        keys = [k.msg, k.state, k.lease, k.owner, k.archived, k.failed, k.minute(minute_of(now))]
         if unique_key:
             keys.append(k.unique(unique_key))
         return bool(
@@ -535,6 +550,7 @@ class RedisBroker:
                     repr(now),
                     self.archive_max_size,
                     repr(now - self.archive_max_age),
+                    MINUTE_COUNTERS_TTL,
                 ),
                 durable=True,
             )
@@ -569,7 +585,10 @@ class RedisBroker:
             found.extend((q, tid, owner.decode()) for tid, owner in owners.items() if owner in wanted)
         return self._with_messages(found)
 
-    def expired(self, queues: Sequence[str], now: float, limit: int = 100) -> list[Held]:
+    def expired(self, queues: Sequence[str], limit: int = 100, *, now: float | None = None) -> list[Held]:
+        if now is None:
+            seconds, micros = self.redis.time()
+            now = seconds + micros / 1e6
         pipe = self.redis.pipeline(transaction=False)
         for q in queues:
             pipe.zrange(self.keys(q).lease, "-inf", repr(now), byscore=True, offset=0, num=limit)
@@ -595,10 +614,12 @@ class RedisBroker:
             pipe.hget(self.keys(q).msg, tid)
         return [Held(Claimed(q, tid, data), owner) for (q, tid, owner), data in zip(found, pipe.execute(), strict=True)]
 
-    def renew(self, worker_ids: Sequence[str], queues: Sequence[str], lease_until: float) -> int:
+    def renew(
+        self, worker_ids: Sequence[str], queues: Sequence[str], lease_duration: float, *, now: float | None = None
+    ) -> int:
         if not worker_ids:
             return 0
-        args = (repr(lease_until), *worker_ids)
+        args = (repr(lease_duration), *worker_ids, "" if now is None else repr(now))
         if self.cluster:  # one call per queue (slot), in one pipeline
             calls: list[Call] = [("renew", (self.keys(q).owner, self.keys(q).lease), args) for q in queues]
             return sum(int(n) for n in self._pipeline(calls))

@@ -1,14 +1,17 @@
 """Read and repair what is in Redis: the operator's view behind ``supervisor stats``/``tasks``/``queues``.
 
-Everything here is bounded: listings take a limit, bulk operations go in batches, and no call
-scans the keyspace (queues are found through the registry set that every enqueue updates).
+Everything here is bounded: listings take a limit, bulk operations go in batches of
+:data:`BATCH` ids (a few milliseconds of Redis time per script call, whatever the queue's
+length), and no call scans the keyspace (queues are found through the registry set that every
+enqueue updates).
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
@@ -16,13 +19,16 @@ import redis
 
 from supervisor.adapters.redis.broker import WAKE_CAP, _script_source
 from supervisor.adapters.redis.connection import is_cluster
-from supervisor.adapters.redis.keys import QueueKeys, doorbell_key, queues_key, server_key, servers_key
-from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_message
+from supervisor.adapters.redis.keys import QueueKeys, doorbell_key, minute_of, queues_key, server_key, servers_key
+from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_message, decode_value
 
 STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
 #: States an operator may retry or delete (a running task belongs to its worker).
 WAITING = ("scheduled", "retry", "archived")
+#: Ids per bulk script call: ~1-2 ms of Redis time each (see bench/bulk_delete.py).
 BATCH = 500
+#: Called with the number of tasks handled by each batch of a bulk operation.
+Progress = Callable[[int], None]
 
 
 class UnknownQueue(LookupError):
@@ -45,6 +51,13 @@ class QueueStats:
     processed: int
     failed: int
     paused: bool
+    #: When the next pending task (the oldest) was enqueued, or last failed if it is a retry;
+    #: None when nothing is pending. ``now - oldest_pending_at`` is the queue's latency.
+    oldest_pending_at: float | None = None
+
+    def latency(self, now: float) -> float:
+        """Seconds the next pending task has been waiting (0 when none is)."""
+        return max(0.0, now - self.oldest_pending_at) if self.oldest_pending_at is not None else 0.0
 
 
 @dataclass(frozen=True)
@@ -88,11 +101,20 @@ class TaskView:
 
 def _payload_for_display(payload: msgspec.Raw) -> Any:
     try:
-        value = msgspec.msgpack.decode(payload)
+        value = decode_value(payload)
         msgspec.json.encode(value)
         return value
-    except (msgspec.DecodeError, TypeError, msgspec.EncodeError):
+    except (msgspec.DecodeError, TypeError, msgspec.EncodeError, RecursionError):
         return repr(bytes(payload))
+
+
+@dataclass(frozen=True)
+class Minute:
+    """Tasks a queue completed (``processed``) and attempts that failed in one minute."""
+
+    minute: int  # epoch seconds // 60
+    processed: int
+    failed: int
 
 
 class Inspector:
@@ -121,6 +143,7 @@ class Inspector:
     # -- statistics ------------------------------------------------------------------------------
 
     def stats(self, queues: list[str] | None = None) -> list[QueueStats]:
+        """Sizes and counters of each queue: one pipelined round trip, and one more for latency."""
         names = self.queues() if queues is None else queues
         pipe = self.redis.pipeline(transaction=False)
         for q in names:
@@ -133,12 +156,81 @@ class Inspector:
             pipe.get(k.processed)
             pipe.get(k.failed)
             pipe.exists(k.paused)
+            pipe.lindex(k.pending, -1)  # the next to run: the oldest pending task
         values = pipe.execute()
         out = []
+        heads: dict[str, bytes] = {}
         for i, q in enumerate(names):
-            n = [int(x or 0) for x in values[i * 8 : i * 8 + 8]]
+            row = values[i * 9 : i * 9 + 9]
+            n = [int(x or 0) for x in row[:8]]
+            if row[8] is not None:
+                heads[q] = row[8]
             out.append(QueueStats(q, n[0], n[1], n[2], n[3], n[4], n[5], n[6], paused=bool(n[7])))
+        if heads:
+            oldest = self._pending_since(heads)
+            out = [replace(s, oldest_pending_at=oldest.get(s.queue)) for s in out]
         return out
+
+    def _pending_since(self, heads: dict[str, bytes]) -> dict[str, float]:
+        """When each queue's head task became ready: enqueued, or last failed for a retry.
+
+        Approximate for a task enqueued with a delay (``process_in``): it counts from its
+        enqueue, as the envelope does not record when it fell due.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for q, tid in heads.items():
+            pipe.hget(self.keys(q).msg, tid)
+        out = {}
+        for q, data in zip(heads, pipe.execute(), strict=True):
+            if data is None:
+                continue
+            try:
+                m = decode_message(data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            out[q] = max(m.enqueued_at, m.last_failed_at)
+        return out
+
+    def count(self, queue: str, state: str) -> int:
+        """How many tasks of ``queue`` are in ``state``: one O(1) command (LLEN or ZCARD)."""
+        k = self.keys(queue)
+        if state == "pending":
+            return int(self.redis.llen(k.pending))
+        zset = {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}.get(state)
+        if zset is None:
+            raise ValueError(f"unknown state {state!r}; expected one of {', '.join(STATES)}")
+        return int(self.redis.zcard(zset))
+
+    def throughput(self, queues: list[str], minutes: int = 60, now: float | None = None) -> dict[str, list[Minute]]:
+        """Per queue, the last ``minutes`` minutes (oldest first, the current one last).
+
+        Read from the per-minute hashes the completion, retry and archive scripts keep (one
+        HMGET per queue and minute, pipelined); minutes with no key count zero.
+        """
+        last = minute_of(time.time() if now is None else now)
+        span = range(last - minutes + 1, last + 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            k = self.keys(q)
+            for m in span:
+                pipe.hmget(k.minute(m), "processed", "failed")
+        replies = iter(pipe.execute())
+        return {q: [Minute(m, *(int(v or 0) for v in next(replies))) for m in span] for q in queues}
+
+    def periodic(self) -> list[dict[str, Any]]:
+        """The periodic entries running supervisors publish (name, schedule, next run, last enqueue)."""
+        from supervisor.process.scheduler import periodic_key
+
+        raw = self.redis.hgetall(periodic_key(self.namespace))
+        entries = []
+        for name, value in sorted(raw.items()):
+            try:
+                record = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                entries.append({"name": name.decode("utf-8", "backslashreplace"), **record})
+        return entries
 
     def servers(self) -> list[dict[str, str]]:
         """Live supervisors (heartbeat not expired), with what they last reported."""
@@ -218,7 +310,10 @@ class Inspector:
         for q in queues:  # not live: maybe completed, with its result kept
             kept = self.redis.get(self.keys(q).result(task_id))
             if kept is not None:
-                record = decode_completed(kept)
+                try:
+                    record = decode_completed(kept)
+                except msgspec.DecodeError:
+                    return TaskView(q, "completed", task_id, None, None, None, kept)
                 view = self._view(q, "completed", task_id.encode(), bytes(record.message), record.completed_at, None)
                 return TaskView(
                     view.queue, view.state, view.id, view.message, view.at, None, view.raw, result=record.result
@@ -245,15 +340,57 @@ class Inspector:
         self._delete_ids(view.queue, [task_id.encode()])
         return view
 
-    def retry_all(self, queue: str, state: str = "archived") -> int:
+    def retry_all(self, queue: str, state: str = "archived", progress: Progress | None = None) -> int:
         if state not in WAITING:
             raise ValueError(f"--all retries scheduled, retry or archived tasks, not {state!r}")
-        return sum(self._run(self._retry, queue, ids) for ids in self._batches(queue, state))
+        done = 0
+        for ids in self._batches(queue, state):
+            done += self._run(self._retry, queue, ids)
+            if progress:
+                progress(len(ids))
+        return done
 
-    def delete_all(self, queue: str, state: str = "archived") -> int:
+    def delete_all(self, queue: str, state: str = "archived", progress: Progress | None = None) -> int:
+        """Delete every task of ``queue`` in ``state``, :data:`BATCH` at a time.
+
+        Linear in the number of tasks, and each script call is bounded: pending ids come from the
+        list's tail window and are removed from the tail (see admin_delete.lua).
+        """
         if state not in (*WAITING, "pending"):
             raise ValueError(f"--all deletes pending, scheduled, retry or archived tasks, not {state!r}")
-        return sum(self._delete_ids(queue, ids) for ids in self._batches(queue, state))
+        done = 0
+        for ids in self._batches(queue, state):
+            done += self._delete_ids(queue, ids)
+            if progress:
+                progress(len(ids))
+        return done
+
+    def retry_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]:
+        """Retry up to ``limit`` tasks of a state (the oldest first): (moved, left in the state).
+
+        A bounded step of ``retry_all`` for callers that must answer quickly (the dashboard runs
+        a bulk action as a series of these and shows the progress).
+        """
+        if state not in WAITING:
+            raise ValueError(f"bulk retry takes scheduled, retry or archived tasks, not {state!r}")
+        ids = self._first_ids(queue, state, limit)
+        moved = self._run(self._retry, queue, ids) if ids else 0
+        return moved, self.count(queue, state)
+
+    def delete_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]:
+        """Delete up to ``limit`` tasks of a state: (deleted, left in the state)."""
+        if state not in (*WAITING, "pending"):
+            raise ValueError(f"bulk delete takes pending, scheduled, retry or archived tasks, not {state!r}")
+        ids = self._first_ids(queue, state, limit)
+        deleted = self._delete_ids(queue, ids) if ids else 0
+        return deleted, self.count(queue, state)
+
+    def _first_ids(self, queue: str, state: str, limit: int) -> list[bytes]:
+        k = self.require_queue(queue)
+        if state == "pending":
+            return list(self.redis.lrange(k.pending, -limit, -1))
+        source = {"scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}[state]
+        return list(self.redis.zrange(source, 0, limit - 1))
 
     def _delete_ids(self, queue: str, ids: list[bytes]) -> int:
         """Delete, releasing the unique locks the tasks hold (read from their envelopes)."""

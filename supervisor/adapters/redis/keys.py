@@ -16,6 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Seconds a per-minute counter hash lives: the dashboard's hour of throughput, plus a margin.
+MINUTE_COUNTERS_TTL = 3900
+
+
+def minute_of(timestamp: float) -> int:
+    """The minute a time falls in, as used in :meth:`QueueKeys.minute`."""
+    return int(timestamp // 60)
+
 
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
@@ -71,6 +79,14 @@ class QueueKeys:
         """Where a completed task's result is kept for its retention."""
         tid = task_id.decode() if isinstance(task_id, bytes) else task_id
         return self.pending[: -len("pending")] + "result:" + tid
+
+    def minute(self, minute: int) -> str:
+        """Hash of the queue's ``processed``/``failed`` counts in one minute (epoch seconds // 60).
+
+        The completion, retry and archive scripts increment it and give it a TTL of
+        ``MINUTE_COUNTERS_TTL`` when they create it, so an hour of history costs 60 small keys.
+        """
+        return self.pending[: -len("pending")] + f"minute:{minute}"
 
     def claim_keys(self) -> tuple[str, ...]:
         """The eight keys claim.lua takes per queue, in its order."""

@@ -3,10 +3,12 @@
 -- itself was unusable (raw bytes pushed onto a queue by something else): the claimed entry is
 -- removed and the archived envelope keeps those bytes for inspection.
 -- A unique lock held by the task is released: an archived task no longer blocks its duplicates.
--- KEYS: 1 msg, 2 state, 3 lease, 4 owner, 5 archived zset, 6 failed counter, [7 unique lock]
--- ARGV: 1 claimed id, 2 worker id, 3 store id, 4 envelope, 5 now, 6 max archived, 7 oldest kept time
+-- KEYS: 1 msg, 2 state, 3 lease, 4 owner, 5 archived zset, 6 failed counter, 7 this minute's
+--       counters (hash), [8 unique lock]
+-- ARGV: 1 claimed id, 2 worker id, 3 store id, 4 envelope, 5 now, 6 max archived, 7 oldest kept time,
+--       8 seconds the minute's counters live
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
-if KEYS[7] and redis.call('GET', KEYS[7]) == ARGV[1] then redis.call('DEL', KEYS[7]) end
+if KEYS[8] and redis.call('GET', KEYS[8]) == ARGV[1] then redis.call('DEL', KEYS[8]) end
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if ARGV[3] ~= ARGV[1] then
@@ -17,6 +19,7 @@ redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[3], 'archived')
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[3])
 redis.call('INCR', KEYS[6])
+if redis.call('HINCRBY', KEYS[7], 'failed', 1) == 1 then redis.call('EXPIRE', KEYS[7], ARGV[8]) end
 -- Bounded growth: drop the oldest beyond the age and size limits, at most 100 per call.
 local function drop(ids)
   if #ids == 0 then return end

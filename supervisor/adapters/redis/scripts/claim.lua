@@ -7,10 +7,20 @@
 -- ARGV[5] tasks are claimed at once (an eighth of its length, at least one), all owned and leased
 -- like a single one. While several queues have work, one task per claim keeps the weights exact;
 -- a shallow queue is shared one task at a time between idle workers.
+-- Time is Redis's own (TIME), not the caller's: every host then agrees on when a lease ends, so a
+-- host whose clock runs ahead cannot take over tasks that are still being renewed.
 -- KEYS: 8 per queue: pending, msg, state, lease, owner, scheduled, retry, paused
--- ARGV: 1 now, 2 lease deadline, 3 worker id, 4 max tasks forwarded per set per call, 5 max batch
--- Returns {queue index (1-based), id, envelope or false, id, envelope...} or {0, earliest due time or ''}.
-local now = tonumber(ARGV[1])
+-- ARGV: 1 now ('' = Redis's clock), 2 lease duration in seconds, 3 worker id,
+--       4 max tasks forwarded per set per call, 5 max batch
+-- Returns {queue index (1-based), id, envelope or false, id, envelope...}, or when there is nothing
+-- to claim {0, earliest due time or '', now}.
+local now_text = ARGV[1]
+if now_text == '' then
+  local t = redis.call('TIME')
+  now_text = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+end
+local now = tonumber(now_text)
+local lease_until = now + tonumber(ARGV[2])
 local limit = tonumber(ARGV[4])
 local max_batch = tonumber(ARGV[5] or '1')
 local nq = #KEYS / 8
@@ -47,7 +57,7 @@ for i = 0, nq - 1 do
       for _, id in ipairs(ids) do
         redis.call('HSET', KEYS[b + 3], id, 'active')
         redis.call('HSET', KEYS[b + 5], id, ARGV[3])
-        redis.call('ZADD', KEYS[b + 4], ARGV[2], id)
+        redis.call('ZADD', KEYS[b + 4], lease_until, id)
         out[#out + 1] = id
         out[#out + 1] = redis.call('HGET', KEYS[b + 2], id) or false
       end
@@ -72,4 +82,4 @@ for i = 0, nq - 1 do
     end
   end
 end
-return {0, earliest_text}
+return {0, earliest_text, now_text}

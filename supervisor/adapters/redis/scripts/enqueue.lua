@@ -9,25 +9,28 @@
 -- Returns {code, existing id}: 1 enqueued; 0 duplicate id; 2 the same envelope is already stored (a
 -- resent call that had landed); 3 another task holds the unique lock (its id); 4 the once-marker
 -- exists (a periodic tick some other supervisor already enqueued).
-local existing = redis.call('HGET', KEYS[1], ARGV[1])
-if existing then
-  if existing == ARGV[2] then return {2, ARGV[1]} end
-  return {0, ARGV[1]}
-end
 local k = 7
 local lock = nil
 if ARGV[6] ~= '' then
   lock = KEYS[k]
   k = k + 1
+end
+if ARGV[7] ~= '' then
+  -- Checked before anything else, the identity check included: two supervisors can build
+  -- byte-identical envelopes for one tick (same id, same clock reading), and the second must
+  -- not read as "my resent call had landed". Whoever sets the marker enqueues the tick.
+  if redis.call('EXISTS', KEYS[k]) == 1 then return {4, redis.call('GET', KEYS[k])} end
+end
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then
+  if existing == ARGV[2] then return {2, ARGV[1]} end
+  return {0, ARGV[1]}
+end
+if lock then
   local holder = redis.call('GET', lock)
   if holder then return {3, holder} end
 end
-if ARGV[7] ~= '' then
-  -- Set before anything else: whoever sets it first enqueues the tick, everyone else stops here.
-  if not redis.call('SET', KEYS[k], ARGV[1], 'NX', 'PX', ARGV[7]) then
-    return {4, redis.call('GET', KEYS[k])}
-  end
-end
+if ARGV[7] ~= '' then redis.call('SET', KEYS[k], ARGV[1], 'PX', ARGV[7]) end
 if lock then redis.call('SET', lock, ARGV[1], 'PX', ARGV[6]) end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] == '' then

@@ -1,0 +1,324 @@
+"""The dashboard as an ASGI application: ``create_app()`` serves it alone or mounted in your app.
+
+Every read and every action goes through :class:`~supervisor.adapters.redis.inspector.Inspector`,
+the same code as the ``supervisor`` CLI, so there is one implementation of the key layout.
+Redis calls are blocking (redis-py), so handlers run them in Starlette's thread pool.
+
+Mount it under a prefix in your own Starlette/FastAPI app::
+
+    from starlette.routing import Mount
+    from supervisor.dashboard import create_app, DashboardSettings
+    routes = [Mount("/jobs", app=create_app(dashboard=DashboardSettings(username="ops", password="...")))]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.parse
+from collections.abc import Callable
+from importlib import resources
+from typing import Any, TypeVar
+
+import jinja2
+import redis
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from supervisor.adapters.redis import connect_settings
+from supervisor.adapters.redis.inspector import STATES, WAITING, Inspector, UnknownQueue, UnknownTask
+from supervisor.config import Settings, load_settings
+from supervisor.dashboard import present
+from supervisor.dashboard.security import CSRF_FIELD, CSRF_HEADER, Csrf, SecurityMiddleware
+from supervisor.dashboard.settings import DashboardSettings
+
+_T = TypeVar("_T")
+
+#: Tasks one bulk request moves at most: each request answers quickly, the page repeats it.
+BULK_STEP = 500
+#: Largest form body accepted (our forms carry a few short fields).
+MAX_FORM_BYTES = 16 * 1024
+STATE_LABELS = {"pending": "Pending", "active": "Active", "scheduled": "Scheduled", "retry": "Retry",
+                "archived": "Archived"}  # fmt: skip
+
+
+class Dashboard:
+    """The handlers, with the Inspector, templates and CSRF signer they share."""
+
+    def __init__(self, inspector: Inspector, options: DashboardSettings) -> None:
+        self.inspector = inspector
+        self.options = options
+        self.csrf = Csrf(options.secret)
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("supervisor.dashboard", "templates"),
+            autoescape=True,  # every value is escaped unless a template says otherwise (none does)
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.filters.update(
+            when=present.when, ago=present.ago, mb=present.megabytes, duration=present.duration, q=_quote
+        )
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    async def call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await run_in_threadpool(fn, *args)
+
+    def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        base = request.scope.get("root_path", "").rstrip("/")
+        nonce, new = self.csrf.nonce(request)
+        html = self.templates.get_template(template).render(
+            base=base,
+            csrf=self.csrf.token_for(nonce),
+            csrf_field=CSRF_FIELD,
+            refresh=self.options.refresh,
+            now=time.time(),
+            path=request.url.path,
+            **context,
+        )
+        response = HTMLResponse(html, status_code=status)
+        if new:
+            self.csrf.set_cookie(response, nonce, base + "/")
+        return response
+
+    def error(self, request: Request, status: int, message: str) -> HTMLResponse:
+        return self.render(request, "error.html", status=status, title="Error", message=message)
+
+    def redirect(self, request: Request, path: str, **query: Any) -> Response:
+        """303 to a page; to an htmx request, the same as an HX-Redirect header (htmx then navigates)."""
+        base = request.scope.get("root_path", "").rstrip("/")
+        url = base + path + (("?" + urllib.parse.urlencode(query)) if query else "")
+        if request.headers.get("hx-request"):
+            return Response(status_code=200, headers={"HX-Redirect": url})
+        return RedirectResponse(url, status_code=303)
+
+    async def redis_down(self, request: Request, exc: Exception) -> Response:
+        return self.error(request, 503, f"cannot reach Redis: {exc}")
+
+    async def form(self, request: Request) -> dict[str, str] | None:
+        """The url-encoded form of a POST, or None when its CSRF token is missing or wrong."""
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                return None
+        fields = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}
+        submitted = request.headers.get(CSRF_HEADER) or fields.get(CSRF_FIELD)
+        return fields if self.csrf.valid(request, submitted) else None
+
+    # -- pages --------------------------------------------------------------------------------------
+
+    async def overview(self, request: Request) -> Response:
+        return self.render(request, "overview.html", title="Overview", **await self.call(self._overview))
+
+    async def overview_fragment(self, request: Request) -> Response:
+        return self.render(request, "_overview.html", **await self.call(self._overview))
+
+    def _overview(self) -> dict[str, Any]:
+        queues = self.inspector.stats()
+        now = time.time()
+        history = self.inspector.throughput([q.queue for q in queues], minutes=60, now=now)
+        servers = self.inspector.servers()
+        return {
+            "queues": queues,
+            "rate": {q: present.per_minute(h, now) for q, h in history.items()},
+            "chart": present.chart(list(history.values())),
+            "servers": servers,
+            "busy": sum(int(s.get("busy", 0) or 0) for s in servers),
+            "workers": sum(int(s.get("workers", 0) or 0) for s in servers),
+        }
+
+    async def api_stats(self, request: Request) -> Response:
+        data = await self.call(self._overview)
+        return JSONResponse(
+            {
+                "queues": [
+                    {**q.__dict__, "processed_per_minute": data["rate"][q.queue][0],
+                     "failed_per_minute": data["rate"][q.queue][1]}
+                    for q in data["queues"]
+                ],
+                "servers": data["servers"],
+            }
+        )  # fmt: skip
+
+    async def servers(self, request: Request) -> Response:
+        return self.render(request, "servers.html", title="Servers", servers=await self.call(self._servers))
+
+    async def servers_fragment(self, request: Request) -> Response:
+        return self.render(request, "_servers.html", servers=await self.call(self._servers))
+
+    def _servers(self) -> list[dict[str, Any]]:
+        out = []
+        for s in sorted(self.inspector.servers(), key=lambda s: (s.get("host", ""), s.get("pid", ""))):
+            try:
+                children = json.loads(s.get("children", "[]"))
+            except ValueError:
+                children = []
+            out.append({**s, "children_list": children if isinstance(children, list) else []})
+        return out
+
+    async def schedules(self, request: Request) -> Response:
+        entries = await self.call(self.inspector.periodic)
+        return self.render(request, "schedules.html", title="Schedules", entries=entries)
+
+    async def queue(self, request: Request) -> Response:
+        name = request.query_params.get("name", "")
+        state = request.query_params.get("state", "pending")
+        if state not in STATES:
+            return self.error(request, 400, f"unknown state {state!r}")
+        try:
+            page = max(int(request.query_params.get("page", "1")), 1)
+        except ValueError:
+            page = 1
+        try:
+            data = await self.call(self._queue, name, state, page)
+        except UnknownQueue as exc:
+            return self.error(request, 404, str(exc))
+        return self.render(request, "queue.html", title=f"Queue {name}", **data)
+
+    def _queue(self, name: str, state: str, page: int) -> dict[str, Any]:
+        self.inspector.require_queue(name)
+        (stats,) = self.inspector.stats([name])
+        total = getattr(stats, state)
+        size = self.options.page_size
+        pages = max(math.ceil(total / size), 1)
+        page = min(page, pages)
+        tasks = self.inspector.list_tasks(name, state, limit=size, offset=(page - 1) * size)
+        rows = [
+            {
+                "view": t,
+                "preview": present.preview(t.message.payload if t.message else t.raw),
+                "error": (t.message.last_error.splitlines()[-1] if t.message and t.message.last_error else "")[:120],
+            }
+            for t in tasks
+        ]
+        return {
+            "name": name, "state": state, "stats": stats, "rows": rows, "page": page, "pages": pages,
+            "total": total, "states": STATE_LABELS, "waiting": WAITING, "bulk_step": BULK_STEP,
+        }  # fmt: skip
+
+    async def search(self, request: Request) -> Response:
+        task_id = request.query_params.get("id", "").strip()
+        queue = request.query_params.get("queue") or None
+        if not task_id:
+            return self.redirect(request, "/queue", name=queue) if queue else self.redirect(request, "/")
+        try:
+            view = await self.call(self.inspector.find, task_id, queue)
+        except (UnknownTask, UnknownQueue) as exc:
+            return self.error(request, 404, str(exc))
+        return self.redirect(request, "/task", queue=view.queue, id=view.id)
+
+    async def task(self, request: Request) -> Response:
+        queue, task_id = request.query_params.get("queue", ""), request.query_params.get("id", "")
+        try:
+            view = await self.call(self.inspector.find, task_id, queue or None)
+        except (UnknownTask, UnknownQueue) as exc:
+            return self.error(request, 404, str(exc))
+        m = view.message
+        trace = present.trace_id(m.headers) if m else None
+        trace_url = self.options.trace_url.replace("{trace_id}", trace) if trace and self.options.trace_url else ""
+        return self.render(
+            request,
+            "task.html",
+            title=f"Task {view.id}",
+            view=view,
+            message=m,
+            payload=present.show_payload(m.payload) if m else present.Shown(present.show_bytes(view.raw or b""), False),
+            result=present.show_payload(view.result) if view.result is not None else None,
+            trace=trace,
+            trace_url=trace_url,
+            waiting=WAITING,
+        )
+
+    # -- actions (POST, CSRF-checked) ---------------------------------------------------------------
+
+    async def act(self, request: Request) -> Response:
+        action = request.path_params["action"]
+        form = await self.form(request)
+        if form is None:
+            return self.error(request, 403, "the form's CSRF token is missing or wrong: reload the page and try again")
+        queue, task_id = form.get("queue", ""), form.get("id", "")
+        try:
+            if action == "pause":
+                await self.call(self.inspector.pause, queue)
+                return self.redirect(request, "/queue", name=queue)
+            if action == "resume":
+                await self.call(self.inspector.resume, queue)
+                return self.redirect(request, "/queue", name=queue)
+            if action == "retry":
+                await self.call(self.inspector.retry, task_id, queue or None)
+                return self.redirect(request, "/task", queue=queue, id=task_id)
+            if action == "delete":
+                view = await self.call(self.inspector.delete, task_id, queue or None)
+                return self.redirect(request, "/queue", name=view.queue, state=view.state)
+            if action == "bulk":
+                return await self._bulk(request, form)
+        except (UnknownTask, UnknownQueue) as exc:
+            return self.error(request, 404, str(exc))
+        except ValueError as exc:
+            return self.error(request, 409, str(exc))
+        return self.error(request, 404, f"no action {action!r}")
+
+    async def _bulk(self, request: Request, form: dict[str, str]) -> Response:
+        """One bounded step of 'retry/delete every task in a state'; the fragment asks for the next."""
+        queue, state, verb = form.get("queue", ""), form.get("state", ""), form.get("verb", "")
+        try:
+            done = max(int(form.get("done", "0")), 0)
+        except ValueError:
+            done = 0
+        if verb == "retry":
+            moved, left = await self.call(self.inspector.retry_some, queue, state, BULK_STEP)
+        elif verb == "delete":
+            moved, left = await self.call(self.inspector.delete_some, queue, state, BULK_STEP)
+        else:
+            raise ValueError(f"unknown bulk action {verb!r}")
+        return self.render(
+            request, "_bulk.html", queue=queue, state=state, verb=verb, done=done + moved, left=left,
+            more=bool(moved and left),
+        )  # fmt: skip
+
+
+def _quote(value: Any) -> str:
+    return urllib.parse.quote(str(value), safe="")
+
+
+def create_app(
+    settings: Settings | None = None,
+    dashboard: DashboardSettings | None = None,
+    *,
+    client: redis.Redis | None = None,
+) -> Starlette:
+    """The dashboard app. ``settings``: Redis and namespace (default: from the environment);
+    ``dashboard``: credentials and display options (default: none, loopback use or your app's auth).
+    """
+    settings = settings or load_settings()
+    options = dashboard or DashboardSettings()
+    client = client or connect_settings(settings.redis, socket_timeout=5.0, client_name="supervisor-dashboard")
+    d = Dashboard(Inspector(client, settings.asynq.namespace), options)
+    static = StaticFiles(directory=str(resources.files("supervisor.dashboard") / "static"))
+    routes = [
+        Route("/", d.overview, name="overview"),
+        Route("/fragments/overview", d.overview_fragment),
+        Route("/servers", d.servers),
+        Route("/fragments/servers", d.servers_fragment),
+        Route("/schedules", d.schedules),
+        Route("/queue", d.queue),
+        Route("/task", d.task),
+        Route("/search", d.search),
+        Route("/api/stats", d.api_stats),
+        Route("/actions/{action}", d.act, methods=["POST"]),
+        Mount("/static", app=static, name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityMiddleware, settings=options)],
+        exception_handlers={redis.ConnectionError: d.redis_down, redis.TimeoutError: d.redis_down},
+    )
+    app.state.dashboard = d
+    return app

@@ -1,0 +1,204 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright.
+
+A real ``supervisor start`` pool and a real ``supervisor dashboard`` process run against a
+private redis-server; the test opens the overview and watches the counts move (without a page
+reload) while tasks are enqueued and processed, opens an archived task, retries it and sees it
+run, pauses and resumes a queue, and saves screenshots under tests/results/ (not committed).
+
+Marked ``browser``: ``pytest -m browser`` runs only these, ``-m 'not browser'`` skips them;
+``make test`` runs them (it installs chromium first when /usr/bin/chromium is missing).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from supervisor.client import Client
+from supervisor.config import Settings
+from tests.helpers import wait_for
+from tests.pool import ROOT, Pool
+from tests.redis_server import free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RESULTS = ROOT / "tests" / "results"
+
+
+@pytest.fixture
+def pool(redis_url: str, namespace: str, tmp_path: Path) -> Iterator[Pool]:
+    with Pool(redis_url, namespace, tmp_path / "pool.log", workers=2, app="tests.apps.dashboard_app:app",
+              args=("--queues", "default:1,critical:1")) as p:  # fmt: skip
+        yield p
+
+
+@pytest.fixture
+def dashboard_url(redis_url: str, namespace: str, tmp_path: Path) -> Iterator[str]:
+    """A real ``supervisor dashboard`` process on a free loopback port; killed by pid afterwards."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNQ_", "REDIS_"))}
+    env.update(REDIS_URL=redis_url, ASYNQ_NAMESPACE=namespace, ASYNQ_DASHBOARD_REFRESH="1s", PYTHONPATH=str(ROOT))
+    log = open(tmp_path / "dashboard.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supervisor", "dashboard", "--port", str(port)], env=env, cwd=ROOT, stdout=log,
+        stderr=log,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, (tmp_path / "dashboard.log").read_text()
+        try:
+            return httpx.get(url + "/", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, timeout=20, interval=0.1, what="the dashboard to answer")
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        log.close()
+
+
+def test_operator_session_in_chromium(
+    pool: Pool, dashboard_url: str, settings: Settings, r: redis.Redis, namespace: str
+) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install -y chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p, Client(settings=settings) as client:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 720})
+            errors: list[str] = []  # console errors, and responses >= 400 other than the expected 404s
+            page.on(
+                "console", lambda m: errors.append(m.text) if m.type == "error" and "status of" not in m.text else None
+            )
+            expected_404: set[str] = set()
+            page.on("response", lambda resp: errors.append(f"{resp.status} {resp.url}")
+                    if resp.status >= 400 and resp.url not in expected_404 else None)  # fmt: skip
+            page.on("dialog", lambda d: d.accept())
+
+            # -- overview: counts move while tasks are enqueued and processed, no reload --------
+            page.goto(dashboard_url + "/")
+            expect(page.locator("h1")).to_have_text("Overview")
+            page.evaluate("window.__sameDocument = 42")
+            for i in range(3):  # waiting for later: the overview shows a second queue with scheduled tasks
+                client.enqueue("work", {"report": i}, queue="critical", process_in="1h")
+            ids = [client.enqueue("work", {"n": i}, queue="default").id for i in range(60)]
+            processed = page.locator('tr[data-queue="default"] td[data-count="processed"]')
+            seen: list[str] = []
+
+            def all_processed() -> bool:
+                if processed.count():
+                    text = processed.inner_text()
+                    if not seen or seen[-1] != text:
+                        seen.append(text)
+                return bool(seen) and seen[-1] == "60"
+
+            wait_for(all_processed, timeout=60, interval=0.1, what=f"60 processed on the overview (seen {seen})")
+            assert len(seen) >= 2, f"the count did not visibly move: {seen}"
+            assert page.evaluate("window.__sameDocument") == 42, "the page was reloaded"
+            assert all(pool.done(t) == 1 for t in ids)
+            expect(page.locator('tr[data-queue="default"] td[data-state="pending"]')).to_have_text("0")
+            page.screenshot(path=str(RESULTS / "dashboard-overview.png"))
+
+            # -- an archived task: open it, read its error, retry it, see it run ------------------
+            flaky = client.enqueue("flaky", {"order": 7, "note": "<script>document.title='x'</script>"}).id
+            archived = page.locator('tr[data-queue="default"] td[data-state="archived"] a')
+            expect(archived).to_have_text("1", timeout=20_000)
+            archived.click()
+            expect(page.locator("h1")).to_contain_text("Queue default")
+            page.locator("a.task-link", has_text=flaky).click()
+            expect(page.locator("#task-state")).to_have_text("archived")
+            expect(page.locator("#last-error")).to_contain_text("refused until the test allows it: <b>not bold</b>")
+            assert page.locator("#last-error b").count() == 0, "the error's markup must render as text"
+            expect(page.locator("#payload")).to_contain_text("<script>document.title='x'</script>")
+            assert page.title() != "x"
+            page.screenshot(path=str(RESULTS / "dashboard-task.png"), full_page=True)
+            r.set(f"{namespace}:test:allow", "1")
+            expected_404.add(f"{dashboard_url}/task?queue=default&id={flaky}")  # once run, it is gone
+            page.locator("#retry").click()
+            wait_for(lambda: pool.done(flaky) == 1, timeout=20, what="the retried task to run")
+            page.goto(f"{dashboard_url}/task?queue=default&id={flaky}")
+            expect(page.locator("#error")).to_contain_text("no task")  # completed without retention: gone
+
+            # -- pause and resume a queue ------------------------------------------------------------
+            page.goto(dashboard_url + "/queue?name=default")
+            page.locator("#toggle-pause").click()
+            expect(page.locator("#queue-state")).to_have_text("paused")
+            assert r.exists(f"{namespace}:{{default}}:paused")
+            held = client.enqueue("work", {"held": True}, queue="default").id
+            page.goto(dashboard_url + "/queue?name=default&state=pending")
+            expect(page.locator("a.task-link", has_text=held)).to_be_visible()
+            time.sleep(1.0)  # a window in which an unpaused pool would certainly have run it
+            assert pool.done(held) == 0, "a paused queue's task ran"
+            page.screenshot(path=str(RESULTS / "dashboard-paused.png"))
+            page.locator("#toggle-pause").click()
+            expect(page.locator("#queue-state")).to_have_text("running")
+            wait_for(lambda: pool.done(held) == 1, timeout=20, what="the task of the resumed queue to run")
+
+            # -- bulk retry (htmx: confirmation, CSRF header, progress fragment) -----------------------
+            r.delete(f"{namespace}:test:allow")
+            batch = [client.enqueue("flaky", {"batch": i}).id for i in range(3)]
+            wait_for(lambda: r.zcard(f"{namespace}:{{default}}:archived") == 3, timeout=20, what="3 archived")
+            page.goto(dashboard_url + "/queue?name=default&state=archived")
+            confirmations: list[str] = []
+            page.once("dialog", lambda d: confirmations.append(d.message))  # the auto-accept still runs
+            r.set(f"{namespace}:test:allow", "1")
+            page.locator("#retry-all").click()
+            expect(page.locator("#bulk-done")).to_contain_text("Retried 3 archived tasks of default")
+            assert confirmations == ["Retry every archived task of default (3)?"]
+            wait_for(lambda: all(pool.done(t) == 1 for t in batch), timeout=20, what="the bulk-retried tasks to run")
+
+            # -- delete one task (htmx post from the task page's form, after a confirmation) -------------
+            doomed = client.enqueue("work", {"doomed": True}, queue="critical", process_in="1h").id
+            page.goto(f"{dashboard_url}/task?queue=critical&id={doomed}")
+            expect(page.locator("#retry")).to_have_text("Run now")
+            page.locator("#delete").click()
+            expect(page.locator("h1")).to_contain_text("Queue critical")  # HX-Redirect to the queue page
+            assert r.hget(f"{namespace}:{{critical}}:state", doomed) is None
+
+            # -- servers: the pool, its children --------------------------------------------------------
+            page.goto(dashboard_url + "/servers")
+            server = page.locator(f'section.server[data-pid="{pool.pid}"]')
+            expect(server).to_be_visible()
+            expect(server.locator("table.children tbody tr")).to_have_count(2)
+            page.screenshot(path=str(RESULTS / "dashboard-servers.png"))
+
+            page.goto(dashboard_url + "/")
+            expect(page.locator('tr[data-queue="default"] td[data-count="processed"]')).to_have_text("65")
+            expect(page.locator('tr[data-queue="default"] td[data-count="failed"]')).to_have_text("4")
+            expect(page.locator('tr[data-queue="critical"] td[data-state="scheduled"]')).to_have_text("3")
+            assert int(page.locator('tr[data-queue="default"] td[data-count="processed-minute"]').inner_text()) > 0
+            page.screenshot(path=str(RESULTS / "dashboard-overview-final.png"))
+            assert not errors, f"browser console errors: {errors}"
+        finally:
+            browser.close()
