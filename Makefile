@@ -39,10 +39,12 @@ worker: install
 # Idle pick-up latency (enqueue -> handler start), one worker, private redis-server; then the
 # scenarios of bench/run.py for ours alone (drain, enqueue, pickup, I/O, footprint), a minute or
 # two. Writes bench/results/latest.{md,json,png}; the chart's matplotlib lives in a venv under
-# bench/results/venvs/, never in the project's.
+# bench/results/venvs/, never in the project's. Then the scale-out table (bench/scaleout.py, under
+# a minute): 1, 2, 4 supervisors against one Redis and a 3-primary cluster -> bench/results/scaleout.md.
 bench: install
 	$(BIN)/python -m bench.pickup_latency
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.scaleout
 
 # The same scenarios, ours alternating with Celery, RQ, Dramatiq, huey, arq, taskiq and saq (each
 # installed from PyPI into its own venv under bench/results/venvs/ on first use; one that fails is

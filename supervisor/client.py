@@ -13,7 +13,7 @@ import msgspec
 import redis
 from opentelemetry import propagate, trace
 
-from supervisor.adapters.redis import RedisBroker, connect
+from supervisor.adapters.redis import RedisBroker, connect, connect_settings
 from supervisor.config import Settings, load_settings, parse_duration
 from supervisor.core.errors import DuplicateTaskError, InvalidTaskError, NotUniqueError, ResultNotFound
 from supervisor.core.limits import MAX_TASK_TIMEOUT
@@ -198,15 +198,19 @@ class Client:
         default_max_retry: int | None = None,
     ) -> None:
         settings = settings or load_settings()
-        url = redis_url or settings.redis.connection_url()
         self.namespace = namespace or settings.asynq.namespace
         self.default_max_retry = settings.asynq.max_retry if default_max_retry is None else default_max_retry
-        self.redis: redis.Redis = connect(url, client_name="supervisor-client")
+        if redis_url:
+            self.redis: redis.Redis = connect(redis_url, client_name="supervisor-client")
+        else:
+            self.redis = connect_settings(settings.redis, client_name="supervisor-client")
         self.broker = RedisBroker(
             self.redis,
             namespace=self.namespace,
             archive_max_size=settings.asynq.archive_max_size,
             archive_max_age=settings.asynq.archive_max_age,
+            wait_replicas=settings.redis.wait_replicas,
+            wait_timeout=settings.redis.wait_timeout,
         )
 
     def close(self) -> None:

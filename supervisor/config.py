@@ -7,6 +7,7 @@ instead of failing later inside a worker. Only the standard library is used.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -59,6 +60,12 @@ KNOWN_VARIABLES: dict[str, str] = {
     "REDIS_PASSWORD": "Redis password. Default: none.",
     "REDIS_DB": "Redis database number (integer >= 0). Default: 0.",
     "REDIS_TLS": "Connect with TLS (rediss://) (true/false). Default: false.",
+    "REDIS_SENTINELS": "Sentinels that name the primary, host:port,...; needs REDIS_SENTINEL_MASTER. Default: none.",
+    "REDIS_SENTINEL_MASTER": "Name of the primary the sentinels monitor (sentinel monitor NAME ...). Default: none.",
+    "REDIS_SENTINEL_PASSWORD": "The sentinels' own password (REDIS_PASSWORD is the primary's). Default: none.",
+    "REDIS_CLUSTER": "Redis Cluster: REDIS_URL or REDIS_HOST/PORT name one seed node (true/false). Default: false.",
+    "REDIS_WAIT_REPLICAS": "WAIT for this many replicas after each write that matters; 0 = off. Default: 0.",
+    "REDIS_WAIT_TIMEOUT": "How long such a WAIT may take before the write counts as failed (duration). Default: 1s.",
 }
 
 
@@ -116,18 +123,39 @@ class RedisSettings:
     password: str | None
     db: int
     tls: bool
+    #: Redis Sentinel: (host, port) of each sentinel and the monitored primary's name; empty = off.
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str | None = None
+    sentinel_password: str | None = None
+    #: Redis Cluster: the URL (or host/port) is a seed node.
+    cluster: bool = False
+    #: WAIT for this many replicas after each write that matters (0 = off), for at most wait_timeout.
+    wait_replicas: int = 0
+    wait_timeout: float = 1.0
 
     def __repr__(self) -> str:
         # Settings get logged at start-up; credentials must not end up in logs.
         url = None if self.url is None else _redact_url(self.url)
         password = None if self.password is None else "***"
-        return (
+        text = (
             f"RedisSettings(url={url!r}, host={self.host!r}, port={self.port}, username={self.username!r}, "
-            f"password={password!r}, db={self.db}, tls={self.tls})"
+            f"password={password!r}, db={self.db}, tls={self.tls}"
         )
+        if self.sentinels:
+            text += f", sentinels={_format_hosts(self.sentinels)!r}, sentinel_master={self.sentinel_master!r}"
+        if self.cluster:
+            text += ", cluster=True"
+        if self.wait_replicas:
+            text += f", wait_replicas={self.wait_replicas}, wait_timeout={self.wait_timeout:g}"
+        return text + ")"
 
     def address(self) -> str:
-        """Where Redis is, for messages and logs: the connection URL with any password redacted."""
+        """Where Redis is, for messages and logs: the connection URL with any password redacted
+        (for Sentinel, the primary's name and the sentinels; for a cluster, the seed node)."""
+        if self.sentinels:
+            return f"primary {self.sentinel_master!r} via sentinels {_format_hosts(self.sentinels)}"
+        if self.cluster:
+            return f"Redis Cluster via {_redact_url(self.connection_url())}"
         return _redact_url(self.connection_url())
 
     def connection_url(self) -> str:
@@ -471,6 +499,16 @@ def load_settings(
         metrics_host=get("ASYNQ_METRICS_HOST", _parse_host, "0.0.0.0"),
     )
     redis, warnings = _redis_settings(raw, get("REDIS_URL", _parse_redis_url, None))
+    redis = dataclasses.replace(
+        redis,
+        sentinels=get("REDIS_SENTINELS", parse_hosts, ()),
+        sentinel_master=get("REDIS_SENTINEL_MASTER", _parse_master_name, None),
+        sentinel_password=get("REDIS_SENTINEL_PASSWORD", _verbatim, None),
+        cluster=get("REDIS_CLUSTER", parse_bool, False),
+        wait_replicas=get("REDIS_WAIT_REPLICAS", _integer(0, 100), 0),
+        wait_timeout=get("REDIS_WAIT_TIMEOUT", _positive_duration, 1.0),
+    )
+    _check_topology(redis, raw)
     return Settings(asynq=asynq, redis=redis, warnings=warnings)
 
 
@@ -522,6 +560,59 @@ def _redis_settings(raw: Mapping[str, tuple[str, str]], url: str | None) -> tupl
         tls=part("REDIS_TLS", parse_bool, False),
     )
     return settings, tuple(warnings)
+
+
+def _check_topology(redis: RedisSettings, raw: Mapping[str, tuple[str, str]]) -> None:
+    """One way to reach Redis: a plain server, a Sentinel-managed primary or a Cluster, never two."""
+
+    def fail(name: str, expected: str) -> None:
+        label, text = raw[name]
+        raise ConfigError(label, _redact_url(text) if name == "REDIS_URL" else text, expected)
+
+    if redis.sentinels:
+        if redis.sentinel_master is None:
+            fail("REDIS_SENTINELS", "needs REDIS_SENTINEL_MASTER, the name the sentinels monitor the primary under")
+        if redis.url is not None:
+            fail("REDIS_URL", "cannot be combined with REDIS_SENTINELS: the sentinels say where the primary is")
+        if redis.cluster:
+            fail("REDIS_CLUSTER", "cannot be combined with REDIS_SENTINELS: a cluster fails over by itself")
+    elif redis.sentinel_master is not None:
+        fail("REDIS_SENTINEL_MASTER", "needs REDIS_SENTINELS (host:port,host:port)")
+    if redis.cluster:
+        if redis.url is not None and redis.url.lower().startswith("unix://"):
+            fail("REDIS_URL", "a Redis Cluster is reached over TCP (redis:// or rediss://), not unix://")
+        if redis.db != 0 or (redis.url is not None and re.search(r"://[^/]*/0*[1-9]", redis.url)):
+            label = "REDIS_DB" if "REDIS_DB" in raw else "REDIS_URL"
+            fail(label, "a Redis Cluster has database 0 only")
+
+
+def parse_hosts(text: str, variable: str) -> tuple[tuple[str, int], ...]:
+    """Parse "host:port,host:port" ("[::1]:26379" for IPv6); the port defaults to 26379."""
+    expected = "expected host:port,host:port (sentinel addresses, e.g. 10.0.0.1:26379,10.0.0.2:26379)"
+    hosts: list[tuple[str, int]] = []
+    for item in text.split(","):
+        item = item.strip()
+        match = re.fullmatch(r"\[([^\]\s]+)\](?::(\d+))?|([^\s:\[\]]+)(?::(\d+))?", item)
+        if match is None:
+            raise ConfigError(variable, text, expected)
+        host = match.group(1) or match.group(3)
+        port = int(match.group(2) or match.group(4) or 26379)
+        if not 1 <= port <= 65535:
+            raise ConfigError(variable, text, expected)
+        hosts.append((host, port))
+    return tuple(hosts)
+
+
+def _format_hosts(hosts: tuple[tuple[str, int], ...]) -> str:
+    return ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in hosts)
+
+
+def _parse_master_name(text: str, variable: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", text):
+        raise ConfigError(
+            variable, text, "expected the primary's name as the sentinels know it (letters, digits, . _ -)"
+        )
+    return text
 
 
 def _unknown(name: str) -> str:

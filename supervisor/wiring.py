@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor.adapters.redis import RedisBroker, connect
+from supervisor.adapters.redis import RedisBroker, connect_settings
 from supervisor.config import AsynqSettings, Settings
 from supervisor.core.queues import QueuePlan
 from supervisor.worker import WorkerOptions
@@ -10,12 +10,14 @@ from supervisor.worker import WorkerOptions
 
 def make_broker(settings: Settings, *, client_name: str | None = None, socket_timeout: float = 5.0) -> RedisBroker:
     """A broker with its own connection: call it after fork, never before."""
-    client = connect(settings.redis.connection_url(), socket_timeout=socket_timeout, client_name=client_name)
+    client = connect_settings(settings.redis, socket_timeout=socket_timeout, client_name=client_name)
     return RedisBroker(
         client,
         namespace=settings.asynq.namespace,
         archive_max_size=settings.asynq.archive_max_size,
         archive_max_age=settings.asynq.archive_max_age,
+        wait_replicas=settings.redis.wait_replicas,
+        wait_timeout=settings.redis.wait_timeout,
     )
 
 

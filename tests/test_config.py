@@ -153,6 +153,17 @@ EVERY_VARIABLE: dict[str, tuple[str, Callable[[Settings], Any], Any]] = {
     "REDIS_PASSWORD": ("s3cret", lambda s: s.redis.password, "s3cret"),
     "REDIS_DB": ("15", lambda s: s.redis.db, 15),
     "REDIS_TLS": ("on", lambda s: s.redis.tls, True),
+    "REDIS_SENTINELS": ("a:1,[::1]:2,b", lambda s: s.redis.sentinels, (("a", 1), ("::1", 2), ("b", 26379))),
+    "REDIS_SENTINEL_MASTER": ("main", lambda s: s.redis.sentinel_master, "main"),
+    "REDIS_SENTINEL_PASSWORD": ("s3", lambda s: s.redis.sentinel_password, "s3"),
+    "REDIS_CLUSTER": ("yes", lambda s: s.redis.cluster, True),
+    "REDIS_WAIT_REPLICAS": ("1", lambda s: s.redis.wait_replicas, 1),
+    "REDIS_WAIT_TIMEOUT": ("250ms", lambda s: s.redis.wait_timeout, 0.25),
+}
+#: Variables that are only valid together with another one.
+COMPANIONS: dict[str, dict[str, str]] = {
+    "REDIS_SENTINELS": {"REDIS_SENTINEL_MASTER": "main"},
+    "REDIS_SENTINEL_MASTER": {"REDIS_SENTINELS": "a:1"},
 }
 
 
@@ -166,7 +177,7 @@ def test_every_known_variable_is_read(name: str) -> None:
     value, attribute, expected = EVERY_VARIABLE[name]
     default = attribute(load_settings(environ={}))
     assert default != expected  # otherwise the test could not tell the variable was read
-    assert attribute(load_settings(environ={name: value})) == expected
+    assert attribute(load_settings(environ={name: value, **COMPANIONS.get(name, {})})) == expected
 
 
 @pytest.mark.parametrize("name", list(KNOWN_VARIABLES))

@@ -21,7 +21,7 @@ import click
 import msgspec
 import redis
 
-from supervisor.adapters.redis import connect
+from supervisor.adapters.redis import connect_settings
 from supervisor.adapters.redis.inspector import (
     STATES,
     WAITING,
@@ -44,7 +44,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (
 @contextmanager
 def inspector(env_file: str | None, redis_url: str | None) -> Iterator[tuple[Inspector, Settings]]:
     settings = settings_from(env_file, {"redis_url": redis_url})
-    client = connect(settings.redis.connection_url(), socket_timeout=5.0, client_name="supervisor-cli")
+    client = connect_settings(settings.redis, socket_timeout=5.0, client_name="supervisor-cli")
     try:
         yield Inspector(client, settings.asynq.namespace), settings
     except (UnknownQueue, UnknownTask, ValueError, SupervisorError) as exc:

@@ -101,7 +101,7 @@ def start(env_file: str | None, **flags: Any) -> None:
     from supervisor.adapters.redis.selfcheck import redis_problem
 
     problem = redis_problem(
-        settings.redis.connection_url(),
+        settings.redis,
         settings.redis.address(),
         settings.asynq.namespace,
         [q.name for q in settings.asynq.queues],

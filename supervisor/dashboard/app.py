@@ -31,7 +31,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from supervisor.adapters.redis import connect
+from supervisor.adapters.redis import connect_settings
 from supervisor.adapters.redis.inspector import STATES, WAITING, Inspector, UnknownQueue, UnknownTask
 from supervisor.config import Settings, load_settings
 from supervisor.dashboard import present
@@ -299,7 +299,7 @@ def create_app(
     """
     settings = settings or load_settings()
     options = dashboard or DashboardSettings()
-    client = client or connect(settings.redis.connection_url(), socket_timeout=5.0, client_name="supervisor-dashboard")
+    client = client or connect_settings(settings.redis, socket_timeout=5.0, client_name="supervisor-dashboard")
     d = Dashboard(Inspector(client, settings.asynq.namespace), options)
     static = StaticFiles(directory=str(resources.files("supervisor.dashboard") / "static"))
     routes = [

@@ -30,14 +30,18 @@ def close_redis_sockets(client: Any) -> None:
     one that opened it, so the original process's connection stays up. The pool's lists are read
     without its lock: a lock held by another thread at fork time is never released in the copy.
     """
-    pool = getattr(client, "connection_pool", None)
-    if pool is None:
-        return
+    pools = [getattr(client, "connection_pool", None)]
+    nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", None)
+    if isinstance(nodes, dict):  # a Redis Cluster client: one client (and pool) per node
+        pools = [getattr(getattr(n, "redis_connection", None), "connection_pool", None) for n in nodes.values()]
     connections: list[Any] = []
-    for name in ("_available_connections", "_in_use_connections"):
-        found = getattr(pool, name, None)
-        if isinstance(found, Iterable):
-            connections.extend(found)
+    for pool in pools:
+        if pool is None:
+            continue
+        for name in ("_available_connections", "_in_use_connections"):
+            found = getattr(pool, name, None)
+            if isinstance(found, Iterable):
+                connections.extend(found)
     for connection in connections:
         try:
             connection.disconnect()

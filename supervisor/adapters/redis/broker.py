@@ -4,6 +4,39 @@ Each state change is one Lua script over the keys of one queue (see ``scripts/``
 is always in exactly one place: pending, owned (active, with a lease), scheduled, retry or
 archived. Read-only views (``held_by``, ``expired``) are plain pipelined reads; the changes that
 follow them are fenced by owner, so a stale view cannot do harm.
+
+On a Redis Cluster (:func:`~supervisor.adapters.redis.connection.is_cluster`) three things change,
+because a script may only touch the keys of one slot and each queue is a slot of its own:
+
+- **Claim**: one ``claim.lua`` call per queue, in the worker's sampled weighted (or strict) order,
+  stopping at the first that yields a task, instead of one call over every queue. Each queue is
+  still tried with the probability its weight gives it, so weights stay exact. A batch (several
+  tasks per claim) is taken only from the last queue of the order, i.e. when every other queue
+  was just seen empty, which is what the single-server script checks too.
+- **Doorbell**: an idle worker on one server blocks in one BRPOP over the wake-up lists of all of
+  its queues. On a cluster a BRPOP may name keys of one slot only, and the queues are in different
+  slots. Alternatives weighed: a per-worker wake key (the enqueuer would have to know every idle
+  worker: a registry of listeners and a fan-out per enqueue), one blocking connection per queue
+  (N sockets per worker, and a token popped on one while another one wins is a lost wake-up), or
+  polling (asynq's choice on a cluster: latency up to the poll interval). Chosen: per-queue
+  doorbell lists that all share one hash tag, ``{<ns>:wake}``, so they sit in one slot and one
+  BRPOP still spans them. The enqueue script cannot push there (another slot), so the broker
+  sends a tiny ``ring.lua`` call in the same pipeline as the state change: one round trip as
+  before, two nodes written in parallel. If a ring is lost (the client dies between the two, or
+  the doorbell's node fails over) no task is lost: the worker's bounded BRPOP (``idle_block``)
+  and its claim loop find the work a second or two later. Cost: every enqueue writes a few bytes
+  to the doorbell slot's node; tokens are capped per queue like the single-server wake lists.
+- **Registry**: the queue registry set is in its own slot too, so it is updated by a separate
+  ``register.lua`` call in the same pipeline rather than inside ``enqueue.lua``.
+
+Durability across failover (``REDIS_WAIT_REPLICAS``): Redis replicates asynchronously, so a write
+acknowledged by a primary that dies a moment later may never reach the replica that replaces it.
+With the option on, every enqueue, completion, retry, archive and requeue is followed by ``WAIT n
+timeout`` on the same connection, in the same round trip; a write that was not confirmed by ``n``
+replicas raises :class:`ReplicaWaitTimeout` (a ``redis.TimeoutError``), which the worker treats
+like a lost connection (back off, resend: every such call is fenced or idempotent) and the
+producer sees as a failed enqueue it may resend with the same task id. Claims and lease renewals
+do not wait: a claim lost in a failover only makes the task run again (at-least-once).
 """
 
 from __future__ import annotations
@@ -15,11 +48,13 @@ from importlib import resources
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, ClusterDownError, NoScriptError, ReadOnlyError, TryAgainError
 
+from supervisor.adapters.redis.connection import is_cluster
 from supervisor.adapters.redis.keys import (
     MINUTE_COUNTERS_TTL,
     QueueKeys,
+    doorbell_key,
     minute_of,
     queues_key,
     server_key,
@@ -38,6 +73,14 @@ FORWARD_LIMIT = 100
 
 #: Tasks per enqueue_batch call: bounds one script's run time (Redis runs one script at a time).
 BATCH_CHUNK = 500
+
+
+class ReplicaWaitTimeout(redis.TimeoutError):
+    """A write reached the primary but fewer replicas than REDIS_WAIT_REPLICAS confirmed it in time."""
+
+
+#: Replies and failures that mean a cluster's slot map is stale: a failover or a resharding.
+_STALE_SLOTS = (AskError, ClusterDownError, TryAgainError, ReadOnlyError, redis.ConnectionError)
 
 
 def _text(value: Any) -> str:
@@ -64,14 +107,32 @@ class RedisBroker:
         namespace: str = "sv",
         archive_max_size: int = 10_000,
         archive_max_age: float = 90 * 86400.0,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         self.redis = client
         self.namespace = namespace
         self.archive_max_size = archive_max_size
         self.archive_max_age = archive_max_age
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = _ms(wait_timeout)
+        #: A Redis Cluster client: one slot per script call, doorbells rung separately.
+        self.cluster = is_cluster(client)
+        #: Wake-up tokens the state-changing scripts push themselves (0 on a cluster: ring instead).
+        self.wake_cap = 0 if self.cluster else WAKE_CAP
         self._keys: dict[str, QueueKeys] = {}
         self._claim_keys: dict[tuple[str, ...], list[str]] = {}
-        scripts = ("enqueue", "enqueue_batch", "claim", "complete", "retry", "archive", "requeue", "renew")
+        scripts: tuple[str, ...] = (
+            "enqueue",
+            "enqueue_batch",
+            "claim",
+            "complete",
+            "retry",
+            "archive",
+            "requeue",
+            "renew",
+        )
+        scripts += ("ring", "register")  # a cluster's doorbell and queue registry
         self._scripts = {name: client.register_script(_script_source(name)) for name in scripts}
 
     # -- keys ---------------------------------------------------------------------------------
@@ -82,24 +143,51 @@ class RedisBroker:
             k = self._keys[queue] = QueueKeys.of(self.namespace, queue)
         return k
 
-    def _run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def doorbell(self, queue: str) -> str:
+        return doorbell_key(self.namespace, queue)
+
+    def _ring(self, queue: str, tokens: int = 1) -> Call:
+        """Wake idle workers of ``queue`` on a cluster (see the module docstring)."""
+        return ("ring", (self.doorbell(queue),), (tokens, WAKE_CAP))
+
+    def _register(self, queue: str) -> Call:
+        return ("register", (queues_key(self.namespace),), (queue,))
+
+    def _run(self, script: str, keys: Sequence[str], args: Sequence[Any], *, durable: bool = False) -> Any:
+        """One script call; ``durable`` ones WAIT for replicas when the option is on."""
+        if durable and self.wait_replicas:
+            return self._pipeline([(script, keys, args)], durable=True)[0]
         return self._scripts[script](keys=keys, args=args)
 
-    def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
+    def _pipeline(self, calls: Sequence[Call], *, durable: bool = False) -> list[Any]:
         """Several script calls in one round trip.
 
         EVALSHA goes out directly: redis-py's pipelines would first ask SCRIPT EXISTS, an extra
         round trip every time. A NOSCRIPT reply (the server restarted and lost its script cache)
         means that call did not run, so it is safe to load the script and send it again.
+        ``durable``: the writes are followed by WAIT (see the module docstring).
         """
+        wait = durable and self.wait_replicas > 0
+        if self.cluster:
+            return self._per_node(calls, wait)
+        return self._send(self.redis, calls, wait, self.redis.script_load)
+
+    def _send(self, client: Any, calls: Sequence[Call], wait: bool, load: Any) -> list[Any]:
         pending = list(range(len(calls)))
         results: list[Any] = [None] * len(calls)
         for _ in range(2):
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             for i in pending:
                 name, keys, args = calls[i]
-                pipe.execute_command("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+                pipe.execute_command("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
+            if wait:
+                # Same pipeline, same connection: WAIT counts the writes this connection made.
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
             replies = pipe.execute(raise_on_error=False)
+            if wait:
+                acked = replies.pop()
+                if isinstance(acked, Exception):
+                    raise acked
             missing = []
             for i, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, NoScriptError):
@@ -108,18 +196,128 @@ class RedisBroker:
                     raise reply
                 else:
                     results[i] = reply
+            if wait and int(acked) < self.wait_replicas:
+                raise ReplicaWaitTimeout(
+                    f"write confirmed by {int(acked)} of {self.wait_replicas} replica(s) within "
+                    f"{self.wait_timeout_ms} ms (REDIS_WAIT_REPLICAS); it may be lost if the primary fails now"
+                )
             if not missing:
                 return results
             for name in {calls[i][0] for i in missing}:
-                self.redis.script_load(self._scripts[name].script)
+                load(self._scripts[name].script)
             pending = missing
         raise NoScriptError("scripts were flushed again while being reloaded")
+
+    def _per_node(self, calls: Sequence[Call], wait: bool) -> list[Any]:
+        """Script calls on a cluster: grouped by the node serving their slot, one pipeline each.
+
+        Not redis-py's cluster pipeline, for two reasons: it asks the server for the keys of every
+        pipelined EVALSHA (COMMAND GETKEYS, one more round trip per call: measured 2.4 times
+        slower per task), and it cannot aim a keyless WAIT at the node that took the writes. A
+        MOVED reply or a dead node means the slot map is stale: reload it and raise a connection
+        error, which every caller already handles by resending (the calls are fenced or idempotent).
+        """
+        cluster: Any = self.redis
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        for i, (_, keys, _) in enumerate(calls):
+            node = cluster.get_node_from_key(keys[0])
+            groups.setdefault(node.name, (node, []))[1].append(i)
+        results: list[Any] = [None] * len(calls)
+        batches = list(groups.values())
+        for _ in range(2):
+            try:
+                replies = self._exchange(batches, calls, wait)
+            except _STALE_SLOTS as exc:
+                # AskError covers MOVED too. The slot map changed under us (failover, resharding).
+                try:
+                    cluster.nodes_manager.initialize()
+                except redis.RedisError:
+                    pass  # the next call tries again
+                raise redis.ConnectionError(f"Redis Cluster: {type(exc).__name__}: {exc}") from exc
+            missing: list[tuple[Any, list[int]]] = []
+            for (node, indexes), node_replies in zip(batches, replies, strict=True):
+                lost = [i for i, r in zip(indexes, node_replies, strict=True) if isinstance(r, NoScriptError)]
+                for i, reply in zip(indexes, node_replies, strict=True):
+                    results[i] = reply
+                if lost:  # that node restarted or failed over and lost its script cache
+                    client = cluster.get_redis_connection(node)
+                    for name in {calls[i][0] for i in lost}:
+                        client.script_load(self._scripts[name].script)
+                    missing.append((node, lost))
+            if not missing:
+                return results
+            batches = missing
+        raise NoScriptError("scripts were flushed again while being reloaded")
+
+    def _exchange(self, batches: list[tuple[Any, list[int]]], calls: Sequence[Call], wait: bool) -> list[list[Any]]:
+        """Write every node's pipeline first, then read them: the nodes work in parallel.
+
+        Returns the replies per batch, NOSCRIPT replies included; raises the first other error
+        once every reply is read (so no connection goes back to its pool with replies unread).
+        """
+        cluster: Any = self.redis
+        sent: list[tuple[Any, Any, int]] = []
+        out: list[list[Any]] = []
+        error: BaseException | None = None
+        try:
+            for node, indexes in batches:
+                client = cluster.get_redis_connection(node)
+                conn = client.connection_pool.get_connection()
+                sent.append((client, conn, len(indexes)))
+                commands: list[tuple[Any, ...]] = []
+                for i in indexes:
+                    name, keys, args = calls[i]
+                    commands.append(("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args))
+                if wait:
+                    # Same connection as the writes: WAIT counts the writes this connection made.
+                    commands.append(("WAIT", self.wait_replicas, self.wait_timeout_ms))
+                conn.send_packed_command(conn.pack_commands(commands))
+            for client, conn, n in sent:
+                replies: list[Any] = []
+                for _ in range(n):
+                    try:
+                        replies.append(client.parse_response(conn, "EVALSHA"))
+                    except redis.ResponseError as exc:
+                        replies.append(exc)
+                        if not isinstance(exc, NoScriptError) and error is None:
+                            error = exc
+                if wait:
+                    try:
+                        acked = int(client.parse_response(conn, "WAIT"))
+                    except redis.ResponseError as exc:
+                        error = error or exc
+                    else:
+                        if acked < self.wait_replicas and error is None:
+                            error = ReplicaWaitTimeout(
+                                f"write confirmed by {acked} of {self.wait_replicas} replica(s) within "
+                                f"{self.wait_timeout_ms} ms (REDIS_WAIT_REPLICAS); it may be lost if the primary "
+                                "fails now"
+                            )
+                out.append(replies)
+        except BaseException:
+            for _, conn, _ in sent:
+                conn.disconnect()  # replies may be left unread on it
+            raise
+        finally:
+            for client, conn, _ in sent:
+                client.connection_pool.release(conn)
+        if error is not None:
+            raise error
+        return out
 
     # -- enqueue ------------------------------------------------------------------------------
 
     def _enqueue_call(self, task: NewTask) -> Call:
         k = self.keys(task.queue)
-        keys = [k.msg, k.state, k.pending, k.scheduled, k.wake, queues_key(self.namespace)]
+        # On a cluster the registry is another slot: KEYS[6] is then a placeholder of this slot.
+        keys = [
+            k.msg,
+            k.state,
+            k.pending,
+            k.scheduled,
+            k.wake,
+            k.pending if self.cluster else queues_key(self.namespace),
+        ]
         if task.unique_key:
             keys.append(k.unique(task.unique_key))
         if task.once_key:
@@ -128,16 +326,16 @@ class RedisBroker:
             task.task_id,
             task.data,
             "" if task.process_at is None else repr(task.process_at),
-            task.queue,
-            WAKE_CAP,
+            "" if self.cluster else task.queue,
+            self.wake_cap,
             _ms(task.unique_ttl) if task.unique_key else "",
             _ms(task.once_ttl) if task.once_key else "",
         )
         return ("enqueue", keys, args)
 
     def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
-        if len(tasks) == 1:
-            replies = [self._run(*self._enqueue_call(tasks[0]))]
+        if len(tasks) == 1 and not self.cluster:
+            replies = [self._run(*self._enqueue_call(tasks[0]), durable=True)]
             return [(Enqueued(int(code)), _text(tid)) for code, tid in replies]
         # Runs of plain tasks for the same queue go in one script call each (up to BATCH_CHUNK);
         # a task with a unique lock or a once-marker is a call of its own. All in one pipeline, in
@@ -150,11 +348,12 @@ class RedisBroker:
             if run:
                 queue = tasks[run[0]].queue
                 k = self.keys(queue)
-                args: list[Any] = [queue, WAKE_CAP]
+                args: list[Any] = ["" if self.cluster else queue, self.wake_cap]
                 for i in run:
                     t = tasks[i]
                     args += [t.task_id, t.data, "" if t.process_at is None else repr(t.process_at)]
-                keys = (k.msg, k.state, k.pending, k.scheduled, k.wake, queues_key(self.namespace))
+                registry = k.pending if self.cluster else queues_key(self.namespace)
+                keys = (k.msg, k.state, k.pending, k.scheduled, k.wake, registry)
                 calls.append(("enqueue_batch", keys, args))
                 slots.append(run.copy())
                 run.clear()
@@ -170,11 +369,25 @@ class RedisBroker:
             run.append(i)
         close_run()
         out: list[tuple[Enqueued, str]] = [(Enqueued.DUPLICATE_ID, "")] * len(tasks)
+        replies = self._pipeline(calls + self._cluster_extras(tasks), durable=True)[: len(calls)]
         # enqueue.lua answers {code, id}; enqueue_batch.lua the same pairs, one per task in order.
-        for reply, indexes in zip(self._pipeline(calls), slots, strict=True):
+        for reply, indexes in zip(replies, slots, strict=True):
             for j, i in enumerate(indexes):
                 out[i] = (Enqueued(int(reply[2 * j])), _text(reply[2 * j + 1]))
         return out
+
+    def _cluster_extras(self, tasks: Sequence[NewTask]) -> list[Call]:
+        """On a cluster, what enqueue.lua does in other slots: register the queues, ring doorbells.
+
+        Sent after the enqueue calls in the same pipeline; a token for a task that turned out to be
+        a duplicate only costs an idle worker one empty claim.
+        """
+        if not self.cluster:
+            return []
+        counts: dict[str, int] = {}
+        for t in tasks:
+            counts[t.queue] = counts.get(t.queue, 0) + 1
+        return [c for q, n in counts.items() for c in (self._register(q), self._ring(q, n))]
 
     def enqueue(self, queue: str, task_id: str, data: bytes, process_at: float | None) -> bool:
         return self.enqueue_many([(queue, task_id, data, process_at)])[0]
@@ -204,12 +417,15 @@ class RedisBroker:
         now: float | None = None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
         order = tuple(queues)
+        if self.cluster:
+            return self._claim_per_queue(worker_id, order, lease_duration, max_batch, finish, now)
         keys = self._claim_keys.get(order)
         if keys is None:
             keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
-        args = ("" if now is None else repr(now), repr(lease_duration), worker_id, FORWARD_LIMIT, max_batch)
+        args = self._claim_args(worker_id, lease_duration, max_batch, now)
         if finish:
-            *done, reply = self._pipeline([*(self._complete_call(f, worker_id) for f in finish), ("claim", keys, args)])
+            calls = [*(self._complete_call(f, worker_id) for f in finish), ("claim", keys, args)]
+            *done, reply = self._pipeline(calls, durable=True)
             flags = [bool(d) for d in done]
         else:
             flags, reply = [], self._run("claim", keys, args)
@@ -220,10 +436,51 @@ class RedisBroker:
         queue = order[index - 1]
         return flags, [Claimed(queue, reply[i], reply[i + 1] or None) for i in range(1, len(reply), 2)]
 
+    @staticmethod
+    def _claim_args(worker_id: str, lease_duration: float, max_batch: int, now: float | None) -> tuple[Any, ...]:
+        return ("" if now is None else repr(now), repr(lease_duration), worker_id, FORWARD_LIMIT, max_batch)
+
+    def _claim_per_queue(
+        self,
+        worker_id: str,
+        order: tuple[str, ...],
+        lease_duration: float,
+        max_batch: int,
+        finish: Sequence[Finish],
+        now: float | None,
+    ) -> tuple[list[bool], list[Claimed] | float | None]:
+        """A cluster's claim: one call per queue in the given order, stopping at the first task.
+
+        The completions ride with the first queue's claim (one pipeline, possibly two nodes). A
+        batch comes only from the last queue of the order: every other one was just found empty.
+        Each queue's node uses its own clock (TIME): the wait until the next due task is the
+        shortest of each node's own "due - now".
+        """
+        flags: list[bool] = []
+        earliest: float | None = None
+        for n, queue in enumerate(order):
+            batch = max_batch if n == len(order) - 1 else 1
+            args = self._claim_args(worker_id, lease_duration, batch, now)
+            call: Call = ("claim", self.keys(queue).claim_keys(), args)
+            if n == 0 and finish:
+                *done, reply = self._pipeline(
+                    [*(self._complete_call(f, worker_id) for f in finish), call], durable=True
+                )
+                flags = [bool(d) for d in done]
+            else:
+                reply = self._run(*call)
+            if int(reply[0]) != 0:
+                return flags, [Claimed(queue, reply[i], reply[i + 1] or None) for i in range(1, len(reply), 2)]
+            if reply[1]:
+                wait = max(float(reply[1]) - float(reply[2]), 0.0)
+                earliest = wait if earliest is None else min(earliest, wait)
+        return flags, earliest
+
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         # BRPOP takes whole or fractional seconds; 0 would block forever, so floor it.
         timeout = max(timeout, 0.01)
-        return self.redis.brpop([self.keys(q).wake for q in queues], timeout=timeout) is not None
+        keys = [self.doorbell(q) for q in queues] if self.cluster else [self.keys(q).wake for q in queues]
+        return self.redis.brpop(keys, timeout=timeout) is not None
 
     def complete(
         self,
@@ -234,12 +491,13 @@ class RedisBroker:
         record: bytes | None = None,
         retention: float = 0.0,
     ) -> bool:
-        return bool(self._run(*self._complete_call(Finish(claimed, unique_key, record, retention), worker_id)))
+        finish = Finish(claimed, unique_key, record, retention)
+        return bool(self._run(*self._complete_call(finish, worker_id), durable=True))
 
     def complete_many(self, finish: Sequence[Finish], worker_id: str) -> list[bool]:
         if len(finish) == 1:
-            return [bool(self._run(*self._complete_call(finish[0], worker_id)))]
-        return [bool(d) for d in self._pipeline([self._complete_call(f, worker_id) for f in finish])]
+            return [bool(self._run(*self._complete_call(finish[0], worker_id), durable=True))]
+        return [bool(d) for d in self._pipeline([self._complete_call(f, worker_id) for f in finish], durable=True)]
 
     def _complete_call(self, f: Finish, worker_id: str) -> Call:
         k = self.keys(f.claimed.queue)
@@ -262,6 +520,7 @@ class RedisBroker:
                 "retry",
                 (k.msg, k.state, k.lease, k.owner, k.retry, k.failed, k.minute(minute_of(time.time()))),
                 (claimed.task_id, worker_id, data, repr(retry_at), MINUTE_COUNTERS_TTL),
+                durable=True,
             )
         )
 
@@ -293,6 +552,7 @@ class RedisBroker:
                     repr(now - self.archive_max_age),
                     MINUTE_COUNTERS_TTL,
                 ),
+                durable=True,
             )
         )
 
@@ -300,13 +560,14 @@ class RedisBroker:
 
     def requeue(self, claimed: Claimed, owner: str, data: bytes | None, *, at_head: bool) -> bool:
         k = self.keys(claimed.queue)
-        return bool(
-            self._run(
-                "requeue",
-                (k.msg, k.state, k.lease, k.owner, k.pending, k.wake),
-                (claimed.task_id, owner, b"" if data is None else data, "1" if at_head else "0", WAKE_CAP),
-            )
+        call: Call = (
+            "requeue",
+            (k.msg, k.state, k.lease, k.owner, k.pending, k.wake),
+            (claimed.task_id, owner, b"" if data is None else data, "1" if at_head else "0", self.wake_cap),
         )
+        if self.cluster:
+            return bool(self._pipeline([call, self._ring(claimed.queue)], durable=True)[0])
+        return bool(self._run(*call, durable=True))
 
     def owners(self, queues: Sequence[str]) -> set[str]:
         pipe = self.redis.pipeline(transaction=False)
@@ -358,8 +619,12 @@ class RedisBroker:
     ) -> int:
         if not worker_ids:
             return 0
+        args = (repr(lease_duration), *worker_ids, "" if now is None else repr(now))
+        if self.cluster:  # one call per queue (slot), in one pipeline
+            calls: list[Call] = [("renew", (self.keys(q).owner, self.keys(q).lease), args) for q in queues]
+            return sum(int(n) for n in self._pipeline(calls))
         keys = [key for q in queues for key in (self.keys(q).owner, self.keys(q).lease)]
-        return int(self._run("renew", keys, (repr(lease_duration), *worker_ids, "" if now is None else repr(now))))
+        return int(self._run("renew", keys, args))
 
     def heartbeat_server(self, server_id: str, info: dict[str, str | int | float], ttl: float) -> None:
         key = server_key(self.namespace, server_id)
@@ -378,7 +643,10 @@ class RedisBroker:
         pipe.execute()
 
     def reset(self) -> None:
-        self.redis.connection_pool.disconnect()
+        if self.cluster:
+            self.redis.disconnect_connection_pools()  # type: ignore[attr-defined]
+        else:
+            self.redis.connection_pool.disconnect()
 
     # -- queue administration -----------------------------------------------------------------
 

@@ -1,10 +1,25 @@
-"""Building redis-py clients the way this project needs them."""
+"""Building redis-py clients the way this project needs them.
+
+Three topologies, one entry point (:func:`connect_settings`): a plain server (``REDIS_URL`` or the
+parts), a primary found through Redis Sentinel (``REDIS_SENTINELS`` + ``REDIS_SENTINEL_MASTER``:
+redis-py's ``Sentinel.master_for`` asks the sentinels for the primary on every new connection, so
+after a failover the next connection goes to the promoted replica without a restart), and a Redis
+Cluster (``REDIS_CLUSTER=true``: redis-py's ``RedisCluster`` learns the slot map from a seed node
+and reloads it when a node fails or answers MOVED). None of them retries a command by itself.
+"""
 
 from __future__ import annotations
 
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from supervisor.config import RedisSettings
 
 
 def connect(url: str, *, socket_timeout: float = 5.0, client_name: str | None = None) -> redis.Redis:
@@ -24,3 +39,73 @@ def connect(url: str, *, socket_timeout: float = 5.0, client_name: str | None = 
         client_name=client_name,
     )
     return client
+
+
+def connect_settings(
+    settings: RedisSettings, *, socket_timeout: float = 5.0, client_name: str | None = None
+) -> redis.Redis:
+    """A client for whatever topology ``settings`` describe; call it after fork, never before.
+
+    A cluster client is returned typed as ``redis.Redis``: it offers the same command methods the
+    broker and inspector use, and :func:`is_cluster` tells the callers that must route by slot.
+    """
+    if settings.sentinels:
+        return _sentinel_primary(settings, socket_timeout=socket_timeout, client_name=client_name)
+    if settings.cluster:
+        return _cluster(settings, socket_timeout=socket_timeout, client_name=client_name)
+    return connect(settings.connection_url(), socket_timeout=socket_timeout, client_name=client_name)
+
+
+def is_cluster(client: object) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def _no_retry() -> dict[str, Any]:
+    return {"retry": Retry(NoBackoff(), 0), "retry_on_timeout": False}
+
+
+def _sentinel_primary(settings: RedisSettings, *, socket_timeout: float, client_name: str | None) -> redis.Redis:
+    assert settings.sentinel_master is not None  # config validation requires it with REDIS_SENTINELS
+    sentinel_kwargs: dict[str, Any] = {"socket_timeout": min(socket_timeout, 2.0), "socket_connect_timeout": 2.0}
+    if settings.sentinel_password is not None:
+        sentinel_kwargs["password"] = settings.sentinel_password
+    if settings.tls:
+        sentinel_kwargs["ssl"] = True
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(settings.sentinels),
+        sentinel_kwargs=sentinel_kwargs,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=min(socket_timeout, 5.0),
+        username=settings.username,
+        password=settings.password,
+        db=settings.db,
+        ssl=settings.tls,
+        client_name=client_name,
+        **_no_retry(),
+    )
+    return cast(redis.Redis, sentinel.master_for(settings.sentinel_master))  # type: ignore[no-untyped-call]
+
+
+def _cluster(settings: RedisSettings, *, socket_timeout: float, client_name: str | None) -> redis.Redis:
+    if settings.url is not None:
+        parts = urlsplit(settings.url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+        username = unquote(parts.username) if parts.username else settings.username
+        password = unquote(parts.password) if parts.password else settings.password
+        ssl = parts.scheme.lower() == "rediss" or settings.tls
+    else:
+        host, port, username, password, ssl = (
+            settings.host, settings.port, settings.username, settings.password, settings.tls,
+        )  # fmt: skip
+    client = RedisCluster(
+        host=host,
+        port=port,
+        username=username,
+        password=password,
+        ssl=ssl,
+        client_name=client_name,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=min(socket_timeout, 5.0),
+        retry=Retry(NoBackoff(), 0),
+    )
+    return cast(redis.Redis, client)

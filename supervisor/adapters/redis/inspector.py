@@ -18,7 +18,8 @@ import msgspec
 import redis
 
 from supervisor.adapters.redis.broker import WAKE_CAP, _script_source
-from supervisor.adapters.redis.keys import QueueKeys, minute_of, queues_key, server_key, servers_key
+from supervisor.adapters.redis.connection import is_cluster
+from supervisor.adapters.redis.keys import QueueKeys, doorbell_key, minute_of, queues_key, server_key, servers_key
 from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_message, decode_value
 
 STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
@@ -121,6 +122,8 @@ class Inspector:
         # redis-py types replies as bytes | str (it cannot know decode_responses); ours are bytes.
         self.redis: Any = client
         self.namespace = namespace
+        #: On a Redis Cluster idle workers listen on doorbells in a slot of their own (see broker.py).
+        self.cluster = is_cluster(client)
         self._retry = client.register_script(_script_source("admin_retry"))
         self._delete = client.register_script(_script_source("admin_delete"))
 
@@ -424,7 +427,17 @@ class Inspector:
     def _run(self, script: Any, queue: str, ids: list[Any]) -> int:
         k = self.keys(queue)
         keys = [k.msg, k.state, k.pending, k.scheduled, k.retry, k.archived, k.wake]
-        return int(script(keys=keys, args=[WAKE_CAP, *ids]))
+        moved = int(script(keys=keys, args=[0 if self.cluster else WAKE_CAP, *ids]))
+        if moved and self.cluster:
+            self._ring(queue, moved)
+        return moved
+
+    def _ring(self, queue: str, tokens: int) -> None:
+        bell = doorbell_key(self.namespace, queue)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lpush(bell, *(["1"] * min(tokens, WAKE_CAP)))
+        pipe.ltrim(bell, 0, WAKE_CAP - 1)
+        pipe.execute()
 
     # -- queues ------------------------------------------------------------------------------------
 
@@ -438,3 +451,5 @@ class Inspector:
         pipe.lpush(k.wake, "1")  # idle workers look again at once
         pipe.ltrim(k.wake, 0, WAKE_CAP - 1)
         pipe.execute()
+        if self.cluster:
+            self._ring(queue, 1)

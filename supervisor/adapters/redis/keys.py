@@ -1,7 +1,15 @@
 """Redis key names.
 
 Every key lives under one namespace. A queue's keys share the hash tag ``{queue}`` so that every
-script that touches one queue touches one cluster slot.
+script that touches one queue touches one cluster slot: its lists, hashes and sets, its unique
+locks, periodic once-markers and kept results.
+
+The keys outside any queue (the queue registry, the live-servers zset and each server's hash, the
+periodic-schedule hash) are each read or written by plain commands only, never inside a script
+together with another key, so on a Redis Cluster each may live in whatever slot its name hashes
+to. The one group that must share a slot is the doorbells (:func:`doorbell_key`): an idle worker
+blocks on all of its queues' doorbells with one BRPOP, which Redis Cluster allows only within one
+slot, hence their common tag ``{<namespace>:wake}``.
 """
 
 from __future__ import annotations
@@ -107,3 +115,8 @@ def servers_key(namespace: str) -> str:
 def server_key(namespace: str, server_id: str) -> str:
     """Hash describing one supervisor (host, pid, workers, busy...), expiring with its heartbeat."""
     return f"{namespace}:server:{server_id}"
+
+
+def doorbell_key(namespace: str, queue: str) -> str:
+    """On a Redis Cluster: the list idle workers block on for ``queue`` (one slot for all queues)."""
+    return f"{namespace}:{{{namespace}:wake}}:{queue}"

@@ -11,10 +11,11 @@ us, as in a compose file): the check then passes and the pool waits for it with 
 from __future__ import annotations
 
 import redis
-from redis.exceptions import NoPermissionError
+from redis.exceptions import NoPermissionError, RedisClusterException
 
-from supervisor.adapters.redis.connection import connect
+from supervisor.adapters.redis.connection import connect, connect_settings, is_cluster
 from supervisor.adapters.redis.keys import QueueKeys, queues_key, servers_key
+from supervisor.config import RedisSettings
 
 #: Reads the given keys and writes a short-lived probe key of each queue: the same kinds of
 #: access our scripts need, under the same key patterns.
@@ -28,9 +29,17 @@ return 1
 """
 
 
-def redis_problem(url: str, shown: str, namespace: str, queues: list[str]) -> str | None:
-    """One line naming what this Redis refuses us, or None when it accepts us (or is unreachable)."""
-    client = connect(url, socket_timeout=2.0, client_name="supervisor-selfcheck")
+def redis_problem(target: str | RedisSettings, shown: str, namespace: str, queues: list[str]) -> str | None:
+    """One line naming what this Redis refuses us, or None when it accepts us (or is unreachable).
+
+    ``target``: a URL, or the settings (Sentinel and Cluster included)."""
+    try:
+        if isinstance(target, str):
+            client = connect(target, socket_timeout=2.0, client_name="supervisor-selfcheck")
+        else:
+            client = connect_settings(target, socket_timeout=2.0, client_name="supervisor-selfcheck")
+    except (redis.ConnectionError, redis.TimeoutError, RedisClusterException):
+        return None  # a cluster client reads the slot map at once: an outage, not a configuration
     try:
         return _probe(client, shown, namespace, queues)
     finally:
@@ -51,15 +60,20 @@ def _probe(client: redis.Redis, shown: str, namespace: str, queues: list[str]) -
         if "DB index" in str(exc):
             return f"Redis at {shown} has no such database (REDIS_DB or the URL's /N): {exc}"
         return f"Redis at {shown} refused a connection check (PING): {exc}"
-    keys = [queues_key(namespace), servers_key(namespace)]
-    probes = []
+    # One script call per slot on a cluster (a queue's keys; then the registry and servers keys);
+    # one call over everything on a single server.
+    groups: list[tuple[list[str], list[str]]] = []
     for queue in queues:
         k = QueueKeys.of(namespace, queue)
-        keys += [k.pending, k.msg, k.owner, k.lease]
-        probes.append(f"{namespace}:{{{queue}}}:selfcheck")
+        groups.append(([k.pending, k.msg, k.owner, k.lease], [f"{namespace}:{{{queue}}}:selfcheck"]))
+    groups += [([queues_key(namespace)], []), ([servers_key(namespace)], [])]
+    if not is_cluster(client):
+        groups = [([key for g in groups for key in g[0]], [p for g in groups for p in g[1]])]
+    probes = [p for g in groups for p in g[1]]
     try:
         sha = client.script_load(_PROBE)
-        client.evalsha(sha, len(keys), *keys, *probes)
+        for keys, writes in groups:
+            client.evalsha(sha, len(keys), *keys, *writes)
         pipe = client.pipeline(transaction=False)
         for queue in queues:
             pipe.hgetall(QueueKeys.of(namespace, queue).owner)

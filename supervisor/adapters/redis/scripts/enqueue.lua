@@ -3,6 +3,9 @@
 --       then, when asked for: the unique lock (ARGV[6] set), then the once-marker (ARGV[7] set)
 -- ARGV: 1 id, 2 envelope bytes, 3 process_at ('' = now), 4 queue name, 5 wake list cap,
 --       6 unique lock ttl in ms ('' = none), 7 once-marker ttl in ms ('' = none)
+-- On a Redis Cluster the registry and the wake list are another slot's business: the caller passes
+-- an empty queue name and a cap of 0 (KEYS[6] is then any key of this queue's slot, never touched)
+-- and does both itself.
 -- Returns {code, existing id}: 1 enqueued; 0 duplicate id; 2 the same envelope is already stored (a
 -- resent call that had landed); 3 another task holds the unique lock (its id); 4 the once-marker
 -- exists (a periodic tick some other supervisor already enqueued).
@@ -39,7 +42,9 @@ else
 end
 -- A wake-up token per enqueue lets one idle worker blocked on BRPOP start at once. Tokens are list
 -- elements, not pub/sub messages, so none is lost while no worker is listening; the cap bounds them.
-redis.call('LPUSH', KEYS[5], '1')
-redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[5]) - 1)
-redis.call('SADD', KEYS[6], ARGV[4])
+if tonumber(ARGV[5]) > 0 then
+  redis.call('LPUSH', KEYS[5], '1')
+  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[5]) - 1)
+end
+if ARGV[4] ~= '' then redis.call('SADD', KEYS[6], ARGV[4]) end
 return {1, ARGV[1]}

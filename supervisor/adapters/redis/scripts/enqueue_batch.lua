@@ -2,6 +2,7 @@
 -- batch API's fast path. Same effects per task as enqueue.lua.
 -- KEYS: 1 msg hash, 2 state hash, 3 pending list, 4 scheduled zset, 5 wake list, 6 queue registry set
 -- ARGV: 1 queue name, 2 wake list cap, then triples: id, envelope bytes, process_at ('' = now)
+-- On a Redis Cluster: an empty queue name and a cap of 0, as in enqueue.lua.
 -- Returns a flat list {code, id, code, id...} with enqueue.lua's codes (1 enqueued, 0 duplicate id,
 -- 2 identical envelope already stored).
 local out = {}
@@ -27,11 +28,11 @@ for i = 3, #ARGV, 3 do
 end
 -- One token per new task, up to the cap: enough for every idle worker to wake.
 local cap = tonumber(ARGV[2])
-if woken > 0 then
+if woken > 0 and cap > 0 then
   local tokens = {}
   for _ = 1, math.min(woken, cap) do tokens[#tokens + 1] = '1' end
   redis.call('LPUSH', KEYS[5], unpack(tokens))
   redis.call('LTRIM', KEYS[5], 0, cap - 1)
 end
-redis.call('SADD', KEYS[6], ARGV[1])
+if ARGV[1] ~= '' then redis.call('SADD', KEYS[6], ARGV[1]) end
 return out
