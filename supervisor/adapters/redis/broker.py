@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError
 
+from supervisor.adapters.redis.calls import (
+    BATCH_CHUNK,
+    WAKE_CAP,
+    Call,
+    ms,
+    plan_submit,
+    script_source,
+)
 from supervisor.adapters.redis.keys import (
     MINUTE_COUNTERS_TTL,
     QueueKeys,
@@ -27,31 +33,10 @@ from supervisor.adapters.redis.keys import (
 )
 from supervisor.core.ports import Claimed, Enqueued, Finish, Held, NewTask
 
-#: One script call: script name, keys, arguments.
-Call = tuple[str, Sequence[Any], Sequence[Any]]
+__all__ = ["BATCH_CHUNK", "FORWARD_LIMIT", "WAKE_CAP", "RedisBroker"]
 
-#: Wake-up tokens kept per queue at most: enough for every idle worker, bounded when none listens.
-WAKE_CAP = 256
 #: Due scheduled/retry tasks moved to pending per set per claim: bounds one script's run time.
 FORWARD_LIMIT = 100
-
-
-#: Tasks per enqueue_batch call: bounds one script's run time (Redis runs one script at a time).
-BATCH_CHUNK = 500
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _ms(seconds: float) -> int:
-    """Milliseconds for PX, at least 1 (Redis rejects 0)."""
-    return max(int(seconds * 1000), 1)
-
-
-@cache
-def _script_source(name: str) -> str:
-    return (resources.files(__package__) / "scripts" / f"{name}.lua").read_text()
 
 
 class RedisBroker:
@@ -72,7 +57,7 @@ class RedisBroker:
         self._keys: dict[str, QueueKeys] = {}
         self._claim_keys: dict[tuple[str, ...], list[str]] = {}
         scripts = ("enqueue", "enqueue_batch", "claim", "complete", "retry", "archive", "requeue", "renew")
-        self._scripts = {name: client.register_script(_script_source(name)) for name in scripts}
+        self._scripts = {name: client.register_script(script_source(name)) for name in scripts}
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -117,64 +102,13 @@ class RedisBroker:
 
     # -- enqueue ------------------------------------------------------------------------------
 
-    def _enqueue_call(self, task: NewTask) -> Call:
-        k = self.keys(task.queue)
-        keys = [k.msg, k.state, k.pending, k.scheduled, k.wake, queues_key(self.namespace)]
-        if task.unique_key:
-            keys.append(k.unique(task.unique_key))
-        if task.once_key:
-            keys.append(k.once(task.once_key))
-        args = (
-            task.task_id,
-            task.data,
-            "" if task.process_at is None else repr(task.process_at),
-            task.queue,
-            WAKE_CAP,
-            _ms(task.unique_ttl) if task.unique_key else "",
-            _ms(task.once_ttl) if task.once_key else "",
-        )
-        return ("enqueue", keys, args)
-
     def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
-        if len(tasks) == 1:
-            replies = [self._run(*self._enqueue_call(tasks[0]))]
-            return [(Enqueued(int(code)), _text(tid)) for code, tid in replies]
-        # Runs of plain tasks for the same queue go in one script call each (up to BATCH_CHUNK);
-        # a task with a unique lock or a once-marker is a call of its own. All in one pipeline, in
-        # input order, so a batch keeps its order in each queue; results come back in input order.
-        calls: list[Call] = []
-        slots: list[list[int]] = []
-        run: list[int] = []
-
-        def close_run() -> None:
-            if run:
-                queue = tasks[run[0]].queue
-                k = self.keys(queue)
-                args: list[Any] = [queue, WAKE_CAP]
-                for i in run:
-                    t = tasks[i]
-                    args += [t.task_id, t.data, "" if t.process_at is None else repr(t.process_at)]
-                keys = (k.msg, k.state, k.pending, k.scheduled, k.wake, queues_key(self.namespace))
-                calls.append(("enqueue_batch", keys, args))
-                slots.append(run.copy())
-                run.clear()
-
-        for i, task in enumerate(tasks):
-            if task.unique_key or task.once_key:
-                close_run()
-                calls.append(self._enqueue_call(task))
-                slots.append([i])
-                continue
-            if run and (tasks[run[0]].queue != task.queue or len(run) >= BATCH_CHUNK):
-                close_run()
-            run.append(i)
-        close_run()
-        out: list[tuple[Enqueued, str]] = [(Enqueued.DUPLICATE_ID, "")] * len(tasks)
-        # enqueue.lua answers {code, id}; enqueue_batch.lua the same pairs, one per task in order.
-        for reply, indexes in zip(self._pipeline(calls), slots, strict=True):
-            for j, i in enumerate(indexes):
-                out[i] = (Enqueued(int(reply[2 * j])), _text(reply[2 * j + 1]))
-        return out
+        # The calls are built by calls.plan_submit, shared with the async broker; results come
+        # back in input order.
+        plan = plan_submit(tasks, self.keys, self.namespace)
+        if len(plan.calls) == 1:
+            return plan.results([self._run(*plan.calls[0])])
+        return plan.results(self._pipeline(plan.calls))
 
     def enqueue(self, queue: str, task_id: str, data: bytes, process_at: float | None) -> bool:
         return self.enqueue_many([(queue, task_id, data, process_at)])[0]
@@ -250,7 +184,7 @@ class RedisBroker:
         if keep:
             keys.append(k.result(f.claimed.task_id))
         args = (
-            f.claimed.task_id, worker_id, "1" if f.unique_key else "0", _ms(f.retention) if keep else "",
+            f.claimed.task_id, worker_id, "1" if f.unique_key else "0", ms(f.retention) if keep else "",
             f.record or b"", MINUTE_COUNTERS_TTL,
         )  # fmt: skip
         return ("complete", keys, args)
@@ -385,3 +319,17 @@ class RedisBroker:
     def known_queues(self) -> list[str]:
         members: set[bytes] = self.redis.smembers(queues_key(self.namespace))  # type: ignore[assignment]
         return sorted(q.decode() for q in members)
+
+    # -- the producer's reads -------------------------------------------------------------------
+
+    def task_states(self, tasks: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """The stored state of each (queue, task id), None where the task is gone; one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, task_id in tasks:
+            pipe.hget(self.keys(queue).state, task_id)
+        return list(pipe.execute())
+
+    def result_record(self, queue: str, task_id: str) -> bytes | None:
+        """The completion record kept for a task enqueued with retention (None when there is none)."""
+        data: bytes | None = self.redis.get(self.keys(queue).result(task_id))  # type: ignore[assignment]
+        return data

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import redis
 
-from supervisor.adapters.redis.broker import WAKE_CAP, _script_source
+from supervisor.adapters.redis.calls import WAKE_CAP, script_source
 from supervisor.adapters.redis.keys import QueueKeys, minute_of, queues_key, server_key, servers_key
 from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_message, decode_value
 
@@ -109,8 +109,8 @@ class Inspector:
         # redis-py types replies as bytes | str (it cannot know decode_responses); ours are bytes.
         self.redis: Any = client
         self.namespace = namespace
-        self._retry = client.register_script(_script_source("admin_retry"))
-        self._delete = client.register_script(_script_source("admin_delete"))
+        self._retry = client.register_script(script_source("admin_retry"))
+        self._delete = client.register_script(script_source("admin_delete"))
 
     def keys(self, queue: str) -> QueueKeys:
         return QueueKeys.of(self.namespace, queue)
