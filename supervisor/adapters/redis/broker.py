@@ -70,8 +70,8 @@ class RedisBroker:
     def _run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         return self._scripts[script](keys=keys, args=args)
 
-    def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
-        """Several script calls in one round trip.
+    def _pipeline(self, calls: Sequence[Call], preload: Sequence[str] = ()) -> list[Any]:
+        """Several script calls in one round trip, after loading the ``preload`` scripts.
 
         EVALSHA goes out directly: redis-py's pipelines would first ask SCRIPT EXISTS, an extra
         round trip every time. A NOSCRIPT reply (the server restarted and lost its script cache)
@@ -81,10 +81,16 @@ class RedisBroker:
         results: list[Any] = [None] * len(calls)
         for _ in range(2):
             pipe = self.redis.pipeline(transaction=False)
+            for name in preload:
+                pipe.script_load(self._scripts[name].script)
             for i in pending:
                 name, keys, args = calls[i]
                 pipe.execute_command("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
             replies = pipe.execute(raise_on_error=False)
+            for reply in replies[: len(preload)]:
+                if isinstance(reply, Exception):
+                    raise reply
+            replies, preload = replies[len(preload) :], ()
             missing = []
             for i, reply in zip(pending, replies, strict=True):
                 if isinstance(reply, NoScriptError):
@@ -108,7 +114,7 @@ class RedisBroker:
         plan = plan_submit(tasks, self.keys, self.namespace)
         if len(plan.calls) == 1:
             return plan.results([self._run(*plan.calls[0])])
-        return plan.results(self._pipeline(plan.calls))
+        return plan.results(self._pipeline(plan.calls, plan.preload))
 
     def enqueue(self, queue: str, task_id: str, data: bytes, process_at: float | None) -> bool:
         return self.enqueue_many([(queue, task_id, data, process_at)])[0]

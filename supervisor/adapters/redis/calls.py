@@ -75,6 +75,19 @@ class SubmitPlan:
     slots: list[list[int]]
     size: int
 
+    @property
+    def preload(self) -> list[str]:
+        """Scripts to load (SCRIPT LOAD) ahead of the calls, in the same pipeline.
+
+        When the calls mix enqueue.lua and enqueue_batch.lua, a script cache that holds one but
+        not the other (Redis restarted, then a single enqueue reloaded its script) would run the
+        first kind and answer NOSCRIPT to the second, whose resend would then land after tasks
+        that follow it in the batch: the queue's order would break. Loading both first costs a
+        few KB on such batches only; one kind alone is answered NOSCRIPT all together or not at all.
+        """
+        names = sorted({name for name, _, _ in self.calls})
+        return names if len(names) > 1 else []
+
     def results(self, replies: Sequence[Any]) -> list[tuple[Enqueued, str]]:
         """Each task's outcome, in input order, from the calls' replies (in call order).
 
