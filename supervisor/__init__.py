@@ -4,6 +4,7 @@ Producer side::
 
     from supervisor import Client
     Client().enqueue("email:send", {"to": "a@example.com"}, queue="critical")
+    await AsyncClient().enqueue(...)     # from an event loop (FastAPI, Starlette, aiohttp)
 
 Worker side::
 
@@ -17,6 +18,7 @@ and run ``supervisor start --app mymodule:app``.
 """
 
 from supervisor.app import App, TaskContext
+from supervisor.async_client import AsyncClient
 from supervisor.client import Client, Task, TaskInfo
 from supervisor.core.errors import (
     DuplicateTaskError,
@@ -32,6 +34,7 @@ from supervisor.core.task import TaskState
 
 __all__ = [
     "App",
+    "AsyncClient",
     "Client",
     "DuplicateTaskError",
     "InvalidTaskError",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import time
@@ -14,7 +15,7 @@ import redis
 from opentelemetry import propagate, trace
 
 from supervisor.adapters.redis import RedisBroker, connect, connect_settings
-from supervisor.config import Settings, load_settings, parse_duration
+from supervisor.config import RedisSettings, Settings, load_settings, parse_duration
 from supervisor.core.errors import DuplicateTaskError, InvalidTaskError, NotUniqueError, ResultNotFound
 from supervisor.core.limits import MAX_TASK_TIMEOUT
 from supervisor.core.ports import Enqueued, NewTask
@@ -182,6 +183,124 @@ def build_task(task: Task, now: float, default_max_retry: int) -> Built:
     return Built(message, process_at, new)
 
 
+def build_batch(tasks: Iterable[Task], default_max_retry: int, on_duplicate: OnDuplicate) -> list[Built]:
+    """Validate ``on_duplicate`` and every task before anything is sent (one clock reading for all)."""
+    if on_duplicate not in ("raise", "return"):
+        raise InvalidTaskError(f"on_duplicate must be 'raise' or 'return', not {on_duplicate!r}")
+    now = time.time()
+    return [build_task(t, now, default_max_retry) for t in tasks]
+
+
+def task_info(built: Built) -> TaskInfo:
+    """The info of a task the broker has just stored."""
+    message = built.message
+    return TaskInfo(
+        id=message.id,
+        type=message.type,
+        queue=message.queue,
+        state=TaskState.PENDING if built.process_at is None else TaskState.SCHEDULED,
+        max_retry=message.max_retry,
+        timeout=message.timeout,
+        deadline=message.deadline,
+        process_at=built.process_at,
+    )
+
+
+def existing_info(message: TaskMessage, task_id: str) -> TaskInfo:
+    """The info of the task that holds ``message``'s unique lock (its state is read afterwards)."""
+    return TaskInfo(
+        id=task_id,
+        type=message.type,
+        queue=message.queue,
+        state=TaskState.ACTIVE,
+        max_retry=message.max_retry,
+        timeout=message.timeout,
+        deadline=message.deadline,
+        process_at=None,
+        existing=True,
+    )
+
+
+def settle(
+    built: Sequence[Built], results: Sequence[tuple[Enqueued, str]], on_duplicate: OnDuplicate
+) -> tuple[list[TaskInfo], list[int]]:
+    """What a batch's enqueue results mean, the same for every client.
+
+    Raises :class:`DuplicateTaskError` naming the ids that already existed, then
+    :class:`NotUniqueError` naming the lock holders unless ``on_duplicate="return"``. Otherwise
+    returns each task's info and the positions of the existing tasks returned in place of
+    duplicates, whose state the caller reads (:meth:`RedisBroker.task_states`) and applies with
+    :func:`with_states`. The batch is not all-or-nothing: the others were enqueued either way.
+    """
+    duplicates = [b.message.id for b, (code, _) in zip(built, results, strict=True) if code == Enqueued.DUPLICATE_ID]
+    if duplicates:
+        raise DuplicateTaskError(built[0].message.queue, duplicates)
+    conflicts = [(b, holder) for b, (code, holder) in zip(built, results, strict=True) if code == Enqueued.NOT_UNIQUE]
+    if conflicts and on_duplicate == "raise":
+        raise NotUniqueError(conflicts[0][0].message.queue, [holder for _, holder in conflicts])
+    infos: list[TaskInfo] = []
+    existing: list[int] = []
+    for b, (code, holder) in zip(built, results, strict=True):
+        if code == Enqueued.NOT_UNIQUE:
+            existing.append(len(infos))
+            infos.append(existing_info(b.message, holder))
+        else:
+            infos.append(task_info(b))
+    return infos, existing
+
+
+def existing_keys(infos: Sequence[TaskInfo], positions: Sequence[int]) -> list[tuple[str, str]]:
+    """(queue, id) of the existing tasks at ``positions``: what to read the states of."""
+    return [(infos[i].queue, infos[i].id) for i in positions]
+
+
+def with_states(infos: list[TaskInfo], positions: Sequence[int], states: Sequence[bytes | None]) -> list[TaskInfo]:
+    """``infos`` with the states read for the existing tasks; one that is gone meanwhile stays ``active``
+    (it was running when its lock was seen, and completing removes the state)."""
+    for i, state in zip(positions, states, strict=True):
+        if state:
+            infos[i] = dataclasses.replace(infos[i], state=TaskState(state.decode()))
+    return infos
+
+
+def decode_result(data: bytes | None, task_id: str, queue: str, type: Any) -> Any:
+    """A completion record's result decoded as ``type``; :class:`ResultNotFound` when there is none."""
+    if data is None:
+        raise ResultNotFound(
+            f"no result for task {task_id!r} in queue {queue!r}: not completed yet, enqueued without "
+            "retention, or its retention has passed"
+        )
+    return decode_value(decode_completed(data).result, msgspec.msgpack.Decoder(type))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """What a client needs from its arguments and the settings (shared by Client and AsyncClient)."""
+
+    #: An explicit ``redis_url`` argument (a plain server), or None: the settings' topology.
+    url: str | None
+    redis: RedisSettings
+    namespace: str
+    default_max_retry: int
+    archive_max_size: int
+    archive_max_age: float
+
+    @classmethod
+    def resolve(
+        cls, redis_url: str | None, settings: Settings | None, namespace: str | None, default_max_retry: int | None
+    ) -> ClientConfig:
+        """Arguments win over the settings; no settings means ``REDIS_*``/``ASYNQ_*`` from the environment."""
+        settings = settings or load_settings()
+        return cls(
+            url=redis_url,
+            redis=settings.redis,
+            namespace=namespace or settings.asynq.namespace,
+            default_max_retry=settings.asynq.max_retry if default_max_retry is None else default_max_retry,
+            archive_max_size=settings.asynq.archive_max_size,
+            archive_max_age=settings.asynq.archive_max_age,
+        )
+
+
 class Client:
     """Enqueues tasks into Redis.
 
@@ -197,20 +316,20 @@ class Client:
         namespace: str | None = None,
         default_max_retry: int | None = None,
     ) -> None:
-        settings = settings or load_settings()
-        self.namespace = namespace or settings.asynq.namespace
-        self.default_max_retry = settings.asynq.max_retry if default_max_retry is None else default_max_retry
-        if redis_url:
-            self.redis: redis.Redis = connect(redis_url, client_name="supervisor-client")
+        config = ClientConfig.resolve(redis_url, settings, namespace, default_max_retry)
+        self.namespace = config.namespace
+        self.default_max_retry = config.default_max_retry
+        if config.url:
+            self.redis: redis.Redis = connect(config.url, client_name="supervisor-client")
         else:
-            self.redis = connect_settings(settings.redis, client_name="supervisor-client")
+            self.redis = connect_settings(config.redis, client_name="supervisor-client")
         self.broker = RedisBroker(
             self.redis,
             namespace=self.namespace,
-            archive_max_size=settings.asynq.archive_max_size,
-            archive_max_age=settings.asynq.archive_max_age,
-            wait_replicas=settings.redis.wait_replicas,
-            wait_timeout=settings.redis.wait_timeout,
+            archive_max_size=config.archive_max_size,
+            archive_max_age=config.archive_max_age,
+            wait_replicas=config.redis.wait_replicas,
+            wait_timeout=config.redis.wait_timeout,
         )
 
     def close(self) -> None:
@@ -221,19 +340,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @staticmethod
-    def _info(message: TaskMessage, process_at: float | None) -> TaskInfo:
-        return TaskInfo(
-            id=message.id,
-            type=message.type,
-            queue=message.queue,
-            state=TaskState.PENDING if process_at is None else TaskState.SCHEDULED,
-            max_retry=message.max_retry,
-            timeout=message.timeout,
-            deadline=message.deadline,
-            process_at=process_at,
-        )
 
     # -- enqueuing -----------------------------------------------------------------------------
 
@@ -283,44 +389,13 @@ class Client:
         some ids already exist, or some unique tasks are duplicates, the others are enqueued and
         the error names the ones that were not.
         """
-        if on_duplicate not in ("raise", "return"):
-            raise InvalidTaskError(f"on_duplicate must be 'raise' or 'return', not {on_duplicate!r}")
-        now = time.time()
-        built = [build_task(t, now, self.default_max_retry) for t in tasks]
+        built = build_batch(tasks, self.default_max_retry, on_duplicate)
         if not built:
             return []
-        results = self._send([b.new for b in built])
-        duplicates = [
-            b.message.id for b, (code, _) in zip(built, results, strict=True) if code == Enqueued.DUPLICATE_ID
-        ]
-        if duplicates:
-            raise DuplicateTaskError(built[0].message.queue, duplicates)
-        conflicts = [
-            (b, holder) for b, (code, holder) in zip(built, results, strict=True) if code == Enqueued.NOT_UNIQUE
-        ]
-        if conflicts and on_duplicate == "raise":
-            raise NotUniqueError(conflicts[0][0].message.queue, [holder for _, holder in conflicts])
-        infos = []
-        for b, (code, holder) in zip(built, results, strict=True):
-            if code == Enqueued.NOT_UNIQUE:
-                infos.append(self._existing(b.message, holder))
-            else:
-                infos.append(self._info(b.message, b.process_at))
+        infos, existing = settle(built, self._send([b.new for b in built]), on_duplicate)
+        if existing:
+            infos = with_states(infos, existing, self.broker.task_states(existing_keys(infos, existing)))
         return infos
-
-    def _existing(self, message: TaskMessage, task_id: str) -> TaskInfo:
-        state: bytes | None = self.redis.hget(self.broker.keys(message.queue).state, task_id)  # type: ignore[assignment]
-        return TaskInfo(
-            id=task_id,
-            type=message.type,
-            queue=message.queue,
-            state=TaskState(state.decode()) if state else TaskState.ACTIVE,
-            max_retry=message.max_retry,
-            timeout=message.timeout,
-            deadline=message.deadline,
-            process_at=None,
-            existing=True,
-        )
 
     def result(self, task_id: str, *, queue: str = "default", type: Any = Any) -> Any:
         """The value the task's handler returned, decoded as ``type``.
@@ -328,13 +403,7 @@ class Client:
         Kept only for tasks enqueued with ``retention``, for that long after they completed;
         raises :class:`ResultNotFound` otherwise.
         """
-        data: bytes | None = self.redis.get(self.broker.keys(queue).result(task_id))  # type: ignore[assignment]
-        if data is None:
-            raise ResultNotFound(
-                f"no result for task {task_id!r} in queue {queue!r}: not completed yet, enqueued without "
-                "retention, or its retention has passed"
-            )
-        return decode_value(decode_completed(data).result, msgspec.msgpack.Decoder(type))
+        return decode_result(self.broker.result_record(queue, task_id), task_id, queue, type)
 
     def _send(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
         """One round trip; repeated once on a dropped connection.

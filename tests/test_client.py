@@ -6,8 +6,11 @@ import datetime as dt
 import time
 
 import pytest
+import redis
 
 from supervisor import Client, DuplicateTaskError, InvalidTaskError, Task, TaskState
+from supervisor.adapters.redis.calls import script_source
+from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.core.task import decode_message
 
 pytestmark = pytest.mark.timeout(30)
@@ -143,3 +146,21 @@ def test_client_takes_a_redis_url(redis_url, monkeypatch):
         info = c.enqueue("t")
         assert c.redis.hexists(c.broker.keys("default").msg, info.id)
         c.redis.delete(*c.redis.scan_iter(match="tclienturl:*"))
+
+
+def test_a_mixed_batch_keeps_its_order_when_one_enqueue_script_is_missing(own_redis):
+    """Redis lost its script cache, then a single enqueue reloaded enqueue.lua only. A batch that
+    mixes unique tasks (enqueue.lua) and plain ones (enqueue_batch.lua) must not run the former
+    and resend the latter after them: the scripts are loaded first in that case."""
+    r = redis.Redis.from_url(own_redis.url)
+    batch = [Task("t", i, task_id=f"id{i}") for i in range(6)]
+    batch.insert(3, Task("t", "locked", task_id="unique", unique_for="1h"))
+    try:
+        r.script_flush()
+        r.script_load(script_source("enqueue"))
+        with Client(own_redis.url, namespace="sync") as client:
+            client.enqueue_many(batch)
+        pending = r.lrange(QueueKeys.of("sync", "default").pending, 0, -1)
+        assert list(reversed(pending)) == [t.task_id.encode() for t in batch if t.task_id]
+    finally:
+        r.close()

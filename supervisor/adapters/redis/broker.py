@@ -21,13 +21,14 @@ because a script may only touch the keys of one slot and each queue is a slot of
   polling (asynq's choice on a cluster: latency up to the poll interval). Chosen: per-queue
   doorbell lists that all share one hash tag, ``{<ns>:wake}``, so they sit in one slot and one
   BRPOP still spans them. The enqueue script cannot push there (another slot), so the broker
-  sends a tiny ``ring.lua`` call in the same pipeline as the state change: one round trip as
-  before, two nodes written in parallel. If a ring is lost (the client dies between the two, or
+  sends a tiny ``ring.lua`` call once the state change has answered: one more round trip, and
+  never a token ahead of its task (rung in parallel, a doorbell on one node could wake a worker
+  before the task existed on another, and the worker would sleep out its block). If a ring is lost (the client dies between the two, or
   the doorbell's node fails over) no task is lost: the worker's bounded BRPOP (``idle_block``)
   and its claim loop find the work a second or two later. Cost: every enqueue writes a few bytes
   to the doorbell slot's node; tokens are capped per queue like the single-server wake lists.
 - **Registry**: the queue registry set is in its own slot too, so it is updated by a separate
-  ``register.lua`` call in the same pipeline rather than inside ``enqueue.lua``.
+  ``register.lua`` call sent with the doorbells rather than inside ``enqueue.lua``.
 
 Durability across failover (``REDIS_WAIT_REPLICAS``): Redis replicates asynchronously, so a write
 acknowledged by a primary that dies a moment later may never reach the replica that replaces it.
@@ -43,13 +44,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import redis
 from redis.exceptions import AskError, ClusterDownError, NoScriptError, ReadOnlyError, TryAgainError
 
+from supervisor.adapters.redis.calls import (
+    BATCH_CHUNK,
+    WAKE_CAP,
+    Call,
+    ReplicaWaitTimeout,
+    ms,
+    plan_submit,
+    script_source,
+)
 from supervisor.adapters.redis.connection import is_cluster
 from supervisor.adapters.redis.keys import (
     MINUTE_COUNTERS_TTL,
@@ -62,39 +70,14 @@ from supervisor.adapters.redis.keys import (
 )
 from supervisor.core.ports import Claimed, Enqueued, Finish, Held, NewTask
 
-#: One script call: script name, keys, arguments.
-Call = tuple[str, Sequence[Any], Sequence[Any]]
+__all__ = ["BATCH_CHUNK", "FORWARD_LIMIT", "WAKE_CAP", "RedisBroker", "ReplicaWaitTimeout"]
 
-#: Wake-up tokens kept per queue at most: enough for every idle worker, bounded when none listens.
-WAKE_CAP = 256
 #: Due scheduled/retry tasks moved to pending per set per claim: bounds one script's run time.
 FORWARD_LIMIT = 100
 
 
-#: Tasks per enqueue_batch call: bounds one script's run time (Redis runs one script at a time).
-BATCH_CHUNK = 500
-
-
-class ReplicaWaitTimeout(redis.TimeoutError):
-    """A write reached the primary but fewer replicas than REDIS_WAIT_REPLICAS confirmed it in time."""
-
-
 #: Replies and failures that mean a cluster's slot map is stale: a failover or a resharding.
 _STALE_SLOTS = (AskError, ClusterDownError, TryAgainError, ReadOnlyError, redis.ConnectionError)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _ms(seconds: float) -> int:
-    """Milliseconds for PX, at least 1 (Redis rejects 0)."""
-    return max(int(seconds * 1000), 1)
-
-
-@cache
-def _script_source(name: str) -> str:
-    return (resources.files(__package__) / "scripts" / f"{name}.lua").read_text()
 
 
 class RedisBroker:
@@ -115,7 +98,7 @@ class RedisBroker:
         self.archive_max_size = archive_max_size
         self.archive_max_age = archive_max_age
         self.wait_replicas = wait_replicas
-        self.wait_timeout_ms = _ms(wait_timeout)
+        self.wait_timeout_ms = ms(wait_timeout)
         #: A Redis Cluster client: one slot per script call, doorbells rung separately.
         self.cluster = is_cluster(client)
         #: Wake-up tokens the state-changing scripts push themselves (0 on a cluster: ring instead).
@@ -133,7 +116,7 @@ class RedisBroker:
             "renew",
         )
         scripts += ("ring", "register")  # a cluster's doorbell and queue registry
-        self._scripts = {name: client.register_script(_script_source(name)) for name in scripts}
+        self._scripts = {name: client.register_script(script_source(name)) for name in scripts}
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -159,24 +142,29 @@ class RedisBroker:
             return self._pipeline([(script, keys, args)], durable=True)[0]
         return self._scripts[script](keys=keys, args=args)
 
-    def _pipeline(self, calls: Sequence[Call], *, durable: bool = False) -> list[Any]:
-        """Several script calls in one round trip.
+    def _pipeline(self, calls: Sequence[Call], *, durable: bool = False, preload: Sequence[str] = ()) -> list[Any]:
+        """Several script calls in one round trip, after loading the ``preload`` scripts.
 
         EVALSHA goes out directly: redis-py's pipelines would first ask SCRIPT EXISTS, an extra
         round trip every time. A NOSCRIPT reply (the server restarted and lost its script cache)
         means that call did not run, so it is safe to load the script and send it again.
-        ``durable``: the writes are followed by WAIT (see the module docstring).
+        ``durable``: the writes are followed by WAIT (see the module docstring). ``preload``: see
+        calls.SubmitPlan.preload (on a cluster each node reloads what it lacks, call by call).
         """
         wait = durable and self.wait_replicas > 0
         if self.cluster:
             return self._per_node(calls, wait)
-        return self._send(self.redis, calls, wait, self.redis.script_load)
+        return self._send(self.redis, calls, wait, self.redis.script_load, preload)
 
-    def _send(self, client: Any, calls: Sequence[Call], wait: bool, load: Any) -> list[Any]:
+    def _send(
+        self, client: Any, calls: Sequence[Call], wait: bool, load: Any, preload: Sequence[str] = ()
+    ) -> list[Any]:
         pending = list(range(len(calls)))
         results: list[Any] = [None] * len(calls)
         for _ in range(2):
             pipe = client.pipeline(transaction=False)
+            for name in preload:
+                pipe.script_load(self._scripts[name].script)
             for i in pending:
                 name, keys, args = calls[i]
                 pipe.execute_command("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
@@ -184,6 +172,10 @@ class RedisBroker:
                 # Same pipeline, same connection: WAIT counts the writes this connection made.
                 pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
             replies = pipe.execute(raise_on_error=False)
+            for reply in replies[: len(preload)]:
+                if isinstance(reply, Exception):
+                    raise reply
+            replies, preload = replies[len(preload) :], ()
             if wait:
                 acked = replies.pop()
                 if isinstance(acked, Exception):
@@ -307,79 +299,24 @@ class RedisBroker:
 
     # -- enqueue ------------------------------------------------------------------------------
 
-    def _enqueue_call(self, task: NewTask) -> Call:
-        k = self.keys(task.queue)
-        # On a cluster the registry is another slot: KEYS[6] is then a placeholder of this slot.
-        keys = [
-            k.msg,
-            k.state,
-            k.pending,
-            k.scheduled,
-            k.wake,
-            k.pending if self.cluster else queues_key(self.namespace),
-        ]
-        if task.unique_key:
-            keys.append(k.unique(task.unique_key))
-        if task.once_key:
-            keys.append(k.once(task.once_key))
-        args = (
-            task.task_id,
-            task.data,
-            "" if task.process_at is None else repr(task.process_at),
-            "" if self.cluster else task.queue,
-            self.wake_cap,
-            _ms(task.unique_ttl) if task.unique_key else "",
-            _ms(task.once_ttl) if task.once_key else "",
-        )
-        return ("enqueue", keys, args)
-
     def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
-        if len(tasks) == 1 and not self.cluster:
-            replies = [self._run(*self._enqueue_call(tasks[0]), durable=True)]
-            return [(Enqueued(int(code)), _text(tid)) for code, tid in replies]
-        # Runs of plain tasks for the same queue go in one script call each (up to BATCH_CHUNK);
-        # a task with a unique lock or a once-marker is a call of its own. All in one pipeline, in
-        # input order, so a batch keeps its order in each queue; results come back in input order.
-        calls: list[Call] = []
-        slots: list[list[int]] = []
-        run: list[int] = []
-
-        def close_run() -> None:
-            if run:
-                queue = tasks[run[0]].queue
-                k = self.keys(queue)
-                args: list[Any] = ["" if self.cluster else queue, self.wake_cap]
-                for i in run:
-                    t = tasks[i]
-                    args += [t.task_id, t.data, "" if t.process_at is None else repr(t.process_at)]
-                registry = k.pending if self.cluster else queues_key(self.namespace)
-                keys = (k.msg, k.state, k.pending, k.scheduled, k.wake, registry)
-                calls.append(("enqueue_batch", keys, args))
-                slots.append(run.copy())
-                run.clear()
-
-        for i, task in enumerate(tasks):
-            if task.unique_key or task.once_key:
-                close_run()
-                calls.append(self._enqueue_call(task))
-                slots.append([i])
-                continue
-            if run and (tasks[run[0]].queue != task.queue or len(run) >= BATCH_CHUNK):
-                close_run()
-            run.append(i)
-        close_run()
-        out: list[tuple[Enqueued, str]] = [(Enqueued.DUPLICATE_ID, "")] * len(tasks)
-        replies = self._pipeline(calls + self._cluster_extras(tasks), durable=True)[: len(calls)]
-        # enqueue.lua answers {code, id}; enqueue_batch.lua the same pairs, one per task in order.
-        for reply, indexes in zip(replies, slots, strict=True):
-            for j, i in enumerate(indexes):
-                out[i] = (Enqueued(int(reply[2 * j])), _text(reply[2 * j + 1]))
-        return out
+        # The calls are built by calls.plan_submit, shared with the async broker; results come
+        # back in input order. On a cluster, the queue registrations and doorbells follow
+        # (see _cluster_extras).
+        plan = plan_submit(tasks, self.keys, self.namespace, cluster=self.cluster)
+        if len(plan.calls) == 1 and not self.cluster:
+            return plan.results([self._run(*plan.calls[0], durable=True)])
+        results = plan.results(self._pipeline(plan.calls, durable=True, preload=plan.preload))
+        if self.cluster:
+            # Only once the tasks are stored: sent in the same exchange, a doorbell on another node
+            # could wake a worker before its task exists there, and it would sleep out its block.
+            self._pipeline(self._cluster_extras(tasks))
+        return results
 
     def _cluster_extras(self, tasks: Sequence[NewTask]) -> list[Call]:
         """On a cluster, what enqueue.lua does in other slots: register the queues, ring doorbells.
 
-        Sent after the enqueue calls in the same pipeline; a token for a task that turned out to be
+        Sent once the enqueue calls have answered; a token for a task that turned out to be
         a duplicate only costs an idle worker one empty claim.
         """
         if not self.cluster:
@@ -508,7 +445,7 @@ class RedisBroker:
         if keep:
             keys.append(k.result(f.claimed.task_id))
         args = (
-            f.claimed.task_id, worker_id, "1" if f.unique_key else "0", _ms(f.retention) if keep else "",
+            f.claimed.task_id, worker_id, "1" if f.unique_key else "0", ms(f.retention) if keep else "",
             f.record or b"", MINUTE_COUNTERS_TTL,
         )  # fmt: skip
         return ("complete", keys, args)
@@ -566,7 +503,10 @@ class RedisBroker:
             (claimed.task_id, owner, b"" if data is None else data, "1" if at_head else "0", self.wake_cap),
         )
         if self.cluster:
-            return bool(self._pipeline([call, self._ring(claimed.queue)], durable=True)[0])
+            done = bool(self._pipeline([call], durable=True)[0])
+            if done:
+                self._pipeline([self._ring(claimed.queue)])  # after the task is back (see submit)
+            return done
         return bool(self._run(*call, durable=True))
 
     def owners(self, queues: Sequence[str]) -> set[str]:
@@ -653,3 +593,17 @@ class RedisBroker:
     def known_queues(self) -> list[str]:
         members: set[bytes] = self.redis.smembers(queues_key(self.namespace))  # type: ignore[assignment]
         return sorted(q.decode() for q in members)
+
+    # -- the producer's reads -------------------------------------------------------------------
+
+    def task_states(self, tasks: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """The stored state of each (queue, task id), None where the task is gone; one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, task_id in tasks:
+            pipe.hget(self.keys(queue).state, task_id)
+        return list(pipe.execute())
+
+    def result_record(self, queue: str, task_id: str) -> bytes | None:
+        """The completion record kept for a task enqueued with retention (None when there is none)."""
+        data: bytes | None = self.redis.get(self.keys(queue).result(task_id))  # type: ignore[assignment]
+        return data

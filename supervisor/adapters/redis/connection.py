@@ -14,6 +14,8 @@ from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
@@ -109,3 +111,21 @@ def _cluster(settings: RedisSettings, *, socket_timeout: float, client_name: str
         retry=Retry(NoBackoff(), 0),
     )
     return cast(redis.Redis, client)
+
+
+def connect_async(url: str, *, socket_timeout: float = 5.0, client_name: str | None = None) -> redis.asyncio.Redis:
+    """The redis.asyncio counterpart of :func:`connect`, for producers inside an event loop.
+
+    Built the same way, for the same reason: no command is retried by redis-py; the caller
+    decides which calls are safe to repeat. Connections open lazily, on first use, in the event
+    loop that uses them: use the client from one loop only.
+    """
+    client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=min(socket_timeout, 5.0),
+        retry=AsyncRetry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        client_name=client_name,
+    )
+    return client

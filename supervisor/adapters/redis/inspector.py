@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import redis
 
-from supervisor.adapters.redis.broker import WAKE_CAP, _script_source
+from supervisor.adapters.redis.calls import WAKE_CAP, script_source
 from supervisor.adapters.redis.connection import is_cluster
 from supervisor.adapters.redis.keys import QueueKeys, doorbell_key, minute_of, queues_key, server_key, servers_key
 from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_message, decode_value
@@ -124,8 +124,8 @@ class Inspector:
         self.namespace = namespace
         #: On a Redis Cluster idle workers listen on doorbells in a slot of their own (see broker.py).
         self.cluster = is_cluster(client)
-        self._retry = client.register_script(_script_source("admin_retry"))
-        self._delete = client.register_script(_script_source("admin_delete"))
+        self._retry = client.register_script(script_source("admin_retry"))
+        self._delete = client.register_script(script_source("admin_delete"))
 
     def keys(self, queue: str) -> QueueKeys:
         return QueueKeys.of(self.namespace, queue)

@@ -1,0 +1,118 @@
+"""The producer's side of the broker over redis.asyncio: store tasks, read states and results back.
+
+Only what a producer needs (the worker's path stays on :class:`RedisBroker`, in processes that
+block by design). The calls are the sync broker's, built by :mod:`calls` from the same key names
+and Lua scripts, so a task enqueued from an event loop is stored byte for byte as one enqueued
+from a thread; only the I/O differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio
+from redis.exceptions import NoScriptError
+
+from supervisor.adapters.redis.calls import Call, ReplicaWaitTimeout, ms, plan_submit, script_sha, script_source
+from supervisor.adapters.redis.keys import QueueKeys
+from supervisor.core.ports import Enqueued, NewTask
+
+
+class AsyncRedisBroker:
+    """Tasks into Redis from an event loop. One instance per loop: it holds one redis.asyncio client."""
+
+    def __init__(
+        self, client: redis.asyncio.Redis, *, namespace: str = "sv", wait_replicas: int = 0, wait_timeout: float = 1.0
+    ) -> None:
+        self.redis = client
+        self.namespace = namespace
+        #: REDIS_WAIT_REPLICAS: an enqueue is confirmed only once that many replicas have it.
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = ms(wait_timeout)
+        self._keys: dict[str, QueueKeys] = {}
+
+    def keys(self, queue: str) -> QueueKeys:
+        k = self._keys.get(queue)
+        if k is None:
+            k = self._keys[queue] = QueueKeys.of(self.namespace, queue)
+        return k
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+    async def _send(self, calls: Sequence[Call], preload: Sequence[str] = ()) -> list[Any]:
+        """The calls' replies, in one round trip (two after Redis lost its script cache).
+
+        As in :meth:`RedisBroker._pipeline`: the ``preload`` scripts are loaded first in the same
+        pipeline, EVALSHA goes out directly, and a NOSCRIPT reply means that call did not run, so
+        the script is loaded and that call alone sent again.
+        """
+        pending = list(range(len(calls)))
+        results: list[Any] = [None] * len(calls)
+        for _ in range(2):
+            replies = await self._evalsha([calls[i] for i in pending], preload)
+            preload = ()
+            missing = []
+            for i, reply in zip(pending, replies, strict=True):
+                if isinstance(reply, NoScriptError):
+                    missing.append(i)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    results[i] = reply
+            if not missing:
+                return results
+            for name in sorted({calls[i][0] for i in missing}):
+                await self.redis.script_load(script_source(name))
+            pending = missing
+        raise NoScriptError("scripts were flushed again while being reloaded")
+
+    async def _evalsha(self, calls: Sequence[Call], preload: Sequence[str]) -> list[Any]:
+        """One EVALSHA per call, errors returned in place; one command needs no pipeline."""
+        if len(calls) == 1 and not preload and not self.wait_replicas:
+            name, keys, args = calls[0]
+            try:
+                evalsha = self.redis.execute_command("EVALSHA", script_sha(name), len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+                return [await evalsha]
+            except NoScriptError as exc:
+                return [exc]
+        pipe = self.redis.pipeline(transaction=False)
+        for name in preload:
+            pipe.script_load(script_source(name))
+        for name, keys, args in calls:
+            pipe.execute_command("EVALSHA", script_sha(name), len(keys), *keys, *args)
+        if self.wait_replicas:
+            # Same pipeline, same connection: WAIT counts the writes this connection made.
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+        replies = await pipe.execute(raise_on_error=False)
+        if self.wait_replicas:
+            acked = replies.pop()
+            if isinstance(acked, Exception):
+                raise acked
+            if int(acked) < self.wait_replicas:
+                raise ReplicaWaitTimeout(
+                    f"enqueue confirmed by {acked} of {self.wait_replicas} replica(s) within "
+                    f"{self.wait_timeout_ms} ms (REDIS_WAIT_REPLICAS); it may be lost if the primary fails now"
+                )
+        for reply in replies[: len(preload)]:
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies[len(preload) :])
+
+    async def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
+        """Store ``tasks`` (see :meth:`RedisBroker.submit`): each one's outcome, in input order."""
+        plan = plan_submit(tasks, self.keys, self.namespace)
+        return plan.results(await self._send(plan.calls, plan.preload))
+
+    async def task_states(self, tasks: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """The stored state of each (queue, task id), None where the task is gone; one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, task_id in tasks:
+            pipe.hget(self.keys(queue).state, task_id)
+        return list(await pipe.execute())
+
+    async def result_record(self, queue: str, task_id: str) -> bytes | None:
+        """The completion record kept for a task enqueued with retention (None when there is none)."""
+        data: bytes | None = await self.redis.get(self.keys(queue).result(task_id))  # type: ignore[assignment]
+        return data

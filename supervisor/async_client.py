@@ -1,0 +1,150 @@
+"""Enqueuing from an event loop (FastAPI, Starlette, aiohttp) without blocking it.
+
+The same surface and the same semantics as :class:`~supervisor.client.Client`: the envelopes are
+built by the same ``build_task`` and the results read by the same ``settle``; only the round trips
+are awaited (redis.asyncio) instead of blocking the thread, so the loop serves other requests
+meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+
+from supervisor.adapters.redis import AsyncRedisBroker, connect_async
+from supervisor.client import (
+    ClientConfig,
+    Duration,
+    OnDuplicate,
+    Task,
+    TaskInfo,
+    When,
+    build_batch,
+    decode_result,
+    existing_keys,
+    settle,
+    with_states,
+)
+from supervisor.config import ConfigError, Settings
+from supervisor.core.ports import Enqueued, NewTask
+
+
+class AsyncClient:
+    """Enqueues tasks into Redis from async code.
+
+    ``AsyncClient()`` reads ``REDIS_*`` and ``ASYNQ_*`` from the environment; ``AsyncClient(redis_url=...)``
+    names the server. Its connections belong to the event loop that first uses them: create one
+    per loop (in an ASGI app, in its lifespan) and close it with ``await client.aclose()`` or
+    ``async with``. Concurrent calls from tasks of that loop are fine (a pool of connections).
+
+    A call that is cancelled (a request timeout) may or may not have stored its task, exactly
+    like a call whose connection dropped: enqueue with ``task_id`` when that must be known.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        namespace: str | None = None,
+        default_max_retry: int | None = None,
+    ) -> None:
+        config = ClientConfig.resolve(redis_url, settings, namespace, default_max_retry)
+        if config.url is None and (config.redis.sentinels or config.redis.cluster):
+            # The async path has no Sentinel or Cluster routing yet: refuse rather than reach one
+            # node of it (the wrong primary after a failover, the wrong slot on a cluster).
+            variable = "REDIS_SENTINELS" if config.redis.sentinels else "REDIS_CLUSTER"
+            raise ConfigError(variable, "set", "AsyncClient supports a single Redis server for now; use Client")
+        self.namespace = config.namespace
+        self.default_max_retry = config.default_max_retry
+        url = config.url or config.redis.connection_url()
+        self.broker = AsyncRedisBroker(
+            connect_async(url, client_name="supervisor-async-client"),
+            namespace=self.namespace,
+            wait_replicas=config.redis.wait_replicas,
+            wait_timeout=config.redis.wait_timeout,
+        )
+
+    async def aclose(self) -> None:
+        await self.broker.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- enqueuing -----------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        queue: str = "default",
+        max_retry: int | None = None,
+        timeout: Duration | None = None,
+        deadline: When | None = None,
+        process_at: When | None = None,
+        process_in: Duration | None = None,
+        task_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        unique_for: Duration | None = None,
+        unique_key: str | None = None,
+        retention: Duration | None = None,
+        on_duplicate: OnDuplicate = "raise",
+    ) -> TaskInfo:
+        """Enqueue one task: :meth:`Client.enqueue`, awaited.
+
+        Raises :class:`DuplicateTaskError` if ``task_id`` exists in ``queue``, and
+        :class:`NotUniqueError` if ``unique_for`` is given and an equal task still holds its lock
+        (with ``on_duplicate="return"``, returns that task's info instead). The current
+        OpenTelemetry span's trace context goes into the headers, as with :class:`Client`.
+        """
+        task = Task(
+            type, payload, queue, max_retry, timeout, deadline, process_at, process_in, task_id, headers or {},
+            unique_for, unique_key, retention,
+        )  # fmt: skip
+        return (await self.enqueue_many([task], on_duplicate=on_duplicate))[0]
+
+    async def enqueue_critical(self, type: str, payload: Any = None, **options: Any) -> TaskInfo:
+        return await self.enqueue(type, payload, queue="critical", **options)
+
+    async def enqueue_default(self, type: str, payload: Any = None, **options: Any) -> TaskInfo:
+        return await self.enqueue(type, payload, queue="default", **options)
+
+    async def enqueue_low(self, type: str, payload: Any = None, **options: Any) -> TaskInfo:
+        return await self.enqueue(type, payload, queue="low", **options)
+
+    async def enqueue_many(self, tasks: Iterable[Task], *, on_duplicate: OnDuplicate = "raise") -> list[TaskInfo]:
+        """Enqueue a batch in one round trip: :meth:`Client.enqueue_many`, awaited.
+
+        Every task is validated before anything is sent; the batch is not all-or-nothing.
+        """
+        built = build_batch(tasks, self.default_max_retry, on_duplicate)
+        if not built:
+            return []
+        infos, existing = settle(built, await self._send([b.new for b in built]), on_duplicate)
+        if existing:
+            infos = with_states(infos, existing, await self.broker.task_states(existing_keys(infos, existing)))
+        return infos
+
+    async def result(self, task_id: str, *, queue: str = "default", type: Any = Any) -> Any:
+        """The value the task's handler returned, decoded as ``type`` (see :meth:`Client.result`).
+
+        Raises :class:`ResultNotFound` before completion, without retention or after it.
+        """
+        return decode_result(await self.broker.result_record(queue, task_id), task_id, queue, type)
+
+    async def _send(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
+        """One round trip; repeated once on a dropped connection, as :meth:`Client._send` does.
+
+        Repeating is safe: the enqueue script answers "already stored, identical" for a task
+        whose first send had landed, which counts as success, not as a duplicate.
+        """
+        try:
+            return await self.broker.submit(tasks)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return await self.broker.submit(tasks)
