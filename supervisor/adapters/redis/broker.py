@@ -23,10 +23,11 @@ because a script may only touch the keys of one slot and each queue is a slot of
   BRPOP still spans them. The enqueue script cannot push there (another slot), so the broker
   sends a tiny ``ring.lua`` call once the state change has answered: one more round trip, and
   never a token ahead of its task (rung in parallel, a doorbell on one node could wake a worker
-  before the task existed on another, and the worker would sleep out its block). If a ring is lost (the client dies between the two, or
-  the doorbell's node fails over) no task is lost: the worker's bounded BRPOP (``idle_block``)
-  and its claim loop find the work a second or two later. Cost: every enqueue writes a few bytes
-  to the doorbell slot's node; tokens are capped per queue like the single-server wake lists.
+  before the task existed on another, and the worker would sleep out its block). If a ring is
+  lost (the client dies between the two, or the doorbell's node fails over) no task is lost: the
+  worker's bounded BRPOP (``idle_block``) and its claim loop find the work a second or two later.
+  Cost: every enqueue writes a few bytes to the doorbell slot's node; tokens are capped per queue
+  like the single-server wake lists.
 - **Registry**: the queue registry set is in its own slot too, so it is updated by a separate
   ``register.lua`` call sent with the doorbells rather than inside ``enqueue.lua``.
 
