@@ -44,7 +44,7 @@ def run(tasks: int, url: str, namespace: str = "bench") -> dict[str, float]:
         raw.config_set("slowlog-log-slower-than", 1000)  # microseconds
         raw.config_set("slowlog-max-len", 1024)
         raw.slowlog_reset()
-        inspector = Inspector(client.redis, namespace)
+        inspector = Inspector(client.broker.redis, namespace)
         start = time.perf_counter()
         deleted = inspector.delete_all("default", "pending")
         delete_s = time.perf_counter() - start

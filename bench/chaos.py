@@ -45,7 +45,7 @@ import redis
 
 from bench.chaos_app import RUNS, WAIT
 from bench.common import RESULTS, ROOT, RedisServer, alive, percentile, tree
-from supervisor import Client, DuplicateTaskError, Task
+from supervisor import BrokerError, Client, DuplicateTaskError, Task
 from supervisor.adapters.redis import RedisBroker, connect
 from supervisor.config import load_settings
 from supervisor.core.ports import NewTask
@@ -229,7 +229,7 @@ class Chaos:
                 broker.submit([NewTask(QUEUE, POISON_ID, encode_message(message))])
                 self.faults["poison_pushed"] += 1
                 break
-            except redis.RedisError:
+            except BrokerError:
                 time.sleep(0.05)
         broker.redis.close()
 
@@ -310,7 +310,7 @@ class Chaos:
                         # of the batch were enqueued by this call.
                         self.faults["enqueue_retry_found_duplicates"] += 1
                         break
-                    except redis.RedisError:
+                    except (redis.RedisError, BrokerError):
                         self.faults["enqueue_retries"] += 1
                         if time.monotonic() > give_up:
                             self.enqueue_failed += len(tasks)

@@ -15,9 +15,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import redis
-
-from supervisor import AsyncClient, InvalidTaskError
+from supervisor import AsyncClient, BrokerError, InvalidTaskError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -73,7 +71,7 @@ class SignupApp:
         except InvalidTaskError as exc:
             await respond(send, 400, {"error": str(exc)})
             return
-        except redis.RedisError as exc:  # Redis unreachable: say so, the caller may retry
+        except BrokerError as exc:  # Redis unreachable or refusing: say so, the caller may retry
             await respond(send, 503, {"error": f"queue unavailable: {exc}"})
             return
         await respond(send, 202, {"id": info.id, "state": info.state.value, "existing": info.existing})
@@ -83,7 +81,8 @@ async def read_body(receive: Receive) -> bytes:
     body = b""
     while True:
         message = await receive()
-        body += message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
+        body += chunk
         if not message.get("more_body"):
             return body
 

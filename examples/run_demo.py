@@ -18,8 +18,8 @@ import time
 import redis
 
 from supervisor import Client, Task
-from supervisor.adapters.redis.inspector import Inspector
 from supervisor.config import load_settings
+from supervisor.wiring import make_inspection
 
 NAMESPACE = "demo"
 
@@ -108,7 +108,7 @@ def main() -> None:
                 ],
                 env=env,
             )
-            inspector = Inspector(client.redis, NAMESPACE)
+            inspector = make_inspection(settings)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 if sum(q.pending + q.retry + q.active for q in inspector.stats()) == 0:

@@ -21,6 +21,8 @@ from supervisor.app import App, TaskContext
 from supervisor.async_client import AsyncClient
 from supervisor.client import Client, Task, TaskInfo
 from supervisor.core.errors import (
+    BrokerError,
+    BrokerUnavailable,
     DuplicateTaskError,
     InvalidTaskError,
     NotUniqueError,
@@ -35,6 +37,8 @@ from supervisor.core.task import TaskState
 __all__ = [
     "App",
     "AsyncClient",
+    "BrokerError",
+    "BrokerUnavailable",
     "Client",
     "DuplicateTaskError",
     "InvalidTaskError",

@@ -11,9 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import redis
-
-from supervisor.adapters.redis import AsyncRedisBroker, connect_async
 from supervisor.client import (
     ClientConfig,
     Duration,
@@ -28,6 +25,7 @@ from supervisor.client import (
     with_states,
 )
 from supervisor.config import ConfigError, Settings
+from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.ports import Enqueued, NewTask
 
 
@@ -59,13 +57,10 @@ class AsyncClient:
             raise ConfigError(variable, "set", "AsyncClient supports a single Redis server for now; use Client")
         self.namespace = config.namespace
         self.default_max_retry = config.default_max_retry
+        from supervisor.wiring import make_async_broker
+
         url = config.url or config.redis.connection_url()
-        self.broker = AsyncRedisBroker(
-            connect_async(url, client_name="supervisor-async-client"),
-            namespace=self.namespace,
-            wait_replicas=config.redis.wait_replicas,
-            wait_timeout=config.redis.wait_timeout,
-        )
+        self.broker = make_async_broker(url, config.redis, self.namespace, client_name="supervisor-async-client")
 
     async def aclose(self) -> None:
         await self.broker.aclose()
@@ -146,5 +141,5 @@ class AsyncClient:
         """
         try:
             return await self.broker.submit(tasks)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except BrokerUnavailable:
             return await self.broker.submit(tasks)

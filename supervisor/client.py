@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
-import redis
 from opentelemetry import propagate, trace
 
-from supervisor.adapters.redis import RedisBroker, connect, connect_settings
 from supervisor.config import RedisSettings, Settings, load_settings, parse_duration
-from supervisor.core.errors import DuplicateTaskError, InvalidTaskError, NotUniqueError, ResultNotFound
+from supervisor.core.errors import (
+    BrokerUnavailable,
+    DuplicateTaskError,
+    InvalidTaskError,
+    NotUniqueError,
+    ResultNotFound,
+)
 from supervisor.core.limits import MAX_TASK_TIMEOUT
 from supervisor.core.ports import Enqueued, NewTask
 from supervisor.core.queues import queue_name_problem
@@ -279,11 +283,13 @@ class ClientConfig:
 
     #: An explicit ``redis_url`` argument (a plain server), or None: the settings' topology.
     url: str | None
-    redis: RedisSettings
+    settings: Settings
     namespace: str
     default_max_retry: int
-    archive_max_size: int
-    archive_max_age: float
+
+    @property
+    def redis(self) -> RedisSettings:
+        return self.settings.redis
 
     @classmethod
     def resolve(
@@ -293,11 +299,9 @@ class ClientConfig:
         settings = settings or load_settings()
         return cls(
             url=redis_url,
-            redis=settings.redis,
+            settings=settings,
             namespace=namespace or settings.asynq.namespace,
             default_max_retry=settings.asynq.max_retry if default_max_retry is None else default_max_retry,
-            archive_max_size=settings.asynq.archive_max_size,
-            archive_max_age=settings.asynq.archive_max_age,
         )
 
 
@@ -319,21 +323,14 @@ class Client:
         config = ClientConfig.resolve(redis_url, settings, namespace, default_max_retry)
         self.namespace = config.namespace
         self.default_max_retry = config.default_max_retry
-        if config.url:
-            self.redis: redis.Redis = connect(config.url, client_name="supervisor-client")
-        else:
-            self.redis = connect_settings(config.redis, client_name="supervisor-client")
-        self.broker = RedisBroker(
-            self.redis,
-            namespace=self.namespace,
-            archive_max_size=config.archive_max_size,
-            archive_max_age=config.archive_max_age,
-            wait_replicas=config.redis.wait_replicas,
-            wait_timeout=config.redis.wait_timeout,
+        from supervisor.wiring import make_broker
+
+        self.broker = make_broker(
+            config.settings, client_name="supervisor-client", url=config.url, namespace=self.namespace
         )
 
     def close(self) -> None:
-        self.redis.close()
+        self.broker.close()
 
     def __enter__(self) -> Client:
         return self
@@ -413,5 +410,5 @@ class Client:
         """
         try:
             return self.broker.submit(tasks)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except BrokerUnavailable:
             return self.broker.submit(tasks)

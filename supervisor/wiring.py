@@ -1,23 +1,73 @@
-"""Wiring: settings in, adapters and options out. The only place that knows both sides."""
+"""Wiring: settings in, adapters and options out. The only place that knows both sides.
+
+Everything outside ``supervisor/adapters`` reaches the task store through the ports
+(:class:`~supervisor.core.ports.Broker` for tasks, :class:`~supervisor.core.inspection.Inspection`
+for the operator's view) built here, and sees the store's failures as the port's errors
+(:mod:`supervisor.core.errors`).
+"""
 
 from __future__ import annotations
 
-from supervisor.adapters.redis import RedisBroker, connect_settings
-from supervisor.config import AsynqSettings, Settings
+from supervisor.adapters.redis import AsyncRedisBroker, RedisBroker, connect, connect_async, connect_settings
+from supervisor.adapters.redis.errors import translated
+from supervisor.adapters.redis.inspector import Inspector
+from supervisor.adapters.redis.selfcheck import configuration_problem
+from supervisor.config import AsynqSettings, RedisSettings, Settings
+from supervisor.core.inspection import Inspection
 from supervisor.core.queues import QueuePlan
 from supervisor.worker import WorkerOptions
 
 
-def make_broker(settings: Settings, *, client_name: str | None = None, socket_timeout: float = 5.0) -> RedisBroker:
-    """A broker with its own connection: call it after fork, never before."""
-    client = connect_settings(settings.redis, socket_timeout=socket_timeout, client_name=client_name)
+def make_broker(
+    settings: Settings,
+    *,
+    client_name: str | None = None,
+    socket_timeout: float = 5.0,
+    url: str | None = None,
+    namespace: str | None = None,
+) -> RedisBroker:
+    """A broker with its own connection: call it after fork, never before.
+
+    ``url`` names a plain server instead of the settings' topology (``Client(redis_url=...)``).
+    """
+    with translated():
+        if url:
+            client = connect(url, socket_timeout=socket_timeout, client_name=client_name)
+        else:
+            client = connect_settings(settings.redis, socket_timeout=socket_timeout, client_name=client_name)
     return RedisBroker(
         client,
-        namespace=settings.asynq.namespace,
+        namespace=namespace or settings.asynq.namespace,
         archive_max_size=settings.asynq.archive_max_size,
         archive_max_age=settings.asynq.archive_max_age,
         wait_replicas=settings.redis.wait_replicas,
         wait_timeout=settings.redis.wait_timeout,
+    )
+
+
+def make_async_broker(url: str, redis: RedisSettings, namespace: str, *, client_name: str) -> AsyncRedisBroker:
+    """The producer's broker for an event loop (a plain server: no async Sentinel/Cluster routing yet)."""
+    return AsyncRedisBroker(
+        connect_async(url, client_name=client_name),
+        namespace=namespace,
+        wait_replicas=redis.wait_replicas,
+        wait_timeout=redis.wait_timeout,
+    )
+
+
+def make_inspection(
+    settings: Settings, *, client_name: str = "supervisor-cli", socket_timeout: float = 5.0
+) -> Inspection:
+    """The operator's view of the store (CLI, dashboard, metrics)."""
+    with translated():
+        client = connect_settings(settings.redis, socket_timeout=socket_timeout, client_name=client_name)
+    return Inspector(client, settings.asynq.namespace)
+
+
+def store_problem(settings: Settings) -> str | None:
+    """What the configured store refuses us, in one line (see adapters/redis/selfcheck.py), or None."""
+    return configuration_problem(
+        settings.redis, settings.redis.address(), settings.asynq.namespace, [q.name for q in settings.asynq.queues]
     )
 
 

@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import msgspec
-import redis
 
 from supervisor.app import App, TaskContext
 from supervisor.core import lifecycle
-from supervisor.core.errors import SkipRetry, TaskTimeout
-from supervisor.core.ports import Broker, Claimed, Clock, Finish, Held, SystemClock
+from supervisor.core.errors import BrokerError, SkipRetry, TaskTimeout
+from supervisor.core.ports import Broker, Claimed, Clock, Completion, Held, SystemClock, printable_id
 from supervisor.core.queues import QueuePlan
 from supervisor.core.retry import exponential_backoff
 from supervisor.core.task import (
@@ -51,7 +50,7 @@ ACK_MAX = 8
 
 #: Errors from Redis: unreachable, restarting, out of memory, refusing a command (ACL), read-only
 #: after a failover. None of them is the task's fault: back off and try again, never die of it.
-REDIS_DOWN = (redis.RedisError,)
+REDIS_DOWN = (BrokerError,)
 
 
 def process_id(pid: int | None = None) -> str:
@@ -159,7 +158,7 @@ class Worker:
         #: Tasks claimed in a batch and not started yet (owned by this worker, leased).
         self._buffer: deque[Claimed] = deque()
         #: Completions not recorded yet: they go with the next claim, in the same round trip.
-        self._acks: list[Finish] = []
+        self._acks: list[Completion] = []
         self._acks_since = 0.0
 
     # -- control ------------------------------------------------------------------------------
@@ -260,10 +259,11 @@ class Worker:
         if claimed.data is None:
             # An id on the queue with no envelope: something other than a supervisor client pushed
             # raw bytes. Keep them, under a fresh id, for an operator to look at.
+            raw_id = claimed.task_id.encode("utf-8", "surrogateescape")
             return self._archive_foreign(
                 claimed,
-                claimed.task_id,
-                f"queue {claimed.queue!r} held {claimed.task_id!r}, which is not a task id "
+                raw_id,
+                f"queue {claimed.queue!r} held {raw_id!r}, which is not a task id "
                 "(raw bytes pushed onto the queue by something other than a supervisor client?)",
             )
         try:
@@ -331,7 +331,7 @@ class Worker:
             # Recorded with the next claim, in the same round trip (or on the way out).
             if not self._acks:
                 self._acks_since = self.clock.monotonic()
-            self._acks.append(Finish(claimed, message.unique_key, record, message.retention))
+            self._acks.append(Completion(claimed, message.unique_key, record, message.retention))
             return "completed"
         text = _describe(error)
         if isinstance(error, SkipRetry):
@@ -398,7 +398,8 @@ class Worker:
         """
         now = self.clock.now()
         try:
-            store_id = claimed.task_id.decode() if claimed.data is not None else new_task_id()
+            readable = claimed.task_id.encode("utf-8", "surrogateescape").decode("utf-8")
+            store_id = readable if claimed.data is not None else new_task_id()
         except UnicodeDecodeError:
             store_id = new_task_id()
         message = TaskMessage(
@@ -489,7 +490,7 @@ class Worker:
                 log.warning(
                     "task %s was no longer owned by this worker when its completion was recorded (its lease "
                     "ended and it was recovered, or a resent completion had landed already)",
-                    finish.claimed.task_id.decode("utf-8", "backslashreplace"), extra={"event": "task_fenced"},
+                    printable_id(finish.claimed.task_id), extra={"event": "task_fenced"},
                 )  # fmt: skip
         self._acks = []
 
@@ -507,7 +508,7 @@ class Worker:
                     self.broker.requeue(held.claimed, self.worker_id, None, at_head=True)
                     log.info(
                         "task %s put back after a lost claim reply",
-                        held.claimed.task_id.decode("utf-8", "backslashreplace"),
+                        printable_id(held.claimed.task_id),
                         extra={"event": "task_requeued"},
                     )
                 return

@@ -26,7 +26,7 @@ def archive(broker: RedisBroker, queue: str, payload: Any = None, *, error: str 
     assert broker.enqueue(queue, task_id, envelope(task_id, queue, payload, **kw), None)
     now = time.time()
     got = broker.claim("dash-test-worker", [queue], 30)
-    assert isinstance(got, Claimed) and got.task_id.decode() == task_id, got
+    assert isinstance(got, Claimed) and got.task_id == task_id, got
     dead = envelope(task_id, queue, payload, retried=3, last_error=error, last_failed_at=now, **kw)
     assert broker.archive(got, "dash-test-worker", dead, now)
     return task_id

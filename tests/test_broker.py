@@ -128,7 +128,7 @@ def test_enqueue_stores_pending_task(broker: RedisBroker, r: redis.Redis, q: str
 def test_claim_takes_ownership_in_one_step(broker: RedisBroker, r: redis.Redis, q: str) -> None:
     data = put(broker, q, "a")
     got = broker.claim("w1", [q], 42.5, now=NOW)
-    assert got == Claimed(q, b"a", data)
+    assert got == Claimed(q, "a", data)
     k = broker.keys(q)
     assert traces(r, k, "a") == {
         "msg": data,
@@ -147,7 +147,7 @@ def test_fifo_within_a_queue(broker: RedisBroker, q: str) -> None:
     ids = [f"t{i}" for i in range(6)]
     for tid in ids:
         put(broker, q, tid)
-    claimed = [take(broker, "w", [q]).task_id.decode() for _ in ids]
+    claimed = [take(broker, "w", [q]).task_id for _ in ids]
     assert claimed == ids
     assert broker.claim("w", [q], LEASE, now=NOW) is None
 
@@ -158,11 +158,11 @@ def test_claim_takes_from_first_non_empty_queue_in_order(broker: RedisBroker, q:
     put(broker, q2, "b2")
     put(broker, q3, "c1")
     got = take(broker, "w", [q1, q2, q3])
-    assert (got.queue, got.task_id) == (q2, b"b1")
+    assert (got.queue, got.task_id) == (q2, "b1")
     got = take(broker, "w", [q3, q2, q1])
-    assert (got.queue, got.task_id) == (q3, b"c1")
+    assert (got.queue, got.task_id) == (q3, "c1")
     got = take(broker, "w", [q3, q1, q2])
-    assert (got.queue, got.task_id) == (q2, b"b2")
+    assert (got.queue, got.task_id) == (q2, "b2")
     assert broker.claim("w", [q1, q2, q3], LEASE, now=NOW) is None
 
 
@@ -204,7 +204,7 @@ def test_scheduled_task_claimable_only_when_due(broker: RedisBroker, r: redis.Re
     assert broker.claim("w", [q], 30.001, now=NOW + 9.999) == pytest.approx(0.001, abs=1e-6)
     assert r.zscore(k.scheduled, "s") == NOW + 10.0  # not moved before its time
     got = broker.claim("w", [q], 30.0, now=NOW + 10.0)  # due time itself is inclusive
-    assert got == Claimed(q, b"s", data)
+    assert got == Claimed(q, "s", data)
     assert traces(r, k, "s") == {
         "msg": data,
         "state": b"active",
@@ -223,7 +223,7 @@ def test_due_scheduled_tasks_join_the_tail_in_due_order(broker: RedisBroker, q: 
     put(broker, q, "future", process_at=NOW + 100.0)
     put(broker, q, "pending")
     order = [take(broker, "w", [q]).task_id for _ in range(3)]
-    assert order == [b"pending", b"early", b"late"]
+    assert order == ["pending", "early", "late"]
     assert broker.claim("w", [q], LEASE, now=NOW) == 100.0
 
 
@@ -233,9 +233,9 @@ def test_forwarding_is_bounded_but_loses_nothing(broker: RedisBroker, r: redis.R
     assert broker.enqueue_many(items) == [True] * n
     k = broker.keys(q)
     first = take(broker, "w", [q])
-    assert first.task_id == b"s0000"
+    assert first.task_id == "s0000"
     assert r.zcard(k.scheduled) == n - FORWARD_LIMIT
-    rest = [take(broker, "w", [q]).task_id.decode() for _ in range(n - 1)]
+    rest = [take(broker, "w", [q]).task_id for _ in range(n - 1)]
     assert rest == [f"s{i:04d}" for i in range(1, n)]
     assert broker.claim("w", [q], LEASE, now=NOW) is None
 
@@ -247,7 +247,7 @@ def test_retry_task_claimable_when_due(broker: RedisBroker, r: redis.Redis, q: s
     assert broker.retry(claimed, "w", new, NOW + 5.0) is True
     assert broker.claim("w", [q], 36.0, now=NOW + 4.0) == 1.0
     got = broker.claim("w2", [q], 35.0, now=NOW + 5.0)
-    assert got == Claimed(q, b"a", new)
+    assert got == Claimed(q, "a", new)
     assert r.hget(broker.keys(q).owner, "a") == b"w2"
     assert r.zcard(broker.keys(q).retry) == 0
 
@@ -256,7 +256,7 @@ def test_claim_of_id_without_envelope(broker: RedisBroker, r: redis.Redis, q: st
     k = broker.keys(q)
     r.lpush(k.pending, b"\xff\xferaw")
     got = take(broker, "w", [q])
-    assert got == Claimed(q, b"\xff\xferaw", None)
+    assert got == Claimed(q, b"\xff\xferaw".decode("utf-8", "surrogateescape"), None)
     assert r.hget(k.owner, b"\xff\xferaw") == b"w"
     assert r.zscore(k.lease, b"\xff\xferaw") == NOW + LEASE
 
@@ -412,7 +412,7 @@ def test_archive_trims_by_size(settings: Settings, r: redis.Redis, namespace: st
         for i, tid in enumerate(ids):
             put(broker, q, tid)
             claimed = take(broker, "w", [q])
-            assert claimed.task_id == tid.encode()
+            assert claimed.task_id == tid
             assert broker.archive(claimed, "w", envelope(tid, q, last_error="x"), NOW + i) is True
             assert r.zcard(k.archived) == min(i + 1, 3)
         assert r.zrange(k.archived, 0, -1, withscores=True) == [
@@ -517,7 +517,7 @@ def test_requeue_at_head_runs_next(broker: RedisBroker, r: redis.Redis, q: str) 
     k = broker.keys(q)
     r.delete(k.wake)
     claimed = take(broker, "w1", [q])
-    assert claimed.task_id == b"a"
+    assert claimed.task_id == "a"
     new = envelope("a", q, retried=1, last_error="worker died")
     assert broker.requeue(claimed, "w1", new, at_head=True) is True
     assert traces(r, k, "a") == {
@@ -531,8 +531,8 @@ def test_requeue_at_head_runs_next(broker: RedisBroker, r: redis.Redis, q: str) 
         "pending": 1,
     }
     assert r.llen(k.wake) == 1
-    assert take(broker, "w2", [q]) == Claimed(q, b"a", new)
-    assert [take(broker, "w2", [q]).task_id for _ in range(2)] == [b"b", b"c"]
+    assert take(broker, "w2", [q]) == Claimed(q, "a", new)
+    assert [take(broker, "w2", [q]).task_id for _ in range(2)] == ["b", "c"]
 
 
 def test_requeue_at_tail_runs_last_and_keeps_envelope(broker: RedisBroker, r: redis.Redis, q: str) -> None:
@@ -541,7 +541,7 @@ def test_requeue_at_tail_runs_last_and_keeps_envelope(broker: RedisBroker, r: re
     assert broker.requeue(claimed, "w1", None, at_head=False) is True
     assert r.hget(broker.keys(q).msg, "a") == datas["a"]
     order = [take(broker, "w2", [q]) for _ in range(3)]
-    assert [c.task_id for c in order] == [b"b", b"c", b"a"]
+    assert [c.task_id for c in order] == ["b", "c", "a"]
     assert order[2].data == datas["a"]
 
 
@@ -570,20 +570,20 @@ def test_held_by_returns_exactly_the_given_workers_tasks(broker: RedisBroker, q:
     data = {}
     for queue, tid, worker in ((q1, "a", "w1"), (q2, "b", "w1"), (q1, "c", "w2"), (q2, "d", "w3")):
         data[tid] = put(broker, queue, tid)
-        assert take(broker, worker, [queue]).task_id == tid.encode()
+        assert take(broker, worker, [queue]).task_id == tid
     put(broker, q1, "unclaimed")
     assert held_set(broker.held_by(["w1", "w2"], [q1, q2])) == {
-        (q1, b"a", data["a"], "w1"),
-        (q2, b"b", data["b"], "w1"),
-        (q1, b"c", data["c"], "w2"),
+        (q1, "a", data["a"], "w1"),
+        (q2, "b", data["b"], "w1"),
+        (q1, "c", data["c"], "w2"),
     }
-    assert held_set(broker.held_by(["w1"], [q1])) == {(q1, b"a", data["a"], "w1")}
-    assert held_set(broker.held_by(["w3"], [q1, q2])) == {(q2, b"d", data["d"], "w3")}
+    assert held_set(broker.held_by(["w1"], [q1])) == {(q1, "a", data["a"], "w1")}
+    assert held_set(broker.held_by(["w3"], [q1, q2])) == {(q2, "d", data["d"], "w3")}
     assert broker.held_by(["w3"], [q1]) == []
     assert broker.held_by(["nobody"], [q1, q2]) == []
     assert broker.held_by([], [q1, q2]) == []
     result = broker.held_by(["w2"], [q1, q2])
-    assert result == [Held(Claimed(q1, b"c", data["c"]), "w2")]
+    assert result == [Held(Claimed(q1, "c", data["c"]), "w2")]
 
 
 def test_expired_returns_tasks_whose_lease_ended(broker: RedisBroker, q: str) -> None:
@@ -596,12 +596,12 @@ def test_expired_returns_tasks_whose_lease_ended(broker: RedisBroker, q: str) ->
     take(broker, "w3", [q2], lease=20.0)  # lease NOW + 20
     assert broker.expired([q1, q2], now=NOW) == []
     assert broker.expired([q1, q2], now=NOW + 5.0) == []
-    assert broker.expired([q1, q2], now=NOW + 15.0) == [Held(Claimed(q1, b"a", da), "w1")]
+    assert broker.expired([q1, q2], now=NOW + 15.0) == [Held(Claimed(q1, "a", da), "w1")]
     assert held_set(broker.expired([q1, q2], now=NOW + 50.0)) == {
-        (q1, b"a", da, "w1"),
-        (q2, b"c", dc, "w3"),
+        (q1, "a", da, "w1"),
+        (q2, "c", dc, "w3"),
     }
-    assert held_set(broker.expired([q2], now=NOW + 50.0)) == {(q2, b"c", dc, "w3")}
+    assert held_set(broker.expired([q2], now=NOW + 50.0)) == {(q2, "c", dc, "w3")}
     assert len(broker.expired([q1, q2], now=NOW + 1000.0)) == 3
 
 
@@ -610,7 +610,7 @@ def test_expired_honours_the_limit(broker: RedisBroker, q: str) -> None:
         put(broker, q, f"t{i}")
         take(broker, "w", [q], lease=float(i))
     got = broker.expired([q], limit=2, now=NOW + 100.0)
-    assert [h.claimed.task_id for h in got] == [b"t0", b"t1"]
+    assert [h.claimed.task_id for h in got] == ["t0", "t1"]
 
 
 def test_renew_extends_only_the_given_workers(broker: RedisBroker, r: redis.Redis, q: str) -> None:
@@ -632,7 +632,7 @@ def test_renew_extends_only_the_given_workers(broker: RedisBroker, r: redis.Redi
     assert r.zcard(k1.lease) == 2
     assert r.zcard(k2.lease) == 2
     # a renewed lease is no longer expired
-    assert [h.claimed.task_id for h in broker.expired([q1, q2], now=NOW + 450.0)] == [b"c"]
+    assert [h.claimed.task_id for h in broker.expired([q1, q2], now=NOW + 450.0)] == ["c"]
 
 
 # -- recovery through the worker's functions --------------------------------------------------
@@ -659,7 +659,7 @@ def test_recover_expired_requeues_counting_an_attempt(broker: RedisBroker, r: re
     assert r.zscore(k.lease, "alive") == NOW + 100.0
     # back at the head: it runs before the task that was already waiting
     again = take(broker, "w3", [q], now=NOW + 12.0)
-    assert again.task_id == b"dead"
+    assert again.task_id == "dead"
     assert decode_message(again.data or b"").retried == 2
     assert recover_expired(broker, [q], NOW + 12.0, lease_clock=NOW + 12.0) == 0
 
@@ -720,7 +720,7 @@ def test_paused_queue_is_skipped(broker: RedisBroker, r: redis.Redis, q: str) ->
     assert r.zscore(k1.scheduled, "s") == NOW - 1.0
     assert r.hget(k1.state, "a") == b"pending"
     r.delete(k1.paused)
-    assert [take(broker, "w", [q1, q2]).task_id for _ in range(2)] == [b"a", b"s"]
+    assert [take(broker, "w", [q1, q2]).task_id for _ in range(2)] == ["a", "s"]
     assert broker.claim("w", [q1, q2], LEASE, now=NOW) == 10.0
 
 
@@ -762,7 +762,7 @@ def test_every_key_is_in_the_namespace(broker: RedisBroker, r: redis.Redis, q: s
     c = take(broker, "w", [q1, q2])
     broker.retry(c, "w", envelope("b", q1, retried=1), NOW + 1.0)
     c = take(broker, "w", [q1, q2], now=NOW + 10.0)
-    broker.archive(c, "w", envelope(c.task_id.decode(), c.queue), NOW + 10.0)
+    broker.archive(c, "w", envelope(c.task_id, c.queue), NOW + 10.0)
     broker.renew(["w"], [q1, q2], 100.0, now=NOW)
     broker.held_by(["w"], [q1, q2])
     broker.expired([q1, q2], now=NOW + 1000.0)
@@ -799,7 +799,7 @@ def test_pipelined_scripts_survive_a_flushed_script_cache(own_redis) -> None:  #
     """After a Redis restart the script cache is empty: a NOSCRIPT reply means the call did not
     run, so the pipeline loads the scripts and sends those calls again (no SCRIPT EXISTS each time)."""
     from supervisor.adapters.redis import RedisBroker, connect
-    from supervisor.core.ports import Finish
+    from supervisor.core.ports import Completion
 
     client = connect(own_redis.url)
     b = RedisBroker(client, namespace="flush")
@@ -810,8 +810,8 @@ def test_pipelined_scripts_survive_a_flushed_script_cache(own_redis) -> None:  #
         first = b.claim("w", ["q"], LEASE, now=NOW)
         assert isinstance(first, Claimed)
         client.script_flush()
-        done, got = b.claim_many("w", ["q"], LEASE, 1, [Finish(first)], now=NOW)
-        assert done == [True] and isinstance(got, list) and got[0].task_id == b"b"
+        done, got = b.claim_many("w", ["q"], LEASE, 1, [Completion(first)], now=NOW)
+        assert done == [True] and isinstance(got, list) and got[0].task_id == "b"
         client.script_flush()
         assert (
             b.enqueue_many([("q", "c", envelope("c", "q"), None), ("q", "d", envelope("d", "q"), None)]) == [True] * 2

@@ -58,7 +58,7 @@ def test_delete_all_pending_is_bounded_per_call(loaded, own_redis, namespace, mo
 
 def test_retry_all_reports_progress_and_is_bounded(loaded, namespace):
     client, raw, _ = loaded
-    inspector = Inspector(client.redis, namespace)
+    inspector = Inspector(client.broker.redis, namespace)
     seen: list[int] = []
     assert inspector.delete_all("default", "pending", progress=seen.append) == TASKS + 10
     assert sum(seen) == TASKS + 10 and max(seen) <= 500

@@ -23,7 +23,7 @@ def client(settings):
 
 
 def stored(client: Client, queue: str, task_id: str):
-    return decode_message(client.redis.hget(client.broker.keys(queue).msg, task_id))
+    return decode_message(client.broker.redis.hget(client.broker.keys(queue).msg, task_id))
 
 
 def test_enqueue_stores_every_option(client):
@@ -79,7 +79,7 @@ def test_queue_helpers(client):
 def test_delayed_tasks_are_scheduled(client, option):
     info = client.enqueue("t", **option())
     assert info.state == TaskState.SCHEDULED
-    score = client.redis.zscore(client.broker.keys("default").scheduled, info.id)
+    score = client.broker.redis.zscore(client.broker.keys("default").scheduled, info.id)
     assert score == pytest.approx(time.time() + 60, abs=5)
 
 
@@ -113,7 +113,7 @@ def test_invalid_options_are_rejected_before_sending(client, kwargs, message):
     kwargs.setdefault("type", "t")
     with pytest.raises((InvalidTaskError, ValueError), match=message):
         client.enqueue(**kwargs)
-    assert client.redis.hlen(client.broker.keys(kwargs.get("queue") or "default").msg) == 0
+    assert client.broker.redis.hlen(client.broker.keys(kwargs.get("queue") or "default").msg) == 0
 
 
 def test_unencodable_payload_is_a_type_error(client):
@@ -124,11 +124,11 @@ def test_unencodable_payload_is_a_type_error(client):
 def test_enqueue_many_is_one_batch_and_names_duplicates(client):
     infos = client.enqueue_many([Task("t", i, task_id=f"id{i}") for i in range(100)])
     assert [i.id for i in infos] == [f"id{i}" for i in range(100)]
-    assert client.redis.llen(client.broker.keys("default").pending) == 100
+    assert client.broker.redis.llen(client.broker.keys("default").pending) == 100
     with pytest.raises(DuplicateTaskError) as err:
         client.enqueue_many([Task("t", task_id="id5"), Task("t", task_id="fresh"), Task("t", task_id="id7")])
     assert err.value.task_ids == ["id5", "id7"]
-    assert client.redis.hexists(client.broker.keys("default").msg, "fresh")
+    assert client.broker.redis.hexists(client.broker.keys("default").msg, "fresh")
 
 
 def test_client_reads_the_environment(monkeypatch, redis_url, namespace):
@@ -144,8 +144,8 @@ def test_client_takes_a_redis_url(redis_url, monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # wrong on purpose: the argument wins
     with Client(redis_url=redis_url, namespace="tclienturl") as c:
         info = c.enqueue("t")
-        assert c.redis.hexists(c.broker.keys("default").msg, info.id)
-        c.redis.delete(*c.redis.scan_iter(match="tclienturl:*"))
+        assert c.broker.redis.hexists(c.broker.keys("default").msg, info.id)
+        c.broker.redis.delete(*c.broker.redis.scan_iter(match="tclienturl:*"))
 
 
 def test_a_mixed_batch_keeps_its_order_when_one_enqueue_script_is_missing(own_redis):

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import redis
 
-from supervisor import Client, Task
+from supervisor import BrokerError, Client, Task
 from supervisor.adapters.redis.inspector import Inspector
 from supervisor.config import Settings, load_settings
 from supervisor.core.errors import DuplicateTaskError, NotUniqueError
@@ -223,7 +223,7 @@ def test_primary_failover_loses_no_task_with_wait(tmp_path: Path) -> None:
                             client.enqueue_many([task])
                         except DuplicateTaskError:
                             pass  # an earlier attempt had landed (its reply or its WAIT failed)
-                        except redis.RedisError:
+                        except BrokerError:
                             errors[0] += 1
                             time.sleep(0.05)
                             continue

@@ -155,7 +155,7 @@ def test_servers_page_shows_supervisors_children_and_running_tasks(
 
 
 def test_schedules_page(tc: TestClient, r: redis.Redis, namespace: str) -> None:
-    from supervisor.process.scheduler import periodic_key
+    from supervisor.adapters.redis.keys import periodic_key
 
     record = {"schedule": "*/5 * * * *", "timezone": "UTC", "task_type": "report:build", "queue": "default",
               "next_run": time.time() + 300, "last_enqueued_at": time.time() - 240,
@@ -413,7 +413,7 @@ def test_per_minute_counters_are_kept_by_the_scripts(broker: RedisBroker, settin
     for _ in range(2):
         got = broker.claim("w", ["default"], 30)
         assert isinstance(got, Claimed)
-        if got.task_id == b"ok":
+        if got.task_id == "ok":
             assert broker.complete(got, "w")  # complete.lua: processed
         else:
             assert broker.retry(got, "w", envelope("again", "default", retried=1), time.time() + 60)  # retry.lua

@@ -85,7 +85,7 @@ def test_enqueue_outside_a_span_adds_no_trace_headers(settings, spans):
     from supervisor.core.task import decode_message
 
     client = Client(settings=settings)
-    message = decode_message(client.redis.hget(client.broker.keys("default").msg, info.id))
+    message = decode_message(client.broker.redis.hget(client.broker.keys("default").msg, info.id))
     assert "traceparent" not in message.headers
 
 

@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from supervisor import App
+from supervisor.adapters.redis.keys import periodic_key
 from supervisor.cli import main
 from supervisor.core.cron import CronError
-from supervisor.process.scheduler import Scheduler, periodic_key
+from supervisor.process.scheduler import Scheduler
 from supervisor.wiring import make_broker
 from tests.helpers import wait_for
 from tests.pool import Pool

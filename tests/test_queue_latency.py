@@ -21,7 +21,7 @@ def test_latency_is_the_age_of_the_next_pending_task(settings):
     after = time.time()
     client.enqueue("t", 2, queue="default")
     client.enqueue("t", 3, queue="low", process_in=3600)  # scheduled: nothing pending there
-    inspector = Inspector(client.redis, settings.asynq.namespace)
+    inspector = Inspector(client.broker.redis, settings.asynq.namespace)
     by_queue = {s.queue: s for s in inspector.stats()}
     oldest = by_queue["default"].oldest_pending_at
     assert oldest is not None and before <= oldest <= after

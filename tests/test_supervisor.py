@@ -40,7 +40,7 @@ def pool_factory(redis_url, namespace, tmp_path):
 
 def stored(client: Client, task_id: str, queue: str = "default"):
     keys = QueueKeys.of(client.namespace, queue)
-    return client.redis.hget(keys.state, task_id), decode_message(client.redis.hget(keys.msg, task_id))
+    return client.broker.redis.hget(keys.state, task_id), decode_message(client.broker.redis.hget(keys.msg, task_id))
 
 
 def test_child_killed_mid_task_is_replaced_and_the_task_runs_again(pool_factory, client):
@@ -97,7 +97,7 @@ def test_sigterm_lets_an_in_flight_task_finish(pool_factory, client):
         elapsed = time.monotonic() - started
         assert pool.done(info.id) == 1
         assert elapsed < 4.0, elapsed
-        assert client.redis.hlen(QueueKeys.of(client.namespace, "default").msg) == 0
+        assert client.broker.redis.hlen(QueueKeys.of(client.namespace, "default").msg) == 0
 
 
 def test_shutdown_timeout_kills_and_puts_the_task_back_at_the_head(pool_factory, client):
@@ -116,7 +116,7 @@ def test_shutdown_timeout_kills_and_puts_the_task_back_at_the_head(pool_factory,
         keys = QueueKeys.of(client.namespace, "default")
         client.enqueue("record", "later")
         # Head of the queue = the next claimed = the right end of the list.
-        assert client.redis.lindex(keys.pending, -1) == first.id.encode()
+        assert client.broker.redis.lindex(keys.pending, -1) == first.id.encode()
         assert stored(client, waiting.id)[0] == b"scheduled"
         assert pool.done(first.id) == 0
 

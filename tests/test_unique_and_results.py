@@ -28,7 +28,7 @@ def client(settings):
 
 
 def namespace_keys(client: Client) -> set[str]:
-    return {k.decode() for k in client.redis.scan_iter(match=f"{client.namespace}:*", count=1000)}
+    return {k.decode() for k in client.broker.redis.scan_iter(match=f"{client.namespace}:*", count=1000)}
 
 
 def test_duplicate_rejected_while_pending_and_running_accepted_after_completion(settings, client):
@@ -55,7 +55,9 @@ def test_duplicate_rejected_while_pending_and_running_accepted_after_completion(
         assert same.existing and same.id == first.id and same.state == "active"
         release.set()
         lock = client.broker.keys("default").unique
-        wait_for(lambda: not client.redis.exists(lock(f"sync:{_sha(client, {'account': 1})}")), what="lock released")
+        wait_for(
+            lambda: not client.broker.redis.exists(lock(f"sync:{_sha(client, {'account': 1})}")), what="lock released"
+        )
     assert client.enqueue("sync", {"account": 1}, unique_for="1h").id != first.id  # completed: accepted
 
 
@@ -134,7 +136,7 @@ def test_result_kept_for_its_retention_and_read_back_typed(settings, client, mon
     monkeypatch.setenv("ASYNQ_NAMESPACE", settings.asynq.namespace)
     shown = json.loads(CliRunner().invoke(main, ["tasks", "show", kept.id, "--json"]).output)
     assert shown["state"] == "completed" and shown["result"] == {"rows": 42, "title": "weekly"}
-    wait_for(lambda: not client.redis.exists(client.broker.keys("default").result(short.id)), timeout=5)
+    wait_for(lambda: not client.broker.redis.exists(client.broker.keys("default").result(short.id)), timeout=5)
     with pytest.raises(ResultNotFound):
         client.result(short.id)
 
@@ -151,8 +153,8 @@ def test_nothing_is_kept_without_retention(settings, client):
     k = client.broker.keys("default")
     # The dashboard's per-minute counters expire on their own.
     minutes = {key for key in keys if key.startswith(k.minute(0)[: -len("0")])}
-    assert minutes and all(client.redis.ttl(key) > 0 for key in minutes)
+    assert minutes and all(client.broker.redis.ttl(key) > 0 for key in minutes)
     # Only the queue registry, the processed counter and the wake-up tokens remain: no task,
     # no result, no lock.
     assert keys - minutes <= {f"{client.namespace}:queues", k.processed, k.wake}, keys
-    assert client.redis.get(k.processed) == b"20"
+    assert client.broker.redis.get(k.processed) == b"20"

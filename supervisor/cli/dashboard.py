@@ -67,11 +67,11 @@ def dashboard(
                             "redis": repr(settings.redis), "namespace": settings.asynq.namespace}  # fmt: skip
     app = create_app(settings, options)
     if check:
-        import redis
+        from supervisor.core.errors import BrokerError
 
         try:
-            app.state.dashboard.inspector.redis.ping()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            app.state.dashboard.inspector.ping()
+        except BrokerError as exc:
             info.update(ok=False, error=f"cannot reach Redis at {settings.redis}: {exc}")
             click.echo(json.dumps(info) if as_json else f"dashboard: {info['error']}", err=not as_json)
             sys.exit(1)

@@ -19,48 +19,54 @@ from typing import Any
 
 import click
 import msgspec
-import redis
 
-from supervisor.adapters.redis import connect_settings
-from supervisor.adapters.redis.inspector import (
+from supervisor.cli.common import config_exit, connection_options, settings_from
+from supervisor.cli.output import ago, duration, iso, paint, print_json, shorten, state, table
+from supervisor.config import Settings
+from supervisor.core.errors import BrokerError, BrokerMisconfigured, BrokerUnavailable, SupervisorError
+from supervisor.core.inspection import (
     STATES,
     WAITING,
-    Inspector,
+    Inspection,
     Progress,
     QueueStats,
     TaskView,
     UnknownQueue,
     UnknownTask,
 )
-from supervisor.cli.common import config_exit, connection_options, settings_from
-from supervisor.cli.output import ago, duration, iso, paint, print_json, shorten, state, table
-from supervisor.config import Settings
-from supervisor.core.errors import SupervisorError
 from supervisor.core.limits import MAX_PAYLOAD_DEPTH
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (typed values, ISO 8601 times).")
 
 
 @contextmanager
-def inspector(env_file: str | None, redis_url: str | None) -> Iterator[tuple[Inspector, Settings]]:
+def inspector(env_file: str | None, redis_url: str | None) -> Iterator[tuple[Inspection, Settings]]:
+    from supervisor.wiring import make_inspection
+
     settings = settings_from(env_file, {"redis_url": redis_url})
-    client = connect_settings(settings.redis, socket_timeout=5.0, client_name="supervisor-cli")
+    with broker_errors(settings):
+        view = make_inspection(settings)
     try:
-        yield Inspector(client, settings.asynq.namespace), settings
+        with broker_errors(settings):
+            yield view, settings
+    finally:
+        view.close()
+
+
+@contextmanager
+def broker_errors(settings: Settings) -> Iterator[None]:
+    """The store's failures as one line: exit 78 for configuration it refuses, 1 otherwise."""
+    where = settings.redis.address()
+    try:
+        yield
+    except BrokerMisconfigured as exc:
+        config_exit(f"Redis at {where} refuses the configuration (REDIS_DB, REDIS_USERNAME/PASSWORD): {exc}")
+    except BrokerUnavailable as exc:
+        raise click.ClickException(f"cannot reach Redis at {where}: {exc}") from exc
+    except BrokerError as exc:
+        raise click.ClickException(f"Redis at {where} refused the command: {exc}") from exc
     except (UnknownQueue, UnknownTask, ValueError, SupervisorError) as exc:
         raise click.ClickException(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from exc
-    except redis.AuthenticationError as exc:
-        config_exit(f"Redis at {settings.redis.address()} refused the credentials: {exc}")
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise click.ClickException(f"cannot reach Redis at {settings.redis.address()}: {exc}") from exc
-    except redis.ResponseError as exc:
-        if "DB index" in str(exc):
-            config_exit(f"Redis at {settings.redis.address()} has no such database (REDIS_DB or the URL's /N): {exc}")
-        raise click.ClickException(f"Redis at {settings.redis.address()} refused the command: {exc}") from exc
-    except redis.RedisError as exc:
-        raise click.ClickException(f"Redis error at {settings.redis.address()}: {exc}") from exc
-    finally:
-        client.close()
 
 
 #: Server fields Redis keeps as strings that are numbers.
@@ -137,7 +143,7 @@ def _servers_table(servers: Sequence[dict[str, Any]], now: float) -> str:
     return table(("host", "pid", "workers", "busy", "state", "queues", "started"), rows, numeric=(1, 2, 3))
 
 
-def _stats_snapshot(insp: Inspector) -> tuple[list[QueueStats], list[dict[str, str]], float]:
+def _stats_snapshot(insp: Inspection) -> tuple[list[QueueStats], list[dict[str, str]], float]:
     return insp.stats(), insp.servers(), time.time()
 
 
@@ -290,8 +296,8 @@ def _confirm(yes: bool, question: str) -> None:
 def _bulk(
     verb: str,
     done: str,
-    one: Callable[[Inspector, str, str | None], TaskView],
-    many: Callable[[Inspector, str, str, Progress | None], int],
+    one: Callable[[Inspection, str, str | None], TaskView],
+    many: Callable[[Inspection, str, str, Progress | None], int],
     states: Sequence[str],
     *,
     destructive: bool,
@@ -425,16 +431,11 @@ def enqueue(
             f"JSON nested too deeply (payloads may nest at most {MAX_PAYLOAD_DEPTH} levels)", param_hint="--payload"
         ) from None
     settings = settings_from(env_file, {"redis_url": redis_url})
-    try:
-        with Client(settings=settings) as client:
-            info = client.enqueue(
-                task_type, value, queue=queue, process_in=process_in, max_retry=max_retry, timeout=timeout,
-                task_id=task_id,
-            )  # fmt: skip
-    except (SupervisorError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise click.ClickException(f"cannot reach Redis at {settings.redis.address()}: {exc}") from exc
+    with broker_errors(settings), Client(settings=settings) as client:
+        info = client.enqueue(
+            task_type, value, queue=queue, process_in=process_in, max_retry=max_retry, timeout=timeout,
+            task_id=task_id,
+        )  # fmt: skip
     data = {
         "id": info.id,
         "queue": info.queue,

@@ -98,14 +98,9 @@ def start(env_file: str | None, **flags: Any) -> None:
     logs.configure(settings.asynq.log_level, settings.asynq.log_format)
     for warning in settings.warnings:
         logging.getLogger("supervisor.config").warning(warning, extra={"event": "config_ignored"})
-    from supervisor.adapters.redis.selfcheck import redis_problem
+    from supervisor.wiring import store_problem
 
-    problem = redis_problem(
-        settings.redis,
-        settings.redis.address(),
-        settings.asynq.namespace,
-        [q.name for q in settings.asynq.queues],
-    )
+    problem = store_problem(settings)
     if problem:
         config_exit(problem)
     try:

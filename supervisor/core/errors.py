@@ -53,3 +53,21 @@ class ResultNotFound(SupervisorError, LookupError):
 
 class InvalidTaskError(SupervisorError, ValueError):
     """An enqueue was given options that cannot make a valid task (empty type or queue, bad timeout...)."""
+
+
+class BrokerError(SupervisorError):
+    """The task store refused an operation (out of memory, a permission, a read-only replica...).
+
+    Raised by the broker adapters in place of their client library's errors, so that nothing
+    outside an adapter needs to know which store is behind the port. Loops that talk to the
+    store (workers, the supervisor's roles, the scheduler) back off and try again: every such
+    call is fenced or idempotent.
+    """
+
+
+class BrokerUnavailable(BrokerError):
+    """The task store cannot be reached right now (down, restarting, failing over, timing out)."""
+
+
+class BrokerMisconfigured(BrokerError):
+    """The task store rejects our configuration (credentials, database number): no retry helps."""

@@ -62,18 +62,27 @@ class Enqueued(enum.IntEnum):
 class Claimed:
     """A task a worker owns: its queue, its id as stored, and its envelope bytes as stored.
 
-    ``data`` is None when the id on the queue had no envelope (bytes pushed by something else);
-    ``task_id`` stays bytes because such an id need not be valid UTF-8.
+    ``data`` is None when the id on the queue had no envelope (bytes pushed by something else).
+    Such an id need not be valid UTF-8: adapters decode ids with ``surrogateescape``, so the str
+    here round-trips to the stored bytes exactly (see :func:`printable_id` for logs).
     """
 
     queue: str
-    task_id: bytes
+    task_id: str
     data: bytes | None
 
 
+def printable_id(task_id: str) -> str:
+    """``task_id`` safe to print or log: undecodable bytes shown as escapes."""
+    return task_id.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True, slots=True)
-class Finish:
-    """A completed task whose completion is still to be recorded (sent with the next claim)."""
+class Completion:
+    """A task whose handler returned, with what its completion must record.
+
+    The worker keeps a few before it records them together with its next claim (one round trip).
+    """
 
     claimed: Claimed
     unique_key: str = ""
@@ -90,36 +99,30 @@ class Held:
 
 
 class Broker(Protocol):
-    """What the worker, the client and the supervisor need from a task store.
+    """What the worker, the client, the scheduler and the supervisor need from a task store.
 
     Every operation on an owned task is fenced by the owner's worker id: it returns False, and
-    changes nothing, when that worker no longer owns the task.
+    changes nothing, when that worker no longer owns the task. Times that decide ownership
+    (lease deadlines, their expiry) are the store's own clock, the same for every host; ``now``
+    arguments replace it (tests). Failures are :class:`~supervisor.core.errors.BrokerError`
+    and its subclasses, whatever the store.
     """
 
-    def enqueue(self, queue: str, task_id: str, data: bytes, process_at: float | None) -> bool:
-        """Store a new task; False when the id already exists in that queue."""
-        ...
-
-    def enqueue_many(self, items: Sequence[tuple[str, str, bytes, float | None]]) -> list[bool]:
-        """Store several tasks in one round trip; one flag per item as for :meth:`enqueue`."""
-        ...
+    # -- producers (client, scheduler) ----------------------------------------------------------
 
     def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
         """Store tasks in one round trip; per task, the outcome and the id it concerns."""
         ...
 
-    def claim(
-        self, worker_id: str, queues: Sequence[str], lease_duration: float, *, now: float | None = None
-    ) -> Claimed | float | None:
-        """Claim the first task found in ``queues`` (in that order), leased for ``lease_duration``.
-
-        Returns the claimed task, or when there is none the seconds until the next scheduled or
-        retry task falls due (a float), or None when nothing is scheduled.
-
-        Times are the store's own clock, the same for every host, so hosts whose clocks disagree
-        still agree on when a lease ends; ``now`` replaces it (tests, replays).
-        """
+    def task_states(self, tasks: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        """The stored state of each (queue, task id), None where the task is gone."""
         ...
+
+    def result_record(self, queue: str, task_id: str) -> bytes | None:
+        """The completion record kept for a task enqueued with retention, or None."""
+        ...
+
+    # -- workers --------------------------------------------------------------------------------
 
     def claim_many(
         self,
@@ -127,14 +130,16 @@ class Broker(Protocol):
         queues: Sequence[str],
         lease_duration: float,
         max_batch: int = 1,
-        finish: Sequence[Finish] = (),
+        completions: Sequence[Completion] = (),
         *,
         now: float | None = None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
-        """Record ``finish`` completions and claim up to ``max_batch`` tasks, in one round trip.
+        """Record ``completions`` and claim up to ``max_batch`` tasks from ``queues``, tried in
+        that order, leased for ``lease_duration``; in one round trip.
 
-        Returns one fenced flag per completion, and the claimed tasks (several only when one
-        deep queue has all the work) or, as for :meth:`claim`, the next due time or None.
+        Returns one fenced flag per completion, and the claimed tasks (several only when one deep
+        queue has all the work), or when there are none the seconds until the next scheduled or
+        retry task falls due, or None when nothing is scheduled.
         """
         ...
 
@@ -142,23 +147,13 @@ class Broker(Protocol):
         """Block until an enqueue signals one of ``queues`` or ``timeout`` passes."""
         ...
 
-    def complete_many(self, finish: Sequence[Finish], worker_id: str) -> list[bool]:
-        """Record several completions in one round trip; one fenced flag each."""
+    def complete_many(self, completions: Sequence[Completion], worker_id: str) -> list[bool]:
+        """Record completions (release unique locks, keep results); one fenced flag each."""
         ...
 
-    def complete(
-        self,
-        claimed: Claimed,
-        worker_id: str,
-        *,
-        unique_key: str = "",
-        record: bytes | None = None,
-        retention: float = 0.0,
-    ) -> bool:
-        """Finish a task; release its unique lock; keep ``record`` for ``retention`` seconds."""
+    def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool:
+        """Schedule the updated envelope ``data`` for another attempt at ``retry_at``."""
         ...
-
-    def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool: ...
 
     def archive(
         self,
@@ -169,9 +164,25 @@ class Broker(Protocol):
         store_id: str | None = None,
         *,
         unique_key: str = "",
-    ) -> bool: ...
+    ) -> bool:
+        """Dead-letter the task with its updated envelope (under ``store_id`` when its id is junk)."""
+        ...
 
-    def requeue(self, claimed: Claimed, owner: str, data: bytes | None, *, at_head: bool) -> bool: ...
+    def requeue(self, claimed: Claimed, owner: str, data: bytes | None, *, at_head: bool) -> bool:
+        """Put an owned task back on its queue (with an updated envelope unless None)."""
+        ...
+
+    def reset(self) -> None:
+        """Drop connections whose state is unknown (a blocking call was interrupted)."""
+        ...
+
+    def close_after_fork(self) -> None:
+        """In a process forked from this one: drop our copy of the connections, not the original."""
+        ...
+
+    def close(self) -> None: ...
+
+    # -- the supervisor: leases, recovery, heartbeats --------------------------------------------
 
     def owners(self, queues: Sequence[str]) -> set[str]:
         """The worker ids that own at least one task in ``queues``."""
@@ -188,7 +199,7 @@ class Broker(Protocol):
     def renew(
         self, worker_ids: Sequence[str], queues: Sequence[str], lease_duration: float, *, now: float | None = None
     ) -> int:
-        """Extend the leases of the given workers' tasks to the store's clock (or ``now``) + ``lease_duration``."""
+        """Extend the leases of the given workers' tasks to the store's clock + ``lease_duration``."""
         ...
 
     def heartbeat_server(self, server_id: str, info: dict[str, str | int | float], ttl: float) -> None:
@@ -197,6 +208,10 @@ class Broker(Protocol):
 
     def remove_server(self, server_id: str) -> None: ...
 
-    def reset(self) -> None:
-        """Drop connections whose state is unknown (a blocking call was interrupted)."""
+    # -- the periodic scheduler -----------------------------------------------------------------
+
+    def periodic_records(self) -> dict[str, str]:
+        """Every periodic entry's published record (JSON text), by entry name."""
         ...
+
+    def save_periodic_record(self, name: str, record: str) -> None: ...

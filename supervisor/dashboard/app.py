@@ -1,6 +1,6 @@
 """The dashboard as an ASGI application: ``create_app()`` serves it alone or mounted in your app.
 
-Every read and every action goes through :class:`~supervisor.adapters.redis.inspector.Inspector`,
+Every read and every action goes through the read-side port :class:`~supervisor.core.inspection.Inspection`,
 the same code as the ``supervisor`` CLI, so there is one implementation of the key layout.
 Redis calls are blocking (redis-py), so handlers run them in Starlette's thread pool.
 
@@ -22,7 +22,6 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import jinja2
-import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -31,9 +30,9 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from supervisor.adapters.redis import connect_settings
-from supervisor.adapters.redis.inspector import STATES, WAITING, Inspector, UnknownQueue, UnknownTask
 from supervisor.config import Settings, load_settings
+from supervisor.core.errors import BrokerUnavailable
+from supervisor.core.inspection import STATES, WAITING, Inspection, UnknownQueue, UnknownTask
 from supervisor.dashboard import present
 from supervisor.dashboard.security import CSRF_FIELD, CSRF_HEADER, Csrf, SecurityMiddleware
 from supervisor.dashboard.settings import DashboardSettings
@@ -51,7 +50,7 @@ STATE_LABELS = {"pending": "Pending", "active": "Active", "scheduled": "Schedule
 class Dashboard:
     """The handlers, with the Inspector, templates and CSRF signer they share."""
 
-    def __init__(self, inspector: Inspector, options: DashboardSettings) -> None:
+    def __init__(self, inspector: Inspection, options: DashboardSettings) -> None:
         self.inspector = inspector
         self.options = options
         self.csrf = Csrf(options.secret)
@@ -292,15 +291,18 @@ def create_app(
     settings: Settings | None = None,
     dashboard: DashboardSettings | None = None,
     *,
-    client: redis.Redis | None = None,
+    inspection: Inspection | None = None,
 ) -> Starlette:
     """The dashboard app. ``settings``: Redis and namespace (default: from the environment);
     ``dashboard``: credentials and display options (default: none, loopback use or your app's auth).
     """
     settings = settings or load_settings()
     options = dashboard or DashboardSettings()
-    client = client or connect_settings(settings.redis, socket_timeout=5.0, client_name="supervisor-dashboard")
-    d = Dashboard(Inspector(client, settings.asynq.namespace), options)
+    if inspection is None:
+        from supervisor.wiring import make_inspection
+
+        inspection = make_inspection(settings, client_name="supervisor-dashboard")
+    d = Dashboard(inspection, options)
     static = StaticFiles(directory=str(resources.files("supervisor.dashboard") / "static"))
     routes = [
         Route("/", d.overview, name="overview"),
@@ -318,7 +320,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityMiddleware, settings=options)],
-        exception_handlers={redis.ConnectionError: d.redis_down, redis.TimeoutError: d.redis_down},
+        exception_handlers={BrokerUnavailable: d.redis_down},
     )
     app.state.dashboard = d
     return app

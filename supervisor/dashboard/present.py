@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from supervisor.adapters.redis.inspector import Minute
+from supervisor.core.inspection import Minute
 
 #: At most this much of a payload is shown on a task page (a huge payload must not hang the page).
 PAYLOAD_LIMIT = 64 * 1024

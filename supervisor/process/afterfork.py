@@ -4,8 +4,8 @@ Close-on-exec does not help here: a plain ``fork`` keeps every descriptor, and a
 process a handler forks) that holds the parent's listening socket keeps the metrics port bound
 after the supervisor has stopped, so the next start fails with "Address already in use".
 
-- :func:`close_redis_sockets`: a redis-py client's sockets, closed in a forked copy without
-  touching the original's connection (no ``shutdown``, which would end it for both).
+- the broker's connections: closed in a forked copy by ``Broker.close_after_fork`` (the adapter
+  knows how to do that without ending the original's connection).
 - :func:`install_grandchild_reset`: registered in a worker child, runs in every process forked
   from it (a handler's ``os.fork``, ``multiprocessing``): default signal handlers instead of the
   worker's (whose SIGTERM handler would make the grandchild ignore a stop), and the worker's
@@ -16,37 +16,10 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 #: The worker child's handlers that a forked grandchild must not keep (SIGINT gets Python's own).
 GRANDCHILD_DEFAULTS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGALRM, signal.SIGHUP)
-
-
-def close_redis_sockets(client: Any) -> None:
-    """Close the sockets of ``client`` (a ``redis.Redis``) in a forked process.
-
-    redis-py closes a connection without ``shutdown`` when called from a process other than the
-    one that opened it, so the original process's connection stays up. The pool's lists are read
-    without its lock: a lock held by another thread at fork time is never released in the copy.
-    """
-    pools = [getattr(client, "connection_pool", None)]
-    nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", None)
-    if isinstance(nodes, dict):  # a Redis Cluster client: one client (and pool) per node
-        pools = [getattr(getattr(n, "redis_connection", None), "connection_pool", None) for n in nodes.values()]
-    connections: list[Any] = []
-    for pool in pools:
-        if pool is None:
-            continue
-        for name in ("_available_connections", "_in_use_connections"):
-            found = getattr(pool, name, None)
-            if isinstance(found, Iterable):
-                connections.extend(found)
-    for connection in connections:
-        try:
-            connection.disconnect()
-        except Exception:
-            pass  # best effort: a half-built connection has nothing to close
 
 
 def reset_signals_in_grandchild() -> None:

@@ -35,16 +35,12 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 
-import redis
-
-from supervisor.adapters.redis import RedisBroker
-from supervisor.adapters.redis.inspector import Inspector
 from supervisor.app import App
 from supervisor.config import Settings
+from supervisor.core.errors import BrokerError
 from supervisor.core.limits import MAX_WORKERS
-from supervisor.core.ports import Held
+from supervisor.core.ports import Broker, Held, printable_id
 from supervisor.outage import Outage
-from supervisor.process.afterfork import close_redis_sockets
 from supervisor.process.backoff import RestartBackoff
 from supervisor.process.child import CHILD_SIGNALS, child_socket_timeout, run_child
 from supervisor.process.groups import adopt_group, become_group_leader, reap_next, signal_group
@@ -56,7 +52,7 @@ from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
 from supervisor.process.server_info import children_info
 from supervisor.process.signals import HANDLED, SignalInbox
-from supervisor.wiring import make_broker
+from supervisor.wiring import make_broker, make_inspection
 from supervisor.worker import process_id, recover_expired, recover_local_orphans, requeue_after_death
 
 log = logging.getLogger("supervisor.arbiter")
@@ -147,7 +143,7 @@ class Arbiter:
         self.next_status = 0.0
         self.quiet_logged = False
         self.heartbeat_timeout = max(3 * self.asynq.heartbeat_interval, child_socket_timeout(settings) + 2.0)
-        self.broker: RedisBroker = make_broker(
+        self.broker: Broker = make_broker(
             settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT
         )
         self.scheduler = (
@@ -161,7 +157,9 @@ class Arbiter:
             self.metrics = Metrics(PoolGauges(workers=lambda: len(self.children), busy=lambda: self.busy))
             # Bound here, before any fork: a port in use fails the start, not a child.
             self.metrics_server = MetricsServer(self.asynq.metrics_host, self.asynq.metrics_port, self.metrics)
-            self.inspector = Inspector(self.broker.redis, self.asynq.namespace)
+            self.inspector = make_inspection(
+                settings, client_name="supervisor-metrics", socket_timeout=PARENT_SOCKET_TIMEOUT
+            )
 
     @property
     def busy(self) -> int:
@@ -435,7 +433,9 @@ class Arbiter:
         if self.metrics_server:
             self.metrics_server.close_in_child()
         self.notifier.close()
-        close_redis_sockets(self.broker.redis)
+        self.broker.close_after_fork()
+        if self.metrics_server:
+            self.inspector.close_after_fork()
 
     def read_child(self, child: Child, now: float) -> None:
         messages, _closed = child.reader.read()
@@ -608,11 +608,11 @@ class Arbiter:
         try:
             held = self.broker.held_by([worker_id], self.queues)
             for item in held:
-                tid = item.claimed.task_id.decode("utf-8", "backslashreplace")
+                tid = item.claimed.task_id
                 culprit = tid == running if running is not None else len(held) == 1
                 self.put_back(item, reason if culprit else "claimed by a worker that died", count=count and culprit)
         except Exception as exc:  # a Redis error, or a bug: the tasks stay owned, tried again later
-            if not isinstance(exc, redis.RedisError):
+            if not isinstance(exc, BrokerError):
                 log.exception("putting back the tasks of %s failed", worker_id, extra={"event": "requeue_error"})
             log.warning(
                 "cannot put back the tasks of %s yet (Redis: %s); will retry",
@@ -623,7 +623,7 @@ class Arbiter:
             self.unrecovered.append((worker_id, reason, count, running))
 
     def put_back(self, held: Held, reason: str, *, count: bool) -> None:
-        task = held.claimed.task_id.decode("utf-8", "backslashreplace")
+        task = printable_id(held.claimed.task_id)
         if count:
             requeue_after_death(self.broker, held.claimed, held.owner, reason, time.time())
         elif self.broker.requeue(held.claimed, held.owner, None, at_head=True):
@@ -664,7 +664,7 @@ class Arbiter:
             self.maintenance_backoff = 0.0
             self.outage.recovered()
         except Exception as exc:  # Redis errors of every kind, and anything unforeseen: never the pool's end
-            if not isinstance(exc, redis.RedisError):
+            if not isinstance(exc, BrokerError):
                 log.exception("supervisor maintenance failed", extra={"event": "maintenance_error"})
             self.maintenance_backoff = min(self.outage.failed("maintenance", exc), interval)
             self.next_maintenance = now + self.maintenance_backoff
@@ -683,7 +683,7 @@ class Arbiter:
             self.scheduler_retry_at = 0.0
             self.scheduler_outage.recovered()
         except Exception as exc:  # as in maintenance(): log, back off, keep the pool running
-            if not isinstance(exc, redis.RedisError):
+            if not isinstance(exc, BrokerError):
                 log.exception("periodic scheduler failed", extra={"event": "scheduler_error"})
             self.scheduler_retry_at = now + self.scheduler_outage.failed("periodic scheduling", exc)
 
@@ -737,7 +737,7 @@ class Arbiter:
             self.kill(child, "the supervisor is exiting")
         try:
             self.broker.remove_server(self.server_id)
-        except redis.RedisError:
+        except BrokerError:
             pass  # its heartbeat key expires by itself
         log.info(
             "supervisor stopped after %.1fs, %d tasks processed",

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from supervisor.app import App
 from supervisor.config import Settings
-from supervisor.process.afterfork import close_redis_sockets, install_grandchild_reset
+from supervisor.process.afterfork import install_grandchild_reset
 from supervisor.process.health import HealthReporter
 from supervisor.process.linux import set_parent_death_signal
 from supervisor.telemetry import configure_tracing, shutdown_tracing
@@ -69,7 +69,7 @@ def run_child(
         reporter = HealthReporter(health_fd, parent_pid, orphaned)
         worker = Worker(app, broker, worker_options(settings.asynq), worker_id=worker_id, observer=reporter)
         # A process a handler forks gets default signal handlers and none of our descriptors.
-        install_grandchild_reset(reporter.detach, lambda: close_redis_sockets(broker.redis))
+        install_grandchild_reset(reporter.detach, broker.close_after_fork)
 
         def on_stop(signum: int, frame: FrameType | None) -> None:
             assert worker is not None

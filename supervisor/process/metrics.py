@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from supervisor.adapters.redis.inspector import QueueStats
+from supervisor.core.inspection import QueueStats
 
 log = logging.getLogger("supervisor.metrics")
 

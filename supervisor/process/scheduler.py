@@ -18,21 +18,15 @@ import logging
 import time
 from collections.abc import Sequence
 
-from supervisor.adapters.redis.broker import RedisBroker
 from supervisor.client import Task, build_task
 from supervisor.core.periodic import CATCH_UP_LIMIT, PeriodicEntry
-from supervisor.core.ports import Enqueued
+from supervisor.core.ports import Broker, Enqueued
 
 log = logging.getLogger("supervisor.scheduler")
 
 
-def periodic_key(namespace: str) -> str:
-    """Hash: entry name -> JSON with its schedule, next run and last enqueue (for `cron list`)."""
-    return f"{namespace}:periodic"
-
-
 class Scheduler:
-    def __init__(self, entries: Sequence[PeriodicEntry], broker: RedisBroker, default_max_retry: int) -> None:
+    def __init__(self, entries: Sequence[PeriodicEntry], broker: Broker, default_max_retry: int) -> None:
         self.entries = list(entries)
         self.broker = broker
         self.default_max_retry = default_max_retry
@@ -97,21 +91,19 @@ class Scheduler:
         return None
 
     def _last_ticks(self) -> dict[str, float]:
-        raw: dict[bytes, bytes] = self.broker.redis.hgetall(periodic_key(self.broker.namespace))  # type: ignore[assignment]
         out = {}
-        for name, value in raw.items():
+        for name, value in self.broker.periodic_records().items():
             try:
                 last = json.loads(value).get("last_tick")
-            except ValueError:
+            except (ValueError, AttributeError):
                 continue
             if last is not None:
-                out[name.decode()] = float(last)
+                out[name] = float(last)
         return out
 
     def _publish(self, entry: PeriodicEntry, enqueued: tuple[float, float, str] | None) -> None:
-        key = periodic_key(self.broker.namespace)
         record: dict[str, object] = {}
-        current = self.broker.redis.hget(key, entry.name)
+        current = self.broker.periodic_records().get(entry.name)
         if current:
             try:
                 record = json.loads(current)
@@ -124,7 +116,7 @@ class Scheduler:
         if enqueued is not None:
             tick, at, task_id = enqueued
             record.update(last_tick=tick, last_enqueued_at=at, last_task_id=task_id)
-        self.broker.redis.hset(key, entry.name, json.dumps(record))
+        self.broker.save_periodic_record(entry.name, json.dumps(record))
 
 
 def _iso(ts: float) -> str:

@@ -15,10 +15,12 @@ import redis.asyncio
 from redis.exceptions import NoScriptError
 
 from supervisor.adapters.redis.calls import Call, ReplicaWaitTimeout, ms, plan_submit, script_sha, script_source
+from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.core.ports import Enqueued, NewTask
 
 
+@port_errors
 class AsyncRedisBroker:
     """Tasks into Redis from an event loop. One instance per loop: it holds one redis.asyncio client."""
 

@@ -59,17 +59,19 @@ from supervisor.adapters.redis.calls import (
     plan_submit,
     script_source,
 )
-from supervisor.adapters.redis.connection import is_cluster
+from supervisor.adapters.redis.connection import close_after_fork, is_cluster
+from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.keys import (
     MINUTE_COUNTERS_TTL,
     QueueKeys,
     doorbell_key,
     minute_of,
+    periodic_key,
     queues_key,
     server_key,
     servers_key,
 )
-from supervisor.core.ports import Claimed, Enqueued, Finish, Held, NewTask
+from supervisor.core.ports import Claimed, Completion, Enqueued, Held, NewTask
 
 __all__ = ["BATCH_CHUNK", "FORWARD_LIMIT", "WAKE_CAP", "RedisBroker", "ReplicaWaitTimeout"]
 
@@ -81,6 +83,17 @@ FORWARD_LIMIT = 100
 _STALE_SLOTS = (AskError, ClusterDownError, TryAgainError, ReadOnlyError, redis.ConnectionError)
 
 
+def _id(stored: bytes) -> str:
+    """A stored id as the port's str: ``surrogateescape`` keeps bytes that are not UTF-8 exact."""
+    return stored.decode("utf-8", "surrogateescape")
+
+
+def _raw(task_id: str) -> bytes:
+    """The stored bytes of a port id (see :func:`_id`)."""
+    return task_id.encode("utf-8", "surrogateescape")
+
+
+@port_errors
 class RedisBroker:
     """Tasks in Redis. One instance per process: it holds one redis-py client."""
 
@@ -350,19 +363,19 @@ class RedisBroker:
         queues: Sequence[str],
         lease_duration: float,
         max_batch: int = 1,
-        finish: Sequence[Finish] = (),
+        completions: Sequence[Completion] = (),
         *,
         now: float | None = None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
         order = tuple(queues)
         if self.cluster:
-            return self._claim_per_queue(worker_id, order, lease_duration, max_batch, finish, now)
+            return self._claim_per_queue(worker_id, order, lease_duration, max_batch, completions, now)
         keys = self._claim_keys.get(order)
         if keys is None:
             keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
         args = self._claim_args(worker_id, lease_duration, max_batch, now)
-        if finish:
-            calls = [*(self._complete_call(f, worker_id) for f in finish), ("claim", keys, args)]
+        if completions:
+            calls = [*(self._complete_call(f, worker_id) for f in completions), ("claim", keys, args)]
             *done, reply = self._pipeline(calls, durable=True)
             flags = [bool(d) for d in done]
         else:
@@ -372,7 +385,7 @@ class RedisBroker:
             # Seconds until the next due task, on the clock the script used (Redis's).
             return flags, (max(float(reply[1]) - float(reply[2]), 0.0) if reply[1] else None)
         queue = order[index - 1]
-        return flags, [Claimed(queue, reply[i], reply[i + 1] or None) for i in range(1, len(reply), 2)]
+        return flags, [Claimed(queue, _id(reply[i]), reply[i + 1] or None) for i in range(1, len(reply), 2)]
 
     @staticmethod
     def _claim_args(worker_id: str, lease_duration: float, max_batch: int, now: float | None) -> tuple[Any, ...]:
@@ -384,7 +397,7 @@ class RedisBroker:
         order: tuple[str, ...],
         lease_duration: float,
         max_batch: int,
-        finish: Sequence[Finish],
+        completions: Sequence[Completion],
         now: float | None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
         """A cluster's claim: one call per queue in the given order, stopping at the first task.
@@ -400,15 +413,15 @@ class RedisBroker:
             batch = max_batch if n == len(order) - 1 else 1
             args = self._claim_args(worker_id, lease_duration, batch, now)
             call: Call = ("claim", self.keys(queue).claim_keys(), args)
-            if n == 0 and finish:
+            if n == 0 and completions:
                 *done, reply = self._pipeline(
-                    [*(self._complete_call(f, worker_id) for f in finish), call], durable=True
+                    [*(self._complete_call(f, worker_id) for f in completions), call], durable=True
                 )
                 flags = [bool(d) for d in done]
             else:
                 reply = self._run(*call)
             if int(reply[0]) != 0:
-                return flags, [Claimed(queue, reply[i], reply[i + 1] or None) for i in range(1, len(reply), 2)]
+                return flags, [Claimed(queue, _id(reply[i]), reply[i + 1] or None) for i in range(1, len(reply), 2)]
             if reply[1]:
                 wait = max(float(reply[1]) - float(reply[2]), 0.0)
                 earliest = wait if earliest is None else min(earliest, wait)
@@ -429,24 +442,25 @@ class RedisBroker:
         record: bytes | None = None,
         retention: float = 0.0,
     ) -> bool:
-        finish = Finish(claimed, unique_key, record, retention)
-        return bool(self._run(*self._complete_call(finish, worker_id), durable=True))
+        completion = Completion(claimed, unique_key, record, retention)
+        return bool(self._run(*self._complete_call(completion, worker_id), durable=True))
 
-    def complete_many(self, finish: Sequence[Finish], worker_id: str) -> list[bool]:
-        if len(finish) == 1:
-            return [bool(self._run(*self._complete_call(finish[0], worker_id), durable=True))]
-        return [bool(d) for d in self._pipeline([self._complete_call(f, worker_id) for f in finish], durable=True)]
+    def complete_many(self, completions: Sequence[Completion], worker_id: str) -> list[bool]:
+        if len(completions) == 1:
+            return [bool(self._run(*self._complete_call(completions[0], worker_id), durable=True))]
+        calls = [self._complete_call(f, worker_id) for f in completions]
+        return [bool(d) for d in self._pipeline(calls, durable=True)]
 
-    def _complete_call(self, f: Finish, worker_id: str) -> Call:
+    def _complete_call(self, f: Completion, worker_id: str) -> Call:
         k = self.keys(f.claimed.queue)
         keys = [k.msg, k.state, k.lease, k.owner, k.processed, k.minute(minute_of(time.time()))]
         if f.unique_key:
             keys.append(k.unique(f.unique_key))
         keep = f.record is not None and f.retention > 0
         if keep:
-            keys.append(k.result(f.claimed.task_id))
+            keys.append(k.result(_raw(f.claimed.task_id)))
         args = (
-            f.claimed.task_id, worker_id, "1" if f.unique_key else "0", ms(f.retention) if keep else "",
+            _raw(f.claimed.task_id), worker_id, "1" if f.unique_key else "0", ms(f.retention) if keep else "",
             f.record or b"", MINUTE_COUNTERS_TTL,
         )  # fmt: skip
         return ("complete", keys, args)
@@ -457,7 +471,7 @@ class RedisBroker:
             self._run(
                 "retry",
                 (k.msg, k.state, k.lease, k.owner, k.retry, k.failed, k.minute(minute_of(time.time()))),
-                (claimed.task_id, worker_id, data, repr(retry_at), MINUTE_COUNTERS_TTL),
+                (_raw(claimed.task_id), worker_id, data, repr(retry_at), MINUTE_COUNTERS_TTL),
                 durable=True,
             )
         )
@@ -481,9 +495,9 @@ class RedisBroker:
                 "archive",
                 keys,
                 (
-                    claimed.task_id,
+                    _raw(claimed.task_id),
                     worker_id,
-                    claimed.task_id if store_id is None else store_id,
+                    _raw(claimed.task_id) if store_id is None else store_id,
                     data,
                     repr(now),
                     self.archive_max_size,
@@ -501,7 +515,7 @@ class RedisBroker:
         call: Call = (
             "requeue",
             (k.msg, k.state, k.lease, k.owner, k.pending, k.wake),
-            (claimed.task_id, owner, b"" if data is None else data, "1" if at_head else "0", self.wake_cap),
+            (_raw(claimed.task_id), owner, b"" if data is None else data, "1" if at_head else "0", self.wake_cap),
         )
         if self.cluster:
             done = bool(self._pipeline([call], durable=True)[0])
@@ -553,7 +567,9 @@ class RedisBroker:
         pipe = self.redis.pipeline(transaction=False)
         for q, tid, _ in found:
             pipe.hget(self.keys(q).msg, tid)
-        return [Held(Claimed(q, tid, data), owner) for (q, tid, owner), data in zip(found, pipe.execute(), strict=True)]
+        return [
+            Held(Claimed(q, _id(tid), data), owner) for (q, tid, owner), data in zip(found, pipe.execute(), strict=True)
+        ]
 
     def renew(
         self, worker_ids: Sequence[str], queues: Sequence[str], lease_duration: float, *, now: float | None = None
@@ -583,6 +599,13 @@ class RedisBroker:
         pipe.zrem(servers_key(self.namespace), server_id)
         pipe.execute()
 
+    def close(self) -> None:
+        self.redis.close()
+
+    def close_after_fork(self) -> None:
+        """In a forked copy of this process: drop our copies of the sockets, leave the original's up."""
+        close_after_fork(self.redis)
+
     def reset(self) -> None:
         if self.cluster:
             self.redis.disconnect_connection_pools()  # type: ignore[attr-defined]
@@ -590,6 +613,13 @@ class RedisBroker:
             self.redis.connection_pool.disconnect()
 
     # -- queue administration -----------------------------------------------------------------
+
+    def periodic_records(self) -> dict[str, str]:
+        raw: dict[bytes, bytes] = self.redis.hgetall(periodic_key(self.namespace))  # type: ignore[assignment]
+        return {name.decode(): value.decode() for name, value in raw.items()}
+
+    def save_periodic_record(self, name: str, record: str) -> None:
+        self.redis.hset(periodic_key(self.namespace), name, record)
 
     def known_queues(self) -> list[str]:
         members: set[bytes] = self.redis.smembers(queues_key(self.namespace))  # type: ignore[assignment]

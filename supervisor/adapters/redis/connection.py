@@ -10,6 +10,7 @@ and reloads it when a node fails or answers MOVED). None of them retries a comma
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -129,3 +130,29 @@ def connect_async(url: str, *, socket_timeout: float = 5.0, client_name: str | N
         client_name=client_name,
     )
     return client
+
+
+def close_after_fork(client: Any) -> None:
+    """Close the sockets of ``client`` (a ``redis.Redis``) in a forked process.
+
+    redis-py closes a connection without ``shutdown`` when called from a process other than the
+    one that opened it, so the original process's connection stays up. The pool's lists are read
+    without its lock: a lock held by another thread at fork time is never released in the copy.
+    """
+    pools = [getattr(client, "connection_pool", None)]
+    nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", None)
+    if isinstance(nodes, dict):  # a Redis Cluster client: one client (and pool) per node
+        pools = [getattr(getattr(n, "redis_connection", None), "connection_pool", None) for n in nodes.values()]
+    connections: list[Any] = []
+    for pool in pools:
+        if pool is None:
+            continue
+        for name in ("_available_connections", "_in_use_connections"):
+            found = getattr(pool, name, None)
+            if isinstance(found, Iterable):
+                connections.extend(found)
+    for connection in connections:
+        try:
+            connection.disconnect()
+        except Exception:
+            pass  # best effort: a half-built connection has nothing to close

@@ -1,4 +1,4 @@
-"""Read and repair what is in Redis: the operator's view behind ``supervisor stats``/``tasks``/``queues``.
+"""The read-side port on Redis: the operator's view behind ``supervisor stats``/``tasks``/``queues``.
 
 Everything here is bounded: listings take a limit, bulk operations go in batches of
 :data:`BATCH` ids (a few milliseconds of Redis time per script call, whatever the queue's
@@ -10,113 +10,40 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import msgspec
 import redis
 
 from supervisor.adapters.redis.calls import WAKE_CAP, script_source
-from supervisor.adapters.redis.connection import is_cluster
-from supervisor.adapters.redis.keys import QueueKeys, doorbell_key, minute_of, queues_key, server_key, servers_key
-from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_message, decode_value
-
-STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
-#: States an operator may retry or delete (a running task belongs to its worker).
-WAITING = ("scheduled", "retry", "archived")
-#: Ids per bulk script call: ~1-2 ms of Redis time each (see bench/bulk_delete.py).
-BATCH = 500
-#: Called with the number of tasks handled by each batch of a bulk operation.
-Progress = Callable[[int], None]
-
-
-class UnknownQueue(LookupError):
-    def __init__(self, queue: str, known: list[str]) -> None:
-        super().__init__(f"unknown queue {queue!r} (known: {', '.join(known) or 'none'})")
-
-
-class UnknownTask(LookupError):
-    pass
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    queue: str
-    pending: int
-    active: int
-    scheduled: int
-    retry: int
-    archived: int
-    processed: int
-    failed: int
-    paused: bool
-    #: When the next pending task (the oldest) was enqueued, or last failed if it is a retry;
-    #: None when nothing is pending. ``now - oldest_pending_at`` is the queue's latency.
-    oldest_pending_at: float | None = None
-
-    def latency(self, now: float) -> float:
-        """Seconds the next pending task has been waiting (0 when none is)."""
-        return max(0.0, now - self.oldest_pending_at) if self.oldest_pending_at is not None else 0.0
+from supervisor.adapters.redis.connection import close_after_fork, is_cluster
+from supervisor.adapters.redis.errors import port_errors
+from supervisor.adapters.redis.keys import (
+    QueueKeys,
+    doorbell_key,
+    minute_of,
+    periodic_key,
+    queues_key,
+    server_key,
+    servers_key,
+)
+from supervisor.core.inspection import (
+    BATCH,
+    STATES,
+    WAITING,
+    Minute,
+    Progress,
+    QueueStats,
+    TaskView,
+    UnknownQueue,
+    UnknownTask,
+)
+from supervisor.core.task import decode_completed, decode_message
 
 
-@dataclass(frozen=True)
-class TaskView:
-    queue: str
-    state: str
-    id: str
-    message: TaskMessage | None
-    #: The time that goes with the state: lease end (active), run time (scheduled, retry),
-    #: archive time (archived); None for pending.
-    at: float | None = None
-    owner: str | None = None
-    raw: bytes | None = field(default=None, repr=False)
-    #: The handler's return value, for a completed task kept with retention.
-    result: msgspec.Raw | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        m = self.message
-        out: dict[str, Any] = {"id": self.id, "queue": self.queue, "state": self.state, "at": self.at}
-        if self.result is not None:
-            out["result"] = _payload_for_display(self.result)
-        if self.owner:
-            out["owner"] = self.owner
-        if m is None:
-            out["error"] = "undecodable envelope"
-            return out
-        out.update(
-            type=m.type,
-            payload=_payload_for_display(m.payload),
-            retried=m.retried,
-            max_retry=m.max_retry,
-            timeout=m.timeout,
-            deadline=m.deadline,
-            enqueued_at=m.enqueued_at,
-            last_error=m.last_error,
-            last_failed_at=m.last_failed_at,
-            headers=m.headers,
-        )
-        return out
-
-
-def _payload_for_display(payload: msgspec.Raw) -> Any:
-    try:
-        value = decode_value(payload)
-        msgspec.json.encode(value)
-        return value
-    except (msgspec.DecodeError, TypeError, msgspec.EncodeError, RecursionError):
-        return repr(bytes(payload))
-
-
-@dataclass(frozen=True)
-class Minute:
-    """Tasks a queue completed (``processed``) and attempts that failed in one minute."""
-
-    minute: int  # epoch seconds // 60
-    processed: int
-    failed: int
-
-
+@port_errors
 class Inspector:
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         # redis-py types replies as bytes | str (it cannot know decode_responses); ours are bytes.
@@ -129,6 +56,15 @@ class Inspector:
 
     def keys(self, queue: str) -> QueueKeys:
         return QueueKeys.of(self.namespace, queue)
+
+    def ping(self) -> None:
+        self.redis.ping()
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def close_after_fork(self) -> None:
+        close_after_fork(self.redis)
 
     def queues(self) -> list[str]:
         members: set[bytes] = self.redis.smembers(queues_key(self.namespace))
@@ -219,7 +155,6 @@ class Inspector:
 
     def periodic(self) -> list[dict[str, Any]]:
         """The periodic entries running supervisors publish (name, schedule, next run, last enqueue)."""
-        from supervisor.process.scheduler import periodic_key
 
         raw = self.redis.hgetall(periodic_key(self.namespace))
         entries = []

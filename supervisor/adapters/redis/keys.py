@@ -120,3 +120,8 @@ def server_key(namespace: str, server_id: str) -> str:
 def doorbell_key(namespace: str, queue: str) -> str:
     """On a Redis Cluster: the list idle workers block on for ``queue`` (one slot for all queues)."""
     return f"{namespace}:{{{namespace}:wake}}:{queue}"
+
+
+def periodic_key(namespace: str) -> str:
+    """Hash: entry name -> JSON with its schedule, next run and last enqueue (for `cron list`)."""
+    return f"{namespace}:periodic"

@@ -29,7 +29,7 @@ return 1
 """
 
 
-def redis_problem(target: str | RedisSettings, shown: str, namespace: str, queues: list[str]) -> str | None:
+def configuration_problem(target: str | RedisSettings, shown: str, namespace: str, queues: list[str]) -> str | None:
     """One line naming what this Redis refuses us, or None when it accepts us (or is unreachable).
 
     ``target``: a URL, or the settings (Sentinel and Cluster included)."""

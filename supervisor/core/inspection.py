@@ -1,0 +1,163 @@
+"""The read side of the task store: what an operator sees and may repair (CLI, dashboard, metrics).
+
+The types and the port (:class:`Inspection`) are here, free of any store; the Redis adapter's
+:class:`~supervisor.adapters.redis.inspector.Inspector` implements it. Every listing is bounded
+and every bulk operation goes in batches, whatever the store holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+
+from supervisor.core.task import TaskMessage, TaskState, decode_value
+
+STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
+#: States an operator may retry or delete (a running task belongs to its worker).
+WAITING = ("scheduled", "retry", "archived")
+#: Tasks per bulk step: a few milliseconds of store time each (see bench/bulk_delete.py).
+BATCH = 500
+#: Called with the number of tasks handled by each batch of a bulk operation.
+Progress = Callable[[int], None]
+
+
+class UnknownQueue(LookupError):
+    def __init__(self, queue: str, known: list[str]) -> None:
+        super().__init__(f"unknown queue {queue!r} (known: {', '.join(known) or 'none'})")
+
+
+class UnknownTask(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    pending: int
+    active: int
+    scheduled: int
+    retry: int
+    archived: int
+    processed: int
+    failed: int
+    paused: bool
+    #: When the next pending task (the oldest) was enqueued, or last failed if it is a retry;
+    #: None when nothing is pending. ``now - oldest_pending_at`` is the queue's latency.
+    oldest_pending_at: float | None = None
+
+    def latency(self, now: float) -> float:
+        """Seconds the next pending task has been waiting (0 when none is)."""
+        return max(0.0, now - self.oldest_pending_at) if self.oldest_pending_at is not None else 0.0
+
+
+@dataclass(frozen=True)
+class TaskView:
+    queue: str
+    state: str
+    id: str
+    message: TaskMessage | None
+    #: The time that goes with the state: lease end (active), run time (scheduled, retry),
+    #: archive time (archived); None for pending.
+    at: float | None = None
+    owner: str | None = None
+    raw: bytes | None = field(default=None, repr=False)
+    #: The handler's return value, for a completed task kept with retention.
+    result: msgspec.Raw | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.message
+        out: dict[str, Any] = {"id": self.id, "queue": self.queue, "state": self.state, "at": self.at}
+        if self.result is not None:
+            out["result"] = _payload_for_display(self.result)
+        if self.owner:
+            out["owner"] = self.owner
+        if m is None:
+            out["error"] = "undecodable envelope"
+            return out
+        out.update(
+            type=m.type,
+            payload=_payload_for_display(m.payload),
+            retried=m.retried,
+            max_retry=m.max_retry,
+            timeout=m.timeout,
+            deadline=m.deadline,
+            enqueued_at=m.enqueued_at,
+            last_error=m.last_error,
+            last_failed_at=m.last_failed_at,
+            headers=m.headers,
+        )
+        return out
+
+
+def _payload_for_display(payload: msgspec.Raw) -> Any:
+    try:
+        value = decode_value(payload)
+        msgspec.json.encode(value)
+        return value
+    except (msgspec.DecodeError, TypeError, msgspec.EncodeError, RecursionError):
+        return repr(bytes(payload))
+
+
+@dataclass(frozen=True)
+class Minute:
+    """Tasks a queue completed (``processed``) and attempts that failed in one minute."""
+
+    minute: int  # epoch seconds // 60
+    processed: int
+    failed: int
+
+
+class Inspection(Protocol):
+    """The read-side port: queues, tasks and servers as an operator sees them, and the repairs
+    an operator may make (retry, delete, pause). Errors: :class:`UnknownQueue`,
+    :class:`UnknownTask`, ValueError for a request that makes no sense (retrying a running
+    task), and the broker errors of :mod:`supervisor.core.errors`."""
+
+    def queues(self) -> list[str]: ...
+
+    def require_queue(self, queue: str) -> object:
+        """Raise :class:`UnknownQueue` unless ``queue`` exists (what else it returns is the adapter's)."""
+        ...
+
+    def stats(self, queues: list[str] | None = None) -> list[QueueStats]: ...
+
+    def count(self, queue: str, state: str) -> int: ...
+
+    def throughput(self, queues: list[str], minutes: int = 60, now: float | None = None) -> dict[str, list[Minute]]: ...
+
+    def periodic(self) -> list[dict[str, Any]]: ...
+
+    def servers(self) -> list[dict[str, Any]]: ...
+
+    def list_tasks(self, queue: str, state: str, limit: int = 50, offset: int = 0) -> list[TaskView]: ...
+
+    def find(self, task_id: str, queue: str | None = None) -> TaskView: ...
+
+    def retry(self, task_id: str, queue: str | None = None) -> TaskView: ...
+
+    def delete(self, task_id: str, queue: str | None = None) -> TaskView: ...
+
+    def retry_all(self, queue: str, state: str = "archived", progress: Progress | None = None) -> int: ...
+
+    def delete_all(self, queue: str, state: str = "archived", progress: Progress | None = None) -> int: ...
+
+    def retry_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]: ...
+
+    def delete_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]: ...
+
+    def pause(self, queue: str) -> None: ...
+
+    def resume(self, queue: str) -> None: ...
+
+    def ping(self) -> None:
+        """Raise a broker error unless the store answers."""
+        ...
+
+    def close(self) -> None: ...
+
+    def close_after_fork(self) -> None:
+        """In a process forked from this one: drop our copy of the connections, not the original."""
+        ...
