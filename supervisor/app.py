@@ -9,9 +9,10 @@ MessagePack value). A handler that takes a second parameter also receives the
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
@@ -57,6 +58,9 @@ class Registration:
     takes_context: bool
     retry_delay: RetryDelay | None
     decoder: msgspec.msgpack.Decoder[Any] = field(repr=False)
+    #: An ``async def`` handler (or a callable whose ``__call__`` is one): the worker runs it on
+    #: its event loop.
+    is_async: bool = False
 
     def decode(self, payload: msgspec.Raw) -> Any:
         """Decode and validate the payload; raises msgspec.ValidationError/DecodeError, nothing else."""
@@ -103,19 +107,15 @@ class App:
             raise ValueError("a task type must be a non-empty string")
         if task_type in self._registry:
             raise ValueError(f"task type {task_type!r} already has a handler: {self._registry[task_type].fn!r}")
-        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):
-            # Called like a plain function it would return a coroutine that never runs, and the
-            # task would be recorded as succeeded: refuse it until workers run async handlers.
-            raise TypeError(
-                f"handler for {task_type!r} is an async function ({fn!r}); workers run plain functions only "
-                "for now: write a plain def (or call asyncio.run inside it)"
-            )
         payload_type, takes_context = _inspect_handler(task_type, fn)
         try:
             decoder = msgspec.msgpack.Decoder(payload_type)
         except TypeError as exc:
             raise TypeError(f"handler for {task_type!r}: msgspec cannot decode into {payload_type!r}: {exc}") from exc
-        self._registry[task_type] = Registration(task_type, fn, payload_type, takes_context, retry_delay, decoder)
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+        self._registry[task_type] = Registration(
+            task_type, fn, payload_type, takes_context, retry_delay, decoder, is_async
+        )
 
     def task(
         self, task_type: str, *, retry_delay: RetryDelay | None = None
@@ -199,22 +199,38 @@ class App:
     def task_types(self) -> list[str]:
         return sorted(self._registry)
 
-    def run(self, registration: Registration, payload: Any, context: TaskContext) -> Any:
+    def run(
+        self,
+        registration: Registration,
+        payload: Any,
+        context: TaskContext,
+        *,
+        await_result: Callable[[Coroutine[Any, Any, Any]], Any] | None = None,
+    ) -> Any:
         """Call the handler through the middleware chain.
 
         Meanwhile every log line, the handler's own included, carries the task's fields
-        (:mod:`supervisor.logcontext`).
+        (:mod:`supervisor.logcontext`). An ``async def`` handler's coroutine is handed to
+        ``await_result`` (the worker runs it on its event loop and waits for it), so middleware
+        sees it finish like any other handler; without one it runs in a loop of its own.
         """
         token = set_task_fields(
             {"task_id": context.id, "task_type": context.type, "queue": context.queue, "attempt": context.retried + 1}
         )
         try:
+
+            def handler() -> Any:
+                result = registration.call(payload, context)
+                if inspect.iscoroutine(result):
+                    return (await_result or asyncio.run)(result)
+                return result
+
             if not self._middleware:
-                return registration.call(payload, context)
+                return handler()
 
             def step(i: int) -> Any:
                 if i == len(self._middleware):
-                    return registration.call(payload, context)
+                    return handler()
                 return self._middleware[i](context, lambda: step(i + 1))
 
             return step(0)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
-from supervisor.core.limits import MAX_TASK_TIMEOUT, MAX_WORKERS
+from supervisor.core.limits import MAX_TASK_TIMEOUT, MAX_WORKER_CONCURRENCY, MAX_WORKERS
 from supervisor.core.queues import queue_name_problem
 
 EX_CONFIG = 78  # sysexits.h: configuration error
@@ -25,7 +25,12 @@ EX_CONFIG = 78  # sysexits.h: configuration error
 _T = TypeVar("_T")
 
 KNOWN_VARIABLES: dict[str, str] = {
-    "ASYNQ_CONCURRENCY": f"Worker processes (integer 1-{MAX_WORKERS}). Default: number of CPUs.",
+    "ASYNQ_WORKERS": f"Worker processes the supervisor forks (integer 1-{MAX_WORKERS}). Default: number of CPUs.",
+    "ASYNQ_CONCURRENCY": "Old name of ASYNQ_WORKERS: worker processes, not tasks; still accepted. Default: none.",
+    "ASYNQ_WORKER_CONCURRENCY": (
+        f"Tasks each worker process runs at once (integer 1-{MAX_WORKER_CONCURRENCY}): threads for plain handlers, "
+        "one event loop for async ones. Default: 1."
+    ),
     "ASYNQ_QUEUES": "Queues and their weights, name:weight,... Default: critical:6,default:3,low:1.",
     "ASYNQ_STRICT_PRIORITY": "Always drain higher-weight queues first (true/false). Default: false.",
     "ASYNQ_MAX_RETRY": "Retries before a failing task is archived (integer >= 0). Default: 25.",
@@ -94,7 +99,8 @@ class QueueWeight:
 
 @dataclass(frozen=True)
 class AsynqSettings:
-    concurrency: int
+    #: Worker processes the supervisor forks (ASYNQ_WORKERS, formerly ASYNQ_CONCURRENCY).
+    workers: int
     queues: tuple[QueueWeight, ...]
     strict_priority: bool
     max_retry: int
@@ -112,6 +118,8 @@ class AsynqSettings:
     log_format: str
     metrics_port: int = 0
     metrics_host: str = "0.0.0.0"
+    #: Tasks each worker process runs at once (ASYNQ_WORKER_CONCURRENCY).
+    worker_concurrency: int = 1
 
 
 @dataclass(frozen=True)
@@ -479,7 +487,8 @@ def load_settings(
         raise ConfigError(label, text, f"must be less than half of ASYNQ_LEASE_DURATION ({lease:g}s)")
 
     asynq = AsynqSettings(
-        concurrency=get("ASYNQ_CONCURRENCY", _integer(1, MAX_WORKERS), min(os.cpu_count() or 1, MAX_WORKERS)),
+        workers=_workers(raw, get),
+        worker_concurrency=get("ASYNQ_WORKER_CONCURRENCY", _integer(1, MAX_WORKER_CONCURRENCY), 1),
         queues=get("ASYNQ_QUEUES", parse_queues, parse_queues(_DEFAULT_QUEUES, "ASYNQ_QUEUES")),
         strict_priority=get("ASYNQ_STRICT_PRIORITY", parse_bool, False),
         max_retry=get("ASYNQ_MAX_RETRY", _integer(0, 10_000), 25),
@@ -613,6 +622,18 @@ def _parse_master_name(text: str, variable: str) -> str:
             variable, text, "expected the primary's name as the sentinels know it (letters, digits, . _ -)"
         )
     return text
+
+
+def _workers(raw: Mapping[str, tuple[str, str]], get: Callable[[str, Callable[[str, str], int], int], int]) -> int:
+    """ASYNQ_WORKERS, or its old name ASYNQ_CONCURRENCY; both set must agree."""
+    parse = _integer(1, MAX_WORKERS)
+    default = min(os.cpu_count() or 1, MAX_WORKERS)
+    workers = get("ASYNQ_WORKERS", parse, default)
+    old = get("ASYNQ_CONCURRENCY", parse, workers)
+    if "ASYNQ_WORKERS" in raw and "ASYNQ_CONCURRENCY" in raw and old != workers:
+        label, text = raw["ASYNQ_CONCURRENCY"]
+        raise ConfigError(label, text, f"is the old name of ASYNQ_WORKERS, which says {workers}: set one of them")
+    return old
 
 
 def _unknown(name: str) -> str:

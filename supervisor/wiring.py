@@ -75,11 +75,11 @@ def queue_plan(asynq: AsynqSettings) -> QueuePlan:
     return QueuePlan.from_pairs([(q.name, q.weight) for q in asynq.queues], strict=asynq.strict_priority)
 
 
-def worker_options(asynq: AsynqSettings, *, keep_leases: bool = False) -> WorkerOptions:
+def worker_options(asynq: AsynqSettings) -> WorkerOptions:
     return WorkerOptions(
         plan=queue_plan(asynq),
         task_timeout=asynq.task_timeout,
         lease_duration=asynq.lease_duration,
-        keep_leases=keep_leases,
         heartbeat_interval=asynq.heartbeat_interval,
+        concurrency=asynq.worker_concurrency,
     )

@@ -20,8 +20,8 @@ from supervisor.adapters.redis.keys import QueueKeys, queues_key
 from supervisor.config import Settings
 from supervisor.core.ports import Claimed, Held
 from supervisor.core.task import TaskMessage, decode_message, encode_message, encode_payload
+from supervisor.process.recoverer import Recoverer
 from supervisor.wiring import make_broker
-from supervisor.worker import recover_expired, requeue_after_death
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -635,7 +635,25 @@ def test_renew_extends_only_the_given_workers(broker: RedisBroker, r: redis.Redi
     assert [h.claimed.task_id for h in broker.expired([q1, q2], now=NOW + 450.0)] == ["c"]
 
 
-# -- recovery through the worker's functions --------------------------------------------------
+# -- recovery through the supervisor's recovery role ------------------------------------------
+
+
+class FixedClock:
+    def __init__(self, now: float) -> None:
+        self.at = now
+
+    def now(self) -> float:
+        return self.at
+
+    def monotonic(self) -> float:
+        return self.at
+
+
+def put_back_counted(broker: RedisBroker, q: str, claimed: Claimed, owner: str) -> bool:
+    """What the recovery role does with the one task a dead child was running."""
+    from supervisor.core.recovery import PutBack
+
+    return Recoverer(broker, [q], 5.0, clock=FixedClock(NOW))._apply(PutBack(Held(claimed, owner), True, "killed"))
 
 
 def test_recover_expired_requeues_counting_an_attempt(broker: RedisBroker, r: redis.Redis, q: str) -> None:
@@ -645,7 +663,7 @@ def test_recover_expired_requeues_counting_an_attempt(broker: RedisBroker, r: re
     take(broker, "w1", [q], lease=10.0)
     take(broker, "w2", [q], lease=100.0)
     k = broker.keys(q)
-    assert recover_expired(broker, [q], NOW + 11.0, lease_clock=NOW + 11.0) == 1
+    assert Recoverer(broker, [q], 5.0, clock=FixedClock(NOW + 11.0)).recover_expired(lease_clock=NOW + 11.0) == 1
     msg = decode_message(r.hget(k.msg, "dead"))
     assert msg.retried == 2
     assert "lease expired" in msg.last_error
@@ -661,14 +679,14 @@ def test_recover_expired_requeues_counting_an_attempt(broker: RedisBroker, r: re
     again = take(broker, "w3", [q], now=NOW + 12.0)
     assert again.task_id == "dead"
     assert decode_message(again.data or b"").retried == 2
-    assert recover_expired(broker, [q], NOW + 12.0, lease_clock=NOW + 12.0) == 0
+    assert Recoverer(broker, [q], 5.0, clock=FixedClock(NOW + 12.0)).recover_expired(lease_clock=NOW + 12.0) == 0
 
 
 def test_recover_expired_archives_when_out_of_retries(broker: RedisBroker, r: redis.Redis, q: str) -> None:
     put(broker, q, "doomed", max_retry=2, retried=2)
     take(broker, "w1", [q], lease=10.0)
     k = broker.keys(q)
-    assert recover_expired(broker, [q], NOW + 20.0, lease_clock=NOW + 20.0) == 1
+    assert Recoverer(broker, [q], 5.0, clock=FixedClock(NOW + 20.0)).recover_expired(lease_clock=NOW + 20.0) == 1
     assert r.hget(k.state, "doomed") == b"archived"
     assert r.zscore(k.archived, "doomed") == NOW + 20.0
     assert r.llen(k.pending) == 0
@@ -685,19 +703,19 @@ def test_requeue_after_death_keeps_undecodable_bytes(broker: RedisBroker, r: red
     k = broker.keys(q)
     assert broker.enqueue(q, "junk", b"\xc1\xc1 not an envelope", None) is True
     claimed = take(broker, "w1", [q])
-    assert requeue_after_death(broker, claimed, "w1", "killed", NOW) is True
+    assert put_back_counted(broker, q, claimed, "w1") is True
     assert r.hget(k.msg, "junk") == b"\xc1\xc1 not an envelope"
     assert r.lrange(k.pending, 0, -1) == [b"junk"]
     assert r.hget(k.owner, "junk") is None
     # fenced: the owner it saw no longer owns it
-    assert requeue_after_death(broker, claimed, "w1", "killed", NOW) is False
+    assert put_back_counted(broker, q, claimed, "w1") is False
 
 
 def test_requeue_after_death_of_raw_id(broker: RedisBroker, r: redis.Redis, q: str) -> None:
     k = broker.keys(q)
     r.lpush(k.pending, b"raw")
     claimed = take(broker, "w1", [q])
-    assert requeue_after_death(broker, claimed, "w1", "killed", NOW) is True
+    assert put_back_counted(broker, q, claimed, "w1") is True
     assert r.lrange(k.pending, 0, -1) == [b"raw"]
     assert r.hget(k.msg, "raw") is None
 
@@ -846,18 +864,19 @@ def test_local_orphans_are_recovered_only_when_their_process_is_gone(broker: Red
     import subprocess
     import sys
 
-    from supervisor.worker import process_id, recover_local_orphans
+    from supervisor.process.linux import this_process
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # reaped: its pid is free (and not reused within this test)
-    host, _, namespace = process_id().split(":")
-    alive_owner = f"{process_id()}:aaa:0:bbb"  # this very process
+    me = this_process()
+    host, namespace = me.host, me.namespace
+    alive_owner = f"{me}:aaa:0:bbb"  # this very process
     dead_owner = f"{host}:{gone.pid}:{namespace}:ccc:1:ddd"
     elsewhere = f"{host}:{gone.pid}:other-namespace:eee:2:fff"  # pid means nothing here
     for tid, owner in (("live", alive_owner), ("dead", dead_owner), ("far", elsewhere)):
         put(broker, q, tid)
         take(broker, owner, [q])
-    assert recover_local_orphans(broker, [q], NOW) == 1
+    assert Recoverer(broker, [q], 5.0, clock=FixedClock(NOW)).recover_local_orphans() == 1
     state = broker.redis.hgetall(broker.keys(q).state)
     assert state == {b"live": b"active", b"dead": b"pending", b"far": b"active"}
     assert decode_message(broker.redis.hget(broker.keys(q).msg, "dead")).retried == 1

@@ -37,7 +37,7 @@ DEFAULT_QUEUES = (QueueWeight("critical", 6), QueueWeight("default", 3), QueueWe
 def expected_defaults(cpus: int) -> Settings:
     return Settings(
         asynq=AsynqSettings(
-            concurrency=cpus,
+            workers=cpus,
             queues=DEFAULT_QUEUES,
             strict_priority=False,
             max_retry=25,
@@ -103,7 +103,7 @@ def test_config_error_survives_pickling() -> None:
 def test_settings_are_frozen() -> None:
     settings = load_settings(environ={})
     with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.asynq.concurrency = 3  # type: ignore[misc]
+        settings.asynq.workers = 3  # type: ignore[misc]
 
 
 # --- defaults --------------------------------------------------------------------------------------------
@@ -128,7 +128,9 @@ def test_environ_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None
 
 # Every known variable, a valid non-default value and where it lands.
 EVERY_VARIABLE: dict[str, tuple[str, Callable[[Settings], Any], Any]] = {
-    "ASYNQ_CONCURRENCY": ("12", lambda s: s.asynq.concurrency, 12),
+    "ASYNQ_CONCURRENCY": ("12", lambda s: s.asynq.workers, 12),
+    "ASYNQ_WORKERS": ("6", lambda s: s.asynq.workers, 6),
+    "ASYNQ_WORKER_CONCURRENCY": ("50", lambda s: s.asynq.worker_concurrency, 50),
     "ASYNQ_QUEUES": ("a:2,b", lambda s: s.asynq.queues, (QueueWeight("a", 2), QueueWeight("b", 1))),
     "ASYNQ_STRICT_PRIORITY": ("yes", lambda s: s.asynq.strict_priority, True),
     "ASYNQ_MAX_RETRY": ("0", lambda s: s.asynq.max_retry, 0),
@@ -495,7 +497,7 @@ def test_override_error_names_the_flag_label(name: str, label: str, value: str, 
 
 def test_bad_environ_value_is_ignored_when_an_override_wins() -> None:
     settings = load_settings(environ={"ASYNQ_CONCURRENCY": "zero"}, overrides={"ASYNQ_CONCURRENCY": ("-c", "2")})
-    assert settings.asynq.concurrency == 2
+    assert settings.asynq.workers == 2
 
 
 def test_override_for_an_unknown_variable_is_rejected() -> None:

@@ -138,7 +138,9 @@ def drive(server: MetricsServer, until: Callable[[], bool], timeout: float) -> N
 
 
 def test_metrics_server_drops_the_oldest_idle_client_when_full_and_stalled_ones_on_time():
-    server = MetricsServer("127.0.0.1", 0, Metrics(PoolGauges(lambda: 2, lambda: 1)), timeout=0.5, max_clients=4)
+    server = MetricsServer(
+        "127.0.0.1", 0, Metrics(PoolGauges(lambda: 2, lambda: 1, lambda: 1)), timeout=0.5, max_clients=4
+    )
     socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(6)]
     try:
         drive(server, lambda: server.dropped == 2 and len(server.clients) == 4, timeout=5)
@@ -182,7 +184,7 @@ def test_metrics_server_drops_the_oldest_idle_client_when_full_and_stalled_ones_
 
 
 def test_metrics_server_out_of_descriptors_pauses_the_listener_instead_of_spinning():
-    server = MetricsServer("127.0.0.1", 0, Metrics(PoolGauges(lambda: 1, lambda: 0)), timeout=2.0)
+    server = MetricsServer("127.0.0.1", 0, Metrics(PoolGauges(lambda: 1, lambda: 0, lambda: 0)), timeout=2.0)
     scraper = socket.create_connection(("127.0.0.1", server.port))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
@@ -342,13 +344,26 @@ def pids_cgroup() -> Iterator[Path]:
         group.rmdir()
 
 
+def thread_count(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
+
+
 def test_a_failed_fork_is_retried_and_the_pool_keeps_working(pool_factory, client, pids_cgroup):
     # The supervisor joins the cgroup before it starts (so do its children); the test does not.
     enter = ("sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(pids_cgroup))
     with pool_factory(workers=2, prefix=enter).start() as pool:
         assert pool.proc is not None
-        # Once the children are up and nothing is being created, the count holds still.
+        # Once the children are up and nothing is being created, the count holds still: the pids
+        # controller counts threads too, and each child starts its task thread as it comes up.
         pool.wait_event("spawn", count=2)
+        wait_for(
+            lambda: len(kids := pool.live_children()) == 2 and all(thread_count(p) >= 2 for p in kids),
+            what="both children up with their task threads",
+        )
         current = wait_for(
             lambda: (n := int((pids_cgroup / "pids.current").read_text())) == len(
                 (pids_cgroup / "tasks").read_text().split()) and n,

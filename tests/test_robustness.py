@@ -269,23 +269,3 @@ def test_the_client_and_the_daemon_share_one_queue_name_rule(redis_url, namespac
                 client.enqueue("noop", queue=bad)
         with pytest.raises(InvalidTaskError, match="at most"):
             client.enqueue("noop", timeout=1e22)
-
-
-# == issue 11's first step: an async handler would "succeed" without running ========================
-
-
-def test_async_handlers_are_refused_at_registration_until_they_can_run() -> None:
-    from supervisor import App
-
-    app = App()
-
-    async def handler(payload: int) -> None:
-        raise AssertionError("never awaited")
-
-    class AsyncCallable:
-        async def __call__(self, payload: int) -> None: ...
-
-    for fn in (handler, AsyncCallable()):
-        with pytest.raises(TypeError, match="async function"):
-            app.register("x", fn)
-    assert "x" not in app.task_types

@@ -19,7 +19,8 @@ from supervisor.config import EX_CONFIG, ConfigError, Settings, load_settings
 #: Flag name (click parameter) -> (environment variable, flag as typed).
 FLAG_VARIABLES: dict[str, tuple[str, str]] = {
     "app": ("ASYNQ_APP", "--app"),
-    "workers": ("ASYNQ_CONCURRENCY", "--workers"),
+    "workers": ("ASYNQ_WORKERS", "--workers"),
+    "concurrency": ("ASYNQ_WORKER_CONCURRENCY", "--concurrency"),
     "queues": ("ASYNQ_QUEUES", "--queues"),
     "strict_priority": ("ASYNQ_STRICT_PRIORITY", "--strict-priority"),
     "shutdown_timeout": ("ASYNQ_SHUTDOWN_TIMEOUT", "--shutdown-timeout"),

@@ -39,7 +39,19 @@ def check_memory_limit(limit_mb: int) -> None:
 @click.command()
 @click.option("--app", metavar="MODULE:ATTR", help="The App to run, as MODULE:ATTR (ASYNQ_APP).")
 @click.option(
-    "--workers", "-w", type=str, metavar="INTEGER", help="Worker processes (ASYNQ_CONCURRENCY; default: CPU count)."
+    "--workers",
+    "-w",
+    type=str,
+    metavar="INTEGER",
+    help="Worker processes to fork (ASYNQ_WORKERS, formerly ASYNQ_CONCURRENCY; default: CPU count).",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=str,
+    metavar="INTEGER",
+    help="Tasks each worker process runs at once: threads for plain handlers, one event loop for "
+    "async def ones (ASYNQ_WORKER_CONCURRENCY; default 1, right for CPU-bound tasks; 10-100 for tasks that wait).",
 )
 @click.option(
     "--queues",
@@ -84,8 +96,9 @@ def check_memory_limit(limit_mb: int) -> None:
 def start(env_file: str | None, **flags: Any) -> None:
     """Run the worker pool until SIGTERM or SIGINT.
 
-    The parent forks --workers children that claim tasks from the weighted queues. On SIGTERM
-    they stop claiming, in-flight tasks get --shutdown-timeout to finish, and whatever is still
+    The parent forks --workers child processes; each claims tasks from the weighted queues and
+    runs up to --concurrency of them at once. On SIGTERM they stop claiming, in-flight tasks get
+    --shutdown-timeout to finish, and whatever is still
     running is then killed and put back at the head of its queue. A second SIGTERM stops at
     once (tasks are put back too). Exit status: 0 after a clean stop, 78 for bad configuration.
     """

@@ -6,12 +6,28 @@ the rules here means one place decides when a task is retried, run again at once
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import msgspec
 
 from supervisor.core.limits import MAX_TASK_TIMEOUT
 from supervisor.core.task import TaskMessage
+
+
+class Outcome(enum.StrEnum):
+    """How one run of a task ended, as the worker records it (and metrics label it)."""
+
+    #: The handler returned; the completion is recorded (with the next claim).
+    COMPLETED = "completed"
+    #: The handler failed; another attempt is scheduled.
+    RETRY = "retry"
+    #: Dead-lettered: out of retries, SkipRetry, unreadable, no handler, past its deadline.
+    ARCHIVED = "archived"
+    #: The worker no longer owned it (its lease ended and it was recovered): nothing recorded.
+    FENCED = "fenced"
+    #: The store did not answer while the worker was stopping: it stays owned, to be recovered.
+    ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,9 @@ MAX_TASK_TIMEOUT = 30 * 86400.0
 #: machine is better served by several supervisors, and the parent waits with select(), which
 #: takes descriptors below 1024 only (a health pipe per child, metrics clients, the signal pipe).
 MAX_WORKERS = 512
+#: Most tasks one worker process runs at once: past this, one process's GIL and event loop are
+#: the bound, and more processes serve better.
+MAX_WORKER_CONCURRENCY = 1000
 
 # MessagePack type bytes that open a container, and how many length bytes follow.
 _FIXMAP = range(0x80, 0x90)

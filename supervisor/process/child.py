@@ -31,8 +31,6 @@ log = logging.getLogger("supervisor.child")
 CHILD_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 #: Exit status of a child that could not start (the parent backs off before the next try).
 EXIT_STARTUP_FAILED = 3
-#: Exit status of a child that asks to be replaced (task limit reached).
-EXIT_RECYCLE = 0
 
 
 def child_socket_timeout(settings: Settings) -> float:

@@ -1,23 +1,53 @@
 """The health pipe: how a child tells the parent it is alive and what it is running.
 
-One JSON array per line: ``["H"]`` (alive), ``["S", task_id, task_type, queue, time_limit]``
-(task started), ``["F", task_id, outcome, seconds]`` (task finished), ``["Q"]`` (quiet mode in
-effect: claims nothing more), ``["R", reason]`` (leaving to be recycled).
-A pipe, not files or shared state: the parent's ``select`` wakes on it, and a dead child's pipe
-simply closes.
+One message per line, JSON, a tagged struct (:data:`Message`). A pipe, not files or shared
+state: the parent's ``select`` wakes on it, a dead child's pipe simply closes, and a line under
+PIPE_BUF is written atomically, so the child's claim loop and its task threads may all report.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 
-_encode = msgspec.json.encode
-_decode = msgspec.json.Decoder(list[Any]).decode
+from supervisor.core.lifecycle import Outcome
+
+
+class Alive(msgspec.Struct, tag="alive"):
+    """The claim loop is turning (at least four times a second while it runs)."""
+
+
+class Started(msgspec.Struct, tag="started"):
+    task_id: str
+    task_type: str
+    queue: str
+    time_limit: float
+
+
+class Finished(msgspec.Struct, tag="finished"):
+    task_id: str
+    outcome: Outcome
+    seconds: float
+
+
+class Quieted(msgspec.Struct, tag="quiet"):
+    """Quiet mode is in effect: the child claims nothing more."""
+
+
+class Recycling(msgspec.Struct, tag="recycle"):
+    """The child leaves to be replaced (its task limit)."""
+
+    reason: str
+
+
+Message = Alive | Started | Finished | Quieted | Recycling
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(Message).decode
 
 
 class HealthReporter:
@@ -33,6 +63,7 @@ class HealthReporter:
         self.on_orphaned = on_orphaned
         self.min_interval = min_interval
         self._last = 0.0
+        self._lock = threading.Lock()
 
     def detach(self) -> None:
         """In a process forked from the worker: close this copy of the pipe.
@@ -47,34 +78,34 @@ class HealthReporter:
             except OSError:
                 pass
 
-    def _send(self, *fields: Any) -> None:
+    def _send(self, message: Message) -> None:
         try:
-            os.write(self.fd, _encode(fields) + b"\n")
-        except (BrokenPipeError, OSError):
+            os.write(self.fd, _encode(message) + b"\n")
+        except OSError:
             self.on_orphaned()
 
     def alive(self) -> None:
         now = time.monotonic()
-        if now - self._last >= self.min_interval:
-            self._last = now
-            if os.getppid() != self.parent_pid:
-                self.on_orphaned()
+        with self._lock:
+            if now - self._last < self.min_interval:
                 return
-            self._send("H")
+            self._last = now
+        if os.getppid() != self.parent_pid:
+            self.on_orphaned()
+            return
+        self._send(Alive())
 
     def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None:
-        self._last = time.monotonic()
-        self._send("S", task_id, task_type, queue, time_limit)
+        self._send(Started(task_id, task_type, queue, time_limit))
 
-    def task_finished(self, task_id: str, outcome: str, duration: float) -> None:
-        self._last = time.monotonic()
-        self._send("F", task_id, outcome, duration)
+    def task_finished(self, task_id: str, outcome: Outcome, duration: float) -> None:
+        self._send(Finished(task_id, outcome, duration))
 
     def quieted(self) -> None:
-        self._send("Q")
+        self._send(Quieted())
 
     def recycling(self, reason: str) -> None:
-        self._send("R", reason)
+        self._send(Recycling(reason))
 
 
 class HealthReader:
@@ -84,7 +115,7 @@ class HealthReader:
         self.fd = fd
         self._buffer = b""
 
-    def read(self) -> tuple[list[list[Any]], bool]:
+    def read(self) -> tuple[list[Message], bool]:
         """Messages available now, and whether the pipe is closed (the child is gone)."""
         closed = False
         chunks = []
@@ -106,6 +137,6 @@ class HealthReader:
         for line in lines:
             try:
                 messages.append(_decode(line))
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, msgspec.ValidationError):
                 continue  # a torn line from a child killed mid-write
         return messages, closed

@@ -5,6 +5,9 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
+
+from supervisor.core.identity import ProcessIdentity
 
 PR_SET_PDEATHSIG = 1
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -50,3 +53,8 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def this_process() -> ProcessIdentity:
+    """This process as others on the host can check it (see :mod:`supervisor.core.identity`)."""
+    return ProcessIdentity(socket.gethostname(), os.getpid(), pid_namespace())

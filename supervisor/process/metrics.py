@@ -30,7 +30,10 @@ class PoolGauges:
     """What the parent knows about its own pool, read at scrape time."""
 
     workers: Callable[[], int]
+    #: Worker processes running at least one task.
     busy: Callable[[], int]
+    #: Tasks running now, in every worker process (each may run several).
+    running: Callable[[], int]
 
 
 class _QueueCollector(Collector):
@@ -58,7 +61,9 @@ class _QueueCollector(Collector):
         total, busy = self.metrics.pool.workers(), self.metrics.pool.busy()
         workers.add_metric(["busy"], busy)
         workers.add_metric(["idle"], max(total - busy, 0))
-        yield from (sizes, processed, failed, paused, latency, workers)
+        running = GaugeMetricFamily("supervisor_tasks_running", "Tasks running now, in every worker process.")
+        running.add_metric([], self.metrics.pool.running())
+        yield from (sizes, processed, failed, paused, latency, workers, running)
 
 
 @dataclass

@@ -19,8 +19,10 @@ import time
 from collections.abc import Sequence
 
 from supervisor.client import Task, build_task
+from supervisor.core.errors import BrokerError
 from supervisor.core.periodic import CATCH_UP_LIMIT, PeriodicEntry
 from supervisor.core.ports import Broker, Enqueued
+from supervisor.outage import Outage
 
 log = logging.getLogger("supervisor.scheduler")
 
@@ -32,6 +34,33 @@ class Scheduler:
         self.default_max_retry = default_max_retry
         self.next: dict[str, float] = {}
         self.started = False
+        self.outage = Outage(log, "the periodic scheduler", first=0.5, cap=30.0)
+        self._retry_at = 0.0
+
+    # -- the role: when it is due, and a run that never raises ---------------------------------
+
+    def due(self) -> float:
+        """Monotonic time of the next tick to enqueue (or of the next try after a failure)."""
+        if self._retry_at:
+            return self._retry_at
+        due = self.due_at() if self.started else None
+        if due is None:
+            return 0.0 if not self.started else float("inf")
+        # Wall clock -> monotonic, without clamping: a tick already past is due now, not a bit later.
+        return due - (time.time() - time.monotonic()) + 0.001
+
+    def run(self, now: float) -> None:
+        """Enqueue the due ticks; on any failure log once, back off and try again."""
+        if now < self.due():
+            return
+        try:
+            self.run_due(time.time())
+            self._retry_at = 0.0
+            self.outage.recovered()
+        except Exception as exc:  # the store's errors, and anything unforeseen: never the pool's end
+            if not isinstance(exc, BrokerError):
+                log.exception("periodic scheduler failed", extra={"event": "scheduler_error"})
+            self._retry_at = now + self.outage.failed("periodic scheduling", exc)
 
     def due_at(self) -> float | None:
         """Wall-clock time of the next tick of any entry (None without entries)."""
@@ -56,7 +85,7 @@ class Scheduler:
         self.started = True
 
     def run_due(self, now: float) -> None:
-        """Enqueue every tick that is due. Raises redis errors (the caller backs off)."""
+        """Enqueue every tick that is due. Raises the store's errors (see :meth:`run`)."""
         if not self.started:
             self.start(now)
         for entry in self.entries:

@@ -1,8 +1,8 @@
 """What a supervisor publishes about its children in its heartbeat, for the dashboard's Servers page.
 
 Kept out of arbiter.py so the parent's loop only calls one function: each child's pid, slot,
-memory and the task it runs now (id, type, queue and wall-clock start, so a reader elsewhere can
-show the elapsed time), plus the parent's own RSS and the package version.
+memory and the tasks it runs now (a row each: id, type, queue and wall-clock start, so a reader
+elsewhere can show the elapsed time), plus the parent's own RSS and the package version.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import metadata
 from typing import Any, Protocol
@@ -18,20 +18,25 @@ from typing import Any, Protocol
 from supervisor.process.linux import rss_bytes
 
 
+class TaskLike(Protocol):
+    task_type: str
+    queue: str
+    started: float
+
+
 class ChildLike(Protocol):
     pid: int
     slot: int
     started: float
-    task_id: str | None
-    task_type: str | None
-    task_queue: str | None
-    task_started: float
+
+    @property
+    def tasks(self) -> Mapping[str, TaskLike]: ...
 
 
 @cache
 def version() -> str:
     try:
-        return metadata.version("supervisor")
+        return metadata.version("supervisor-jobs")
     except metadata.PackageNotFoundError:
         return "unknown"
 
@@ -45,12 +50,11 @@ def children_info(children: Iterable[ChildLike]) -> dict[str, str | int]:
         rss = rss_bytes(c.pid)
         total += rss or 0
         row: dict[str, Any] = {"pid": c.pid, "slot": c.slot, "started": round(c.started + offset, 3), "rss": rss}
-        if c.task_id:
-            row.update(
-                task_id=c.task_id,
-                task_type=c.task_type,
-                queue=c.task_queue,
-                task_started=round(c.task_started + offset, 3),
-            )
-        rows.append(row)
+        if not c.tasks:
+            rows.append(row)
+        for task_id, task in c.tasks.items():  # a row per running task (a child may run several)
+            rows.append(
+                {**row, "task_id": task_id, "task_type": task.task_type, "queue": task.queue,
+                 "task_started": round(task.started + offset, 3)}
+            )  # fmt: skip
     return {"children": json.dumps(rows), "rss": total, "version": version()}

@@ -69,3 +69,13 @@ def do_grow(payload: int, context: TaskContext) -> None:
         ballast[i] = 1
     time.sleep(30)
     record(context)
+
+
+@app.task("asleep")
+async def do_asleep(payload: float, context: TaskContext) -> None:
+    """An ``async def`` handler: runs on the worker's event loop."""
+    import asyncio
+
+    record(context, "started")
+    await asyncio.sleep(payload)
+    record(context)

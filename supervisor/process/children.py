@@ -1,0 +1,84 @@
+"""What the parent knows of its children: slots in the pool, live children, the tasks they run.
+
+Kept apart from the arbiter's loop so that it reads as decisions: every fact here comes from
+fork, the health pipe (see health.py) or waitpid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from supervisor.process.backoff import RestartBackoff
+from supervisor.process.health import Alive, Finished, HealthReader, Message, Quieted, Recycling, Started
+
+
+@dataclass
+class RunningTask:
+    task_type: str
+    queue: str
+    #: Monotonic time the parent learnt it started.
+    started: float
+    time_limit: float
+
+
+@dataclass
+class Child:
+    """One live child: its identity, its health and the tasks it runs now."""
+
+    pid: int
+    slot: int
+    worker_id: str
+    reader: HealthReader
+    started: float
+    last_seen: float
+    ready: bool = False
+    tasks: dict[str, RunningTask] = field(default_factory=dict)
+    tasks_done: int = 0
+    #: SIGTERM sent: it finishes its tasks and exits, and its slot does not wait for it.
+    retiring: bool = False
+    #: Why the parent killed it, if it did (logged when it is reaped).
+    killed_for: str | None = None
+    #: When killed for one task's overrun: that task alone counts an attempt.
+    culprits: frozenset[str] | None = None
+    #: Reported that quiet mode is in effect (it claims nothing more).
+    quiet: bool = False
+    recycle_reason: str | None = None
+
+    def heard(self, message: Message, now: float) -> tuple[Finished, str] | None:
+        """Take in one health message; when a task finished, returns it with the task's type."""
+        self.last_seen = now
+        self.ready = True
+        match message:
+            case Started(task_id=task_id):
+                self.tasks[task_id] = RunningTask(message.task_type, message.queue, now, message.time_limit)
+            case Finished(task_id=task_id):
+                task = self.tasks.pop(task_id, None)
+                self.tasks_done += 1
+                return message, task.task_type if task else "?"
+            case Quieted():
+                self.quiet = True
+            case Recycling(reason=reason):
+                self.recycle_reason = reason
+            case Alive():
+                pass
+        return None
+
+    def overrun(self, now: float, grace: float) -> tuple[str, RunningTask] | None:
+        """A task that ran past its time limit plus ``grace`` (its soft timeout did not end it)."""
+        for task_id, task in self.tasks.items():
+            if now > task.started + task.time_limit + grace:
+                return task_id, task
+        return None
+
+    def next_overrun(self, grace: float) -> float | None:
+        return min((t.started + t.time_limit + grace for t in self.tasks.values()), default=None)
+
+
+@dataclass
+class Slot:
+    """A place in the pool: at most one child, restarted with back-off."""
+
+    index: int
+    pid: int | None = None
+    start_at: float = 0.0
+    backoff: RestartBackoff = field(default_factory=RestartBackoff)

@@ -1,0 +1,81 @@
+"""What the supervisor tells its own supervisor: systemd's notify protocol and the liveness file.
+
+- ``READY=1`` once every slot's child has reported (or after 10 s whatever happened), so that
+  ``systemctl start`` returns when the pool works; ``STATUS=`` with workers, busy tasks and
+  processed tasks, at most once a second; ``WATCHDOG=1`` at half of ``WATCHDOG_USEC``.
+- The liveness file, rewritten about once a second, for ``supervisor health --live`` (a
+  container's liveness probe: this supervisor and its children are alive, Redis or not).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from supervisor.process.liveness import LivenessFile
+from supervisor.process.sdnotify import Notifier
+
+log = logging.getLogger("supervisor.arbiter")
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    state: str
+    workers: int
+    children: int
+    all_ready: bool
+    busy: int
+    processed: int
+
+
+class Reporter:
+    """systemd notifications and the liveness file; ``due()``/``run(now)``: a role."""
+
+    def __init__(self, notifier: Notifier, liveness: LivenessFile, status: Callable[[], PoolStatus]) -> None:
+        self.notifier = notifier
+        self.liveness = liveness
+        self.status = status
+        self.started = time.monotonic()
+        self.ready_sent = False
+        self._last_status = ""
+        self._next_status = 0.0
+        self._next_watchdog = 0.0
+
+    def due(self) -> float:
+        return self._next_watchdog if self.notifier.watchdog_interval else float("inf")
+
+    def run(self, now: float) -> None:
+        status = self.status()
+        self.liveness.beat(workers=status.workers, alive=status.children, state=status.state)
+        if not self.notifier.enabled:
+            return
+        if not self.ready_sent and status.state != "stopping" and (status.all_ready or now - self.started > 10):
+            self.notifier.send("READY=1", f"MAINPID={os.getpid()}")
+            self.ready_sent = True
+            log.info(
+                "ready: %d workers up after %.3fs", status.children, now - self.started,
+                extra={"event": "ready", "workers": status.children, "seconds": round(now - self.started, 3)},
+            )  # fmt: skip
+        # At most once a second: while busy the counts change on nearly every wake-up.
+        if now >= self._next_status:
+            text = (
+                f"STATUS={status.state}: {status.children} workers, {status.busy} tasks running, "
+                f"{status.processed} processed"
+            )
+            if text != self._last_status:
+                self.notifier.send(text)
+                self._last_status = text
+                self._next_status = now + 1.0
+        if self.notifier.watchdog_interval and now >= self._next_watchdog:
+            self.notifier.send("WATCHDOG=1")
+            self._next_watchdog = now + self.notifier.watchdog_interval
+
+    def stopping(self, busy: int) -> None:
+        self.notifier.send("STOPPING=1", f"STATUS=stopping, {busy} tasks in flight")
+
+    def close(self) -> None:
+        self.notifier.close()
+        self.liveness.remove()

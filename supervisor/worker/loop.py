@@ -1,0 +1,444 @@
+"""The worker: one claim loop, ``concurrency`` task threads, nothing lost.
+
+The claim loop (the process's main thread) owns every round trip for claims and completions.
+It claims only for slots that are free, plus, while tasks are quick, a short prefetch that
+keeps the round trips per task low; claimed tasks wait in a buffer that the task threads take
+from directly. So that no task waits behind a slow one:
+
+- a claimed task not started within :data:`STALE_AFTER` goes back to the head of its queue,
+  where an idle worker takes it;
+- the prefetch stops as soon as tasks are not quick any more (a moving average of their run
+  time), so a queue of slow tasks is claimed one free slot at a time.
+
+A success becomes a completion that rides with the next claim, or is recorded on its own within
+:data:`ACK_DELAY` whatever the task threads are doing. The loop also says "alive" at least four
+times a second, enforces each task's time limit (see slots.py), and on a stop or quiet request
+claims nothing more and gives its buffer back.
+
+The worker runs alone (``Worker.run()``: a one-process deployment, tests) or inside each child
+of the supervisor, which watches it through a :class:`~supervisor.worker.options.WorkerObserver`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from supervisor.app import App
+from supervisor.core.errors import BrokerError
+from supervisor.core.identity import WorkerId
+from supervisor.core.ports import Broker, Claimed, Clock, Completion, SystemClock, printable_id
+from supervisor.worker.options import NoObserver, WorkerObserver, WorkerOptions
+from supervisor.worker.runner import Ready, TaskRunner
+from supervisor.worker.slots import Slots
+
+log = logging.getLogger("supervisor.worker")
+
+#: Longest a completion waits before it is recorded without a claim to ride with (seconds), and
+#: most completions held: they bound the tasks that run twice if the worker dies (at-least-once).
+ACK_DELAY = 0.02
+ACK_MAX = 8
+#: A claimed task not started within this long goes back to the head of its queue (seconds).
+STALE_AFTER = 0.05
+#: Tasks are "quick" while their moving average run time is under this: only then does the
+#: worker claim ahead of its free slots.
+QUICK = 0.005
+#: Longest the claim loop sleeps while tasks run: heartbeats and time limits need it awake.
+TICK = 0.25
+
+
+class WaitInterrupted(BaseException):
+    """Raised by a stop signal's handler while the worker is blocked waiting for work.
+
+    Only while waiting: a blocked BRPOP holds nothing but a wake-up token, so breaking out of it
+    cannot lose a task, and the stop takes effect at once instead of at the end of the block.
+    """
+
+
+@dataclass
+class _Buffered:
+    claimed: Claimed
+    at: float
+
+
+class Worker:
+    """``options.concurrency`` tasks at a time from weighted queues; see the module docstring."""
+
+    def __init__(
+        self,
+        app: App,
+        broker: Broker,
+        options: WorkerOptions,
+        *,
+        worker_id: str | None = None,
+        clock: Clock | None = None,
+        observer: WorkerObserver | None = None,
+    ) -> None:
+        from supervisor.process.linux import this_process
+
+        self.app = app
+        self.broker = broker
+        self.options = options
+        self.worker_id = worker_id or str(WorkerId.for_server(this_process()))
+        self.clock: Clock = clock or SystemClock()
+        self.observer: WorkerObserver = observer or NoObserver()
+        self._stop = threading.Event()
+        #: The claim loop has ended: task threads leave once the buffer is empty.
+        self._closing = threading.Event()
+        self._quiet = threading.Event()
+        self._quiet_reported = False
+        #: True while blocked waiting for work (see :class:`WaitInterrupted`).
+        self.waiting = False
+        #: Tasks started so far (the recycling limit counts them).
+        self.processed = 0
+        self.runner = TaskRunner(app, broker, options, self.worker_id, self.clock, self.observer, self._stop)
+        self._cond = threading.Condition()
+        self._buffer: deque[_Buffered] = deque()
+        self._running: set[str] = set()
+        self._completions: list[Completion] = []
+        self._completions_since = 0.0
+        self._average = 0.0  # moving average of task run times (s)
+        self._ahead = 0  # tasks claimed ahead of free slots (see _want)
+        self._limit: int | None = None
+        self._slots: Slots | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- control ------------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming; running tasks finish. Safe from a signal handler."""
+        self._stop.set()
+
+    def quiet(self) -> None:
+        """Stop claiming new tasks but stay up (SIGTSTP's quiet mode). Safe from a signal handler."""
+        self._quiet.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def busy(self) -> int:
+        with self._cond:
+            return len(self._running)
+
+    def run(self, *, max_tasks: int | None = None) -> None:
+        """Run until :meth:`request_stop` (or ``max_tasks`` tasks have started), then let the
+        running tasks finish, record their completions and give back what was not started."""
+        self._limit = max_tasks
+        slots = self._slots = Slots(self.options.concurrency)
+        self._threads = [
+            threading.Thread(target=self._task_thread, name=f"task-{i}", daemon=True)
+            for i in range(self.options.concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
+        try:
+            while True:
+                try:
+                    if not self._turn():
+                        break
+                except WaitInterrupted:
+                    self.waiting = False
+                    self.broker.reset()  # the interrupted reply may still be on the wire
+        finally:
+            self._closing.set()
+            self._give_back_buffer()
+            with self._cond:
+                self._cond.notify_all()
+            for thread in self._threads:
+                while thread.is_alive():
+                    self.observer.alive()
+                    slots.expire(time.monotonic())
+                    thread.join(TICK)
+            slots.shutdown()
+            self._record_completions(force=True)
+            self._slots = None
+
+    def step(self) -> bool:
+        """Claim and run one task in full, or wait (bounded) for one; True when a task ran.
+
+        For scripts and tests that drive a worker by hand; the task still runs on a task thread,
+        with its time limit enforced, and its completion is recorded before this returns.
+        """
+        slots = self._slots or Slots(1)
+        try:
+            got = self._claim(1)
+            if got is None:
+                return False
+            if not isinstance(got, list):
+                self._wait_for_work(got)
+                return False
+            ready = self._prepare(got[0])
+            if ready is None:
+                return True
+            future = slots.submit(lambda: self._execute(ready, slots))
+            while not future.done():
+                slots.expire(time.monotonic())
+                try:
+                    future.result(timeout=0.01)
+                except TimeoutError:
+                    continue
+            self._record_completions(force=True)
+            return True
+        finally:
+            if self._slots is None:
+                slots.shutdown()
+
+    # -- the claim loop -----------------------------------------------------------------------------
+
+    def _turn(self) -> bool:
+        """One turn of the claim loop; False once the worker is done."""
+        self.observer.alive()
+        now = time.monotonic()
+        assert self._slots is not None
+        self._slots.expire(now)
+        if self._done_claiming():
+            if self._stop.is_set() or self._quiet.is_set():
+                self._give_back_buffer()
+            if self._quiet.is_set() and not self._quiet_reported:
+                self._record_completions(force=True)
+                self.observer.quieted()  # a claim begun before the signal has ended by now
+                self._quiet_reported = True
+            with self._cond:
+                # Quiet mode alone keeps the worker up (claiming nothing) until it is stopped.
+                idle = not self._running and not self._buffer
+                if idle and (self._stop.is_set() or not self._quiet.is_set()):
+                    return False
+            self._rest(TICK)
+            return True
+        self._give_back_stale(now)
+        want = self._want()
+        if want <= 0:
+            self._rest(TICK)
+            return True
+        got = self._claim(want)
+        if got is None:
+            return True  # the store did not answer: backed off, try again
+        if isinstance(got, list):
+            with self._cond:
+                self._buffer.extend(_Buffered(c, time.monotonic()) for c in got)
+                self._cond.notify_all()
+            return True
+        self._wait_for_work(got)
+        return True
+
+    def _done_claiming(self) -> bool:
+        if self._stop.is_set() or self._quiet.is_set():
+            return True
+        with self._cond:
+            return self._limit is not None and self.processed + len(self._buffer) >= self._limit
+
+    def _want(self) -> int:
+        """How many tasks to claim now: one per free slot, plus a prefetch while tasks are quick.
+
+        A slot counts as free when no task runs on it and no buffered task waits for it. With the
+        prefetch, the buffer is topped up only once half of it is gone: a claim per few tasks,
+        not per task.
+        """
+        with self._cond:
+            free = self.options.concurrency - len(self._running) - len(self._buffer)
+            self._ahead = self.options.batch if self._average < QUICK else 0
+            want = free + self._ahead
+            if free <= 0 and want < max(1, self._ahead // 2):
+                want = 0
+            if self._limit is not None:
+                want = min(want, self._limit - self.processed - len(self._buffer))
+            return max(want, 0)
+
+    def _claim(self, want: int) -> list[Claimed] | float | None:
+        """Claim up to ``want`` tasks, recording the completions waiting to ride along.
+
+        Returns the tasks, or the seconds until the next due task (a float: nothing to claim;
+        ``inf`` when nothing is scheduled), or None when the store did not answer.
+        """
+        order = self.options.plan.order()
+        names = self.options.plan.names
+        with self._cond:
+            completions, self._completions = self._completions, []
+        try:
+            done, got = self.broker.claim_many(
+                self.worker_id, [names[i] for i in order], self.options.lease_duration, max(want, 1), completions
+            )
+        except BrokerError as exc:
+            with self._cond:
+                self._completions[:0] = completions  # they go with the next try
+            self.runner.pause("claim", exc)
+            self._give_back_lost_claims()
+            return None
+        self._completions_recorded(completions, done)
+        self.runner.outage.recovered()
+        if isinstance(got, list):
+            return got
+        return float("inf") if got is None else got
+
+    def _wait_for_work(self, due_in: float) -> None:
+        """Nothing to claim: block on the wake-up lists until an enqueue, the next due task, or
+        (while tasks run) the next completion to record."""
+        block = min(self.options.idle_block, due_in)
+        with self._cond:
+            if self._running or self._completions:
+                block = min(block, ACK_DELAY)
+        if block <= 0 or self._stop.is_set():
+            return
+        try:
+            self.waiting = True
+            if not self._stop.is_set():
+                self.broker.wait_for_work(self.options.queues, block)
+        except BrokerError as exc:
+            self.waiting = False
+            self.runner.pause("wait", exc)
+        finally:
+            self.waiting = False
+        self._record_completions()
+
+    def _rest(self, longest: float) -> None:
+        """Sleep until a task thread frees a slot, a completion is due, a limit or a buffered task's
+        staleness needs the loop, or ``longest`` passes."""
+        now = time.monotonic()
+        moments = [now + longest]
+        assert self._slots is not None
+        deadline = self._slots.next_deadline()
+        if deadline is not None:
+            moments.append(deadline)
+        with self._cond:
+            if self._completions:
+                moments.append(self._completions_since + ACK_DELAY)
+            if self._buffer:
+                moments.append(self._buffer[0].at + STALE_AFTER)
+            self._cond.wait(max(0.0, min(moments) - now))
+        self._record_completions()
+
+    # -- task threads ---------------------------------------------------------------------------------
+
+    def _task_thread(self) -> None:
+        """One slot: take buffered tasks and run them, until the worker stops."""
+        assert self._slots is not None
+        slots = self._slots
+        while True:
+            with self._cond:
+                while not self._buffer:
+                    if self._closing.is_set():
+                        return
+                    self._cond.wait(TICK)
+                item = self._buffer.popleft()
+                if len(self._buffer) <= self._ahead // 2:
+                    self._cond.notify_all()  # the claim loop may top the buffer up
+            ready = self._prepare(item.claimed)
+            if ready is not None:
+                self._execute(ready, slots)
+
+    def _prepare(self, claimed: Claimed) -> Ready | None:
+        """Start ``claimed``: decode it and report it running; None when it cannot run (archived)."""
+        with self._cond:
+            self.processed += 1
+        prepared = self.runner.prepare(claimed)
+        if not isinstance(prepared, Ready):
+            return None
+        with self._cond:
+            self._running.add(claimed.task_id)
+        self.observer.task_started(prepared.message.id, prepared.message.type, claimed.queue, prepared.limit)
+        return prepared
+
+    def _execute(self, ready: Ready, slots: Slots) -> None:
+        started = time.monotonic()
+        completion: Completion | None = None
+        try:
+            _, completion = self.runner.execute(
+                ready,
+                lambda call, limit: slots.invoke(call, limit, is_async=ready.is_async),
+                slots.await_result,
+            )
+        except BaseException:  # a bug of ours: the task stays owned and is recovered, the worker goes on
+            log.exception("worker failed while running task %s", ready.message.id, extra={"event": "worker_error"})
+        finally:
+            took = time.monotonic() - started
+            with self._cond:
+                self._running.discard(ready.claimed.task_id)
+                self._average = took if not self._average else 0.8 * self._average + 0.2 * took
+                if completion is not None:
+                    if not self._completions:
+                        self._completions_since = time.monotonic()
+                    self._completions.append(completion)
+                # Wake the claim loop when it has something to do: a slot with nothing buffered
+                # for it, or completions enough to record (otherwise its timer does it).
+                if not self._buffer or len(self._completions) >= ACK_MAX or self._closing.is_set():
+                    self._cond.notify_all()
+
+    # -- completions and give-backs -------------------------------------------------------------------
+
+    def _record_completions(self, *, force: bool = False) -> None:
+        """Record waiting completions that cannot wait for a claim any longer."""
+        with self._cond:
+            due = self._completions and (
+                force or len(self._completions) >= ACK_MAX or time.monotonic() - self._completions_since >= ACK_DELAY
+            )
+            if not due:
+                return
+            completions, self._completions = self._completions, []
+        done = self.runner.persist("complete", lambda: self.broker.complete_many(completions, self.worker_id))
+        self._completions_recorded(completions, done if done is not None else [True] * len(completions))
+
+    def _completions_recorded(self, completions: Sequence[Completion], done: Sequence[bool]) -> None:
+        for completion, ok in zip(completions, done, strict=False):
+            if not ok:
+                log.warning(
+                    "task %s was no longer owned by this worker when its completion was recorded (its lease "
+                    "ended and it was recovered, or a resent completion had landed already)",
+                    printable_id(completion.claimed.task_id), extra={"event": "task_fenced"},
+                )  # fmt: skip
+
+    def _give_back_stale(self, now: float) -> None:
+        """Buffered tasks no slot started in time go back to the head of their queues."""
+        with self._cond:
+            if not self._buffer or now - self._buffer[0].at < STALE_AFTER:
+                return
+            stale = [b for b in self._buffer if now - b.at >= STALE_AFTER]
+            for item in stale:
+                self._buffer.remove(item)
+        self._requeue([b.claimed for b in stale], "not started within 50 ms")
+
+    def _give_back_buffer(self) -> None:
+        with self._cond:
+            items, self._buffer = list(self._buffer), deque()
+        self._requeue([b.claimed for b in items], "claimed but not started")
+
+    def _requeue(self, claimed: Sequence[Claimed], why: str) -> None:
+        """Put claimed tasks back at the head of their queues, uncounted, keeping their order."""
+        for task in reversed(claimed):  # the last first, so the first ends at the very head
+            self.runner.persist(
+                "requeue",
+                lambda c=task: self.broker.requeue(c, self.worker_id, None, at_head=True),  # type: ignore[misc]
+            )
+        if claimed:
+            log.debug(
+                "gave back %d claimed tasks (%s)", len(claimed), why,
+                extra={"event": "task_given_back", "count": len(claimed)},
+            )  # fmt: skip
+
+    def _give_back_lost_claims(self) -> None:
+        """After a failed claim, put back what the claim took before its reply was lost.
+
+        The worker's running and buffered tasks are its own too: they stay.
+        """
+        while True:
+            try:
+                with self._cond:
+                    mine = self._running | {b.claimed.task_id for b in self._buffer}
+                for held in self.broker.held_by([self.worker_id], self.options.queues):
+                    if held.claimed.task_id in mine:
+                        continue
+                    self.broker.requeue(held.claimed, self.worker_id, None, at_head=True)
+                    log.info(
+                        "task %s put back after a lost claim reply", printable_id(held.claimed.task_id),
+                        extra={"event": "task_requeued"},
+                    )  # fmt: skip
+                return
+            except BrokerError as exc:
+                if self._stop.is_set():
+                    return  # owned tasks are recovered by the supervisor or by lease expiry
+                self.runner.pause("recover own tasks", exc)
