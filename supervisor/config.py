@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
+from supervisor.core.durations import DURATION_EXPECTED, seconds_in
 from supervisor.core.limits import MAX_TASK_TIMEOUT, MAX_WORKERS
 from supervisor.core.queues import queue_name_problem
 
@@ -187,12 +187,7 @@ class Settings:
 
 # --- value parsers ---------------------------------------------------------------------------------------
 
-_DURATION_EXPECTED = "expected a duration such as 30s, 1m, 500ms or a number of seconds"
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION_PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")  # "ms" before "m" so 500ms is not 500m + "s"
-_DURATION = re.compile(rf"(?:{_NUMBER}(?:ms|s|m|h|d))+")
-_PLAIN_SECONDS = re.compile(_NUMBER)
+_DURATION_EXPECTED = DURATION_EXPECTED
 _INTEGER = re.compile(r"[+-]?\d+")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -206,14 +201,8 @@ _QUEUES_FORMAT = "(format: name:weight,name:weight, e.g. critical:6,default:3,lo
 
 def parse_duration(text: str, variable: str) -> float:
     """Seconds from "30s", "500ms", "1m30s", "2d" or a plain (possibly fractional) number of seconds."""
-    stripped = text.strip()
-    if _PLAIN_SECONDS.fullmatch(stripped):
-        seconds = float(stripped)
-    elif _DURATION.fullmatch(stripped):
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(stripped))
-    else:
-        raise ConfigError(variable, text, _DURATION_EXPECTED)
-    if not math.isfinite(seconds):
+    seconds = seconds_in(text)
+    if seconds is None:
         raise ConfigError(variable, text, _DURATION_EXPECTED)
     return seconds
 
