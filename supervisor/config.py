@@ -437,21 +437,7 @@ def load_settings(
     ``overrides`` maps a variable to ``(label, raw value)`` so that errors name the CLI flag the user
     actually typed. An empty value counts as unset at every level, so the next level down applies.
     """
-    raw: dict[str, tuple[str, str]] = {}
-    file_values = read_env_file(env_file) if env_file is not None else {}
-    layers = (file_values, os.environ if environ is None else environ)  # lowest precedence first
-    for layer in layers:
-        for name, value in layer.items():
-            if name.startswith(("ASYNQ_", "REDIS_")) and value != "":
-                raw[name] = (name, value)
-    for name, (label, value) in (overrides or {}).items():
-        if name not in KNOWN_VARIABLES:  # a caller bug, whatever the prefix
-            raise ConfigError(label, value, _unknown(name))
-        if value != "":
-            raw[name] = (label, value)
-    for name in sorted(raw):
-        if name.startswith("ASYNQ_") and name not in KNOWN_VARIABLES:
-            raise ConfigError(raw[name][0], raw[name][1], _unknown(name))
+    raw = _raw_values(environ, env_file, overrides)
 
     def get(name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
         if name not in raw:
@@ -499,6 +485,33 @@ def load_settings(
     )
     _check_topology(redis, raw)
     return Settings(asynq=asynq, redis=redis, warnings=warnings)
+
+
+def _raw_values(
+    environ: Mapping[str, str] | None,
+    env_file: str | os.PathLike[str] | None,
+    overrides: Mapping[str, tuple[str, str]] | None,
+) -> dict[str, tuple[str, str]]:
+    """Every set ``ASYNQ_*``/``REDIS_*`` variable -> (label for errors, raw text), layers merged.
+
+    An unknown ``ASYNQ_*`` name is refused (a typo must not be silently ignored).
+    """
+    raw: dict[str, tuple[str, str]] = {}
+    file_values = read_env_file(env_file) if env_file is not None else {}
+    layers = (file_values, os.environ if environ is None else environ)  # lowest precedence first
+    for layer in layers:
+        for name, value in layer.items():
+            if name.startswith(("ASYNQ_", "REDIS_")) and value != "":
+                raw[name] = (name, value)
+    for name, (label, value) in (overrides or {}).items():
+        if name not in KNOWN_VARIABLES:  # a caller bug, whatever the prefix
+            raise ConfigError(label, value, _unknown(name))
+        if value != "":
+            raw[name] = (label, value)
+    for name in sorted(raw):
+        if name.startswith("ASYNQ_") and name not in KNOWN_VARIABLES:
+            raise ConfigError(raw[name][0], raw[name][1], _unknown(name))
+    return raw
 
 
 _SERVICE_LINK_PORT = re.compile(r"tcp://(\[[^\]]+\]|[^\s/:\[\]]+):(\d+)")
