@@ -267,3 +267,25 @@ def test_every_exception_has_a_reason_and_is_listed_in_architecture_md() -> None
         f"ARCHITECTURE.md's exceptions and tests/test_architecture.py's ALLOWED differ: "
         f"only in the doc {sorted(listed - set(ALLOWED))}, only in the test {sorted(set(ALLOWED) - listed)}"
     )
+
+
+#: The test infrastructure the benchmarks share, imported by the peers' virtualenvs too (Celery,
+#: RQ, ... without this package installed): the standard library, redis-py and each other only.
+SHARED_INFRASTRUCTURE = {
+    "tests/redis_server.py",
+    "tests/redis_topologies.py",
+    "tests/procs.py",
+    "tests/waiting.py",
+    "bench/common.py",
+}
+
+
+def test_the_shared_test_infrastructure_needs_only_the_standard_library_and_redis() -> None:
+    own = {module_name(path) for path in SHARED_INFRASTRUCTURE}
+    broken = [
+        imp
+        for path in sorted(SHARED_INFRASTRUCTURE)
+        for imp in imports_in((ROOT / path).read_text(), path)
+        if not (stdlib(imp.module) or within(imp.module, "redis") or any(within(imp.module, m) for m in own))
+    ]
+    assert not broken, report(broken, "the shared test infrastructure may import only the standard library and redis")
