@@ -16,10 +16,10 @@ from typing import Any
 
 import redis
 
-from bench.common import RedisServer
 from supervisor import Client, Task
 from supervisor.adapters.redis.inspector import BATCH, Inspector
 from supervisor.config import load_settings
+from tests.redis_server import RedisServer
 
 
 def slowest(client: Any) -> tuple[int, str]:

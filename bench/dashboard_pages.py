@@ -24,9 +24,10 @@ import uuid
 import httpx
 import redis
 
-from bench.common import RedisServer, free_port, wait_for
 from supervisor.adapters.redis.keys import QueueKeys, queues_key
 from supervisor.core.task import TaskMessage, encode_message, encode_payload
+from tests.redis_server import RedisServer, free_port
+from tests.waiting import wait_for
 
 NAMESPACE = "bench"
 QUEUE = "default"

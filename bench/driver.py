@@ -35,9 +35,12 @@ from typing import Any
 
 import redis
 
-from bench.common import RedisServer, cpu_seconds, percentile, pss_mb, rss_mb, tree, tree_cpu, wait_for
+from bench.common import percentile
 from bench.systems import load
 from bench.systems.base import COUNT_KEY, PICKUP_KEY, System
+from tests.procs import cpu_seconds, pss_mb, rss_mb, tree, tree_cpu
+from tests.redis_server import RedisServer
+from tests.waiting import wait_for
 
 SCENARIOS = ("drain", "enqueue", "pickup", "io", "footprint")
 

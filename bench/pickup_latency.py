@@ -20,9 +20,9 @@ from pathlib import Path
 
 import redis
 
-from bench.common import RedisServer
 from supervisor import Client
 from supervisor.config import load_settings
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 

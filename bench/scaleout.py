@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench.common import RESULTS, ROOT, kill_tree, machine
-from bench.topologies import ClusterSet, Server, redis_cpu
+from bench.common import RESULTS, ROOT, machine
+from tests.procs import kill_tree
+from tests.redis_topologies import ClusterSet, Server, redis_cpu
 
 QUEUES = ("a", "b", "c")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
+from supervisor.core.durations import DURATION_EXPECTED, seconds_in
 from supervisor.core.limits import MAX_TASK_TIMEOUT, MAX_WORKER_CONCURRENCY, MAX_WORKERS
 from supervisor.core.queues import queue_name_problem
 
@@ -195,12 +195,7 @@ class Settings:
 
 # --- value parsers ---------------------------------------------------------------------------------------
 
-_DURATION_EXPECTED = "expected a duration such as 30s, 1m, 500ms or a number of seconds"
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION_PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d)")  # "ms" before "m" so 500ms is not 500m + "s"
-_DURATION = re.compile(rf"(?:{_NUMBER}(?:ms|s|m|h|d))+")
-_PLAIN_SECONDS = re.compile(_NUMBER)
+_DURATION_EXPECTED = DURATION_EXPECTED
 _INTEGER = re.compile(r"[+-]?\d+")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -214,14 +209,8 @@ _QUEUES_FORMAT = "(format: name:weight,name:weight, e.g. critical:6,default:3,lo
 
 def parse_duration(text: str, variable: str) -> float:
     """Seconds from "30s", "500ms", "1m30s", "2d" or a plain (possibly fractional) number of seconds."""
-    stripped = text.strip()
-    if _PLAIN_SECONDS.fullmatch(stripped):
-        seconds = float(stripped)
-    elif _DURATION.fullmatch(stripped):
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(stripped))
-    else:
-        raise ConfigError(variable, text, _DURATION_EXPECTED)
-    if not math.isfinite(seconds):
+    seconds = seconds_in(text)
+    if seconds is None:
         raise ConfigError(variable, text, _DURATION_EXPECTED)
     return seconds
 
@@ -456,21 +445,7 @@ def load_settings(
     ``overrides`` maps a variable to ``(label, raw value)`` so that errors name the CLI flag the user
     actually typed. An empty value counts as unset at every level, so the next level down applies.
     """
-    raw: dict[str, tuple[str, str]] = {}
-    file_values = read_env_file(env_file) if env_file is not None else {}
-    layers = (file_values, os.environ if environ is None else environ)  # lowest precedence first
-    for layer in layers:
-        for name, value in layer.items():
-            if name.startswith(("ASYNQ_", "REDIS_")) and value != "":
-                raw[name] = (name, value)
-    for name, (label, value) in (overrides or {}).items():
-        if name not in KNOWN_VARIABLES:  # a caller bug, whatever the prefix
-            raise ConfigError(label, value, _unknown(name))
-        if value != "":
-            raw[name] = (label, value)
-    for name in sorted(raw):
-        if name.startswith("ASYNQ_") and name not in KNOWN_VARIABLES:
-            raise ConfigError(raw[name][0], raw[name][1], _unknown(name))
+    raw = _raw_values(environ, env_file, overrides)
 
     def get(name: str, parse: Callable[[str, str], _T], default: _T) -> _T:
         if name not in raw:
@@ -519,6 +494,33 @@ def load_settings(
     )
     _check_topology(redis, raw)
     return Settings(asynq=asynq, redis=redis, warnings=warnings)
+
+
+def _raw_values(
+    environ: Mapping[str, str] | None,
+    env_file: str | os.PathLike[str] | None,
+    overrides: Mapping[str, tuple[str, str]] | None,
+) -> dict[str, tuple[str, str]]:
+    """Every set ``ASYNQ_*``/``REDIS_*`` variable -> (label for errors, raw text), layers merged.
+
+    An unknown ``ASYNQ_*`` name is refused (a typo must not be silently ignored).
+    """
+    raw: dict[str, tuple[str, str]] = {}
+    file_values = read_env_file(env_file) if env_file is not None else {}
+    layers = (file_values, os.environ if environ is None else environ)  # lowest precedence first
+    for layer in layers:
+        for name, value in layer.items():
+            if name.startswith(("ASYNQ_", "REDIS_")) and value != "":
+                raw[name] = (name, value)
+    for name, (label, value) in (overrides or {}).items():
+        if name not in KNOWN_VARIABLES:  # a caller bug, whatever the prefix
+            raise ConfigError(label, value, _unknown(name))
+        if value != "":
+            raw[name] = (label, value)
+    for name in sorted(raw):
+        if name.startswith("ASYNQ_") and name not in KNOWN_VARIABLES:
+            raise ConfigError(raw[name][0], raw[name][1], _unknown(name))
+    return raw
 
 
 _SERVICE_LINK_PORT = re.compile(r"tcp://(\[[^\]]+\]|[^\s/:\[\]]+):(\d+)")

@@ -6,18 +6,18 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from bench.common import wait_for as poll
 from supervisor import App
 from supervisor.adapters.redis import RedisBroker
 from supervisor.config import Settings
 from supervisor.wiring import make_broker, worker_options
 from supervisor.worker import Worker, WorkerOptions
+from tests.waiting import wait_for as poll
 
 T = TypeVar("T")
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = "") -> T:
-    """bench.common's poll with a deadline, failing as a test assertion."""
+    """tests.waiting's poll with a deadline, failing as a test assertion."""
     try:
         return poll(predicate, timeout, interval, what)
     except TimeoutError as exc:

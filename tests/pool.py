@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from tests.helpers import wait_for
+from tests.procs import alive
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,15 +171,6 @@ class Pool:
 
     def started(self, task_id: str) -> list[int]:
         return [pid for t, what, pid, _ in self.ran() if t == task_id and what in ("started", "done")]
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
 
 
 def wait_dead(pid: int, timeout: float) -> None:

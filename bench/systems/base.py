@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.common import ROOT, kill_tree, tree, wait_gone
+from bench.common import ROOT
+from tests.procs import kill_tree, tree, wait_gone
 
 COUNT_KEY = "bench:count"
 PICKUP_KEY = "bench:pickup"

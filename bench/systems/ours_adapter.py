@@ -70,7 +70,7 @@ class Ours(System):
     def version(self) -> str:
         from importlib.metadata import version
 
-        return version("supervisor")
+        return version("supervisor-jobs")  # the distribution; "supervisor" is supervisord's
 
     def extra_env(self) -> dict[str, str]:
         env = {

@@ -5,9 +5,14 @@ from __future__ import annotations
 import click
 
 from supervisor.cli.common import config_exit
+from supervisor.cli.cron import cron
 from supervisor.cli.dashboard import dashboard
-from supervisor.cli.inspect import cron, enqueue, health, queues, stats, tasks
+from supervisor.cli.enqueue import enqueue
+from supervisor.cli.health import health
+from supervisor.cli.queues import queues
 from supervisor.cli.start import start
+from supervisor.cli.stats import stats
+from supervisor.cli.tasks import tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
 
+from supervisor.cli.output import iso, print_json
 from supervisor.config import EX_CONFIG, ConfigError, Settings, load_settings
+from supervisor.core.errors import BrokerError, BrokerMisconfigured, BrokerUnavailable, SupervisorError
+from supervisor.core.inspection import Inspection, UnknownQueue, UnknownTask
 
 #: Flag name (click parameter) -> (environment variable, flag as typed).
 FLAG_VARIABLES: dict[str, tuple[str, str]] = {
@@ -79,3 +83,64 @@ def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
     fn = click.option("--redis-url", metavar="URL", help="Redis to use, e.g. redis://127.0.0.1:6379/0 (REDIS_URL).")(fn)
     return fn
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (typed values, ISO 8601 times).")
+
+
+@contextmanager
+def inspector(env_file: str | None, redis_url: str | None) -> Iterator[tuple[Inspection, Settings]]:
+    from supervisor.wiring import make_inspection  # the adapter loads only for the commands that need it
+
+    settings = settings_from(env_file, {"redis_url": redis_url})
+    with broker_errors(settings):
+        view = make_inspection(settings)
+    try:
+        with broker_errors(settings):
+            yield view, settings
+    finally:
+        view.close()
+
+
+@contextmanager
+def broker_errors(settings: Settings) -> Iterator[None]:
+    """The store's failures as one line: exit 78 for configuration it refuses, 1 otherwise."""
+    where = settings.redis.address()
+    try:
+        yield
+    except BrokerMisconfigured as exc:
+        config_exit(f"Redis at {where} refuses the configuration (REDIS_DB, REDIS_USERNAME/PASSWORD): {exc}")
+    except BrokerUnavailable as exc:
+        raise click.ClickException(f"cannot reach Redis at {where}: {exc}") from exc
+    except BrokerError as exc:
+        raise click.ClickException(f"Redis at {where} refused the command: {exc}") from exc
+    except (UnknownQueue, UnknownTask, ValueError, SupervisorError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+#: Server fields Redis keeps as strings that are numbers.
+_SERVER_INTS = ("pid", "workers", "busy", "processed")
+
+
+def typed_server(row: dict[str, str]) -> dict[str, Any]:
+    """A server's heartbeat hash with numbers as numbers and its start time in ISO 8601."""
+    out: dict[str, Any] = dict(row)
+    for key in _SERVER_INTS:
+        if key in out:
+            try:
+                out[key] = int(out[key])
+            except ValueError:
+                pass
+    if "started" in out:
+        try:
+            out["started"] = iso(float(out["started"]))
+        except ValueError:
+            pass
+    return out
+
+
+def emit(as_json: bool, data: Any, render: Callable[[], str]) -> None:
+    if as_json:
+        print_json(data)
+    else:
+        click.echo(render())

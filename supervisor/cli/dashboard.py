@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from supervisor.cli.common import config_exit, connection_options, settings_from
-from supervisor.config import ConfigError
+from supervisor.config import ConfigError, Settings
 
 DASHBOARD_FLAGS = {
     "host": ("ASYNQ_DASHBOARD_HOST", "--host"),
@@ -67,16 +67,7 @@ def dashboard(
                             "redis": repr(settings.redis), "namespace": settings.asynq.namespace}  # fmt: skip
     app = create_app(settings, options)
     if check:
-        from supervisor.core.errors import BrokerError
-
-        try:
-            app.state.dashboard.inspector.ping()
-        except BrokerError as exc:
-            info.update(ok=False, error=f"cannot reach Redis at {settings.redis}: {exc}")
-            click.echo(json.dumps(info) if as_json else f"dashboard: {info['error']}", err=not as_json)
-            sys.exit(1)
-        info["ok"] = True
-        click.echo(json.dumps(info) if as_json else f"dashboard: configuration ok, Redis reachable; would serve {url}")
+        _check(app, settings, info, as_json)
         return
     click.echo(json.dumps({"event": "dashboard_start", **info}) if as_json else
                f"dashboard: serving {url} (auth: {info['auth']})", err=not as_json)  # fmt: skip
@@ -93,3 +84,18 @@ def dashboard(
         access_log=settings.asynq.log_level == "DEBUG",
         server_header=False,
     )
+
+
+def _check(app: Any, settings: Settings, info: dict[str, Any], as_json: bool) -> None:
+    """``--check``: the configuration was fine (or we would not be here); does Redis answer? Exit 1 if not."""
+    from supervisor.core.errors import BrokerError
+
+    try:
+        app.state.dashboard.inspector.ping()
+    except BrokerError as exc:
+        info.update(ok=False, error=f"cannot reach Redis at {settings.redis}: {exc}")
+        click.echo(json.dumps(info) if as_json else f"dashboard: {info['error']}", err=not as_json)
+        sys.exit(1)
+    info["ok"] = True
+    ok = f"dashboard: configuration ok, Redis reachable; would serve {info['url']}"
+    click.echo(json.dumps(info) if as_json else ok)

@@ -13,18 +13,16 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from supervisor.core.cron import CronError, CronSchedule, Interval, parse_schedule
+from supervisor.core.durations import DURATION_EXPECTED, seconds_in
 
 Schedule = CronSchedule | Interval
 
 
 def parse_every(text: str) -> Interval:
     """``30s``, ``5m``, ``1h30m``... as an aligned interval."""
-    from supervisor.config import ConfigError, parse_duration
-
-    try:
-        seconds = parse_duration(text, "every")
-    except ConfigError as exc:
-        raise CronError(f"every {text!r}: {exc.expected}") from exc
+    seconds = seconds_in(text)
+    if seconds is None:
+        raise CronError(f"every {text!r}: {DURATION_EXPECTED}")
     if seconds <= 0:
         raise CronError(f"every {text!r}: must be greater than zero")
     return Interval(seconds)

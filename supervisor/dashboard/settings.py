@@ -72,15 +72,7 @@ def load_dashboard_settings(
     for a non-loopback bind without credentials: a job dashboard can delete and retry tasks, so
     it is never exposed unauthenticated by accident.
     """
-    raw: dict[str, tuple[str, str]] = {}
-    layers = (read_env_file(env_file) if env_file is not None else {}, os.environ if environ is None else environ)
-    for layer in layers:
-        for name, value in layer.items():
-            if name.startswith("ASYNQ_DASHBOARD_") and value != "":
-                raw[name] = (name, value)
-    for name, (label, value) in (overrides or {}).items():
-        if value != "":
-            raw[name] = (label, value)
+    raw = _raw_values(environ, env_file, overrides)
 
     def text(name: str) -> str | None:
         return raw[name][1] if name in raw else None
@@ -93,19 +85,8 @@ def load_dashboard_settings(
 
     host = get("ASYNQ_DASHBOARD_HOST", _parse_host, DEFAULT_HOST)
     port = get("ASYNQ_DASHBOARD_PORT", _integer(1, 65535), DEFAULT_PORT)
-    username, password = text("ASYNQ_DASHBOARD_USERNAME"), text("ASYNQ_DASHBOARD_PASSWORD")
-    if (username is None) != (password is None):
-        missing = "ASYNQ_DASHBOARD_PASSWORD" if password is None else "ASYNQ_DASHBOARD_USERNAME"
-        given = "ASYNQ_DASHBOARD_USERNAME" if password is None else "ASYNQ_DASHBOARD_PASSWORD"
-        raise ConfigError(raw[given][0], "<set>", f"basic auth needs {missing} too")
-    if username is not None and ":" in username:
-        raise ConfigError(raw["ASYNQ_DASHBOARD_USERNAME"][0], username, "a basic-auth user name cannot contain ':'")
-    refresh = 3.0
-    if "ASYNQ_DASHBOARD_REFRESH" in raw:
-        label, value = raw["ASYNQ_DASHBOARD_REFRESH"]
-        refresh = parse_duration(value, label)
-        if not 0.5 <= refresh <= 3600:
-            raise ConfigError(label, value, "expected a duration from 500ms to 1h")
+    username, password = _basic_auth(raw)
+    refresh = _refresh(raw)
     page_size = get("ASYNQ_DASHBOARD_PAGE_SIZE", _integer(1, 1000), 25)
     root_path = (text("ASYNQ_DASHBOARD_ROOT_PATH") or "").rstrip("/")
     if root_path and not root_path.startswith("/"):
@@ -134,3 +115,45 @@ def load_dashboard_settings(
             "ASYNQ_DASHBOARD_PASSWORD, or ASYNQ_DASHBOARD_TOKEN",
         )
     return settings
+
+
+def _raw_values(
+    environ: Mapping[str, str] | None,
+    env_file: str | os.PathLike[str] | None,
+    overrides: Mapping[str, tuple[str, str]] | None,
+) -> dict[str, tuple[str, str]]:
+    """Every set ``ASYNQ_DASHBOARD_*`` variable -> (label for errors, raw text), layers merged."""
+    raw: dict[str, tuple[str, str]] = {}
+    layers = (read_env_file(env_file) if env_file is not None else {}, os.environ if environ is None else environ)
+    for layer in layers:
+        for name, value in layer.items():
+            if name.startswith("ASYNQ_DASHBOARD_") and value != "":
+                raw[name] = (name, value)
+    for name, (label, value) in (overrides or {}).items():
+        if value != "":
+            raw[name] = (label, value)
+    return raw
+
+
+def _basic_auth(raw: dict[str, tuple[str, str]]) -> tuple[str | None, str | None]:
+    """The basic-auth user and password: both or neither, and a user name without ':'."""
+    username = raw["ASYNQ_DASHBOARD_USERNAME"][1] if "ASYNQ_DASHBOARD_USERNAME" in raw else None
+    password = raw["ASYNQ_DASHBOARD_PASSWORD"][1] if "ASYNQ_DASHBOARD_PASSWORD" in raw else None
+    if (username is None) != (password is None):
+        missing = "ASYNQ_DASHBOARD_PASSWORD" if password is None else "ASYNQ_DASHBOARD_USERNAME"
+        given = "ASYNQ_DASHBOARD_USERNAME" if password is None else "ASYNQ_DASHBOARD_PASSWORD"
+        raise ConfigError(raw[given][0], "<set>", f"basic auth needs {missing} too")
+    if username is not None and ":" in username:
+        raise ConfigError(raw["ASYNQ_DASHBOARD_USERNAME"][0], username, "a basic-auth user name cannot contain ':'")
+    return username, password
+
+
+def _refresh(raw: dict[str, tuple[str, str]]) -> float:
+    """The live refresh interval: 3 s unless set, from 500 ms to 1 h."""
+    if "ASYNQ_DASHBOARD_REFRESH" not in raw:
+        return 3.0
+    label, value = raw["ASYNQ_DASHBOARD_REFRESH"]
+    refresh = parse_duration(value, label)
+    if not 0.5 <= refresh <= 3600:
+        raise ConfigError(label, value, "expected a duration from 500ms to 1h")
+    return refresh

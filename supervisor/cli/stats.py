@@ -1,0 +1,97 @@
+"""``supervisor stats``: every queue's sizes and latency, and the live servers; ``--watch`` for a live view."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from supervisor.cli.common import connection_options, inspector, json_option, typed_server
+from supervisor.cli.output import ago, duration, iso, paint, state, table
+from supervisor.core.inspection import Inspection, QueueStats
+
+
+def queue_json(q: QueueStats, now: float) -> dict[str, Any]:
+    return {
+        "queue": q.queue, "paused": q.paused, "pending": q.pending, "active": q.active, "scheduled": q.scheduled,
+        "retry": q.retry, "archived": q.archived, "processed": q.processed, "failed": q.failed,
+        "latency_seconds": round(q.latency(now), 3), "oldest_pending_at": iso(q.oldest_pending_at),
+    }  # fmt: skip
+
+
+def queues_table(queues: Sequence[QueueStats], now: float) -> str:
+    if not queues:
+        return "no queues yet (a queue appears with its first task)"
+    rows = [
+        (paint(q.queue, bold=True) + (" " + state("paused") if q.paused else ""), q.pending, q.active, q.scheduled,
+         q.retry, q.archived, q.processed, q.failed, duration(q.latency(now)) if q.oldest_pending_at else "-")
+        for q in queues
+    ]  # fmt: skip
+    headers = ("queue", "pending", "active", "scheduled", "retry", "archived", "processed", "failed", "latency")
+    return table(headers, rows, numeric=range(1, 9))
+
+
+def _servers_table(servers: Sequence[dict[str, Any]], now: float) -> str:
+    if not servers:
+        return "no live servers"
+    rows = [
+        (s.get("host", "?"), s.get("pid", "?"), s.get("workers", "?"), s.get("busy", "?"), state(s.get("state", "?")),
+         s.get("queues", ""), ago(float(s.get("started") or 0), now))
+        for s in servers
+    ]  # fmt: skip
+    return table(("host", "pid", "workers", "busy", "state", "queues", "started"), rows, numeric=(1, 2, 3))
+
+
+def _stats_snapshot(insp: Inspection) -> tuple[list[QueueStats], list[dict[str, str]], float]:
+    return insp.stats(), insp.servers(), time.time()
+
+
+def _stats_json(queues: list[QueueStats], servers: list[dict[str, str]], now: float) -> dict[str, Any]:
+    return {"time": iso(now), "queues": [queue_json(q, now) for q in queues],
+            "servers": [typed_server(s) for s in servers]}  # fmt: skip
+
+
+@click.command()
+@click.option("--watch", "-w", is_flag=True, help="Refresh every --interval until Ctrl-C (a live view).")
+@click.option(
+    "--interval", type=click.FloatRange(0.05), default=1.0, show_default=True, metavar="SECONDS",
+    help="Seconds between refreshes with --watch.",
+)  # fmt: skip
+@click.option("--count", type=click.IntRange(1), metavar="N", help="With --watch: stop after N refreshes.")
+@json_option
+@connection_options
+def stats(
+    watch: bool, interval: float, count: int | None, as_json: bool, env_file: str | None, redis_url: str | None
+) -> None:
+    """Per queue: pending, active, scheduled, retry, archived, processed, failed, latency; live servers.
+
+    With --watch the view refreshes every second (--interval) until Ctrl-C; with --json too,
+    one JSON document per line per refresh.
+    """
+    with inspector(env_file, redis_url) as (insp, settings):
+        shown = 0
+        try:
+            while True:
+                queues, servers, now = _stats_snapshot(insp)
+                if as_json:
+                    data = _stats_json(queues, servers, now)
+                    click.echo(json.dumps(data) if watch else json.dumps(data, indent=2))
+                else:
+                    text = queues_table(queues, now) + "\n\n" + _servers_table(servers, now)
+                    if watch:
+                        if sys.stdout.isatty():
+                            click.clear()
+                        stamp = time.strftime("%H:%M:%S")
+                        text = paint(f"{settings.redis.address()}  namespace {settings.asynq.namespace}  {stamp}"
+                                     "  (Ctrl-C to quit)", dim=True) + "\n\n" + text  # fmt: skip
+                    click.echo(text)
+                shown += 1
+                if not watch or (count is not None and shown >= count):
+                    return
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return
