@@ -12,6 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from supervisor.config import Settings, load_settings
 from tests.redis_server import RedisServer
@@ -71,3 +75,13 @@ def make_settings(redis_url: str, namespace: str, **asynq: str) -> Settings:
 @pytest.fixture
 def settings(redis_url: str, namespace: str) -> Settings:
     return make_settings(redis_url, namespace)
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    """One tracer provider for the whole run: OpenTelemetry allows setting it once per process."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter

@@ -26,14 +26,9 @@ PACKAGE = ROOT / "supervisor"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
-_SPLITTING = "being split (issue 10)"
 
 #: Modules (``path``) and functions (``path::Class.function``) allowed over the limits, and why.
 ALLOWED: dict[str, str] = {
-    "supervisor/process/arbiter.py": _SPLITTING,
-    "supervisor/worker.py": _SPLITTING,
-    "supervisor/worker.py::Worker.process": _SPLITTING,
-    "supervisor/process/child.py::run_child": _SPLITTING,
     "supervisor/adapters/redis/broker.py": (
         "one class over one set of Lua scripts: each method is a thin call of its script; the port it"
         " implements is being cut down to what production uses (issue 10), which will shrink it"

@@ -8,9 +8,6 @@ import logging
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from supervisor import App, Client, fixed_delay
@@ -18,16 +15,6 @@ from supervisor.logs import json_formatter
 from tests.helpers import make_worker
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture(scope="session")
-def spans() -> InMemorySpanExporter:
-    """One tracer provider for the whole run: OpenTelemetry allows setting it once per process."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    return exporter
 
 
 @pytest.fixture

@@ -69,49 +69,62 @@ def run_child(
         # A process a handler forks gets default signal handlers and none of our descriptors.
         install_grandchild_reset(reporter.detach, broker.close_after_fork)
 
-        def on_stop(signum: int, frame: FrameType | None) -> None:
-            assert worker is not None
-            worker.request_stop()
-            if worker.waiting:
-                raise WaitInterrupted
-
-        def on_quiet(signum: int, frame: FrameType | None) -> None:
-            assert worker is not None
-            worker.quiet()
-            if worker.waiting:
-                raise WaitInterrupted  # leave the idle block now, to report quiet at once
-
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGUSR1, on_quiet)
-        # The parent decides what these mean for the pool. A child leads its own process group,
-        # so a terminal's Ctrl-C / Ctrl-Z reach the parent only; ignored here all the same (sent
-        # by hand, or SIGTTOU to a background group writing to a terminal, they must not stop us).
-        for sig in (signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
+        install_signal_handlers(worker)
         if signal_mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, signal_mask)  # handlers in place: deliver
         if quiet:
             worker.quiet()
         code = 1
-        max_tasks = settings.asynq.max_tasks_per_child
-        if max_tasks > 0:
-            # Jitter, so that children started together are not all replaced together.
-            max_tasks = max(1, max_tasks + random.randint(0, max(1, max_tasks // 10)))
-        worker.run(max_tasks=max_tasks or None)
-        if max_tasks and worker.processed >= max_tasks and not worker.stopping:
-            reporter.recycling(f"processed {worker.processed} tasks (limit {settings.asynq.max_tasks_per_child})")
+        run_with_recycling(worker, reporter, settings.asynq.max_tasks_per_child)
         code = 0
     except BaseException:
         log.exception("worker child %d crashed", os.getpid(), extra={"event": "child_crash", "slot": slot})
     finally:
-        shutdown_tracing()
-        for handler in logging.getLogger().handlers:
-            try:
-                handler.flush()
-            except Exception:
-                pass
+        leave(code)
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    """SIGTERM stops claiming (running tasks finish), SIGUSR1 is quiet mode; both leave an idle
+    wait at once. The parent decides what the terminal's signals mean for the pool."""
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        worker.request_stop()
+        if worker.waiting:
+            raise WaitInterrupted
+
+    def on_quiet(signum: int, frame: FrameType | None) -> None:
+        worker.quiet()
+        if worker.waiting:
+            raise WaitInterrupted  # leave the idle block now, to report quiet at once
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGUSR1, on_quiet)
+    # A child leads its own process group, so a terminal's Ctrl-C / Ctrl-Z reach the parent only;
+    # ignored here all the same (sent by hand, or SIGTTOU to a background group writing to a
+    # terminal, they must not stop us).
+    for sig in (signal.SIGINT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def run_with_recycling(worker: Worker, reporter: HealthReporter, limit: int) -> None:
+    """Run the worker; past ``limit`` tasks (with jitter, so that children started together are
+    not all replaced together) it leaves, saying why, and the parent replaces it."""
+    max_tasks = max(1, limit + random.randint(0, max(1, limit // 10))) if limit > 0 else 0
+    worker.run(max_tasks=max_tasks or None)
+    if max_tasks and worker.processed >= max_tasks and not worker.stopping:
+        reporter.recycling(f"processed {worker.processed} tasks (limit {limit})")
+
+
+def leave(code: int) -> NoReturn:
+    """Flush what was logged, then end the child without running anything inherited (atexit)."""
+    shutdown_tracing()
+    for handler in logging.getLogger().handlers:
         try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+            handler.flush()
+        except Exception:
+            pass
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)

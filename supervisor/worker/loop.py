@@ -25,13 +25,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from supervisor.app import App
 from supervisor.core.errors import BrokerError
 from supervisor.core.identity import WorkerId
-from supervisor.core.ports import Broker, Claimed, Clock, Completion, SystemClock, printable_id
+from supervisor.core.ports import Broker, Claimed, Clock, Completion, SystemClock
+from supervisor.worker.handback import Handback
 from supervisor.worker.options import NoObserver, WorkerObserver, WorkerOptions
 from supervisor.worker.runner import Ready, TaskRunner
 from supervisor.worker.slots import Slots
@@ -96,6 +96,7 @@ class Worker:
         #: Tasks started so far (the recycling limit counts them).
         self.processed = 0
         self.runner = TaskRunner(app, broker, options, self.worker_id, self.clock, self.observer, self._stop)
+        self.handback = Handback(broker, self.worker_id, options.queues, self.runner)
         self._cond = threading.Condition()
         self._buffer: deque[_Buffered] = deque()
         self._running: set[str] = set()
@@ -162,32 +163,11 @@ class Worker:
     def step(self) -> bool:
         """Claim and run one task in full, or wait (bounded) for one; True when a task ran.
 
-        For scripts and tests that drive a worker by hand; the task still runs on a task thread,
-        with its time limit enforced, and its completion is recorded before this returns.
+        For scripts and tests that drive a worker by hand (see :func:`~supervisor.worker.inline.run_one`).
         """
-        slots = self._slots or Slots(1)
-        try:
-            got = self._claim(1)
-            if got is None:
-                return False
-            if not isinstance(got, list):
-                self._wait_for_work(got)
-                return False
-            ready = self._prepare(got[0])
-            if ready is None:
-                return True
-            future = slots.submit(lambda: self._execute(ready, slots))
-            while not future.done():
-                slots.expire(time.monotonic())
-                try:
-                    future.result(timeout=0.01)
-                except TimeoutError:
-                    continue
-            self._record_completions(force=True)
-            return True
-        finally:
-            if self._slots is None:
-                slots.shutdown()
+        from supervisor.worker.inline import run_one
+
+        return run_one(self)
 
     # -- the claim loop -----------------------------------------------------------------------------
 
@@ -268,9 +248,9 @@ class Worker:
             with self._cond:
                 self._completions[:0] = completions  # they go with the next try
             self.runner.pause("claim", exc)
-            self._give_back_lost_claims()
+            self.handback.give_back_lost_claims(self._mine, self._stop.is_set)
             return None
-        self._completions_recorded(completions, done)
+        self.handback.recorded(completions, done)
         self.runner.outage.recovered()
         if isinstance(got, list):
             return got
@@ -380,17 +360,7 @@ class Worker:
             if not due:
                 return
             completions, self._completions = self._completions, []
-        done = self.runner.persist("complete", lambda: self.broker.complete_many(completions, self.worker_id))
-        self._completions_recorded(completions, done if done is not None else [True] * len(completions))
-
-    def _completions_recorded(self, completions: Sequence[Completion], done: Sequence[bool]) -> None:
-        for completion, ok in zip(completions, done, strict=False):
-            if not ok:
-                log.warning(
-                    "task %s was no longer owned by this worker when its completion was recorded (its lease "
-                    "ended and it was recovered, or a resent completion had landed already)",
-                    printable_id(completion.claimed.task_id), extra={"event": "task_fenced"},
-                )  # fmt: skip
+        self.handback.complete(completions)
 
     def _give_back_stale(self, now: float) -> None:
         """Buffered tasks no slot started in time go back to the head of their queues."""
@@ -400,45 +370,13 @@ class Worker:
             stale = [b for b in self._buffer if now - b.at >= STALE_AFTER]
             for item in stale:
                 self._buffer.remove(item)
-        self._requeue([b.claimed for b in stale], "not started within 50 ms")
+        self.handback.requeue([b.claimed for b in stale], "not started within 50 ms")
+
+    def _mine(self) -> set[str]:
+        with self._cond:
+            return self._running | {b.claimed.task_id for b in self._buffer}
 
     def _give_back_buffer(self) -> None:
         with self._cond:
             items, self._buffer = list(self._buffer), deque()
-        self._requeue([b.claimed for b in items], "claimed but not started")
-
-    def _requeue(self, claimed: Sequence[Claimed], why: str) -> None:
-        """Put claimed tasks back at the head of their queues, uncounted, keeping their order."""
-        for task in reversed(claimed):  # the last first, so the first ends at the very head
-            self.runner.persist(
-                "requeue",
-                lambda c=task: self.broker.requeue(c, self.worker_id, None, at_head=True),  # type: ignore[misc]
-            )
-        if claimed:
-            log.debug(
-                "gave back %d claimed tasks (%s)", len(claimed), why,
-                extra={"event": "task_given_back", "count": len(claimed)},
-            )  # fmt: skip
-
-    def _give_back_lost_claims(self) -> None:
-        """After a failed claim, put back what the claim took before its reply was lost.
-
-        The worker's running and buffered tasks are its own too: they stay.
-        """
-        while True:
-            try:
-                with self._cond:
-                    mine = self._running | {b.claimed.task_id for b in self._buffer}
-                for held in self.broker.held_by([self.worker_id], self.options.queues):
-                    if held.claimed.task_id in mine:
-                        continue
-                    self.broker.requeue(held.claimed, self.worker_id, None, at_head=True)
-                    log.info(
-                        "task %s put back after a lost claim reply", printable_id(held.claimed.task_id),
-                        extra={"event": "task_requeued"},
-                    )  # fmt: skip
-                return
-            except BrokerError as exc:
-                if self._stop.is_set():
-                    return  # owned tasks are recovered by the supervisor or by lease expiry
-                self.runner.pause("recover own tasks", exc)
+        self.handback.requeue([b.claimed for b in items], "claimed but not started")
