@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from supervisor.config import Settings, load_settings
+from tests.brokers import ADAPTERS, MemoryStore, RedisStore, Store
 from tests.redis_server import RedisServer
 
 
@@ -71,3 +72,22 @@ def make_settings(redis_url: str, namespace: str, **asynq: str) -> Settings:
 @pytest.fixture
 def settings(redis_url: str, namespace: str) -> Settings:
     return make_settings(redis_url, namespace)
+
+
+@pytest.fixture(params=ADAPTERS)
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """The Broker port on each adapter in turn: Redis (private server, fresh namespace) and memory.
+
+    The memory variant starts no redis-server, so ``-k memory`` runs without one.
+    """
+    if request.param == "memory":
+        mem = MemoryStore()
+        yield mem
+        mem.close()
+        return
+    from supervisor.wiring import make_broker, make_inspection
+
+    settings: Settings = request.getfixturevalue("settings")
+    red = RedisStore(make_broker(settings), make_inspection(settings))
+    yield red
+    red.close()
