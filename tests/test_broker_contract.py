@@ -17,14 +17,11 @@ from typing import Any
 import pytest
 
 from supervisor.core.ports import Broker, Claimed, Completion, Enqueued, Held, NewTask
-from supervisor.core.task import TaskMessage, encode_message, encode_payload
-from tests.brokers import Store
+from tests.brokers import LEASE, NOW, Store, claim, complete, envelope, put, state, take
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
-NOW = 1_700_000_000.0
-LEASE = 30.0
 #: Forwarded per set per claim by both adapters (claim.lua's bound).
 FORWARD_LIMIT = 100
 
@@ -38,43 +35,6 @@ def b(store: Store) -> Broker:
 def q(store: Store) -> str:
     """A queue name no other test uses (the Redis store shares one server)."""
     return f"q{uuid.uuid4().hex[:8]}"
-
-
-def envelope(task_id: str, queue: str, *, max_retry: int = 3, retried: int = 0, **extra: Any) -> bytes:
-    message = TaskMessage(
-        id=task_id, type="test.task", queue=queue, payload=encode_payload({"id": task_id}),
-        max_retry=max_retry, enqueued_at=NOW, retried=retried, **extra,
-    )  # fmt: skip
-    return encode_message(message)
-
-
-def put(b: Broker, queue: str, task_id: str, process_at: float | None = None, **kw: Any) -> bytes:
-    data = envelope(task_id, queue, **kw)
-    assert b.submit([NewTask(queue, task_id, data, process_at)]) == [(Enqueued.ENQUEUED, task_id)]
-    return data
-
-
-def claim(
-    b: Broker, worker: str, queues: list[str], now: float | None = NOW, lease: float = LEASE, batch: int = 1
-) -> list[Claimed] | float | None:
-    flags, got = b.claim_many(worker, queues, lease, batch, now=now)
-    assert flags == []
-    return got
-
-
-def take(b: Broker, worker: str, queues: list[str], now: float = NOW, lease: float = LEASE) -> Claimed:
-    got = claim(b, worker, queues, now, lease)
-    assert isinstance(got, list) and len(got) == 1, got
-    return got[0]
-
-
-def complete(b: Broker, claimed: Claimed, worker: str, **kw: Any) -> bool:
-    [done] = b.complete_many([Completion(claimed, **kw)], worker)
-    return done
-
-
-def state(b: Broker, queue: str, task_id: str) -> bytes | None:
-    return b.task_states([(queue, task_id)])[0]
 
 
 def view(b: Broker, queue: str, ids: list[str], workers: list[str]) -> tuple[Any, ...]:

@@ -17,6 +17,7 @@ FIFO order, claim order and batch rule, leases, owner fencing, archive trimming 
 
 Beyond the port, a few test hooks: :meth:`pause`/:meth:`resume` (what an operator does),
 :meth:`push_raw` (an id with no envelope, as another producer could leave on a Redis list),
+:meth:`envelope` (the stored envelope of a task in any state),
 :attr:`outage` (make every call fail, like a store that is down), :meth:`known_queues` and
 :meth:`servers`.
 """
@@ -375,6 +376,12 @@ class MemoryBroker:
         """Put an id with no envelope on the queue, as another producer's bare LPUSH would in Redis."""
         with self._cond:
             self._queue(queue).pending.append(task_id)
+
+    def envelope(self, queue: str, task_id: str) -> bytes | None:
+        """The envelope stored for a task in any state (what a test checks after a retry or archive)."""
+        with self._cond:
+            q = self._queues.get(queue)
+            return q.msg.get(task_id) if q else None
 
     def known_queues(self) -> list[str]:
         """Every queue ever enqueued to."""
