@@ -617,3 +617,37 @@ def test_server_heartbeats_are_accepted_and_removed(b: Broker) -> None:
     b.heartbeat_server("host:1:ns:abc", {"host": "h", "pid": 1, "started": 1.5}, 30.0)
     b.remove_server("host:1:ns:abc")
     b.remove_server("host:1:ns:abc")  # idempotent
+
+
+# -- concurrency ----------------------------------------------------------------------------------
+
+
+def test_concurrent_workers_each_get_a_task_once(b: Broker, q: str) -> None:
+    ids = [f"t{i:03d}" for i in range(400)]
+    b.submit([NewTask(q, i, envelope(i, q)) for i in ids])
+    seen: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def work(worker: str) -> None:
+        mine = seen.setdefault(worker, [])
+        done: list[Completion] = []
+        try:
+            while True:
+                flags, got = b.claim_many(worker, [q], LEASE, 4, done, now=NOW)
+                assert all(flags)
+                if not isinstance(got, list):
+                    return
+                mine.extend(c.task_id for c in got)
+                done = [Completion(c) for c in got]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(f"w{n}",), daemon=True) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    everything = [tid for got in seen.values() for tid in got]
+    assert sorted(everything) == ids  # each exactly once
+    assert b.owners([q]) <= set(seen)  # only each worker's last batch is still held
