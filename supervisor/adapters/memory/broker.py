@@ -28,7 +28,16 @@ import threading
 import time
 from collections.abc import Sequence
 
-from supervisor.adapters.memory.store import ACTIVE, ARCHIVED, PENDING, RETRY, SCHEDULED, Queue, ttl_seconds
+from supervisor.adapters.memory.store import (
+    ARCHIVED,
+    PENDING,
+    RETRY,
+    SCHEDULED,
+    Queue,
+    batch_size,
+    next_due,
+    ttl_seconds,
+)
 from supervisor.core.errors import BrokerError
 from supervisor.core.ports import Broker, Claimed, Clock, Completion, Enqueued, Held, NewTask, SystemClock
 
@@ -144,28 +153,11 @@ class MemoryBroker:
             for i, (name, q) in enumerate(order):
                 if q.paused:
                     continue
-                self._forward(q, at)
+                q.forward(at, FORWARD_LIMIT)
                 if q.pending:
-                    n = _batch_size(order, i, max_batch)
-                    return flags, [self._own(name, q, worker_id, at + lease_duration) for _ in range(n)]
-            return flags, _next_due(order, at)
-
-    @staticmethod
-    def _forward(q: Queue, now: float) -> None:
-        """Due scheduled, then due retry tasks join the tail of pending, in due order."""
-        for zset in (q.scheduled, q.retry):
-            for tid in zset.up_to(now, FORWARD_LIMIT):
-                q.pending.append(tid)
-                q.state[tid] = PENDING
-                zset.remove(tid)
-
-    @staticmethod
-    def _own(name: str, q: Queue, worker_id: str, lease_until: float) -> Claimed:
-        tid = q.pending.popleft()
-        q.state[tid] = ACTIVE
-        q.owner[tid] = worker_id
-        q.lease.add(tid, lease_until)
-        return Claimed(name, tid, q.msg.get(tid) or None)
+                    ids = q.own(batch_size(order, i, max_batch), worker_id, at + lease_duration)
+                    return flags, [Claimed(name, tid, q.msg.get(tid) or None) for tid in ids]
+            return flags, next_due(order, at)
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         deadline = time.monotonic() + max(timeout, 0.01)  # as the Redis adapter: 0 never blocks forever
@@ -242,19 +234,8 @@ class MemoryBroker:
             q.state[stored] = ARCHIVED
             q.archived.add(stored, now)
             q.failed += 1
-            self._trim(q, now)
+            q.trim(now - self.archive_max_age, self.archive_max_size, TRIM_STEP)
             return True
-
-    def _trim(self, q: Queue, now: float) -> None:
-        """Bounded growth: drop the oldest beyond the age, then the size limit (a step each)."""
-        for tid in q.archived.up_to(now - self.archive_max_age, TRIM_STEP, inclusive=False):
-            q.archived.remove(tid)
-            q.drop(tid)
-        excess = len(q.archived) - self.archive_max_size
-        if excess > 0:
-            for tid in q.archived.ranked()[: min(excess, TRIM_STEP)]:
-                q.archived.remove(tid)
-                q.drop(tid)
 
     def requeue(self, claimed: Claimed, owner: str, data: bytes | None, *, at_head: bool) -> bool:
         with self._cond:
@@ -393,21 +374,6 @@ class MemoryBroker:
         with self._cond:
             now = self.clock.now()
             return {sid: dict(info) for sid, (info, until) in self._servers.items() if until >= now}
-
-
-def _batch_size(order: Sequence[tuple[str, Queue]], i: int, max_batch: int) -> int:
-    """claim.lua's batch rule: several tasks only when queue ``i`` alone has work and is deep."""
-    if max_batch <= 1:
-        return 1
-    if any(j != i and not q.paused and q.pending for j, (_, q) in enumerate(order)):
-        return 1
-    return max(1, min(len(order[i][1].pending) // 8, max_batch))
-
-
-def _next_due(order: Sequence[tuple[str, Queue]], now: float) -> float | None:
-    """Seconds until the first scheduled or retry task of an unpaused queue falls due, or None."""
-    firsts = [t for _, q in order if not q.paused for z in (q.scheduled, q.retry) if (t := z.first()) is not None]
-    return max(min(firsts) - now, 0.0) if firsts else None
 
 
 def _conforms(broker: MemoryBroker) -> Broker:

@@ -7,6 +7,7 @@ holds the one lock around every use.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -137,7 +138,50 @@ class Queue:
         self.owner.pop(task_id, None)
         self.lease.remove(task_id)
 
+    def forward(self, now: float, limit: int) -> None:
+        """Due scheduled, then due retry tasks join the tail of pending, in due order (``limit`` per set)."""
+        for zset in (self.scheduled, self.retry):
+            for tid in zset.up_to(now, limit):
+                self.pending.append(tid)
+                self.state[tid] = PENDING
+                zset.remove(tid)
+
+    def own(self, n: int, worker_id: str, lease_until: float) -> list[str]:
+        """Take the next ``n`` pending ids for ``worker_id``, leased until ``lease_until``."""
+        ids = [self.pending.popleft() for _ in range(n)]
+        for tid in ids:
+            self.state[tid] = ACTIVE
+            self.owner[tid] = worker_id
+            self.lease.add(tid, lease_until)
+        return ids
+
+    def trim(self, oldest: float, max_size: int, step: int) -> None:
+        """Bounded growth: drop archived tasks older than ``oldest``, then beyond ``max_size``, ``step`` each."""
+        for tid in self.archived.up_to(oldest, step, inclusive=False):
+            self.archived.remove(tid)
+            self.drop(tid)
+        excess = len(self.archived) - max_size
+        if excess > 0:
+            for tid in self.archived.ranked()[: min(excess, step)]:
+                self.archived.remove(tid)
+                self.drop(tid)
+
     def release(self, unique_key: str, task_id: str, now: float) -> None:
         """Free a unique lock, but only the one this task holds (it may have expired and been retaken)."""
         if self.unique.get(unique_key, now) == task_id:
             self.unique.delete(unique_key)
+
+
+def batch_size(order: Sequence[tuple[str, Queue]], i: int, max_batch: int) -> int:
+    """claim.lua's batch rule: several tasks only when queue ``i`` alone has work and is deep."""
+    if max_batch <= 1:
+        return 1
+    if any(j != i and not q.paused and q.pending for j, (_, q) in enumerate(order)):
+        return 1
+    return max(1, min(len(order[i][1].pending) // 8, max_batch))
+
+
+def next_due(order: Sequence[tuple[str, Queue]], now: float) -> float | None:
+    """Seconds until the first scheduled or retry task of an unpaused queue falls due, or None."""
+    firsts = [t for _, q in order if not q.paused for z in (q.scheduled, q.retry) if (t := z.first()) is not None]
+    return max(min(firsts) - now, 0.0) if firsts else None
