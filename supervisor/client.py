@@ -22,7 +22,7 @@ from supervisor.core.errors import (
     ResultNotFound,
 )
 from supervisor.core.limits import MAX_TASK_TIMEOUT
-from supervisor.core.ports import Enqueued, NewTask
+from supervisor.core.ports import Broker, Enqueued, NewTask
 from supervisor.core.queues import queue_name_problem
 from supervisor.core.task import (
     TaskMessage,
@@ -310,6 +310,8 @@ class Client:
 
     ``Client()`` reads ``REDIS_*`` and ``ASYNQ_*`` from the environment; ``Client(redis_url=...)``
     names the server. Thread-safe (redis-py's connection pool); create one per process.
+    ``Client(broker=...)`` enqueues through a broker the caller built and closes (any adapter of
+    the port, e.g. the in-memory one in tests); the settings then only give the defaults.
     """
 
     def __init__(
@@ -319,18 +321,23 @@ class Client:
         settings: Settings | None = None,
         namespace: str | None = None,
         default_max_retry: int | None = None,
+        broker: Broker | None = None,
     ) -> None:
         config = ClientConfig.resolve(redis_url, settings, namespace, default_max_retry)
         self.namespace = config.namespace
         self.default_max_retry = config.default_max_retry
-        from supervisor.wiring import make_broker
+        self._owns_broker = broker is None
+        if broker is None:
+            from supervisor.wiring import make_broker
 
-        self.broker = make_broker(
-            config.settings, client_name="supervisor-client", url=config.url, namespace=self.namespace
-        )
+            broker = make_broker(
+                config.settings, client_name="supervisor-client", url=config.url, namespace=self.namespace
+            )
+        self.broker: Broker = broker
 
     def close(self) -> None:
-        self.broker.close()
+        if self._owns_broker:
+            self.broker.close()
 
     def __enter__(self) -> Client:
         return self

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from supervisor.config import Settings, load_settings
+from tests.brokers import ADAPTERS, MemoryStore, RedisStore, Store
 from tests.redis_server import RedisServer
 
 
@@ -85,3 +86,22 @@ def spans() -> InMemorySpanExporter:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return exporter
+
+
+@pytest.fixture(params=ADAPTERS)
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """The Broker port on each adapter in turn: Redis (private server, fresh namespace) and memory.
+
+    The memory variant starts no redis-server, so ``-k memory`` runs without one.
+    """
+    if request.param == "memory":
+        mem = MemoryStore()
+        yield mem
+        mem.close()
+        return
+    from supervisor.wiring import make_broker, make_inspection
+
+    settings: Settings = request.getfixturevalue("settings")
+    red = RedisStore(make_broker(settings), make_inspection(settings))
+    yield red
+    red.close()

@@ -1,7 +1,13 @@
-"""Tests of the Redis broker against a real redis-server: every script, its fencing and its keys.
+"""What is Redis-specific in the Redis broker: its keys, key by key, script by script.
 
-Times are arguments (``now``, ``lease_until``, ``process_at``) the tests choose, so no test sleeps;
-each test runs under its own namespace (the ``namespace`` fixture deletes its keys afterwards).
+The port-level behaviour (outcomes, order, schedules, batches, leases, fencing, locks, results,
+wake-ups) is tested on Redis and memory alike in tests/test_broker_contract.py, and recovery in
+tests/test_recovery.py. Here: the key layout each script leaves (and leaves untouched when it
+refuses), raw bytes pushed onto a list, the wake list's cap, namespaces and hash tags, the
+script cache, the bound on forwarding.
+
+Times are arguments (``now``, ``lease_until``, ``process_at``) the tests choose, so no test
+sleeps; each test runs under its own namespace (the ``namespace`` fixture deletes its keys).
 """
 
 from __future__ import annotations
@@ -18,9 +24,8 @@ from supervisor.adapters.redis import RedisBroker, connect
 from supervisor.adapters.redis.broker import FORWARD_LIMIT, WAKE_CAP
 from supervisor.adapters.redis.keys import QueueKeys, queues_key
 from supervisor.config import Settings
-from supervisor.core.ports import Claimed, Held
+from supervisor.core.ports import Claimed
 from supervisor.core.task import TaskMessage, decode_message, encode_message, encode_payload
-from supervisor.process.recoverer import Recoverer
 from supervisor.wiring import make_broker
 
 pytestmark = pytest.mark.timeout(30)
@@ -143,90 +148,6 @@ def test_claim_takes_ownership_in_one_step(broker: RedisBroker, r: redis.Redis, 
     assert r.llen(k.pending) == 0
 
 
-def test_fifo_within_a_queue(broker: RedisBroker, q: str) -> None:
-    ids = [f"t{i}" for i in range(6)]
-    for tid in ids:
-        put(broker, q, tid)
-    claimed = [take(broker, "w", [q]).task_id for _ in ids]
-    assert claimed == ids
-    assert broker.claim("w", [q], LEASE, now=NOW) is None
-
-
-def test_claim_takes_from_first_non_empty_queue_in_order(broker: RedisBroker, q: str) -> None:
-    q1, q2, q3 = f"{q}-1", f"{q}-2", f"{q}-3"
-    put(broker, q2, "b1")
-    put(broker, q2, "b2")
-    put(broker, q3, "c1")
-    got = take(broker, "w", [q1, q2, q3])
-    assert (got.queue, got.task_id) == (q2, "b1")
-    got = take(broker, "w", [q3, q2, q1])
-    assert (got.queue, got.task_id) == (q3, "c1")
-    got = take(broker, "w", [q3, q1, q2])
-    assert (got.queue, got.task_id) == (q2, "b2")
-    assert broker.claim("w", [q1, q2, q3], LEASE, now=NOW) is None
-
-
-def test_claim_on_empty_queues_returns_none(broker: RedisBroker, q: str) -> None:
-    assert broker.claim("w", [q], LEASE, now=NOW) is None
-    assert broker.claim("w", [q, f"{q}-other"], LEASE, now=NOW) is None
-
-
-def test_claim_on_empty_queues_returns_earliest_due_time(broker: RedisBroker, q: str) -> None:
-    q1, q2 = f"{q}-1", f"{q}-2"
-    put(broker, q1, "later", process_at=NOW + 50.0)
-    put(broker, q2, "soon", process_at=NOW + 60.0)
-    assert broker.claim("w", [q1, q2], LEASE, now=NOW) == 50.0
-    assert broker.claim("w", [q2], LEASE, now=NOW) == 60.0
-    # a retry that falls due earlier than any scheduled task wins
-    put(broker, q2, "r")
-    claimed = take(broker, "w", [q2])
-    assert broker.retry(claimed, "w", envelope("r", q2, retried=1), NOW + 20.0)
-    got = broker.claim("w", [q1, q2], LEASE, now=NOW)
-    assert isinstance(got, float)
-    assert got == 20.0
-
-
-def test_claim_at_the_reported_due_time_finds_the_task(broker: RedisBroker, q: str) -> None:
-    due = NOW + 0.12341  # 1700000000.12341: 15 significant digits
-    put(broker, q, "a", process_at=due)
-    reported = broker.claim("w", [q], LEASE, now=NOW)
-    assert isinstance(reported, float)
-    assert reported == pytest.approx(0.12341, abs=1e-6)  # seconds from now, on the clock the claim used
-    assert isinstance(broker.claim("w", [q], LEASE, now=due), Claimed)
-
-
-def test_scheduled_task_claimable_only_when_due(broker: RedisBroker, r: redis.Redis, q: str) -> None:
-    data = put(broker, q, "s", process_at=NOW + 10.0)
-    k = broker.keys(q)
-    assert traces(r, k, "s")["state"] == b"scheduled"
-    assert r.zscore(k.scheduled, "s") == NOW + 10.0
-    assert r.llen(k.pending) == 0
-    assert broker.claim("w", [q], 30.001, now=NOW + 9.999) == pytest.approx(0.001, abs=1e-6)
-    assert r.zscore(k.scheduled, "s") == NOW + 10.0  # not moved before its time
-    got = broker.claim("w", [q], 30.0, now=NOW + 10.0)  # due time itself is inclusive
-    assert got == Claimed(q, "s", data)
-    assert traces(r, k, "s") == {
-        "msg": data,
-        "state": b"active",
-        "owner": b"w",
-        "lease": NOW + 40.0,
-        "scheduled": None,
-        "retry": None,
-        "archived": None,
-        "pending": 0,
-    }
-
-
-def test_due_scheduled_tasks_join_the_tail_in_due_order(broker: RedisBroker, q: str) -> None:
-    put(broker, q, "late", process_at=NOW - 1.0)
-    put(broker, q, "early", process_at=NOW - 5.0)
-    put(broker, q, "future", process_at=NOW + 100.0)
-    put(broker, q, "pending")
-    order = [take(broker, "w", [q]).task_id for _ in range(3)]
-    assert order == ["pending", "early", "late"]
-    assert broker.claim("w", [q], LEASE, now=NOW) == 100.0
-
-
 def test_forwarding_is_bounded_but_loses_nothing(broker: RedisBroker, r: redis.Redis, q: str) -> None:
     n = FORWARD_LIMIT + 30
     items = [(q, f"s{i:04d}", envelope(f"s{i:04d}", q), NOW - 1000.0 + i) for i in range(n)]
@@ -238,18 +159,6 @@ def test_forwarding_is_bounded_but_loses_nothing(broker: RedisBroker, r: redis.R
     rest = [take(broker, "w", [q]).task_id for _ in range(n - 1)]
     assert rest == [f"s{i:04d}" for i in range(1, n)]
     assert broker.claim("w", [q], LEASE, now=NOW) is None
-
-
-def test_retry_task_claimable_when_due(broker: RedisBroker, r: redis.Redis, q: str) -> None:
-    put(broker, q, "a")
-    claimed = take(broker, "w", [q])
-    new = envelope("a", q, retried=1, last_error="boom")
-    assert broker.retry(claimed, "w", new, NOW + 5.0) is True
-    assert broker.claim("w", [q], 36.0, now=NOW + 4.0) == 1.0
-    got = broker.claim("w2", [q], 35.0, now=NOW + 5.0)
-    assert got == Claimed(q, "a", new)
-    assert r.hget(broker.keys(q).owner, "a") == b"w2"
-    assert r.zcard(broker.keys(q).retry) == 0
 
 
 def test_claim_of_id_without_envelope(broker: RedisBroker, r: redis.Redis, q: str) -> None:
@@ -535,16 +444,6 @@ def test_requeue_at_head_runs_next(broker: RedisBroker, r: redis.Redis, q: str) 
     assert [take(broker, "w2", [q]).task_id for _ in range(2)] == ["b", "c"]
 
 
-def test_requeue_at_tail_runs_last_and_keeps_envelope(broker: RedisBroker, r: redis.Redis, q: str) -> None:
-    datas = {tid: put(broker, q, tid) for tid in ("a", "b", "c")}
-    claimed = take(broker, "w1", [q])
-    assert broker.requeue(claimed, "w1", None, at_head=False) is True
-    assert r.hget(broker.keys(q).msg, "a") == datas["a"]
-    order = [take(broker, "w2", [q]) for _ in range(3)]
-    assert [c.task_id for c in order] == ["b", "c", "a"]
-    assert order[2].data == datas["a"]
-
-
 def test_requeue_is_fenced_on_the_owner(broker: RedisBroker, r: redis.Redis, q: str) -> None:
     put(broker, q, "a")
     claimed = take(broker, "w1", [q])
@@ -558,188 +457,7 @@ def test_requeue_is_fenced_on_the_owner(broker: RedisBroker, r: redis.Redis, q: 
     assert r.lrange(k.pending, 0, -1) == [b"a"]
 
 
-# -- views: held_by, expired, renew -----------------------------------------------------------
-
-
-def held_set(held: list[Held]) -> set[tuple[str, bytes, bytes | None, str]]:
-    return {(h.claimed.queue, h.claimed.task_id, h.claimed.data, h.owner) for h in held}
-
-
-def test_held_by_returns_exactly_the_given_workers_tasks(broker: RedisBroker, q: str) -> None:
-    q1, q2 = f"{q}-1", f"{q}-2"
-    data = {}
-    for queue, tid, worker in ((q1, "a", "w1"), (q2, "b", "w1"), (q1, "c", "w2"), (q2, "d", "w3")):
-        data[tid] = put(broker, queue, tid)
-        assert take(broker, worker, [queue]).task_id == tid
-    put(broker, q1, "unclaimed")
-    assert held_set(broker.held_by(["w1", "w2"], [q1, q2])) == {
-        (q1, "a", data["a"], "w1"),
-        (q2, "b", data["b"], "w1"),
-        (q1, "c", data["c"], "w2"),
-    }
-    assert held_set(broker.held_by(["w1"], [q1])) == {(q1, "a", data["a"], "w1")}
-    assert held_set(broker.held_by(["w3"], [q1, q2])) == {(q2, "d", data["d"], "w3")}
-    assert broker.held_by(["w3"], [q1]) == []
-    assert broker.held_by(["nobody"], [q1, q2]) == []
-    assert broker.held_by([], [q1, q2]) == []
-    result = broker.held_by(["w2"], [q1, q2])
-    assert result == [Held(Claimed(q1, "c", data["c"]), "w2")]
-
-
-def test_expired_returns_tasks_whose_lease_ended(broker: RedisBroker, q: str) -> None:
-    q1, q2 = f"{q}-1", f"{q}-2"
-    da = put(broker, q1, "a")
-    take(broker, "w1", [q1], lease=10.0)  # lease NOW + 10
-    put(broker, q1, "b")
-    take(broker, "w2", [q1], lease=100.0)  # lease NOW + 100
-    dc = put(broker, q2, "c")
-    take(broker, "w3", [q2], lease=20.0)  # lease NOW + 20
-    assert broker.expired([q1, q2], now=NOW) == []
-    assert broker.expired([q1, q2], now=NOW + 5.0) == []
-    assert broker.expired([q1, q2], now=NOW + 15.0) == [Held(Claimed(q1, "a", da), "w1")]
-    assert held_set(broker.expired([q1, q2], now=NOW + 50.0)) == {
-        (q1, "a", da, "w1"),
-        (q2, "c", dc, "w3"),
-    }
-    assert held_set(broker.expired([q2], now=NOW + 50.0)) == {(q2, "c", dc, "w3")}
-    assert len(broker.expired([q1, q2], now=NOW + 1000.0)) == 3
-
-
-def test_expired_honours_the_limit(broker: RedisBroker, q: str) -> None:
-    for i in range(5):
-        put(broker, q, f"t{i}")
-        take(broker, "w", [q], lease=float(i))
-    got = broker.expired([q], limit=2, now=NOW + 100.0)
-    assert [h.claimed.task_id for h in got] == ["t0", "t1"]
-
-
-def test_renew_extends_only_the_given_workers(broker: RedisBroker, r: redis.Redis, q: str) -> None:
-    q1, q2 = f"{q}-1", f"{q}-2"
-    for queue, tid, worker in ((q1, "a", "w1"), (q2, "b", "w1"), (q1, "c", "w2"), (q2, "d", "w3")):
-        put(broker, queue, tid)
-        take(broker, worker, [queue])
-    k1, k2 = broker.keys(q1), broker.keys(q2)
-    assert broker.renew(["w1", "w3"], [q1, q2], 500.0, now=NOW) == 3
-    assert r.zscore(k1.lease, "a") == NOW + 500.0
-    assert r.zscore(k2.lease, "b") == NOW + 500.0
-    assert r.zscore(k2.lease, "d") == NOW + 500.0
-    assert r.zscore(k1.lease, "c") == NOW + LEASE
-    assert broker.renew(["w1"], [q1], 900.0, now=NOW) == 1
-    assert r.zscore(k1.lease, "a") == NOW + 900.0
-    assert r.zscore(k2.lease, "b") == NOW + 500.0
-    assert broker.renew([], [q1, q2], 1e6, now=NOW) == 0
-    assert broker.renew(["nobody"], [q1, q2], 1e6, now=NOW) == 0
-    assert r.zcard(k1.lease) == 2
-    assert r.zcard(k2.lease) == 2
-    # a renewed lease is no longer expired
-    assert [h.claimed.task_id for h in broker.expired([q1, q2], now=NOW + 450.0)] == ["c"]
-
-
-# -- recovery through the supervisor's recovery role ------------------------------------------
-
-
-class FixedClock:
-    def __init__(self, now: float) -> None:
-        self.at = now
-
-    def now(self) -> float:
-        return self.at
-
-    def monotonic(self) -> float:
-        return self.at
-
-
-def put_back_counted(broker: RedisBroker, q: str, claimed: Claimed, owner: str) -> bool:
-    """What the recovery role does with the one task a dead child was running."""
-    from supervisor.core.recovery import PutBack
-
-    return Recoverer(broker, [q], 5.0, clock=FixedClock(NOW))._apply(PutBack(Held(claimed, owner), True, "killed"))
-
-
-def test_recover_expired_requeues_counting_an_attempt(broker: RedisBroker, r: redis.Redis, q: str) -> None:
-    put(broker, q, "dead", max_retry=3, retried=1)
-    put(broker, q, "alive")
-    put(broker, q, "waiting")
-    take(broker, "w1", [q], lease=10.0)
-    take(broker, "w2", [q], lease=100.0)
-    k = broker.keys(q)
-    assert Recoverer(broker, [q], 5.0, clock=FixedClock(NOW + 11.0)).recover_expired(lease_clock=NOW + 11.0) == 1
-    msg = decode_message(r.hget(k.msg, "dead"))
-    assert msg.retried == 2
-    assert "lease expired" in msg.last_error
-    assert "w1" in msg.last_error
-    assert msg.last_failed_at == NOW + 11.0
-    assert r.hget(k.state, "dead") == b"pending"
-    assert r.hget(k.owner, "dead") is None
-    assert r.zscore(k.lease, "dead") is None
-    # the live lease is untouched
-    assert r.hget(k.owner, "alive") == b"w2"
-    assert r.zscore(k.lease, "alive") == NOW + 100.0
-    # back at the head: it runs before the task that was already waiting
-    again = take(broker, "w3", [q], now=NOW + 12.0)
-    assert again.task_id == "dead"
-    assert decode_message(again.data or b"").retried == 2
-    assert Recoverer(broker, [q], 5.0, clock=FixedClock(NOW + 12.0)).recover_expired(lease_clock=NOW + 12.0) == 0
-
-
-def test_recover_expired_archives_when_out_of_retries(broker: RedisBroker, r: redis.Redis, q: str) -> None:
-    put(broker, q, "doomed", max_retry=2, retried=2)
-    take(broker, "w1", [q], lease=10.0)
-    k = broker.keys(q)
-    assert Recoverer(broker, [q], 5.0, clock=FixedClock(NOW + 20.0)).recover_expired(lease_clock=NOW + 20.0) == 1
-    assert r.hget(k.state, "doomed") == b"archived"
-    assert r.zscore(k.archived, "doomed") == NOW + 20.0
-    assert r.llen(k.pending) == 0
-    assert r.hlen(k.owner) == 0
-    assert r.zcard(k.lease) == 0
-    assert r.get(k.failed) == b"1"
-    msg = decode_message(r.hget(k.msg, "doomed"))
-    assert msg.retried == 2
-    assert "lease expired" in msg.last_error
-    assert broker.claim("w", [q], 30.0, now=NOW + 30.0) is None
-
-
-def test_requeue_after_death_keeps_undecodable_bytes(broker: RedisBroker, r: redis.Redis, q: str) -> None:
-    k = broker.keys(q)
-    assert broker.enqueue(q, "junk", b"\xc1\xc1 not an envelope", None) is True
-    claimed = take(broker, "w1", [q])
-    assert put_back_counted(broker, q, claimed, "w1") is True
-    assert r.hget(k.msg, "junk") == b"\xc1\xc1 not an envelope"
-    assert r.lrange(k.pending, 0, -1) == [b"junk"]
-    assert r.hget(k.owner, "junk") is None
-    # fenced: the owner it saw no longer owns it
-    assert put_back_counted(broker, q, claimed, "w1") is False
-
-
-def test_requeue_after_death_of_raw_id(broker: RedisBroker, r: redis.Redis, q: str) -> None:
-    k = broker.keys(q)
-    r.lpush(k.pending, b"raw")
-    claimed = take(broker, "w1", [q])
-    assert put_back_counted(broker, q, claimed, "w1") is True
-    assert r.lrange(k.pending, 0, -1) == [b"raw"]
-    assert r.hget(k.msg, "raw") is None
-
-
-# -- pause, wake-ups ---------------------------------------------------------------------------
-
-
-def test_paused_queue_is_skipped(broker: RedisBroker, r: redis.Redis, q: str) -> None:
-    q1, q2 = f"{q}-1", f"{q}-2"
-    put(broker, q1, "a")
-    put(broker, q1, "s", process_at=NOW - 1.0)
-    put(broker, q1, "later", process_at=NOW + 10.0)
-    put(broker, q2, "b")
-    k1 = broker.keys(q1)
-    r.set(k1.paused, "1")
-    assert take(broker, "w", [q1, q2]).queue == q2
-    assert broker.claim("w", [q1, q2], LEASE, now=NOW) is None
-    # nothing moved in the paused queue, and its schedule is not reported
-    assert r.lrange(k1.pending, 0, -1) == [b"a"]
-    assert r.zscore(k1.scheduled, "s") == NOW - 1.0
-    assert r.hget(k1.state, "a") == b"pending"
-    r.delete(k1.paused)
-    assert [take(broker, "w", [q1, q2]).task_id for _ in range(2)] == ["a", "s"]
-    assert broker.claim("w", [q1, q2], LEASE, now=NOW) == 10.0
+# -- wake-ups ---------------------------------------------------------------------------------
 
 
 def test_wake_list_token_per_enqueue_and_capped(broker: RedisBroker, r: redis.Redis, q: str) -> None:
@@ -753,18 +471,6 @@ def test_wake_list_token_per_enqueue_and_capped(broker: RedisBroker, r: redis.Re
     assert all(flags)
     assert r.llen(k.wake) == WAKE_CAP
     assert r.llen(k.pending) == n + 1
-
-
-def test_wait_for_work(broker: RedisBroker, q: str) -> None:
-    assert broker.wait_for_work([q], 0.05) is False
-    put(broker, q, "a")
-    assert broker.wait_for_work([q], 0.05) is True
-    # the token was consumed
-    assert broker.wait_for_work([q], 0.05) is False
-    # a token on any of the queues wakes the waiter
-    put(broker, f"{q}-2", "b")
-    assert broker.wait_for_work([q, f"{q}-2"], 0.05) is True
-    assert broker.wait_for_work([q], 0) is False  # 0 is floored, never blocks forever
 
 
 # -- keys --------------------------------------------------------------------------------------
@@ -858,25 +564,3 @@ def test_batch_enqueue_mixes_plain_and_unique_tasks_and_keeps_the_input_order(br
     # FIFO in input order: claimed p1, then u1, then p3.
     assert broker.redis.lrange(broker.keys(q).pending, 0, -1) == [b"p3", b"u1", b"p1"]
     assert broker.redis.zscore(broker.keys(q2).scheduled, "p2") == NOW + 100
-
-
-def test_local_orphans_are_recovered_only_when_their_process_is_gone(broker: RedisBroker, q: str) -> None:
-    import subprocess
-    import sys
-
-    from supervisor.process.linux import this_process
-
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()  # reaped: its pid is free (and not reused within this test)
-    me = this_process()
-    host, namespace = me.host, me.namespace
-    alive_owner = f"{me}:aaa:0:bbb"  # this very process
-    dead_owner = f"{host}:{gone.pid}:{namespace}:ccc:1:ddd"
-    elsewhere = f"{host}:{gone.pid}:other-namespace:eee:2:fff"  # pid means nothing here
-    for tid, owner in (("live", alive_owner), ("dead", dead_owner), ("far", elsewhere)):
-        put(broker, q, tid)
-        take(broker, owner, [q])
-    assert Recoverer(broker, [q], 5.0, clock=FixedClock(NOW)).recover_local_orphans() == 1
-    state = broker.redis.hgetall(broker.keys(q).state)
-    assert state == {b"live": b"active", b"dead": b"pending", b"far": b"active"}
-    assert decode_message(broker.redis.hget(broker.keys(q).msg, "dead")).retried == 1

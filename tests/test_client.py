@@ -1,4 +1,9 @@
-"""Client.enqueue: options, validation, duplicates, batches."""
+"""Client.enqueue: options, validation, duplicates, batches, unique tasks, results.
+
+The ``client`` fixture enqueues through each Broker adapter in turn (Redis and memory: the
+``store`` fixture); the tests of how a Client finds its Redis (environment, URL) and of the
+Redis script cache use Redis alone.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,31 @@ import time
 import pytest
 import redis
 
-from supervisor import Client, DuplicateTaskError, InvalidTaskError, Task, TaskState
+from supervisor import Client, DuplicateTaskError, InvalidTaskError, NotUniqueError, ResultNotFound, Task, TaskState
 from supervisor.adapters.redis.calls import script_source
 from supervisor.adapters.redis.keys import QueueKeys
-from supervisor.core.task import decode_message
+from supervisor.core.ports import Completion
+from supervisor.core.task import decode_message, encode_completed
+from tests.brokers import Store
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
-def client(settings):
-    with Client(settings=settings) as c:
+def client(store: Store):
+    with Client(broker=store.broker) as c:
+        c.store = store
         yield c
 
 
 def stored(client: Client, queue: str, task_id: str):
-    return decode_message(client.broker.redis.hget(client.broker.keys(queue).msg, task_id))
+    return decode_message(client.store.envelope(queue, task_id))
+
+
+def claimed(client: Client, queue: str = "default", now: float | None = None):
+    """Claim from ``queue`` through the port: the tasks, or the seconds until one falls due, or None."""
+    _, got = client.broker.claim_many("test-worker", [queue], 30.0, 1000, now=now)
+    return got
 
 
 def test_enqueue_stores_every_option(client):
@@ -79,12 +93,14 @@ def test_queue_helpers(client):
 def test_delayed_tasks_are_scheduled(client, option):
     info = client.enqueue("t", **option())
     assert info.state == TaskState.SCHEDULED
-    score = client.broker.redis.zscore(client.broker.keys("default").scheduled, info.id)
-    assert score == pytest.approx(time.time() + 60, abs=5)
+    assert client.broker.task_states([("default", info.id)]) == [b"scheduled"]
+    assert claimed(client) == pytest.approx(60, abs=5)  # seconds until due, on the store's clock
 
 
 def test_process_at_in_the_past_is_pending(client):
-    assert client.enqueue("t", process_at=time.time() - 10).state == TaskState.PENDING
+    info = client.enqueue("t", process_at=time.time() - 10)
+    assert info.state == TaskState.PENDING
+    assert [c.task_id for c in claimed(client)] == [info.id]
 
 
 def test_duplicate_task_id_raises(client):
@@ -113,7 +129,9 @@ def test_invalid_options_are_rejected_before_sending(client, kwargs, message):
     kwargs.setdefault("type", "t")
     with pytest.raises((InvalidTaskError, ValueError), match=message):
         client.enqueue(**kwargs)
-    assert client.broker.redis.hlen(client.broker.keys(kwargs.get("queue") or "default").msg) == 0
+    queue = kwargs.get("queue") or "default"
+    assert claimed(client, queue) is None  # nothing stored, nothing scheduled
+    assert client.broker.wait_for_work([queue], 0.01) is False  # and nothing rang
 
 
 def test_unencodable_payload_is_a_type_error(client):
@@ -124,11 +142,45 @@ def test_unencodable_payload_is_a_type_error(client):
 def test_enqueue_many_is_one_batch_and_names_duplicates(client):
     infos = client.enqueue_many([Task("t", i, task_id=f"id{i}") for i in range(100)])
     assert [i.id for i in infos] == [f"id{i}" for i in range(100)]
-    assert client.broker.redis.llen(client.broker.keys("default").pending) == 100
+    states = client.broker.task_states([("default", f"id{i}") for i in range(100)])
+    assert states == [b"pending"] * 100
     with pytest.raises(DuplicateTaskError) as err:
         client.enqueue_many([Task("t", task_id="id5"), Task("t", task_id="fresh"), Task("t", task_id="id7")])
     assert err.value.task_ids == ["id5", "id7"]
-    assert client.broker.redis.hexists(client.broker.keys("default").msg, "fresh")
+    assert client.broker.task_states([("default", "fresh")]) == [b"pending"]
+    assert [c.task_id for c in claimed(client)][:3] == ["id0", "id1", "id2"]
+
+
+def test_unique_tasks_name_their_holder_or_return_it(client):
+    first = client.enqueue("sync", {"account": 1}, unique_for="1h")
+    with pytest.raises(NotUniqueError) as err:
+        client.enqueue("sync", {"account": 1}, unique_for="1h")
+    assert err.value.existing_ids == [first.id]
+    assert client.enqueue("sync", {"account": 2}, unique_for="1h").id != first.id  # another payload
+    same = client.enqueue("sync", {"account": 1}, unique_for="1h", on_duplicate="return")
+    assert same.existing and same.id == first.id and same.state == TaskState.PENDING
+    [task] = [c for c in claimed(client) if c.task_id == first.id]
+    same = client.enqueue("sync", {"account": 1}, unique_for="1h", on_duplicate="return")
+    assert same.id == first.id and same.state == TaskState.ACTIVE
+    assert client.broker.complete_many([Completion(task, unique_key=stored_key(client, first.id))], "test-worker")
+    assert client.enqueue("sync", {"account": 1}, unique_for="1h").id != first.id  # completed: free
+
+
+def stored_key(client: Client, task_id: str) -> str:
+    return stored(client, "default", task_id).unique_key
+
+
+def test_a_result_is_read_back_typed_once_kept(client):
+    info = client.enqueue("report", 42, retention="1h")
+    with pytest.raises(ResultNotFound, match="not completed yet"):
+        client.result(info.id)
+    [task] = claimed(client)
+    record = encode_completed(task.data, {"rows": 42}, time.time())
+    assert client.broker.complete_many([Completion(task, record=record, retention=3600)], "test-worker") == [True]
+    assert client.result(info.id) == {"rows": 42}
+    assert client.result(info.id, type=dict[str, int]) == {"rows": 42}
+    with pytest.raises(ResultNotFound):
+        client.result(info.id, queue="other")
 
 
 def test_client_reads_the_environment(monkeypatch, redis_url, namespace):

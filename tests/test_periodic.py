@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import signal
 import time
 from collections import Counter
@@ -12,11 +13,13 @@ import pytest
 from click.testing import CliRunner
 
 from supervisor import App
-from supervisor.adapters.redis.keys import periodic_key
+from supervisor.adapters.memory import ManualClock, MemoryBroker
 from supervisor.cli import main
 from supervisor.core.cron import CronError
+from supervisor.core.errors import BrokerUnavailable
+from supervisor.core.ports import Broker
 from supervisor.process.scheduler import Scheduler
-from supervisor.wiring import make_broker
+from tests.brokers import Store
 from tests.helpers import wait_for
 from tests.pool import Pool
 
@@ -75,20 +78,93 @@ def test_cron_list_shows_next_run_and_last_enqueue(redis_url, namespace, tmp_pat
         assert pool.wait_exit(10) == 0
 
 
-def test_missed_ticks_are_skipped_unless_the_entry_catches_up(settings):
-    broker = make_broker(settings)
+# -- the Scheduler on the Broker port: Redis and memory alike (the ``store`` fixture) -------------
+
+T0 = 1_800_000_000.0  # a whole minute
+
+
+def pending_ids(broker: Broker, queue: str = "default") -> list[str]:
+    """Claim every pending task of ``queue`` (the scheduler enqueues them pending), in order."""
+    flags, got = broker.claim_many("test", [queue], 30.0, 10_000, now=T0 + 86400)
+    assert flags == []
+    out = []
+    while isinstance(got, list):
+        out += [c.task_id for c in got]
+        _, got = broker.claim_many("test", [queue], 30.0, 10_000, now=T0 + 86400)
+    return out
+
+
+def test_missed_ticks_are_skipped_unless_the_entry_catches_up(store: Store):
+    broker = store.broker
     app = App()
     skip = app.periodic("* * * * *", "report", name="skip")
     catch = app.periodic("* * * * *", "report", name="catch", catch_up=True)
-    now = time.time()
+    now = T0 + 30
     last = now - 5 * 60 - 1  # every supervisor was down for five minutes
     for entry in (skip, catch):
-        broker.redis.hset(periodic_key(settings.asynq.namespace), entry.name, json.dumps({"last_tick": last}))
+        broker.save_periodic_record(entry.name, json.dumps({"last_tick": last}))
     Scheduler([skip, catch], broker, 25).start(now)
-    ids = [i.decode() for i in broker.redis.lrange(broker.keys("default").pending, 0, -1)]
-    assert sorted(i.split(":")[1] for i in ids) == ["catch"] * 5
-    assert Scheduler([catch], broker, 25).start(now) is None  # a second start: nothing twice
-    assert len(broker.redis.lrange(broker.keys("default").pending, 0, -1)) == 5
+    Scheduler([catch], broker, 25).start(now)  # a second start (another supervisor): nothing twice
+    ids = pending_ids(broker)
+    assert [i.split(":")[1] for i in ids] == ["catch"] * 5
+    assert ids == [catch.task_id(T0 - 60 * k) for k in (4, 3, 2, 1, 0)]
+    record = json.loads(broker.periodic_records()["catch"])
+    assert record["last_tick"] == T0 and record["next_run"] == T0 + 60
+    assert json.loads(broker.periodic_records()["skip"]) == {"last_tick": last, **_published(skip, T0 + 60)}
+
+
+def _published(entry, next_run):
+    return {"schedule": entry.spec, "task_type": entry.task_type, "queue": entry.queue,
+            "timezone": entry.timezone, "next_run": next_run}  # fmt: skip
+
+
+def test_two_schedulers_enqueue_each_tick_once(store: Store, caplog):
+    broker = store.broker
+    app = App()
+    entry = app.periodic("* * * * *", "report", {"kind": "minutely"}, name="minutely")
+    a, b = Scheduler([entry], broker, 25), Scheduler([entry], broker, 25)
+    for s in (a, b):
+        s.start(T0 + 1)
+        assert s.due_at() == T0 + 60
+    caplog.set_level(logging.DEBUG, logger="supervisor.scheduler")
+    for minute in (1, 2, 3):
+        # Same tick, same clock reading: byte-identical envelopes. The once-marker, checked
+        # first, makes the second an "already done", not "my resend had landed".
+        for s in (b, a) if minute % 2 else (a, b):
+            s.run_due(T0 + 60 * minute + 0.5)
+    events = [(r.event, r.tick) for r in caplog.records if getattr(r, "event", "").startswith("periodic_")]
+    ticks = [T0 + 60 * m for m in (1, 2, 3)]
+    assert sorted(events) == sorted([("periodic_enqueue", t) for t in ticks] + [("periodic_skip", t) for t in ticks])
+    assert pending_ids(broker) == [entry.task_id(t) for t in ticks]
+    record = json.loads(broker.periodic_records()["minutely"])
+    assert record["last_tick"] == T0 + 180 and record["last_task_id"] == entry.task_id(T0 + 180)
+
+
+def test_ticks_that_went_by_are_not_replayed_only_the_latest_runs_late(store: Store):
+    broker = store.broker
+    entry = App().periodic("* * * * *", "report", name="m")
+    s = Scheduler([entry], broker, 25)
+    s.start(T0 + 1)
+    s.run_due(T0 + 600 + 7)  # ten minutes without a chance to run (a suspended process)
+    assert pending_ids(broker) == [entry.task_id(T0 + 60)]  # the one that was due, late
+    assert s.due_at() == T0 + 660
+    s.run_due(T0 + 660)
+    assert pending_ids(broker) == [entry.task_id(T0 + 660)]
+
+
+def test_a_tick_the_store_refused_is_tried_again():
+    clock = ManualClock(T0)
+    broker = MemoryBroker(clock)
+    entry = App().periodic("* * * * *", "report", name="m")
+    s = Scheduler([entry], broker, 25)
+    s.start(T0 + 1)
+    broker.outage = BrokerUnavailable("store down")
+    with pytest.raises(BrokerUnavailable):
+        s.run_due(T0 + 60)
+    broker.outage = None
+    s.run_due(T0 + 65)  # the caller backs off and calls again
+    assert pending_ids(broker) == [entry.task_id(T0 + 60)]
+    assert s.due_at() == T0 + 120
 
 
 @pytest.mark.parametrize(

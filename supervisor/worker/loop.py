@@ -99,7 +99,7 @@ class Worker:
         self.handback = Handback(broker, self.worker_id, options.queues, self.runner)
         self._cond = threading.Condition()
         self._buffer: deque[_Buffered] = deque()
-        self._running: set[str] = set()
+        self._running: dict[str, float] = {}  # task id -> when it started (monotonic)
         self._completions: list[Completion] = []
         self._completions_since = 0.0
         self._average = 0.0  # moving average of task run times (s)
@@ -222,7 +222,11 @@ class Worker:
         """
         with self._cond:
             free = self.options.concurrency - len(self._running) - len(self._buffer)
-            self._ahead = self.options.batch if self._average < QUICK else 0
+            # Quick: short on average, and nothing running long now (a slow task among quick ones
+            # would otherwise have the loop claim, give back and claim again what it cannot start).
+            now = time.monotonic()
+            slow_now = any(now - started > STALE_AFTER for started in self._running.values())
+            self._ahead = self.options.batch if self._average < QUICK and not slow_now else 0
             want = free + self._ahead
             if free <= 0 and want < max(1, self._ahead // 2):
                 want = 0
@@ -320,7 +324,7 @@ class Worker:
         if not isinstance(prepared, Ready):
             return None
         with self._cond:
-            self._running.add(claimed.task_id)
+            self._running[claimed.task_id] = time.monotonic()
         self.observer.task_started(prepared.message.id, prepared.message.type, claimed.queue, prepared.limit)
         return prepared
 
@@ -338,7 +342,7 @@ class Worker:
         finally:
             took = time.monotonic() - started
             with self._cond:
-                self._running.discard(ready.claimed.task_id)
+                self._running.pop(ready.claimed.task_id, None)
                 self._average = took if not self._average else 0.8 * self._average + 0.2 * took
                 if completion is not None:
                     if not self._completions:
@@ -374,7 +378,7 @@ class Worker:
 
     def _mine(self) -> set[str]:
         with self._cond:
-            return self._running | {b.claimed.task_id for b in self._buffer}
+            return set(self._running) | {b.claimed.task_id for b in self._buffer}
 
     def _give_back_buffer(self) -> None:
         with self._cond:

@@ -631,7 +631,7 @@ class RedisBroker:
         """The stored state of each (queue, task id), None where the task is gone; one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for queue, task_id in tasks:
-            pipe.hget(self.keys(queue).state, task_id)
+            pipe.hget(self.keys(queue).state, _raw(task_id))  # any id the port hands out, junk bytes too
         return list(pipe.execute())
 
     def result_record(self, queue: str, task_id: str) -> bytes | None:

@@ -1,0 +1,381 @@
+"""The broker port in memory: the second adapter, for fast unit tests and as proof the port holds.
+
+Every method reproduces, step for step, what the Redis adapter's script for it does
+(``adapters/redis/scripts/*.lua``): the same enqueue outcomes, unique locks and once-markers,
+FIFO order, claim order and batch rule, leases, owner fencing, archive trimming and wake-ups.
+``tests/contract/`` runs one set of tests against both adapters so they cannot drift.
+
+- **One lock**: every method runs under one lock, as every script runs alone in Redis; so the
+  broker is shared safely by the threads of one process.
+- **The store's clock** is the injected :class:`~supervisor.core.ports.Clock` (the real one by
+  default): leases, due times and the time-to-live of unique locks, once-markers and kept results
+  are judged on it, and a test moves it (:class:`~supervisor.adapters.memory.clock.ManualClock`).
+  ``now`` arguments replace it where the port says so. Blocking (:meth:`wait_for_work`) waits in
+  real time.
+- **Not a production backend**: the tasks live in one process's memory. A forked child gets a
+  copy of them, not a share, and nothing survives the process.
+
+Beyond the port, a few test hooks: :meth:`pause`/:meth:`resume` (what an operator does),
+:meth:`push_raw` (an id with no envelope, as another producer could leave on a Redis list),
+:meth:`envelope` (the stored envelope of a task in any state),
+:attr:`outage` (make every call fail, like a store that is down), :meth:`known_queues` and
+:meth:`servers`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from supervisor.adapters.memory.store import (
+    ARCHIVED,
+    PENDING,
+    RETRY,
+    SCHEDULED,
+    Queue,
+    batch_size,
+    next_due,
+    ttl_seconds,
+)
+from supervisor.core.errors import BrokerError
+from supervisor.core.ports import Broker, Claimed, Clock, Completion, Enqueued, Held, NewTask, SystemClock
+
+__all__ = ["FORWARD_LIMIT", "WAKE_CAP", "MemoryBroker"]
+
+#: Wake-up tokens kept per queue at most (the Redis adapter's WAKE_CAP).
+WAKE_CAP = 256
+#: Due scheduled/retry tasks moved to pending per set per claim (the Redis adapter's FORWARD_LIMIT).
+FORWARD_LIMIT = 100
+#: Archived tasks dropped per trimming step, per limit (archive.lua's bound).
+TRIM_STEP = 100
+
+
+class MemoryBroker:
+    """Tasks in this process's memory, with the Redis adapter's semantics (see the module docstring)."""
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        archive_max_size: int = 10_000,
+        archive_max_age: float = 90 * 86400.0,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.archive_max_size = archive_max_size
+        self.archive_max_age = archive_max_age
+        #: When set, every port method raises it (a test's store outage).
+        self.outage: BrokerError | None = None
+        self._cond = threading.Condition(threading.Lock())
+        self._queues: dict[str, Queue] = {}
+        self._known: set[str] = set()
+        self._periodic: dict[str, str] = {}
+        self._servers: dict[str, tuple[dict[str, str | int | float], float]] = {}
+
+    def _queue(self, name: str) -> Queue:
+        q = self._queues.get(name)
+        if q is None:
+            q = self._queues[name] = Queue()
+        return q
+
+    def _up(self) -> None:
+        if self.outage is not None:
+            raise self.outage
+
+    # -- producers ----------------------------------------------------------------------------
+
+    def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
+        with self._cond:
+            self._up()
+            now = self.clock.now()
+            out = [self._enqueue(t, now) for t in tasks]
+            self._cond.notify_all()
+            return out
+
+    def _enqueue(self, t: NewTask, now: float) -> tuple[Enqueued, str]:
+        """enqueue.lua: once-marker first, then the id, then the unique lock; then store."""
+        q = self._queue(t.queue)
+        if t.once_key:
+            # Before the identity check: two supervisors build byte-identical envelopes for a tick.
+            done_by = q.once.get(t.once_key, now)
+            if done_by is not None:
+                return Enqueued.ALREADY_DONE, done_by
+        existing = q.msg.get(t.task_id)
+        if existing is not None:
+            return (Enqueued.RESENT if existing == t.data else Enqueued.DUPLICATE_ID), t.task_id
+        if t.unique_key:
+            holder = q.unique.get(t.unique_key, now)
+            if holder is not None:
+                return Enqueued.NOT_UNIQUE, holder
+        if t.once_key:
+            q.once.put(t.once_key, t.task_id, now, t.once_ttl)
+        if t.unique_key:
+            q.unique.put(t.unique_key, t.task_id, now, t.unique_ttl)
+        q.msg[t.task_id] = t.data
+        if t.process_at is None:
+            q.state[t.task_id] = PENDING
+            q.pending.append(t.task_id)
+        else:
+            q.state[t.task_id] = SCHEDULED
+            q.scheduled.add(t.task_id, t.process_at)
+        q.wake = min(q.wake + 1, WAKE_CAP)
+        self._known.add(t.queue)
+        return Enqueued.ENQUEUED, t.task_id
+
+    def task_states(self, tasks: Sequence[tuple[str, str]]) -> list[bytes | None]:
+        with self._cond:
+            self._up()
+            return [q.state.get(tid) if (q := self._queues.get(name)) else None for name, tid in tasks]
+
+    def result_record(self, queue: str, task_id: str) -> bytes | None:
+        with self._cond:
+            self._up()
+            q = self._queues.get(queue)
+            return q.results.get(task_id, self.clock.now()) if q else None
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def claim_many(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        lease_duration: float,
+        max_batch: int = 1,
+        completions: Sequence[Completion] = (),
+        *,
+        now: float | None = None,
+    ) -> tuple[list[bool], list[Claimed] | float | None]:
+        with self._cond:
+            self._up()
+            flags = [self._complete(c, worker_id) for c in completions]
+            at = self.clock.now() if now is None else now
+            order = [(name, self._queue(name)) for name in queues]
+            for i, (name, q) in enumerate(order):
+                if q.paused:
+                    continue
+                q.forward(at, FORWARD_LIMIT)
+                if q.pending:
+                    ids = q.own(batch_size(order, i, max_batch), worker_id, at + lease_duration)
+                    return flags, [Claimed(name, tid, q.msg.get(tid) or None) for tid in ids]
+            return flags, next_due(order, at)
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        deadline = time.monotonic() + max(timeout, 0.01)  # as the Redis adapter: 0 never blocks forever
+        with self._cond:
+            while True:
+                self._up()
+                for name in queues:
+                    q = self._queues.get(name)
+                    if q is not None and q.wake > 0:
+                        q.wake -= 1
+                        return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+
+    def complete_many(self, completions: Sequence[Completion], worker_id: str) -> list[bool]:
+        with self._cond:
+            self._up()
+            return [self._complete(c, worker_id) for c in completions]
+
+    def _complete(self, c: Completion, worker_id: str) -> bool:
+        """complete.lua: fenced; forget the task, count it, free its lock, keep its record."""
+        q = self._queue(c.claimed.queue)
+        tid = c.claimed.task_id
+        if q.owner.get(tid) != worker_id:
+            return False
+        q.drop(tid)
+        q.processed += 1
+        now = self.clock.now()
+        if c.unique_key:
+            q.release(c.unique_key, tid, now)
+        if c.record is not None and c.retention > 0:
+            q.results.put(tid, c.record, now, c.retention)
+        return True
+
+    def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool:
+        with self._cond:
+            self._up()
+            q = self._queue(claimed.queue)
+            tid = claimed.task_id
+            if q.owner.get(tid) != worker_id:
+                return False
+            q.msg[tid] = data
+            q.state[tid] = RETRY
+            q.disown(tid)
+            q.retry.add(tid, retry_at)
+            q.failed += 1
+            return True
+
+    def archive(
+        self,
+        claimed: Claimed,
+        worker_id: str,
+        data: bytes,
+        now: float,
+        store_id: str | None = None,
+        *,
+        unique_key: str = "",
+    ) -> bool:
+        with self._cond:
+            self._up()
+            q = self._queue(claimed.queue)
+            tid = claimed.task_id
+            if q.owner.get(tid) != worker_id:
+                return False
+            if unique_key:
+                q.release(unique_key, tid, self.clock.now())
+            q.disown(tid)
+            stored = tid if store_id is None else store_id
+            if stored != tid:
+                q.drop(tid)
+            q.msg[stored] = data
+            q.state[stored] = ARCHIVED
+            q.archived.add(stored, now)
+            q.failed += 1
+            q.trim(now - self.archive_max_age, self.archive_max_size, TRIM_STEP)
+            return True
+
+    def requeue(self, claimed: Claimed, owner: str, data: bytes | None, *, at_head: bool) -> bool:
+        with self._cond:
+            self._up()
+            q = self._queue(claimed.queue)
+            tid = claimed.task_id
+            if q.owner.get(tid) != owner:
+                return False
+            if data:  # None or empty: keep the stored envelope (requeue.lua's '')
+                q.msg[tid] = data
+            q.state[tid] = PENDING
+            q.disown(tid)
+            if at_head:
+                q.pending.appendleft(tid)
+            else:
+                q.pending.append(tid)
+            q.wake = min(q.wake + 1, WAKE_CAP)
+            self._cond.notify_all()
+            return True
+
+    def reset(self) -> None:
+        """Nothing to drop: no connection."""
+
+    def close_after_fork(self) -> None:
+        """Nothing to drop; the child's copy of the tasks is its own (see the module docstring)."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    # -- the supervisor -----------------------------------------------------------------------
+
+    def owners(self, queues: Sequence[str]) -> set[str]:
+        with self._cond:
+            self._up()
+            return {owner for name in queues if (q := self._queues.get(name)) for owner in q.owner.values()}
+
+    def held_by(self, worker_ids: Sequence[str], queues: Sequence[str]) -> list[Held]:
+        wanted = set(worker_ids)
+        with self._cond:
+            self._up()
+            return [
+                Held(Claimed(name, tid, q.msg.get(tid)), owner)
+                for name in queues
+                if (q := self._queues.get(name))
+                for tid, owner in q.owner.items()
+                if owner in wanted
+            ]
+
+    def expired(self, queues: Sequence[str], limit: int = 100, *, now: float | None = None) -> list[Held]:
+        with self._cond:
+            self._up()
+            at = self.clock.now() if now is None else now
+            out: list[Held] = []
+            for name in queues:
+                q = self._queues.get(name)
+                if q is None:
+                    continue
+                for tid in q.lease.up_to(at, limit):
+                    owner = q.owner.get(tid)
+                    if owner is not None:
+                        out.append(Held(Claimed(name, tid, q.msg.get(tid)), owner))
+            return out
+
+    def renew(
+        self, worker_ids: Sequence[str], queues: Sequence[str], lease_duration: float, *, now: float | None = None
+    ) -> int:
+        if not worker_ids:
+            return 0
+        wanted = set(worker_ids)
+        with self._cond:
+            self._up()
+            deadline = (self.clock.now() if now is None else now) + lease_duration
+            n = 0
+            for name in queues:
+                q = self._queues.get(name)
+                if q is None:
+                    continue
+                for tid, owner in q.owner.items():
+                    if owner in wanted:
+                        if tid in q.lease:  # renew.lua's ZADD XX: extend, never create
+                            q.lease.add(tid, deadline)
+                        n += 1
+            return n
+
+    def heartbeat_server(self, server_id: str, info: dict[str, str | int | float], ttl: float) -> None:
+        with self._cond:
+            self._up()
+            self._servers[server_id] = (dict(info), self.clock.now() + ttl_seconds(ttl))
+
+    def remove_server(self, server_id: str) -> None:
+        with self._cond:
+            self._up()
+            self._servers.pop(server_id, None)
+
+    # -- the periodic scheduler ---------------------------------------------------------------
+
+    def periodic_records(self) -> dict[str, str]:
+        with self._cond:
+            self._up()
+            return dict(self._periodic)
+
+    def save_periodic_record(self, name: str, record: str) -> None:
+        with self._cond:
+            self._up()
+            self._periodic[name] = record
+
+    # -- test hooks (not part of the port) ----------------------------------------------------
+
+    def pause(self, queue: str) -> None:
+        """Stop claims from ``queue`` (its due tasks stay where they are), as an operator's pause."""
+        with self._cond:
+            self._queue(queue).paused = True
+
+    def resume(self, queue: str) -> None:
+        with self._cond:
+            self._queue(queue).paused = False
+
+    def push_raw(self, queue: str, task_id: str) -> None:
+        """Put an id with no envelope on the queue, as another producer's bare LPUSH would in Redis."""
+        with self._cond:
+            self._queue(queue).pending.append(task_id)
+
+    def envelope(self, queue: str, task_id: str) -> bytes | None:
+        """The envelope stored for a task in any state (what a test checks after a retry or archive)."""
+        with self._cond:
+            q = self._queues.get(queue)
+            return q.msg.get(task_id) if q else None
+
+    def known_queues(self) -> list[str]:
+        """Every queue ever enqueued to."""
+        with self._cond:
+            return sorted(self._known)
+
+    def servers(self) -> dict[str, dict[str, str | int | float]]:
+        """The supervisors whose heartbeat has not expired, with what they reported."""
+        with self._cond:
+            now = self.clock.now()
+            return {sid: dict(info) for sid, (info, until) in self._servers.items() if until >= now}
+
+
+def _conforms(broker: MemoryBroker) -> Broker:
+    """Never called: mypy checks here that MemoryBroker implements the Broker port."""
+    return broker

@@ -1,0 +1,165 @@
+"""The worker's unit tests on the in-memory broker: no Redis, the whole module in about a second.
+
+The same Worker as in production (claim loop, task threads, event loop), on the second adapter of
+the Broker port; tests/test_worker.py runs the same kinds of checks on Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import msgspec
+import pytest
+
+from supervisor import App, Client, SkipRetry, Task, fixed_delay
+from supervisor.adapters.memory import MemoryBroker
+from supervisor.config import load_settings
+from supervisor.core.queues import QueuePlan
+from supervisor.core.task import decode_message
+from supervisor.worker import Worker, WorkerOptions
+from tests.helpers import WorkerThread, wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Email(msgspec.Struct):
+    to: str
+
+
+@pytest.fixture
+def broker() -> Iterator[MemoryBroker]:
+    b = MemoryBroker()  # the store's clock is the real one: tasks enqueued now are due now
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def client(broker: MemoryBroker) -> Client:
+    return Client(settings=load_settings(environ={}), broker=broker)
+
+
+def worker(app: App, broker: MemoryBroker, **options: object) -> Worker:
+    plan = QueuePlan.from_pairs([("critical", 6), ("default", 3), ("low", 1)])
+    return Worker(app, broker, WorkerOptions(plan, idle_block=0.05, **options))  # type: ignore[arg-type]
+
+
+def archived_error(broker: MemoryBroker, task_id: str, queue: str = "default") -> str:
+    data = broker.envelope(queue, task_id)
+    assert data is not None
+    return decode_message(data).last_error
+
+
+def test_typed_payloads_reach_handlers_and_bad_input_is_archived(broker, client):
+    app = App()
+    seen: list[object] = []
+    app.register("email", lambda p: seen.append(p))  # untyped: any msgspec value
+
+    @app.task("typed")
+    def typed(payload: Email) -> None:
+        seen.append(payload)
+
+    client.enqueue("typed", {"to": "a@example.com"})
+    bad = client.enqueue("typed", {"to": 7})
+    unknown = client.enqueue("nobody-handles-this")
+    w = worker(app, broker)
+    while w.step():
+        pass
+    assert seen == [Email("a@example.com")]
+    assert "invalid payload" in archived_error(broker, bad.id)
+    assert "no handler registered" in archived_error(broker, unknown.id)
+
+
+def test_failures_retry_then_archive_and_skip_retry_archives_at_once(broker, client):
+    app = App(retry_delay=fixed_delay(0))
+    runs: list[str] = []
+
+    @app.task("flaky")
+    def flaky(payload: None, context) -> None:
+        runs.append(context.id)
+        raise ValueError("nope")
+
+    @app.task("hopeless")
+    def hopeless(payload: None) -> None:
+        raise SkipRetry("not worth it")
+
+    f = client.enqueue("flaky", max_retry=2)
+    h = client.enqueue("hopeless")
+    w = worker(app, broker)
+    deadline = time.monotonic() + 5
+    while len(runs) < 3 and time.monotonic() < deadline:
+        w.step()
+    assert runs == [f.id] * 3
+    assert "ValueError: nope" in archived_error(broker, f.id)
+    assert "not worth it" in archived_error(broker, h.id)
+
+
+def test_sync_and_async_handlers_run_side_by_side(broker, client):
+    app = App()
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    async def enter_and_leave(pause: float) -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        await asyncio.sleep(pause)
+        with lock:
+            running -= 1
+
+    @app.task("async")
+    async def a(payload: float) -> None:
+        await enter_and_leave(payload)
+
+    @app.task("sync")
+    def s(payload: float) -> None:
+        asyncio.run(enter_and_leave(payload))
+
+    client.enqueue_many([Task("async" if i % 2 else "sync", 0.05) for i in range(40)])
+    w = worker(app, broker, concurrency=10)
+    started = time.monotonic()
+    with WorkerThread(w):
+        wait_for(lambda: w.processed == 40 and w.busy == 0, timeout=10, what="40 tasks")
+    assert most > 5  # they overlapped
+    assert time.monotonic() - started < 2.0  # 40 x 50 ms in a few rounds, not one after another
+
+
+def test_a_quick_task_never_waits_behind_a_slow_one_claimed_before_it(broker, client):
+    app = App()
+    done: dict[str, float] = {}
+
+    @app.task("work")
+    def work(payload: float, context) -> None:
+        time.sleep(payload)
+        done[context.id] = time.monotonic()
+
+    slow = client.enqueue("work", 1.0)
+    quick = [t.id for t in client.enqueue_many([Task("work", 0.0) for _ in range(30)])]
+    first, second = worker(app, broker), worker(app, broker)
+    started = time.monotonic()
+    with WorkerThread(first), WorkerThread(second):
+        wait_for(lambda: all(i in done for i in quick), timeout=5, what="the quick tasks")
+        assert max(done[i] for i in quick) - started < 0.9  # none waited for the slow one
+        wait_for(lambda: slow.id in done, timeout=5, what="the slow task")
+
+
+def test_a_soft_time_limit_interrupts_a_python_handler_in_its_thread(broker, client):
+    app = App()
+
+    @app.task("spin", retry_delay=fixed_delay(3600))
+    def spin(payload: None) -> None:
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            pass
+
+    info = client.enqueue("spin", timeout=0.2)
+    w = worker(app, broker)
+    started = time.monotonic()
+    assert w.step()
+    assert time.monotonic() - started < 2
+    assert broker.task_states([("default", info.id)]) == [b"retry"]
+    assert "TaskTimeout" in decode_message(broker.envelope("default", info.id) or b"").last_error
