@@ -462,7 +462,7 @@ def load_settings(
         raise ConfigError(label, text, f"must be less than half of ASYNQ_LEASE_DURATION ({lease:g}s)")
 
     asynq = AsynqSettings(
-        workers=_workers(raw, get),
+        workers=get("ASYNQ_WORKERS", _integer(1, MAX_WORKERS), min(os.cpu_count() or 1, MAX_WORKERS)),
         worker_concurrency=get("ASYNQ_WORKER_CONCURRENCY", _integer(1, MAX_WORKER_CONCURRENCY), 1),
         queues=get("ASYNQ_QUEUES", parse_queues, parse_queues(_DEFAULT_QUEUES, "ASYNQ_QUEUES")),
         strict_priority=get("ASYNQ_STRICT_PRIORITY", parse_bool, False),
@@ -511,12 +511,13 @@ def _raw_values(
     for layer in layers:
         for name, value in layer.items():
             if name.startswith(("ASYNQ_", "REDIS_")) and value != "":
-                raw[name] = (name, value)
+                raw[_OLD_NAMES.get(name, name)] = (name, value)
+        _check_old_names(layer)
     for name, (label, value) in (overrides or {}).items():
         if name not in KNOWN_VARIABLES:  # a caller bug, whatever the prefix
             raise ConfigError(label, value, _unknown(name))
         if value != "":
-            raw[name] = (label, value)
+            raw[_OLD_NAMES.get(name, name)] = (label, value)
     for name in sorted(raw):
         if name.startswith("ASYNQ_") and name not in KNOWN_VARIABLES:
             raise ConfigError(raw[name][0], raw[name][1], _unknown(name))
@@ -626,16 +627,15 @@ def _parse_master_name(text: str, variable: str) -> str:
     return text
 
 
-def _workers(raw: Mapping[str, tuple[str, str]], get: Callable[[str, Callable[[str, str], int], int], int]) -> int:
-    """ASYNQ_WORKERS, or its old name ASYNQ_CONCURRENCY; both set must agree."""
-    parse = _integer(1, MAX_WORKERS)
-    default = min(os.cpu_count() or 1, MAX_WORKERS)
-    workers = get("ASYNQ_WORKERS", parse, default)
-    old = get("ASYNQ_CONCURRENCY", parse, workers)
-    if "ASYNQ_WORKERS" in raw and "ASYNQ_CONCURRENCY" in raw and old != workers:
-        label, text = raw["ASYNQ_CONCURRENCY"]
-        raise ConfigError(label, text, f"is the old name of ASYNQ_WORKERS, which says {workers}: set one of them")
-    return old
+#: Old names still accepted: each sets the new variable, at its own layer's precedence.
+_OLD_NAMES = {"ASYNQ_CONCURRENCY": "ASYNQ_WORKERS"}
+
+
+def _check_old_names(layer: Mapping[str, str]) -> None:
+    """An old name and its new one set differently in one place (env file, environment) is ambiguous."""
+    for old, new in _OLD_NAMES.items():
+        if layer.get(old) and layer.get(new) and layer[old].strip() != layer[new].strip():
+            raise ConfigError(old, layer[old], f"is the old name of {new}, which says {layer[new]}: set one of them")
 
 
 def _unknown(name: str) -> str:

@@ -149,7 +149,10 @@ def test_lifecycle_on_a_cluster(cluster: ClusterSet, tmp_path: Path) -> None:
         s.client.enqueue("nap", 1.0, queue="a", unique_for="1m")  # the lock went with the completion
         insp = Inspector(make_broker(s.settings).redis, s.ns)
         wait_for(lambda: insp.stats(["c"])[0].archived == 1, timeout=15, what="the doomed task archived")
-        assert Counter(r[0] for r in s.runs() if r[0].startswith("m-")).most_common(1)[0][1] == 1  # no duplicates
+        # At-least-once: the worker that "die" kills may take a few completions not yet recorded
+        # (they are sent within 20 ms, at most 8 at a time) with it; those tasks run again.
+        again = [n for n in Counter(r[0] for r in s.runs() if r[0].startswith("m-")).values() if n > 1]
+        assert len(again) <= 8 and all(n == 2 for n in again), again
 
         # The CLI on a cluster: stats, list, retry (an idle worker wakes on the doorbell).
         stats = {q["queue"]: q for q in s.cli("stats")["queues"]}

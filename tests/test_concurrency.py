@@ -8,7 +8,6 @@ fields and spans of concurrent tasks).
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import threading
@@ -20,7 +19,6 @@ import pytest
 from supervisor import App, Client, Task, fixed_delay
 from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.core.task import decode_message
-from supervisor.logcontext import TaskContextFilter
 from tests.conftest import make_settings
 from tests.helpers import WorkerThread, make_worker, wait_for
 from tests.pool import Pool
@@ -170,42 +168,3 @@ def test_an_async_handler_is_cancelled_at_its_time_limit(settings, r):
         wait_for(lambda: r.hget(broker.keys("default").state, info.id) == b"retry", timeout=5, what="the retry")
     message = decode_message(r.hget(broker.keys("default").msg, info.id))
     assert cancelled.is_set() and "TaskTimeout" in message.last_error and message.retried == 1
-
-
-def test_log_fields_and_spans_never_leak_between_concurrent_tasks(redis_url, namespace, spans):
-    settings = make_settings(redis_url, namespace, worker_concurrency="2")
-    app = App()
-    both = threading.Barrier(2, timeout=5)
-    seen: list[tuple[str | None, str]] = []
-    seen_lock = threading.Lock()
-    logger = logging.getLogger("tests.concurrency")
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            with seen_lock:
-                seen.append((getattr(record, "task_id", None), record.getMessage()))
-
-    capture = Capture()
-    capture.addFilter(TaskContextFilter())
-    logger.addHandler(capture)
-    logger.setLevel(logging.INFO)
-    spans.clear()
-
-    @app.task("talk")
-    def talk(payload: str, context) -> None:
-        logger.info("before %s", payload)
-        both.wait()  # both tasks are running at once here
-        logger.info("after %s", payload)
-
-    try:
-        ids = [t.id for t in Client(settings=settings).enqueue_many([Task("talk", "a"), Task("talk", "b")])]
-        worker, _ = make_worker(app, settings)
-        with WorkerThread(worker):
-            wait_for(lambda: len(seen) >= 4, timeout=10, what="four log lines")
-    finally:
-        logger.removeHandler(capture)
-    by_payload = {"a": ids[0], "b": ids[1]}
-    for task_id, message in seen:
-        assert task_id == by_payload[message.split()[-1]], seen
-    spanned = {s.attributes["messaging.message.id"] for s in spans.get_finished_spans() if s.name == "talk"}
-    assert spanned == set(ids)

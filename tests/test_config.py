@@ -721,3 +721,17 @@ def test_env_example_uncommented_gives_the_defaults(tmp_path: Path) -> None:
     values = read_env_file(uncommented)
     assert set(values) == set(KNOWN_VARIABLES)
     assert load_settings(environ={}, env_file=uncommented) == load_settings(environ={})
+
+
+def test_workers_and_their_old_name_keep_each_layers_precedence(tmp_path) -> None:
+    env_file = tmp_path / "sv.env"
+    env_file.write_text("ASYNQ_WORKERS=4\n")
+    # The environment's old name wins over the file's new one, as any variable would.
+    assert load_settings(environ={"ASYNQ_CONCURRENCY": "2"}, env_file=env_file).asynq.workers == 2
+    assert load_settings(environ={"ASYNQ_WORKERS": "3", "ASYNQ_CONCURRENCY": "3"}).asynq.workers == 3
+    with pytest.raises(ConfigError, match="old name of ASYNQ_WORKERS"):
+        load_settings(environ={"ASYNQ_WORKERS": "3", "ASYNQ_CONCURRENCY": "5"})
+    settings = load_settings(environ={"ASYNQ_WORKER_CONCURRENCY": "50"})
+    assert settings.asynq.worker_concurrency == 50 and settings.asynq.workers >= 1
+    with pytest.raises(ConfigError, match="expected an integer from 1 to 1000"):
+        load_settings(environ={"ASYNQ_WORKER_CONCURRENCY": "0"})

@@ -64,7 +64,7 @@ def test_unit_execstart_reaches_ready_and_stops_cleanly(redis_url, namespace, tm
     u = unit()
     env = base_env(redis_url, namespace)
     env.update(env_file(DEPLOY / "supervisor-jobs.env"))  # what EnvironmentFile= gives the process
-    env.update({"REDIS_URL": redis_url, "ASYNQ_NAMESPACE": namespace, "ASYNQ_CONCURRENCY": "2"})
+    env.update({"REDIS_URL": redis_url, "ASYNQ_NAMESPACE": namespace, "ASYNQ_WORKERS": "2"})
     env["ASYNQ_APP"] = "examples.demo:app"  # the env file leaves it for the operator to fill in
     sock = notify_socket(tmp_path, env)
     proc = subprocess.Popen(local_binary(shlex.split(u["ExecStart"])), env=env, cwd=ROOT,
@@ -146,7 +146,7 @@ def test_docker_entrypoint_as_pid1_reaches_ready_and_stops(redis_url, namespace,
     env = base_env(redis_url, namespace)
     env.update(image_env())
     env["PYTHONPATH"] = env["PYTHONPATH"].replace("/app", str(ROOT))  # the image's /app is this checkout
-    env.update({"REDIS_URL": redis_url, "ASYNQ_NAMESPACE": namespace, "ASYNQ_CONCURRENCY": "2",
+    env.update({"REDIS_URL": redis_url, "ASYNQ_NAMESPACE": namespace, "ASYNQ_WORKERS": "2",
                 "ASYNQ_APP": "examples.demo:app"})  # fmt: skip
     sock = notify_socket(tmp_path, env)
     # As the image's numeric user. The interpreter lives under /root (mode 0700) on this machine,

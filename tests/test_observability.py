@@ -136,3 +136,50 @@ def test_a_handler_calling_sys_exit_does_not_end_the_worker(settings):
     message = decode_message(broker.redis.hget(broker.keys("default").msg, info.id))
     assert "HandlerCrashed: handler raised SystemExit: 3" in message.last_error
     assert broker.redis.hget(broker.keys("default").state, info.id) == b"retry"
+
+
+def test_log_fields_and_spans_never_leak_between_concurrent_tasks(redis_url, namespace, spans):
+    """Two tasks running at once in one worker (issue 11): each log line and span carries its own id."""
+    import threading
+
+    from supervisor import Task
+    from supervisor.logcontext import TaskContextFilter
+    from tests.conftest import make_settings
+    from tests.helpers import WorkerThread, wait_for
+
+    settings = make_settings(redis_url, namespace, worker_concurrency="2")
+    app = App()
+    both = threading.Barrier(2, timeout=5)
+    seen: list[tuple[str | None, str]] = []
+    seen_lock = threading.Lock()
+    logger = logging.getLogger("tests.concurrency")
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            with seen_lock:
+                seen.append((getattr(record, "task_id", None), record.getMessage()))
+
+    capture = Capture()
+    capture.addFilter(TaskContextFilter())
+    logger.addHandler(capture)
+    logger.setLevel(logging.INFO)
+    spans.clear()
+
+    @app.task("talk")
+    def talk(payload: str, context) -> None:
+        logger.info("before %s", payload)
+        both.wait()  # both tasks are running at once here
+        logger.info("after %s", payload)
+
+    try:
+        ids = [t.id for t in Client(settings=settings).enqueue_many([Task("talk", "a"), Task("talk", "b")])]
+        worker, _ = make_worker(app, settings)
+        with WorkerThread(worker):
+            wait_for(lambda: len(seen) >= 4, timeout=10, what="four log lines")
+    finally:
+        logger.removeHandler(capture)
+    by_payload = {"a": ids[0], "b": ids[1]}
+    for task_id, message in seen:
+        assert task_id == by_payload[message.split()[-1]], seen
+    spanned = {s.attributes["messaging.message.id"] for s in spans.get_finished_spans() if s.name == "talk"}
+    assert spanned == set(ids)
