@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supervisor.process.linux import pid_alive
+
 #: Rewrite at most this often (seconds): the loop wakes at least every second anyway.
 BEAT_INTERVAL = 1.0
 #: A file not rewritten for this long means the parent's loop is stuck (at least this, or 3 heartbeats).
@@ -49,7 +51,7 @@ class LivenessFile:
         """Files left by supervisors of this namespace that were killed (SIGKILL leaves them)."""
         for path in self.dir.glob(f"{namespace}.*.json"):
             pid = path.name[len(namespace) + 1 : -len(".json")]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 try:
                     path.unlink()
                 except OSError:
@@ -96,7 +98,7 @@ def check(namespace: str, now: float | None = None) -> LiveStatus:
             pid = int(record["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             reasons.append(f"pid {pid} is gone")
             continue
         age = now - float(record.get("beat", 0))
@@ -110,13 +112,3 @@ def check(namespace: str, now: float | None = None) -> LiveStatus:
     if not reasons:
         return LiveStatus(False, f"no supervisor of namespace {namespace!r} on this host (nothing in {directory})")
     return LiveStatus(False, "; ".join(reasons))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
