@@ -230,7 +230,9 @@ class Worker:
             # would otherwise have the loop claim, give back and claim again what it cannot start).
             now = time.monotonic()
             slow_now = any(now - started > STALE_AFTER for started in self._running.values())
-            self._ahead = self.options.batch if self._average < QUICK and not slow_now else 0
+            # A buffered task waits about average / concurrency for a slot: prefetch while that is short.
+            quick = self._average / self.options.concurrency < QUICK
+            self._ahead = self.options.batch if quick and not slow_now else 0
             want = free + self._ahead
             if free <= 0 and want < max(1, self._ahead // 2):
                 want = 0
