@@ -144,7 +144,7 @@ def one_line_78(result: subprocess.CompletedProcess[str], *fragments: str) -> No
         assert fragment in lines[0], lines[0]
 
 
-def test_start_exits_78_naming_what_redis_refuses(own_redis, namespace) -> None:
+def test_start_exits_78_naming_what_redis_refuses(own_redis, namespace, tmp_path) -> None:
     admin = redis.Redis.from_url(own_redis.url)
     admin.acl_setuser("narrow", enabled=True, passwords=["+pw"], keys=["other:*"], commands=["+@all"])
     admin.acl_setuser("noscripts", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-evalsha", "-eval"])
@@ -156,17 +156,10 @@ def test_start_exits_78_naming_what_redis_refuses(own_redis, namespace) -> None:
     one_line_78(start(f"redis://narrow:wrong@{base}/0", namespace), "refused the credentials")
     admin.close()
     # A user without CONFIG (managed Redis services often deny it) is all we need.
-    with Pool(f"redis://noconfig:pw@{base}/0", namespace, own_redis_log(namespace), workers=1) as pool:
+    with Pool(f"redis://noconfig:pw@{base}/0", namespace, tmp_path / "sv.log", workers=1) as pool:
         with Client(redis_url=f"redis://noconfig:pw@{base}/0", settings=make_settings(own_redis.url, namespace)) as c:
             info = c.enqueue("record")
         wait_for(lambda: pool.done(info.id), timeout=10, what="a task run as a user without CONFIG")
-
-
-def own_redis_log(namespace: str):
-    import tempfile
-    from pathlib import Path
-
-    return Path(tempfile.mkdtemp()) / f"{namespace}.log"
 
 
 def test_redis_out_of_memory_while_tasks_run_keeps_the_pool_up_and_loses_nothing(own_redis, namespace, tmp_path):
@@ -176,9 +169,10 @@ def test_redis_out_of_memory_while_tasks_run_keeps_the_pool_up_and_loses_nothing
         ids = [client.enqueue("sleep", 0.02).id for _ in range(100)]
         used = int(admin.info("memory")["used_memory"])
         admin.config_set("maxmemory", str(used // 2))  # below usage: every write that grows memory fails
-        pool.wait_event("redis_down", lambda e: "OutOfMemoryError" in e.get("message", ""), timeout=15)
-        seen = time.monotonic()
-        wait_for(lambda: time.monotonic() - seen > 3, timeout=5, interval=0.1)  # several maintenance rounds
+        # A loop that has failed six times in a row has lived through ~1.5 s of back-off.
+        pool.wait_event(
+            "redis_down", lambda e: "OutOfMemoryError" in e.get("message", "") and e["failures"] >= 6, timeout=15
+        )
         assert pool.proc is not None and pool.proc.poll() is None, pool.tail()
         assert all(alive(pid) for pid in pool.live_children())
         admin.config_set("maxmemory", "0")
@@ -196,9 +190,9 @@ def test_a_redis_user_losing_its_permissions_at_run_time_does_not_crash_loop_chi
     with Pool(url, namespace, tmp_path / "sv.log", workers=2) as pool:
         children = pool.live_children()
         admin.acl_setuser("app", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-evalsha", "-eval"])
-        pool.wait_event("redis_down", lambda e: "NoPermissionError" in e.get("message", ""), timeout=15)
-        seen = time.monotonic()
-        wait_for(lambda: time.monotonic() - seen > 2, timeout=5, interval=0.1)
+        pool.wait_event(
+            "redis_down", lambda e: "NoPermissionError" in e.get("message", "") and e["failures"] >= 6, timeout=15
+        )
         assert pool.live_children() == children and not pool.events("restart"), pool.tail()
         admin.acl_setuser("app", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"])
         with Client(settings=make_settings(url, namespace)) as client:
