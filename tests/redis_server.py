@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -30,7 +31,14 @@ class RedisServer:
     a ``start()`` on the same port and dir keep every acknowledged write.
     """
 
-    def __init__(self, *, persistent: bool = False, port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        persistent: bool = False,
+        port: int | None = None,
+        extra: Sequence[str] = (),
+        prefix: str = "sv-bench-redis-",
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)")
@@ -38,8 +46,9 @@ class RedisServer:
         self.port = port or free_port()
         if self.port == 6379:
             raise RuntimeError("refusing to use port 6379: that Redis is not ours")
-        self.dir = Path(tempfile.mkdtemp(prefix="sv-bench-redis-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         self.persistent = persistent
+        self.extra = list(extra)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,7 +60,8 @@ class RedisServer:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 10.0) -> None:
+    def argv(self) -> list[str]:
+        """The command line: loopback only, no snapshots, the AOF when persistent, then ``extra``."""
         args = [
             self.binary,
             "--port",
@@ -73,7 +83,10 @@ class RedisServer:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return args + self.extra
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         client = redis.Redis(port=self.port, socket_timeout=1)
         try:
@@ -86,12 +99,18 @@ class RedisServer:
                 except (redis.ConnectionError, redis.BusyLoadingError):
                     pass
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {self.dir}/redis.log")
+                    raise RuntimeError(
+                        f"redis-server on port {self.port} exited with {self.proc.returncode}: {self.log_tail()}"
+                    )
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"redis-server on port {self.port} did not answer within {timeout}s")
                 time.sleep(0.02)
         finally:
             client.close()
+
+    def log_tail(self) -> str:
+        log = self.dir / "redis.log"
+        return log.read_text(errors="replace")[-500:] if log.exists() else ""
 
     def kill(self) -> None:
         """SIGKILL the server by its pid and reap it (the data dir stays)."""

@@ -16,13 +16,11 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import redis
 
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
 from tests.waiting import wait_for
 
 _TAKEN: set[int] = set()
@@ -47,83 +45,30 @@ def _port() -> int:
             return port
 
 
-class Server:
-    """One ``redis-server`` process with its own directory, killed by its pid."""
+class Server(RedisServer):
+    """One ``redis-server`` (or sentinel) on a port whose cluster bus port is free too."""
 
     def __init__(self, args: Sequence[str] = (), *, sentinel: bool = False, durable: bool = False) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)")
-        self.binary = binary
-        self.port = _port()
-        self.dir = Path(tempfile.mkdtemp(prefix="sv-topo-redis-"))
+        super().__init__(persistent=durable, port=_port(), extra=args, prefix="sv-topo-redis-")
         self.sentinel = sentinel
-        self.durable = durable
-        self.extra = list(args)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
     def client(self, **kwargs: object) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=2, **kwargs)  # type: ignore[arg-type]
 
-    def start(self, timeout: float = 10.0) -> None:
-        if self.sentinel:
-            # A sentinel rewrites its configuration file, so it gets one of its own.
-            conf = self.dir / "sentinel.conf"
-            conf.write_text("\n".join(self.extra) + "\n")
-            argv = [self.binary, str(conf), "--sentinel", "--port", str(self.port), "--bind", "127.0.0.1"]
-            argv += ["--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")]
-        else:
-            argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
-            argv += ["--save", "", "--logfile", str(self.dir / "redis.log"), "--maxclients", "1000"]
-            if self.durable:
-                argv += ["--appendonly", "yes", "--appendfsync", "always"]
-            else:
-                argv += ["--appendonly", "no"]
-            argv += self.extra
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = self.client()
-        try:
-
-            def answers() -> bool:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    log = (
-                        (self.dir / "redis.log").read_text(errors="replace")[-500:]
-                        if (self.dir / "redis.log").exists()
-                        else ""
-                    )
-                    raise RuntimeError(f"redis-server on port {self.port} exited with {self.proc.returncode}: {log}")
-                try:
-                    return bool(client.ping())
-                except (redis.ConnectionError, redis.BusyLoadingError):
-                    return False
-
-            wait_for(answers, timeout, 0.02, f"redis-server on port {self.port}")
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        """SIGKILL by pid and reap (the directory stays)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def argv(self) -> list[str]:
+        if not self.sentinel:
+            return super().argv()
+        # A sentinel rewrites its configuration file, so it gets one of its own.
+        conf = self.dir / "sentinel.conf"
+        conf.write_text("\n".join(self.extra) + "\n")
+        return [
+            *(self.binary, str(conf), "--sentinel", "--port", str(self.port), "--bind", "127.0.0.1"),
+            *("--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")),
+        ]
 
 
 class SentinelSet:
