@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -91,6 +92,25 @@ def _id(stored: bytes) -> str:
 def _raw(task_id: str) -> bytes:
     """The stored bytes of a port id (see :func:`_id`)."""
     return task_id.encode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True, slots=True)
+class _CompletionPlan:
+    """complete.lua calls for a batch of completions, and where each task's reply lands."""
+
+    calls: list[Call]
+    positions: list[list[int]]  # per call, the indexes of its tasks in the batch
+    size: int
+
+    def flags(self, replies: Sequence[Any]) -> list[bool]:
+        """Per completion in the batch's order: recorded (True) or fenced off (False)."""
+        out = [False] * self.size
+        for reply, positions in zip(replies, self.positions, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            for n, done in zip(positions, reply, strict=True):
+                out[n] = bool(done)
+        return out
 
 
 @port_errors
@@ -375,9 +395,9 @@ class RedisBroker:
             keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
         args = self._claim_args(worker_id, lease_duration, max_batch, now)
         if completions:
-            calls = [*(self._complete_call(f, worker_id) for f in completions), ("claim", keys, args)]
-            *done, reply = self._pipeline(calls, durable=True)
-            flags = [bool(d) for d in done]
+            plan = self._complete_calls(completions, worker_id)
+            *done, reply = self._pipeline([*plan.calls, ("claim", keys, args)], durable=True)
+            flags = plan.flags(done)
         else:
             flags, reply = [], self._run("claim", keys, args)
         index = int(reply[0])
@@ -414,10 +434,9 @@ class RedisBroker:
             args = self._claim_args(worker_id, lease_duration, batch, now)
             call: Call = ("claim", self.keys(queue).claim_keys(), args)
             if n == 0 and completions:
-                *done, reply = self._pipeline(
-                    [*(self._complete_call(f, worker_id) for f in completions), call], durable=True
-                )
-                flags = [bool(d) for d in done]
+                plan = self._complete_calls(completions, worker_id)
+                *done, reply = self._pipeline([*plan.calls, call], durable=True)
+                flags = plan.flags(done)
             else:
                 reply = self._run(*call)
             if int(reply[0]) != 0:
@@ -442,28 +461,42 @@ class RedisBroker:
         record: bytes | None = None,
         retention: float = 0.0,
     ) -> bool:
-        completion = Completion(claimed, unique_key, record, retention)
-        return bool(self._run(*self._complete_call(completion, worker_id), durable=True))
+        return self.complete_many([Completion(claimed, unique_key, record, retention)], worker_id)[0]
 
     def complete_many(self, completions: Sequence[Completion], worker_id: str) -> list[bool]:
-        if len(completions) == 1:
-            return [bool(self._run(*self._complete_call(completions[0], worker_id), durable=True))]
-        calls = [self._complete_call(f, worker_id) for f in completions]
-        return [bool(d) for d in self._pipeline(calls, durable=True)]
+        plan = self._complete_calls(completions, worker_id)
+        return plan.flags(self._pipeline(plan.calls, durable=True))
 
-    def _complete_call(self, f: Completion, worker_id: str) -> Call:
-        k = self.keys(f.claimed.queue)
-        keys = [k.msg, k.state, k.lease, k.owner, k.processed, k.minute(minute_of(time.time()))]
-        if f.unique_key:
-            keys.append(k.unique(f.unique_key))
-        keep = f.record is not None and f.retention > 0
-        if keep:
-            keys.append(k.result(_raw(f.claimed.task_id)))
-        args = (
-            _raw(f.claimed.task_id), worker_id, "1" if f.unique_key else "0", ms(f.retention) if keep else "",
-            f.record or b"", MINUTE_COUNTERS_TTL,
-        )  # fmt: skip
-        return ("complete", keys, args)
+    def _complete_calls(self, completions: Sequence[Completion], worker_id: str) -> _CompletionPlan:
+        """One complete.lua call per queue for all of ``completions`` (a queue's keys share a slot).
+
+        Per task the script takes four arguments and at most two keys of its own, where a call
+        per task took six keys and six arguments: most of a worker's CPU per task went into
+        packing those commands.
+        """
+        minute = minute_of(time.time())
+        by_queue: dict[str, tuple[list[str], list[Any], list[int]]] = {}
+        for n, f in enumerate(completions):
+            queue = f.claimed.queue
+            entry = by_queue.get(queue)
+            if entry is None:
+                k = self.keys(queue)
+                entry = by_queue[queue] = (
+                    [k.msg, k.state, k.lease, k.owner, k.processed, k.minute(minute)],
+                    [worker_id, MINUTE_COUNTERS_TTL],
+                    [],
+                )
+            keys, args, positions = entry
+            raw = _raw(f.claimed.task_id)
+            if f.unique_key:
+                keys.append(self.keys(queue).unique(f.unique_key))
+            keep = f.record is not None and f.retention > 0
+            if keep:
+                keys.append(self.keys(queue).result(raw))
+            args += (raw, "1" if f.unique_key else "0", ms(f.retention) if keep else "", f.record or b"")
+            positions.append(n)
+        calls: list[Call] = [("complete", keys, args) for keys, args, _ in by_queue.values()]
+        return _CompletionPlan(calls, [positions for _, _, positions in by_queue.values()], len(completions))
 
     def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool:
         k = self.keys(claimed.queue)
