@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 import typing
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 import msgspec
 
+from supervisor.core.errors import TaskTimeout
 from supervisor.core.periodic import PeriodicEntry, schedule_from
 from supervisor.core.retry import RetryDelay
 from supervisor.core.task import TaskMessage, decode_value
@@ -46,6 +48,8 @@ class TaskContext:
 #: ``middleware(context, call_next) -> result``: wrap the call of the handler (or of the next
 #: middleware). It may act before and after, replace the result, or raise.
 Middleware = Callable[[TaskContext, Callable[[], Any]], Any]
+#: The same around an ``async def`` handler awaited on the worker's event loop.
+AsyncMiddleware = Callable[[TaskContext, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
 @dataclass(slots=True)
@@ -192,6 +196,19 @@ class App:
     def middleware(self) -> tuple[Middleware, ...]:
         return tuple(self._middleware)
 
+    @property
+    def async_middleware(self) -> tuple[AsyncMiddleware, ...] | None:
+        """The chain's ``async`` forms, or None when a middleware has none (the application's own
+        are synchronous): an ``async def`` handler then runs on a thread, see :meth:`run`."""
+        from supervisor.middleware import ASYNC_FORMS
+
+        forms = [ASYNC_FORMS.get(m) for m in self._middleware]
+        return None if None in forms else tuple(f for f in forms if f is not None)
+
+    @property
+    def has_async_handlers(self) -> bool:
+        return any(r.is_async for r in self._registry.values())
+
     def handler_for(self, task_type: str) -> Registration | None:
         return self._registry.get(task_type)
 
@@ -236,3 +253,46 @@ class App:
             return step(0)
         finally:
             reset_task_fields(token)
+
+    async def run_async(
+        self, registration: Registration, payload: Any, context: TaskContext, *, deadline: float | None
+    ) -> Any:
+        """Await an ``async def`` handler through the ``async`` forms of the middleware chain.
+
+        For the worker's event loop (only when :attr:`async_middleware` is not None). The handler
+        alone runs within its time limit (``deadline``, on ``time.monotonic()``): at the limit it
+        is cancelled and :class:`~supervisor.core.errors.TaskTimeout` is raised in its place, so
+        the middleware sees a timeout as it sees one of a plain handler.
+        """
+        chain = self.async_middleware or ()
+        token = set_task_fields(
+            {"task_id": context.id, "task_type": context.type, "queue": context.queue, "attempt": context.retried + 1}
+        )
+        try:
+
+            async def handler() -> Any:
+                return await within(registration.call(payload, context), deadline)
+
+            async def step(i: int) -> Any:
+                if i == len(chain):
+                    return await handler()
+                return await chain[i](context, lambda: step(i + 1))
+
+            return await step(0)
+        finally:
+            reset_task_fields(token)
+
+
+async def within(coro: Awaitable[R], deadline: float | None) -> R:
+    """Await ``coro`` until ``deadline`` (``time.monotonic()``); past it, cancel it and raise
+    TaskTimeout. A TimeoutError the coroutine raises itself stays a TimeoutError."""
+    if deadline is None:
+        return await coro
+    limit = asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - time.monotonic())
+    try:
+        async with limit:
+            return await coro
+    except TimeoutError:
+        if limit.expired():
+            raise TaskTimeout from None
+        raise

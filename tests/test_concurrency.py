@@ -103,9 +103,14 @@ def test_a_stopped_busy_child_is_detected_and_its_task_comes_back(pools, redis_u
 # == every guarantee, per task =====================================================================
 
 
-def test_a_child_killed_with_20_tasks_in_flight_loses_none(pools, redis_url, namespace, tmp_path, client):
+#: Plain handlers run on task threads, ``async def`` ones on the event loop (worker/lane.py).
+KINDS = pytest.mark.parametrize("kind", ["sleep", "asleep"])
+
+
+@KINDS
+def test_a_child_killed_with_20_tasks_in_flight_loses_none(kind, pools, redis_url, namespace, tmp_path, client):
     p = pool(pools, redis_url, namespace, tmp_path, workers=1, args=("--concurrency", "20"))
-    ids = [t.id for t in client.enqueue_many([Task("sleep", 3.0) for _ in range(20)])]
+    ids = [t.id for t in client.enqueue_many([Task(kind, 3.0) for _ in range(20)])]
     wait_for(lambda: all(p.started(i) for i in ids), timeout=10, what="20 tasks running at once")
     (child,) = p.live_children()
     os.kill(child, signal.SIGKILL)
@@ -127,9 +132,10 @@ def test_an_overrunning_task_counts_an_attempt_its_neighbours_do_not(pools, redi
     assert {r for t, _, _, r in p.ran() if t in neighbours} == {0}
 
 
-def test_sigterm_waits_for_20_in_flight_tasks_then_exits_0(pools, redis_url, namespace, tmp_path, client):
+@KINDS
+def test_sigterm_waits_for_20_in_flight_tasks_then_exits_0(kind, pools, redis_url, namespace, tmp_path, client):
     p = pool(pools, redis_url, namespace, tmp_path, workers=2, args=("--concurrency", "10"))
-    ids = [t.id for t in client.enqueue_many([Task("sleep", 2.0) for _ in range(20)])]
+    ids = [t.id for t in client.enqueue_many([Task(kind, 2.0) for _ in range(20)])]
     wait_for(lambda: all(p.started(i) for i in ids), timeout=10, what="20 tasks running")
     p.signal(signal.SIGTERM)
     assert p.wait_exit(15) == 0, p.tail()
@@ -137,11 +143,12 @@ def test_sigterm_waits_for_20_in_flight_tasks_then_exits_0(pools, redis_url, nam
     assert not p.events("kill")
 
 
-def test_recycling_waits_for_the_tasks_in_flight(pools, redis_url, namespace, tmp_path, client):
+@KINDS
+def test_recycling_waits_for_the_tasks_in_flight(kind, pools, redis_url, namespace, tmp_path, client):
     p = pool(
         pools, redis_url, namespace, tmp_path, workers=1, args=("--concurrency", "5", "--max-tasks-per-child", "5")
     )
-    ids = [t.id for t in client.enqueue_many([Task("sleep", 0.5) for _ in range(20)])]
+    ids = [t.id for t in client.enqueue_many([Task(kind, 0.5) for _ in range(20)])]
     wait_for(lambda: all(p.done(i) for i in ids), timeout=30, what="20 tasks through recycled children")
     assert p.events("recycle") and not p.events("kill") and not p.events("restart")
     assert all(p.done(i) == 1 for i in ids)

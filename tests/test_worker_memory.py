@@ -128,6 +128,74 @@ def test_sync_and_async_handlers_run_side_by_side(broker, client):
     assert time.monotonic() - started < 2.0  # 40 x 50 ms in a few rounds, not one after another
 
 
+def test_async_handlers_run_on_the_event_loop_and_never_more_than_the_concurrency(broker, client):
+    app = App()
+    running = 0
+    most = 0
+    runners: set[str] = set()
+
+    @app.task("nap")
+    async def nap(payload: float) -> None:
+        nonlocal running, most
+        task = asyncio.current_task()
+        assert task is not None
+        runners.add(task.get_coro().__qualname__)  # type: ignore[union-attr]
+        running += 1  # one event loop: no lock needed, which is the point
+        most = max(most, running)
+        await asyncio.sleep(payload)
+        running -= 1
+
+    # Quick tasks (50 ms over 20 slots): the worker claims ahead of its free slots, and what it
+    # claimed ahead must wait for a slot, not start at once.
+    client.enqueue_many([Task("nap", 0.05) for _ in range(200)])
+    w = worker(app, broker, concurrency=20)
+    with WorkerThread(w):
+        wait_for(lambda: w.processed == 200 and w.busy == 0, timeout=10, what="200 async tasks")
+    assert runners == {"AsyncLane._run"}  # awaited by the lane itself, no task thread waiting per task
+    assert 15 <= most <= 20, most
+
+
+def test_an_async_handler_goes_through_middleware_of_the_apps_own(broker, client):
+    app = App()
+    seen: list[tuple[str, object]] = []
+
+    def audit(context, call_next):
+        result = call_next()
+        seen.append((context.type, result))
+        return result
+
+    app.use(audit)
+
+    @app.task("double")
+    async def double(payload: int) -> int:
+        await asyncio.sleep(0)
+        return payload * 2
+
+    assert app.async_middleware is None  # a synchronous middleware: the task goes through a thread
+    client.enqueue("double", 21)
+    w = worker(app, broker, concurrency=2)
+    with WorkerThread(w):
+        wait_for(lambda: w.processed == 1 and w.busy == 0, timeout=5, what="the task")
+    assert seen == [("double", 42)]
+
+
+def test_a_timeout_error_of_the_handlers_own_is_a_failure_not_its_time_limit(broker, client):
+    app = App()
+
+    @app.task("upstream", retry_delay=fixed_delay(3600))
+    async def upstream(payload: None) -> None:
+        raise TimeoutError("the upstream API did not answer")
+
+    info = client.enqueue("upstream", timeout=30)
+    w = worker(app, broker, concurrency=2)
+    with WorkerThread(w):
+        wait_for(lambda: w.processed == 1 and w.busy == 0, timeout=5, what="the task")
+    data = broker.envelope("default", info.id)
+    assert data is not None
+    message = decode_message(data)
+    assert message.retried == 1 and message.last_error.startswith("TimeoutError: the upstream API did not answer")
+
+
 def test_a_quick_task_never_waits_behind_a_slow_one_claimed_before_it(broker, client):
     app = App()
     done: dict[str, float] = {}
@@ -163,3 +231,19 @@ def test_a_soft_time_limit_interrupts_a_python_handler_in_its_thread(broker, cli
     assert time.monotonic() - started < 2
     assert broker.task_states([("default", info.id)]) == [b"retry"]
     assert "TaskTimeout" in decode_message(broker.envelope("default", info.id) or b"").last_error
+
+
+def test_the_claim_size_is_free_slots_plus_a_prefetch_only_while_tasks_are_quick():
+    from supervisor.worker.waiting import claim_size
+
+    now = 100.0
+    # Quick tasks (1 ms on average over 10 slots), 3 running, 2 waiting: 5 free slots + 16 ahead.
+    assert claim_size(10, 16, [now - 0.001] * 3, 2, 0.001, now) == (21, 16)
+    # Slow on average: no prefetch, free slots only.
+    assert claim_size(10, 16, [now - 0.001] * 3, 2, 1.0, now) == (5, 0)
+    # Quick on average, but one running long now: no prefetch either.
+    assert claim_size(10, 16, [now - 0.001, now - 0.2], 0, 0.001, now) == (8, 0)
+    # Every slot busy and half the prefetch still waiting: nothing (no claim per task).
+    assert claim_size(10, 16, [now - 0.001] * 10, 9, 0.001, now) == (0, 16)
+    # Every slot busy, most of the prefetch gone: top it up.
+    assert claim_size(10, 16, [now - 0.001] * 10, 4, 0.001, now) == (12, 16)

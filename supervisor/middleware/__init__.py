@@ -1,12 +1,23 @@
 """Built-in middleware: recovery, tracing and logging, on by default (``App(builtin_middleware=False)``
 turns them off). Order, outermost first: recovery, tracing, logging, then the application's own
 middleware (``app.use``), then the handler.
+
+Each has an ``async`` twin (``ASYNC_FORMS``) for ``async def`` handlers, which the worker awaits
+on its event loop directly, with no thread per task.
 """
 
-from supervisor.middleware.logging import task_logging
-from supervisor.middleware.recovery import HandlerCrashed, recovery
-from supervisor.middleware.tracing import tracing
+from collections.abc import Callable
+from typing import Any
+
+from supervisor.middleware.logging import task_logging, task_logging_async
+from supervisor.middleware.recovery import HandlerCrashed, recovery, recovery_async
+from supervisor.middleware.tracing import tracing, tracing_async
 
 BUILTIN = (recovery, tracing, task_logging)
+ASYNC_FORMS: dict[Callable[..., Any], Callable[..., Any]] = {
+    recovery: recovery_async,
+    tracing: tracing_async,
+    task_logging: task_logging_async,
+}
 
-__all__ = ["BUILTIN", "HandlerCrashed", "recovery", "task_logging", "tracing"]
+__all__ = ["ASYNC_FORMS", "BUILTIN", "HandlerCrashed", "recovery", "task_logging", "tracing"]

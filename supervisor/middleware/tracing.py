@@ -7,12 +7,13 @@ API is a no-op, and this middleware costs little more than a dict look-up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from supervisor.app import TaskContext
 
@@ -20,8 +21,27 @@ _tracer = trace.get_tracer("supervisor")
 
 
 def tracing(context: TaskContext, call_next: Callable[[], Any]) -> Any:
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return call_next()  # no provider configured: spans would be no-ops anyway
+    if _disabled():
+        return call_next()
+    with _span(context):
+        return call_next()
+
+
+async def tracing_async(context: TaskContext, call_next: Callable[[], Awaitable[Any]]) -> Any:
+    """:func:`tracing` for an ``async def`` handler awaited on the worker's event loop (each
+    asyncio task has its own context, so its span is its own)."""
+    if _disabled():
+        return await call_next()
+    with _span(context):
+        return await call_next()
+
+
+def _disabled() -> bool:
+    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)  # spans would be no-ops
+
+
+@contextmanager
+def _span(context: TaskContext) -> Iterator[Span]:
     parent = propagate.extract(context.headers) if context.headers else otel_context.Context()
     attributes: dict[str, str | int] = {
         "messaging.system": "supervisor",
@@ -36,7 +56,7 @@ def tracing(context: TaskContext, call_next: Callable[[], Any]) -> Any:
         record_exception=False, set_status_on_exception=False,
     ) as span:  # fmt: skip
         try:
-            return call_next()
+            yield span
         except BaseException as exc:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))

@@ -6,8 +6,10 @@
 - :mod:`~supervisor.worker.options`: how a worker runs and who watches it.
 """
 
-from supervisor.worker.loop import ACK_DELAY, ACK_MAX, STALE_AFTER, WaitInterrupted, Worker
+from supervisor.worker.completions import ACK_DELAY, ACK_MAX
+from supervisor.worker.loop import WaitInterrupted, Worker
 from supervisor.worker.options import NoObserver, WorkerObserver, WorkerOptions
+from supervisor.worker.waiting import STALE_AFTER
 
 __all__ = [
     "ACK_DELAY",

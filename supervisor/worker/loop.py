@@ -1,19 +1,17 @@
-"""The worker: one claim loop, ``concurrency`` task threads, nothing lost.
+"""The worker: one claim loop, ``concurrency`` task threads, an event loop, nothing lost.
 
 The claim loop (the process's main thread) owns every round trip for claims and completions.
 It claims only for slots that are free, plus, while tasks are quick, a short prefetch that
-keeps the round trips per task low; claimed tasks wait in a buffer that the task threads take
-from directly. So that no task waits behind a slow one:
-
-- a claimed task not started within :data:`STALE_AFTER` goes back to the head of its queue,
-  where an idle worker takes it;
-- the prefetch stops as soon as tasks are not quick any more (a moving average of their run
-  time), so a queue of slow tasks is claimed one free slot at a time.
+keeps the round trips per task low. Claimed tasks wait (waiting.py) for a task thread, or, for
+``async def`` handlers, for the event loop (lane.py: at most ``concurrency`` async tasks at once;
+an app mixing both kinds runs up to that many of each). So that no task waits behind a slow one,
+a claimed task not started within 50 ms goes back to the head of its queue, where an idle worker
+takes it, and the prefetch stops as soon as tasks are not quick any more.
 
 A success becomes a completion that rides with the next claim, or is recorded on its own within
-:data:`ACK_DELAY` whatever the task threads are doing. The loop also says "alive" at least four
+20 ms (completions.py) whatever the handlers are doing. The loop also says "alive" at least four
 times a second, enforces each task's time limit (see slots.py), and on a stop or quiet request
-claims nothing more and gives its buffer back.
+claims nothing more and gives back what waits.
 
 The worker runs alone (``Worker.run()``: a one-process deployment, tests) or inside each child
 of the supervisor, which watches it through a :class:`~supervisor.worker.options.WorkerObserver`.
@@ -24,29 +22,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
 
 from supervisor.app import App
 from supervisor.core.errors import BrokerError
 from supervisor.core.identity import WorkerId
 from supervisor.core.ports import Broker, Claimed, Clock, Completion, SystemClock
+from supervisor.core.task import TaskMessage
+from supervisor.worker.completions import ACK_DELAY, PendingCompletions
 from supervisor.worker.handback import Handback
+from supervisor.worker.lane import AsyncLane
 from supervisor.worker.options import NoObserver, WorkerObserver, WorkerOptions
 from supervisor.worker.runner import Ready, TaskRunner
 from supervisor.worker.slots import Slots
+from supervisor.worker.waiting import Waiting, WaitingLines, claim_size
 
 log = logging.getLogger("supervisor.worker")
 
-#: Longest a completion waits before it is recorded without a claim to ride with (seconds), and
-#: most completions held: they bound the tasks that run twice if the worker dies (at-least-once).
-ACK_DELAY = 0.02
-ACK_MAX = 8
-#: A claimed task not started within this long goes back to the head of its queue (seconds).
-STALE_AFTER = 0.05
-#: Tasks are "quick" while their moving average run time is under this: only then does the
-#: worker claim ahead of its free slots.
-QUICK = 0.005
 #: Longest the claim loop sleeps while tasks run: heartbeats and time limits need it awake.
 TICK = 0.25
 
@@ -57,12 +48,6 @@ class WaitInterrupted(BaseException):
     Only while waiting: a blocked BRPOP holds nothing but a wake-up token, so breaking out of it
     cannot lose a task, and the stop takes effect at once instead of at the end of the block.
     """
-
-
-@dataclass
-class _Buffered:
-    claimed: Claimed
-    at: float
 
 
 class Worker:
@@ -102,14 +87,14 @@ class Worker:
         #: Task threads wait on this one (same lock): a claim wakes as many as it brought tasks,
         #: not every thread, and a finished task wakes the claim loop alone.
         self._work = threading.Condition(lock)
-        self._buffer: deque[_Buffered] = deque()
+        self._waiting = WaitingLines()
         self._running: dict[str, float] = {}  # task id -> when it started (monotonic)
-        self._completions: list[Completion] = []
-        self._completions_since = 0.0
+        self._completions = PendingCompletions()
         self._average = 0.0  # moving average of task run times (s)
         self._ahead = 0  # tasks claimed ahead of free slots (see _want)
         self._limit: int | None = None
         self._slots: Slots | None = None
+        self._lane: AsyncLane | None = None
         self._threads: list[threading.Thread] = []
 
     # -- control ------------------------------------------------------------------------------------
@@ -136,6 +121,8 @@ class Worker:
         running tasks finish, record their completions and give back what was not started."""
         self._limit = max_tasks
         slots = self._slots = Slots(self.options.concurrency)
+        if self.app.has_async_handlers and self.app.async_middleware is not None:
+            self._lane = AsyncLane(slots.event_loop(), self.runner, self._take_native, self._finished)
         self._threads = [
             threading.Thread(target=self._task_thread, name=f"task-{i}", daemon=True)
             for i in range(self.options.concurrency)
@@ -160,7 +147,12 @@ class Worker:
                     self.observer.alive()
                     slots.expire(time.monotonic())
                     thread.join(TICK)
+            while self.busy:  # async tasks on the event loop
+                self.observer.alive()
+                with self._cond:
+                    self._cond.wait(TICK)
             slots.shutdown()
+            self._lane = None
             self._record_completions(force=True)
             self._slots = None
 
@@ -190,7 +182,7 @@ class Worker:
                 self._quiet_reported = True
             with self._cond:
                 # Quiet mode alone keeps the worker up (claiming nothing) until it is stopped.
-                idle = not self._running and not self._buffer
+                idle = not self._running and not self._waiting
                 if idle and (self._stop.is_set() or not self._quiet.is_set()):
                     return False
             self._rest(TICK)
@@ -204,41 +196,57 @@ class Worker:
         if got is None:
             return True  # the store did not answer: backed off, try again
         if isinstance(got, list):
-            with self._cond:
-                self._buffer.extend(_Buffered(c, time.monotonic()) for c in got)
-                self._work.notify(len(got))
+            self._route(got)
             return True
         self._wait_for_work(got)
         return True
+
+    def _route(self, claimed: list[Claimed]) -> None:
+        """Claimed tasks wait in the buffer for the task threads, except those of ``async def``
+        handlers when the event loop takes them directly (see lane.py)."""
+        lane = self._lane
+        now = time.monotonic()
+        buffered: list[Waiting] = []
+        native: list[Waiting] = []
+        for c in claimed:
+            message = self.runner.peek(c) if lane is not None else None
+            registration = self.app.handler_for(message.type) if message is not None else None
+            item = Waiting(c, now, message)
+            (native if registration is not None and registration.is_async else buffered).append(item)
+        with self._cond:
+            self._waiting.add(buffered, native)
+            if buffered:
+                self._work.notify(len(buffered))
+        if native and lane is not None:
+            lane.wake()
+
+    def _take_native(self) -> list[Ready]:
+        """On the event loop's thread: start the waiting async tasks that have a free slot.
+
+        Only the event loop starts them, so ``concurrency`` bounds them exactly.
+        """
+        with self._cond:
+            room = self.options.concurrency - len(self._running)
+            items = self._waiting.take_for_loop(room)
+            if items and len(self._waiting.loop) <= self._ahead // 2:
+                self._cond.notify()  # the claim loop may top them up
+        return [ready for item in items if (ready := self._prepare(item.claimed, item.message)) is not None]
 
     def _done_claiming(self) -> bool:
         if self._stop.is_set() or self._quiet.is_set():
             return True
         with self._cond:
-            return self._limit is not None and self.processed + len(self._buffer) >= self._limit
+            return self._limit is not None and self.processed + len(self._waiting) >= self._limit
 
     def _want(self) -> int:
-        """How many tasks to claim now: one per free slot, plus a prefetch while tasks are quick.
-
-        A slot counts as free when no task runs on it and no buffered task waits for it. With the
-        prefetch, the buffer is topped up only once half of it is gone: a claim per few tasks,
-        not per task.
-        """
+        """How many tasks to claim now (see :func:`~supervisor.worker.waiting.claim_size`)."""
         with self._cond:
-            free = self.options.concurrency - len(self._running) - len(self._buffer)
-            # Quick: short on average, and nothing running long now (a slow task among quick ones
-            # would otherwise have the loop claim, give back and claim again what it cannot start).
-            now = time.monotonic()
-            slow_now = any(now - started > STALE_AFTER for started in self._running.values())
-            # A buffered task waits about average / concurrency for a slot: prefetch while that is short.
-            quick = self._average / self.options.concurrency < QUICK
-            self._ahead = self.options.batch if quick and not slow_now else 0
-            want = free + self._ahead
-            if free <= 0 and want < max(1, self._ahead // 2):
-                want = 0
-
+            want, self._ahead = claim_size(
+                self.options.concurrency, self.options.batch, self._running.values(), len(self._waiting),
+                self._average, time.monotonic(),
+            )  # fmt: skip
             if self._limit is not None:
-                want = min(want, self._limit - self.processed - len(self._buffer))
+                want = min(want, self._limit - self.processed - len(self._waiting))
             return max(want, 0)
 
     def _claim(self, want: int) -> list[Claimed] | float | None:
@@ -250,14 +258,14 @@ class Worker:
         order = self.options.plan.order()
         names = self.options.plan.names
         with self._cond:
-            completions, self._completions = self._completions, []
+            completions = self._completions.take()
         try:
             done, got = self.broker.claim_many(
                 self.worker_id, [names[i] for i in order], self.options.lease_duration, max(want, 1), completions
             )
         except BrokerError as exc:
             with self._cond:
-                self._completions[:0] = completions  # they go with the next try
+                self._completions.put_back(completions)
             self.runner.pause("claim", exc)
             self.handback.give_back_lost_claims(self._mine, self._stop.is_set)
             return None
@@ -297,10 +305,12 @@ class Worker:
         if deadline is not None:
             moments.append(deadline)
         with self._cond:
-            if self._completions:
-                moments.append(self._completions_since + ACK_DELAY)
-            if self._buffer:
-                moments.append(self._buffer[0].at + STALE_AFTER)
+            due = self._completions.due_at()
+            if due is not None:
+                moments.append(due)
+            stale = self._waiting.next_stale()
+            if stale is not None:
+                moments.append(stale)
             self._cond.wait(max(0.0, min(moments) - now))
         self._record_completions()
 
@@ -312,22 +322,22 @@ class Worker:
         slots = self._slots
         while True:
             with self._cond:
-                while not self._buffer:
+                while not self._waiting.threads:
                     if self._closing.is_set():
                         return
                     self._work.wait(TICK)
-                item = self._buffer.popleft()
-                if len(self._buffer) <= self._ahead // 2:
+                item = self._waiting.threads.popleft()
+                if len(self._waiting.threads) <= self._ahead // 2:
                     self._cond.notify()  # the claim loop may top the buffer up
-            ready = self._prepare(item.claimed)
+            ready = self._prepare(item.claimed, item.message)
             if ready is not None:
                 self._execute(ready, slots)
 
-    def _prepare(self, claimed: Claimed) -> Ready | None:
+    def _prepare(self, claimed: Claimed, message: TaskMessage | None = None) -> Ready | None:
         """Start ``claimed``: decode it and report it running; None when it cannot run (archived)."""
         with self._cond:
             self.processed += 1
-        prepared = self.runner.prepare(claimed)
+        prepared = self.runner.prepare(claimed, message)
         if not isinstance(prepared, Ready):
             return None
         with self._cond:
@@ -347,48 +357,42 @@ class Worker:
         except BaseException:  # a bug of ours: the task stays owned and is recovered, the worker goes on
             log.exception("worker failed while running task %s", ready.message.id, extra={"event": "worker_error"})
         finally:
-            took = time.monotonic() - started
-            with self._cond:
-                self._running.pop(ready.claimed.task_id, None)
-                self._average = took if not self._average else 0.8 * self._average + 0.2 * took
-                if completion is not None:
-                    if not self._completions:
-                        self._completions_since = time.monotonic()
-                    self._completions.append(completion)
-                # Wake the claim loop when a slot has nothing buffered for it. Completions wait for
-                # its next claim (topping the buffer up) or its 20 ms timer: waking it to record them
-                # on their own cost a round trip every few tasks (drain 6.3k/s instead of 8.6k/s).
-                if not self._buffer or self._closing.is_set():
-                    self._cond.notify()
+            self._finished(ready, time.monotonic() - started, completion)
+
+    def _finished(self, ready: Ready, took: float, completion: Completion | None) -> None:
+        """A task has ended (on a task thread or the event loop): its slot is free."""
+        with self._cond:
+            self._running.pop(ready.claimed.task_id, None)
+            self._average = took if not self._average else 0.8 * self._average + 0.2 * took
+            if completion is not None:
+                self._completions.add(completion)
+            # Wake the claim loop when a slot has nothing buffered for it. Completions wait for
+            # its next claim (topping the buffer up) or its 20 ms timer: waking it to record them
+            # on their own cost a round trip every few tasks (drain 6.3k/s instead of 8.6k/s).
+            if not self._waiting or self._closing.is_set():
+                self._cond.notify()
 
     # -- completions and give-backs -------------------------------------------------------------------
 
     def _record_completions(self, *, force: bool = False) -> None:
         """Record waiting completions that cannot wait for a claim any longer."""
         with self._cond:
-            due = self._completions and (
-                force or len(self._completions) >= ACK_MAX or time.monotonic() - self._completions_since >= ACK_DELAY
-            )
-            if not due:
-                return
-            completions, self._completions = self._completions, []
-        self.handback.complete(completions)
+            completions = self._completions.take_due(force=force)
+        if completions:
+            self.handback.complete(completions)
 
     def _give_back_stale(self, now: float) -> None:
-        """Buffered tasks no slot started in time go back to the head of their queues."""
+        """Claimed tasks no slot started in time go back to the head of their queues."""
         with self._cond:
-            if not self._buffer or now - self._buffer[0].at < STALE_AFTER:
-                return
-            stale = [b for b in self._buffer if now - b.at >= STALE_AFTER]
-            for item in stale:
-                self._buffer.remove(item)
-        self.handback.requeue([b.claimed for b in stale], "not started within 50 ms")
+            stale = self._waiting.remove_stale(now)
+        if stale:
+            self.handback.requeue([w.claimed for w in stale], "not started within 50 ms")
 
     def _mine(self) -> set[str]:
         with self._cond:
-            return set(self._running) | {b.claimed.task_id for b in self._buffer}
+            return set(self._running) | self._waiting.ids()
 
     def _give_back_buffer(self) -> None:
         with self._cond:
-            items, self._buffer = list(self._buffer), deque()
-        self.handback.requeue([b.claimed for b in items], "claimed but not started")
+            items = self._waiting.clear()
+        self.handback.requeue([w.claimed for w in items], "claimed but not started")

@@ -20,7 +20,7 @@ class WorkerOptions:
     idle_block: float = 1.0
     heartbeat_interval: float = 5.0
     #: Tasks this worker runs at once: sync handlers on that many threads, ``async def`` handlers
-    #: on one event loop (ASYNQ_WORKER_CONCURRENCY).
+    #: up to that many on one event loop (ASYNQ_WORKER_CONCURRENCY).
     concurrency: int = 1
     #: Most tasks claimed in one round trip when a single deep queue has all the work (1: never).
     batch: int = 16

@@ -13,6 +13,7 @@ that does not validate, a handler that raises anything at all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -86,9 +87,23 @@ class TaskRunner:
 
     # -- before it runs ---------------------------------------------------------------------------
 
-    def prepare(self, claimed: Claimed) -> Ready | Outcome:
-        """What is needed to run ``claimed``, or the outcome of archiving it when it cannot run."""
+    def peek(self, claimed: Claimed) -> TaskMessage | None:
+        """``claimed``'s envelope, or None when it has none that decodes (:meth:`prepare` archives it)."""
+        if claimed.data is None:
+            return None
+        try:
+            return decode_message(claimed.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+
+    def prepare(self, claimed: Claimed, message: TaskMessage | None = None) -> Ready | Outcome:
+        """What is needed to run ``claimed``, or the outcome of archiving it when it cannot run.
+
+        ``message``: its envelope when already decoded (by :meth:`peek`).
+        """
         now = self.clock.now()
+        if message is not None:
+            return self._ready(claimed, message, now)
         if claimed.data is None:
             # An id on the queue with no envelope: something other than a supervisor client pushed
             # raw bytes. Keep them, under a fresh id, for an operator to look at.
@@ -102,6 +117,9 @@ class TaskRunner:
             message = decode_message(claimed.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return self._archive_foreign(claimed, claimed.data, f"undecodable task envelope: {exc}")
+        return self._ready(claimed, message, now)
+
+    def _ready(self, claimed: Claimed, message: TaskMessage, now: float) -> Ready | Outcome:
         if lifecycle.past_deadline(message, now):
             why = f"deadline passed before the task could run (deadline {message.deadline})"
             return self.archive(claimed, message, why, now)
@@ -131,7 +149,6 @@ class TaskRunner:
 
         Returns the outcome and, for a success, the completion to record.
         """
-        message = ready.message
         started = time.perf_counter()
         error: BaseException | None = None
         result: Any = None
@@ -144,6 +161,31 @@ class TaskRunner:
             error = TaskTimeout(f"task ran past its time limit of {ready.limit:g}s")
         except Exception as exc:  # the handler's failure is the task's outcome, never the worker's
             error = exc
+        return self.settle(ready, result, error, started)
+
+    async def execute_async(self, ready: Ready) -> tuple[Outcome, Completion | None]:
+        """:meth:`execute` for an ``async def`` handler awaited on the worker's event loop.
+
+        A failure is recorded on a thread of the loop's executor: its calls to the store (repeated
+        through an outage) must not stall the other tasks on the loop.
+        """
+        started = time.perf_counter()
+        deadline = time.monotonic() + ready.limit if ready.limit > 0 else None
+        try:
+            result = await self.app.run_async(ready.registration, ready.payload, ready.context, deadline=deadline)
+        except TaskTimeout:
+            error: BaseException = TaskTimeout(f"task ran past its time limit of {ready.limit:g}s")
+        except Exception as exc:  # the handler's failure is the task's outcome, never the worker's
+            error = exc
+        else:
+            return self.settle(ready, result, None, started)
+        return await asyncio.get_running_loop().run_in_executor(None, self.settle, ready, None, error, started)
+
+    def settle(
+        self, ready: Ready, result: Any, error: BaseException | None, started: float
+    ) -> tuple[Outcome, Completion | None]:
+        """Decide a run's outcome: a success's completion to record, or a failure recorded now."""
+        message = ready.message
         retry_delay = ready.registration.retry_delay or self.app.retry_delay
         completion: Completion | None = None
         if error is None:

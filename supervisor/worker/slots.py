@@ -1,10 +1,11 @@
 """Where tasks run inside a worker process: threads for plain handlers, one event loop for async ones.
 
-A worker runs up to ``concurrency`` tasks at once. Each runs on a thread of a pool of that size,
-in a fresh copy of the context (so log fields, the OpenTelemetry span and the task context of
-one task never leak into another); an ``async def`` handler's coroutine is run on the worker's
-single event loop (a thread of its own), and its slot thread waits for it, so the middleware
-sees it start and end like any other handler.
+A worker runs up to ``concurrency`` tasks at once. Each plain handler runs on a thread of a pool
+of that size, in a fresh copy of the context (so log fields, the OpenTelemetry span and the task
+context of one task never leak into another). ``async def`` handlers run on the worker's single
+event loop (a thread of its own, here): awaited there directly (lane.py), or, when the app has
+synchronous middleware of its own, called on a slot thread that waits for the coroutine, so that
+middleware sees it start and end like any other handler.
 
 Time limits:
 
@@ -32,6 +33,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from supervisor.app import within
 from supervisor.core.errors import TaskTimeout
 
 T = TypeVar("T")
@@ -106,28 +108,20 @@ class Slots:
     def await_result(self, coro: Coroutine[Any, Any, T]) -> T:
         """In a slot thread: run ``coro`` on the worker's event loop, in this thread's context,
         within the task's time limit; return its result (or raise what it raised)."""
-        loop = self._event_loop()
+        loop = self.event_loop()
         deadline: float | None = getattr(self._local, "deadline", None)
         context = contextvars.copy_context()
         done: concurrent.futures.Future[T] = concurrent.futures.Future()
 
-        async def guarded() -> T:
-            if deadline is None:
-                return await coro
-            try:
-                async with asyncio.timeout(deadline - time.monotonic()):
-                    return await coro
-            except TimeoutError:
-                raise TaskTimeout from None
-
         def start() -> None:
-            task = loop.create_task(guarded(), context=context)
+            task = loop.create_task(within(coro, deadline), context=context)
             task.add_done_callback(lambda t: _settle(t, done))
 
         loop.call_soon_threadsafe(start)
         return done.result()
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        """The worker's one event loop (started on first use), on a thread of its own."""
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()

@@ -1,0 +1,96 @@
+"""Claimed tasks not started yet: one line for the task threads, one for the event loop.
+
+A worker claims for its free slots plus, while tasks are quick, a short prefetch; what it claimed
+waits here until a slot takes it. Whatever waits longer than :data:`STALE_AFTER` goes back to the
+head of its queue (the caller does that), where an idle worker takes it: no task waits behind a
+slow one. Not thread-safe on its own: the worker calls it with its lock held.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from supervisor.core.ports import Claimed
+from supervisor.core.task import TaskMessage
+
+#: A claimed task not started within this long goes back to the head of its queue (seconds).
+STALE_AFTER = 0.05
+#: Tasks are "quick" while their moving average run time is under this: only then does the
+#: worker claim ahead of its free slots.
+QUICK = 0.005
+
+
+@dataclass
+class Waiting:
+    claimed: Claimed
+    at: float  # when it was claimed (time.monotonic())
+    message: TaskMessage | None = None  # its envelope, when the claim loop decoded it already
+
+
+class WaitingLines:
+    def __init__(self) -> None:
+        #: For the task threads (plain handlers, and any task whose kind the claim loop did not check).
+        self.threads: deque[Waiting] = deque()
+        #: For the event loop (``async def`` handlers awaited there directly, see lane.py).
+        self.loop: deque[Waiting] = deque()
+
+    def __len__(self) -> int:
+        return len(self.threads) + len(self.loop)
+
+    def add(self, threads: list[Waiting], loop: list[Waiting]) -> None:
+        self.threads.extend(threads)
+        self.loop.extend(loop)
+
+    def take_for_loop(self, room: int) -> list[Waiting]:
+        """Up to ``room`` tasks for the event loop, oldest first."""
+        return [self.loop.popleft() for _ in range(max(0, min(room, len(self.loop))))]
+
+    def next_stale(self) -> float | None:
+        """When the oldest waiting task turns stale (monotonic), if any waits."""
+        heads = [line[0].at + STALE_AFTER for line in (self.threads, self.loop) if line]
+        return min(heads, default=None)
+
+    def remove_stale(self, now: float) -> list[Waiting]:
+        stale: list[Waiting] = []
+        for line in (self.threads, self.loop):
+            if line and now - line[0].at >= STALE_AFTER:
+                old = [w for w in line if now - w.at >= STALE_AFTER]
+                for item in old:
+                    line.remove(item)
+                stale += old
+        return stale
+
+    def ids(self) -> set[str]:
+        return {w.claimed.task_id for w in (*self.threads, *self.loop)}
+
+    def clear(self) -> list[Waiting]:
+        """Everything waiting, removed (to give back on a stop)."""
+        items = [*self.threads, *self.loop]
+        self.threads.clear()
+        self.loop.clear()
+        return items
+
+
+def claim_size(
+    concurrency: int, batch: int, starts: Collection[float], waiting: int, average: float, now: float
+) -> tuple[int, int]:
+    """How many tasks to claim now, and how many of them ahead of free slots (the prefetch).
+
+    One per free slot (no task running on it and none waiting for it), plus a prefetch of up to
+    ``batch`` while tasks are quick. With the prefetch, the waiting line is topped up only once
+    half of it is gone: a claim per few tasks, not per task. ``starts``: when each running task
+    started; ``average``: the moving average of task run times (s).
+    """
+    free = concurrency - len(starts) - waiting
+    # Quick: short on average, and nothing running long now (a slow task among quick ones would
+    # otherwise have the loop claim, give back and claim again what it cannot start).
+    slow_now = any(now - started > STALE_AFTER for started in starts)
+    # A waiting task waits about average / concurrency for a slot: prefetch while that is short.
+    quick = average / concurrency < QUICK
+    ahead = batch if quick and not slow_now else 0
+    want = free + ahead
+    if free <= 0 and want < max(1, ahead // 2):
+        want = 0
+    return max(want, 0), ahead
