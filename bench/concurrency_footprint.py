@@ -1,6 +1,9 @@
 """Memory of concurrency: 2 worker processes running 50 tasks each, against 2 running 1 each.
 
-    python -m bench.concurrency_footprint [--concurrency 50] [--workers 2]
+    python -m bench.concurrency_footprint [--concurrency 50] [--workers 2] [--kind sleep|asleep]
+
+``--kind asleep``: the tasks are ``async def`` (on the event loop) instead of plain ``def`` (on
+task threads).
 
 For each setting, a private redis-server and ``supervisor start --workers W --concurrency C``;
 W x C tasks that sleep are enqueued and, once every one of them is running, the PSS of the
@@ -39,7 +42,7 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def measure(workers: int, concurrency: int) -> tuple[int, int]:
+def measure(workers: int, concurrency: int, kind: str = "sleep") -> tuple[int, int]:
     """(PSS in kB of every process of the pool, tasks running) with workers x concurrency busy."""
     server = RedisServer()
     server.start()
@@ -53,7 +56,7 @@ def measure(workers: int, concurrency: int) -> tuple[int, int]:
     try:
         busy = workers * concurrency
         with Client(settings=load_settings(environ={"REDIS_URL": server.url, "ASYNQ_NAMESPACE": namespace})) as c:
-            c.enqueue_many([Task("sleep", 20.0) for _ in range(busy)])
+            c.enqueue_many([Task(kind, 20.0) for _ in range(busy)])
         deadline = time.monotonic() + 30
         running = 0
         while time.monotonic() < deadline:
@@ -81,11 +84,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--kind", choices=("sleep", "asleep"), default="sleep", help="plain def or async def tasks")
     args = p.parse_args()
-    one, ran1 = measure(args.workers, 1)
-    many, ran_n = measure(args.workers, args.concurrency)
+    one, ran1 = measure(args.workers, 1, args.kind)
+    many, ran_n = measure(args.workers, args.concurrency, args.kind)
     print(f"{args.workers} x 1:  PSS {one / 1024:.1f} MB with {ran1} tasks running")
-    print(f"{args.workers} x {args.concurrency}: PSS {many / 1024:.1f} MB with {ran_n} tasks running")
+    print(f"{args.workers} x {args.concurrency} ({args.kind}): PSS {many / 1024:.1f} MB with {ran_n} tasks running")
     print(f"ratio: {many / one:.2f} (bound: 1.30)")
 
 

@@ -94,7 +94,7 @@ def _fmt(v: Any, fmt: str) -> str:
 def _io_ours(summary: dict[str, dict[str, Any]]) -> tuple[str, bool]:
     """Ours' setting in the I/O scenario ('' = defaults), and whether it is the recommended one."""
     setting = str(summary.get("ours", {}).get("io_setting", ""))
-    return setting, setting.startswith("ASYNQ_")
+    return setting, "ASYNQ_WORKER_CONCURRENCY=" in setting and not setting.startswith("the default")
 
 
 def io_heading(summary: dict[str, dict[str, Any]]) -> str:

@@ -1,16 +1,26 @@
-"""Our task bodies (the same as the peers'; see bench/systems/base.py). Uses BENCH_REDIS_URL."""
+"""Our task bodies (the same as the peers'; see bench/systems/base.py). Uses BENCH_REDIS_URL.
+
+``sleep`` (the I/O scenario) is written the way we recommend for tasks that wait: ``async def``,
+``await asyncio.sleep`` and redis.asyncio, as taskiq's and saq's bodies are. With
+``BENCH_OURS_IO=threads`` it is a plain ``def`` (``time.sleep``, redis-py) run on task threads,
+as Dramatiq's is (see ours_adapter.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
 import redis
+import redis.asyncio
 
 from supervisor import App
 
 app = App()
 _client: dict[int, redis.Redis] = {}
+_async_client: dict[int, redis.asyncio.Redis] = {}
+THREADS = os.environ.get("BENCH_OURS_IO") == "threads"
 
 
 def client() -> redis.Redis:
@@ -20,15 +30,32 @@ def client() -> redis.Redis:
     return _client[pid]
 
 
+def async_client() -> redis.asyncio.Redis:
+    """One client per worker process, made inside it (after the fork, on its event loop)."""
+    pid = os.getpid()
+    if pid not in _async_client:
+        _async_client[pid] = redis.asyncio.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+    return _async_client[pid]
+
+
 @app.task("noop")
 def noop(payload: None) -> None:
     client().incr("bench:count")
 
 
-@app.task("sleep")
-def sleep(payload: None) -> None:
-    time.sleep(0.01)
-    client().incr("bench:count")
+if THREADS:
+
+    @app.task("sleep")
+    def sleep(payload: None) -> None:
+        time.sleep(0.01)
+        client().incr("bench:count")
+
+else:
+
+    @app.task("sleep")
+    async def asleep(payload: None) -> None:
+        await asyncio.sleep(0.01)
+        await async_client().incr("bench:count")
 
 
 @app.task("pickup")
