@@ -568,6 +568,16 @@ def test_a_result_is_kept_for_its_retention(store: Store, b: Broker, q: str) -> 
     assert b.result_record(q, "kept") == b"R1"
 
 
+def test_a_task_whose_id_is_not_utf8_completes_with_its_result(store: Store, b: Broker, q: str) -> None:
+    odd = b"\xff\xfeodd".decode("utf-8", "surrogateescape")  # the port's form of any bytes id
+    assert [code for code, _ in b.submit([NewTask(q, odd, b"x")])] == [Enqueued.ENQUEUED]
+    claimed = take(b, "w", [q])
+    assert claimed.task_id == odd
+    assert b.complete_many([Completion(claimed, record=b"R", retention=3600)], "w") == [True]
+    assert b.result_record(q, odd) == b"R"
+    assert b.task_states([(q, odd)]) == [None]
+
+
 # -- wake-ups -----------------------------------------------------------------------------------
 
 

@@ -14,7 +14,15 @@ from typing import Any
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
-from supervisor.adapters.redis.calls import Call, ReplicaWaitTimeout, ms, plan_submit, script_sha, script_source
+from supervisor.adapters.redis.calls import (
+    Call,
+    ReplicaWaitTimeout,
+    ms,
+    plan_submit,
+    raw_id,
+    script_sha,
+    script_source,
+)
 from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.core.ports import Enqueued, NewTask
@@ -111,7 +119,7 @@ class AsyncRedisBroker:
         """The stored state of each (queue, task id), None where the task is gone; one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for queue, task_id in tasks:
-            pipe.hget(self.keys(queue).state, task_id)
+            pipe.hget(self.keys(queue).state, raw_id(task_id))
         return list(await pipe.execute())
 
     async def result_record(self, queue: str, task_id: str) -> bytes | None:

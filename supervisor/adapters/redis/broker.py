@@ -58,6 +58,7 @@ from supervisor.adapters.redis.calls import (
     ReplicaWaitTimeout,
     ms,
     plan_submit,
+    raw_id,
     script_source,
 )
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
@@ -87,11 +88,6 @@ _STALE_SLOTS = (AskError, ClusterDownError, TryAgainError, ReadOnlyError, redis.
 def _id(stored: bytes) -> str:
     """A stored id as the port's str: ``surrogateescape`` keeps bytes that are not UTF-8 exact."""
     return stored.decode("utf-8", "surrogateescape")
-
-
-def _raw(task_id: str) -> bytes:
-    """The stored bytes of a port id (see :func:`_id`)."""
-    return task_id.encode("utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,7 +471,7 @@ class RedisBroker:
         packing those commands.
         """
         minute = minute_of(time.time())
-        by_queue: dict[str, tuple[list[str], list[Any], list[int]]] = {}
+        by_queue: dict[str, tuple[list[str | bytes], list[Any], list[int]]] = {}
         for n, f in enumerate(completions):
             queue = f.claimed.queue
             entry = by_queue.get(queue)
@@ -487,7 +483,7 @@ class RedisBroker:
                     [],
                 )
             keys, args, positions = entry
-            raw = _raw(f.claimed.task_id)
+            raw = raw_id(f.claimed.task_id)
             if f.unique_key:
                 keys.append(self.keys(queue).unique(f.unique_key))
             keep = f.record is not None and f.retention > 0
@@ -504,7 +500,7 @@ class RedisBroker:
             self._run(
                 "retry",
                 (k.msg, k.state, k.lease, k.owner, k.retry, k.failed, k.minute(minute_of(time.time()))),
-                (_raw(claimed.task_id), worker_id, data, repr(retry_at), MINUTE_COUNTERS_TTL),
+                (raw_id(claimed.task_id), worker_id, data, repr(retry_at), MINUTE_COUNTERS_TTL),
                 durable=True,
             )
         )
@@ -528,9 +524,9 @@ class RedisBroker:
                 "archive",
                 keys,
                 (
-                    _raw(claimed.task_id),
+                    raw_id(claimed.task_id),
                     worker_id,
-                    _raw(claimed.task_id) if store_id is None else store_id,
+                    raw_id(claimed.task_id) if store_id is None else store_id,
                     data,
                     repr(now),
                     self.archive_max_size,
@@ -548,7 +544,7 @@ class RedisBroker:
         call: Call = (
             "requeue",
             (k.msg, k.state, k.lease, k.owner, k.pending, k.wake),
-            (_raw(claimed.task_id), owner, b"" if data is None else data, "1" if at_head else "0", self.wake_cap),
+            (raw_id(claimed.task_id), owner, b"" if data is None else data, "1" if at_head else "0", self.wake_cap),
         )
         if self.cluster:
             done = bool(self._pipeline([call], durable=True)[0])
@@ -664,7 +660,7 @@ class RedisBroker:
         """The stored state of each (queue, task id), None where the task is gone; one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for queue, task_id in tasks:
-            pipe.hget(self.keys(queue).state, _raw(task_id))  # any id the port hands out, junk bytes too
+            pipe.hget(self.keys(queue).state, raw_id(task_id))  # any id the port hands out, junk bytes too
         return list(pipe.execute())
 
     def result_record(self, queue: str, task_id: str) -> bytes | None:

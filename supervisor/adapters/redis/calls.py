@@ -33,8 +33,15 @@ class ReplicaWaitTimeout(redis.TimeoutError):
     """A write reached the primary but fewer replicas than REDIS_WAIT_REPLICAS confirmed it in time."""
 
 
+def raw_id(task_id: str) -> bytes:
+    """The stored bytes of a port id: ids are ``str``, and ``surrogateescape`` keeps bytes that
+    are not UTF-8 exact (redis-py would refuse to encode them)."""
+    return task_id.encode("utf-8", "surrogateescape")
+
+
 def text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """A reply as ``str``; bytes that are not UTF-8 (an id) are kept as surrogates, like port ids."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 def ms(seconds: float) -> int:
@@ -67,7 +74,7 @@ def enqueue_call(task: NewTask, keys: QueueKeys, namespace: str, *, cluster: boo
     if task.once_key:
         key_list.append(keys.once(task.once_key))
     args = (
-        task.task_id,
+        raw_id(task.task_id),
         task.data,
         "" if task.process_at is None else repr(task.process_at),
         "" if cluster else task.queue,
@@ -132,7 +139,7 @@ def plan_submit(
             args: list[Any] = ["" if cluster else queue, 0 if cluster else WAKE_CAP]
             for i in run:
                 t = tasks[i]
-                args += [t.task_id, t.data, "" if t.process_at is None else repr(t.process_at)]
+                args += [raw_id(t.task_id), t.data, "" if t.process_at is None else repr(t.process_at)]
             keys = (k.msg, k.state, k.pending, k.scheduled, k.wake, k.pending if cluster else queues_key(namespace))
             calls.append(("enqueue_batch", keys, args))
             slots.append(run.copy())

@@ -75,10 +75,15 @@ class QueueKeys:
         """A marker that lets one enqueue happen once (a periodic tick), whatever becomes of the task."""
         return self.pending[: -len("pending")] + "once:" + key
 
-    def result(self, task_id: str | bytes) -> str:
-        """Where a completed task's result is kept for its retention."""
-        tid = task_id.decode() if isinstance(task_id, bytes) else task_id
-        return self.pending[: -len("pending")] + "result:" + tid
+    def result(self, task_id: str | bytes) -> str | bytes:
+        """Where a completed task's result is kept for its retention (bytes for an id that is not
+        UTF-8: a port id keeps such bytes as surrogates, see broker._id)."""
+        raw = task_id if isinstance(task_id, bytes) else task_id.encode("utf-8", "surrogateescape")
+        prefix = self.pending[: -len("pending")] + "result:"
+        try:
+            return prefix + raw.decode()
+        except UnicodeDecodeError:
+            return prefix.encode() + raw
 
     def minute(self, minute: int) -> str:
         """Hash of the queue's ``processed``/``failed`` counts in one minute (epoch seconds // 60).
