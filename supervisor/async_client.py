@@ -50,17 +50,17 @@ class AsyncClient:
         default_max_retry: int | None = None,
     ) -> None:
         config = ClientConfig.resolve(redis_url, settings, namespace, default_max_retry)
-        if config.url is None and (config.redis.sentinels or config.redis.cluster):
-            # The async path has no Sentinel or Cluster routing yet: refuse rather than reach one
-            # node of it (the wrong primary after a failover, the wrong slot on a cluster).
-            variable = "REDIS_SENTINELS" if config.redis.sentinels else "REDIS_CLUSTER"
-            raise ConfigError(variable, "set", "AsyncClient supports a single Redis server for now; use Client")
+        if config.url is None and config.redis.cluster:
+            # The async path has no Cluster routing yet: refuse rather than reach one node of it
+            # (the wrong slot for most queues).
+            raise ConfigError(
+                "REDIS_CLUSTER", "true", "AsyncClient supports a single server or Sentinel for now; use Client"
+            )
         self.namespace = config.namespace
         self.default_max_retry = config.default_max_retry
         from supervisor.wiring import make_async_broker
 
-        url = config.url or config.redis.connection_url()
-        self.broker = make_async_broker(url, config.redis, self.namespace, client_name="supervisor-async-client")
+        self.broker = make_async_broker(config.url, config.redis, self.namespace, client_name="supervisor-async-client")
 
     async def aclose(self) -> None:
         await self.broker.aclose()

@@ -8,7 +8,14 @@ for the operator's view) built here, and sees the store's failures as the port's
 
 from __future__ import annotations
 
-from supervisor.adapters.redis import AsyncRedisBroker, RedisBroker, connect, connect_async, connect_settings
+from supervisor.adapters.redis import (
+    AsyncRedisBroker,
+    RedisBroker,
+    connect,
+    connect_async,
+    connect_async_settings,
+    connect_settings,
+)
 from supervisor.adapters.redis.errors import translated
 from supervisor.adapters.redis.inspector import Inspector
 from supervisor.adapters.redis.selfcheck import configuration_problem
@@ -45,10 +52,15 @@ def make_broker(
     )
 
 
-def make_async_broker(url: str, redis: RedisSettings, namespace: str, *, client_name: str) -> AsyncRedisBroker:
-    """The producer's broker for an event loop (a plain server: no async Sentinel/Cluster routing yet)."""
+def make_async_broker(url: str | None, redis: RedisSettings, namespace: str, *, client_name: str) -> AsyncRedisBroker:
+    """The producer's broker for an event loop: ``url`` names a plain server, else the settings'
+    server or Sentinel primary (no async Cluster routing yet)."""
+    if url:
+        client = connect_async(url, client_name=client_name)
+    else:
+        client = connect_async_settings(redis, client_name=client_name)
     return AsyncRedisBroker(
-        connect_async(url, client_name=client_name),
+        client,
         namespace=namespace,
         wait_replicas=redis.wait_replicas,
         wait_timeout=redis.wait_timeout,

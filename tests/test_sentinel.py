@@ -14,6 +14,7 @@ Runs are recorded in a file, outside the Redis that fails over.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -22,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from supervisor import BrokerError, Client
+from supervisor import AsyncClient, BrokerError, Client
+from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.config import load_settings
 from supervisor.core.errors import DuplicateTaskError
 from tests.apps.topology_app import runs
@@ -132,3 +134,37 @@ def test_failover_with_wait_loses_nothing(tmp_path: Path) -> None:
     assert result["acked"] == TOTAL
     assert result["lost"] == 0
     assert result["resumed_after_promotion"] < 15
+
+
+@pytest.mark.timeout(90)
+def test_async_client_follows_a_failover() -> None:
+    """AsyncClient with REDIS_SENTINELS: its tasks go to the primary, and after a failover to the
+    promoted replica, without a new client."""
+    ns = f"t{uuid.uuid4().hex[:8]}"
+    with SentinelSet(replicas=1) as s:
+        settings = load_settings(environ=sentinel_env(s, ns))
+        state_key = QueueKeys.of(ns, "default").state
+        replica = s.replica.client()
+
+        async def scenario() -> tuple[str, str, int]:
+            async with AsyncClient(settings=settings) as client:
+                before = (await client.enqueue("mark", None)).id
+                wait_for(lambda: replica.hget(state_key, before) == b"pending", timeout=5, what="replication")
+                s.primary.kill()
+                wait_for(lambda: s.current_primary_port() != s.primary.port, timeout=20, what="a promotion")
+                deadline = time.monotonic() + 20
+                while True:  # the first calls may still meet the dead primary's connection
+                    try:
+                        after = (await client.enqueue("mark", None)).id
+                        return before, after, s.current_primary_port()
+                    except BrokerError:
+                        assert time.monotonic() < deadline, "no enqueue reached the promoted replica"
+                        await asyncio.sleep(0.1)
+
+        try:
+            before, after, port = asyncio.run(scenario())
+            assert port == s.replica.port
+            assert replica.hget(state_key, after) == b"pending"  # stored on the promoted replica
+            assert replica.hget(state_key, before) == b"pending"
+        finally:
+            replica.close()

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
@@ -69,24 +70,29 @@ def _no_retry() -> dict[str, Any]:
 
 def _sentinel_primary(settings: RedisSettings, *, socket_timeout: float, client_name: str | None) -> redis.Redis:
     assert settings.sentinel_master is not None  # config validation requires it with REDIS_SENTINELS
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(settings.sentinels), **_sentinel_options(settings, socket_timeout, client_name), **_no_retry()
+    )
+    return cast(redis.Redis, sentinel.master_for(settings.sentinel_master))  # type: ignore[no-untyped-call]
+
+
+def _sentinel_options(settings: RedisSettings, socket_timeout: float, client_name: str | None) -> dict[str, Any]:
+    """What the sync and the asyncio ``Sentinel`` both take: how to reach the sentinels and the primary."""
     sentinel_kwargs: dict[str, Any] = {"socket_timeout": min(socket_timeout, 2.0), "socket_connect_timeout": 2.0}
     if settings.sentinel_password is not None:
         sentinel_kwargs["password"] = settings.sentinel_password
     if settings.tls:
         sentinel_kwargs["ssl"] = True
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        list(settings.sentinels),
-        sentinel_kwargs=sentinel_kwargs,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=min(socket_timeout, 5.0),
-        username=settings.username,
-        password=settings.password,
-        db=settings.db,
-        ssl=settings.tls,
-        client_name=client_name,
-        **_no_retry(),
-    )
-    return cast(redis.Redis, sentinel.master_for(settings.sentinel_master))  # type: ignore[no-untyped-call]
+    return {
+        "sentinel_kwargs": sentinel_kwargs,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": min(socket_timeout, 5.0),
+        "username": settings.username,
+        "password": settings.password,
+        "db": settings.db,
+        "ssl": settings.tls,
+        "client_name": client_name,
+    }
 
 
 def _cluster(settings: RedisSettings, *, socket_timeout: float, client_name: str | None) -> redis.Redis:
@@ -130,6 +136,27 @@ def connect_async(url: str, *, socket_timeout: float = 5.0, client_name: str | N
         client_name=client_name,
     )
     return client
+
+
+def connect_async_settings(
+    settings: RedisSettings, *, socket_timeout: float = 5.0, client_name: str | None = None
+) -> redis.asyncio.Redis:
+    """:func:`connect_async` for a plain server or a primary found through Sentinel.
+
+    With Sentinel, redis.asyncio asks the sentinels for the primary on every new connection, as
+    the sync client does: after a failover the next connection reaches the promoted replica.
+    A Redis Cluster has no async routing here (refused by the caller, with the reason).
+    """
+    if settings.sentinels:
+        assert settings.sentinel_master is not None  # config validation requires it with REDIS_SENTINELS
+        sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
+            list(settings.sentinels),
+            **_sentinel_options(settings, socket_timeout, client_name),
+            retry=AsyncRetry(NoBackoff(), 0),
+            retry_on_timeout=False,
+        )
+        return cast(redis.asyncio.Redis, sentinel.master_for(settings.sentinel_master))
+    return connect_async(settings.connection_url(), socket_timeout=socket_timeout, client_name=client_name)
 
 
 def close_after_fork(client: Any) -> None:
