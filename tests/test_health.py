@@ -21,12 +21,21 @@ def probe(*args: str) -> tuple[int, dict[str, object]]:
     return result.exit_code, json.loads(result.output)
 
 
+def _live_workers(result: tuple[int, dict[str, object]]) -> object:
+    code, body = result
+    status = body.get("status")
+    return status.get("alive") if code == 0 and isinstance(status, dict) else None
+
+
 def test_liveness_passes_with_redis_stopped_while_readiness_fails(own_redis, namespace, tmp_path, monkeypatch):
     monkeypatch.setenv("REDIS_URL", own_redis.url)
     monkeypatch.setenv("ASYNQ_NAMESPACE", namespace)
     assert probe("--live")[0] == 1  # nothing runs yet
     with Pool(own_redis.url, namespace, tmp_path / "sv.log", workers=2) as pool:
         wait_for(lambda: probe("--ready")[0] == 0, timeout=10, what="ready")
+        # Readiness reads the Redis heartbeat, liveness the status file: each is written when the
+        # parent's loop gets to it, so one may pass a moment before the other.
+        wait_for(lambda: _live_workers(probe("--live")) == 2, timeout=5, what="live with both workers")
         code, live = probe("--live")
         assert code == 0 and live["status"]["pid"] == pool.pid and live["status"]["alive"] == 2
 

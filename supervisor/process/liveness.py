@@ -45,6 +45,7 @@ class LivenessFile:
         self.stale_after = max(MIN_STALE_AFTER, 3 * heartbeat_interval)
         self.next_beat = 0.0
         self.failed = False
+        self._last: tuple[int, int, str] | None = None
         self._remove_dead(namespace)
 
     def _remove_dead(self, namespace: str) -> None:
@@ -58,9 +59,12 @@ class LivenessFile:
                     pass
 
     def beat(self, *, workers: int, alive: int, state: str, force: bool = False) -> None:
+        """Rewrite the file about once a second, and at once when what it says changes (a child
+        forked or lost, the pool stopping): a probe never reads a count a second old."""
         now = time.monotonic()
-        if not force and now < self.next_beat:
+        if not force and now < self.next_beat and self._last == (workers, alive, state):
             return
+        self._last = (workers, alive, state)
         self.next_beat = now + BEAT_INTERVAL
         record = {"pid": os.getpid(), "beat": time.time(), "stale_after": self.stale_after,
                   "workers": workers, "alive": alive, "state": state}  # fmt: skip
