@@ -24,7 +24,7 @@ from supervisor.client import (
     settle,
     with_states,
 )
-from supervisor.config import ConfigError, Settings
+from supervisor.config import Settings
 from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.ports import Enqueued, NewTask
 
@@ -50,12 +50,6 @@ class AsyncClient:
         default_max_retry: int | None = None,
     ) -> None:
         config = ClientConfig.resolve(redis_url, settings, namespace, default_max_retry)
-        if config.url is None and config.redis.cluster:
-            # The async path has no Cluster routing yet: refuse rather than reach one node of it
-            # (the wrong slot for most queues).
-            raise ConfigError(
-                "REDIS_CLUSTER", "true", "AsyncClient supports a single server or Sentinel for now; use Client"
-            )
         self.namespace = config.namespace
         self.default_max_retry = config.default_max_retry
         from supervisor.wiring import make_async_broker

@@ -54,7 +54,7 @@ def make_broker(
 
 def make_async_broker(url: str | None, redis: RedisSettings, namespace: str, *, client_name: str) -> AsyncRedisBroker:
     """The producer's broker for an event loop: ``url`` names a plain server, else the settings'
-    server or Sentinel primary (no async Cluster routing yet)."""
+    topology (a server, a Sentinel primary or a cluster)."""
     if url:
         client = connect_async(url, client_name=client_name)
     else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 
@@ -209,6 +209,7 @@ class ClusterSet:
             if out.returncode != 0:
                 raise RuntimeError(f"redis-cli --cluster create failed: {out.stdout.decode()[-2000:]}")
             self.wait_ok(timeout)
+            self.wait_replicas(timeout)
         except BaseException:
             self.stop()
             raise
@@ -220,20 +221,34 @@ class ClusterSet:
     def wait_ok(self, timeout: float) -> None:
         """Every live node says cluster_state:ok and agrees that every slot is served."""
 
-        def ok() -> bool:
-            for n in self.live():
-                c = n.client()
-                try:
-                    info = c.execute_command("CLUSTER INFO")
-                except redis.RedisError:
-                    return False
-                finally:
-                    c.close()
-                if str(info.get("cluster_state")) != "ok" or int(info.get("cluster_slots_ok", 0)) != 16384:
-                    return False
-            return True
+        def ok(c: redis.Redis) -> bool:
+            info = c.execute_command("CLUSTER INFO")
+            return str(info.get("cluster_state")) == "ok" and int(info.get("cluster_slots_ok", 0)) == 16384
 
-        wait_for(ok, timeout, 0.1, "the cluster to be ok")
+        wait_for(lambda: self._every_live(ok), timeout, 0.1, "the cluster to be ok")
+
+    def wait_replicas(self, timeout: float) -> None:
+        """Every replica linked to its primary (WAIT counts only those): the cluster is usable
+        before its replicas have synced."""
+
+        def linked(c: redis.Redis) -> bool:
+            info = c.info("replication")
+            return info.get("role") != "slave" or info.get("master_link_status") == "up"
+
+        wait_for(lambda: self._every_live(linked), timeout, 0.1, "every replica to sync")
+
+    def _every_live(self, test: Callable[[redis.Redis], bool]) -> bool:
+        """``test`` holds on every live node (False as soon as one fails it or does not answer)."""
+        for n in self.live():
+            c = n.client()
+            try:
+                if not test(c):
+                    return False
+            except redis.RedisError:
+                return False
+            finally:
+                c.close()
+        return True
 
     def primaries(self) -> list[Server]:
         """Live nodes that are primaries now."""

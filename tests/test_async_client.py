@@ -474,14 +474,3 @@ def test_a_mixed_batch_keeps_its_order_when_one_enqueue_script_is_missing(own_re
         assert list(reversed(pending)) == [t.task_id.encode() for t in batch if t.task_id]
     finally:
         r.close()
-
-
-def test_a_cluster_is_refused_with_the_reason_and_sentinel_is_accepted():
-    from supervisor.config import ConfigError, load_settings
-
-    cluster = load_settings(environ={"REDIS_CLUSTER": "true", "REDIS_HOST": "127.0.0.1"})
-    with pytest.raises(ConfigError) as refused:
-        AsyncClient(settings=cluster)
-    assert refused.value.variable == "REDIS_CLUSTER" and "use Client" in str(refused.value)
-    sentinel = load_settings(environ={"REDIS_SENTINELS": "127.0.0.1:1", "REDIS_SENTINEL_MASTER": "m"})
-    AsyncClient(settings=sentinel)  # connects lazily: nothing is reached here (see test_sentinel.py)

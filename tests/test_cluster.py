@@ -9,6 +9,7 @@ primary so that WAIT 1 can still be satisfied once a replica has been promoted).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 import redis
 
-from supervisor import BrokerError, Client, Task
+from supervisor import AsyncClient, BrokerError, Client, Task
 from supervisor.adapters.redis.inspector import Inspector
 from supervisor.config import Settings, load_settings
 from supervisor.core.errors import DuplicateTaskError, NotUniqueError
@@ -122,6 +123,43 @@ def test_idle_workers_wake_on_the_doorbell(cluster: ClusterSet, tmp_path: Path) 
             time.sleep(0.2)  # idle again
     print(f"\nidle pick-up on a cluster, s: {[round(x, 4) for x in latencies]}")
     assert max(latencies) < 0.25, latencies
+
+
+def test_async_client_on_a_cluster(cluster: ClusterSet, tmp_path: Path) -> None:
+    """AsyncClient routes by slot: single and batch enqueues over three nodes, WAIT, doorbells, a
+    result, and scripts reloaded after the nodes lost them."""
+    s = Setup(cluster, tmp_path, ASYNQ_QUEUES="a,b,c", REDIS_WAIT_REPLICAS="1")
+
+    async def enqueue_all() -> tuple[list[str], float]:
+        async with AsyncClient(settings=s.settings) as client:
+            sent = time.time()
+            first = (await client.enqueue("mark", None, queue="b", task_id="async-first")).id
+            ids = [first]
+            ids += [(await client.enqueue("mark", None, queue=q, task_id=f"async-{q}")).id for q in QUEUES]
+            batch = [Task("mark", None, queue=q, task_id=f"async-{q}-{i}") for i in range(10) for q in QUEUES]
+            ids += [info.id for info in await client.enqueue_many(batch)]
+            await client.enqueue("mark", None, queue="a", task_id="async-later", process_in=60)
+            with pytest.raises(DuplicateTaskError):  # still scheduled: its id is taken
+                await client.enqueue("mark", None, queue="a", task_id="async-later")
+            ids.append((await client.enqueue("echo", {"n": 3}, queue="c", task_id="async-kept", retention="1m")).id)
+            for node in cluster.primaries():
+                flusher = node.client()
+                try:
+                    flusher.script_flush()
+                finally:
+                    flusher.close()
+            ids.append((await client.enqueue("mark", None, queue="a", task_id="async-after-flush")).id)
+            wait_for(lambda: "async-kept" in s.ran_ids(), timeout=10, what="the task with a result")
+            assert await client.result("async-kept", queue="c") == {"n": 3}
+            return ids, sent
+
+    with s.pool():
+        time.sleep(0.3)  # on purpose: both workers idle, blocked on the doorbells
+        ids, sent = asyncio.run(enqueue_all())
+        assert len(ids) == 36 and len(set(ids)) == 36
+        wait_for(lambda: set(ids) <= s.ran_ids(), timeout=15, interval=0.1, what="every async-enqueued task")
+        first_ran = next(r[3] for r in s.runs() if r[0] == "async-first")
+        assert first_ran - sent < 0.5  # woken by the doorbell, not by the end of a 1 s block
 
 
 def test_lifecycle_on_a_cluster(cluster: ClusterSet, tmp_path: Path) -> None:

@@ -3,26 +3,34 @@
 Only what a producer needs (the worker's path stays on :class:`RedisBroker`, in processes that
 block by design). The calls are the sync broker's, built by :mod:`calls` from the same key names
 and Lua scripts, so a task enqueued from an event loop is stored byte for byte as one enqueued
-from a thread; only the I/O differs.
+from a thread; only the I/O differs. On a Redis Cluster the calls go out per node as the sync
+broker sends them (see ``RedisBroker._per_node``): one pipeline per node, WAIT on the connection
+that wrote, and a MOVED reply or a dead node reloads the slot map and fails the call as a
+connection error, which the client resends.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 import redis.asyncio
 from redis.exceptions import NoScriptError
 
 from supervisor.adapters.redis.calls import (
+    STALE_SLOTS,
     Call,
     ReplicaWaitTimeout,
+    cluster_extras,
     ms,
     plan_submit,
     raw_id,
     script_sha,
     script_source,
 )
+from supervisor.adapters.redis.connection import is_async_cluster
 from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.core.ports import Enqueued, NewTask
@@ -40,6 +48,7 @@ class AsyncRedisBroker:
         #: REDIS_WAIT_REPLICAS: an enqueue is confirmed only once that many replicas have it.
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = ms(wait_timeout)
+        self.cluster = is_async_cluster(client)
         self._keys: dict[str, QueueKeys] = {}
 
     def keys(self, queue: str) -> QueueKeys:
@@ -80,6 +89,8 @@ class AsyncRedisBroker:
 
     async def _evalsha(self, calls: Sequence[Call], preload: Sequence[str]) -> list[Any]:
         """One EVALSHA per call, errors returned in place; one command needs no pipeline."""
+        if self.cluster:
+            return await self._per_node(calls)  # each node reloads what it lacks (NOSCRIPT)
         if len(calls) == 1 and not preload and not self.wait_replicas:
             name, keys, args = calls[0]
             try:
@@ -110,10 +121,72 @@ class AsyncRedisBroker:
                 raise reply
         return list(replies[len(preload) :])
 
+    async def _per_node(self, calls: Sequence[Call]) -> list[Any]:
+        """The calls' replies on a cluster: each node's share in one pipeline, the nodes at once."""
+        cluster: Any = self.redis
+        await cluster.initialize()  # the slot map, on first use
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        for i, (_, keys, _) in enumerate(calls):
+            node = cluster.get_node_from_key(keys[0])
+            groups.setdefault(node.name, (node, []))[1].append(i)
+        batches = list(groups.values())
+        try:
+            replies = await asyncio.gather(*(self._exchange(node, [calls[i] for i in idx]) for node, idx in batches))
+        except STALE_SLOTS as exc:  # AskError covers MOVED too: a failover or a resharding
+            try:
+                await cluster.nodes_manager.initialize()
+            except redis.RedisError:
+                pass  # the next call tries again
+            raise redis.ConnectionError(f"Redis Cluster: {type(exc).__name__}: {exc}") from exc
+        results: list[Any] = [None] * len(calls)
+        for (_, indexes), node_replies in zip(batches, replies, strict=True):
+            for i, reply in zip(indexes, node_replies, strict=True):
+                results[i] = reply
+        return results
+
+    async def _exchange(self, node: Any, calls: Sequence[Call]) -> list[Any]:
+        """One node's calls on one of its connections, then WAIT on that same connection.
+
+        Returns the replies with NOSCRIPT in place; raises any other error once every reply is
+        read, so no connection goes back to its node with replies unread.
+        """
+        conn = node.acquire_connection()
+        try:
+            commands: list[tuple[Any, ...]] = [
+                ("EVALSHA", script_sha(name), len(keys), *keys, *args) for name, keys, args in calls
+            ]
+            if self.wait_replicas:
+                commands.append(("WAIT", self.wait_replicas, self.wait_timeout_ms))
+            await conn.send_packed_command(conn.pack_commands(commands))
+            replies: list[Any] = []
+            for _ in calls:
+                try:
+                    replies.append(await conn.read_response())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+            acked = int(await conn.read_response()) if self.wait_replicas else 0
+        except BaseException:
+            await conn.disconnect()  # replies may be left unread on it
+            raise
+        finally:
+            node.release(conn)
+        error = next((r for r in replies if isinstance(r, Exception) and not isinstance(r, NoScriptError)), None)
+        if error is not None:
+            raise error
+        if self.wait_replicas and acked < self.wait_replicas:
+            raise ReplicaWaitTimeout(
+                f"enqueue confirmed by {acked} of {self.wait_replicas} replica(s) within "
+                f"{self.wait_timeout_ms} ms (REDIS_WAIT_REPLICAS); it may be lost if the primary fails now"
+            )
+        return replies
+
     async def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
         """Store ``tasks`` (see :meth:`RedisBroker.submit`): each one's outcome, in input order."""
-        plan = plan_submit(tasks, self.keys, self.namespace)
-        return plan.results(await self._send(plan.calls, plan.preload))
+        plan = plan_submit(tasks, self.keys, self.namespace, cluster=self.cluster)
+        results = plan.results(await self._send(plan.calls, plan.preload))
+        if self.cluster:
+            await self._send(cluster_extras(tasks, self.namespace))  # only once the tasks are stored
+        return results
 
     async def task_states(self, tasks: Sequence[tuple[str, str]]) -> list[bytes | None]:
         """The stored state of each (queue, task id), None where the task is gone; one round trip."""

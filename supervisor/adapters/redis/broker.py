@@ -49,16 +49,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.exceptions import AskError, ClusterDownError, NoScriptError, ReadOnlyError, TryAgainError
+from redis.exceptions import NoScriptError
 
 from supervisor.adapters.redis.calls import (
     BATCH_CHUNK,
+    STALE_SLOTS,
     WAKE_CAP,
     Call,
     ReplicaWaitTimeout,
+    cluster_extras,
     ms,
     plan_submit,
     raw_id,
+    ring_call,
     script_source,
 )
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
@@ -79,10 +82,6 @@ __all__ = ["BATCH_CHUNK", "FORWARD_LIMIT", "WAKE_CAP", "RedisBroker", "ReplicaWa
 
 #: Due scheduled/retry tasks moved to pending per set per claim: bounds one script's run time.
 FORWARD_LIMIT = 100
-
-
-#: Replies and failures that mean a cluster's slot map is stale: a failover or a resharding.
-_STALE_SLOTS = (AskError, ClusterDownError, TryAgainError, ReadOnlyError, redis.ConnectionError)
 
 
 def _id(stored: bytes) -> str:
@@ -158,13 +157,6 @@ class RedisBroker:
 
     def doorbell(self, queue: str) -> str:
         return doorbell_key(self.namespace, queue)
-
-    def _ring(self, queue: str, tokens: int = 1) -> Call:
-        """Wake idle workers of ``queue`` on a cluster (see the module docstring)."""
-        return ("ring", (self.doorbell(queue),), (tokens, WAKE_CAP))
-
-    def _register(self, queue: str) -> Call:
-        return ("register", (queues_key(self.namespace),), (queue,))
 
     def _run(self, script: str, keys: Sequence[str], args: Sequence[Any], *, durable: bool = False) -> Any:
         """One script call; ``durable`` ones WAIT for replicas when the option is on."""
@@ -249,7 +241,7 @@ class RedisBroker:
         for _ in range(2):
             try:
                 replies = self._exchange(batches, calls, wait)
-            except _STALE_SLOTS as exc:
+            except STALE_SLOTS as exc:
                 # AskError covers MOVED too. The slot map changed under us (failover, resharding).
                 try:
                     cluster.nodes_manager.initialize()
@@ -332,29 +324,14 @@ class RedisBroker:
     def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
         # The calls are built by calls.plan_submit, shared with the async broker; results come
         # back in input order. On a cluster, the queue registrations and doorbells follow
-        # (see _cluster_extras).
+        # (see calls.cluster_extras).
         plan = plan_submit(tasks, self.keys, self.namespace, cluster=self.cluster)
         if len(plan.calls) == 1 and not self.cluster:
             return plan.results([self._run(*plan.calls[0], durable=True)])
         results = plan.results(self._pipeline(plan.calls, durable=True, preload=plan.preload))
         if self.cluster:
-            # Only once the tasks are stored: sent in the same exchange, a doorbell on another node
-            # could wake a worker before its task exists there, and it would sleep out its block.
-            self._pipeline(self._cluster_extras(tasks))
+            self._pipeline(cluster_extras(tasks, self.namespace))  # only once the tasks are stored
         return results
-
-    def _cluster_extras(self, tasks: Sequence[NewTask]) -> list[Call]:
-        """On a cluster, what enqueue.lua does in other slots: register the queues, ring doorbells.
-
-        Sent once the enqueue calls have answered; a token for a task that turned out to be
-        a duplicate only costs an idle worker one empty claim.
-        """
-        if not self.cluster:
-            return []
-        counts: dict[str, int] = {}
-        for t in tasks:
-            counts[t.queue] = counts.get(t.queue, 0) + 1
-        return [c for q, n in counts.items() for c in (self._register(q), self._ring(q, n))]
 
     def enqueue(self, queue: str, task_id: str, data: bytes, process_at: float | None) -> bool:
         return self.enqueue_many([(queue, task_id, data, process_at)])[0]
@@ -549,7 +526,7 @@ class RedisBroker:
         if self.cluster:
             done = bool(self._pipeline([call], durable=True)[0])
             if done:
-                self._pipeline([self._ring(claimed.queue)])  # after the task is back (see submit)
+                self._pipeline([ring_call(self.namespace, claimed.queue)])  # after the task is back (see submit)
             return done
         return bool(self._run(*call, durable=True))
 

@@ -15,8 +15,9 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis.exceptions import AskError, ClusterDownError, ReadOnlyError, TryAgainError
 
-from supervisor.adapters.redis.keys import QueueKeys, queues_key
+from supervisor.adapters.redis.keys import QueueKeys, doorbell_key, queues_key
 from supervisor.core.ports import Enqueued, NewTask
 
 #: One script call: script name, keys, arguments.
@@ -27,6 +28,10 @@ WAKE_CAP = 256
 
 #: Tasks per enqueue_batch call: bounds one script's run time (Redis runs one script at a time).
 BATCH_CHUNK = 500
+
+
+#: Replies and failures that mean a cluster's slot map is stale: a failover or a resharding.
+STALE_SLOTS = (AskError, ClusterDownError, TryAgainError, ReadOnlyError, redis.ConnectionError)
 
 
 class ReplicaWaitTimeout(redis.TimeoutError):
@@ -158,3 +163,25 @@ def plan_submit(
         run.append(i)
     close_run()
     return SubmitPlan(calls, slots, len(tasks))
+
+
+def ring_call(namespace: str, queue: str, tokens: int = 1) -> Call:
+    """Wake idle workers of ``queue`` on a cluster (see broker.py's module docstring)."""
+    return ("ring", (doorbell_key(namespace, queue),), (tokens, WAKE_CAP))
+
+
+def register_call(namespace: str, queue: str) -> Call:
+    return ("register", (queues_key(namespace),), (queue,))
+
+
+def cluster_extras(tasks: Sequence[NewTask], namespace: str) -> list[Call]:
+    """On a cluster, what enqueue.lua does in other slots: register the queues, ring doorbells.
+
+    Sent once the enqueue calls have answered: sent in the same exchange, a doorbell on another
+    node could wake a worker before its task exists there, and it would sleep out its block. A
+    token for a task that turned out to be a duplicate only costs an idle worker one empty claim.
+    """
+    counts: dict[str, int] = {}
+    for t in tasks:
+        counts[t.queue] = counts.get(t.queue, 0) + 1
+    return [c for q, n in counts.items() for c in (register_call(namespace, q), ring_call(namespace, q, n))]

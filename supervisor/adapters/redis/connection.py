@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import NoBackoff
@@ -64,6 +65,10 @@ def is_cluster(client: object) -> bool:
     return isinstance(client, RedisCluster)
 
 
+def is_async_cluster(client: object) -> bool:
+    return isinstance(client, AsyncRedisCluster)
+
+
 def _no_retry() -> dict[str, Any]:
     return {"retry": Retry(NoBackoff(), 0), "retry_on_timeout": False}
 
@@ -96,6 +101,12 @@ def _sentinel_options(settings: RedisSettings, socket_timeout: float, client_nam
 
 
 def _cluster(settings: RedisSettings, *, socket_timeout: float, client_name: str | None) -> redis.Redis:
+    client = RedisCluster(**_cluster_options(settings, socket_timeout, client_name), retry=Retry(NoBackoff(), 0))
+    return cast(redis.Redis, client)
+
+
+def _cluster_options(settings: RedisSettings, socket_timeout: float, client_name: str | None) -> dict[str, Any]:
+    """What the sync and the asyncio ``RedisCluster`` both take: a seed node and how to talk to it."""
     if settings.url is not None:
         parts = urlsplit(settings.url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 6379
@@ -106,18 +117,16 @@ def _cluster(settings: RedisSettings, *, socket_timeout: float, client_name: str
         host, port, username, password, ssl = (
             settings.host, settings.port, settings.username, settings.password, settings.tls,
         )  # fmt: skip
-    client = RedisCluster(
-        host=host,
-        port=port,
-        username=username,
-        password=password,
-        ssl=ssl,
-        client_name=client_name,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=min(socket_timeout, 5.0),
-        retry=Retry(NoBackoff(), 0),
-    )
-    return cast(redis.Redis, client)
+    return {
+        "host": host,
+        "port": port,
+        "username": username,
+        "password": password,
+        "ssl": ssl,
+        "client_name": client_name,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": min(socket_timeout, 5.0),
+    }
 
 
 def connect_async(url: str, *, socket_timeout: float = 5.0, client_name: str | None = None) -> redis.asyncio.Redis:
@@ -141,12 +150,18 @@ def connect_async(url: str, *, socket_timeout: float = 5.0, client_name: str | N
 def connect_async_settings(
     settings: RedisSettings, *, socket_timeout: float = 5.0, client_name: str | None = None
 ) -> redis.asyncio.Redis:
-    """:func:`connect_async` for a plain server or a primary found through Sentinel.
+    """:func:`connect_async` for whatever topology ``settings`` describe, as :func:`connect_settings`.
 
     With Sentinel, redis.asyncio asks the sentinels for the primary on every new connection, as
-    the sync client does: after a failover the next connection reaches the promoted replica.
-    A Redis Cluster has no async routing here (refused by the caller, with the reason).
+    the sync client does: after a failover the next connection reaches the promoted replica. A
+    cluster client is returned typed as ``redis.asyncio.Redis``; :func:`is_async_cluster` tells
+    the broker to route by slot.
     """
+    if settings.cluster:
+        cluster = AsyncRedisCluster(
+            **_cluster_options(settings, socket_timeout, client_name), retry=AsyncRetry(NoBackoff(), 0)
+        )
+        return cast(redis.asyncio.Redis, cluster)
     if settings.sentinels:
         assert settings.sentinel_master is not None  # config validation requires it with REDIS_SENTINELS
         sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
