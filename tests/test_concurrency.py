@@ -132,6 +132,20 @@ def test_an_overrunning_task_counts_an_attempt_its_neighbours_do_not(pools, redi
     assert {r for t, _, _, r in p.ran() if t in neighbours} == {0}
 
 
+def test_an_async_handler_blocking_its_loop_is_killed_and_counted_alone(pools, redis_url, namespace, tmp_path, client):
+    p = pool(pools, redis_url, namespace, tmp_path, workers=1, args=("--concurrency", "10"))
+    neighbours = [t.id for t in client.enqueue_many([Task("asleep", 8.0, max_retry=5) for _ in range(9)])]
+    wait_for(lambda: all(p.started(i) for i in neighbours), timeout=10, what="9 async tasks running")
+    blocker = client.enqueue("ablock", 30.0, timeout=1, max_retry=5).id  # time.sleep on the loop
+    wait_for(lambda: p.started(blocker), timeout=10, what="the blocking task to start")
+    kill = p.wait_event("kill", lambda e: "time limit" in e["reason"], timeout=10)[0]
+    assert kill["task_id"] == blocker
+    wait_for(lambda: state(client, blocker)[1] == 1, timeout=10, what="the overrun counted")
+    for i in neighbours:
+        wait_for(lambda i=i: len(p.started(i)) >= 2, timeout=10, what="a neighbour to run again")
+    assert all(state(client, i)[1] in (0, None) for i in neighbours), [state(client, i) for i in neighbours]
+
+
 @KINDS
 def test_sigterm_waits_for_20_in_flight_tasks_then_exits_0(kind, pools, redis_url, namespace, tmp_path, client):
     p = pool(pools, redis_url, namespace, tmp_path, workers=2, args=("--concurrency", "10"))

@@ -79,3 +79,12 @@ async def do_asleep(payload: float, context: TaskContext) -> None:
     record(context, "started")
     await asyncio.sleep(payload)
     record(context)
+
+
+@app.task("ablock")
+async def do_ablock(payload: float, context: TaskContext) -> None:
+    """An ``async def`` handler that blocks its event loop (a sync call inside it): cancellation
+    cannot reach it, only the parent's kill ends it."""
+    record(context, "started")
+    time.sleep(payload)
+    record(context)
