@@ -102,6 +102,7 @@ class App:
 
         self._registry: dict[str, Registration] = {}
         self._middleware: list[Middleware] = list(BUILTIN) if builtin_middleware else []
+        self._async_forms: dict[Middleware, AsyncMiddleware] = {}
         self.retry_delay = retry_delay
         self._periodic: dict[str, PeriodicEntry] = {}
 
@@ -188,9 +189,19 @@ class App:
     def periodic_entries(self) -> list[PeriodicEntry]:
         return list(self._periodic.values())
 
-    def use(self, middleware: Middleware) -> None:
-        """Add a middleware; the first added is the outermost (inside the built-in ones)."""
+    def use(self, middleware: Middleware, *, async_form: AsyncMiddleware | None = None) -> None:
+        """Add a middleware; the first added is the outermost (inside the built-in ones).
+
+        ``async_form``: the same middleware for ``async def`` handlers (``async def
+        form(context, call_next): ... await call_next() ...``). With one for every middleware of
+        the app, async handlers are awaited on the worker's event loop directly; without, they
+        run through a task thread each (correct, slower: see the README).
+        """
+        if async_form is not None and not inspect.iscoroutinefunction(async_form):
+            raise TypeError(f"async_form must be an async def function, not {async_form!r}")
         self._middleware.append(middleware)
+        if async_form is not None:
+            self._async_forms[middleware] = async_form
 
     @property
     def middleware(self) -> tuple[Middleware, ...]:
@@ -198,11 +209,11 @@ class App:
 
     @property
     def async_middleware(self) -> tuple[AsyncMiddleware, ...] | None:
-        """The chain's ``async`` forms, or None when a middleware has none (the application's own
-        are synchronous): an ``async def`` handler then runs on a thread, see :meth:`run`."""
+        """The chain's ``async`` forms, or None when a middleware has none (see :meth:`use`): an
+        ``async def`` handler then runs on a thread, see :meth:`run`."""
         from supervisor.middleware import ASYNC_FORMS
 
-        forms = [ASYNC_FORMS.get(m) for m in self._middleware]
+        forms = [self._async_forms.get(m) or ASYNC_FORMS.get(m) for m in self._middleware]
         return None if None in forms else tuple(f for f in forms if f is not None)
 
     @property

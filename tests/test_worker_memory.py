@@ -179,6 +179,45 @@ def test_an_async_handler_goes_through_middleware_of_the_apps_own(broker, client
     assert seen == [("double", 42)]
 
 
+def test_middleware_with_an_async_form_keeps_async_handlers_on_the_event_loop(broker, client):
+    app = App()
+    seen: list[tuple[str, str, object]] = []
+
+    def audit(context, call_next):
+        result = call_next()
+        seen.append(("sync", context.type, result))
+        return result
+
+    async def audit_async(context, call_next):
+        result = await call_next()
+        seen.append(("async", context.type, result))
+        return result
+
+    with pytest.raises(TypeError, match="async def"):
+        app.use(audit, async_form=audit)  # type: ignore[arg-type]
+    app.use(audit, async_form=audit_async)
+    runners: list[str] = []
+
+    @app.task("double")
+    async def double(payload: int) -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        runners.append(task.get_coro().__qualname__)  # type: ignore[union-attr]
+        return payload * 2
+
+    @app.task("triple")
+    def triple(payload: int) -> int:
+        return payload * 3
+
+    client.enqueue("double", 21)
+    client.enqueue("triple", 5)
+    w = worker(app, broker, concurrency=2)
+    with WorkerThread(w):
+        wait_for(lambda: w.processed == 2 and w.busy == 0, timeout=5, what="both tasks")
+    assert sorted(seen) == [("async", "double", 42), ("sync", "triple", 15)]
+    assert runners == ["AsyncLane._run"]
+
+
 def test_a_timeout_error_of_the_handlers_own_is_a_failure_not_its_time_limit(broker, client):
     app = App()
 
