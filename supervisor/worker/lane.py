@@ -8,8 +8,8 @@ again each time one of its tasks ends; each runs as an asyncio task, through the
 of the middleware (:meth:`~supervisor.app.App.run_async`).
 
 Used when the app has async handlers and every middleware of its chain has an ``async`` form (the
-built-in ones do; an application's own ``app.use`` middleware is synchronous, and then async
-handlers run as before: a task thread waits for each).
+built-in ones do; the application's own get one with ``app.use(fn, async_form=...)``). Otherwise
+async handlers run as before: a task thread waits for each.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A worker runs up to ``concurrency`` tasks at once. Each plain handler runs on a thread of a pool
 of that size, in a fresh copy of the context (so log fields, the OpenTelemetry span and the task
 context of one task never leak into another). ``async def`` handlers run on the worker's single
-event loop (a thread of its own, here): awaited there directly (lane.py), or, when the app has
-synchronous middleware of its own, called on a slot thread that waits for the coroutine, so that
+event loop (a thread of its own, here): awaited there directly (lane.py), or, when a middleware
+of the app has no ``async`` form, called on a slot thread that waits for the coroutine, so that
 middleware sees it start and end like any other handler.
 
 Time limits:
