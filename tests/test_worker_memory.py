@@ -155,6 +155,42 @@ def test_async_handlers_run_on_the_event_loop_and_never_more_than_the_concurrenc
     assert 15 <= most <= 20, most
 
 
+def test_plain_and_async_tasks_share_the_concurrency(broker, client):
+    app = App()
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def enter() -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+
+    def leave() -> None:
+        nonlocal running
+        with lock:
+            running -= 1
+
+    @app.task("plain")
+    def plain(payload: float) -> None:
+        enter()
+        time.sleep(payload)
+        leave()
+
+    @app.task("async")
+    async def coroutine(payload: float) -> None:
+        enter()
+        await asyncio.sleep(payload)
+        leave()
+
+    client.enqueue_many([Task("plain" if i % 2 else "async", 0.1) for i in range(24)])
+    w = worker(app, broker, concurrency=4)
+    with WorkerThread(w):
+        wait_for(lambda: w.processed == 24 and w.busy == 0, timeout=10, what="24 tasks")
+    assert 3 <= most <= 4, most  # 4 in all, not 4 of each kind
+
+
 def test_an_async_handler_goes_through_middleware_of_the_apps_own(broker, client):
     app = App()
     seen: list[tuple[str, object]] = []

@@ -26,6 +26,9 @@ def run_one(worker: Worker) -> bool:
         if not isinstance(got, list):
             worker._wait_for_work(got)
             return False
+        with worker._cond:
+            worker.processed += 1
+            worker._running[got[0].task_id] = time.monotonic()
         ready = worker._prepare(got[0])
         if ready is None:
             return True

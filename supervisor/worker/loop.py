@@ -204,15 +204,12 @@ class Worker:
     def _route(self, claimed: list[Claimed]) -> None:
         """Claimed tasks wait in the buffer for the task threads, except those of ``async def``
         handlers when the event loop takes them directly (see lane.py)."""
-        lane = self._lane
-        now = time.monotonic()
+        lane, now = self._lane, time.monotonic()
         buffered: list[Waiting] = []
         native: list[Waiting] = []
         for c in claimed:
-            message = self.runner.peek(c) if lane is not None else None
-            registration = self.app.handler_for(message.type) if message is not None else None
-            item = Waiting(c, now, message)
-            (native if registration is not None and registration.is_async else buffered).append(item)
+            message, is_async = self.runner.peek(c) if lane is not None else (None, False)
+            (native if is_async else buffered).append(Waiting(c, now, message))
         with self._cond:
             self._waiting.add(buffered, native)
             if buffered:
@@ -226,8 +223,8 @@ class Worker:
         Only the event loop starts them, so ``concurrency`` bounds them exactly.
         """
         with self._cond:
-            room = self.options.concurrency - len(self._running)
-            items = self._waiting.take_for_loop(room)
+            items = self._waiting.take_for_loop(self._running, self.options.concurrency, time.monotonic())
+            self.processed += len(items)
             if items and len(self._waiting.loop) <= self._ahead // 2:
                 self._cond.notify()  # the claim loop may top them up
         return [ready for item in items if (ready := self._prepare(item.claimed, item.message)) is not None]
@@ -317,16 +314,17 @@ class Worker:
     # -- task threads ---------------------------------------------------------------------------------
 
     def _task_thread(self) -> None:
-        """One slot: take buffered tasks and run them, until the worker stops."""
-        assert self._slots is not None
-        slots = self._slots
+        """One slot: take buffered tasks and run them (while fewer than ``concurrency`` run in all,
+        async ones included), until the worker stops."""
+        slots, n = self._slots, self.options.concurrency
+        assert slots is not None
         while True:
             with self._cond:
-                while not self._waiting.threads:
-                    if self._closing.is_set():
+                while (item := self._waiting.take_for_thread(self._running, n, time.monotonic())) is None:
+                    if self._closing.is_set() and not self._waiting.threads:
                         return
                     self._work.wait(TICK)
-                item = self._waiting.threads.popleft()
+                self.processed += 1
                 if len(self._waiting.threads) <= self._ahead // 2:
                     self._cond.notify()  # the claim loop may top the buffer up
             ready = self._prepare(item.claimed, item.message)
@@ -334,14 +332,14 @@ class Worker:
                 self._execute(ready, slots)
 
     def _prepare(self, claimed: Claimed, message: TaskMessage | None = None) -> Ready | None:
-        """Start ``claimed``: decode it and report it running; None when it cannot run (archived)."""
-        with self._cond:
-            self.processed += 1
+        """Start a reserved task: decode it and report it running; None when it cannot run
+        (archived: its slot is free again)."""
         prepared = self.runner.prepare(claimed, message)
         if not isinstance(prepared, Ready):
+            with self._cond:
+                self._running.pop(claimed.task_id, None)
+                self._cond.notify()
             return None
-        with self._cond:
-            self._running[claimed.task_id] = time.monotonic()
         self.observer.task_started(prepared.message.id, prepared.message.type, claimed.queue, prepared.limit)
         return prepared
 
@@ -358,6 +356,8 @@ class Worker:
             log.exception("worker failed while running task %s", ready.message.id, extra={"event": "worker_error"})
         finally:
             self._finished(ready, time.monotonic() - started, completion)
+            if self._lane is not None and self._waiting.loop:
+                self._lane.wake()  # a slot is free for an async task waiting for one
 
     def _finished(self, ready: Ready, took: float, completion: Completion | None) -> None:
         """A task has ended (on a task thread or the event loop): its slot is free."""
@@ -371,6 +371,8 @@ class Worker:
             # on their own cost a round trip every few tasks (drain 6.3k/s instead of 8.6k/s).
             if not self._waiting or self._closing.is_set():
                 self._cond.notify()
+            if self._waiting.threads:
+                self._work.notify()  # a thread waiting for room in all may start its task
 
     # -- completions and give-backs -------------------------------------------------------------------
 

@@ -87,14 +87,17 @@ class TaskRunner:
 
     # -- before it runs ---------------------------------------------------------------------------
 
-    def peek(self, claimed: Claimed) -> TaskMessage | None:
-        """``claimed``'s envelope, or None when it has none that decodes (:meth:`prepare` archives it)."""
+    def peek(self, claimed: Claimed) -> tuple[TaskMessage | None, bool]:
+        """``claimed``'s envelope (None when it has none that decodes: :meth:`prepare` archives
+        it), and whether its handler is an ``async def`` one."""
         if claimed.data is None:
-            return None
+            return None, False
         try:
-            return decode_message(claimed.data)
+            message = decode_message(claimed.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
+            return None, False
+        registration = self.app.handler_for(message.type)
+        return message, registration is not None and registration.is_async
 
     def prepare(self, claimed: Claimed, message: TaskMessage | None = None) -> Ready | Outcome:
         """What is needed to run ``claimed``, or the outcome of archiving it when it cannot run.

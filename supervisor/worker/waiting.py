@@ -43,9 +43,21 @@ class WaitingLines:
         self.threads.extend(threads)
         self.loop.extend(loop)
 
-    def take_for_loop(self, room: int) -> list[Waiting]:
-        """Up to ``room`` tasks for the event loop, oldest first."""
-        return [self.loop.popleft() for _ in range(max(0, min(room, len(self.loop))))]
+    def take_for_thread(self, running: dict[str, float], concurrency: int, now: float) -> Waiting | None:
+        """The oldest task for a task thread, its slot taken in ``running`` (task id -> start),
+        or None while nothing waits or ``concurrency`` tasks run in all (threads and loop)."""
+        if not self.threads or len(running) >= concurrency:
+            return None
+        item = self.threads.popleft()
+        running[item.claimed.task_id] = now
+        return item
+
+    def take_for_loop(self, running: dict[str, float], concurrency: int, now: float) -> list[Waiting]:
+        """As many tasks for the event loop as there are free slots, oldest first, slots taken."""
+        items = [self.loop.popleft() for _ in range(max(0, min(concurrency - len(running), len(self.loop))))]
+        for item in items:
+            running[item.claimed.task_id] = now
+        return items
 
     def next_stale(self) -> float | None:
         """When the oldest waiting task turns stale (monotonic), if any waits."""
