@@ -3,8 +3,8 @@
 The claim loop (the process's main thread) owns every round trip for claims and completions.
 It claims only for slots that are free, plus, while tasks are quick, a short prefetch that
 keeps the round trips per task low. Claimed tasks wait (waiting.py) for a task thread, or, for
-``async def`` handlers, for the event loop (lane.py: at most ``concurrency`` async tasks at once;
-an app mixing both kinds runs up to that many of each). So that no task waits behind a slow one,
+``async def`` handlers, for the event loop (lane.py); at most ``concurrency`` run at once, of
+both kinds together. So that no task waits behind a slow one,
 a claimed task not started within 50 ms goes back to the head of its queue, where an idle worker
 takes it, and the prefetch stops as soon as tasks are not quick any more.
 
