@@ -22,13 +22,15 @@ from redis.exceptions import NoScriptError
 from supervisor.adapters.redis.calls import (
     STALE_SLOTS,
     Call,
-    ReplicaWaitTimeout,
+    by_node,
     cluster_extras,
     ms,
     plan_submit,
     raw_id,
+    replica_shortfall,
     script_sha,
     script_source,
+    sort_replies,
 )
 from supervisor.adapters.redis.connection import is_async_cluster
 from supervisor.adapters.redis.errors import port_errors
@@ -72,14 +74,7 @@ class AsyncRedisBroker:
         for _ in range(2):
             replies = await self._evalsha([calls[i] for i in pending], preload)
             preload = ()
-            missing = []
-            for i, reply in zip(pending, replies, strict=True):
-                if isinstance(reply, NoScriptError):
-                    missing.append(i)
-                elif isinstance(reply, Exception):
-                    raise reply
-                else:
-                    results[i] = reply
+            missing = sort_replies(pending, replies, results)
             if not missing:
                 return results
             for name in sorted({calls[i][0] for i in missing}):
@@ -111,11 +106,8 @@ class AsyncRedisBroker:
             acked = replies.pop()
             if isinstance(acked, Exception):
                 raise acked
-            if int(acked) < self.wait_replicas:
-                raise ReplicaWaitTimeout(
-                    f"enqueue confirmed by {acked} of {self.wait_replicas} replica(s) within "
-                    f"{self.wait_timeout_ms} ms (REDIS_WAIT_REPLICAS); it may be lost if the primary fails now"
-                )
+            if short := replica_shortfall(int(acked), self.wait_replicas, self.wait_timeout_ms):
+                raise short
         for reply in replies[: len(preload)]:
             if isinstance(reply, Exception):
                 raise reply
@@ -125,11 +117,7 @@ class AsyncRedisBroker:
         """The calls' replies on a cluster: each node's share in one pipeline, the nodes at once."""
         cluster: Any = self.redis
         await cluster.initialize()  # the slot map, on first use
-        groups: dict[str, tuple[Any, list[int]]] = {}
-        for i, (_, keys, _) in enumerate(calls):
-            node = cluster.get_node_from_key(keys[0])
-            groups.setdefault(node.name, (node, []))[1].append(i)
-        batches = list(groups.values())
+        batches = by_node(calls, cluster.get_node_from_key)
         try:
             replies = await asyncio.gather(*(self._exchange(node, [calls[i] for i in idx]) for node, idx in batches))
         except STALE_SLOTS as exc:  # AskError covers MOVED too: a failover or a resharding
@@ -173,11 +161,8 @@ class AsyncRedisBroker:
         error = next((r for r in replies if isinstance(r, Exception) and not isinstance(r, NoScriptError)), None)
         if error is not None:
             raise error
-        if self.wait_replicas and acked < self.wait_replicas:
-            raise ReplicaWaitTimeout(
-                f"enqueue confirmed by {acked} of {self.wait_replicas} replica(s) within "
-                f"{self.wait_timeout_ms} ms (REDIS_WAIT_REPLICAS); it may be lost if the primary fails now"
-            )
+        if self.wait_replicas and (short := replica_shortfall(acked, self.wait_replicas, self.wait_timeout_ms)):
+            raise short
         return replies
 
     async def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:

@@ -57,12 +57,15 @@ from supervisor.adapters.redis.calls import (
     WAKE_CAP,
     Call,
     ReplicaWaitTimeout,
+    by_node,
     cluster_extras,
     ms,
     plan_submit,
     raw_id,
+    replica_shortfall,
     ring_call,
     script_source,
+    sort_replies,
 )
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
 from supervisor.adapters.redis.errors import port_errors
@@ -176,15 +179,13 @@ class RedisBroker:
         wait = durable and self.wait_replicas > 0
         if self.cluster:
             return self._per_node(calls, wait)
-        return self._send(self.redis, calls, wait, self.redis.script_load, preload)
+        return self._send(calls, wait, preload)
 
-    def _send(
-        self, client: Any, calls: Sequence[Call], wait: bool, load: Any, preload: Sequence[str] = ()
-    ) -> list[Any]:
+    def _send(self, calls: Sequence[Call], wait: bool, preload: Sequence[str]) -> list[Any]:
         pending = list(range(len(calls)))
         results: list[Any] = [None] * len(calls)
         for _ in range(2):
-            pipe = client.pipeline(transaction=False)
+            pipe: Any = self.redis.pipeline(transaction=False)
             for name in preload:
                 pipe.script_load(self._scripts[name].script)
             for i in pending:
@@ -202,23 +203,13 @@ class RedisBroker:
                 acked = replies.pop()
                 if isinstance(acked, Exception):
                     raise acked
-            missing = []
-            for i, reply in zip(pending, replies, strict=True):
-                if isinstance(reply, NoScriptError):
-                    missing.append(i)
-                elif isinstance(reply, Exception):
-                    raise reply
-                else:
-                    results[i] = reply
-            if wait and int(acked) < self.wait_replicas:
-                raise ReplicaWaitTimeout(
-                    f"write confirmed by {int(acked)} of {self.wait_replicas} replica(s) within "
-                    f"{self.wait_timeout_ms} ms (REDIS_WAIT_REPLICAS); it may be lost if the primary fails now"
-                )
+            missing = sort_replies(pending, replies, results)
+            if wait and (short := replica_shortfall(int(acked), self.wait_replicas, self.wait_timeout_ms)):
+                raise short
             if not missing:
                 return results
             for name in {calls[i][0] for i in missing}:
-                load(self._scripts[name].script)
+                self.redis.script_load(self._scripts[name].script)
             pending = missing
         raise NoScriptError("scripts were flushed again while being reloaded")
 
@@ -232,12 +223,8 @@ class RedisBroker:
         error, which every caller already handles by resending (the calls are fenced or idempotent).
         """
         cluster: Any = self.redis
-        groups: dict[str, tuple[Any, list[int]]] = {}
-        for i, (_, keys, _) in enumerate(calls):
-            node = cluster.get_node_from_key(keys[0])
-            groups.setdefault(node.name, (node, []))[1].append(i)
         results: list[Any] = [None] * len(calls)
-        batches = list(groups.values())
+        batches = by_node(calls, cluster.get_node_from_key)
         for _ in range(2):
             try:
                 replies = self._exchange(batches, calls, wait)
@@ -301,12 +288,7 @@ class RedisBroker:
                     except redis.ResponseError as exc:
                         error = error or exc
                     else:
-                        if acked < self.wait_replicas and error is None:
-                            error = ReplicaWaitTimeout(
-                                f"write confirmed by {acked} of {self.wait_replicas} replica(s) within "
-                                f"{self.wait_timeout_ms} ms (REDIS_WAIT_REPLICAS); it may be lost if the primary "
-                                "fails now"
-                            )
+                        error = error or replica_shortfall(acked, self.wait_replicas, self.wait_timeout_ms)
                 out.append(replies)
         except BaseException:
             for _, conn, _ in sent:

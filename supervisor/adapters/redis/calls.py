@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 
 import redis
-from redis.exceptions import AskError, ClusterDownError, ReadOnlyError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, NoScriptError, ReadOnlyError, TryAgainError
 
 from supervisor.adapters.redis.keys import QueueKeys, doorbell_key, queues_key
 from supervisor.core.ports import Enqueued, NewTask
@@ -36,6 +36,40 @@ STALE_SLOTS = (AskError, ClusterDownError, TryAgainError, ReadOnlyError, redis.C
 
 class ReplicaWaitTimeout(redis.TimeoutError):
     """A write reached the primary but fewer replicas than REDIS_WAIT_REPLICAS confirmed it in time."""
+
+
+def replica_shortfall(acked: int, wanted: int, timeout_ms: int) -> ReplicaWaitTimeout | None:
+    """The error for a WAIT that ``acked`` replicas answered where ``wanted`` must (None: enough)."""
+    if acked >= wanted:
+        return None
+    return ReplicaWaitTimeout(
+        f"write confirmed by {acked} of {wanted} replica(s) within {timeout_ms} ms (REDIS_WAIT_REPLICAS); "
+        "it may be lost if the primary fails now"
+    )
+
+
+def sort_replies(pending: Sequence[int], replies: Sequence[Any], results: list[Any]) -> list[int]:
+    """Each reply into ``results`` at its call's index (``pending``); returns the indexes answered
+    NOSCRIPT (those calls did not run: load their scripts and send them again); raises any other
+    error."""
+    missing = []
+    for i, reply in zip(pending, replies, strict=True):
+        if isinstance(reply, NoScriptError):
+            missing.append(i)
+        elif isinstance(reply, Exception):
+            raise reply
+        else:
+            results[i] = reply
+    return missing
+
+
+def by_node(calls: Sequence[Call], node_of: Callable[[Any], Any]) -> list[tuple[Any, list[int]]]:
+    """On a cluster: the calls' indexes grouped by the node serving their (first) key's slot."""
+    groups: dict[str, tuple[Any, list[int]]] = {}
+    for i, (_, keys, _) in enumerate(calls):
+        node = node_of(keys[0])
+        groups.setdefault(node.name, (node, []))[1].append(i)
+    return list(groups.values())
 
 
 def raw_id(task_id: str) -> bytes:
