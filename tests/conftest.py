@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -17,8 +18,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from supervisor import Client
+from supervisor.adapters.redis import RedisBroker
 from supervisor.config import Settings, load_settings
+from supervisor.wiring import make_broker
 from tests.brokers import ADAPTERS, MemoryStore, RedisStore, Store
+from tests.pool import Pool
 from tests.redis_server import RedisServer
 
 
@@ -76,6 +81,37 @@ def make_settings(redis_url: str, namespace: str, **asynq: str) -> Settings:
 @pytest.fixture
 def settings(redis_url: str, namespace: str) -> Settings:
     return make_settings(redis_url, namespace)
+
+
+@pytest.fixture
+def client(redis_url: str, namespace: str) -> Iterator[Client]:
+    """A producer on this test's namespace."""
+    with Client(settings=make_settings(redis_url, namespace)) as c:
+        yield c
+
+
+@pytest.fixture
+def broker(settings: Settings) -> Iterator[RedisBroker]:
+    """The Redis adapter on this test's namespace (its own connection)."""
+    b = make_broker(settings)
+    yield b
+    b.redis.close()
+
+
+@pytest.fixture
+def pool_factory(redis_url: str, namespace: str, tmp_path: Path) -> Iterator[Callable[..., Pool]]:
+    """Makes ``supervisor start`` pools on this test's namespace (``Pool``'s keyword arguments),
+    each logging to its own file; every one is ended by pid when the test is over."""
+    pools: list[Pool] = []
+
+    def make(**kwargs: object) -> Pool:
+        pool = Pool(redis_url, namespace, tmp_path / f"sv{len(pools)}.log", **kwargs)  # type: ignore[arg-type]
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from supervisor import App
 from supervisor.adapters.redis import RedisBroker
 from supervisor.config import Settings
+from supervisor.logcontext import TaskContextFilter
+from supervisor.logs import json_formatter
 from supervisor.wiring import make_broker, worker_options
 from supervisor.worker import Worker, WorkerOptions
 from tests.waiting import wait_for as poll
@@ -59,3 +65,24 @@ class WorkerThread:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "worker thread did not stop"
         assert self.error is None, f"worker thread died: {self.error!r}"
+
+
+@contextmanager
+def json_log_lines(level: int, *, task_fields: bool = False) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The root logger, at ``level``, also into a JSON handler as logs.configure sets it up; yields
+    a function returning the lines so far, parsed. ``task_fields``: with the filter that adds the
+    running task's fields (as production has)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(json_formatter())
+    if task_fields:
+        handler.addFilter(TaskContextFilter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)

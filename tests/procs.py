@@ -112,3 +112,21 @@ def wait_gone(pids: Iterable[int], timeout: float) -> bool:
             return True
         time.sleep(0.005)
     return not any(alive(p) for p in pids)
+
+
+def proc_status(pid: int, field: str) -> str | None:
+    """One field of /proc/<pid>/status (``VmRSS``, ``NSpid``, ``SigCgt``...), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name == field:
+                    return value.strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def signal_bit(pid: int, field: str, sig: int) -> bool:
+    """Whether ``sig`` is set in a signal mask of /proc/<pid>/status (``SigCgt``: handled, ``SigIgn``...)."""
+    return bool(int(proc_status(pid, field) or "0", 16) & (1 << (sig - 1)))

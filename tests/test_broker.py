@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,19 +25,11 @@ from supervisor.adapters.redis.keys import QueueKeys, queues_key
 from supervisor.config import Settings
 from supervisor.core.ports import Claimed
 from supervisor.core.task import TaskMessage, decode_message, encode_message, encode_payload
-from supervisor.wiring import make_broker
 
 pytestmark = pytest.mark.timeout(30)
 
 NOW = 1_700_000_000.0
 LEASE = 30.0
-
-
-@pytest.fixture
-def broker(settings: Settings) -> Iterator[RedisBroker]:
-    b = make_broker(settings)
-    yield b
-    b.redis.close()
 
 
 @pytest.fixture

@@ -34,12 +34,6 @@ def cli(redis_url, namespace, monkeypatch):
     return run
 
 
-@pytest.fixture
-def client(redis_url, namespace):
-    with Client(settings=make_settings(redis_url, namespace)) as c:
-        yield c
-
-
 def archive_some(settings, client, n: int) -> list[str]:
     app = App()
 

@@ -12,38 +12,15 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from supervisor import App, Client, Task, fixed_delay
 from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.core.task import decode_message
-from tests.conftest import make_settings
 from tests.helpers import WorkerThread, make_worker, wait_for
-from tests.pool import Pool
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def client(redis_url: str, namespace: str) -> Iterator[Client]:
-    with Client(settings=make_settings(redis_url, namespace)) as c:
-        yield c
-
-
-@pytest.fixture
-def pools(redis_url: str, namespace: str, tmp_path) -> Iterator[list[Pool]]:
-    made: list[Pool] = []
-    yield made
-    for pool in made:
-        pool.cleanup()
-
-
-def pool(made: list[Pool], redis_url: str, namespace: str, tmp_path, **kwargs) -> Pool:
-    p = Pool(redis_url, namespace, tmp_path / f"sv{len(made)}.log", **kwargs)
-    made.append(p)
-    return p.start()
 
 
 def state(client: Client, task_id: str) -> tuple[bytes | None, int | None]:
@@ -56,17 +33,17 @@ def state(client: Client, task_id: str) -> tuple[bytes | None, int | None]:
 # == the three defects of the one-task claim loop ==================================================
 
 
-def test_an_async_handler_runs_its_body(pools, redis_url, namespace, tmp_path, client):
-    p = pool(pools, redis_url, namespace, tmp_path, workers=1, args=("--concurrency", "4"))
+def test_an_async_handler_runs_its_body(pool_factory, client):
+    p = pool_factory(workers=1, args=("--concurrency", "4")).start()
     ids = [client.enqueue("asleep", 0.2).id for _ in range(8)]
     wait_for(lambda: all(p.done(i) for i in ids), timeout=10, what="8 async tasks")
     runs = [(t, what) for t, what, _, _ in p.ran() if t in ids]
     assert sorted(runs).count((ids[0], "started")) == 1 and sorted(runs).count((ids[0], "done")) == 1
 
 
-def test_no_task_waits_behind_a_slow_one(pools, redis_url, namespace, tmp_path, client):
+def test_no_task_waits_behind_a_slow_one(pool_factory, client):
     """One 20 s task, then 200 no-ops on the same queue; 2 workers at concurrency 1."""
-    p = pool(pools, redis_url, namespace, tmp_path, workers=2)
+    p = pool_factory(workers=2).start()
     slow = client.enqueue("sleep", 20.0)
     wait_for(lambda: p.started(slow.id), timeout=5, what="the slow task to start")
     sent = time.monotonic()
@@ -77,8 +54,8 @@ def test_no_task_waits_behind_a_slow_one(pools, redis_url, namespace, tmp_path, 
     assert took < 2.0
 
 
-def test_a_finished_task_is_recorded_while_its_worker_runs_a_long_one(pools, redis_url, namespace, tmp_path, client):
-    p = pool(pools, redis_url, namespace, tmp_path, workers=1, args=("--concurrency", "2"))
+def test_a_finished_task_is_recorded_while_its_worker_runs_a_long_one(pool_factory, client):
+    p = pool_factory(workers=1, args=("--concurrency", "2")).start()
     long = client.enqueue("sleep", 6.0)
     wait_for(lambda: p.started(long.id), timeout=5, what="the long task to start")
     short = client.enqueue("record")
@@ -89,8 +66,8 @@ def test_a_finished_task_is_recorded_while_its_worker_runs_a_long_one(pools, red
     assert state(client, long.id)[0] == b"active"
 
 
-def test_a_stopped_busy_child_is_detected_and_its_task_comes_back(pools, redis_url, namespace, tmp_path, client):
-    p = pool(pools, redis_url, namespace, tmp_path, workers=1)
+def test_a_stopped_busy_child_is_detected_and_its_task_comes_back(pool_factory, client):
+    p = pool_factory(workers=1).start()
     task = client.enqueue("sleep", 1.0)
     wait_for(lambda: p.started(task.id), timeout=5, what="the task to start")
     (child,) = p.live_children()
@@ -108,8 +85,8 @@ KINDS = pytest.mark.parametrize("kind", ["sleep", "asleep"])
 
 
 @KINDS
-def test_a_child_killed_with_20_tasks_in_flight_loses_none(kind, pools, redis_url, namespace, tmp_path, client):
-    p = pool(pools, redis_url, namespace, tmp_path, workers=1, args=("--concurrency", "20"))
+def test_a_child_killed_with_20_tasks_in_flight_loses_none(kind, pool_factory, client):
+    p = pool_factory(workers=1, args=("--concurrency", "20")).start()
     ids = [t.id for t in client.enqueue_many([Task(kind, 3.0) for _ in range(20)])]
     wait_for(lambda: all(p.started(i) for i in ids), timeout=10, what="20 tasks running at once")
     (child,) = p.live_children()
@@ -122,12 +99,10 @@ def test_a_child_killed_with_20_tasks_in_flight_loses_none(kind, pools, redis_ur
     ("kind", "overrunning"),
     [("sleep", "sleep"), ("asleep", "ablock")],  # ablock: an async def handler stuck in time.sleep
 )
-def test_an_overrunning_task_counts_an_attempt_its_neighbours_do_not(
-    kind, overrunning, pools, redis_url, namespace, tmp_path, client
-):
+def test_an_overrunning_task_counts_an_attempt_its_neighbours_do_not(kind, overrunning, pool_factory, client):
     """Only the parent's kill ends the overrun (time.sleep: no soft limit reaches it, on a thread
     or on the event loop); it counts one attempt, the 9 tasks beside it none."""
-    p = pool(pools, redis_url, namespace, tmp_path, workers=1, args=("--concurrency", "10"))
+    p = pool_factory(workers=1, args=("--concurrency", "10")).start()
     neighbours = [t.id for t in client.enqueue_many([Task(kind, 8.0, max_retry=5) for _ in range(9)])]
     wait_for(lambda: all(p.started(i) for i in neighbours), timeout=10, what="9 tasks running")
     overrun = client.enqueue(overrunning, 30.0, timeout=1, max_retry=5).id
@@ -142,8 +117,8 @@ def test_an_overrunning_task_counts_an_attempt_its_neighbours_do_not(
 
 
 @KINDS
-def test_sigterm_waits_for_20_in_flight_tasks_then_exits_0(kind, pools, redis_url, namespace, tmp_path, client):
-    p = pool(pools, redis_url, namespace, tmp_path, workers=2, args=("--concurrency", "10"))
+def test_sigterm_waits_for_20_in_flight_tasks_then_exits_0(kind, pool_factory, client):
+    p = pool_factory(workers=2, args=("--concurrency", "10")).start()
     ids = [t.id for t in client.enqueue_many([Task(kind, 2.0) for _ in range(20)])]
     wait_for(lambda: all(p.started(i) for i in ids), timeout=10, what="20 tasks running")
     p.signal(signal.SIGTERM)
@@ -153,10 +128,8 @@ def test_sigterm_waits_for_20_in_flight_tasks_then_exits_0(kind, pools, redis_ur
 
 
 @KINDS
-def test_recycling_waits_for_the_tasks_in_flight(kind, pools, redis_url, namespace, tmp_path, client):
-    p = pool(
-        pools, redis_url, namespace, tmp_path, workers=1, args=("--concurrency", "5", "--max-tasks-per-child", "5")
-    )
+def test_recycling_waits_for_the_tasks_in_flight(kind, pool_factory, client):
+    p = pool_factory(workers=1, args=("--concurrency", "5", "--max-tasks-per-child", "5")).start()
     ids = [t.id for t in client.enqueue_many([Task(kind, 0.5) for _ in range(20)])]
     wait_for(lambda: all(p.done(i) for i in ids), timeout=30, what="20 tasks through recycled children")
     assert p.events("recycle") and not p.events("kill") and not p.events("restart")

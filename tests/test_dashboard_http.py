@@ -31,7 +31,6 @@ from supervisor.client import Client
 from supervisor.config import EX_CONFIG, ConfigError, Settings
 from supervisor.core.ports import Claimed
 from supervisor.dashboard.settings import DashboardSettings, is_loopback, load_dashboard_settings
-from supervisor.wiring import make_broker
 from tests.dashboard_helpers import archive, envelope
 
 with warnings.catch_warnings():
@@ -47,13 +46,6 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.filterwarnings("ignore::Depre
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN_RE = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
-
-
-@pytest.fixture
-def broker(settings: Settings) -> Iterator[RedisBroker]:
-    b = make_broker(settings)
-    yield b
-    b.redis.close()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.pool import ROOT, Pool
+from tests.procs import proc_status
 
 pytestmark = pytest.mark.timeout(60)
 DEPLOY = ROOT / "deploy"
@@ -180,17 +181,15 @@ def _children(pid: int) -> list[int]:
 
 
 def _uids(pid: int) -> set[int]:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return {int(u) for u in line.split()[1:]}
-    raise AssertionError("no Uid")
+    value = proc_status(pid, "Uid")
+    assert value is not None, f"no Uid for pid {pid}"
+    return {int(u) for u in value.split()}
 
 
 def _ns_pid(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("NSpid:"):
-            return int(line.split()[-1])
-    raise AssertionError("no NSpid")
+    value = proc_status(pid, "NSpid")
+    assert value is not None, f"no NSpid for pid {pid}"
+    return int(value.split()[-1])
 
 
 def test_outer_grace_periods_exceed_the_drain():

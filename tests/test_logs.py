@@ -3,8 +3,6 @@ included), trace and span ids inside a span, and tracebacks trimmed to the user'
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -15,10 +13,9 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from supervisor import App, Client, fixed_delay
 from supervisor.core.task import decode_message
-from supervisor.logcontext import TaskContextFilter
-from supervisor.logs import TextFormatter, json_formatter
+from supervisor.logs import TextFormatter
 from tests.conftest import make_settings as pool_settings
-from tests.helpers import make_worker, wait_for
+from tests.helpers import json_log_lines, make_worker, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -27,17 +24,8 @@ ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 @pytest.fixture
 def json_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """The root logger into a JSON handler set up as logs.configure sets it up (filter included)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(json_formatter())
-    handler.addFilter(TaskContextFilter())
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    root.removeHandler(handler)
-    root.setLevel(old_level)
+    with json_log_lines(logging.INFO, task_fields=True) as lines:
+        yield lines
 
 
 def test_handler_log_lines_carry_the_task_and_the_span(settings, json_lines):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 
 import pytest
@@ -11,24 +9,15 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from supervisor import App, Client, fixed_delay
-from supervisor.logs import json_formatter
-from tests.helpers import make_worker
+from tests.helpers import json_log_lines, make_worker
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
 def json_logs():
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(json_formatter())
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    root.removeHandler(handler)
-    root.setLevel(old_level)
+    with json_log_lines(logging.DEBUG) as lines:
+        yield lines
 
 
 def test_worker_span_is_a_child_of_the_enqueuers_span(settings, spans):

@@ -7,6 +7,7 @@ sockets; every process is cleaned up by pid. Run with ``-s`` to see the measured
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import select
@@ -20,11 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import Client
 from supervisor.process.metrics import Metrics, MetricsServer, PoolGauges
-from tests.conftest import make_settings
 from tests.helpers import wait_for
 from tests.pool import Pool, alive, wait_dead
+from tests.procs import proc_status, signal_bit
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -34,24 +34,9 @@ METRICS_ENV = {"ASYNQ_METRICS_HOST": "127.0.0.1"}
 
 
 @pytest.fixture
-def client(redis_url, namespace):
-    with Client(settings=make_settings(redis_url, namespace)) as c:
-        yield c
-
-
-@pytest.fixture
-def pool_factory(redis_url, namespace, tmp_path):
-    pools: list[Pool] = []
-
-    def make(**kwargs) -> Pool:
-        kwargs.setdefault("app", APP)
-        pool = Pool(redis_url, namespace, tmp_path / f"sv{len(pools)}.log", **kwargs)
-        pools.append(pool)
-        return pool
-
-    yield make
-    for pool in pools:
-        pool.cleanup()
+def pool_factory(pool_factory):
+    """conftest's, with this module's app unless a test names another."""
+    return functools.partial(pool_factory, app=APP)
 
 
 @pytest.fixture
@@ -70,21 +55,6 @@ def grandchildren(pool: Pool, count: int) -> list[int]:
     key = f"{pool.namespace}:test:grandchildren"
     found = wait_for(lambda: p if len(p := pool.redis.lrange(key, 0, -1)) >= count else None, what="grandchildren")
     return [int(p) for p in found]
-
-
-def proc_status(pid: int, field: str) -> str | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name == field:
-                return value.strip()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
-
-
-def signal_bit(pid: int, field: str, sig: int) -> bool:
-    return bool(int(proc_status(pid, field) or "0", 16) & (1 << (sig - 1)))
 
 
 def process_group(pid: int) -> int:
@@ -117,6 +87,22 @@ def closed_by_peer(sock: socket.socket, timeout: float) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+def read_to_end(sock: socket.socket, into: bytearray) -> Callable[[], bool]:
+    """A condition for :func:`drive`: what ``sock`` has received goes into ``into``; True at EOF
+    (the whole answer is in)."""
+
+    def done() -> bool:
+        sock.setblocking(False)
+        try:
+            while chunk := sock.recv(65536):
+                into.extend(chunk)
+            return True
+        except BlockingIOError:
+            return False
+
+    return done
 
 
 # == the metrics endpoint =========================================================================
@@ -155,17 +141,7 @@ def test_metrics_server_drops_the_oldest_idle_client_when_full_and_stalled_ones_
         scraper.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
         socks.append(scraper)
         answer = bytearray()
-
-        def answered() -> bool:
-            scraper.setblocking(False)
-            try:
-                while chunk := scraper.recv(65536):
-                    answer.extend(chunk)
-                return True  # EOF: the whole answer is in
-            except BlockingIOError:
-                return False
-
-        drive(server, answered, timeout=5)
+        drive(server, read_to_end(scraper, answer), timeout=5)
         assert answer.startswith(b"HTTP/1.0 200 OK") and b'supervisor_workers{status="busy"} 1.0' in answer
         # Idle clients are dropped when their time is up, no sooner.
         held = [fd for fd in server.clients]
@@ -200,17 +176,7 @@ def test_metrics_server_out_of_descriptors_pauses_the_listener_instead_of_spinni
         assert pause_end is not None and 0 < pause_end - time.monotonic() <= 0.5
         # After the pause the waiting connection is accepted and answered.
         answer = bytearray()
-
-        def answered() -> bool:
-            scraper.setblocking(False)
-            try:
-                while chunk := scraper.recv(65536):
-                    answer.extend(chunk)
-                return True
-            except BlockingIOError:
-                return False
-
-        drive(server, answered, timeout=5)
+        drive(server, read_to_end(scraper, answer), timeout=5)
         assert answer.startswith(b"HTTP/1.0 200 OK")
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
@@ -345,11 +311,7 @@ def pids_cgroup() -> Iterator[Path]:
 
 
 def thread_count(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
-    except (OSError, StopIteration, ValueError):
-        return 0
+    return int(proc_status(pid, "Threads") or 0)
 
 
 def test_a_failed_fork_is_retried_and_the_pool_keeps_working(pool_factory, client, pids_cgroup):

@@ -13,29 +13,9 @@ from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.core.task import decode_message
 from tests.conftest import make_settings
 from tests.helpers import wait_for
-from tests.pool import Pool, alive, wait_dead
+from tests.pool import alive, wait_dead
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def client(redis_url, namespace):
-    with Client(settings=make_settings(redis_url, namespace)) as c:
-        yield c
-
-
-@pytest.fixture
-def pool_factory(redis_url, namespace, tmp_path):
-    pools: list[Pool] = []
-
-    def make(**kwargs) -> Pool:
-        pool = Pool(redis_url, namespace, tmp_path / f"sv{len(pools)}.log", **kwargs)
-        pools.append(pool)
-        return pool
-
-    yield make
-    for pool in pools:
-        pool.cleanup()
 
 
 def stored(client: Client, task_id: str, queue: str = "default"):
@@ -196,7 +176,6 @@ def test_parent_killed_children_exit_and_the_next_start_runs_the_orphans(pool_fa
 def test_a_second_supervisor_recovers_a_dead_supervisors_tasks_by_lease(pool_factory, client, redis_url, namespace):
     """Another host's view: the owner looks like a process elsewhere, so only the lease tells."""
     from supervisor.wiring import make_broker
-    from tests.conftest import make_settings
 
     broker = make_broker(make_settings(redis_url, namespace))
     info = client.enqueue("record", "orphan")

@@ -23,6 +23,7 @@ from supervisor.adapters.redis.keys import QueueKeys
 from tests.conftest import make_settings
 from tests.helpers import wait_for
 from tests.pool import Pool, alive, wait_dead
+from tests.procs import proc_status, signal_bit
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,24 +32,6 @@ UNSHARE = ("unshare", "--pid", "--fork", "--mount-proc")
 
 
 # == helpers =======================================================================================
-
-
-@pytest.fixture
-def client(redis_url, namespace):
-    with Client(settings=make_settings(redis_url, namespace)) as c:
-        yield c
-
-
-def proc_status(pid: int, field: str) -> str | None:
-    """One field of /proc/<pid>/status (``VmRSS``, ``NSpid``, ``SigCgt``...), or None."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name == field:
-                return value.strip()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
 
 
 def rss_mb(pid: int) -> float:
@@ -96,7 +79,7 @@ def pid_namespace(pid: int) -> str | None:
 
 def handles(pid: int, sig: int) -> bool:
     """True once process ``pid`` has a handler for ``sig`` (bit in /proc/<pid>/status SigCgt)."""
-    return bool(int(proc_status(pid, "SigCgt") or "0", 16) & (1 << (sig - 1)))
+    return signal_bit(pid, "SigCgt", sig)
 
 
 def wait_handling(pids: list[int], sig: int) -> None:
