@@ -4,18 +4,29 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test chromium run worker lint bench bench-peers chaos clean
+.PHONY: install lock test chromium run worker lint bench bench-peers chaos clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	@# The distribution was called "supervisor" (supervisord's name on PyPI) before the rename: drop an old
 	@# editable install of ours, whose metadata would otherwise linger beside supervisor-jobs.
 	$(BIN)/pip uninstall --quiet --yes supervisor 2>/dev/null || true
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+# Re-pin what development and CI install (constraints.txt) from the newest releases that the
+# ranges in pyproject.toml allow. Deliberate: run it, run `make lint test`, commit the file.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet -e '.[test]'
+	{ sed -n '1,2p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^-e' | sort -f; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf .lock-venv
 
 # The suite starts its own private redis-server on a free loopback port (see tests/conftest.py),
 # or uses REDIS_URL when it is set. The dashboard's browser tests (tests/test_dashboard_browser.py,

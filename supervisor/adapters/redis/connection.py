@@ -75,10 +75,10 @@ def _no_retry() -> dict[str, Any]:
 
 def _sentinel_primary(settings: RedisSettings, *, socket_timeout: float, client_name: str | None) -> redis.Redis:
     assert settings.sentinel_master is not None  # config validation requires it with REDIS_SENTINELS
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(
         list(settings.sentinels), **_sentinel_options(settings, socket_timeout, client_name), **_no_retry()
     )
-    return cast(redis.Redis, sentinel.master_for(settings.sentinel_master))  # type: ignore[no-untyped-call]
+    return cast(redis.Redis, sentinel.master_for(settings.sentinel_master))
 
 
 def _sentinel_options(settings: RedisSettings, socket_timeout: float, client_name: str | None) -> dict[str, Any]:
@@ -164,7 +164,7 @@ def connect_async_settings(
         return cast(redis.asyncio.Redis, cluster)
     if settings.sentinels:
         assert settings.sentinel_master is not None  # config validation requires it with REDIS_SENTINELS
-        sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
+        sentinel = AsyncSentinel(
             list(settings.sentinels),
             **_sentinel_options(settings, socket_timeout, client_name),
             retry=AsyncRetry(NoBackoff(), 0),
