@@ -17,9 +17,10 @@ Worker side::
 and run ``supervisor start --app mymodule:app``.
 """
 
-from supervisor.app import App, TaskContext
+from supervisor.app import App
 from supervisor.async_client import AsyncClient
 from supervisor.client import Client, Task, TaskInfo
+from supervisor.context import TaskContext
 from supervisor.core.errors import (
     BrokerError,
     BrokerUnavailable,

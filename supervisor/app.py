@@ -19,37 +19,18 @@ from typing import Any, ParamSpec, TypeVar
 
 import msgspec
 
+from supervisor.context import AsyncMiddleware, Middleware
+from supervisor.context import TaskContext as TaskContext  # users' and the worker's historical import
 from supervisor.core.errors import TaskTimeout
 from supervisor.core.periodic import PeriodicEntry, schedule_from
 from supervisor.core.retry import RetryDelay
-from supervisor.core.task import TaskMessage, decode_value
+from supervisor.core.task import decode_value
 from supervisor.logcontext import reset_task_fields, set_task_fields
+from supervisor.middleware import ASYNC_FORMS, BUILTIN
 
 #: A decorated handler keeps its exact signature (parameters and return type) for type checkers.
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True, slots=True)
-class TaskContext:
-    """What a handler or middleware may know about the task being run."""
-
-    id: str
-    type: str
-    queue: str
-    retried: int
-    max_retry: int
-    headers: dict[str, str]
-    time_limit: float
-    worker_id: str
-    message: TaskMessage
-
-
-#: ``middleware(context, call_next) -> result``: wrap the call of the handler (or of the next
-#: middleware). It may act before and after, replace the result, or raise.
-Middleware = Callable[[TaskContext, Callable[[], Any]], Any]
-#: The same around an ``async def`` handler awaited on the worker's event loop.
-AsyncMiddleware = Callable[[TaskContext, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
 @dataclass(slots=True)
@@ -98,8 +79,6 @@ class App:
     def __init__(self, *, retry_delay: RetryDelay | None = None, builtin_middleware: bool = True) -> None:
         """``retry_delay``: the default back-off of this app's handlers (asynq's formula when None).
         ``builtin_middleware``: recovery, tracing and task logging around every handler."""
-        from supervisor.middleware import BUILTIN  # the middleware imports TaskContext from here
-
         self._registry: dict[str, Registration] = {}
         self._middleware: list[Middleware] = list(BUILTIN) if builtin_middleware else []
         self._async_forms: dict[Middleware, AsyncMiddleware] = {}
@@ -211,8 +190,6 @@ class App:
     def async_middleware(self) -> tuple[AsyncMiddleware, ...] | None:
         """The chain's ``async`` forms, or None when a middleware has none (see :meth:`use`): an
         ``async def`` handler then runs on a thread, see :meth:`run`."""
-        from supervisor.middleware import ASYNC_FORMS
-
         forms = [self._async_forms.get(m) or ASYNC_FORMS.get(m) for m in self._middleware]
         return None if None in forms else tuple(f for f in forms if f is not None)
 

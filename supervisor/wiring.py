@@ -22,7 +22,7 @@ from supervisor.adapters.redis.selfcheck import configuration_problem
 from supervisor.config import AsynqSettings, RedisSettings, Settings
 from supervisor.core.inspection import Inspection
 from supervisor.core.queues import QueuePlan
-from supervisor.worker import WorkerOptions
+from supervisor.worker.options import WorkerOptions
 
 
 def make_broker(

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from supervisor.app import TaskContext
+from supervisor.context import TaskContext
 from supervisor.core.task import log_fields
 
 log = logging.getLogger("supervisor.task")

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from supervisor.app import TaskContext
+from supervisor.context import TaskContext
 from supervisor.core.errors import SkipRetry
 from supervisor.core.task import log_fields
 

@@ -15,7 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from supervisor.app import TaskContext
+from supervisor.context import TaskContext
 
 _tracer = trace.get_tracer("supervisor")
 

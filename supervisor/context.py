@@ -1,0 +1,35 @@
+"""What a handler and its middleware know about the task being run, and the middleware contract.
+
+It sits below both the application object (``app.py``) and the built-in middleware
+(``middleware/``), so that neither has to import the other to name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor.core.task import TaskMessage
+
+
+@dataclass(frozen=True, slots=True)
+class TaskContext:
+    """What a handler or middleware may know about the task being run."""
+
+    id: str
+    type: str
+    queue: str
+    retried: int
+    max_retry: int
+    headers: dict[str, str]
+    time_limit: float
+    worker_id: str
+    message: TaskMessage
+
+
+#: ``middleware(context, call_next) -> result``: wrap the call of the handler (or of the next
+#: middleware). It may act before and after, replace the result, or raise.
+Middleware = Callable[[TaskContext, Callable[[], Any]], Any]
+#: The same around an ``async def`` handler awaited on the worker's event loop.
+AsyncMiddleware = Callable[[TaskContext, Callable[[], Awaitable[Any]]], Awaitable[Any]]
