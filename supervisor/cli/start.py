@@ -106,7 +106,7 @@ def start(env_file: str | None, **flags: Any) -> None:
     app = load_app(settings.asynq.app)
     check_memory_limit(settings.asynq.max_memory_per_child)
     from supervisor import logs
-    from supervisor.process.arbiter import StartupError, run_pool
+    from supervisor.process.compose import StartupError, run_pool
 
     logs.configure(settings.asynq.log_level, settings.asynq.log_format)
     for warning in settings.warnings:

@@ -13,6 +13,9 @@ One thread, one loop, in the spirit of gunicorn's arbiter:
    queue statistics), the recoverer (dead workers' tasks), the periodic scheduler and the
    reporter (systemd, the liveness file).
 
+What it runs beside the children (the roles, the metrics endpoint, the store) is built by the
+daemon's composition (compose.py) and handed in as :class:`ParentParts`.
+
 Signals arrive as events through :class:`SignalInbox`; the parent's own store calls time out
 after half a second, so it stays responsive whatever the store does.
 """
@@ -24,33 +27,26 @@ import logging
 import os
 import select
 import signal
-import socket
 import time
+from collections.abc import Callable
 from enum import Enum
 from typing import NoReturn
 
 from supervisor.app import App
 from supervisor.config import Settings
 from supervisor.core.identity import WorkerId
-from supervisor.core.inspection import QueueStats
 from supervisor.core.limits import MAX_WORKERS
 from supervisor.process import events
 from supervisor.process.child import CHILD_SIGNALS, child_socket_timeout, run_child
 from supervisor.process.children import Child
 from supervisor.process.health import Finished
-from supervisor.process.keeper import Keeper
 from supervisor.process.linux import this_process
-from supervisor.process.liveness import LivenessFile
-from supervisor.process.metrics import Metrics, MetricsServer, PoolGauges
+from supervisor.process.parts import Listener, ParentParts, Role
 from supervisor.process.pool import Pool
-from supervisor.process.recoverer import Recoverer
-from supervisor.process.reporting import PoolStatus, Reporter
-from supervisor.process.scheduler import Scheduler
-from supervisor.process.sdnotify import Notifier
-from supervisor.process.server_info import children_info
+from supervisor.process.reporting import PoolStatus
+from supervisor.process.server_info import heartbeat_fields
 from supervisor.process.signals import HANDLED, SignalInbox
 from supervisor.process.verdicts import ExitVerdict
-from supervisor.wiring import make_broker, make_inspection
 
 log = logging.getLogger("supervisor.arbiter")
 
@@ -69,7 +65,8 @@ class State(Enum):
 
 
 class Arbiter:
-    def __init__(self, app: App, settings: Settings, *, notifier: Notifier | None = None) -> None:
+    def __init__(self, app: App, settings: Settings, parts: Callable[[Arbiter], ParentParts]) -> None:
+        """``parts`` builds what runs beside the pool, given this arbiter (see compose.py)."""
         self.app, self.settings, self.asynq = app, settings, settings.asynq
         self.queues = [q.name for q in settings.asynq.queues]
         self.inbox = SignalInbox()
@@ -87,34 +84,14 @@ class Arbiter:
             heartbeat_timeout=max(3 * self.asynq.heartbeat_interval, child_socket_timeout(settings) + 2.0),
             memory_limit_mb=self.asynq.max_memory_per_child,
         )  # fmt: skip
-        self.broker = make_broker(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
-        self.metrics: Metrics | None = None
-        self.metrics_server: MetricsServer | None = None
-        self.inspection = None
-        if self.asynq.metrics_port:
-            gauges = PoolGauges(lambda: len(self.pool.children), self.pool.busy_children, lambda: self.pool.busy)
-            self.metrics = Metrics(gauges)
-            # Bound here, before any fork: a port in use fails the start, not a child.
-            self.metrics_server = MetricsServer(self.asynq.metrics_host, self.asynq.metrics_port, self.metrics)
-            self.inspection = make_inspection(settings, client_name="supervisor-metrics",
-                                              socket_timeout=PARENT_SOCKET_TIMEOUT)  # fmt: skip
-        self.keeper = Keeper(
-            self.broker, self.queues, server_id=self.server_id, interval=self.asynq.heartbeat_interval,
-            lease_duration=self.asynq.lease_duration, server_info=self.server_info, worker_ids=self.pool.worker_ids,
-            inspection=self.inspection, on_stats=self._set_stats,
-        )  # fmt: skip
-        self.recoverer = Recoverer(self.broker, self.queues, sweep_every=self.asynq.heartbeat_interval)
-        entries = app.periodic_entries
-        self.scheduler = Scheduler(entries, self.broker, self.asynq.max_retry) if entries else None
-        liveness = LivenessFile(self.asynq.namespace, self.asynq.heartbeat_interval)
-        self.reporter = Reporter(notifier or Notifier(), liveness, self.pool_status)
+        self.parts = parts(self)
 
     # == the loop ==================================================================================
 
     def run(self) -> int:
         self.inbox.install()
         self.log_start()
-        self.keeper.run(time.monotonic())
+        self.parts.keeper.run(time.monotonic())
         gc.freeze()  # keep the parent's objects out of the children's copy-on-write faults
         try:
             while True:
@@ -131,27 +108,23 @@ class Arbiter:
                 for role in self.roles():
                     if now >= role.due():
                         role.run(now)
-                self.reporter.run(now)
-                if self.state is State.STOPPING and not self.pool.children and self.recoverer.settled:
+                if self.state is State.STOPPING and not self.pool.children and self.parts.recoverer.settled:
                     break
         finally:
             self.finish()
         return 0
 
-    def roles(self) -> list[Keeper | Recoverer | Scheduler]:
-        roles: list[Keeper | Recoverer | Scheduler] = [self.keeper, self.recoverer]
-        if self.scheduler is not None and self.state is not State.STOPPING:
-            roles.append(self.scheduler)
-        return roles
+    def roles(self) -> list[Role]:
+        return self.parts.roles(stopping=self.state is State.STOPPING)
 
     def next_wakeup(self) -> float:
         now = time.monotonic()
-        moments = [now + MAX_TICK, self.reporter.due(), *(role.due() for role in self.roles())]
+        moments = [now + MAX_TICK, *(role.due() for role in self.roles())]
         moments.extend([self.stop_deadline] if self.state is State.STOPPING else self.pool.next_moments())
         return max(0.0, min(moments) - now)
 
     def wait(self, timeout: float) -> None:
-        """Wait for a signal, a metrics client, child reports or ``timeout``.
+        """Wait for a signal, a listener's socket (metrics clients), child reports or ``timeout``.
 
         Child pipes are read at most every :data:`CHILD_READ_INTERVAL`: busy children report two
         messages per task, and waking the loop for each would cost the parent a core's quarter
@@ -159,10 +132,13 @@ class Arbiter:
         """
         now = time.monotonic()
         fds, write_fds = [self.inbox.read_fd], []
-        if self.metrics_server:
-            fds += self.metrics_server.fds()
-            write_fds = self.metrics_server.write_fds()
-            stalled = self.metrics_server.next_deadline()  # a stalled client is dropped on time
+        owner: dict[int, Listener] = {}
+        for listener in self.parts.listeners:
+            reading, writing = listener.fds(), listener.write_fds()
+            fds += reading
+            write_fds += writing
+            owner.update(dict.fromkeys(reading + writing, listener))
+            stalled = listener.next_deadline()  # a stalled client is dropped on time
             if stalled is not None:
                 timeout = min(timeout, max(0.0, stalled - now))
         if now >= self.next_child_read:
@@ -179,12 +155,12 @@ class Arbiter:
             if (child := by_fd.get(fd)) is not None:
                 self.pool.read(child, now)
                 self.next_child_read = now + CHILD_READ_INTERVAL
-            elif self.metrics_server:
-                self.metrics_server.handle(fd)
-        if self.metrics_server:
-            for fd in writable:
-                self.metrics_server.handle(fd)
-            self.metrics_server.expire(now)
+            elif fd in owner:
+                owner[fd].handle(fd)
+        for fd in writable:
+            owner[fd].handle(fd)
+        for listener in self.parts.listeners:
+            listener.expire(now)
         self._check_quiet()
 
     # == signals ===================================================================================
@@ -248,7 +224,7 @@ class Arbiter:
         busy, timeout = self.pool.busy, self.asynq.shutdown_timeout
         log.info("%s: stopping; %d tasks in flight get up to %gs", why, busy, timeout,
                  extra={"event": "shutdown_begin", "signal": why, "busy": busy, "timeout": timeout})  # fmt: skip
-        self.reporter.stopping(busy)
+        self.parts.reporter.stopping(busy)
         self.pool.signal_all(signal.SIGTERM)
 
     # == what the pool calls back ==================================================================
@@ -261,42 +237,29 @@ class Arbiter:
         """In a freshly forked child: close every descriptor that belongs to the parent."""
         self.pool.close_pipes_in_child()
         self.inbox.restore_defaults_in_child()
-        if self.metrics_server:
-            self.metrics_server.close_in_child()
-        self.reporter.notifier.close()
-        self.broker.close_after_fork()
-        if self.inspection is not None:
-            self.inspection.close_after_fork()
+        self.parts.close_in_child()
 
     def _child_exited(self, child: Child, verdict: ExitVerdict) -> None:
-        self.recoverer.child_died(child.worker_id, verdict.reason, running=verdict.running, count=verdict.count)
+        self.parts.recoverer.child_died(child.worker_id, verdict.reason, running=verdict.running, count=verdict.count)
         planned_recycle = child.recycle_reason and not child.killed_for
-        if verdict.crashed and self.state is not State.STOPPING and not planned_recycle and self.metrics:
-            self.metrics.restarts.inc()
+        metrics = self.parts.metrics
+        if verdict.crashed and self.state is not State.STOPPING and not planned_recycle and metrics:
+            metrics.restarts.inc()
 
     def _finished(self, finished: Finished, task_type: str) -> None:
-        if self.metrics:
-            self.metrics.task_finished(task_type, finished.outcome.value, finished.seconds)
+        if self.parts.metrics:
+            self.parts.metrics.task_finished(task_type, finished.outcome.value, finished.seconds)
 
     def _check_quiet(self) -> None:
         if self.state is State.QUIET and not self.quiet_logged and all(c.quiet for c in self.pool.children.values()):
             self.quiet_logged = True
             log.info("quiet: every child has stopped claiming new tasks", extra={"event": "quiet"})
 
-    def _set_stats(self, stats: list[QueueStats]) -> None:
-        if self.metrics is not None:
-            self.metrics.queue_stats = stats
-
     # == what the roles read =======================================================================
 
     def server_info(self) -> dict[str, str | int | float]:
-        return {
-            "host": socket.gethostname(), "pid": self.pid, "workers": len(self.pool.slots), "busy": self.pool.busy,
-            "processed": self.pool.processed, "state": self.state.value,
-            "queues": ",".join(f"{q.name}:{q.weight}" for q in self.asynq.queues),
-            "started": time.time() - (time.monotonic() - self.started),
-            **children_info(self.pool.children.values()),  # for the dashboard's Servers page
-        }  # fmt: skip
+        """This supervisor's heartbeat record (see server_info.py)."""
+        return heartbeat_fields(self.pool, self.state.value, self.asynq.queues, self.started)
 
     def pool_status(self) -> PoolStatus:
         p = self.pool
@@ -311,24 +274,7 @@ class Arbiter:
 
     def finish(self) -> None:
         self.pool.kill_all("the supervisor is exiting")  # only on an unexpected error in the loop
-        self.keeper.remove()
+        self.parts.keeper.remove()
         log.info("supervisor stopped after %.1fs, %d tasks processed", time.monotonic() - self.started,
                  self.pool.processed, extra={"event": "shutdown_done", "processed": self.pool.processed})  # fmt: skip
-        self.reporter.close()
-        if self.metrics_server:
-            self.metrics_server.close()
-
-
-class StartupError(Exception):
-    """The pool cannot start as configured (e.g. the metrics port is taken)."""
-
-
-def run_pool(app: App, settings: Settings) -> int:
-    """Run the pool until it is stopped; the process exit status."""
-    try:
-        arbiter = Arbiter(app, settings)
-    except OSError as exc:
-        raise StartupError(
-            f"cannot listen for metrics on {settings.asynq.metrics_host}:{settings.asynq.metrics_port}: {exc}"
-        ) from exc
-    return arbiter.run()
+        self.parts.close()

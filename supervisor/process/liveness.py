@@ -58,6 +58,10 @@ class LivenessFile:
                 except OSError:
                     pass
 
+    def changed(self, *, workers: int, alive: int, state: str) -> bool:
+        """The file says something else than these counts (or was never written)."""
+        return self._last != (workers, alive, state)
+
     def beat(self, *, workers: int, alive: int, state: str, force: bool = False) -> None:
         """Rewrite the file about once a second, and at once when what it says changes (a child
         forked or lost, the pool stopping): a probe never reads a count a second old."""

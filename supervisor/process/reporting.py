@@ -45,7 +45,20 @@ class Reporter:
         self._next_watchdog = 0.0
 
     def due(self) -> float:
-        return self._next_watchdog if self.notifier.watchdog_interval else float("inf")
+        """At once when what the liveness file or systemd would be told has changed; else the next
+        timer (the liveness file's beat, the 1 s ``STATUS=`` throttle, the watchdog)."""
+        status = self.status()
+        if self.liveness.changed(workers=status.workers, alive=status.children, state=status.state):
+            return 0.0
+        moments = [self.liveness.next_beat]
+        if self.notifier.enabled:
+            if not self.ready_sent and status.state != "stopping":
+                moments.append(self.started + 10 if not status.all_ready else 0.0)
+            if self._status_text(status) != self._last_status:
+                moments.append(self._next_status)
+            if self.notifier.watchdog_interval:
+                moments.append(self._next_watchdog)
+        return min(moments)
 
     def run(self, now: float) -> None:
         status = self.status()
@@ -61,10 +74,7 @@ class Reporter:
             )  # fmt: skip
         # At most once a second: while busy the counts change on nearly every wake-up.
         if now >= self._next_status:
-            text = (
-                f"STATUS={status.state}: {status.children} workers, {status.busy} tasks running, "
-                f"{status.processed} processed"
-            )
+            text = self._status_text(status)
             if text != self._last_status:
                 self.notifier.send(text)
                 self._last_status = text
@@ -72,6 +82,13 @@ class Reporter:
         if self.notifier.watchdog_interval and now >= self._next_watchdog:
             self.notifier.send("WATCHDOG=1")
             self._next_watchdog = now + self.notifier.watchdog_interval
+
+    @staticmethod
+    def _status_text(status: PoolStatus) -> str:
+        return (
+            f"STATUS={status.state}: {status.children} workers, {status.busy} tasks running, "
+            f"{status.processed} processed"
+        )
 
     def stopping(self, busy: int) -> None:
         self.notifier.send("STOPPING=1", f"STATUS=stopping, {busy} tasks in flight")

@@ -1,6 +1,7 @@
-"""What a supervisor publishes about its children in its heartbeat, for the dashboard's Servers page.
+"""What a supervisor publishes in its heartbeat, for ``stats`` and the dashboard's Servers page.
 
-Kept out of arbiter.py so the parent's loop only calls one function: each child's pid, slot,
+Kept out of arbiter.py so the parent's loop only calls one function: its host, pid, state and
+queues, its pool's counts, and each child's pid, slot,
 memory and the tasks it runs now (a row each: id, type, queue and wall-clock start, so a reader
 elsewhere can show the elapsed time), plus the parent's own RSS and the package version.
 """
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from importlib import metadata
 from typing import Any, Protocol
@@ -58,3 +60,36 @@ def children_info(children: Iterable[ChildLike]) -> dict[str, str | int]:
                  "task_started": round(task.started + offset, 3)}
             )  # fmt: skip
     return {"children": json.dumps(rows), "rss": total, "version": version()}
+
+
+class QueueLike(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def weight(self) -> int: ...
+
+
+class PoolLike(Protocol):
+    processed: int
+
+    @property
+    def slots(self) -> Sequence[object]: ...
+
+    @property
+    def busy(self) -> int: ...
+
+    @property
+    def children(self) -> Mapping[int, ChildLike]: ...
+
+
+def heartbeat_fields(
+    pool: PoolLike, state: str, queues: Sequence[QueueLike], started: float
+) -> dict[str, str | int | float]:
+    """The heartbeat hash of a supervisor whose loop started at ``started`` (monotonic)."""
+    return {
+        "host": socket.gethostname(), "pid": os.getpid(), "workers": len(pool.slots), "busy": pool.busy,
+        "processed": pool.processed, "state": state, "queues": ",".join(f"{q.name}:{q.weight}" for q in queues),
+        "started": time.time() - (time.monotonic() - started),
+        **children_info(pool.children.values()),  # for the dashboard's Servers page
+    }  # fmt: skip
