@@ -57,9 +57,10 @@ bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.scaleout
 
-# The same scenarios, ours alternating with Celery, RQ, Dramatiq, huey, arq, taskiq and saq (each
+# The same scenarios, ours alternating with Celery, RQ, Dramatiq, huey, arq, taskiq, saq and BullMQ (each
 # installed from PyPI into its own venv under bench/results/venvs/ on first use; one that fails is
-# skipped). The I/O scenario runs ours with ASYNQ_WORKER_CONCURRENCY (see bench/README.md).
+# skipped; BullMQ's Node.js workers use the machine's node and npm). The I/O scenario runs ours
+# with ASYNQ_WORKER_CONCURRENCY (see bench/README.md).
 bench-peers: install
 	$(BIN)/python -m bench.run --peers
 

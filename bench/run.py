@@ -29,7 +29,7 @@ from typing import Any
 from bench import report, venvs
 from bench.common import RESULTS, ROOT, machine
 from bench.driver import add_size_flags
-from bench.systems import PEERS
+from bench.systems import PEERS, family
 
 SIZE_FLAGS = (
     "scenarios",
@@ -111,13 +111,16 @@ def main() -> None:
     for peer in [x for x in args.peers.split(",") if x]:
         if peer not in PEERS:
             p.error(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
-        python, note = venvs.ensure(peer, install=not args.no_install)
+        python, note = venvs.ensure(family(peer), install=not args.no_install)
+        if python is not None and peer.startswith("bullmq-node"):
+            has_node, node_note = venvs.ensure_node(install=not args.no_install)
+            python, note = (python, note) if has_node else (None, node_note)
         if python is None:
             skipped[peer] = note
             print(f"SKIPPED {peer}: {note}", flush=True)
         else:
             pythons[peer] = python
-            print(f"{peer}: {note} ({venvs.version_of(peer, python)})", flush=True)
+            print(f"{peer}: {note} ({venvs.version_of(family(peer), python)})", flush=True)
 
     peers = [s for s in pythons if s != "ours"]
     order = ["ours"] if not peers else [x for peer in peers for x in ("ours", peer)]

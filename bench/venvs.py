@@ -5,11 +5,12 @@ One venv per peer, never the project's: their pins clash (arq 0.28 wants redis-p
 reused when its package imports; otherwise it is (re)created with pip from PyPI. hiredis goes
 into every peer venv because the project uses it too (same reply parser for everyone).
 
-    python -m bench.venvs [NAME ...]     # install (default: every peer and the chart venv)
+    python -m bench.venvs [NAME ...]     # install (default: every peer, the chart venv and node's bullmq)
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +31,8 @@ SPECS: dict[str, tuple[list[str], str]] = {
     "taskiq": (["taskiq", "taskiq-redis", "hiredis"], "taskiq_redis"),
     # saq 0.26 imports typing_extensions without declaring it (redis-py < 8 no longer brings it).
     "saq": (["saq[redis,hiredis]", "typing_extensions"], "saq.queue.redis"),
+    # BullMQ's Python port, and the Python client that enqueues for its Node.js workers too.
+    "bullmq": (["bullmq", "hiredis"], "bullmq"),
     "tools": (["matplotlib"], "matplotlib"),
     # bench/croniter_eval.py: croniter beside our own dependencies, to run tests/test_cron.py on it.
     "croniter": (
@@ -103,6 +106,35 @@ def ensure(name: str, *, install: bool = True, timeout: float = 900.0) -> tuple[
     return python, f"installed in {time.monotonic() - t0:.0f}s"
 
 
+NODE_DIR = RESULTS / "node"
+
+
+def ensure_node(*, install: bool = True, timeout: float = 600.0) -> tuple[bool, str]:
+    """BullMQ for Node.js under bench/results/node/ (npm, the machine's ``node``); a note on why not."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return False, "node or npm is not on PATH (BullMQ's Node.js workers need them)"
+    modules = NODE_DIR / "node_modules"
+    if all((modules / name / "package.json").exists() for name in ("bullmq", "ioredis")):
+        return True, "ready"
+    if not install:
+        return False, "not installed (run: python -m bench.venvs node)"
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    (NODE_DIR / "package.json").write_text('{"name": "bench-node", "private": true}\n')
+    with open(LOGS / "npm-bullmq.log", "w") as log:
+        try:
+            code = subprocess.run(
+                # ioredis is an optional peer dependency of bullmq 6 (it also speaks node-redis).
+                ["npm", "install", "--no-audit", "--no-fund", "bullmq", "ioredis"], cwd=NODE_DIR, stdout=log,
+                stderr=subprocess.STDOUT, timeout=timeout,
+            ).returncode  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return False, f"npm install bullmq timed out (log: {LOGS / 'npm-bullmq.log'})"
+    if code != 0:
+        return False, f"npm install bullmq exited {code} (log: {LOGS / 'npm-bullmq.log'})"
+    return True, "installed"
+
+
 def version_of(name: str, python: Path) -> str:
     dist = SPECS[name][0][0].split("[")[0]
     out = subprocess.run(
@@ -114,8 +146,11 @@ def version_of(name: str, python: Path) -> str:
 
 
 def main() -> None:
-    names = sys.argv[1:] or list(SPECS)
+    names = sys.argv[1:] or [*SPECS, "node"]
     for name in names:
+        if name == "node":
+            print(f"node: {ensure_node()[1]}")
+            continue
         python, note = ensure(name)
         print(f"{name}: {note}" + (f" ({version_of(name, python)})" if python else ""))
 

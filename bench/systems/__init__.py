@@ -11,14 +11,24 @@ import importlib
 
 from bench.systems.base import System
 
-#: In the order they run; ours first.
-NAMES = ("ours", "celery", "rq", "dramatiq", "huey", "arq", "taskiq", "saq")
+#: In the order they run; ours first. A name with a dash is a variant of one adapter module and
+#: venv (``bullmq-node-c1``: ``bullmq_adapter.py``, ``venvs/bullmq``).
+NAMES = (
+    "ours", "celery", "rq", "dramatiq", "huey", "arq", "taskiq", "saq",
+    "bullmq-node", "bullmq-node-c1", "bullmq-py", "bullmq-py-c1",
+)  # fmt: skip
 PEERS = NAMES[1:]
+
+
+def family(name: str) -> str:
+    """The adapter module and venv a system name belongs to."""
+    return name.partition("-")[0]
 
 
 def load(name: str, url: str, workers: int = 2) -> System:
     if name not in NAMES:
         raise ValueError(f"unknown system {name!r}; known: {', '.join(NAMES)}")
-    module = importlib.import_module(f"bench.systems.{name}_adapter")
-    system: System = module.SYSTEM(url, workers)
+    module = importlib.import_module(f"bench.systems.{family(name)}_adapter")
+    cls = module.VARIANTS[name] if hasattr(module, "VARIANTS") else module.SYSTEM
+    system: System = cls(url, workers)
     return system
