@@ -52,10 +52,12 @@ worker: install
 # two. Writes bench/results/latest.{md,json,png}; the chart's matplotlib lives in a venv under
 # bench/results/venvs/, never in the project's. Then the scale-out table (bench/scaleout.py, under
 # a minute): 1, 2, 4 supervisors against one Redis and a 3-primary cluster -> bench/results/scaleout.md.
+# Last, an idle pool's CPU (8 workers, --concurrency 1 and 100, 15 s each with no task queued).
 bench: install
 	$(BIN)/python -m bench.pickup_latency
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.scaleout
+	$(BIN)/python -m bench.idle_cpu
 
 # The same scenarios, ours alternating with Celery, RQ, Dramatiq, huey, arq, taskiq, saq and BullMQ (each
 # installed from PyPI into its own venv under bench/results/venvs/ on first use; one that fails is
