@@ -60,8 +60,14 @@ class Dashboard:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.templates.globals["clip_at"] = present.ERROR_LIMIT
         self.templates.filters.update(
-            when=present.when, ago=present.ago, mb=present.megabytes, duration=present.duration, q=_quote
+            when=present.when,
+            ago=present.ago,
+            clip=present.clip,
+            mb=present.megabytes,
+            duration=present.duration,
+            q=_quote,
         )
 
     # -- plumbing -----------------------------------------------------------------------------------
@@ -193,7 +199,7 @@ class Dashboard:
             {
                 "view": t,
                 "preview": present.preview(t.message.payload if t.message else t.raw),
-                "error": (t.message.last_error.splitlines()[-1] if t.message and t.message.last_error else "")[:120],
+                "error": present.error_summary(t.message.last_error) if t.message else "",
             }
             for t in tasks
         ]

@@ -22,6 +22,9 @@ from supervisor.core.inspection import Minute
 #: At most this much of a payload is shown on a task page (a huge payload must not hang the page).
 PAYLOAD_LIMIT = 64 * 1024
 PREVIEW_LIMIT = 80
+#: Characters of an error a listing shows (the rest is in the cell's title and on the task page).
+ERROR_LIMIT = 120
+_HIDDEN_FRAMES = re.compile(r"\(\d+ frames? .* not shown\)")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
@@ -82,6 +85,41 @@ def preview(raw: bytes | msgspec.Raw | None) -> str:
     except (msgspec.DecodeError, msgspec.EncodeError, TypeError):
         text = repr(data[:PREVIEW_LIMIT])
     return text if len(text) <= PREVIEW_LIMIT else text[: PREVIEW_LIMIT - 1] + "…"
+
+
+def error_summary(text: str) -> str:
+    """The error itself, from a stored ``last_error``: its ``Type: message`` line.
+
+    The worker stores ``Type: message`` and then the traceback, whose last line may be a footer
+    ("(17 frames ... not shown)"). Text that starts with a traceback (stored by something else)
+    gives its last line that is neither indented, a footer, nor a chained-exception separator.
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if not lines[0].startswith("Traceback (most recent call last)"):
+        return lines[0].strip()
+    for line in reversed(lines):
+        if line[0].isspace() or _HIDDEN_FRAMES.fullmatch(line.strip()) or line.startswith("Traceback ("):
+            continue
+        if line.startswith(("The above exception", "During handling")):
+            continue
+        return line.strip()
+    return lines[-1].strip()
+
+
+def clip(text: str, limit: int = ERROR_LIMIT) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis when cut.
+
+    A single word longer than the limit (a long identifier, a URL) is cut where the limit falls.
+    """
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:") + "…"
 
 
 def trace_id(headers: dict[str, str]) -> str | None:
