@@ -18,13 +18,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 
+from supervisor.adapters.redis import RedisBroker
 from supervisor.client import Client
 from supervisor.config import Settings
+from tests.dashboard_helpers import archive
 from tests.helpers import wait_for
 from tests.pool import ROOT, Pool
 from tests.redis_server import free_port
@@ -199,6 +202,73 @@ def test_operator_session_in_chromium(
             expect(page.locator('tr[data-queue="critical"] td[data-state="scheduled"]')).to_have_text("3")
             assert int(page.locator('tr[data-queue="default"] td[data-count="processed-minute"]').inner_text()) > 0
             page.screenshot(path=str(RESULTS / "dashboard-overview-final.png"))
+            assert not errors, f"browser console errors: {errors}"
+        finally:
+            browser.close()
+
+
+def open_browser(p: Any) -> Any:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install -y chromium)")
+    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def watched_page(browser: Any, errors: list[str], dialogs: list[str]) -> Any:
+    """A page that records console errors (CSP refusals among them), failed responses and dialogs."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda resp: errors.append(f"{resp.status} {resp.url}") if resp.status >= 400 else None)
+
+    def accept(d: Any) -> None:
+        dialogs.append(d.message)
+        d.accept()
+
+    page.on("dialog", accept)
+    return page
+
+
+def test_row_and_selection_actions_in_chromium(dashboard_url: str, broker: RedisBroker, r: redis.Redis) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ids = [archive(broker, "default", {"n": i}) for i in range(5)]
+    k = broker.keys("default")
+    errors: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser = open_browser(p)
+        try:
+            page = watched_page(browser, errors, dialogs)
+            page.goto(dashboard_url + "/queue?name=default&state=archived")
+            # one row: retry it, after a confirmation, and come back to the same tab with a message
+            page.locator(f'tr[data-id="{ids[0]}"] button.row-retry').click()
+            expect(page.locator("#flash")).to_have_text(f"Task {ids[0]} is pending again: it runs next.")
+            assert dialogs == [f"Retry task {ids[0]} now?"]
+            expect(page.locator('nav.tabs a[data-state="archived"]')).to_have_class("on")
+            expect(page.locator(f'tr[data-id="{ids[0]}"]')).to_have_count(0)
+            assert r.hget(k.state, ids[0]) == b"pending"
+            # tick two rows: the count and the confirmation follow; delete them
+            expect(page.locator("#delete-selected")).to_be_disabled()
+            page.locator(f'tr[data-id="{ids[1]}"] input[name="ids"]').check()
+            page.locator(f'tr[data-id="{ids[2]}"] input[name="ids"]').check()
+            expect(page.locator("#selected-count")).to_have_text("2 selected")
+            page.locator("#delete-selected").click()
+            expect(page.locator("#flash")).to_have_text("Deleted 2 tasks of the 2 selected.")
+            assert dialogs[-1] == "Delete the 2 selected tasks? This cannot be undone."
+            assert r.zcard(k.archived) == 2 and r.hget(k.state, ids[1]) is None
+            # select all, retry them
+            page.locator("#select-all").check()
+            expect(page.locator("#selected-count")).to_have_text("2 selected")
+            page.locator("#retry-selected").click()
+            expect(page.locator("#flash")).to_have_text("Retried 2 tasks of the 2 selected.")
+            assert r.zcard(k.archived) == 0 and r.llen(k.pending) == 3
+            # pause from the Pending tab: a message, and the tab stays
+            page.goto(dashboard_url + "/queue?name=default&state=pending")
+            page.locator("#toggle-pause").click()
+            expect(page.locator("#flash")).to_contain_text("Paused queue default")
+            expect(page.locator('nav.tabs a[data-state="pending"]')).to_have_class("on")
+            page.locator("#toggle-pause").click()
+            expect(page.locator("#flash")).to_contain_text("Resumed queue default")
+            expect(page.locator("#queue-state")).to_have_text("running")
             assert not errors, f"browser console errors: {errors}"
         finally:
             browser.close()

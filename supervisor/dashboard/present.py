@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from supervisor.core.identity import WorkerId
 from supervisor.core.inspection import Minute
 
 #: At most this much of a payload is shown on a task page (a huge payload must not hang the page).
@@ -120,6 +121,40 @@ def clip(text: str, limit: int = ERROR_LIMIT) -> str:
     if space > limit // 2:
         cut = cut[:space]
     return cut.rstrip(" ,.;:") + "…"
+
+
+@dataclass(frozen=True)
+class Running:
+    """Where a running task runs (the worker process) and since when (epoch seconds)."""
+
+    worker: str
+    started: float
+
+
+def running_tasks(servers: Sequence[dict[str, Any]]) -> dict[str, Running]:
+    """Task id -> where it runs, from the ``children_list`` of each live supervisor's record."""
+    out = {}
+    for s in servers:
+        for c in s.get("children_list", []):
+            if isinstance(c, dict) and c.get("task_id"):
+                try:
+                    started = float(c.get("task_started", 0))
+                except (TypeError, ValueError):
+                    continue
+                worker = f"{s.get('host', '?')} pid {c.get('pid', '?')} (slot {c.get('slot', '?')})"
+                out[str(c["task_id"])] = Running(worker, started)
+    return out
+
+
+def worker_name(owner: str | None) -> str:
+    """A task's owner as a reader knows it (host, supervisor pid, slot), when its supervisor has not said."""
+    if not owner:
+        return ""
+    wid = WorkerId.parse(owner)
+    if wid is None:
+        return owner
+    slot = f" slot {wid.slot}" if wid.slot is not None else ""
+    return f"{wid.process.host} supervisor pid {wid.process.pid}{slot}"
 
 
 def trace_id(headers: dict[str, str]) -> str | None:

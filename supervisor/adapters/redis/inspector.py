@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import redis
 
+from supervisor.adapters.redis.browse import Browsing
 from supervisor.adapters.redis.calls import WAKE_CAP, script_source
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
 from supervisor.adapters.redis.errors import port_errors
@@ -44,7 +45,7 @@ from supervisor.core.task import decode_completed, decode_message
 
 
 @port_errors
-class Inspector:
+class Inspector(Browsing):
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         # redis-py types replies as bytes | str (it cannot know decode_responses); ours are bytes.
         self.redis: Any = client
