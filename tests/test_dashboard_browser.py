@@ -272,3 +272,55 @@ def test_row_and_selection_actions_in_chromium(dashboard_url: str, broker: Redis
             assert not errors, f"browser console errors: {errors}"
         finally:
             browser.close()
+
+
+def test_filter_search_and_completed_tab_in_chromium(
+    dashboard_url: str, broker: RedisBroker, settings: Settings, r: redis.Redis
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from supervisor.core.ports import Claimed
+    from supervisor.core.task import encode_completed
+
+    with Client(settings=settings) as client:
+        for i in range(3):
+            client.enqueue("mail.send", {"to": f"user{i}@example.com"}, queue="default")
+            client.enqueue("report.build", {"month": i}, queue="default")
+        kept = client.enqueue("invoice.render", {"order": 7}, queue="kept", retention="1h").id
+    got = broker.claim("w", ["kept"], 30)
+    assert isinstance(got, Claimed)
+    record = encode_completed(r.hget(broker.keys("kept").msg, kept), {"pdf": "inv-7.pdf"}, time.time())
+    assert broker.complete(got, "w", record=record, retention=3600)
+    errors: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser = open_browser(p)
+        try:
+            page = watched_page(browser, errors, dialogs)
+            page.goto(dashboard_url + "/queue?name=default&state=pending")
+            expect(page.locator("a.task-link")).to_have_count(6)
+            page.locator('#filter input[name="type"]').fill("mail.send")
+            page.locator("#apply-filter").click()
+            expect(page.locator("a.task-link")).to_have_count(3)
+            expect(page.locator("#search-scope")).to_contain_text("3 matches: searched all 6 pending tasks")
+            page.locator('#filter input[name="q"]').fill("user1@")
+            page.locator('#filter input[name="q"]').press("Enter")
+            expect(page.locator("a.task-link")).to_have_count(1)
+            expect(page.locator("code.preview")).to_contain_text("user1@example.com")
+            page.locator("#clear-filter").click()
+            expect(page.locator("a.task-link")).to_have_count(6)
+            # the completed tab: the kept task, its result on its page, deleted from its row
+            page.goto(dashboard_url + "/queue?name=kept&state=pending")
+            page.locator('nav.tabs a[data-state="completed"]').click()
+            expect(page.locator("a.task-link", has_text=kept)).to_be_visible()
+            page.locator("a.task-link", has_text=kept).click()
+            expect(page.locator("#result")).to_contain_text("inv-7.pdf")
+            page.go_back()
+            page.locator(f'tr[data-id="{kept}"] button.row-delete').click()
+            expect(page.locator("#flash")).to_have_text(f"Deleted completed task {kept}.")
+            expect(page.locator('nav.tabs a[data-state="completed"]')).to_have_class("on")
+            assert dialogs == [f"Delete completed task {kept}? This cannot be undone."]
+            assert r.get(broker.keys("kept").result(kept)) is None
+            assert not errors, f"browser console errors: {errors}"
+        finally:
+            browser.close()

@@ -8,6 +8,7 @@ the queue history and the theme. The pages and actions of before are in test_das
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -19,10 +20,12 @@ from supervisor.adapters.redis import RedisBroker
 from supervisor.adapters.redis.inspector import Inspector
 from supervisor.client import Client
 from supervisor.config import Settings
+from supervisor.core.inspection import SCAN_LIMIT
 from supervisor.core.ports import Claimed
+from supervisor.core.task import encode_completed
 from supervisor.dashboard import present
 from supervisor.dashboard.settings import DashboardSettings
-from tests.dashboard_helpers import archive
+from tests.dashboard_helpers import archive, envelope
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -199,3 +202,112 @@ def test_pause_and_resume_stay_on_the_tab_with_a_message(tc: TestClient, broker:
     assert 'class="on" data-state="archived"' in shown and 'id="queue-state">paused<' in shown
     resumed = tc.post("/actions/resume", data={"csrf": token, "queue": "default", "back": back})
     assert resumed.status_code == 200 and "Resumed queue default: workers take its tasks again." in resumed.text
+
+
+# -- 3. filter by type, search payload and error text (bounded, paginated) --------------------------
+
+
+def test_filter_by_type_and_search_text(tc: TestClient, broker: RedisBroker, client: Client) -> None:
+    for i in range(4):
+        client.enqueue("mail.send", {"to": f"user{i}@example.com"}, queue="default")
+        client.enqueue("report.build", {"month": i}, queue="default")
+    page = tc.get("/queue?name=default&state=pending&type=mail.send").text
+    assert page.count('class="task-link"') == 4 and "report.build" not in page.split('id="tasks"')[1]
+    assert "4 matches: searched all 8 pending tasks." in " ".join(page.split())
+    assert 'value="mail.send"' in page and 'id="clear-filter"' in page and 'id="delete-all"' not in page
+    one = tc.get("/queue?name=default&state=pending&q=USER2@").text
+    assert one.count('class="task-link"') == 1 and "user2@example.com" in one
+    both = tc.get("/queue?name=default&state=pending&type=report.build&q=user").text
+    assert "No pending tasks in default match the filter." in both
+    archive(broker, "low", {"n": 1}, error="TimeoutError: the upstream took 30s")
+    archive(broker, "low", {"n": 2}, error="KeyError: 'x'")
+    errors = tc.get("/queue?name=low&state=archived&q=timeout").text
+    assert errors.count('class="task-link"') == 1 and "TimeoutError: the upstream took 30s" in errors
+    hostile = tc.get("/queue?name=default&state=pending&q=<script>alert(1)</script>").text
+    assert "<script>alert(1)" not in hostile and 'value="&lt;script&gt;alert(1)&lt;/script&gt;"' in hostile
+
+
+def test_search_results_are_paginated_with_the_filter_kept(tc: TestClient, client: Client) -> None:
+    ids = [client.enqueue("mail.send", {"i": i}, queue="default").id for i in range(30)]
+    client.enqueue("other", None, queue="default")
+    first = tc.get("/queue?name=default&state=pending&type=mail.send").text
+    assert first.count('class="task-link"') == 25 and "page 1 of 2 (30 matches)" in first
+    assert ids[-1] in first, "the newest first"
+    assert 'href="/queue?name=default&amp;state=pending&amp;type=mail.send&amp;page=2" rel="next"' in first
+    second = tc.get("/queue?name=default&state=pending&type=mail.send&page=2").text
+    assert second.count('class="task-link"') == 5 and ids[0] in second
+    beyond = tc.get("/queue?name=default&state=pending&type=mail.send&page=9").text
+    assert "page 2 of 2" in beyond
+
+
+def test_search_is_bounded_and_says_so(tc: TestClient, broker: RedisBroker, r: redis.Redis) -> None:
+    k = broker.keys("default")
+    total = SCAN_LIMIT + 50
+    pipe = r.pipeline(transaction=False)
+    for i in range(total):
+        tid = f"t{i:05d}"
+        pipe.hset(k.msg, tid, envelope(tid, "default", {"i": i}))
+        pipe.hset(k.state, tid, "pending")
+        pipe.lpush(k.pending, tid)
+    pipe.sadd(f"{broker.namespace}:queues", "default")
+    pipe.execute()
+    page = tc.get("/queue?name=default&state=pending&q=%22i%22").text
+    scope = "searched the newest 10,000 of 10,050 pending tasks (a search looks at 10,000 at most)"
+    assert scope in " ".join(page.split())
+    assert "t10049" in page and "t00049" not in page  # the oldest 50 were not looked at
+    found = Inspector(r, broker.namespace).search("default", "pending", text='"i":10003', limit=5, scan=100)
+    assert found.scanned == 100 and found.total == total and not found.complete
+    assert [t.id for t in found.tasks] == ["t10003"]
+
+
+# -- 4. the completed tab ---------------------------------------------------------------------------
+
+
+def complete_with_retention(broker: RedisBroker, client: Client, payload: Any, result: Any) -> str:
+    info = client.enqueue("report.build", payload, queue="default", retention="1h")
+    got = broker.claim("w", ["default"], 30)
+    assert isinstance(got, Claimed) and got.task_id == info.id
+    data = broker.redis.hget(broker.keys("default").msg, info.id)
+    assert broker.complete(got, "w", record=encode_completed(data, result, time.time()), retention=3600)
+    return info.id
+
+
+def test_completed_tab_lists_kept_results(tc: TestClient, broker: RedisBroker, client: Client, r: redis.Redis) -> None:
+    ids = [complete_with_retention(broker, client, {"n": i}, {"total": i}) for i in range(3)]
+    page = tc.get("/queue?name=default&state=completed").text
+    assert 'class="on" data-state="completed"' in page and "kept with retention" in page
+    assert all(i in page for i in ids) and "report.build" in page and "{&#34;n&#34;:1}" in page
+    assert 'class="row-delete danger"' in page and 'class="row-retry"' not in page
+    token = csrf(tc)
+    back = "/queue?name=default&state=completed"
+    done = tc.post("/actions/delete", data={"csrf": token, "queue": "default", "id": ids[0], "back": back})
+    assert f"Deleted completed task {ids[0]}." in done.text
+    assert r.get(broker.keys("default").result(ids[0])) is None
+    selected = tc.post("/actions/selected", data={"csrf": token, "queue": "default", "verb": "delete",
+                                                  "ids": ids[1:], "back": back})  # fmt: skip
+    assert "Deleted 2 tasks of the 2 selected." in selected.text
+    assert "No completed tasks in default." in tc.get(back).text
+
+
+def test_completed_tab_pages_with_a_cursor(tc: TestClient, broker: RedisBroker, client: Client) -> None:
+    ids = {complete_with_retention(broker, client, i, i) for i in range(60)}
+    seen: list[str] = []
+    url = "/queue?name=default&state=completed"
+    for _ in range(20):
+        page = tc.get(url).text
+        seen += re.findall(r'class="task-link" href="[^"]*">([0-9a-f]+)</a>', page)
+        more = re.search(r'href="([^"]*cursor=[1-9][0-9]*)" rel="next"', page)
+        if not more:
+            break
+        url = more.group(1).replace("&amp;", "&")
+    assert set(seen) == ids
+
+
+def test_completed_listing_is_bounded(broker: RedisBroker, client: Client, r: redis.Redis) -> None:
+    complete_with_retention(broker, client, 1, 1)
+    pipe = r.pipeline(transaction=False)
+    for i in range(30_000):  # other keys of the database: a page stops after a bounded number
+        pipe.set(f"{broker.namespace}:unrelated:{i}", 1)
+    pipe.execute()
+    tasks, cursor, examined = Inspector(r, broker.namespace).completed("default", limit=25)
+    assert examined <= 10_000 and (cursor or tasks)

@@ -20,6 +20,8 @@ STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("compl
 WAITING = ("scheduled", "retry", "archived")
 #: Tasks per bulk step: a few milliseconds of store time each (see bench/bulk_delete.py).
 BATCH = 500
+#: Tasks a search looks at, at most (the newest of a state): its cost is bounded, and it says so.
+SCAN_LIMIT = 10_000
 #: Called with the number of tasks handled by each batch of a bulk operation.
 Progress = Callable[[int], None]
 
@@ -102,6 +104,23 @@ def _payload_for_display(payload: msgspec.Raw) -> Any:
 
 
 @dataclass(frozen=True)
+class Found:
+    """One page of a bounded search: the tasks, and how much was searched to find them."""
+
+    tasks: list[TaskView]
+    #: Matches among the scanned tasks (the pages hold these).
+    matched: int
+    #: Tasks looked at: the newest ``scanned`` of the ``total`` in the state.
+    scanned: int
+    total: int
+
+    @property
+    def complete(self) -> bool:
+        """Every task of the state was searched."""
+        return self.scanned >= self.total
+
+
+@dataclass(frozen=True)
 class Minute:
     """Tasks a queue completed (``processed``) and attempts that failed in one minute."""
 
@@ -147,6 +166,27 @@ class Inspection(Protocol):
     def retry_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]: ...
 
     def delete_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]: ...
+
+    def search(
+        self,
+        queue: str,
+        state: str,
+        *,
+        task_type: str = "",
+        text: str = "",
+        limit: int = 50,
+        offset: int = 0,
+        scan: int = SCAN_LIMIT,
+    ) -> Found:
+        """Tasks of a state whose type is ``task_type`` (when given) and whose payload or last error
+        contains ``text`` (case-insensitive, when given), newest first; only the newest ``scan``
+        tasks of the state are looked at."""
+        ...
+
+    def completed(self, queue: str, limit: int = 50, cursor: str = "0") -> tuple[list[TaskView], str, int]:
+        """Completed tasks kept with retention, a page at a time: (tasks, next page's cursor or "",
+        keys examined). A bounded walk of the store, in no particular order."""
+        ...
 
     def retry_ids(self, queue: str, ids: list[str]) -> int:
         """Retry the given tasks of ``queue`` that wait (others are left alone): how many moved.

@@ -14,7 +14,6 @@ Mount it under a prefix in your own Starlette/FastAPI app::
 from __future__ import annotations
 
 import json
-import math
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -32,8 +31,8 @@ from starlette.staticfiles import StaticFiles
 
 from supervisor.config import Settings, load_settings
 from supervisor.core.errors import BrokerUnavailable
-from supervisor.core.inspection import STATES, WAITING, Inspection, TaskView, UnknownQueue, UnknownTask
-from supervisor.dashboard import present
+from supervisor.core.inspection import WAITING, Inspection, UnknownQueue, UnknownTask
+from supervisor.dashboard import listing, present
 from supervisor.dashboard.actions import BULK_STEP, Actions
 from supervisor.dashboard.security import CSRF_FIELD, CSRF_HEADER, Csrf, SecurityMiddleware
 from supervisor.dashboard.settings import DashboardSettings
@@ -45,10 +44,6 @@ MAX_FORM_BYTES = 128 * 1024
 FLASH_COOKIE = "sv_dashboard_flash"
 #: Characters of a flash message kept (ours are one sentence).
 FLASH_LIMIT = 300
-AT_LABELS = {"active": "lease until", "scheduled": "runs at", "retry": "retries at", "archived": "archived at",
-             "completed": "completed at"}  # fmt: skip
-STATE_LABELS = {"pending": "Pending", "active": "Active", "scheduled": "Scheduled", "retry": "Retry",
-                "archived": "Archived"}  # fmt: skip
 
 
 class Form(dict[str, str]):
@@ -214,47 +209,22 @@ class Dashboard:
         return self.render(request, "schedules.html", title="Schedules", entries=entries)
 
     async def queue(self, request: Request) -> Response:
-        name = request.query_params.get("name", "")
-        state = request.query_params.get("state", "pending")
-        if state not in STATES:
-            return self.error(request, 400, f"unknown state {state!r}")
+        return await self._listing(request, "queue.html")
+
+    async def queue_fragment(self, request: Request) -> Response:
+        """The listing alone, for its live refresh."""
+        return await self._listing(request, "_tasks.html")
+
+    async def _listing(self, request: Request, template: str) -> Response:
         try:
-            page = max(int(request.query_params.get("page", "1")), 1)
-        except ValueError:
-            page = 1
+            query = listing.Query.parse(request.query_params)
+        except ValueError as exc:
+            return self.error(request, 400, str(exc))
         try:
-            data = await self.call(self._queue, name, state, page)
+            data = await self.call(listing.build, self.inspector, query, self.options.page_size, self._running)
         except UnknownQueue as exc:
             return self.error(request, 404, str(exc))
-        return self.render(request, "queue.html", title=f"Queue {name}", **data)
-
-    def _queue(self, name: str, state: str, page: int) -> dict[str, Any]:
-        self.inspector.require_queue(name)
-        (stats,) = self.inspector.stats([name])
-        total = getattr(stats, state)
-        size = self.options.page_size
-        pages = max(math.ceil(total / size), 1)
-        page = min(page, pages)
-        tasks = self.inspector.list_tasks(name, state, limit=size, offset=(page - 1) * size)
-        running = self._running() if state == "active" else {}
-        listing_base = "/queue?" + urllib.parse.urlencode({"name": name, "state": state})
-        return {
-            "name": name, "state": state, "stats": stats, "rows": [self._row(t, running) for t in tasks],
-            "page": page, "pages": pages, "total": total, "states": STATE_LABELS, "waiting": WAITING,
-            "bulk_step": BULK_STEP, "listing_base": listing_base, "listing": f"{listing_base}&page={page}",
-            "at_label": AT_LABELS.get(state, ""),
-        }  # fmt: skip
-
-    def _row(self, t: TaskView, running: dict[str, present.Running]) -> dict[str, Any]:
-        m = t.message
-        where = running.get(t.id)
-        return {
-            "view": t,
-            "preview": present.preview(m.payload if m else t.raw),
-            "error": present.error_summary(m.last_error) if m else "",
-            "worker": where.worker if where else present.worker_name(t.owner),
-            "running": (time.time() - where.started) if where else None,
-        }
+        return self.render(request, template, title=f"Queue {query.name}", bulk_step=BULK_STEP, **data)
 
     def _running(self) -> dict[str, present.Running]:
         """Where each running task runs, from what the live supervisors last reported."""
@@ -322,6 +292,7 @@ def create_app(
         Route("/fragments/servers", d.servers_fragment),
         Route("/schedules", d.schedules),
         Route("/queue", d.queue),
+        Route("/fragments/queue", d.queue_fragment),
         Route("/task", d.task),
         Route("/search", d.search),
         Route("/api/stats", d.api_stats),

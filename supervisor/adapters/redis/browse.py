@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.keys import QueueKeys
+from supervisor.core.inspection import SCAN_LIMIT, STATES, Found, TaskView
+from supervisor.core.task import TaskMessage, decode_completed, decode_message
 
+#: Envelopes read per round trip while searching.
+CHUNK = 1000
+#: Keys one listing of completed tasks examines at most (SCAN's COUNT adds up to this).
+COMPLETED_SCAN = 10_000
 #: Ids one call of :meth:`Browsing.retry_ids`/:meth:`Browsing.delete_ids` takes at most.
 MAX_IDS = 1000
 
@@ -37,6 +45,91 @@ class Browsing:
     def _delete_ids(self, queue: str, ids: list[bytes]) -> int:
         raise NotImplementedError
 
+    def _view(
+        self, queue: str, state: str, tid: bytes, data: bytes | None, at: float | None, owner: bytes | None
+    ) -> TaskView:
+        raise NotImplementedError
+
+    def search(
+        self,
+        queue: str,
+        state: str,
+        *,
+        task_type: str = "",
+        text: str = "",
+        limit: int = 50,
+        offset: int = 0,
+        scan: int = SCAN_LIMIT,
+    ) -> Found:
+        """The newest ``scan`` tasks of a state, read :data:`CHUNK` envelopes per round trip and
+        matched here; the page's views are built from the envelopes already read."""
+        k = self.require_queue(queue)
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}; expected one of {', '.join(STATES)}")
+        zset = {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}.get(state)
+        pipe = self.redis.pipeline(transaction=False)
+        if zset is None:
+            pipe.llen(k.pending)
+            pipe.lrange(k.pending, 0, scan - 1)  # the newest first: enqueue pushes on the left
+        else:
+            pipe.zcard(zset)
+            pipe.zrevrange(zset, 0, scan - 1, withscores=True)
+        total, window = pipe.execute()
+        scored = [(i, None) for i in window] if zset is None else [(m, float(sc)) for m, sc in window]
+        needle = text.strip().lower()
+        matches: list[tuple[bytes, float | None, bytes | None]] = []
+        for start in range(0, len(scored), CHUNK):
+            chunk = scored[start : start + CHUNK]
+            for (tid, at), data in zip(chunk, self.redis.hmget(k.msg, [i for i, _ in chunk]), strict=True):
+                if _matches(data, task_type, needle):
+                    matches.append((tid, at, data))
+        page = matches[offset : offset + limit] if limit > 0 else []
+        owners = (
+            self.redis.hmget(k.owner, [t for t, _, _ in page]) if state == "active" and page else [None] * len(page)
+        )
+        views = [self._view(queue, state, tid, data, at, o) for (tid, at, data), o in zip(page, owners, strict=True)]
+        return Found(views, len(matches), len(scored), int(total))
+
+    def completed(self, queue: str, limit: int = 50, cursor: str = "0") -> tuple[list[TaskView], str, int]:
+        """Completed tasks of ``queue`` kept with retention: (up to ``limit`` of them, the cursor of
+        the next page or "" at the end, keys examined).
+
+        Kept results have no index (keeping one would cost every completion a write), so this walks
+        the queue's ``result:`` keys with SCAN from ``cursor``, at most :data:`COMPLETED_SCAN` keys
+        per call, in the store's order. On a Redis Cluster it scans the one node that holds the
+        queue's slot.
+        """
+        k = self.require_queue(queue)
+        prefix = str(k.result(""))
+        node = self.redis
+        if getattr(self, "cluster", False):
+            node = self.redis.get_node_from_key(k.pending).redis_connection
+        position, examined, count = int(cursor), 0, min(max(limit, 10), COMPLETED_SCAN)
+        keys: list[bytes] = []
+        while len(keys) < limit and count > 0:
+            # Every key a SCAN step returns is shown (its cursor is past them): the step grows
+            # only while matches are scarce, so a page holds about ``limit`` tasks.
+            position, batch = node.scan(position, match=_glob_escape(prefix) + "*", count=count)
+            keys += batch
+            examined += count
+            count = min(count * 2, 1000, COMPLETED_SCAN - examined)
+            if position == 0:
+                break
+        views = []
+        for key, data in zip(keys, self.redis.mget(keys) if keys else [], strict=True):
+            if data is not None:
+                views.append(self._kept(queue, key[len(prefix) :], data))
+        views.sort(key=lambda v: v.at or 0.0, reverse=True)
+        return views, (str(position) if position else ""), examined
+
+    def _kept(self, queue: str, tid: bytes, data: bytes) -> TaskView:
+        try:
+            record = decode_completed(data)
+        except msgspec.DecodeError:
+            return TaskView(queue, "completed", tid.decode("utf-8", "backslashreplace"), None, None, None, data)
+        view = self._view(queue, "completed", tid, bytes(record.message), record.completed_at, None)
+        return TaskView(view.queue, view.state, view.id, view.message, view.at, None, view.raw, result=record.result)
+
     def retry_ids(self, queue: str, ids: list[str]) -> int:
         """Move the given tasks back to pending, those that wait (scheduled, retry, archived): how many moved."""
         self.require_queue(queue)
@@ -52,6 +145,34 @@ class Browsing:
         live = self._delete_ids(queue, [i.encode("utf-8", "surrogateescape") for i in chosen])
         results = int(self.redis.delete(*(k.result(i) for i in chosen)))
         return live + results
+
+
+def _matches(data: bytes | None, task_type: str, needle: str) -> bool:
+    """Whether an envelope has the type (exactly) and holds the text in its payload or last error."""
+    if data is None:
+        return False
+    if not task_type and not needle:
+        return True
+    try:
+        m = decode_message(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return not task_type and needle in repr(data).lower()
+    if task_type and m.type != task_type:
+        return False
+    return not needle or needle in m.last_error.lower() or needle in _payload_text(m).lower()
+
+
+def _payload_text(m: TaskMessage) -> str:
+    """The payload as the listing previews it (JSON), to search in; its raw form when it is not JSON."""
+    try:
+        return msgspec.json.encode(msgspec.msgpack.decode(m.payload)).decode()
+    except (msgspec.DecodeError, msgspec.EncodeError, TypeError, UnicodeDecodeError):
+        return repr(bytes(m.payload))
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern (a queue or namespace may hold ``*?[]\\``)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _bounded(ids: list[str]) -> list[str]:
