@@ -324,3 +324,50 @@ def test_filter_search_and_completed_tab_in_chromium(
             assert not errors, f"browser console errors: {errors}"
         finally:
             browser.close()
+
+
+def test_live_listing_and_active_tab_in_chromium(
+    pool: Pool, dashboard_url: str, settings: Settings, r: redis.Redis, namespace: str
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    errors: list[str] = []
+    dialogs: list[str] = []
+    with sync_playwright() as p, Client(settings=settings) as client:
+        browser = open_browser(p)
+        try:
+            page = watched_page(browser, errors, dialogs)
+            # Active: which worker runs the task, for how long, and the listing follows without a reload
+            client.enqueue("work", None, queue="default")  # the queue exists before the page opens
+            wait_for(lambda: r.exists(f"{namespace}:{{default}}:processed"), timeout=20, what="a first task")
+            page.goto(dashboard_url + "/queue?name=default&state=active")
+            page.evaluate("window.__sameDocument = 42")
+            held = client.enqueue("hold", None, queue="default").id
+            row = page.locator(f'tr[data-id="{held}"]')
+            expect(row).to_be_visible(timeout=20_000)
+            worker = row.locator("td.worker")
+            wait_for(lambda: any(f" pid {c} " in worker.inner_text() for c in pool.live_children()), timeout=20,
+                     interval=0.1, what="the child running the task, as its supervisor reports it")  # fmt: skip
+            first = row.locator("td.running-for").inner_text()
+            assert first != "-"
+            wait_for(lambda: row.locator("td.running-for").inner_text() != first, timeout=20, interval=0.1,
+                     what="the running time to move")  # fmt: skip
+            r.set(f"{namespace}:test:release", "1")
+            expect(row).to_have_count(0, timeout=20_000)
+            assert page.evaluate("window.__sameDocument") == 42, "the page was reloaded"
+            # Archived: a new task shows up by itself, but not while rows are ticked
+            client.enqueue("flaky", {"first": True}, queue="default")
+            page.goto(dashboard_url + "/queue?name=default&state=archived")
+            expect(page.locator("a.task-link")).to_have_count(1, timeout=20_000)
+            page.evaluate("window.__polls = 0; document.addEventListener('htmx:beforeRequest', () => window.__polls++)")
+            page.locator('#tasks input[name="ids"]').first.check()
+            client.enqueue("flaky", {"second": True}, queue="default")
+            wait_for(lambda: r.zcard(f"{namespace}:{{default}}:archived") == 2, timeout=20, what="2 archived")
+            wait_for(lambda: page.evaluate("window.__polls") >= 3, timeout=20, interval=0.1, what="3 polls")
+            expect(page.locator("a.task-link")).to_have_count(1)  # held back: the tick is kept
+            expect(page.locator('#tasks input[name="ids"]').first).to_be_checked()
+            page.locator('#tasks input[name="ids"]').first.uncheck()
+            expect(page.locator("a.task-link")).to_have_count(2, timeout=20_000)
+            assert not errors, f"browser console errors: {errors}"
+        finally:
+            browser.close()

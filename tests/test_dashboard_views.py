@@ -7,6 +7,7 @@ the queue history and the theme. The pages and actions of before are in test_das
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import warnings
@@ -311,3 +312,37 @@ def test_completed_listing_is_bounded(broker: RedisBroker, client: Client, r: re
     pipe.execute()
     tasks, cursor, examined = Inspector(r, broker.namespace).completed("default", limit=25)
     assert examined <= 10_000 and (cursor or tasks)
+
+
+# -- 5. live refresh; Active shows the worker and the running time ---------------------------------
+
+
+def test_listing_refreshes_itself_with_its_filter(tc: TestClient, client: Client) -> None:
+    client.enqueue("mail.send", {"to": "a"}, queue="default")
+    page = tc.get("/queue?name=default&state=pending&type=mail.send").text
+    live = re.search(r'<div id="listing" data-live hx-get="([^"]*)" hx-trigger="every 3.0s"', page)
+    assert live and live.group(1) == "/fragments/queue?name=default&amp;state=pending&amp;type=mail.send&amp;page=1"
+    client.enqueue("mail.send", {"to": "b"}, queue="default")
+    fragment = tc.get(live.group(1).replace("&amp;", "&"))
+    assert fragment.status_code == 200 and "<html" not in fragment.text and "<h1" not in fragment.text
+    assert fragment.text.count('class="task-link"') == 2 and 'name="csrf"' in fragment.text
+    assert tc.get("/fragments/queue?name=nope").status_code == 404
+
+
+def test_active_tab_shows_worker_and_running_time(tc: TestClient, broker: RedisBroker, client: Client) -> None:
+    reported = client.enqueue("report.build", None, queue="default").id
+    other = client.enqueue("report.build", None, queue="default").id
+    assert isinstance(broker.claim("host-a:999:4026531836:r1:0:n1", ["default"], 30), Claimed)
+    assert isinstance(broker.claim("host-b:77:4026531836:r2:3:n2", ["default"], 30), Claimed)
+    now = time.time()
+    children = [{"pid": 4242, "slot": 0, "started": now - 100, "rss": 1, "task_id": reported,
+                 "task_type": "report.build", "queue": "default", "task_started": now - 12.5}]  # fmt: skip
+    broker.heartbeat_server("host-a:999", {"host": "host-a", "pid": 999, "workers": 1, "busy": 1,
+                                           "children": json.dumps(children)}, 30)  # fmt: skip
+    page = tc.get("/queue?name=default&state=active").text
+    assert "<th>worker</th>" in page and "running for" in page
+    row = re.search(rf'<tr data-id="{reported}">(.*?)</tr>', page, re.S)
+    assert row and "host-a pid 4242 (slot 0)" in row.group(1) and re.search(r">1[23]s<", row.group(1))
+    unreported = re.search(rf'<tr data-id="{other}">(.*?)</tr>', page, re.S)
+    assert unreported and "host-b supervisor pid 77 slot 3" in unreported.group(1)
+    assert 'name="ids"' not in page, "a running task is its worker's: no selection"
