@@ -346,3 +346,47 @@ def test_active_tab_shows_worker_and_running_time(tc: TestClient, broker: RedisB
     unreported = re.search(rf'<tr data-id="{other}">(.*?)</tr>', page, re.S)
     assert unreported and "host-b supervisor pid 77 slot 3" in unreported.group(1)
     assert 'name="ids"' not in page, "a running task is its worker's: no selection"
+
+
+# -- 6. the Redis page; schedules with their last and next runs -------------------------------------
+
+
+def test_redis_page_shows_version_memory_clients_uptime(tc: TestClient, client: Client, r: redis.Redis) -> None:
+    for i in range(50):
+        client.enqueue("a", {"blob": "x" * 200, "i": i}, queue="big")
+    client.enqueue("a", None, queue="small")
+    page = tc.get("/redis")
+    assert page.status_code == 200
+    info = r.info()
+    version = re.search(r'<dd id="redis-version">([^<]*)</dd>', page.text)
+    assert version and version.group(1).startswith(info["redis_version"])
+    assert re.search(r'<dd id="redis-memory">[0-9.]+[KMG]? ?\(peak', page.text) or "B (peak" in page.text
+    clients = re.search(r'<dd id="redis-clients">(\d+) connected', page.text)
+    assert clients and int(clients.group(1)) >= 1
+    assert re.search(r'<dd id="redis-uptime">[0-9.]+[smhd]', page.text)
+    big = re.search(r'<tr data-queue="big">.*?<td class="n">([0-9.]+) KB</td>', page.text)
+    small = re.search(r'<tr data-queue="small">.*?<td class="n">([0-9.]+) (K?B)</td>', page.text)
+    assert big and small and float(big.group(1)) > (float(small.group(1)) if small.group(2) == "KB" else 0)
+    assert 'href="/redis" class="on"' in page.text
+
+
+def test_schedules_show_next_and_last_runs_and_the_last_tasks_state(
+    tc: TestClient, client: Client, r: redis.Redis, namespace: str
+) -> None:
+    from supervisor.adapters.redis.keys import periodic_key
+
+    waiting = client.enqueue("report.build", None, queue="default").id
+    now = time.time()
+    records = {
+        "report": {"schedule": "*/5 * * * *", "timezone": "UTC", "task_type": "report.build", "queue": "default",
+                   "next_run": now + 300, "last_enqueued_at": now - 240, "last_task_id": waiting},
+        "cleanup": {"schedule": "@every 1h", "timezone": "UTC", "task_type": "cleanup", "queue": "default",
+                    "next_run": now + 1800, "last_enqueued_at": now - 1800, "last_task_id": "periodic:cleanup:1"},
+    }  # fmt: skip
+    for name, record in records.items():
+        r.hset(periodic_key(namespace), name, json.dumps(record))
+    page = tc.get("/schedules").text
+    rows = dict(re.findall(r"<tr>\s*<td>(\w+)</td>(.*?)</tr>", page, re.S))
+    assert re.search("in [45]m", rows["report"]) and re.search("[34]m[0-9]{2}s ago", rows["report"])
+    assert '<span class="badge pending">pending</span>' in rows["report"]
+    assert '<span class="badge done">done</span>' in rows["cleanup"] and re.search("in (29|30)m", rows["cleanup"])

@@ -188,6 +188,14 @@ class Inspection(Protocol):
         keys examined). A bounded walk of the store, in no particular order."""
         ...
 
+    def store_info(self) -> list[dict[str, Any]]:
+        """What the store says of itself, one row per node (version, memory, clients, uptime...)."""
+        ...
+
+    def queue_memory(self, queues: list[str]) -> dict[str, int]:
+        """Bytes each queue's tasks take in the store (an estimate)."""
+        ...
+
     def retry_ids(self, queue: str, ids: list[str]) -> int:
         """Retry the given tasks of ``queue`` that wait (others are left alone): how many moved.
         At most 1,000 ids (ValueError beyond)."""

@@ -85,6 +85,7 @@ class Dashboard:
             ago=present.ago,
             clip=present.clip,
             mb=present.megabytes,
+            size=present.size,
             duration=present.duration,
             q=_quote,
         )
@@ -205,8 +206,28 @@ class Dashboard:
         return out
 
     async def schedules(self, request: Request) -> Response:
-        entries = await self.call(self.inspector.periodic)
+        entries = await self.call(self._schedules)
         return self.render(request, "schedules.html", title="Schedules", entries=entries)
+
+    def _schedules(self) -> list[dict[str, Any]]:
+        """The periodic entries, each with what became of the last task it enqueued."""
+        out = []
+        for e in self.inspector.periodic():
+            last, queue, state = e.get("last_task_id"), e.get("queue"), ""
+            if isinstance(last, str) and isinstance(queue, str) and last:
+                try:
+                    state = self.inspector.find(last, queue).state
+                except (UnknownTask, UnknownQueue):
+                    state = "done"  # ran, and no result was kept (or deleted)
+            out.append({**e, "last_state": state})
+        return out
+
+    async def store(self, request: Request) -> Response:
+        nodes, memory = await self.call(self._store)
+        return self.render(request, "redis.html", title="Redis", nodes=nodes, memory=memory)
+
+    def _store(self) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        return self.inspector.store_info(), self.inspector.queue_memory(self.inspector.queues())
 
     async def queue(self, request: Request) -> Response:
         return await self._listing(request, "queue.html")
@@ -291,6 +312,7 @@ def create_app(
         Route("/servers", d.servers),
         Route("/fragments/servers", d.servers_fragment),
         Route("/schedules", d.schedules),
+        Route("/redis", d.store),
         Route("/queue", d.queue),
         Route("/fragments/queue", d.queue_fragment),
         Route("/task", d.task),

@@ -204,6 +204,19 @@ def megabytes(value: Any) -> str:
         return "-"
 
 
+def size(value: Any) -> str:
+    """Bytes in the unit that reads best (B, KB, MB, GB)."""
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
 def per_minute(history: Sequence[Minute], now: float) -> tuple[int, int]:
     """(processed, failed) over the last 60 seconds, from per-minute buckets.
 

@@ -17,6 +17,15 @@ from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.core.inspection import SCAN_LIMIT, STATES, Found, TaskView
 from supervisor.core.task import TaskMessage, decode_completed, decode_message
 
+#: What the Redis page shows of INFO, in its order.
+INFO_FIELDS = (
+    "redis_version", "redis_mode", "role", "uptime_in_seconds", "connected_clients", "blocked_clients",
+    "maxclients", "used_memory", "used_memory_human", "used_memory_peak_human", "maxmemory_human",
+    "maxmemory_policy", "mem_fragmentation_ratio", "total_commands_processed", "instantaneous_ops_per_sec",
+    "keyspace_hits", "keyspace_misses", "evicted_keys", "connected_slaves",
+)  # fmt: skip
+#: A queue's keys whose memory the Redis page adds up.
+QUEUE_PARTS = ("pending", "msg", "state", "lease", "owner", "scheduled", "retry", "archived")
 #: Envelopes read per round trip while searching.
 CHUNK = 1000
 #: Keys one listing of completed tasks examines at most (SCAN's COUNT adds up to this).
@@ -129,6 +138,32 @@ class Browsing:
             return TaskView(queue, "completed", tid.decode("utf-8", "backslashreplace"), None, None, None, data)
         view = self._view(queue, "completed", tid, bytes(record.message), record.completed_at, None)
         return TaskView(view.queue, view.state, view.id, view.message, view.at, None, view.raw, result=record.result)
+
+    def store_info(self) -> list[dict[str, Any]]:
+        """Each Redis node's INFO fields of :data:`INFO_FIELDS` and its keyspace, with its address."""
+        nodes: list[tuple[str, Any]]
+        if getattr(self, "cluster", False):
+            nodes = [(f"{n.host}:{n.port}", n.redis_connection) for n in self.redis.get_primaries()]
+        else:
+            kw = self.redis.connection_pool.connection_kwargs
+            nodes = [(f"{kw.get('host', kw.get('path', '?'))}:{kw.get('port', '')}".rstrip(":"), self.redis)]
+        out = []
+        for address, node in nodes:
+            info = node.info()
+            row: dict[str, Any] = {"node": address, **{f: info[f] for f in INFO_FIELDS if f in info}}
+            row["keyspace"] = {k: v for k, v in info.items() if k.startswith("db") and isinstance(v, dict)}
+            out.append(row)
+        return out
+
+    def queue_memory(self, queues: list[str]) -> dict[str, int]:
+        """Bytes each queue's task keys take (MEMORY USAGE, which samples big keys: an estimate)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for q in queues:
+            k = self.keys(q)
+            for part in QUEUE_PARTS:
+                pipe.memory_usage(getattr(k, part), samples=5)
+        replies = iter(pipe.execute())
+        return {q: sum(int(next(replies) or 0) for _ in QUEUE_PARTS) for q in queues}
 
     def retry_ids(self, queue: str, ids: list[str]) -> int:
         """Move the given tasks back to pending, those that wait (scheduled, retry, archived): how many moved."""
