@@ -121,6 +121,30 @@ class Found:
 
 
 @dataclass(frozen=True)
+class Sample:
+    """A queue at one moment, as the supervisors sample it once a minute for its history.
+
+    ``processed`` and ``failed`` are the queue's all-time counters: the tasks done between two
+    samples are their difference (a counter reset shows as a drop, read as zero).
+    """
+
+    at: float
+    pending: int
+    active: int
+    scheduled: int
+    retry: int
+    archived: int
+    processed: int
+    failed: int
+    latency: float
+
+
+#: History kept: a sample a minute for a day, and the counters at the end of each day for 90 days.
+HISTORY_MINUTES = 1440
+HISTORY_DAYS = 90
+
+
+@dataclass(frozen=True)
 class Minute:
     """Tasks a queue completed (``processed``) and attempts that failed in one minute."""
 
@@ -194,6 +218,16 @@ class Inspection(Protocol):
 
     def queue_memory(self, queues: list[str]) -> dict[str, int]:
         """Bytes each queue's tasks take in the store (an estimate)."""
+        ...
+
+    def record_history(self, stats: list[QueueStats], now: float) -> None:
+        """Keep one sample of each queue for the minute of ``now`` (a later one replaces it) and
+        the day's counters; older than :data:`HISTORY_MINUTES`/:data:`HISTORY_DAYS` is dropped."""
+        ...
+
+    def history(self, queue: str, minutes: int = HISTORY_MINUTES, days: int = 30) -> tuple[list[Sample], list[Sample]]:
+        """The queue's samples of the last ``minutes`` minutes and its last sample of each of the
+        last ``days`` days, oldest first."""
         ...
 
     def retry_ids(self, queue: str, ids: list[str]) -> int:

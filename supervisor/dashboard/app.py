@@ -31,8 +31,8 @@ from starlette.staticfiles import StaticFiles
 
 from supervisor.config import Settings, load_settings
 from supervisor.core.errors import BrokerUnavailable
-from supervisor.core.inspection import WAITING, Inspection, UnknownQueue, UnknownTask
-from supervisor.dashboard import listing, present
+from supervisor.core.inspection import WAITING, Inspection, Sample, UnknownQueue, UnknownTask
+from supervisor.dashboard import charts, listing, present
 from supervisor.dashboard.actions import BULK_STEP, Actions
 from supervisor.dashboard.security import CSRF_FIELD, CSRF_HEADER, Csrf, SecurityMiddleware
 from supervisor.dashboard.settings import DashboardSettings
@@ -42,6 +42,8 @@ _T = TypeVar("_T")
 #: Largest form body accepted (a few short fields, or the ids of one page's selected rows).
 MAX_FORM_BYTES = 128 * 1024
 FLASH_COOKIE = "sv_dashboard_flash"
+#: The spans the history page shows, in minutes.
+HISTORY_SPANS = {"1h": 60, "6h": 360, "24h": 1440}
 #: Characters of a flash message kept (ours are one sentence).
 FLASH_LIMIT = 300
 
@@ -222,6 +224,27 @@ class Dashboard:
             out.append({**e, "last_state": state})
         return out
 
+    async def history(self, request: Request) -> Response:
+        name = request.query_params.get("name", "")
+        span = request.query_params.get("span", "24h")
+        if span not in HISTORY_SPANS:
+            return self.error(request, 400, f"unknown span {span!r}; expected one of {', '.join(HISTORY_SPANS)}")
+        try:
+            samples, days = await self.call(self._history, name, HISTORY_SPANS[span])
+        except UnknownQueue as exc:
+            return self.error(request, 404, str(exc))
+        end = time.time()
+        start = end - HISTORY_SPANS[span] * 60
+        shown = [s for s in samples if s.at >= start]
+        graphs = [charts.sizes(shown, start, end), charts.done_per_minute(shown, start, end),
+                  charts.latency(shown, start, end), charts.per_day(days)]  # fmt: skip
+        return self.render(request, "history.html", title=f"Queue {name}: history", name=name, span=span,
+                           spans={k: k for k in HISTORY_SPANS}, charts=graphs)  # fmt: skip
+
+    def _history(self, name: str, minutes: int) -> tuple[list[Sample], list[Sample]]:
+        self.inspector.require_queue(name)
+        return self.inspector.history(name, minutes=minutes + 1, days=31)
+
     async def store(self, request: Request) -> Response:
         nodes, memory = await self.call(self._store)
         return self.render(request, "redis.html", title="Redis", nodes=nodes, memory=memory)
@@ -313,6 +336,7 @@ def create_app(
         Route("/fragments/servers", d.servers_fragment),
         Route("/schedules", d.schedules),
         Route("/redis", d.store),
+        Route("/history", d.history),
         Route("/queue", d.queue),
         Route("/fragments/queue", d.queue_fragment),
         Route("/task", d.task),

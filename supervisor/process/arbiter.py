@@ -90,18 +90,18 @@ class Arbiter:
         self.broker = make_broker(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
-        self.inspection = None
         if self.asynq.metrics_port:
             gauges = PoolGauges(lambda: len(self.pool.children), self.pool.busy_children, lambda: self.pool.busy)
             self.metrics = Metrics(gauges)
             # Bound here, before any fork: a port in use fails the start, not a child.
             self.metrics_server = MetricsServer(self.asynq.metrics_host, self.asynq.metrics_port, self.metrics)
-            self.inspection = make_inspection(settings, client_name="supervisor-metrics",
-                                              socket_timeout=PARENT_SOCKET_TIMEOUT)  # fmt: skip
+        # Queue counts for /metrics and, once a minute, the queues' history (see keeper.py).
+        self.inspection = make_inspection(settings, client_name="supervisor-metrics",
+                                          socket_timeout=PARENT_SOCKET_TIMEOUT)  # fmt: skip
         self.keeper = Keeper(
             self.broker, self.queues, server_id=self.server_id, interval=self.asynq.heartbeat_interval,
             lease_duration=self.asynq.lease_duration, server_info=self.server_info, worker_ids=self.pool.worker_ids,
-            inspection=self.inspection, on_stats=self._set_stats,
+            inspection=self.inspection, on_stats=self._set_stats if self.metrics is not None else None,
         )  # fmt: skip
         self.recoverer = Recoverer(self.broker, self.queues, sweep_every=self.asynq.heartbeat_interval)
         entries = app.periodic_entries
