@@ -371,3 +371,66 @@ def test_live_listing_and_active_tab_in_chromium(
             assert not errors, f"browser console errors: {errors}"
         finally:
             browser.close()
+
+
+def seed_a_day(broker: RedisBroker, settings: Settings, r: redis.Redis) -> None:
+    """Queues with tasks in every state, errors, a kept result and a day of history, for screenshots."""
+    from supervisor.adapters.redis.inspector import Inspector
+    from supervisor.core.inspection import QueueStats
+
+    errors = ["ConnectionError: smtp.example.com:587 refused the connection after 3 attempts",
+              "ValueError: invoice 1042 has no customer e-mail address",
+              "TimeoutError: the upstream report service did not answer within 30 s; the whole report will be "
+              "rebuilt on the next attempt, with the same parameters and the same output file"]  # fmt: skip
+    for i in range(7):
+        archive(broker, "default", {"to": f"user{i}@example.com", "template": "welcome"}, error=errors[i % 3])
+    with Client(settings=settings) as client:
+        for i in range(40):
+            client.enqueue("email:send", {"to": f"user{i}@example.com"}, queue="default")
+        for i in range(12):
+            client.enqueue("report:build", {"month": i + 1}, queue="critical", process_in="1h")
+        client.enqueue("image:resize", {"id": 7}, queue="low")
+    insp = Inspector(r, broker.namespace)
+    now = time.time()
+    for i in range(120):
+        at = now - (120 - i) * 60
+        wave = int(30 + 25 * ((i % 40) / 40))
+        insp.record_history([QueueStats("default", wave, 2, 0, 1, 7, 1000 + 48 * i, 7 + i // 20, paused=False,
+                                        oldest_pending_at=at - wave / 10)], at)  # fmt: skip
+    for day in range(8):
+        insp.record_history([QueueStats("default", 0, 0, 0, 0, 0, 20_000 * day + 900 * day * day, 40 * day,
+                                        paused=False)], now - (8 - day) * 86400)  # fmt: skip
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_theme_follows_the_system_setting(
+    dashboard_url: str, broker: RedisBroker, settings: Settings, r: redis.Redis, scheme: str
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    seed_a_day(broker, settings, r)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    background = {"light": "rgb(247, 248, 249)", "dark": "rgb(13, 17, 23)"}[scheme]
+    with sync_playwright() as p:
+        browser = open_browser(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800}, color_scheme=scheme)
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            for name, path in [("overview", "/"), ("queue", "/queue?name=default&state=archived"),
+                               ("history", "/history?name=default&span=6h"), ("redis", "/redis"),
+                               ("task", None)]:  # fmt: skip
+                if path is None:
+                    page.goto(dashboard_url + "/queue?name=default&state=archived")
+                    page.locator("a.task-link").first.click()
+                    page.wait_for_url("**/task?**")
+                    page.wait_for_load_state()
+                else:
+                    page.goto(dashboard_url + path)
+                assert page.evaluate("getComputedStyle(document.body).backgroundColor") == background, name
+                panel = "rgb(255, 255, 255)" if scheme == "light" else "rgb(22, 27, 34)"
+                assert page.evaluate("getComputedStyle(document.querySelector('header')).backgroundColor") == panel
+                page.screenshot(path=str(RESULTS / f"dashboard-{name}-{scheme}.png"), full_page=True)
+            assert not errors, f"browser console errors (a CSP refusal among them?): {errors}"
+        finally:
+            browser.close()

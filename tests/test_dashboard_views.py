@@ -390,3 +390,21 @@ def test_schedules_show_next_and_last_runs_and_the_last_tasks_state(
     assert re.search("in [45]m", rows["report"]) and re.search("[34]m[0-9]{2}s ago", rows["report"])
     assert '<span class="badge pending">pending</span>' in rows["report"]
     assert '<span class="badge done">done</span>' in rows["cleanup"] and re.search("in (29|30)m", rows["cleanup"])
+
+
+# -- 8. the theme follows the system setting; the CSP stays as strict -------------------------------
+
+
+def test_dark_theme_is_css_only_and_the_csp_is_unchanged(tc: TestClient) -> None:
+    css = tc.get("/static/dashboard.css").text
+    assert "@media (prefers-color-scheme: dark)" in css and "color-scheme: light dark" in css
+    rules = css.split("}\n}", 1)[1]  # after the two palettes: colours come from their variables only
+    assert not re.findall(r"#[0-9a-fA-F]{3,6}\b", rules)
+    page = tc.get("/")
+    assert page.headers["content-security-policy"] == (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    assert "style=" not in page.text and "<style" not in page.text and " on" + "click=" not in page.text
+    js = tc.get("/static/dashboard.js")
+    assert js.status_code == 200 and "eval(" not in js.text and "innerHTML" not in js.text
