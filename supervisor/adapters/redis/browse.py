@@ -188,6 +188,8 @@ def _matches(data: bytes | None, task_type: str, needle: str) -> bool:
         return False
     if not task_type and not needle:
         return True
+    if task_type and task_type.encode() not in data:  # the type is a MessagePack str: its bytes are there
+        return False
     try:
         m = decode_message(data)
     except (msgspec.DecodeError, msgspec.ValidationError):
