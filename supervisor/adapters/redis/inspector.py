@@ -2,8 +2,10 @@
 
 Everything here is bounded: listings take a limit, bulk operations go in batches of
 :data:`BATCH` ids (a few milliseconds of Redis time per script call, whatever the queue's
-length), and no call scans the keyspace (queues are found through the registry set that every
-enqueue updates).
+length), and queues are found through the registry set that every enqueue updates. The one walk
+of the keyspace, the completed tasks' kept results (which have no index), is a SCAN of at most
+10,000 keys per call (see browse.py, with the dashboard's searches; history.py keeps the queues'
+history).
 """
 
 from __future__ import annotations
