@@ -406,7 +406,7 @@ def seed_a_day(broker: RedisBroker, settings: Settings, r: redis.Redis) -> None:
 def test_theme_follows_the_system_setting(
     dashboard_url: str, broker: RedisBroker, settings: Settings, r: redis.Redis, scheme: str
 ) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     seed_a_day(broker, settings, r)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -428,6 +428,12 @@ def test_theme_follows_the_system_setting(
                 else:
                     page.goto(dashboard_url + path)
                 assert page.evaluate("getComputedStyle(document.body).backgroundColor") == background, name
+                if name == "history":
+                    expect(page.locator("#charts svg")).to_have_count(4)
+                    expect(page.locator("#charts polyline.pending")).to_have_count(1)
+                if name == "redis":
+                    expect(page.locator("#redis-version")).not_to_be_empty()
+                    expect(page.locator('#queue-memory tr[data-queue="default"]')).to_be_visible()
                 panel = "rgb(255, 255, 255)" if scheme == "light" else "rgb(22, 27, 34)"
                 assert page.evaluate("getComputedStyle(document.querySelector('header')).backgroundColor") == panel
                 page.screenshot(path=str(RESULTS / f"dashboard-{name}-{scheme}.png"), full_page=True)

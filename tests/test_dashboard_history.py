@@ -114,6 +114,7 @@ def test_history_page_draws_the_charts(tc: TestClient, client: Client, insp: Ins
     assert tc.get("/history?name=default&span=7y").status_code == 400
     assert tc.get("/history?name=nope").status_code == 404
     assert 'id="history-link"' in tc.get("/queue?name=default").text
+    assert 'href="/history?name=default" title="history of default"' in tc.get("/").text
 
 
 def test_charts_scale_into_their_box() -> None:

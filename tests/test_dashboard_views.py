@@ -144,7 +144,15 @@ def test_retry_one_row_returns_to_the_listing_with_a_flash(tc: TestClient, broke
 
 def test_back_accepts_only_our_own_pages(tc: TestClient, broker: RedisBroker) -> None:
     token = csrf(tc)
-    for evil in ("https://evil.example/", "//evil.example/queue", "/\\evil.example", "/actions/pause", "javascript:x"):
+    evils = (
+        "https://evil.example/",
+        "//evil.example/queue",
+        "/\\evil.example",
+        "/actions/pause",
+        "javascript:x",
+        "/queue?name=default\r\nSet-Cookie: x=1",
+    )
+    for evil in evils:
         tid = archive(broker, "default")
         done = tc.post("/actions/delete", data={"csrf": token, "queue": "default", "id": tid, "back": evil},
                        follow_redirects=False)  # fmt: skip

@@ -28,11 +28,13 @@ def back_to(form: Form, default: str) -> str:
     """The page to return to: the form's ``back`` when it is one of our pages, else ``default``.
 
     Only a path of our own with its query is taken (no scheme, host or ``//``), so a forged form
-    cannot send the browser elsewhere.
+    cannot send the browser elsewhere, nor put a line break into a header.
     """
     back = form.get("back", "")
     parts = urllib.parse.urlsplit(back)
     if not back or parts.scheme or parts.netloc or parts.path not in RETURN_PAGES or "\\" in back:
+        return default
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in back):  # control characters: never into a header
         return default
     return parts.path + ("?" + parts.query if parts.query else "")
 
