@@ -20,6 +20,8 @@ STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("compl
 WAITING = ("scheduled", "retry", "archived")
 #: Tasks per bulk step: a few milliseconds of store time each (see bench/bulk_delete.py).
 BATCH = 500
+#: Tasks a search looks at, at most (the newest of a state): its cost is bounded, and it says so.
+SCAN_LIMIT = 10_000
 #: Called with the number of tasks handled by each batch of a bulk operation.
 Progress = Callable[[int], None]
 
@@ -102,6 +104,47 @@ def _payload_for_display(payload: msgspec.Raw) -> Any:
 
 
 @dataclass(frozen=True)
+class Found:
+    """One page of a bounded search: the tasks, and how much was searched to find them."""
+
+    tasks: list[TaskView]
+    #: Matches among the scanned tasks (the pages hold these).
+    matched: int
+    #: Tasks looked at: the newest ``scanned`` of the ``total`` in the state.
+    scanned: int
+    total: int
+
+    @property
+    def complete(self) -> bool:
+        """Every task of the state was searched."""
+        return self.scanned >= self.total
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A queue at one moment, as the supervisors sample it once a minute for its history.
+
+    ``processed`` and ``failed`` are the queue's all-time counters: the tasks done between two
+    samples are their difference (a counter reset shows as a drop, read as zero).
+    """
+
+    at: float
+    pending: int
+    active: int
+    scheduled: int
+    retry: int
+    archived: int
+    processed: int
+    failed: int
+    latency: float
+
+
+#: History kept: a sample a minute for a day, and the counters at the end of each day for 90 days.
+HISTORY_MINUTES = 1440
+HISTORY_DAYS = 90
+
+
+@dataclass(frozen=True)
 class Minute:
     """Tasks a queue completed (``processed``) and attempts that failed in one minute."""
 
@@ -147,6 +190,54 @@ class Inspection(Protocol):
     def retry_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]: ...
 
     def delete_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]: ...
+
+    def search(
+        self,
+        queue: str,
+        state: str,
+        *,
+        task_type: str = "",
+        text: str = "",
+        limit: int = 50,
+        offset: int = 0,
+        scan: int = SCAN_LIMIT,
+    ) -> Found:
+        """Tasks of a state whose type is ``task_type`` (when given) and whose payload or last error
+        contains ``text`` (case-insensitive, when given), newest first; only the newest ``scan``
+        tasks of the state are looked at."""
+        ...
+
+    def completed(self, queue: str, limit: int = 50, cursor: str = "0") -> tuple[list[TaskView], str, int]:
+        """Completed tasks kept with retention, a page at a time: (tasks, next page's cursor or "",
+        keys examined). A bounded walk of the store, in no particular order."""
+        ...
+
+    def store_info(self) -> list[dict[str, Any]]:
+        """What the store says of itself, one row per node (version, memory, clients, uptime...)."""
+        ...
+
+    def queue_memory(self, queues: list[str]) -> dict[str, int]:
+        """Bytes each queue's tasks take in the store (an estimate)."""
+        ...
+
+    def record_history(self, stats: list[QueueStats], now: float) -> None:
+        """Keep one sample of each queue for the minute of ``now`` (a later one replaces it) and
+        the day's counters; older than :data:`HISTORY_MINUTES`/:data:`HISTORY_DAYS` is dropped."""
+        ...
+
+    def history(self, queue: str, minutes: int = HISTORY_MINUTES, days: int = 30) -> tuple[list[Sample], list[Sample]]:
+        """The queue's samples of the last ``minutes`` minutes and its last sample of each of the
+        last ``days`` days, oldest first."""
+        ...
+
+    def retry_ids(self, queue: str, ids: list[str]) -> int:
+        """Retry the given tasks of ``queue`` that wait (others are left alone): how many moved.
+        At most 1,000 ids (ValueError beyond)."""
+        ...
+
+    def delete_ids(self, queue: str, ids: list[str]) -> int:
+        """Delete the given tasks of ``queue`` that are not running, and kept results: how many went."""
+        ...
 
     def pause(self, queue: str) -> None: ...
 

@@ -14,7 +14,6 @@ Mount it under a prefix in your own Starlette/FastAPI app::
 from __future__ import annotations
 
 import json
-import math
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -32,19 +31,41 @@ from starlette.staticfiles import StaticFiles
 
 from supervisor.config import Settings, load_settings
 from supervisor.core.errors import BrokerUnavailable
-from supervisor.core.inspection import STATES, WAITING, Inspection, UnknownQueue, UnknownTask
-from supervisor.dashboard import present
+from supervisor.core.inspection import WAITING, Inspection, Sample, UnknownQueue, UnknownTask
+from supervisor.dashboard import charts, listing, present
+from supervisor.dashboard.actions import BULK_STEP, Actions
 from supervisor.dashboard.security import CSRF_FIELD, CSRF_HEADER, Csrf, SecurityMiddleware
 from supervisor.dashboard.settings import DashboardSettings
 
 _T = TypeVar("_T")
 
-#: Tasks one bulk request moves at most: each request answers quickly, the page repeats it.
-BULK_STEP = 500
-#: Largest form body accepted (our forms carry a few short fields).
-MAX_FORM_BYTES = 16 * 1024
-STATE_LABELS = {"pending": "Pending", "active": "Active", "scheduled": "Scheduled", "retry": "Retry",
-                "archived": "Archived"}  # fmt: skip
+#: Largest form body accepted (a few short fields, or the ids of one page's selected rows).
+MAX_FORM_BYTES = 128 * 1024
+FLASH_COOKIE = "sv_dashboard_flash"
+#: The spans the history page shows, in minutes.
+HISTORY_SPANS = {"1h": 60, "6h": 360, "24h": 1440}
+#: Characters of a flash message kept (ours are one sentence).
+FLASH_LIMIT = 300
+
+
+class Form(dict[str, str]):
+    """A POST's fields (the first value of each) and, in ``lists``, every value (selected ids)."""
+
+    lists: dict[str, list[str]]
+
+    def all(self, name: str) -> list[str]:
+        return self.lists.get(name, [])
+
+
+def set_flash(response: Response, message: str, path: str) -> None:
+    """A message for the next page the browser opens (after a redirect), shown once."""
+    value = urllib.parse.quote(message[:FLASH_LIMIT], safe="")
+    response.set_cookie(FLASH_COOKIE, value, path=path or "/", httponly=True, samesite="strict", max_age=60)
+
+
+def read_flash(request: Request) -> str | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    return urllib.parse.unquote(raw)[:FLASH_LIMIT] if raw else None
 
 
 class Dashboard:
@@ -60,8 +81,15 @@ class Dashboard:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.templates.globals["clip_at"] = present.ERROR_LIMIT
         self.templates.filters.update(
-            when=present.when, ago=present.ago, mb=present.megabytes, duration=present.duration, q=_quote
+            when=present.when,
+            ago=present.ago,
+            clip=present.clip,
+            mb=present.megabytes,
+            size=present.size,
+            duration=present.duration,
+            q=_quote,
         )
 
     # -- plumbing -----------------------------------------------------------------------------------
@@ -72,6 +100,8 @@ class Dashboard:
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         base = request.scope.get("root_path", "").rstrip("/")
         nonce, new = self.csrf.nonce(request)
+        page = not template.startswith("_")  # a fragment (a live refresh) leaves the flash to its page
+        flash = read_flash(request) if page else None
         html = self.templates.get_template(template).render(
             base=base,
             csrf=self.csrf.token_for(nonce),
@@ -79,35 +109,50 @@ class Dashboard:
             refresh=self.options.refresh,
             now=time.time(),
             path=request.url.path,
+            url=request.url.path + ("?" + request.url.query if request.url.query else ""),
+            flash=flash,
             **context,
         )
         response = HTMLResponse(html, status_code=status)
         if new:
             self.csrf.set_cookie(response, nonce, base + "/")
+        if flash is not None:
+            response.delete_cookie(FLASH_COOKIE, path=base + "/")
         return response
 
     def error(self, request: Request, status: int, message: str) -> HTMLResponse:
         return self.render(request, "error.html", status=status, title="Error", message=message)
 
-    def redirect(self, request: Request, path: str, **query: Any) -> Response:
-        """303 to a page; to an htmx request, the same as an HX-Redirect header (htmx then navigates)."""
+    def redirect(self, request: Request, path: str, *, flash: str = "", **query: Any) -> Response:
+        """303 to a page; to an htmx request, the same as an HX-Redirect header (htmx then navigates).
+
+        ``path`` may carry its own query (a listing's address sent back by its form, see
+        :func:`~supervisor.dashboard.actions.back_to`). ``flash``: a message the next page shows once.
+        """
         base = request.scope.get("root_path", "").rstrip("/")
         url = base + path + (("?" + urllib.parse.urlencode(query)) if query else "")
+        response: Response
         if request.headers.get("hx-request"):
-            return Response(status_code=200, headers={"HX-Redirect": url})
-        return RedirectResponse(url, status_code=303)
+            response = Response(status_code=200, headers={"HX-Redirect": url})
+        else:
+            response = RedirectResponse(url, status_code=303)
+        if flash:
+            set_flash(response, flash, base + "/")
+        return response
 
     async def redis_down(self, request: Request, exc: Exception) -> Response:
         return self.error(request, 503, f"cannot reach Redis: {exc}")
 
-    async def form(self, request: Request) -> dict[str, str] | None:
+    async def form(self, request: Request) -> Form | None:
         """The url-encoded form of a POST, or None when its CSRF token is missing or wrong."""
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_FORM_BYTES:
                 return None
-        fields = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}
+        lists = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        fields = Form({k: v[0] for k, v in lists.items()})
+        fields.lists = lists
         submitted = request.headers.get(CSRF_HEADER) or fields.get(CSRF_FIELD)
         return fields if self.csrf.valid(request, submitted) else None
 
@@ -163,44 +208,71 @@ class Dashboard:
         return out
 
     async def schedules(self, request: Request) -> Response:
-        entries = await self.call(self.inspector.periodic)
+        entries = await self.call(self._schedules)
         return self.render(request, "schedules.html", title="Schedules", entries=entries)
 
-    async def queue(self, request: Request) -> Response:
+    def _schedules(self) -> list[dict[str, Any]]:
+        """The periodic entries, each with what became of the last task it enqueued."""
+        out = []
+        for e in self.inspector.periodic():
+            last, queue, state = e.get("last_task_id"), e.get("queue"), ""
+            if isinstance(last, str) and isinstance(queue, str) and last:
+                try:
+                    state = self.inspector.find(last, queue).state
+                except (UnknownTask, UnknownQueue):
+                    state = "done"  # ran, and no result was kept (or deleted)
+            out.append({**e, "last_state": state})
+        return out
+
+    async def history(self, request: Request) -> Response:
         name = request.query_params.get("name", "")
-        state = request.query_params.get("state", "pending")
-        if state not in STATES:
-            return self.error(request, 400, f"unknown state {state!r}")
+        span = request.query_params.get("span", "24h")
+        if span not in HISTORY_SPANS:
+            return self.error(request, 400, f"unknown span {span!r}; expected one of {', '.join(HISTORY_SPANS)}")
         try:
-            page = max(int(request.query_params.get("page", "1")), 1)
-        except ValueError:
-            page = 1
-        try:
-            data = await self.call(self._queue, name, state, page)
+            samples, days = await self.call(self._history, name, HISTORY_SPANS[span])
         except UnknownQueue as exc:
             return self.error(request, 404, str(exc))
-        return self.render(request, "queue.html", title=f"Queue {name}", **data)
+        end = time.time()
+        start = end - HISTORY_SPANS[span] * 60
+        shown = [s for s in samples if s.at >= start]
+        graphs = [charts.sizes(shown, start, end), charts.done_per_minute(shown, start, end),
+                  charts.latency(shown, start, end), charts.per_day(days)]  # fmt: skip
+        return self.render(request, "history.html", title=f"Queue {name}: history", name=name, span=span,
+                           spans={k: k for k in HISTORY_SPANS}, charts=graphs)  # fmt: skip
 
-    def _queue(self, name: str, state: str, page: int) -> dict[str, Any]:
+    def _history(self, name: str, minutes: int) -> tuple[list[Sample], list[Sample]]:
         self.inspector.require_queue(name)
-        (stats,) = self.inspector.stats([name])
-        total = getattr(stats, state)
-        size = self.options.page_size
-        pages = max(math.ceil(total / size), 1)
-        page = min(page, pages)
-        tasks = self.inspector.list_tasks(name, state, limit=size, offset=(page - 1) * size)
-        rows = [
-            {
-                "view": t,
-                "preview": present.preview(t.message.payload if t.message else t.raw),
-                "error": (t.message.last_error.splitlines()[-1] if t.message and t.message.last_error else "")[:120],
-            }
-            for t in tasks
-        ]
-        return {
-            "name": name, "state": state, "stats": stats, "rows": rows, "page": page, "pages": pages,
-            "total": total, "states": STATE_LABELS, "waiting": WAITING, "bulk_step": BULK_STEP,
-        }  # fmt: skip
+        return self.inspector.history(name, minutes=minutes + 1, days=31)
+
+    async def store(self, request: Request) -> Response:
+        nodes, memory = await self.call(self._store)
+        return self.render(request, "redis.html", title="Redis", nodes=nodes, memory=memory)
+
+    def _store(self) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        return self.inspector.store_info(), self.inspector.queue_memory(self.inspector.queues())
+
+    async def queue(self, request: Request) -> Response:
+        return await self._listing(request, "queue.html")
+
+    async def queue_fragment(self, request: Request) -> Response:
+        """The listing alone, for its live refresh."""
+        return await self._listing(request, "_tasks.html")
+
+    async def _listing(self, request: Request, template: str) -> Response:
+        try:
+            query = listing.Query.parse(request.query_params)
+        except ValueError as exc:
+            return self.error(request, 400, str(exc))
+        try:
+            data = await self.call(listing.build, self.inspector, query, self.options.page_size, self._running)
+        except UnknownQueue as exc:
+            return self.error(request, 404, str(exc))
+        return self.render(request, template, title=f"Queue {query.name}", bulk_step=BULK_STEP, **data)
+
+    def _running(self) -> dict[str, present.Running]:
+        """Where each running task runs, from what the live supervisors last reported."""
+        return present.running_tasks(self._servers())
 
     async def search(self, request: Request) -> Response:
         task_id = request.query_params.get("id", "").strip()
@@ -235,53 +307,6 @@ class Dashboard:
             waiting=WAITING,
         )
 
-    # -- actions (POST, CSRF-checked) ---------------------------------------------------------------
-
-    async def act(self, request: Request) -> Response:
-        action = request.path_params["action"]
-        form = await self.form(request)
-        if form is None:
-            return self.error(request, 403, "the form's CSRF token is missing or wrong: reload the page and try again")
-        queue, task_id = form.get("queue", ""), form.get("id", "")
-        try:
-            if action == "pause":
-                await self.call(self.inspector.pause, queue)
-                return self.redirect(request, "/queue", name=queue)
-            if action == "resume":
-                await self.call(self.inspector.resume, queue)
-                return self.redirect(request, "/queue", name=queue)
-            if action == "retry":
-                await self.call(self.inspector.retry, task_id, queue or None)
-                return self.redirect(request, "/task", queue=queue, id=task_id)
-            if action == "delete":
-                view = await self.call(self.inspector.delete, task_id, queue or None)
-                return self.redirect(request, "/queue", name=view.queue, state=view.state)
-            if action == "bulk":
-                return await self._bulk(request, form)
-        except (UnknownTask, UnknownQueue) as exc:
-            return self.error(request, 404, str(exc))
-        except ValueError as exc:
-            return self.error(request, 409, str(exc))
-        return self.error(request, 404, f"no action {action!r}")
-
-    async def _bulk(self, request: Request, form: dict[str, str]) -> Response:
-        """One bounded step of 'retry/delete every task in a state'; the fragment asks for the next."""
-        queue, state, verb = form.get("queue", ""), form.get("state", ""), form.get("verb", "")
-        try:
-            done = max(int(form.get("done", "0")), 0)
-        except ValueError:
-            done = 0
-        if verb == "retry":
-            moved, left = await self.call(self.inspector.retry_some, queue, state, BULK_STEP)
-        elif verb == "delete":
-            moved, left = await self.call(self.inspector.delete_some, queue, state, BULK_STEP)
-        else:
-            raise ValueError(f"unknown bulk action {verb!r}")
-        return self.render(
-            request, "_bulk.html", queue=queue, state=state, verb=verb, done=done + moved, left=left,
-            more=bool(moved and left),
-        )  # fmt: skip
-
 
 def _quote(value: Any) -> str:
     return urllib.parse.quote(str(value), safe="")
@@ -310,11 +335,14 @@ def create_app(
         Route("/servers", d.servers),
         Route("/fragments/servers", d.servers_fragment),
         Route("/schedules", d.schedules),
+        Route("/redis", d.store),
+        Route("/history", d.history),
         Route("/queue", d.queue),
+        Route("/fragments/queue", d.queue_fragment),
         Route("/task", d.task),
         Route("/search", d.search),
         Route("/api/stats", d.api_stats),
-        Route("/actions/{action}", d.act, methods=["POST"]),
+        Route("/actions/{action}", Actions(d).act, methods=["POST"]),
         Mount("/static", app=static, name="static"),
     ]
     app = Starlette(

@@ -17,11 +17,15 @@ from typing import Any
 
 import msgspec
 
+from supervisor.core.identity import WorkerId
 from supervisor.core.inspection import Minute
 
 #: At most this much of a payload is shown on a task page (a huge payload must not hang the page).
 PAYLOAD_LIMIT = 64 * 1024
 PREVIEW_LIMIT = 80
+#: Characters of an error a listing shows (the rest is in the cell's title and on the task page).
+ERROR_LIMIT = 120
+_HIDDEN_FRAMES = re.compile(r"\(\d+ frames? .* not shown\)")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
@@ -84,6 +88,75 @@ def preview(raw: bytes | msgspec.Raw | None) -> str:
     return text if len(text) <= PREVIEW_LIMIT else text[: PREVIEW_LIMIT - 1] + "…"
 
 
+def error_summary(text: str) -> str:
+    """The error itself, from a stored ``last_error``: its ``Type: message`` line.
+
+    The worker stores ``Type: message`` and then the traceback, whose last line may be a footer
+    ("(17 frames ... not shown)"). Text that starts with a traceback (stored by something else)
+    gives its last line that is neither indented, a footer, nor a chained-exception separator.
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if not lines[0].startswith("Traceback (most recent call last)"):
+        return lines[0].strip()
+    for line in reversed(lines):
+        if line[0].isspace() or _HIDDEN_FRAMES.fullmatch(line.strip()) or line.startswith("Traceback ("):
+            continue
+        if line.startswith(("The above exception", "During handling")):
+            continue
+        return line.strip()
+    return lines[-1].strip()
+
+
+def clip(text: str, limit: int = ERROR_LIMIT) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters, with an ellipsis when cut.
+
+    A single word longer than the limit (a long identifier, a URL) is cut where the limit falls.
+    """
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:") + "…"
+
+
+@dataclass(frozen=True)
+class Running:
+    """Where a running task runs (the worker process) and since when (epoch seconds)."""
+
+    worker: str
+    started: float
+
+
+def running_tasks(servers: Sequence[dict[str, Any]]) -> dict[str, Running]:
+    """Task id -> where it runs, from the ``children_list`` of each live supervisor's record."""
+    out = {}
+    for s in servers:
+        for c in s.get("children_list", []):
+            if isinstance(c, dict) and c.get("task_id"):
+                try:
+                    started = float(c.get("task_started", 0))
+                except (TypeError, ValueError):
+                    continue
+                worker = f"{s.get('host', '?')} pid {c.get('pid', '?')} (slot {c.get('slot', '?')})"
+                out[str(c["task_id"])] = Running(worker, started)
+    return out
+
+
+def worker_name(owner: str | None) -> str:
+    """A task's owner as a reader knows it (host, supervisor pid, slot), when its supervisor has not said."""
+    if not owner:
+        return ""
+    wid = WorkerId.parse(owner)
+    if wid is None:
+        return owner
+    slot = f" slot {wid.slot}" if wid.slot is not None else ""
+    return f"{wid.process.host} supervisor pid {wid.process.pid}{slot}"
+
+
 def trace_id(headers: dict[str, str]) -> str | None:
     """The trace id of a W3C ``traceparent`` header, if the task carries one."""
     match = _TRACEPARENT.fullmatch(headers.get("traceparent", "").strip().lower())
@@ -129,6 +202,19 @@ def megabytes(value: Any) -> str:
         return f"{int(value) / 1048576:.1f} MB"
     except (TypeError, ValueError):
         return "-"
+
+
+def size(value: Any) -> str:
+    """Bytes in the unit that reads best (B, KB, MB, GB)."""
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
 
 
 def per_minute(history: Sequence[Minute], now: float) -> tuple[int, int]:

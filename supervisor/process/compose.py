@@ -48,11 +48,11 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
     broker = make_broker(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
     metrics: Metrics | None = None
     listeners: list[Listener] = []
-    inspection = None
     if asynq.metrics_port:
         metrics = Metrics(PoolGauges(lambda: len(pool.children), pool.busy_children, lambda: pool.busy))
         listeners.append(MetricsServer(asynq.metrics_host, asynq.metrics_port, metrics))
-        inspection = make_inspection(settings, client_name="supervisor-metrics", socket_timeout=PARENT_SOCKET_TIMEOUT)
+    # Queue counts for /metrics and, once a minute, the queues' history (see keeper.py).
+    inspection = make_inspection(settings, client_name="supervisor-metrics", socket_timeout=PARENT_SOCKET_TIMEOUT)
 
     def publish(stats: list[QueueStats]) -> None:
         if metrics is not None:
@@ -61,7 +61,7 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
     keeper = Keeper(
         broker, arbiter.queues, server_id=arbiter.server_id, interval=asynq.heartbeat_interval,
         lease_duration=asynq.lease_duration, server_info=arbiter.server_info, worker_ids=pool.worker_ids,
-        inspection=inspection, on_stats=publish,
+        inspection=inspection, on_stats=publish if metrics is not None else None,
     )  # fmt: skip
     recoverer = Recoverer(broker, arbiter.queues, sweep_every=asynq.heartbeat_interval)
     entries = arbiter.app.periodic_entries

@@ -3,13 +3,15 @@
 Every heartbeat interval the parent, a process that runs no task code, renews the leases of
 every task its children hold (so a handler stuck in C code cannot let its lease expire and its
 task run twice), refreshes this supervisor's record (what ``supervisor stats`` and the dashboard
-list as live servers) and, when metrics are on, reads the queues' counts for ``/metrics``.
+list as live servers) and reads the queues' counts: for ``/metrics`` when metrics are on, and
+once a minute for the queues' history on the dashboard (sampled here, off any task's path).
 While the store fails it backs off (up to the interval) and says so once; the pool goes on.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from supervisor.core.errors import BrokerError
@@ -18,6 +20,8 @@ from supervisor.core.ports import Broker
 from supervisor.outage import Outage
 
 log = logging.getLogger("supervisor.arbiter")
+#: Seconds between two samples of the queues' history.
+HISTORY_EVERY = 60.0
 
 
 class Keeper:
@@ -47,6 +51,7 @@ class Keeper:
         self.on_stats = on_stats
         self.outage = Outage(log, "the supervisor")
         self._due = 0.0
+        self._history_due = 0.0
 
     @property
     def failing(self) -> bool:
@@ -62,8 +67,8 @@ class Keeper:
         try:
             self.broker.renew(self.worker_ids(), self.queues, self.lease_duration)
             self.broker.heartbeat_server(self.server_id, self.server_info(), 3 * self.interval)
-            if self.inspection is not None and self.on_stats is not None:
-                self.on_stats(self.inspection.stats(self.queues))
+            if self.inspection is not None:
+                self._statistics(now, self.inspection)
             self.outage.recovered()
         except Exception as exc:  # the store's errors, and anything unforeseen: never the pool's end
             if not isinstance(exc, BrokerError):
@@ -71,6 +76,15 @@ class Keeper:
             self._due = now + min(self.outage.failed("maintenance", exc), self.interval)
             return
         self._due = now + self.interval
+
+    def _statistics(self, now: float, inspection: Inspection) -> None:
+        """Counts for /metrics each time, and a history sample when one is due (one read for both)."""
+        stats = inspection.stats(self.queues) if self.on_stats is not None or now >= self._history_due else None
+        if stats is not None and self.on_stats is not None:
+            self.on_stats(stats)
+        if stats is not None and now >= self._history_due:
+            inspection.record_history(stats, time.time())
+            self._history_due = now + HISTORY_EVERY
 
     def remove(self) -> None:
         """On the way out: this supervisor is no longer live (its record would expire anyway)."""

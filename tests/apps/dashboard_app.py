@@ -28,3 +28,13 @@ def do_flaky(payload: Any, context: TaskContext) -> None:
     if not client().exists(f"{os.environ['ASYNQ_NAMESPACE']}:test:allow"):
         raise SkipRetry("refused until the test allows it: <b>not bold</b>")
     record(context)
+
+
+@app.task("hold")
+def do_hold(payload: Any, context: TaskContext) -> None:
+    """Runs until the test sets ``<ns>:test:release`` (at most a minute), so it can be seen on Active."""
+    release = f"{os.environ['ASYNQ_NAMESPACE']}:test:release"
+    deadline = time.monotonic() + 60
+    while not client().exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    record(context)

@@ -2,8 +2,10 @@
 
 Everything here is bounded: listings take a limit, bulk operations go in batches of
 :data:`BATCH` ids (a few milliseconds of Redis time per script call, whatever the queue's
-length), and no call scans the keyspace (queues are found through the registry set that every
-enqueue updates).
+length), and queues are found through the registry set that every enqueue updates. The one walk
+of the keyspace, the completed tasks' kept results (which have no index), is a SCAN of at most
+10,000 keys per call (see browse.py, with the dashboard's searches; history.py keeps the queues'
+history).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any
 import msgspec
 import redis
 
+from supervisor.adapters.redis.browse import Browsing
 from supervisor.adapters.redis.calls import WAKE_CAP, script_source
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
 from supervisor.adapters.redis.errors import port_errors
+from supervisor.adapters.redis.history import Recording
 from supervisor.adapters.redis.keys import (
     QueueKeys,
     doorbell_key,
@@ -44,7 +48,7 @@ from supervisor.core.task import decode_completed, decode_message
 
 
 @port_errors
-class Inspector:
+class Inspector(Browsing, Recording):
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         # redis-py types replies as bytes | str (it cannot know decode_responses); ours are bytes.
         self.redis: Any = client
