@@ -8,7 +8,7 @@ import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 from opentelemetry import propagate, trace
@@ -24,6 +24,9 @@ from supervisor.core.errors import (
 from supervisor.core.limits import MAX_TASK_TIMEOUT
 from supervisor.core.ports import Broker, Enqueued, NewTask
 from supervisor.core.queues import queue_name_problem
+
+if TYPE_CHECKING:
+    from supervisor.schedules import Schedules
 from supervisor.core.task import (
     TaskMessage,
     TaskState,
@@ -334,10 +337,28 @@ class Client:
                 config.settings, client_name="supervisor-client", url=config.url, namespace=self.namespace
             )
         self.broker: Broker = broker
+        self._config = config
+        self._schedules: Schedules | None = None
+
+    @property
+    def schedules(self) -> Schedules:
+        """Periodic tasks that change at run time: ``add``, ``update``, ``set``, ``remove``, ``list``
+        (see :mod:`supervisor.schedules`); a connection of its own, opened on first use."""
+        if self._schedules is None:
+            from supervisor.schedules import Schedules
+            from supervisor.wiring import make_schedule_store
+
+            store = make_schedule_store(
+                self._config.settings, client_name="supervisor-client", url=self._config.url, namespace=self.namespace
+            )
+            self._schedules = Schedules(store)
+        return self._schedules
 
     def close(self) -> None:
         if self._owns_broker:
             self.broker.close()
+        if self._schedules is not None:
+            self._schedules.store.close()
 
     def __enter__(self) -> Client:
         return self

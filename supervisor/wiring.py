@@ -18,10 +18,12 @@ from supervisor.adapters.redis import (
 )
 from supervisor.adapters.redis.errors import translated
 from supervisor.adapters.redis.inspector import Inspector
+from supervisor.adapters.redis.schedules import RedisScheduleStore
 from supervisor.adapters.redis.selfcheck import configuration_problem
 from supervisor.config import AsynqSettings, RedisSettings, Settings
 from supervisor.core.inspection import Inspection
 from supervisor.core.queues import QueuePlan
+from supervisor.core.schedules import ScheduleStore
 from supervisor.worker.options import WorkerOptions
 
 
@@ -74,6 +76,24 @@ def make_inspection(
     with translated():
         client = connect_settings(settings.redis, socket_timeout=socket_timeout, client_name=client_name)
     return Inspector(client, settings.asynq.namespace)
+
+
+def make_schedule_store(
+    settings: Settings,
+    *,
+    client_name: str = "supervisor-cli",
+    socket_timeout: float = 5.0,
+    url: str | None = None,
+    namespace: str | None = None,
+) -> ScheduleStore:
+    """Where run-time periodic schedules are kept (``supervisor cron add``, the scheduler);
+    ``url`` and ``namespace`` as for :func:`make_broker`."""
+    with translated():
+        if url:
+            client = connect(url, socket_timeout=socket_timeout, client_name=client_name)
+        else:
+            client = connect_settings(settings.redis, socket_timeout=socket_timeout, client_name=client_name)
+    return RedisScheduleStore(client, namespace or settings.asynq.namespace)
 
 
 def store_problem(settings: Settings) -> str | None:

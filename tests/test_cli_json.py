@@ -79,6 +79,11 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
                                "--json"),
         "enqueue": ("enqueue", "t", "--payload", '{"a": [1, 2]}', "--process-in", "1m", "--json"),
         "dashboard --check": ("dashboard", "--check", "--json"),
+        "cron add": ("cron", "add", "nightly", "--schedule", "0 3 * * *", "--type", "t", "--payload", '{"a": 1}',
+                     "--json"),
+        "cron update": ("cron", "update", "nightly", "--every", "1h", "--type", "t", "--json"),
+        "cron set": ("cron", "set", "hourly", "--schedule", "@hourly", "--type", "t", "--max-retry", "3", "--json"),
+        "cron remove": ("cron", "remove", "hourly", "--json"),
     }  # fmt: skip
     for name, args in runs.items():
         outputs[name] = json.loads(cli(*args))
@@ -118,8 +123,12 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
     assert ISO.fullmatch(outputs["enqueue"]["process_at"])
     assert outputs["health"]["server"]["workers"] == 1
     assert outputs["health --live"]["status"]["alive"] == 1
-    entry = outputs["cron list"][0]
-    assert ISO.fullmatch(entry["next_run"])
+    entry = next(e for e in outputs["cron list"] if e["name"] == "tick")
+    assert ISO.fullmatch(entry["next_run"]) and entry["source"] == "code"
+    stored = next(e for e in outputs["cron list"] if e["name"] == "nightly")
+    assert stored["source"] == "store" and stored["schedule"] == "@every 1h" and stored["payload"] is None
+    assert outputs["cron add"]["payload"] == {"a": 1} and outputs["cron set"]["options"] == {"max_retry": 3}
+    assert outputs["cron remove"] == {"name": "hourly", "removed": True}
 
 
 def test_watch_prints_one_document_per_refresh(cli, redis_url, namespace):

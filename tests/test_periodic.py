@@ -115,7 +115,7 @@ def test_missed_ticks_are_skipped_unless_the_entry_catches_up(store: Store):
 
 def _published(entry, next_run):
     return {"schedule": entry.spec, "task_type": entry.task_type, "queue": entry.queue,
-            "timezone": entry.timezone, "next_run": next_run}  # fmt: skip
+            "timezone": entry.timezone, "next_run": next_run, "source": "code"}  # fmt: skip
 
 
 def test_two_schedulers_enqueue_each_tick_once(store: Store, caplog):

@@ -19,7 +19,7 @@ from supervisor.process.recoverer import Recoverer
 from supervisor.process.reporting import Reporter
 from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
-from supervisor.wiring import make_broker, make_inspection
+from supervisor.wiring import make_broker, make_inspection, make_schedule_store
 
 
 class StartupError(Exception):
@@ -64,7 +64,7 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
         inspection=inspection, on_stats=publish if metrics is not None else None,
     )  # fmt: skip
     recoverer = Recoverer(broker, arbiter.queues, sweep_every=asynq.heartbeat_interval)
-    entries = arbiter.app.periodic_entries
-    scheduler = Scheduler(entries, broker, asynq.max_retry) if entries else None
+    schedules = make_schedule_store(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
+    scheduler = Scheduler(arbiter.app.periodic_entries, broker, asynq.max_retry, schedules)
     reporter = Reporter(notifier, LivenessFile(asynq.namespace, asynq.heartbeat_interval), arbiter.pool_status)
     return ParentParts(broker, keeper, recoverer, scheduler, reporter, metrics, listeners, inspection)

@@ -70,6 +70,8 @@ class ParentParts:
             listener.close_in_child()
         self.reporter.notifier.close()
         self.broker.close_after_fork()
+        if self.scheduler is not None and self.scheduler.store is not None:
+            self.scheduler.store.close_after_fork()
         if self.inspection is not None:
             self.inspection.close_after_fork()
 

@@ -342,6 +342,11 @@ class MemoryBroker:
             self._up()
             self._periodic[name] = record
 
+    def delete_periodic_record(self, name: str) -> None:
+        with self._cond:
+            self._up()
+            self._periodic.pop(name, None)
+
     # -- test hooks (not part of the port) ----------------------------------------------------
 
     def pause(self, queue: str) -> None:

@@ -609,6 +609,9 @@ class RedisBroker:
     def save_periodic_record(self, name: str, record: str) -> None:
         self.redis.hset(periodic_key(self.namespace), name, record)
 
+    def delete_periodic_record(self, name: str) -> None:
+        self.redis.hdel(periodic_key(self.namespace), name)
+
     def known_queues(self) -> list[str]:
         members: set[bytes] = self.redis.smembers(queues_key(self.namespace))  # type: ignore[assignment]
         return sorted(q.decode() for q in members)

@@ -130,3 +130,10 @@ def doorbell_key(namespace: str, queue: str) -> str:
 def periodic_key(namespace: str) -> str:
     """Hash: entry name -> JSON with its schedule, next run and last enqueue (for `cron list`)."""
     return f"{namespace}:periodic"
+
+
+def schedule_keys(namespace: str) -> tuple[str, str, str, str]:
+    """Run-time schedules (core/schedules.py): definitions, the definitions they replaced, when
+    each change takes effect, and a version counter; one hash tag, so one cluster slot."""
+    base = f"{namespace}:{{{namespace}:schedules}}:"
+    return base + "definitions", base + "replaced", base + "effective", base + "version"
