@@ -8,15 +8,33 @@ message that says what was done, or an error page that says why nothing was.
 from __future__ import annotations
 
 import urllib.parse
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
-from supervisor.core.inspection import UnknownQueue, UnknownTask
+from supervisor.core.inspection import Inspection, UnknownQueue, UnknownTask
+from supervisor.dashboard.forms import Form
 
-if TYPE_CHECKING:
-    from supervisor.dashboard.app import Dashboard, Form
+_T = TypeVar("_T")
+
+
+class Pages(Protocol):
+    """What the actions use of the dashboard (app.py's ``Dashboard``): its store view and replies."""
+
+    inspector: Inspection
+
+    async def call(self, fn: Callable[..., _T], *args: Any) -> _T: ...
+
+    def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse: ...
+
+    def error(self, request: Request, status: int, message: str) -> HTMLResponse: ...
+
+    def redirect(self, request: Request, path: str, *, flash: str = "", **query: Any) -> Response: ...
+
+    async def form(self, request: Request) -> Form | None: ...
+
 
 #: Tasks one bulk request moves at most: each request answers quickly, the page repeats it.
 BULK_STEP = 500
@@ -46,7 +64,7 @@ def tasks(n: int) -> str:
 class Actions:
     """The POST handlers; they share the Dashboard's inspector, CSRF check and redirects."""
 
-    def __init__(self, dashboard: Dashboard) -> None:
+    def __init__(self, dashboard: Pages) -> None:
         self.d = dashboard
 
     async def act(self, request: Request) -> Response:

@@ -34,6 +34,7 @@ from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.inspection import WAITING, Inspection, Sample, UnknownQueue, UnknownTask
 from supervisor.dashboard import charts, listing, present
 from supervisor.dashboard.actions import BULK_STEP, Actions
+from supervisor.dashboard.forms import FLASH_COOKIE, Form, read_flash, set_flash
 from supervisor.dashboard.security import CSRF_FIELD, CSRF_HEADER, Csrf, SecurityMiddleware
 from supervisor.dashboard.settings import DashboardSettings
 
@@ -41,31 +42,8 @@ _T = TypeVar("_T")
 
 #: Largest form body accepted (a few short fields, or the ids of one page's selected rows).
 MAX_FORM_BYTES = 128 * 1024
-FLASH_COOKIE = "sv_dashboard_flash"
 #: The spans the history page shows, in minutes.
 HISTORY_SPANS = {"1h": 60, "6h": 360, "24h": 1440}
-#: Characters of a flash message kept (ours are one sentence).
-FLASH_LIMIT = 300
-
-
-class Form(dict[str, str]):
-    """A POST's fields (the first value of each) and, in ``lists``, every value (selected ids)."""
-
-    lists: dict[str, list[str]]
-
-    def all(self, name: str) -> list[str]:
-        return self.lists.get(name, [])
-
-
-def set_flash(response: Response, message: str, path: str) -> None:
-    """A message for the next page the browser opens (after a redirect), shown once."""
-    value = urllib.parse.quote(message[:FLASH_LIMIT], safe="")
-    response.set_cookie(FLASH_COOKIE, value, path=path or "/", httponly=True, samesite="strict", max_age=60)
-
-
-def read_flash(request: Request) -> str | None:
-    raw = request.cookies.get(FLASH_COOKIE)
-    return urllib.parse.unquote(raw)[:FLASH_LIMIT] if raw else None
 
 
 class Dashboard:
