@@ -7,8 +7,10 @@ and one line on stderr, so that systemd (``RestartPreventExitStatus=78``) does n
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -73,8 +75,13 @@ def settings_from(env_file: str | None, flags: Mapping[str, Any]) -> Settings:
         config_exit(str(exc))
 
 
-def load_app(spec: str | None) -> Any:
-    """Import ``module:attribute`` and check it is an App; exit 78 with the reason otherwise."""
+def load_app(spec: str | None, label: str = "--app") -> Any:
+    """Import ``module:attribute`` and check it is an App; exit 78 with the reason otherwise.
+
+    ``label`` is where the spec came from (``--app``, ``ASYNQ_APP``). An error raised while the
+    app's module is imported is shown with the file and line it came from, so a typo in the
+    app's own code reads as one, not as a problem of the daemon.
+    """
     from supervisor.app import App
 
     if not spec:
@@ -84,11 +91,34 @@ def load_app(spec: str | None) -> Any:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        config_exit(f"--app {spec!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}")
-    app = getattr(module, attribute, None)
+        config_exit(f"{label} {spec!r}: cannot import {module_name!r}: {_import_failure(exc, module_name)}")
+    if not hasattr(module, attribute):
+        apps = [name for name, value in vars(module).items() if isinstance(value, App)]
+        close = difflib.get_close_matches(attribute, apps, n=1)
+        hint = (
+            f"; did you mean {module_name}:{close[0]}?" if close else (f"; its Apps: {', '.join(apps)}" if apps else "")
+        )
+        config_exit(f"{label} {spec!r}: module {module_name} has no attribute {attribute!r}{hint}")
+    app = getattr(module, attribute)
     if not isinstance(app, App):
-        config_exit(f"--app {spec!r}: {module_name}.{attribute} is {type(app).__name__}, not a supervisor.App")
+        config_exit(f"{label} {spec!r}: {module_name}.{attribute} is {type(app).__name__}, not a supervisor.App")
     return app
+
+
+def _import_failure(exc: Exception, module_name: str) -> str:
+    """The exception on one line, with the deepest frame of the code being imported."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if missing and (module_name == missing or module_name.startswith(missing + ".")):
+        return text + " (is the working directory the project's, or is it installed in this environment?)"
+    if isinstance(exc, SyntaxError):  # the file that does not parse is not on the stack
+        return f"{type(exc).__name__}: {exc.msg} (at {exc.filename}:{exc.lineno})"
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<") and f.filename != __file__
+    ]
+    if frames:
+        text += f" (at {frames[-1].filename}:{frames[-1].lineno})"
+    return text
 
 
 def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from supervisor.cli.common import config_exit, connection_options, load_app, setting_options, settings_from
+from supervisor.cli.preflight import preflight
 
 #: A child grows a little after fork (its Redis connection, its first tasks): the memory limit
 #: must leave it this much room above what the parent measures at start.
@@ -49,7 +50,7 @@ def start(env_file: str | None, **flags: Any) -> None:
     once (tasks are put back too). Exit status: 0 after a clean stop, 78 for bad configuration.
     """
     settings = settings_from(env_file, flags)
-    app = load_app(settings.asynq.app)
+    app = load_app(settings.asynq.app, settings.sources.get("ASYNQ_APP", "--app"))
     check_memory_limit(settings.asynq.max_memory_per_child)
     from supervisor import logs
     from supervisor.process.arbiter import StartupError, run_pool
@@ -62,6 +63,7 @@ def start(env_file: str | None, **flags: Any) -> None:
     problem = store_problem(settings)
     if problem:
         config_exit(problem)
+    preflight(settings)
     try:
         code = run_pool(app, settings)
     except StartupError as exc:
