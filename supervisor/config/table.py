@@ -29,7 +29,7 @@ KNOWN_VARIABLES: dict[str, str] = {}
 for _setting in SETTINGS:
     KNOWN_VARIABLES[_setting.variable] = _setting.summary()
     for _old in _setting.aliases:
-        KNOWN_VARIABLES[_old] = f"Old name of {_setting.variable} ({_setting.help}); still accepted. Default: none."
+        KNOWN_VARIABLES[_old] = f"Old name of {_setting.variable}, still accepted. Default: none."
 del _setting, _old
 
 
