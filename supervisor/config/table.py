@@ -9,7 +9,7 @@ from supervisor.config.dashboard import DashboardSettings
 from supervisor.config.declare import SECTIONS, Setting, declared
 from supervisor.config.model import AsynqSettings, RedisSettings
 
-#: The settings classes and the field name of each declaration, in reference order.
+#: The settings classes whose fields declare the settings.
 _CLASSES = (AsynqSettings, DashboardSettings, RedisSettings)
 
 
@@ -24,13 +24,17 @@ SETTINGS: tuple[Setting, ...] = _all()
 #: Old names still accepted -> the variable each sets.
 ALIASES: dict[str, str] = {old: s.variable for s in SETTINGS for old in s.aliases}
 
+
+def _known() -> dict[str, str]:
+    known: dict[str, str] = {}
+    for s in SETTINGS:
+        known[s.variable] = s.summary()
+        known.update({old: f"Old name of {s.variable}, still accepted. Default: none." for old in s.aliases})
+    return known
+
+
 #: Every variable, old names included, with its help and default on one line.
-KNOWN_VARIABLES: dict[str, str] = {}
-for _setting in SETTINGS:
-    KNOWN_VARIABLES[_setting.variable] = _setting.summary()
-    for _old in _setting.aliases:
-        KNOWN_VARIABLES[_old] = f"Old name of {_setting.variable}, still accepted. Default: none."
-del _setting, _old
+KNOWN_VARIABLES: dict[str, str] = _known()
 
 
 def declaration(variable: str) -> Setting:
