@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lock test chromium run worker lint bench bench-peers chaos clean
+.PHONY: install lock test chromium run worker lint bench bench-peers chaos clean settings-docs
 
 install: $(STAMP)
 
@@ -79,3 +79,7 @@ lint: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# .env.example and docs/configuration.md, from the settings' declarations in supervisor/config/.
+settings-docs: install
+	$(BIN)/python -m supervisor.config.docs

@@ -37,10 +37,6 @@ ALLOWED: dict[str, str] = {
         "build_task (the domain's validation of a new task) is still here; it moves to the core"
         " with the port work of issue 10"
     ),
-    "supervisor/config.py": (
-        "the table of every setting with its help text, and their parsers: one place to read what"
-        " can be configured; splitting it would scatter that table"
-    ),
 }
 
 

@@ -25,6 +25,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         ({"ASYNQ_QUEUES": "critical:0,default:3"}, (), "ASYNQ_QUEUES"),
         ({"ASYNQ_QUEUES": "critical:6,,low"}, (), "ASYNQ_QUEUES"),
         ({"ASYNQ_QUEUES": "critical:six"}, (), "ASYNQ_QUEUES"),
+        ({"ASYNQ_QUEUES": "critical;6,default;3"}, (), "ASYNQ_QUEUES='critical;6,default;3': write critical:6"),
+        ({}, ("--queues", "low,caf\u00e9"), "--queues='low,caf\u00e9': queue name 'caf\u00e9' contains"),
         ({"ASYNQ_SHUTDOWN_TIMEOUT": "-5s"}, (), "ASYNQ_SHUTDOWN_TIMEOUT"),
         ({"ASYNQ_TASK_TIMEOUT": "soon"}, (), "ASYNQ_TASK_TIMEOUT"),
         ({"ASYNQ_STRICT_PRIORITY": "maybe"}, (), "ASYNQ_STRICT_PRIORITY"),

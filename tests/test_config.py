@@ -285,6 +285,7 @@ def test_parse_bool_rejects_and_names_the_accepted_words(text: str) -> None:
         ("a : 2", (QueueWeight("a", 2),)),
         ("emails:+4", (QueueWeight("emails", 4),)),
         ("tenant:a:5", (QueueWeight("tenant:a", 5),)),
+        ("emails.bulk-v2_x:2", (QueueWeight("emails.bulk-v2_x", 2),)),
     ],
 )
 def test_parse_queues_accepts(text: str, queues: tuple[QueueWeight, ...]) -> None:
@@ -308,6 +309,10 @@ def test_parse_queues_accepts(text: str, queues: tuple[QueueWeight, ...]) -> Non
         ("my queue:1", "queue name 'my queue' must not contain whitespace"),
         ("{a}:1", "queue name '{a}' must not contain whitespace, '{' or '}'"),
         ("a}", "queue name 'a}' must not contain"),
+        ("critical;6,default;3", "write critical:6, not critical;6: weights follow ':', and queue names use only"),
+        ("a/b:1", "queue name 'a/b' contains '/': queue names use only ASCII letters, digits, '_', '-', '.' and ':'"),
+        ("caf\u00e9", "queue name 'caf\u00e9' contains '\u00e9': queue names use only"),
+        ("low;x", "queue name 'low;x' must not contain '=', ';' or ','"),
     ],
 )
 def test_parse_queues_rejects(text: str, fragment: str) -> None:

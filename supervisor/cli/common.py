@@ -7,34 +7,59 @@ and one line on stderr, so that systemd (``RestartPreventExitStatus=78``) does n
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
-from collections.abc import Callable, Iterator
+import traceback
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
 
 from supervisor.cli.output import iso, print_json
-from supervisor.config import EX_CONFIG, ConfigError, Settings, load_settings
+from supervisor.config import EVERY_COMMAND, EX_CONFIG, SETTINGS, ConfigError, Setting, Settings, load_settings
 from supervisor.core.errors import BrokerError, BrokerMisconfigured, BrokerUnavailable, SupervisorError
 from supervisor.core.inspection import Inspection, UnknownQueue, UnknownTask
 
-#: Flag name (click parameter) -> (environment variable, flag as typed).
-FLAG_VARIABLES: dict[str, tuple[str, str]] = {
-    "app": ("ASYNQ_APP", "--app"),
-    "workers": ("ASYNQ_WORKERS", "--workers"),
-    "concurrency": ("ASYNQ_WORKER_CONCURRENCY", "--concurrency"),
-    "queues": ("ASYNQ_QUEUES", "--queues"),
-    "strict_priority": ("ASYNQ_STRICT_PRIORITY", "--strict-priority"),
-    "shutdown_timeout": ("ASYNQ_SHUTDOWN_TIMEOUT", "--shutdown-timeout"),
-    "max_tasks_per_child": ("ASYNQ_MAX_TASKS_PER_CHILD", "--max-tasks-per-child"),
-    "max_memory_per_child": ("ASYNQ_MAX_MEMORY_PER_CHILD", "--max-memory-per-child"),
-    "redis_url": ("REDIS_URL", "--redis-url"),
-    "log_level": ("ASYNQ_LOG_LEVEL", "--log-level"),
-    "log_format": ("ASYNQ_LOG_FORMAT", "--log-format"),
-    "metrics_port": ("ASYNQ_METRICS_PORT", "--metrics-port"),
-}
+#: Click parameter -> (the variable it sets, the flag as typed), for every setting with a flag.
+FLAG_VARIABLES: dict[str, tuple[str, str]] = {s.flag.param: (s.variable, s.flag.name) for s in SETTINGS if s.flag}
+
+
+def setting_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The click options of every setting whose declared flag ``command`` takes.
+
+    Values stay text: the setting's own parser checks them, so a bad one is the same one line
+    and exit 78 whether it came from a flag, the environment or the env file.
+    """
+
+    def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for s in reversed([s for s in SETTINGS if s.flag and command in s.flag.commands]):
+            fn = _option(s)(fn)
+        return fn
+
+    return apply
+
+
+def _option(s: Setting) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    assert s.flag is not None
+    names = [s.flag.name, *([s.flag.short] if s.flag.short else [])]
+    named = ", formerly ".join((s.variable, *s.aliases))
+    text = f"{(s.flag.help or s.help).rstrip('.')} ({named}; default: {s.default_text()})."
+    if s.flag.switch:
+        return click.option(*names, is_flag=True, default=None, help=text)
+    return click.option(*names, type=str, metavar=s.flag.metavar, help=text)
+
+
+def flag_overrides(flags: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """The flags given (click parameter -> value) as ``load_settings`` overrides."""
+    overrides: dict[str, tuple[str, str]] = {}
+    for name, value in flags.items():
+        if value is None or name not in FLAG_VARIABLES:
+            continue
+        variable, label = FLAG_VARIABLES[name]
+        overrides[variable] = (label, str(value).lower() if isinstance(value, bool) else str(value))
+    return overrides
 
 
 def config_exit(message: str) -> NoReturn:
@@ -43,21 +68,20 @@ def config_exit(message: str) -> NoReturn:
     sys.exit(EX_CONFIG)
 
 
-def settings_from(env_file: str | None, flags: dict[str, Any]) -> Settings:
-    overrides: dict[str, tuple[str, str]] = {}
-    for name, value in flags.items():
-        if value is None or name not in FLAG_VARIABLES:
-            continue
-        variable, label = FLAG_VARIABLES[name]
-        overrides[variable] = (label, str(value).lower() if isinstance(value, bool) else str(value))
+def settings_from(env_file: str | None, flags: Mapping[str, Any]) -> Settings:
     try:
-        return load_settings(env_file=env_file, overrides=overrides)
+        return load_settings(env_file=env_file, overrides=flag_overrides(flags))
     except ConfigError as exc:
         config_exit(str(exc))
 
 
-def load_app(spec: str | None) -> Any:
-    """Import ``module:attribute`` and check it is an App; exit 78 with the reason otherwise."""
+def load_app(spec: str | None, label: str = "--app") -> Any:
+    """Import ``module:attribute`` and check it is an App; exit 78 with the reason otherwise.
+
+    ``label`` is where the spec came from (``--app``, ``ASYNQ_APP``). An error raised while the
+    app's module is imported is shown with the file and line it came from, so a typo in the
+    app's own code reads as one, not as a problem of the daemon.
+    """
     from supervisor.app import App
 
     if not spec:
@@ -67,22 +91,44 @@ def load_app(spec: str | None) -> Any:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        config_exit(f"--app {spec!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}")
-    app = getattr(module, attribute, None)
+        config_exit(f"{label} {spec!r}: cannot import {module_name!r}: {_import_failure(exc, module_name)}")
+    if not hasattr(module, attribute):
+        apps = [name for name, value in vars(module).items() if isinstance(value, App)]
+        close = difflib.get_close_matches(attribute, apps, n=1)
+        hint = (
+            f"; did you mean {module_name}:{close[0]}?" if close else (f"; its Apps: {', '.join(apps)}" if apps else "")
+        )
+        config_exit(f"{label} {spec!r}: module {module_name} has no attribute {attribute!r}{hint}")
+    app = getattr(module, attribute)
     if not isinstance(app, App):
-        config_exit(f"--app {spec!r}: {module_name}.{attribute} is {type(app).__name__}, not a supervisor.App")
+        config_exit(f"{label} {spec!r}: {module_name}.{attribute} is {type(app).__name__}, not a supervisor.App")
     return app
 
 
+def _import_failure(exc: Exception, module_name: str) -> str:
+    """The exception on one line, with the deepest frame of the code being imported."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if missing and (module_name == missing or module_name.startswith(missing + ".")):
+        return text + " (is the working directory the project's, or is it installed in this environment?)"
+    if isinstance(exc, SyntaxError):  # the file that does not parse is not on the stack
+        return f"{type(exc).__name__}: {exc.msg} (at {exc.filename}:{exc.lineno})"
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<") and f.filename != __file__
+    ]
+    if frames:
+        text += f" (at {frames[-1].filename}:{frames[-1].lineno})"
+    return text
+
+
 def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--env-file and --redis-url, which every command that talks to Redis takes."""
+    """--env-file and the settings' flags that every command talking to Redis takes (--redis-url)."""
     fn = click.option(
         "--env-file",
         type=click.Path(dir_okay=False),
         help="Read ASYNQ_*/REDIS_* settings from this file first (the environment and flags override it).",
     )(fn)
-    fn = click.option("--redis-url", metavar="URL", help="Redis to use, e.g. redis://127.0.0.1:6379/0 (REDIS_URL).")(fn)
-    return fn
+    return setting_options(EVERY_COMMAND)(fn)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (typed values, ISO 8601 times).")

@@ -15,20 +15,12 @@ from typing import Any
 
 import click
 
-from supervisor.cli.common import config_exit, connection_options, settings_from
+from supervisor.cli.common import config_exit, connection_options, flag_overrides, setting_options, settings_from
 from supervisor.config import ConfigError, Settings
-
-DASHBOARD_FLAGS = {
-    "host": ("ASYNQ_DASHBOARD_HOST", "--host"),
-    "port": ("ASYNQ_DASHBOARD_PORT", "--port"),
-    "root_path": ("ASYNQ_DASHBOARD_ROOT_PATH", "--root-path"),
-}
 
 
 @click.command()
-@click.option("--host", help="Address to listen on (ASYNQ_DASHBOARD_HOST; default 127.0.0.1).")
-@click.option("--port", help="Port to listen on (ASYNQ_DASHBOARD_PORT; default 8080).")
-@click.option("--root-path", help="URL prefix when behind a reverse proxy, e.g. /jobs (ASYNQ_DASHBOARD_ROOT_PATH).")
+@setting_options("dashboard")
 @click.option("--check", is_flag=True, help="Validate the configuration and reach Redis, then exit (0 when fine).")
 @click.option("--json", "as_json", is_flag=True, help="Print the start-up line (or --check's result) as JSON.")
 @connection_options
@@ -46,8 +38,7 @@ def dashboard(
     from supervisor.dashboard.settings import load_dashboard_settings
 
     settings = settings_from(env_file, {"redis_url": redis_url})
-    flags = {"host": host, "port": port, "root_path": root_path}
-    overrides = {DASHBOARD_FLAGS[k][0]: (DASHBOARD_FLAGS[k][1], v) for k, v in flags.items() if v is not None}
+    overrides = flag_overrides({"host": host, "port": port, "root_path": root_path})
     try:
         options = load_dashboard_settings(env_file=env_file, overrides=overrides)
     except ConfigError as exc:

@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from supervisor.cli.common import config_exit, connection_options, load_app, settings_from
+from supervisor.cli.common import config_exit, connection_options, load_app, setting_options, settings_from
+from supervisor.cli.preflight import preflight
 
 #: A child grows a little after fork (its Redis connection, its first tasks): the memory limit
 #: must leave it this much room above what the parent measures at start.
@@ -37,61 +38,7 @@ def check_memory_limit(limit_mb: int) -> None:
 
 
 @click.command()
-@click.option("--app", metavar="MODULE:ATTR", help="The App to run, as MODULE:ATTR (ASYNQ_APP).")
-@click.option(
-    "--workers",
-    "-w",
-    type=str,
-    metavar="INTEGER",
-    help="Worker processes to fork (ASYNQ_WORKERS, formerly ASYNQ_CONCURRENCY; default: CPU count).",
-)
-@click.option(
-    "--concurrency",
-    "-c",
-    type=str,
-    metavar="INTEGER",
-    help="Tasks each worker process runs at once: threads for plain handlers, one event loop for "
-    "async def ones (ASYNQ_WORKER_CONCURRENCY; default 1, right for CPU-bound tasks; 10-100 for tasks that wait).",
-)
-@click.option(
-    "--queues",
-    "-q",
-    metavar="NAME:WEIGHT,...",
-    help="Queues and weights, e.g. critical:6,default:3,low:1 (ASYNQ_QUEUES).",
-)
-@click.option(
-    "--strict-priority",
-    is_flag=True,
-    default=None,
-    help="Always drain higher-weight queues first (ASYNQ_STRICT_PRIORITY).",
-)
-@click.option(
-    "--shutdown-timeout",
-    metavar="DURATION",
-    help="How long in-flight tasks may finish after SIGTERM, e.g. 30s (ASYNQ_SHUTDOWN_TIMEOUT).",
-)
-@click.option(
-    "--max-tasks-per-child",
-    type=str,
-    metavar="INTEGER",
-    help="Replace a child after this many tasks, 0 = never (ASYNQ_MAX_TASKS_PER_CHILD).",
-)
-@click.option(
-    "--max-memory-per-child",
-    type=str,
-    metavar="MB",
-    help="Replace a child above this RSS in MB, 0 = no limit (ASYNQ_MAX_MEMORY_PER_CHILD).",
-)
-@click.option("--log-level", metavar="LEVEL", help="debug, info, warning, error (ASYNQ_LOG_LEVEL).")
-@click.option(
-    "--metrics-port",
-    type=str,
-    metavar="PORT",
-    help="Serve Prometheus metrics on this port at /metrics (ASYNQ_METRICS_PORT; default off).",
-)
-@click.option(
-    "--log-format", metavar="FORMAT", help="json, text, or auto: text on a terminal, JSON otherwise (ASYNQ_LOG_FORMAT)."
-)
+@setting_options("start")
 @connection_options
 def start(env_file: str | None, **flags: Any) -> None:
     """Run the worker pool until SIGTERM or SIGINT.
@@ -103,7 +50,7 @@ def start(env_file: str | None, **flags: Any) -> None:
     once (tasks are put back too). Exit status: 0 after a clean stop, 78 for bad configuration.
     """
     settings = settings_from(env_file, flags)
-    app = load_app(settings.asynq.app)
+    app = load_app(settings.asynq.app, settings.sources.get("ASYNQ_APP", "--app"))
     check_memory_limit(settings.asynq.max_memory_per_child)
     from supervisor import logs
     from supervisor.process.compose import StartupError, run_pool
@@ -116,6 +63,7 @@ def start(env_file: str | None, **flags: Any) -> None:
     problem = store_problem(settings)
     if problem:
         config_exit(problem)
+    preflight(settings)
     try:
         code = run_pool(app, settings)
     except StartupError as exc:

@@ -9,6 +9,7 @@ the claim tries the next one in the same round trip.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,22 +58,32 @@ class QueuePlan:
 
 #: Longest queue name: it is part of a dozen Redis keys and of every log line about a task.
 MAX_QUEUE_NAME = 200
+#: The characters a queue name may use, as the documentation words it.
+QUEUE_ALPHABET = "ASCII letters, digits, '_', '-', '.' and ':'"
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 def queue_name_problem(name: object) -> str | None:
     """Why ``name`` cannot be a queue name, or None when it can.
 
     The one rule for every way a name comes in (the daemon's ASYNQ_QUEUES, the client, the CLI),
-    so that nothing can be enqueued into a queue no daemon may be configured to serve. Braces are
-    Redis Cluster hash tags and queue names live inside keys; whitespace, ',' and '=' cannot be
-    written in ASYNQ_QUEUES ('name=weight' is other tools' syntax; ours is 'name:weight').
+    so that nothing can be enqueued into a queue no daemon may be configured to serve. A name is
+    made of :data:`QUEUE_ALPHABET` only: a typo such as ``critical;6`` (for ``critical:6``) then
+    stops the start instead of serving a queue nobody enqueues to. Braces would be Redis Cluster
+    hash tags inside our keys; whitespace, ',' and '=' cannot be written in ASYNQ_QUEUES.
     """
     if not isinstance(name, str) or not name:
         return "a queue name must be a non-empty string"
     if len(name) > MAX_QUEUE_NAME:
         return f"queue name is {len(name)} characters long; at most {MAX_QUEUE_NAME}"
+    if _QUEUE_NAME.fullmatch(name):
+        return None
+    rule = f"queue names use only {QUEUE_ALPHABET}"
     if any(c in "{}" or c.isspace() or not c.isprintable() for c in name):
-        return f"queue name {name!r} must not contain whitespace, '{{' or '}}'"
-    if "=" in name or "," in name:
-        return f"queue name {name!r} must not contain '=' or ',' (weights are written name:weight, e.g. critical:6)"
-    return None
+        return f"queue name {name!r} must not contain whitespace, '{{' or '}}' ({rule})"
+    if "=" in name or "," in name or ";" in name:
+        return (
+            f"queue name {name!r} must not contain '=', ';' or ',' (weights are written name:weight, e.g. critical:6)"
+        )
+    bad = next(c for c in name if not _QUEUE_NAME.fullmatch(c))
+    return f"queue name {name!r} contains {bad!r}: {rule}"
