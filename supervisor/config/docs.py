@@ -41,7 +41,7 @@ highest precedence first:
 
 1. the command-line flags (`supervisor start --workers 4`),
 2. the environment (`ASYNQ_WORKERS=4`),
-3. the env file given with `--env-file` (`KEY=VALUE` lines; [`.env.example`](../.env.example)
+3. the env file given with `--env-file` (`KEY=VALUE` lines; `.env.example` at the repository root
    lists every setting with its default),
 4. the defaults below.
 
