@@ -191,7 +191,7 @@ class RedisBroker:
         """
         wait = durable and self.wait_replicas > 0
         if self.cluster:
-            return first_error(self._nodes.run(calls, wait))
+            return first_error(self._nodes.run(calls, wait, skip_down=False))
         return self._send(calls, wait, preload)
 
     def _send(self, calls: Sequence[Call], wait: bool, preload: Sequence[str]) -> list[Any]:
@@ -268,7 +268,7 @@ class RedisBroker:
         now: float | None = None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
         if self.cluster:
-            got = self._claim_per_queue(worker_id, tuple(queues), lease_duration, max_batch, completions, now)
+            got = self._claim_per_queue(worker_id, tuple(queues), lease_duration, max_batch, completions, now, False)
             if got.lost or Recorded.UNREACHABLE in got.recorded:
                 raise redis.ConnectionError(f"Redis Cluster: no reply from the node(s) of {sorted(got.lost)}")
             return [r == Recorded.RECORDED for r in got.recorded], got.claimed
@@ -328,6 +328,7 @@ class RedisBroker:
         max_batch: int,
         completions: Sequence[Completion],
         now: float | None,
+        skip_down: bool = True,
     ) -> ClaimRound:
         """A cluster's claim: one call per queue in the given order, stopping at the first task.
 
@@ -335,7 +336,8 @@ class RedisBroker:
         parallel). A batch comes only from the last queue of the order: every other one was just
         found empty. Each queue's node uses its own clock (TIME): the wait until the next due task
         is the shortest of each node's own "due - now". A node that does not answer fails only
-        its queues (``lost`` or ``skipped``) and its completions (UNREACHABLE).
+        its queues (``lost`` or ``skipped``) and its completions (UNREACHABLE). ``skip_down``: see
+        ClusterCalls.run (False for claim_many's all-or-nothing contract).
         """
         plan = self._complete_calls(completions, worker_id)
         recorded: list[Recorded] = []
@@ -347,11 +349,12 @@ class RedisBroker:
             args = self._claim_args(worker_id, lease_duration, max_batch if n == len(order) - 1 else 1, now)
             call: Call = ("claim", self.keys(queue).claim_keys(), args)
             if n == 0:
-                *done, reply = self._nodes.run([*plan.calls, call], bool(completions and self.wait_replicas))
+                durable = bool(completions and self.wait_replicas)
+                *done, reply = self._nodes.run([*plan.calls, call], durable, skip_down=skip_down)
                 recorded = plan.outcomes(done)
                 answered = any(r != Recorded.UNREACHABLE for r in recorded)
             else:
-                [reply] = self._nodes.run([call], False)
+                [reply] = self._nodes.run([call], False, skip_down=skip_down)
             if unanswered(reply):
                 (skipped if did_not_run(reply) else lost).append(queue)
                 continue
@@ -365,7 +368,7 @@ class RedisBroker:
                 wait = max(float(reply[1]) - float(reply[2]), 0.0)
                 earliest = wait if earliest is None else min(earliest, wait)
         if not order and completions:
-            recorded = plan.outcomes(self._nodes.run(plan.calls, bool(self.wait_replicas)))
+            recorded = plan.outcomes(self._nodes.run(plan.calls, bool(self.wait_replicas), skip_down=skip_down))
             answered = any(r != Recorded.UNREACHABLE for r in recorded)
         if not answered and (order or completions):
             raise redis.ConnectionError(f"Redis Cluster: no node answered for queues {list(order)}")
@@ -582,7 +585,7 @@ class RedisBroker:
             groups.setdefault(node.name, (node, []))[1].append(q)
         error: BaseException | None = None
         for node, group in groups.values():
-            if not self._nodes.usable(node):
+            if partial and not self._nodes.usable(node):
                 failed += group
                 error = error or redis.ConnectionError(f"Redis Cluster node {node.name} failed a moment ago")
                 continue

@@ -102,8 +102,12 @@ class ClusterCalls:
         self.wait_timeout_ms = wait_timeout_ms
         self.health = health
 
-    def run(self, calls: Sequence[Call], wait: bool) -> list[Any]:
+    def run(self, calls: Sequence[Call], wait: bool, *, skip_down: bool = True) -> list[Any]:
         """Every call's reply, in order; a call whose node failed gets the error in its place.
+
+        ``skip_down``: calls for a node in its back-off are not sent (:class:`Skipped`). False for
+        the all-or-nothing callers, which would otherwise turn a node's back-off into a string of
+        failures the moment it answers again: they try it, as they always did.
 
         Errors in place: :class:`Skipped` (did not run), another connection or timeout error (the
         node did not answer: it may have run; a replica wait that fell short is one too), or a
@@ -113,7 +117,7 @@ class ClusterCalls:
         results: list[Any] = [None] * len(calls)
         batches = []
         for node, indexes in by_node(calls, self.cluster.get_node_from_key):
-            if self.usable(node):
+            if not skip_down or self.usable(node):
                 batches.append((node, indexes))
             else:
                 for i in indexes:
