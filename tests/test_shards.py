@@ -8,18 +8,22 @@ over every queue with the broker API directly, as the worker's claim loop does.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from supervisor.adapters.memory import MemoryBroker
+from supervisor.adapters.redis.async_broker import AsyncRedisBroker
+from supervisor.adapters.redis.connection import connect_async_settings
 from supervisor.config import load_settings
 from supervisor.core.errors import BrokerError, BrokerUnavailable
-from supervisor.core.ports import Broker, Claimed, Completion, Held, NewTask, Recorded
+from supervisor.core.ports import Broker, Claimed, Completion, Enqueued, Held, NewTask, Recorded
 from supervisor.wiring import make_broker
 from tests.brokers import LEASE, NOW, envelope
 from tests.redis_topologies import ClusterSet
@@ -205,3 +209,39 @@ def test_healthy_primaries_keep_flowing_while_one_is_stopped(cluster: ClusterSet
         f"given back after lost claims: {drain.given_back}; "
         f"completions refused when sent again (had landed): {len(drain.refused)}"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_producers_keep_enqueueing_while_the_doorbell_node_is_stopped(cluster: ClusterSet) -> None:
+    """The doorbells and the registry live in one slot: their node stopped must not fail the
+    enqueues of queues whose keys live elsewhere (sync and async producers)."""
+    ns = f"t{uuid.uuid4().hex[:8]}"
+    settings = load_settings(environ={"REDIS_URL": cluster.url, "REDIS_CLUSTER": "true", "ASYNQ_NAMESPACE": ns})
+    broker = make_broker(settings, socket_timeout=SOCKET_TIMEOUT)
+    node_of: Any = broker.redis.get_node_from_key  # type: ignore[attr-defined]
+    bell = node_of(broker.doorbell("x")).port
+    queue = next(q for q in (f"q{i}" for i in range(100)) if node_of(broker.keys(q).pending).port != bell)
+    broker.submit([NewTask(queue, "first", envelope("first", queue))])  # registered while all answer
+    [stopped] = [s for s in cluster.nodes if s.port == bell]
+    assert stopped.proc is not None
+    os.kill(stopped.proc.pid, signal.SIGSTOP)
+    try:
+        for i in range(3):
+            tid = f"sync{i}"
+            assert broker.submit([NewTask(queue, tid, envelope(tid, queue))]) == [(Enqueued.ENQUEUED, tid)]
+
+        async def enqueue() -> list[tuple[Enqueued, str]]:
+            client = connect_async_settings(settings.redis, socket_timeout=SOCKET_TIMEOUT)
+            abroker = AsyncRedisBroker(client, namespace=ns)
+            try:
+                return await abroker.submit([NewTask(queue, "async0", envelope("async0", queue))])
+            finally:
+                await abroker.aclose()
+
+        assert asyncio.run(enqueue()) == [(Enqueued.ENQUEUED, "async0")]
+    finally:
+        os.kill(stopped.proc.pid, signal.SIGCONT)
+    ids = ["first", "sync0", "sync1", "sync2", "async0"]
+    assert broker.task_states([(queue, i) for i in ids]) == [b"pending"] * 5
+    broker.close()

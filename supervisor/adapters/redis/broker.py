@@ -237,8 +237,17 @@ class RedisBroker:
             return plan.results([self._run(*plan.calls[0], durable=True)])
         results = plan.results(self._pipeline(plan.calls, durable=True, preload=plan.preload))
         if self.cluster:
-            self._pipeline(cluster_extras(tasks, self.namespace))  # only once the tasks are stored
+            self._ring(cluster_extras(tasks, self.namespace))  # only once the tasks are stored
         return results
+
+    def _ring(self, calls: Sequence[Call]) -> None:
+        """A cluster's doorbells and registry, after the state change they follow answered.
+
+        Their node failing does not fail the change (the tasks are stored): a lost ring costs an
+        idle worker's bounded block, a lost registration is made by the queue's next enqueue, and
+        the node's failure is logged (NodeHealth). So a down doorbell node stops no producer.
+        """
+        first_error([r for r in self._nodes.run(calls, False) if not unanswered(r)])
 
     def enqueue(self, queue: str, task_id: str, data: bytes, process_at: float | None) -> bool:
         return self.enqueue_many([(queue, task_id, data, process_at)])[0]
@@ -501,7 +510,7 @@ class RedisBroker:
         if self.cluster:
             done = bool(self._pipeline([call], durable=True)[0])
             if done:
-                self._pipeline([ring_call(self.namespace, claimed.queue)])  # after the task is back (see submit)
+                self._ring([ring_call(self.namespace, claimed.queue)])  # after the task is back (see submit)
             return done
         return bool(self._run(*call, durable=True))
 
