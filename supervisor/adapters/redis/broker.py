@@ -30,6 +30,11 @@ because a script may only touch the keys of one slot and each queue is a slot of
   like the single-server wake lists.
 - **Registry**: the queue registry set is in its own slot too, so it is updated by a separate
   ``register.lua`` call sent with the doorbells rather than inside ``enqueue.lua``.
+- **A node that fails fails alone** (:mod:`~supervisor.adapters.redis.nodes`): calls go out node
+  by node, a node that did not answer is skipped for a back-off and probed with a short PING, and
+  the per-node forms of the port (``claim_round``, ``complete_each``, ``held_by_each``; the
+  sweeps' ``expired``, ``owners``, ``renew``) answer for the other nodes. The all-or-nothing
+  forms (``claim_many``, ``complete_many``, ``held_by``) still raise when any node fails.
 
 Durability across failover (``REDIS_WAIT_REPLICAS``): Redis replicates asynchronously, so a write
 acknowledged by a primary that dies a moment later may never reach the replica that replaces it.
@@ -44,9 +49,9 @@ do not wait: a claim lost in a failover only makes the task run again (at-least-
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError
@@ -79,9 +84,8 @@ from supervisor.adapters.redis.keys import (
     servers_key,
 )
 from supervisor.adapters.redis.nodes import ClusterCalls, NodeHealth, did_not_run, first_error, unanswered
+from supervisor.adapters.redis.owned import OwnedViews
 from supervisor.core.ports import Claimed, ClaimRound, Completion, Enqueued, Held, NewTask, Recorded
-
-T = TypeVar("T")
 
 __all__ = ["BATCH_CHUNK", "FORWARD_LIMIT", "WAKE_CAP", "RedisBroker", "ReplicaWaitTimeout"]
 
@@ -162,6 +166,7 @@ class RedisBroker:
         self._scripts = {name: client.register_script(script_source(name)) for name in scripts}
         #: A cluster's calls, node by node (one failing node fails only its own calls).
         self._nodes = ClusterCalls(client, self._scripts, wait_replicas, self.wait_timeout_ms, NodeHealth())
+        self._views = OwnedViews(client, self.keys, self._nodes if self.cluster else None)
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -515,98 +520,16 @@ class RedisBroker:
         return bool(self._run(*call, durable=True))
 
     def owners(self, queues: Sequence[str]) -> set[str]:
-        found, _ = self._read(queues, self._read_owners, partial=True)
-        return set(found)
-
-    def _read_owners(self, client: redis.Redis, queues: list[str]) -> list[str]:
-        pipe = client.pipeline(transaction=False)
-        for q in queues:
-            pipe.hvals(self.keys(q).owner)
-        return [owner.decode() for values in pipe.execute() for owner in values]
+        return set(self._views.owners(queues))
 
     def held_by(self, worker_ids: Sequence[str], queues: Sequence[str]) -> list[Held]:
-        held, _ = self._read(queues, lambda c, qs: self._held_on(c, qs, worker_ids), partial=False)
-        return held
+        return self._views.held_by(worker_ids, queues, partial=False)[0]
 
     def held_by_each(self, worker_ids: Sequence[str], queues: Sequence[str]) -> tuple[list[Held], list[str]]:
-        return self._read(queues, lambda c, qs: self._held_on(c, qs, worker_ids), partial=True)
-
-    def _held_on(self, client: redis.Redis, queues: list[str], worker_ids: Sequence[str]) -> list[Held]:
-        wanted = {w.encode() for w in worker_ids}
-        pipe = client.pipeline(transaction=False)
-        for q in queues:
-            pipe.hgetall(self.keys(q).owner)
-        found: list[tuple[str, bytes, str]] = []
-        for q, owners in zip(queues, pipe.execute(), strict=True):
-            found.extend((q, tid, owner.decode()) for tid, owner in owners.items() if owner in wanted)
-        return self._with_messages(client, found)
+        return self._views.held_by(worker_ids, queues, partial=True)
 
     def expired(self, queues: Sequence[str], limit: int = 100, *, now: float | None = None) -> list[Held]:
-        held, _ = self._read(queues, lambda c, qs: self._expired_on(c, qs, limit, now), partial=True)
-        return held
-
-    def _expired_on(self, client: redis.Redis, queues: list[str], limit: int, now: float | None) -> list[Held]:
-        if now is None:
-            seconds, micros = client.time()  # this node's clock: the one its scripts lease on
-            now = seconds + micros / 1e6
-        pipe = client.pipeline(transaction=False)
-        for q in queues:
-            pipe.zrange(self.keys(q).lease, "-inf", repr(now), byscore=True, offset=0, num=limit)
-        per_queue = pipe.execute()
-        pipe = client.pipeline(transaction=False)
-        for q, ids in zip(queues, per_queue, strict=True):
-            if ids:
-                pipe.hmget(self.keys(q).owner, ids)
-        owners = iter(pipe.execute())
-        found: list[tuple[str, bytes, str]] = []
-        for q, ids in zip(queues, per_queue, strict=True):
-            if ids:
-                for tid, owner in zip(ids, next(owners), strict=True):
-                    if owner is not None:
-                        found.append((q, tid, owner.decode()))
-        return self._with_messages(client, found)
-
-    def _with_messages(self, client: redis.Redis, found: list[tuple[str, bytes, str]]) -> list[Held]:
-        if not found:
-            return []
-        pipe = client.pipeline(transaction=False)
-        for q, tid, _ in found:
-            pipe.hget(self.keys(q).msg, tid)
-        return [
-            Held(Claimed(q, _id(tid), data), owner) for (q, tid, owner), data in zip(found, pipe.execute(), strict=True)
-        ]
-
-    def _read(
-        self, queues: Sequence[str], read: Callable[[redis.Redis, list[str]], list[T]], *, partial: bool
-    ) -> tuple[list[T], list[str]]:
-        """``read`` over ``queues``: on one server in one go; on a cluster node by node, each
-        node's queues through that node's own connection, so that a node that does not answer
-        fails only its queues (returned second). Raises when any failed unless ``partial``, and
-        when every one failed."""
-        if not self.cluster:
-            return read(self.redis, list(queues)), []
-        cluster: Any = self.redis
-        out: list[T] = []
-        failed: list[str] = []
-        groups: dict[str, tuple[Any, list[str]]] = {}
-        for q in queues:
-            node = cluster.get_node_from_key(self.keys(q).owner)
-            groups.setdefault(node.name, (node, []))[1].append(q)
-        error: BaseException | None = None
-        for node, group in groups.values():
-            if partial and not self._nodes.usable(node):
-                failed += group
-                error = error or redis.ConnectionError(f"Redis Cluster node {node.name} failed a moment ago")
-                continue
-            try:
-                out += read(cluster.get_redis_connection(node), group)
-            except STALE_SLOTS as exc:
-                self._nodes.node_failed(node, exc)
-                failed += group
-                error = error or exc
-        if error is not None and (not partial or len(failed) == len(queues)):
-            raise error
-        return out, failed
+        return self._views.expired(queues, limit, now)
 
     def renew(
         self, worker_ids: Sequence[str], queues: Sequence[str], lease_duration: float, *, now: float | None = None
