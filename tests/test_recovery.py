@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.adapters.memory import MemoryBroker
 from supervisor.config import Settings
+from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.identity import ProcessIdentity, WorkerId
 from supervisor.core.ports import Broker, Claimed, Enqueued, Held, NewTask
 from supervisor.core.recovery import PutBack, put_back_plan
@@ -175,6 +177,20 @@ def test_a_sweep_takes_the_other_queues_in_turn(b: Broker, q: str, monkeypatch: 
     back = [r.recover_expired(r.sweep_queues()) for _ in range(3)]
     assert back == [2, 2, 1]
     assert b.task_states([(o, "x") for o in others]) == [b"pending"] * 5
+
+
+def test_a_sweep_without_the_registry_covers_what_it_knew() -> None:
+    """The registry's node not answering (a cluster shard down) does not stop the sweep."""
+    b = MemoryBroker()
+    put(b, "theirs", "x")
+    r = recoverer(b, ["ours"], NOW)
+    assert r.sweep_queues() == ["ours", "theirs"]
+
+    def down() -> list[str]:
+        raise BrokerUnavailable("the registry's node does not answer")
+
+    b.known_queues = down  # type: ignore[method-assign]
+    assert r.sweep_queues() == ["ours", "theirs"]
 
 
 @pytest.mark.slow

@@ -75,6 +75,7 @@ class Recoverer:
         self._next_sweep = 0.0
         self._retry_at = 0.0
         self._cursor = 0  # where the next sweep resumes in the registry's other queues
+        self._registry: list[str] = []  # the queue registry as last read
 
     def child_died(self, worker_id: str, reason: str, *, running: Collection[str], count: bool) -> None:
         """Queue a dead child's tasks to be put back (at the role's next run: at once)."""
@@ -130,7 +131,11 @@ class Recoverer:
 
     def sweep_queues(self) -> list[str]:
         """Our queues, then the next :data:`OTHER_QUEUES_PER_SWEEP` of the registry's others."""
-        others = [q for q in self.broker.known_queues() if q not in self.queues]
+        try:
+            self._registry = self.broker.known_queues()
+        except BrokerError:
+            pass  # its node does not answer (a cluster shard down): sweep what we knew, ours at least
+        others = [q for q in self._registry if q not in self.queues]
         if len(others) <= OTHER_QUEUES_PER_SWEEP:
             return self.queues + others
         start = self._cursor % len(others)
