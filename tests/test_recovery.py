@@ -179,6 +179,24 @@ def test_a_sweep_takes_the_other_queues_in_turn(b: Broker, q: str, monkeypatch: 
     assert b.task_states([(o, "x") for o in others]) == [b"pending"] * 5
 
 
+def test_a_dead_childs_tasks_on_a_down_node_wait_for_it() -> None:
+    """Its tasks on the queues that answer go back at once; the rest when their node answers."""
+    b = MemoryBroker()
+    for queue in ("up", "down"):
+        put(b, queue, f"{queue}-t")
+        take(b, "child-1", [queue])
+    r = recoverer(b, ["up", "down"], NOW)
+    r.child_died("child-1", "killed", running=(), count=False)
+    b.unreachable.add("down")
+    r.run(0.0)
+    assert b.task_states([("up", "up-t"), ("down", "down-t")]) == [b"pending", b"active"]
+    assert r.outage.failing  # logged once; the rest stays queued for the next try
+    b.unreachable.clear()
+    r.run(r.due())
+    assert b.task_states([("down", "down-t")]) == [b"pending"]
+    assert r.settled and not r.outage.failing
+
+
 def test_a_sweep_without_the_registry_covers_what_it_knew() -> None:
     """The registry's node not answering (a cluster shard down) does not stop the sweep."""
     b = MemoryBroker()
