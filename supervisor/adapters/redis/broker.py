@@ -350,8 +350,8 @@ class RedisBroker:
         parallel). A batch comes only from the last queue of the order: every other one was just
         found empty. Each queue's node uses its own clock (TIME): the wait until the next due task
         is the shortest of each node's own "due - now". A node that does not answer fails only
-        its queues (``lost`` or ``skipped``) and its completions (UNREACHABLE). ``skip_down``: see
-        ClusterCalls.run (False for claim_many's all-or-nothing contract).
+        its queues (``lost`` or ``skipped``) and its completions (UNREACHABLE). ``skip_down`` False:
+        claim_many's all-or-nothing contract (try every node, raise at the first failure).
         """
         plan = self._complete_calls(completions, worker_id)
         recorded: list[Recorded] = []
@@ -369,6 +369,9 @@ class RedisBroker:
                 answered = any(r != Recorded.UNREACHABLE for r in recorded)
             else:
                 [reply] = self._nodes.run([call], False, skip_down=skip_down)
+            if not skip_down and (unanswered(reply) or Recorded.UNREACHABLE in recorded):
+                # claim_many: fail at once, as before, rather than claim elsewhere and fail after.
+                raise reply if unanswered(reply) else redis.ConnectionError("Redis Cluster: a completion's node failed")
             if unanswered(reply):
                 (skipped if did_not_run(reply) else lost).append(queue)
                 continue
