@@ -530,7 +530,9 @@ class Chaos:
             ),
             "leftover_in_redis": self.leftovers(r),
             "poison_archived": r.zscore(f"{NAMESPACE}:{{{QUEUE}}}:archived", POISON_ID) is not None,
-            "duplicates_by_cause": duplicate_causes(run_log(r), self.killed, self.stalls),
+            "duplicates_by_cause": duplicate_causes(
+                run_log(r), self.killed, self.stalls, given_back_after_lost_claims(self.log_path)
+            ),
         }
 
 
@@ -543,36 +545,64 @@ def run_log(r: redis.Redis) -> list[tuple[str, int, float, str]]:
     return out
 
 
+def given_back_after_lost_claims(log_path: Path) -> set[str]:
+    """Ids the pool logged as put back after a lost claim reply (its ``task_requeued`` lines)."""
+    out = set()
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        if "after a lost claim reply" not in line:
+            continue
+        try:
+            message = str(json.loads(line).get("message", ""))
+        except ValueError:
+            continue
+        if message.startswith("task "):
+            out.add(message.split(" ", 2)[1])
+    return out
+
+
 def duplicate_causes(
-    runs: list[tuple[str, int, float, str]], killed: set[int], stalls: list[tuple[float, float]], margin: float = 5.0
+    runs: list[tuple[str, int, float, str]],
+    killed: set[int],
+    stalls: list[tuple[float, float]],
+    given_back: set[str],
+    margin: float = 5.0,
 ) -> dict[str, Any]:
     """Each run beyond a task's first, by why it could happen.
 
     ``process_death``: the run before it was in a process this chaos SIGKILLed (a child, or a
     child of the killed parent): its completion may not have been recorded, so the task ran again
-    (at-least-once). ``around_a_stall``: no process died, and the run before it started during a
-    Redis stall or within ``margin`` s of it (a finished task given back after a lost claim reply,
-    or a handler's own write whose reply was lost). ``other``: neither (a handler's own write whose
-    reply a connection kill lost). Examples of the last two are listed (task ids).
+    (at-least-once). ``finished_then_given_back``: no process died; the worker put the task back
+    after a lost claim reply (``given_back``) although it had run it and its completion was waiting
+    to be recorded, so the completion was refused and the task ran again (a worker bug, issue 18
+    item 2). ``around_a_stall``: neither, and the run before it started during a Redis stall or
+    within ``margin`` s of it. ``other``: none of these (a handler's own write whose reply a
+    connection kill lost). Examples of all but the first are listed (task ids).
     """
     by_task: dict[str, list[tuple[float, int]]] = {}
     for tid, pid, at, _ in runs:
         by_task.setdefault(tid, []).append((at, pid))
+    names = ("process_death", "finished_then_given_back", "around_a_stall", "other")
     counts: Counter[str] = Counter()
-    examples: dict[str, list[str]] = {"around_a_stall": [], "other": []}
+    examples: dict[str, list[str]] = {name: [] for name in names[1:]}
     for tid, seen in by_task.items():
         seen.sort()
         for at, pid in seen[:-1]:  # each run that another followed
             if pid in killed:
                 cause = "process_death"
+            elif tid in given_back:
+                cause = "finished_then_given_back"
             elif any(start - margin <= at <= end + margin for start, end in stalls):
                 cause = "around_a_stall"
             else:
                 cause = "other"
             counts[cause] += 1
-            if cause in examples and len(examples[cause]) < 10:
+            if cause in examples and len(examples[cause]) < 10 and tid not in examples[cause]:
                 examples[cause].append(tid)
-    return {**{k: counts.get(k, 0) for k in ("process_death", "around_a_stall", "other")}, "examples": examples}
+    return {**{name: counts.get(name, 0) for name in names}, "examples": examples}
 
 
 def main() -> None:

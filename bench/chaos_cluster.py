@@ -32,7 +32,7 @@ from typing import Any
 import redis
 import redis.cluster
 
-from bench.chaos import duplicate_causes, run_log, task_id
+from bench.chaos import duplicate_causes, given_back_after_lost_claims, run_log, task_id
 from bench.chaos_app import RUNS
 from bench.common import RESULTS, ROOT
 from supervisor import BrokerError, Client, DuplicateTaskError, Task
@@ -262,7 +262,12 @@ class ClusterChaos:
             "lost_ids_sample": lost[:20],
             "enqueue_gave_up": self.enqueue_failed,
             "duplicates": total - len(runs),
-            "duplicates_by_cause": duplicate_causes(log, self.killed, [self.stop_window] if self.stop_window else []),
+            "duplicates_by_cause": duplicate_causes(
+                log,
+                self.killed,
+                [self.stop_window] if self.stop_window else [],
+                given_back_after_lost_claims(self.log_dir / "pool.log"),
+            ),
             "per_queue": rates,
             "faults": dict(sorted(self.faults.items())),
             "wall_s": round(wall, 1),
