@@ -14,13 +14,21 @@ batches with ``Client.enqueue_many``) into a private redis-server with ``--appen
 - once (at 55%) Redis's maxmemory drops below its usage for 3 s: every write that grows memory
   fails with OOM, then it is lifted;
 - once (at 70%) the supervisor parent is SIGKILLed (its children must die with it) and started
-  again; the tasks its children held come back when their 3 s lease expires.
+  again; the tasks its children held come back at once (their processes are gone from this host);
+- once (at 85%) Redis stalls: SIGSTOP for 6 s, longer than the workers' socket timeout (2 s
+  here), then SIGCONT. Leases (10 s) outlast it, so nothing may run twice for it.
+
+``--cluster`` runs the other chaos instead (bench/chaos_cluster.py): a Redis Cluster of three
+primaries, tasks on three queues (one per primary), children SIGKILLed, and one primary SIGSTOPped
+for a while: the other queues must keep flowing.
 
 The faults go on until every task has run (or ``--seconds`` + 30 s), then the pool drains in
 peace (at most ``--settle`` s more). Each run is recorded by bench/chaos_app.py. Reported:
 lost (never ran: the exit status is 1 if any), duplicates (runs beyond the first), the longest
 wait from enqueue to a task's first recorded run, the fault counts and what the supervisor
-logged about recovery. Every process is ended by pid; the JSON report lands in
+logged about recovery. Duplicates are told apart by cause (``duplicates_by_cause``): the earlier
+run's process was SIGKILLed by the chaos (a child kill, or the children of the killed parent), or
+not (then whether it ran around the Redis stall). Every process is ended by pid; the JSON report lands in
 bench/results/chaos/ (or ``--out``; tests/test_chaos.py runs a short version that way).
 """
 
@@ -43,7 +51,7 @@ from typing import Any
 import msgspec
 import redis
 
-from bench.chaos_app import RUNS, WAIT
+from bench.chaos_app import LOG, RUNS, WAIT
 from bench.common import RESULTS, ROOT, percentile
 from supervisor import BrokerError, Client, DuplicateTaskError, Task
 from supervisor.adapters.redis import RedisBroker, connect
@@ -58,6 +66,10 @@ QUEUE = "default"
 POISON_ID = "poison-0"
 #: How long Redis stays below its memory usage in the memory fault (s).
 SQUEEZE_SECONDS = 3.0
+#: How long Redis is stopped (SIGSTOP) in the stall fault: past the children's socket timeout.
+STALL_SECONDS = 6.0
+#: Leases outlast the stall: a stall must not look like a dead worker.
+LEASE = "10s"
 
 
 def task_id(i: int) -> str:
@@ -98,6 +110,8 @@ class Chaos:
         self.enqueue_failed = 0
         self.t0 = 0.0
         self.children_seen: list[int] = []  # live children, sampled every 0.5 s
+        self.killed: set[int] = set()  # pids this run SIGKILLed (or that died with a killed parent)
+        self.stalls: list[tuple[float, float]] = []  # (start, end) of each Redis stall, wall clock
         self.threads: list[threading.Thread] = []
         self._log_file: Any = None
 
@@ -116,7 +130,7 @@ class Chaos:
                 "REDIS_URL": self.server.url,
                 "CHAOS_REDIS_URL": self.server.url,
                 "ASYNQ_NAMESPACE": NAMESPACE,
-                "ASYNQ_LEASE_DURATION": "3s",
+                "ASYNQ_LEASE_DURATION": LEASE,
                 "ASYNQ_HEARTBEAT_INTERVAL": "0.5s",
                 "ASYNQ_SHUTDOWN_TIMEOUT": "5s",
                 "ASYNQ_LOG_FORMAT": "json",
@@ -193,6 +207,7 @@ class Chaos:
                 victim = rng.choice(kids)
                 try:
                     os.kill(victim, signal.SIGKILL)
+                    self.killed.add(victim)
                     self.faults["child_sigkill"] += 1
                 except ProcessLookupError:
                     self.faults["child_kill_no_child"] += 1
@@ -262,6 +277,26 @@ class Chaos:
         t.start()
         self.threads.append(t)
 
+    def stall_redis(self) -> None:
+        """SIGSTOP redis-server for STALL_SECONDS, then SIGCONT, from a thread (the main loop counts on)."""
+
+        def stall() -> None:
+            self.say(f"fault: SIGSTOP redis-server for {STALL_SECONDS:g} s (past the workers' socket timeout)")
+            pid = self.server.pid
+            start = time.time()
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                time.sleep(STALL_SECONDS)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+                self.stalls.append((start, time.time()))
+                self.faults["redis_stall"] += 1
+                self.say("redis-server continues")
+
+        t = threading.Thread(target=stall, name="stall", daemon=True)
+        t.start()
+        self.threads.append(t)
+
     def kill_parent(self) -> None:
         # Kill it while it has children (the restart back-off may have none up right now), so that
         # the children's death with their parent and the lease recovery are exercised too.
@@ -274,6 +309,7 @@ class Chaos:
             self.say(f"fault: SIGKILL the supervisor parent {old.pid} (children {kids})")
             old.kill()
             old.wait(10)
+            self.killed.update([old.pid, *kids])
             self.faults["parent_sigkill"] += 1
             # The children must follow their parent (PR_SET_PDEATHSIG): give them a moment.
             deadline = time.monotonic() + 2.0
@@ -397,6 +433,7 @@ class Chaos:
                 (0.4 * self.seconds, self.restart_redis),
                 (0.55 * self.seconds, self.squeeze_memory),
                 (0.7 * self.seconds, self.kill_parent),
+                (0.85 * self.seconds, self.stall_redis),
             ]
             fault_deadline = self.t0 + self.seconds + 30
             done = 0
@@ -448,6 +485,8 @@ class Chaos:
             result["log_dir"] = str(self.log_dir)
         finally:
             self.stop_faults.set()
+            if self.server.proc is not None and self.server.proc.poll() is None:
+                os.kill(self.server.pid, signal.SIGCONT)  # interrupted mid-stall: let it stop
             self.kill_everything()
             self.server.stop()
             if self._log_file:
@@ -491,7 +530,79 @@ class Chaos:
             ),
             "leftover_in_redis": self.leftovers(r),
             "poison_archived": r.zscore(f"{NAMESPACE}:{{{QUEUE}}}:archived", POISON_ID) is not None,
+            "duplicates_by_cause": duplicate_causes(
+                run_log(r), self.killed, self.stalls, given_back_after_lost_claims(self.log_path)
+            ),
         }
+
+
+def run_log(r: redis.Redis) -> list[tuple[str, int, float, str]]:
+    """Every recorded run: (task id, pid, start time, queue), from chaos_app's log."""
+    out = []
+    for line in r.lrange(LOG, 0, -1):
+        tid, pid, at, queue = line.decode().split(" ", 3)
+        out.append((tid, int(pid), float(at), queue))
+    return out
+
+
+def given_back_after_lost_claims(log_path: Path) -> set[str]:
+    """Ids the pool logged as put back after a lost claim reply (its ``task_requeued`` lines)."""
+    out = set()
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        if "after a lost claim reply" not in line:
+            continue
+        try:
+            message = str(json.loads(line).get("message", ""))
+        except ValueError:
+            continue
+        if message.startswith("task "):
+            out.add(message.split(" ", 2)[1])
+    return out
+
+
+def duplicate_causes(
+    runs: list[tuple[str, int, float, str]],
+    killed: set[int],
+    stalls: list[tuple[float, float]],
+    given_back: set[str],
+    margin: float = 5.0,
+) -> dict[str, Any]:
+    """Each run beyond a task's first, by why it could happen.
+
+    ``process_death``: the run before it was in a process this chaos SIGKILLed (a child, or a
+    child of the killed parent): its completion may not have been recorded, so the task ran again
+    (at-least-once). ``finished_then_given_back``: no process died; the worker put the task back
+    after a lost claim reply (``given_back``) although it had run it and its completion was waiting
+    to be recorded, so the completion was refused and the task ran again (a worker bug, issue 18
+    item 2). ``around_a_stall``: neither, and the run before it started during a Redis stall or
+    within ``margin`` s of it. ``other``: none of these (a handler's own write whose reply a
+    connection kill lost). Examples of all but the first are listed (task ids).
+    """
+    by_task: dict[str, list[tuple[float, int]]] = {}
+    for tid, pid, at, _ in runs:
+        by_task.setdefault(tid, []).append((at, pid))
+    names = ("process_death", "finished_then_given_back", "around_a_stall", "other")
+    counts: Counter[str] = Counter()
+    examples: dict[str, list[str]] = {name: [] for name in names[1:]}
+    for tid, seen in by_task.items():
+        seen.sort()
+        for at, pid in seen[:-1]:  # each run that another followed
+            if pid in killed:
+                cause = "process_death"
+            elif tid in given_back:
+                cause = "finished_then_given_back"
+            elif any(start - margin <= at <= end + margin for start, end in stalls):
+                cause = "around_a_stall"
+            else:
+                cause = "other"
+            counts[cause] += 1
+            if cause in examples and len(examples[cause]) < 10 and tid not in examples[cause]:
+                examples[cause].append(tid)
+    return {**{name: counts.get(name, 0) for name in names}, "examples": examples}
 
 
 def main() -> None:
@@ -504,9 +615,14 @@ def main() -> None:
     p.add_argument("--conn-kill-every", type=float, default=2.0, help="CLIENT KILL TYPE normal this often (s)")
     p.add_argument("--out", type=Path, help="the JSON report (default: bench/results/chaos/<time>/report.json)")
     p.add_argument("--log-dir", type=Path, help="the pool's log (default: bench/results/chaos/<time>/)")
+    p.add_argument("--cluster", action="store_true", help="the cluster chaos instead (bench/chaos_cluster.py)")
+    p.add_argument("--stop-seconds", type=float, default=8.0, help="--cluster: how long one primary is stopped")
     args = p.parse_args()
     # A SIGTERM unwinds through Chaos.run's finally: every process is ended by pid.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if args.cluster:
+        cluster_main(args)
+        return
     chaos = Chaos(
         args.tasks,
         args.seconds,
@@ -527,9 +643,34 @@ def main() -> None:
         f"({result['tasks_run_more_than_once']} tasks ran more than once), longest wait "
         f"{result['longest_wait_s']} s, all done after {result['all_done_after_s']} s; faults {result['faults']}; "
         f"no live child {result['time_with_no_live_child_pct']}% of the time; "
-        f"poison archived: {result['poison_archived']}"
+        f"poison archived: {result['poison_archived']}; duplicates by cause {result['duplicates_by_cause']}"
     )
     if result["lost"] or result["enqueue_gave_up"] or not result["poison_archived"] or result["processes_left"]:
+        sys.exit(1)
+
+
+def cluster_main(args: argparse.Namespace) -> None:
+    from bench.chaos_cluster import ClusterChaos
+
+    chaos = ClusterChaos(
+        args.tasks if args.tasks != 100_000 else 20_000,
+        args.seconds if args.seconds != 60.0 else 20.0,
+        workers=args.workers,
+        stop_seconds=args.stop_seconds,
+        settle=min(args.settle, 60.0),
+        log_dir=args.log_dir,
+    )
+    result = chaos.run()
+    out = args.out or chaos.log_dir / "report.json"
+    out.write_text(json.dumps(result, indent=2))
+    if args.out is None:
+        (RESULTS / "chaos-cluster-latest.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    print(
+        f"\nchaos --cluster: {result['tasks']} tasks, lost {result['lost']}, duplicates {result['duplicates']} "
+        f"by cause {result['duplicates_by_cause']}; per queue {result['per_queue']}"
+    )
+    if result["lost"] or result["enqueue_gave_up"]:
         sys.exit(1)
 
 

@@ -1,12 +1,14 @@
 """The chaos test's handler: record each run in Redis in a way that survives the faults.
 
-Each run does one MULTI/EXEC on the broker's Redis (``CHAOS_REDIS_URL``):
-``HINCRBY chaos:runs <id> 1`` (runs per task) and ``HSETNX chaos:wait <id> <seconds from
-enqueue to this run's start>`` (kept from the first recorded run). When the connection is
-killed under it, the write may or may not have landed; the handler raises and the task is
-retried after 0.1 s. So: lost = enqueued ids missing from ``chaos:runs``; duplicates = total
-runs - unique ids (a run whose reply was lost and that was retried counts as a duplicate: it
-did run twice).
+Each run does one MULTI/EXEC on ``CHAOS_REDIS_URL`` (the broker's Redis, or in the cluster run a
+standalone server of its own): ``HINCRBY chaos:runs <id> 1`` (runs per task), ``HSETNX chaos:wait
+<id> <seconds from enqueue to this run's start>`` (kept from the first recorded run) and ``RPUSH
+chaos:log "<id> <pid> <time> <queue>"`` (who ran it when: the report tells a duplicate whose
+earlier run's process was killed from one whose was not). When the connection is killed under
+it, the write may or may not have landed; the handler raises and the task is retried after 0.1 s.
+So: lost = enqueued ids missing from ``chaos:runs``; duplicates = total runs - unique ids (a run
+whose reply was lost and that was retried counts as a duplicate: it did run twice). The socket
+timeout (15 s) outlasts the Redis stall fault, so a stall only delays the write.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _client: dict[int, redis.Redis] = {}
 
 RUNS = "chaos:runs"
 WAIT = "chaos:wait"
+LOG = "chaos:log"
 
 
 def client() -> redis.Redis:
@@ -32,7 +35,7 @@ def client() -> redis.Redis:
     if pid not in _client:
         # No silent retries inside redis-py: a failed write fails the run, and the worker retries it.
         _client[pid] = redis.Redis.from_url(
-            os.environ["CHAOS_REDIS_URL"], socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+            os.environ["CHAOS_REDIS_URL"], socket_timeout=15, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
         )
     return _client[pid]
 
@@ -43,4 +46,5 @@ def chaos(payload: int, context: TaskContext) -> None:
     pipe = client().pipeline(transaction=True)
     pipe.hincrby(RUNS, context.id, 1)
     pipe.hsetnx(WAIT, context.id, repr(started - context.message.enqueued_at))
+    pipe.rpush(LOG, f"{context.id} {os.getpid()} {started!r} {context.message.queue}")
     pipe.execute()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.core.ports import Broker, Claimed, Completion, Enqueued, Held, NewTask
+from supervisor.core.ports import Broker, Claimed, ClaimRound, Completion, Enqueued, Held, NewTask, Recorded
 from tests.brokers import LEASE, NOW, Store, claim, complete, envelope, put, state, take
 from tests.helpers import wait_for
 
@@ -281,6 +281,37 @@ def test_completions_ride_with_the_next_claim(b: Broker, q: str) -> None:
     flags, got = b.claim_many("other", [q], LEASE, 1, [Completion(got[0])], now=NOW)
     assert (flags, got) == ([False], None)
     assert state(b, q, "b") == b"active"
+
+
+def test_claim_round_reports_each_completion_and_the_claim(b: Broker, q: str) -> None:
+    """The per-node form of claim_many: on a store that answers, the same outcomes, nothing lost
+    or skipped (a node that fails is tests/test_shards.py's)."""
+    put(b, q, "a")
+    put(b, q, "b")
+    first = take(b, "w", [q])
+    got = b.claim_round("w", [q], LEASE, 1, [Completion(first), Completion(first)], now=NOW)
+    assert got.recorded == [Recorded.RECORDED, Recorded.REFUSED]
+    assert isinstance(got.claimed, list) and [c.task_id for c in got.claimed] == ["b"]
+    assert (got.lost, got.skipped) == ((), ())
+    assert b.claim_round("other", [q], LEASE, 1, [Completion(got.claimed[0])], now=NOW) == ClaimRound(
+        [Recorded.REFUSED], None
+    )
+    assert b.claim_round("w", [q], LEASE, now=NOW) == ClaimRound([], None)
+    put(b, q, "later", process_at=NOW + 10.0)
+    assert b.claim_round("w", [q], LEASE, now=NOW).claimed == 10.0
+    assert state(b, q, "b") == b"active"
+
+
+def test_complete_each_and_held_by_each(b: Broker, q: str) -> None:
+    put(b, q, "a")
+    put(b, q, "b")
+    a, bb = take(b, "w", [q]), take(b, "w", [q])
+    assert b.held_by_each(["w"], [q, f"{q}-none"]) == (b.held_by(["w"], [q]), [])
+    assert b.complete_each([Completion(a), Completion(a)], "w") == [Recorded.RECORDED, Recorded.REFUSED]
+    assert b.complete_each([Completion(bb)], "other") == [Recorded.REFUSED]
+    assert b.complete_each([], "w") == []
+    assert held_set(b.held_by_each(["w"], [q])[0]) == {(q, "b", bb.data, "w")}
+    assert q in b.known_queues()
 
 
 # -- fenced outcomes ----------------------------------------------------------------------------

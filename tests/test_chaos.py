@@ -1,5 +1,6 @@
 """Chaos, short: a few thousand tasks through a 4-worker pool while children, connections,
-Redis and the parent are killed, a poison task arrives and Redis runs out of memory.
+Redis and the parent are killed, a poison task arrives, Redis runs out of memory and stalls
+past the workers' socket timeout.
 
 The chaos program (bench/chaos.py; ``make chaos`` runs the 100,000-task version) runs as a
 subprocess, as an operator would run it, and the test reads its JSON report. Nothing may be lost;
@@ -23,12 +24,12 @@ TASKS = 3000
 pytestmark = pytest.mark.timeout(150)
 
 
-def run_chaos(tmp_path: Path) -> tuple[int, dict[str, Any]]:
+def run_chaos(tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     """Run ``python -m bench.chaos`` to completion; on a deadline, SIGTERM it (it cleans up), then kill."""
     report = tmp_path / "report.json"
     output = tmp_path / "chaos.out"
     cmd = [sys.executable, "-m", "bench.chaos", "--tasks", str(TASKS), "--seconds", "12", "--workers", "4",
-           "--settle", "40", "--log-dir", str(tmp_path / "logs"), "--out", str(report)]  # fmt: skip
+           "--settle", "40", "--log-dir", str(tmp_path / "logs"), "--out", str(report), *extra]  # fmt: skip
     with output.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -59,9 +60,13 @@ def test_chaos_loses_nothing(tmp_path: Path) -> None:
     assert faults.get("redis_restart") == 1, faults
     assert faults.get("parent_sigkill") == 1, faults
     assert faults.get("poison_pushed") == 1 and faults.get("maxmemory_squeeze") == 1, faults
+    assert faults.get("redis_stall") == 1, faults
     assert result["enqueue_gave_up"] == 0
     assert result["lost"] == 0, f"{result['lost']} tasks never ran, e.g. {result['lost_ids_sample']}"
     assert result["ran_unique"] == TASKS
+    # Every duplicate is accounted for by a cause (printed above with examples).
+    causes = result["duplicates_by_cause"]
+    assert sum(v for k, v in causes.items() if k != "examples") == result["duplicates"], causes
     # Nothing is left behind in Redis, and the pool stopped cleanly at the end.
     left = result["leftover_in_redis"]
     assert left["pending"] == left["lease"] == left["retry"] == 0, left
@@ -70,3 +75,17 @@ def test_chaos_loses_nothing(tmp_path: Path) -> None:
     assert result["final_sigterm"]["exit"] == 0, result["final_sigterm"]
     assert result["processes_left"] == [], result["processes_left"]
     assert code == 0, f"bench.chaos exited {code}"
+
+
+def test_cluster_chaos_with_one_primary_stopped_loses_nothing(tmp_path: Path) -> None:
+    """A 3-primary cluster, one primary SIGSTOPped for 6 s, children killed: nothing lost, and
+    every duplicate accounted for. (The rates per queue during the stop are in the report.)"""
+    code, result = run_chaos(tmp_path, "--cluster", "--stop-seconds", "6")
+    assert result["faults"].get("primary_sigstop") == 1, result["faults"]
+    assert result["enqueue_gave_up"] == 0
+    assert result["lost"] == 0, f"{result['lost']} tasks never ran, e.g. {result['lost_ids_sample']}"
+    assert result["ran_unique"] == TASKS
+    causes = result["duplicates_by_cause"]
+    assert sum(v for k, v in causes.items() if k != "examples") == result["duplicates"], causes
+    assert set(result["per_queue"]) == {"a", "b", "c"}
+    assert code == 0, f"bench.chaos --cluster exited {code}"

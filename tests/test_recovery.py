@@ -10,16 +10,24 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
+from supervisor.adapters.memory import MemoryBroker
+from supervisor.config import Settings
+from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.identity import ProcessIdentity, WorkerId
 from supervisor.core.ports import Broker, Claimed, Enqueued, Held, NewTask
 from supervisor.core.recovery import PutBack, put_back_plan
 from supervisor.core.task import decode_message
+from supervisor.process import recoverer as recoverer_module
 from supervisor.process.linux import this_process
 from supervisor.process.recoverer import Recoverer
-from tests.brokers import NOW, Store, claim, put, take
+from supervisor.wiring import make_broker
+from tests.brokers import NOW, Store, claim, envelope, put, take
+from tests.helpers import wait_for
+from tests.pool import Pool
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -135,6 +143,94 @@ def test_local_orphans_are_recovered_only_when_their_process_is_gone(b: Broker, 
     assert b.task_states([(q, "live"), (q, "dead"), (q, "far")]) == [b"active", b"pending", b"active"]
     again = take(b, "w", [q])
     assert again.task_id == "dead" and decode_message(again.data or b"").retried == 1
+
+
+# == every queue, not only ours ====================================================================
+
+
+def test_a_sweep_recovers_expired_leases_of_a_queue_it_does_not_serve(b: Broker, q: str) -> None:
+    """The dead owner served a queue no live supervisor serves: the sweep covers the registry."""
+    theirs = f"{q}-theirs"
+    put(b, q, "ours")
+    put(b, theirs, "x")
+    take(b, "far-host:1:ns:run:0:n", [theirs])  # leased until NOW + LEASE: long past on the store's clock
+    r = recoverer(b, [q], NOW)
+    assert theirs in r.sweep_queues()
+    r.run(0.0)
+    assert b.task_states([(theirs, "x"), (q, "ours")]) == [b"pending", b"pending"]
+    again = take(b, "w", [theirs])
+    assert decode_message(again.data or b"").retried == 1  # it was running: counted
+
+
+def test_a_sweep_takes_the_other_queues_in_turn(b: Broker, q: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bounded work per sweep: our queues plus a few of the others each time, every one in turn."""
+    monkeypatch.setattr(recoverer_module, "OTHER_QUEUES_PER_SWEEP", 2)
+    others = [f"{q}-{n}" for n in range(5)]
+    for other in others:
+        put(b, other, "x")
+        take(b, "far-host:1:ns:run:0:n", [other])
+    put(b, q, "ours")
+    r = recoverer(b, [q], NOW)
+    swept = [r.sweep_queues() for _ in range(3)]
+    assert all(len(s) == 3 and s[0] == q for s in swept)
+    assert {o for s in swept for o in s[1:]} == set(others)
+    back = [r.recover_expired(r.sweep_queues()) for _ in range(3)]
+    assert back == [2, 2, 1]
+    assert b.task_states([(o, "x") for o in others]) == [b"pending"] * 5
+
+
+def test_a_dead_childs_tasks_on_a_down_node_wait_for_it() -> None:
+    """Its tasks on the queues that answer go back at once; the rest when their node answers."""
+    b = MemoryBroker()
+    for queue in ("up", "down"):
+        put(b, queue, f"{queue}-t")
+        take(b, "child-1", [queue])
+    r = recoverer(b, ["up", "down"], NOW)
+    r.child_died("child-1", "killed", running=(), count=False)
+    b.unreachable.add("down")
+    r.run(0.0)
+    assert b.task_states([("up", "up-t"), ("down", "down-t")]) == [b"pending", b"active"]
+    assert r.outage.failing  # logged once; the rest stays queued for the next try
+    b.unreachable.clear()
+    r.run(r.due())
+    assert b.task_states([("down", "down-t")]) == [b"pending"]
+    assert r.settled and not r.outage.failing
+
+
+def test_a_sweep_without_the_registry_covers_what_it_knew() -> None:
+    """The registry's node not answering (a cluster shard down) does not stop the sweep."""
+    b = MemoryBroker()
+    put(b, "theirs", "x")
+    r = recoverer(b, ["ours"], NOW)
+    assert r.sweep_queues() == ["ours", "theirs"]
+
+    def down() -> list[str]:
+        raise BrokerUnavailable("the registry's node does not answer")
+
+    b.known_queues = down  # type: ignore[method-assign]
+    assert r.sweep_queues() == ["ours", "theirs"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_live_supervisor_recovers_a_queue_only_a_dead_one_served(
+    redis_url: str, namespace: str, settings: Settings, tmp_path: Path
+) -> None:
+    """Real processes: a supervisor serving only queue A puts back an expired task of queue B,
+    whose owner (a supervisor on a host that died) was the only one serving B."""
+    broker = make_broker(settings)
+    broker.submit([NewTask("only-b", "t1", envelope("t1", "only-b"))])
+    dead = "dead-host:4242:ns:run:0:nonce"
+    _, got = broker.claim_many(dead, ["only-b"], 1.0)  # a 1 s lease, on Redis's clock
+    assert isinstance(got, list) and got[0].task_id == "t1"
+    with Pool(redis_url, namespace, tmp_path / "a.log", workers=1, args=("--queues", "only-a:1")) as pool:
+        wait_for(
+            lambda: broker.task_states([("only-b", "t1")]) == [b"pending"], timeout=20,
+            what="queue B's expired task to be put back by the supervisor serving A",
+        )  # fmt: skip
+        [event] = [e for e in pool.events("task_requeued") if e.get("task_id") == "t1"]
+        assert "lease expired" in event.get("reason", "")
+    broker.close()
 
 
 # == the policy itself (pure) ======================================================================

@@ -90,6 +90,38 @@ class Completion:
     retention: float = 0.0
 
 
+class Recorded(enum.IntEnum):
+    """What became of one completion sent to the store."""
+
+    #: Fenced off: the worker no longer owned the task (recovered, or a resent completion had landed).
+    REFUSED = 0
+    RECORDED = 1
+    #: Not recorded: the store node holding its queue did not answer. The task is still owned
+    #: (its lease goes on being renewed): send the completion again later, never give the task back.
+    UNREACHABLE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRound:
+    """What one :meth:`Broker.claim_round` did, queue by queue and completion by completion.
+
+    On a store of several nodes (Redis Cluster) a node that does not answer fails only the calls
+    for its own queues; the rest of the round stands.
+    """
+
+    #: One per completion sent, in order.
+    recorded: list[Recorded]
+    #: The claimed tasks; or, when none, the seconds until the next due task of the queues that
+    #: answered, or None when nothing is scheduled there.
+    claimed: list[Claimed] | float | None
+    #: Queues whose claim was sent and whose reply was lost: it may have taken tasks this worker
+    #: does not know of. Give back what the worker owns there and does not run
+    #: (:meth:`Broker.held_by_each`) once that queue's node answers again.
+    lost: tuple[str, ...] = ()
+    #: Queues not tried: their node failed a moment ago (nothing was taken there).
+    skipped: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Held:
     """A task owned by some worker, as a recoverer sees it."""
@@ -143,12 +175,33 @@ class Broker(Protocol):
         """
         ...
 
+    def claim_round(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        lease_duration: float,
+        max_batch: int = 1,
+        completions: Sequence[Completion] = (),
+        *,
+        now: float | None = None,
+    ) -> ClaimRound:
+        """:meth:`claim_many` where a failing store node fails only its own queues and completions.
+
+        Raises :class:`~supervisor.core.errors.BrokerError` only when nothing answered. On a
+        single server any failure raises, as :meth:`claim_many` (same round trip, no extra cost).
+        """
+        ...
+
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         """Block until an enqueue signals one of ``queues`` or ``timeout`` passes."""
         ...
 
     def complete_many(self, completions: Sequence[Completion], worker_id: str) -> list[bool]:
         """Record completions (release unique locks, keep results); one fenced flag each."""
+        ...
+
+    def complete_each(self, completions: Sequence[Completion], worker_id: str) -> list[Recorded]:
+        """:meth:`complete_many`, per completion; raises only when no node answered."""
         ...
 
     def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool:
@@ -185,21 +238,40 @@ class Broker(Protocol):
     # -- the supervisor: leases, recovery, heartbeats --------------------------------------------
 
     def owners(self, queues: Sequence[str]) -> set[str]:
-        """The worker ids that own at least one task in ``queues``."""
+        """The worker ids that own at least one task in ``queues`` (left out: as :meth:`expired`)."""
         ...
 
     def held_by(self, worker_ids: Sequence[str], queues: Sequence[str]) -> list[Held]:
-        """Every task the given workers own in ``queues``."""
+        """Every task the given workers own in ``queues``; raises if any queue cannot be read."""
+        ...
+
+    def held_by_each(self, worker_ids: Sequence[str], queues: Sequence[str]) -> tuple[list[Held], list[str]]:
+        """:meth:`held_by` over the queues that answered, and the queues whose node did not.
+
+        Raises only when no queue could be read.
+        """
+        ...
+
+    def known_queues(self) -> list[str]:
+        """Every queue ever enqueued to (the registry): what a recovery sweep covers."""
         ...
 
     def expired(self, queues: Sequence[str], limit: int = 100, *, now: float | None = None) -> list[Held]:
-        """Owned tasks whose lease ended, by the store's clock (or ``now``)."""
+        """Owned tasks whose lease ended, by the store's clock (or ``now``), at most ``limit`` per queue.
+
+        On a store of several nodes, queues whose node does not answer are left out (the next
+        sweep tries again); raises only when none answers.
+        """
         ...
 
     def renew(
         self, worker_ids: Sequence[str], queues: Sequence[str], lease_duration: float, *, now: float | None = None
     ) -> int:
-        """Extend the leases of the given workers' tasks to the store's clock + ``lease_duration``."""
+        """Extend the leases of the given workers' tasks to the store's clock + ``lease_duration``.
+
+        On a store of several nodes, a node that does not answer keeps its leases as they were
+        (renewed at the next call); raises only when none answers.
+        """
         ...
 
     def heartbeat_server(self, server_id: str, info: dict[str, str | int | float], ttl: float) -> None:

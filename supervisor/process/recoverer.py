@@ -9,6 +9,14 @@ Three kinds of dead owner, one policy (:mod:`supervisor.core.recovery`):
 - a host died: its leases expire (on the store's clock) and any live supervisor's sweep takes
   them back.
 
+The sweeps (expired leases, owners gone from this host) cover every queue the store knows (its
+registry), not only the queues this supervisor serves: tasks of a queue that only a dead
+supervisor served are put back by any live one. Bounded work per sweep: this supervisor's own
+queues, plus the next :data:`OTHER_QUEUES_PER_SWEEP` of the others in turn, at most
+``EXPIRED_PER_QUEUE`` tasks each. On a Redis Cluster the reads go node by node; a queue whose node
+does not answer is left for the next sweep, and a dead child's tasks there stay queued to be put
+back.
+
 The role never blocks the arbiter for long: it runs when due, backs off while the store fails
 (keeping what it could not put back for the next try), and logs once per outage.
 """
@@ -21,7 +29,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from supervisor.core import lifecycle
-from supervisor.core.errors import BrokerError
+from supervisor.core.errors import BrokerError, BrokerUnavailable
 from supervisor.core.identity import WorkerId
 from supervisor.core.ports import Broker, Clock, Held, SystemClock, printable_id
 from supervisor.core.recovery import PutBack, put_back_plan
@@ -30,6 +38,11 @@ from supervisor.outage import Outage
 from supervisor.process.linux import pid_alive, this_process
 
 log = logging.getLogger("supervisor.recovery")
+
+#: Queues of the registry swept per sweep beyond our own (in turn, so every one is reached).
+OTHER_QUEUES_PER_SWEEP = 50
+#: Expired leases put back per queue per sweep.
+EXPIRED_PER_QUEUE = 100
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,8 @@ class DeadChild:
     running: frozenset[str]
     #: False after the shutdown's final kill: nothing counts an attempt.
     count: bool
+    #: The queues still to look in (None: all of ours); those whose node did not answer.
+    queues: tuple[str, ...] | None = None
 
 
 class Recoverer:
@@ -59,6 +74,8 @@ class Recoverer:
         self._dead: list[DeadChild] = []
         self._next_sweep = 0.0
         self._retry_at = 0.0
+        self._cursor = 0  # where the next sweep resumes in the registry's other queues
+        self._registry: list[str] = []  # the queue registry as last read
 
     def child_died(self, worker_id: str, reason: str, *, running: Collection[str], count: bool) -> None:
         """Queue a dead child's tasks to be put back (at the role's next run: at once)."""
@@ -93,44 +110,65 @@ class Recoverer:
             self._retry_at = now + self.outage.failed("recovery", exc)
 
     def _put_back_child(self, dead: DeadChild) -> None:
-        held = self.broker.held_by([dead.worker_id], self.queues)
+        """Put back what the child held; raises (the entry stays queued, for the queues whose node
+        did not answer) when some could not be read."""
+        held, failed = self.broker.held_by_each([dead.worker_id], dead.queues or self.queues)
         for decision in put_back_plan(held, dead.reason, running=dead.running, count=dead.count):
             self._apply(decision)
+        if failed:
+            self._dead[0] = DeadChild(dead.worker_id, dead.reason, dead.running, dead.count, tuple(failed))
+            raise BrokerUnavailable(f"queue(s) {failed} did not answer; their tasks of {dead.worker_id} wait")
 
     def _sweep(self) -> None:
         """Expired leases (hosts that died) and owners whose process on this host is gone."""
-        recovered = self.recover_expired() + self.recover_local_orphans()
+        queues = self.sweep_queues()
+        recovered = self.recover_expired(queues) + self.recover_local_orphans(queues)
         if recovered:
             log.info(
                 "recovered %d tasks of dead workers (expired leases, or processes gone from this host)", recovered,
                 extra={"event": "lease_recovery", "count": recovered},
             )  # fmt: skip
 
-    def recover_expired(self, *, lease_clock: float | None = None) -> int:
-        """Put back the tasks whose lease ended (by the store's clock, or ``lease_clock``)."""
-        return self._put_back_all(
-            self.broker.expired(self.queues, now=lease_clock), "lease expired, it stopped renewing"
-        )
+    def sweep_queues(self) -> list[str]:
+        """Our queues, then the next :data:`OTHER_QUEUES_PER_SWEEP` of the registry's others."""
+        try:
+            self._registry = self.broker.known_queues()
+        except BrokerError:
+            pass  # its node does not answer (a cluster shard down): sweep what we knew, ours at least
+        others = [q for q in self._registry if q not in self.queues]
+        if len(others) <= OTHER_QUEUES_PER_SWEEP:
+            return self.queues + others
+        start = self._cursor % len(others)
+        self._cursor = start + OTHER_QUEUES_PER_SWEEP
+        return self.queues + (others + others)[start : start + OTHER_QUEUES_PER_SWEEP]
 
-    def recover_local_orphans(self) -> int:
+    def recover_expired(self, queues: Sequence[str] | None = None, *, lease_clock: float | None = None) -> int:
+        """Put back the tasks whose lease ended (by the store's clock, or ``lease_clock``) in
+        ``queues`` (default: ours)."""
+        expired = self.broker.expired(queues or self.queues, EXPIRED_PER_QUEUE, now=lease_clock)
+        return self._put_back_all(expired, "lease expired, it stopped renewing")
+
+    def recover_local_orphans(self, queues: Sequence[str] | None = None) -> int:
         """Put back, at once, the tasks of owners whose process on this host is gone."""
-        orphans = self._local_dead_owners()
+        queues = queues or self.queues
+        orphans = self._local_dead_owners(queues)
         if not orphans:
             return 0
-        return self._put_back_all(self.broker.held_by(orphans, self.queues), "its process on this host is gone")
+        held, _ = self.broker.held_by_each(orphans, queues)  # the rest: at the next sweep
+        return self._put_back_all(held, "its process on this host is gone")
 
     def _put_back_all(self, held: Sequence[Held], why: str) -> int:
         decisions = put_back_plan(held, why, running=None)
         return sum(self._apply(d) for d in decisions)
 
-    def _local_dead_owners(self) -> list[str]:
+    def _local_dead_owners(self, queues: Sequence[str]) -> list[str]:
         """Owners whose process identity is this host's PID namespace and whose pid is gone.
 
         A pid reused by another process only delays their recovery to their leases' expiry.
         """
         me = this_process()
         dead = []
-        for owner in self.broker.owners(self.queues):
+        for owner in self.broker.owners(queues):
             parsed = WorkerId.parse(owner)
             if parsed is None:
                 continue

@@ -15,31 +15,38 @@ FIFO order, claim order and batch rule, leases, owner fencing, archive trimming 
 - **Not a production backend**: the tasks live in one process's memory. A forked child gets a
   copy of them, not a share, and nothing survives the process.
 
-Beyond the port, a few test hooks: :meth:`pause`/:meth:`resume` (what an operator does),
-:meth:`push_raw` (an id with no envelope, as another producer could leave on a Redis list),
-:meth:`envelope` (the stored envelope of a task in any state),
-:attr:`outage` (make every call fail, like a store that is down), :meth:`known_queues` and
-:meth:`servers`.
+Beyond the port, a few test hooks (in :mod:`~supervisor.adapters.memory.state`):
+:meth:`pause`/:meth:`resume` (what an operator does), :meth:`push_raw` (an id with no envelope,
+as another producer could leave on a Redis list), :meth:`envelope` (the stored envelope of a task
+in any state), :attr:`outage` (make every call fail, like a store that is down),
+:attr:`unreachable` (queues whose node does not answer: only their calls fail, as on a Redis
+Cluster with one node down) and :meth:`servers`.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 
+from supervisor.adapters.memory.state import MemoryState
 from supervisor.adapters.memory.store import (
     ARCHIVED,
     PENDING,
     RETRY,
     SCHEDULED,
-    Queue,
     batch_size,
     next_due,
-    ttl_seconds,
 )
-from supervisor.core.errors import BrokerError
-from supervisor.core.ports import Broker, Claimed, Clock, Completion, Enqueued, Held, NewTask, SystemClock
+from supervisor.core.ports import (
+    Broker,
+    Claimed,
+    ClaimRound,
+    Completion,
+    Enqueued,
+    Held,
+    NewTask,
+    Recorded,
+)
 
 __all__ = ["FORWARD_LIMIT", "WAKE_CAP", "MemoryBroker"]
 
@@ -51,36 +58,8 @@ FORWARD_LIMIT = 100
 TRIM_STEP = 100
 
 
-class MemoryBroker:
+class MemoryBroker(MemoryState):
     """Tasks in this process's memory, with the Redis adapter's semantics (see the module docstring)."""
-
-    def __init__(
-        self,
-        clock: Clock | None = None,
-        *,
-        archive_max_size: int = 10_000,
-        archive_max_age: float = 90 * 86400.0,
-    ) -> None:
-        self.clock: Clock = clock or SystemClock()
-        self.archive_max_size = archive_max_size
-        self.archive_max_age = archive_max_age
-        #: When set, every port method raises it (a test's store outage).
-        self.outage: BrokerError | None = None
-        self._cond = threading.Condition(threading.Lock())
-        self._queues: dict[str, Queue] = {}
-        self._known: set[str] = set()
-        self._periodic: dict[str, str] = {}
-        self._servers: dict[str, tuple[dict[str, str | int | float], float]] = {}
-
-    def _queue(self, name: str) -> Queue:
-        q = self._queues.get(name)
-        if q is None:
-            q = self._queues[name] = Queue()
-        return q
-
-    def _up(self) -> None:
-        if self.outage is not None:
-            raise self.outage
 
     # -- producers ----------------------------------------------------------------------------
 
@@ -146,18 +125,49 @@ class MemoryBroker:
         now: float | None = None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
         with self._cond:
+            self._up([*queues, *(c.claimed.queue for c in completions)])
+            got = self._claim(worker_id, queues, lease_duration, max_batch, completions, now)
+            return [r == Recorded.RECORDED for r in got.recorded], got.claimed
+
+    def claim_round(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        lease_duration: float,
+        max_batch: int = 1,
+        completions: Sequence[Completion] = (),
+        *,
+        now: float | None = None,
+    ) -> ClaimRound:
+        with self._cond:
             self._up()
-            flags = [self._complete(c, worker_id) for c in completions]
-            at = self.clock.now() if now is None else now
-            order = [(name, self._queue(name)) for name in queues]
-            for i, (name, q) in enumerate(order):
-                if q.paused:
-                    continue
-                q.forward(at, FORWARD_LIMIT)
-                if q.pending:
-                    ids = q.own(batch_size(order, i, max_batch), worker_id, at + lease_duration)
-                    return flags, [Claimed(name, tid, q.msg.get(tid) or None) for tid in ids]
-            return flags, next_due(order, at)
+            if all(c.claimed.queue in self.unreachable for c in completions):
+                self._up(queues)  # nothing would answer
+            return self._claim(worker_id, queues, lease_duration, max_batch, completions, now)
+
+    def _claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        lease_duration: float,
+        max_batch: int,
+        completions: Sequence[Completion],
+        now: float | None,
+    ) -> ClaimRound:
+        """claim.lua after complete.lua, skipping the unreachable queues (see :attr:`unreachable`)."""
+        recorded = [self._complete_reachable(c, worker_id) for c in completions]
+        skipped = tuple(name for name in queues if name in self.unreachable)
+        at = self.clock.now() if now is None else now
+        order = [(name, self._queue(name)) for name in queues if name not in self.unreachable]
+        for i, (name, q) in enumerate(order):
+            if q.paused:
+                continue
+            q.forward(at, FORWARD_LIMIT)
+            if q.pending:
+                ids = q.own(batch_size(order, i, max_batch), worker_id, at + lease_duration)
+                claimed = [Claimed(name, tid, q.msg.get(tid) or None) for tid in ids]
+                return ClaimRound(recorded, claimed, (), skipped)
+        return ClaimRound(recorded, next_due(order, at), (), skipped)
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         deadline = time.monotonic() + max(timeout, 0.01)  # as the Redis adapter: 0 never blocks forever
@@ -176,8 +186,20 @@ class MemoryBroker:
 
     def complete_many(self, completions: Sequence[Completion], worker_id: str) -> list[bool]:
         with self._cond:
-            self._up()
+            self._up([c.claimed.queue for c in completions])
             return [self._complete(c, worker_id) for c in completions]
+
+    def complete_each(self, completions: Sequence[Completion], worker_id: str) -> list[Recorded]:
+        with self._cond:
+            self._up()
+            if completions and all(c.claimed.queue in self.unreachable for c in completions):
+                self._up([c.claimed.queue for c in completions])
+            return [self._complete_reachable(c, worker_id) for c in completions]
+
+    def _complete_reachable(self, c: Completion, worker_id: str) -> Recorded:
+        if c.claimed.queue in self.unreachable:
+            return Recorded.UNREACHABLE
+        return Recorded.RECORDED if self._complete(c, worker_id) else Recorded.REFUSED
 
     def _complete(self, c: Completion, worker_id: str) -> bool:
         """complete.lua: fenced; forget the task, count it, free its lock, keep its record."""
@@ -196,7 +218,7 @@ class MemoryBroker:
 
     def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool:
         with self._cond:
-            self._up()
+            self._up([claimed.queue])
             q = self._queue(claimed.queue)
             tid = claimed.task_id
             if q.owner.get(tid) != worker_id:
@@ -219,7 +241,7 @@ class MemoryBroker:
         unique_key: str = "",
     ) -> bool:
         with self._cond:
-            self._up()
+            self._up([claimed.queue])
             q = self._queue(claimed.queue)
             tid = claimed.task_id
             if q.owner.get(tid) != worker_id:
@@ -239,7 +261,7 @@ class MemoryBroker:
 
     def requeue(self, claimed: Claimed, owner: str, data: bytes | None, *, at_head: bool) -> bool:
         with self._cond:
-            self._up()
+            self._up([claimed.queue])
             q = self._queue(claimed.queue)
             tid = claimed.task_id
             if q.owner.get(tid) != owner:
@@ -256,37 +278,35 @@ class MemoryBroker:
             self._cond.notify_all()
             return True
 
-    def reset(self) -> None:
-        """Nothing to drop: no connection."""
-
-    def close_after_fork(self) -> None:
-        """Nothing to drop; the child's copy of the tasks is its own (see the module docstring)."""
-
-    def close(self) -> None:
-        """Nothing to close."""
-
     # -- the supervisor -----------------------------------------------------------------------
 
     def owners(self, queues: Sequence[str]) -> set[str]:
         with self._cond:
-            self._up()
+            queues = self._reachable(queues)
             return {owner for name in queues if (q := self._queues.get(name)) for owner in q.owner.values()}
 
     def held_by(self, worker_ids: Sequence[str], queues: Sequence[str]) -> list[Held]:
-        wanted = set(worker_ids)
         with self._cond:
-            self._up()
-            return [
-                Held(Claimed(name, tid, q.msg.get(tid)), owner)
-                for name in queues
-                if (q := self._queues.get(name))
-                for tid, owner in q.owner.items()
-                if owner in wanted
-            ]
+            self._up(queues)
+            return self._held(worker_ids, queues)
+
+    def held_by_each(self, worker_ids: Sequence[str], queues: Sequence[str]) -> tuple[list[Held], list[str]]:
+        with self._cond:
+            return self._held(worker_ids, self._reachable(queues)), [q for q in queues if q in self.unreachable]
+
+    def _held(self, worker_ids: Sequence[str], queues: Sequence[str]) -> list[Held]:
+        wanted = set(worker_ids)
+        return [
+            Held(Claimed(name, tid, q.msg.get(tid)), owner)
+            for name in queues
+            if (q := self._queues.get(name))
+            for tid, owner in q.owner.items()
+            if owner in wanted
+        ]
 
     def expired(self, queues: Sequence[str], limit: int = 100, *, now: float | None = None) -> list[Held]:
         with self._cond:
-            self._up()
+            queues = self._reachable(queues)
             at = self.clock.now() if now is None else now
             out: list[Held] = []
             for name in queues:
@@ -306,7 +326,7 @@ class MemoryBroker:
             return 0
         wanted = set(worker_ids)
         with self._cond:
-            self._up()
+            queues = self._reachable(queues)
             deadline = (self.clock.now() if now is None else now) + lease_duration
             n = 0
             for name in queues:
@@ -319,66 +339,6 @@ class MemoryBroker:
                             q.lease.add(tid, deadline)
                         n += 1
             return n
-
-    def heartbeat_server(self, server_id: str, info: dict[str, str | int | float], ttl: float) -> None:
-        with self._cond:
-            self._up()
-            self._servers[server_id] = (dict(info), self.clock.now() + ttl_seconds(ttl))
-
-    def remove_server(self, server_id: str) -> None:
-        with self._cond:
-            self._up()
-            self._servers.pop(server_id, None)
-
-    # -- the periodic scheduler ---------------------------------------------------------------
-
-    def periodic_records(self) -> dict[str, str]:
-        with self._cond:
-            self._up()
-            return dict(self._periodic)
-
-    def save_periodic_record(self, name: str, record: str) -> None:
-        with self._cond:
-            self._up()
-            self._periodic[name] = record
-
-    def delete_periodic_record(self, name: str) -> None:
-        with self._cond:
-            self._up()
-            self._periodic.pop(name, None)
-
-    # -- test hooks (not part of the port) ----------------------------------------------------
-
-    def pause(self, queue: str) -> None:
-        """Stop claims from ``queue`` (its due tasks stay where they are), as an operator's pause."""
-        with self._cond:
-            self._queue(queue).paused = True
-
-    def resume(self, queue: str) -> None:
-        with self._cond:
-            self._queue(queue).paused = False
-
-    def push_raw(self, queue: str, task_id: str) -> None:
-        """Put an id with no envelope on the queue, as another producer's bare LPUSH would in Redis."""
-        with self._cond:
-            self._queue(queue).pending.append(task_id)
-
-    def envelope(self, queue: str, task_id: str) -> bytes | None:
-        """The envelope stored for a task in any state (what a test checks after a retry or archive)."""
-        with self._cond:
-            q = self._queues.get(queue)
-            return q.msg.get(task_id) if q else None
-
-    def known_queues(self) -> list[str]:
-        """Every queue ever enqueued to."""
-        with self._cond:
-            return sorted(self._known)
-
-    def servers(self) -> dict[str, dict[str, str | int | float]]:
-        """The supervisors whose heartbeat has not expired, with what they reported."""
-        with self._cond:
-            now = self.clock.now()
-            return {sid: dict(info) for sid, (info, until) in self._servers.items() if until >= now}
 
 
 def _conforms(broker: MemoryBroker) -> Broker:

@@ -12,6 +12,7 @@ connection error, which the client resends.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,8 @@ from supervisor.adapters.redis.connection import is_async_cluster
 from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.core.ports import Enqueued, NewTask
+
+log = logging.getLogger("supervisor.redis")
 
 
 @port_errors
@@ -170,7 +173,15 @@ class AsyncRedisBroker:
         plan = plan_submit(tasks, self.keys, self.namespace, cluster=self.cluster)
         results = plan.results(await self._send(plan.calls, plan.preload))
         if self.cluster:
-            await self._send(cluster_extras(tasks, self.namespace))  # only once the tasks are stored
+            try:
+                await self._send(cluster_extras(tasks, self.namespace))  # only once the tasks are stored
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # The tasks are stored: a lost ring costs latency, a lost registration is made by
+                # the queue's next enqueue (see RedisBroker._ring). A down doorbell node stops no producer.
+                log.warning(
+                    "Redis Cluster: tasks stored, but their queues' doorbell/registry node did not answer (%s: %s)",
+                    type(exc).__name__, exc, extra={"event": "redis_ring_failed"},
+                )  # fmt: skip
         return results
 
     async def task_states(self, tasks: Sequence[tuple[str, str]]) -> list[bytes | None]:

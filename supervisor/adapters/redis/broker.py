@@ -30,6 +30,11 @@ because a script may only touch the keys of one slot and each queue is a slot of
   like the single-server wake lists.
 - **Registry**: the queue registry set is in its own slot too, so it is updated by a separate
   ``register.lua`` call sent with the doorbells rather than inside ``enqueue.lua``.
+- **A node that fails fails alone** (:mod:`~supervisor.adapters.redis.nodes`): calls go out node
+  by node, a node that did not answer is skipped for a back-off and probed with a short PING, and
+  the per-node forms of the port (``claim_round``, ``complete_each``, ``held_by_each``; the
+  sweeps' ``expired``, ``owners``, ``renew``) answer for the other nodes. The all-or-nothing
+  forms (``claim_many``, ``complete_many``, ``held_by``) still raise when any node fails.
 
 Durability across failover (``REDIS_WAIT_REPLICAS``): Redis replicates asynchronously, so a write
 acknowledged by a primary that dies a moment later may never reach the replica that replaces it.
@@ -57,7 +62,6 @@ from supervisor.adapters.redis.calls import (
     WAKE_CAP,
     Call,
     ReplicaWaitTimeout,
-    by_node,
     cluster_extras,
     ms,
     plan_submit,
@@ -79,12 +83,16 @@ from supervisor.adapters.redis.keys import (
     server_key,
     servers_key,
 )
-from supervisor.core.ports import Claimed, Completion, Enqueued, Held, NewTask
+from supervisor.adapters.redis.nodes import ClusterCalls, NodeHealth, did_not_run, first_error, unanswered
+from supervisor.adapters.redis.owned import OwnedViews
+from supervisor.core.ports import Claimed, ClaimRound, Completion, Enqueued, Held, NewTask, Recorded
 
 __all__ = ["BATCH_CHUNK", "FORWARD_LIMIT", "WAKE_CAP", "RedisBroker", "ReplicaWaitTimeout"]
 
 #: Due scheduled/retry tasks moved to pending per set per claim: bounds one script's run time.
 FORWARD_LIMIT = 100
+#: On a cluster whose doorbell node is down, how often an idle worker claims again instead.
+DOORBELL_DOWN_POLL = 0.25
 
 
 def _id(stored: bytes) -> str:
@@ -101,13 +109,20 @@ class _CompletionPlan:
     size: int
 
     def flags(self, replies: Sequence[Any]) -> list[bool]:
-        """Per completion in the batch's order: recorded (True) or fenced off (False)."""
-        out = [False] * self.size
+        """Per completion in the batch's order: recorded (True) or fenced off (False); raises
+        any failure."""
+        return [o == Recorded.RECORDED for o in self.outcomes(first_error(replies))]
+
+    def outcomes(self, replies: Sequence[Any]) -> list[Recorded]:
+        """Per completion in the batch's order; UNREACHABLE where its node did not answer."""
+        out = [Recorded.UNREACHABLE] * self.size
         for reply, positions in zip(replies, self.positions, strict=True):
+            if unanswered(reply):
+                continue
             if isinstance(reply, Exception):
                 raise reply
             for n, done in zip(positions, reply, strict=True):
-                out[n] = bool(done)
+                out[n] = Recorded.RECORDED if done else Recorded.REFUSED
         return out
 
 
@@ -149,6 +164,9 @@ class RedisBroker:
         )
         scripts += ("ring", "register")  # a cluster's doorbell and queue registry
         self._scripts = {name: client.register_script(script_source(name)) for name in scripts}
+        #: A cluster's calls, node by node (one failing node fails only its own calls).
+        self._nodes = ClusterCalls(client, self._scripts, wait_replicas, self.wait_timeout_ms, NodeHealth())
+        self._views = OwnedViews(client, self.keys, self._nodes if self.cluster else None)
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -178,7 +196,7 @@ class RedisBroker:
         """
         wait = durable and self.wait_replicas > 0
         if self.cluster:
-            return self._per_node(calls, wait)
+            return first_error(self._nodes.run(calls, wait, skip_down=False))
         return self._send(calls, wait, preload)
 
     def _send(self, calls: Sequence[Call], wait: bool, preload: Sequence[str]) -> list[Any]:
@@ -213,94 +231,6 @@ class RedisBroker:
             pending = missing
         raise NoScriptError("scripts were flushed again while being reloaded")
 
-    def _per_node(self, calls: Sequence[Call], wait: bool) -> list[Any]:
-        """Script calls on a cluster: grouped by the node serving their slot, one pipeline each.
-
-        Not redis-py's cluster pipeline, for two reasons: it asks the server for the keys of every
-        pipelined EVALSHA (COMMAND GETKEYS, one more round trip per call: measured 2.4 times
-        slower per task), and it cannot aim a keyless WAIT at the node that took the writes. A
-        MOVED reply or a dead node means the slot map is stale: reload it and raise a connection
-        error, which every caller already handles by resending (the calls are fenced or idempotent).
-        """
-        cluster: Any = self.redis
-        results: list[Any] = [None] * len(calls)
-        batches = by_node(calls, cluster.get_node_from_key)
-        for _ in range(2):
-            try:
-                replies = self._exchange(batches, calls, wait)
-            except STALE_SLOTS as exc:
-                # AskError covers MOVED too. The slot map changed under us (failover, resharding).
-                try:
-                    cluster.nodes_manager.initialize()
-                except redis.RedisError:
-                    pass  # the next call tries again
-                raise redis.ConnectionError(f"Redis Cluster: {type(exc).__name__}: {exc}") from exc
-            missing: list[tuple[Any, list[int]]] = []
-            for (node, indexes), node_replies in zip(batches, replies, strict=True):
-                lost = [i for i, r in zip(indexes, node_replies, strict=True) if isinstance(r, NoScriptError)]
-                for i, reply in zip(indexes, node_replies, strict=True):
-                    results[i] = reply
-                if lost:  # that node restarted or failed over and lost its script cache
-                    client = cluster.get_redis_connection(node)
-                    for name in {calls[i][0] for i in lost}:
-                        client.script_load(self._scripts[name].script)
-                    missing.append((node, lost))
-            if not missing:
-                return results
-            batches = missing
-        raise NoScriptError("scripts were flushed again while being reloaded")
-
-    def _exchange(self, batches: list[tuple[Any, list[int]]], calls: Sequence[Call], wait: bool) -> list[list[Any]]:
-        """Write every node's pipeline first, then read them: the nodes work in parallel.
-
-        Returns the replies per batch, NOSCRIPT replies included; raises the first other error
-        once every reply is read (so no connection goes back to its pool with replies unread).
-        """
-        cluster: Any = self.redis
-        sent: list[tuple[Any, Any, int]] = []
-        out: list[list[Any]] = []
-        error: BaseException | None = None
-        try:
-            for node, indexes in batches:
-                client = cluster.get_redis_connection(node)
-                conn = client.connection_pool.get_connection()
-                sent.append((client, conn, len(indexes)))
-                commands: list[tuple[Any, ...]] = []
-                for i in indexes:
-                    name, keys, args = calls[i]
-                    commands.append(("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args))
-                if wait:
-                    # Same connection as the writes: WAIT counts the writes this connection made.
-                    commands.append(("WAIT", self.wait_replicas, self.wait_timeout_ms))
-                conn.send_packed_command(conn.pack_commands(commands))
-            for client, conn, n in sent:
-                replies: list[Any] = []
-                for _ in range(n):
-                    try:
-                        replies.append(client.parse_response(conn, "EVALSHA"))
-                    except redis.ResponseError as exc:
-                        replies.append(exc)
-                        if not isinstance(exc, NoScriptError) and error is None:
-                            error = exc
-                if wait:
-                    try:
-                        acked = int(client.parse_response(conn, "WAIT"))
-                    except redis.ResponseError as exc:
-                        error = error or exc
-                    else:
-                        error = error or replica_shortfall(acked, self.wait_replicas, self.wait_timeout_ms)
-                out.append(replies)
-        except BaseException:
-            for _, conn, _ in sent:
-                conn.disconnect()  # replies may be left unread on it
-            raise
-        finally:
-            for client, conn, _ in sent:
-                client.connection_pool.release(conn)
-        if error is not None:
-            raise error
-        return out
-
     # -- enqueue ------------------------------------------------------------------------------
 
     def submit(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
@@ -312,8 +242,17 @@ class RedisBroker:
             return plan.results([self._run(*plan.calls[0], durable=True)])
         results = plan.results(self._pipeline(plan.calls, durable=True, preload=plan.preload))
         if self.cluster:
-            self._pipeline(cluster_extras(tasks, self.namespace))  # only once the tasks are stored
+            self._ring(cluster_extras(tasks, self.namespace))  # only once the tasks are stored
         return results
+
+    def _ring(self, calls: Sequence[Call]) -> None:
+        """A cluster's doorbells and registry, after the state change they follow answered.
+
+        Their node failing does not fail the change (the tasks are stored): a lost ring costs an
+        idle worker's bounded block, a lost registration is made by the queue's next enqueue, and
+        the node's failure is logged (NodeHealth). So a down doorbell node stops no producer.
+        """
+        first_error([r for r in self._nodes.run(calls, False) if not unanswered(r)])
 
     def enqueue(self, queue: str, task_id: str, data: bytes, process_at: float | None) -> bool:
         return self.enqueue_many([(queue, task_id, data, process_at)])[0]
@@ -342,9 +281,38 @@ class RedisBroker:
         *,
         now: float | None = None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
-        order = tuple(queues)
         if self.cluster:
-            return self._claim_per_queue(worker_id, order, lease_duration, max_batch, completions, now)
+            got = self._claim_per_queue(worker_id, tuple(queues), lease_duration, max_batch, completions, now, False)
+            if got.lost or Recorded.UNREACHABLE in got.recorded:
+                raise redis.ConnectionError(f"Redis Cluster: no reply from the node(s) of {sorted(got.lost)}")
+            return [r == Recorded.RECORDED for r in got.recorded], got.claimed
+        return self._claim_one_call(worker_id, tuple(queues), lease_duration, max_batch, completions, now)
+
+    def claim_round(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        lease_duration: float,
+        max_batch: int = 1,
+        completions: Sequence[Completion] = (),
+        *,
+        now: float | None = None,
+    ) -> ClaimRound:
+        if self.cluster:
+            return self._claim_per_queue(worker_id, tuple(queues), lease_duration, max_batch, completions, now)
+        flags, got = self._claim_one_call(worker_id, tuple(queues), lease_duration, max_batch, completions, now)
+        return ClaimRound([Recorded.RECORDED if f else Recorded.REFUSED for f in flags], got)
+
+    def _claim_one_call(
+        self,
+        worker_id: str,
+        order: tuple[str, ...],
+        lease_duration: float,
+        max_batch: int,
+        completions: Sequence[Completion],
+        now: float | None,
+    ) -> tuple[list[bool], list[Claimed] | float | None]:
+        """A single server's claim: one claim.lua call over every queue, with the completions."""
         keys = self._claim_keys.get(order)
         if keys is None:
             keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
@@ -374,38 +342,71 @@ class RedisBroker:
         max_batch: int,
         completions: Sequence[Completion],
         now: float | None,
-    ) -> tuple[list[bool], list[Claimed] | float | None]:
+        skip_down: bool = True,
+    ) -> ClaimRound:
         """A cluster's claim: one call per queue in the given order, stopping at the first task.
 
-        The completions ride with the first queue's claim (one pipeline, possibly two nodes). A
-        batch comes only from the last queue of the order: every other one was just found empty.
-        Each queue's node uses its own clock (TIME): the wait until the next due task is the
-        shortest of each node's own "due - now".
+        The completions ride with the first queue's claim (one pipeline per node, the nodes in
+        parallel). A batch comes only from the last queue of the order: every other one was just
+        found empty. Each queue's node uses its own clock (TIME): the wait until the next due task
+        is the shortest of each node's own "due - now". A node that does not answer fails only
+        its queues (``lost`` or ``skipped``) and its completions (UNREACHABLE). ``skip_down`` False:
+        claim_many's all-or-nothing contract (try every node, raise at the first failure).
         """
-        flags: list[bool] = []
+        plan = self._complete_calls(completions, worker_id)
+        recorded: list[Recorded] = []
         earliest: float | None = None
+        lost: list[str] = []
+        skipped: list[str] = []
+        answered = False
         for n, queue in enumerate(order):
-            batch = max_batch if n == len(order) - 1 else 1
-            args = self._claim_args(worker_id, lease_duration, batch, now)
+            args = self._claim_args(worker_id, lease_duration, max_batch if n == len(order) - 1 else 1, now)
             call: Call = ("claim", self.keys(queue).claim_keys(), args)
-            if n == 0 and completions:
-                plan = self._complete_calls(completions, worker_id)
-                *done, reply = self._pipeline([*plan.calls, call], durable=True)
-                flags = plan.flags(done)
+            if n == 0:
+                durable = bool(completions and self.wait_replicas)
+                *done, reply = self._nodes.run([*plan.calls, call], durable, skip_down=skip_down)
+                recorded = plan.outcomes(done)
+                answered = any(r != Recorded.UNREACHABLE for r in recorded)
             else:
-                reply = self._run(*call)
+                [reply] = self._nodes.run([call], False, skip_down=skip_down)
+            if not skip_down and (unanswered(reply) or Recorded.UNREACHABLE in recorded):
+                # claim_many: fail at once, as before, rather than claim elsewhere and fail after.
+                raise reply if unanswered(reply) else redis.ConnectionError("Redis Cluster: a completion's node failed")
+            if unanswered(reply):
+                (skipped if did_not_run(reply) else lost).append(queue)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            answered = True
             if int(reply[0]) != 0:
-                return flags, [Claimed(queue, _id(reply[i]), reply[i + 1] or None) for i in range(1, len(reply), 2)]
+                claimed = [Claimed(queue, _id(reply[i]), reply[i + 1] or None) for i in range(1, len(reply), 2)]
+                return ClaimRound(recorded, claimed, tuple(lost), tuple(skipped))
             if reply[1]:
                 wait = max(float(reply[1]) - float(reply[2]), 0.0)
                 earliest = wait if earliest is None else min(earliest, wait)
-        return flags, earliest
+        if not order and completions:
+            recorded = plan.outcomes(self._nodes.run(plan.calls, bool(self.wait_replicas), skip_down=skip_down))
+            answered = any(r != Recorded.UNREACHABLE for r in recorded)
+        if not answered and (order or completions):
+            raise redis.ConnectionError(f"Redis Cluster: no node answered for queues {list(order)}")
+        return ClaimRound(recorded, earliest, tuple(lost), tuple(skipped))
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         # BRPOP takes whole or fractional seconds; 0 would block forever, so floor it.
         timeout = max(timeout, 0.01)
-        keys = [self.doorbell(q) for q in queues] if self.cluster else [self.keys(q).wake for q in queues]
-        return self.redis.brpop(keys, timeout=timeout) is not None
+        if not self.cluster:
+            return self.redis.brpop([self.keys(q).wake for q in queues], timeout=timeout) is not None
+        keys = [self.doorbell(q) for q in queues]
+        node = self.redis.get_node_from_key(keys[0])  # type: ignore[attr-defined]
+        if not self._nodes.usable(node):
+            # The doorbells' node is down: poll (claim again soon) instead of blocking on it.
+            time.sleep(min(timeout, DOORBELL_DOWN_POLL))
+            return True
+        try:
+            return self.redis.get_redis_connection(node).brpop(keys, timeout=timeout) is not None  # type: ignore[attr-defined]
+        except STALE_SLOTS as exc:
+            self._nodes.node_failed(node, exc)
+            return True
 
     def complete(
         self,
@@ -421,6 +422,15 @@ class RedisBroker:
     def complete_many(self, completions: Sequence[Completion], worker_id: str) -> list[bool]:
         plan = self._complete_calls(completions, worker_id)
         return plan.flags(self._pipeline(plan.calls, durable=True))
+
+    def complete_each(self, completions: Sequence[Completion], worker_id: str) -> list[Recorded]:
+        if not self.cluster:
+            return [Recorded.RECORDED if f else Recorded.REFUSED for f in self.complete_many(completions, worker_id)]
+        plan = self._complete_calls(completions, worker_id)
+        out = plan.outcomes(self._nodes.run(plan.calls, self.wait_replicas > 0))
+        if completions and all(r == Recorded.UNREACHABLE for r in out):
+            raise redis.ConnectionError("Redis Cluster: no node answered for these completions")
+        return out
 
     def _complete_calls(self, completions: Sequence[Completion], worker_id: str) -> _CompletionPlan:
         """One complete.lua call per queue for all of ``completions`` (a queue's keys share a slot).
@@ -508,56 +518,21 @@ class RedisBroker:
         if self.cluster:
             done = bool(self._pipeline([call], durable=True)[0])
             if done:
-                self._pipeline([ring_call(self.namespace, claimed.queue)])  # after the task is back (see submit)
+                self._ring([ring_call(self.namespace, claimed.queue)])  # after the task is back (see submit)
             return done
         return bool(self._run(*call, durable=True))
 
     def owners(self, queues: Sequence[str]) -> set[str]:
-        pipe = self.redis.pipeline(transaction=False)
-        for q in queues:
-            pipe.hvals(self.keys(q).owner)
-        return {owner.decode() for values in pipe.execute() for owner in values}
+        return set(self._views.owners(queues))
 
     def held_by(self, worker_ids: Sequence[str], queues: Sequence[str]) -> list[Held]:
-        wanted = {w.encode() for w in worker_ids}
-        pipe = self.redis.pipeline(transaction=False)
-        for q in queues:
-            pipe.hgetall(self.keys(q).owner)
-        found: list[tuple[str, bytes, str]] = []
-        for q, owners in zip(queues, pipe.execute(), strict=True):
-            found.extend((q, tid, owner.decode()) for tid, owner in owners.items() if owner in wanted)
-        return self._with_messages(found)
+        return self._views.held_by(worker_ids, queues, partial=False)[0]
+
+    def held_by_each(self, worker_ids: Sequence[str], queues: Sequence[str]) -> tuple[list[Held], list[str]]:
+        return self._views.held_by(worker_ids, queues, partial=True)
 
     def expired(self, queues: Sequence[str], limit: int = 100, *, now: float | None = None) -> list[Held]:
-        if now is None:
-            seconds, micros = self.redis.time()
-            now = seconds + micros / 1e6
-        pipe = self.redis.pipeline(transaction=False)
-        for q in queues:
-            pipe.zrange(self.keys(q).lease, "-inf", repr(now), byscore=True, offset=0, num=limit)
-        per_queue = pipe.execute()
-        pipe = self.redis.pipeline(transaction=False)
-        for q, ids in zip(queues, per_queue, strict=True):
-            if ids:
-                pipe.hmget(self.keys(q).owner, ids)
-        owners = iter(pipe.execute())
-        found: list[tuple[str, bytes, str]] = []
-        for q, ids in zip(queues, per_queue, strict=True):
-            if ids:
-                for tid, owner in zip(ids, next(owners), strict=True):
-                    if owner is not None:
-                        found.append((q, tid, owner.decode()))
-        return self._with_messages(found)
-
-    def _with_messages(self, found: list[tuple[str, bytes, str]]) -> list[Held]:
-        if not found:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for q, tid, _ in found:
-            pipe.hget(self.keys(q).msg, tid)
-        return [
-            Held(Claimed(q, _id(tid), data), owner) for (q, tid, owner), data in zip(found, pipe.execute(), strict=True)
-        ]
+        return self._views.expired(queues, limit, now)
 
     def renew(
         self, worker_ids: Sequence[str], queues: Sequence[str], lease_duration: float, *, now: float | None = None
@@ -565,9 +540,13 @@ class RedisBroker:
         if not worker_ids:
             return 0
         args = (repr(lease_duration), *worker_ids, "" if now is None else repr(now))
-        if self.cluster:  # one call per queue (slot), in one pipeline
+        if self.cluster:  # one call per queue (slot); a node that does not answer keeps its leases
             calls: list[Call] = [("renew", (self.keys(q).owner, self.keys(q).lease), args) for q in queues]
-            return sum(int(n) for n in self._pipeline(calls))
+            replies = self._nodes.run(calls, False)
+            answered = [r for r in replies if not unanswered(r)]
+            if queues and not answered:
+                raise redis.ConnectionError("Redis Cluster: no node answered the lease renewal")
+            return sum(int(n) for n in first_error(answered))
         keys = [key for q in queues for key in (self.keys(q).owner, self.keys(q).lease)]
         return int(self._run("renew", keys, args))
 

@@ -1,0 +1,247 @@
+"""Shards fail alone: a store node that does not answer stops only the queues whose keys it holds.
+
+The port's per-node calls (``claim_round``, ``complete_each``, ``held_by_each``) on the memory
+adapter (its ``unreachable`` switch stands for a down node), then on a real Redis Cluster whose
+primary holding one queue is SIGSTOPped for several seconds while a loop claims and completes
+over every queue with the broker API directly, as the worker's claim loop does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from supervisor.adapters.memory import MemoryBroker
+from supervisor.adapters.redis.async_broker import AsyncRedisBroker
+from supervisor.adapters.redis.connection import connect_async_settings
+from supervisor.config import load_settings
+from supervisor.core.errors import BrokerError, BrokerUnavailable
+from supervisor.core.ports import Broker, Claimed, Completion, Enqueued, Held, NewTask, Recorded
+from supervisor.wiring import make_broker
+from tests.brokers import LEASE, NOW, envelope
+from tests.redis_topologies import ClusterSet
+
+# -- the contract, on the memory adapter's down-queue switch -------------------------------------
+
+
+def _put(b: Broker, queue: str, *ids: str) -> None:
+    b.submit([NewTask(queue, i, envelope(i, queue)) for i in ids])
+
+
+def _memory_with_down_queue() -> MemoryBroker:
+    b = MemoryBroker()
+    _put(b, "up", "u1", "u2")
+    _put(b, "down", "d1", "d2")
+    return b
+
+
+def test_a_down_queue_fails_alone_in_a_claim_round() -> None:
+    b = _memory_with_down_queue()
+    [d1] = b.claim_round("w", ["down"], LEASE, now=NOW).claimed or []  # type: ignore[misc]
+    [u1] = b.claim_round("w", ["up"], LEASE, now=NOW).claimed or []  # type: ignore[misc]
+    b.unreachable.add("down")
+    got = b.claim_round("w", ["down", "up"], LEASE, 1, [Completion(d1), Completion(u1)], now=NOW)
+    assert got.recorded == [Recorded.UNREACHABLE, Recorded.RECORDED]
+    assert got.claimed == [Claimed("up", "u2", envelope("u2", "up"))]
+    assert got.skipped == ("down",) and got.lost == ()
+    assert b.task_states([("down", "d1"), ("up", "u1")]) == [b"active", None]  # d1 still owned
+    held, failed = b.held_by_each(["w"], ["down", "up"])
+    assert [h.claimed.task_id for h in held] == ["u2"] and failed == ["down"]
+    with pytest.raises(BrokerUnavailable):
+        b.held_by(["w"], ["down", "up"])  # the all-or-nothing form
+    with pytest.raises(BrokerUnavailable):
+        b.claim_many("w", ["down", "up"], LEASE, now=NOW)
+    assert b.complete_each([Completion(d1), Completion(got.claimed[0])], "w") == [  # type: ignore[index]
+        Recorded.UNREACHABLE,
+        Recorded.RECORDED,
+    ]
+    b.unreachable.clear()
+    assert b.complete_each([Completion(d1)], "w") == [Recorded.RECORDED]  # sent again: recorded once
+
+
+def test_nothing_answering_raises() -> None:
+    b = _memory_with_down_queue()
+    [d1] = b.claim_round("w", ["down"], LEASE, now=NOW).claimed or []  # type: ignore[misc]
+    b.unreachable.add("down")
+    for call in (
+        lambda: b.claim_round("w", ["down"], LEASE, 1, [Completion(d1)], now=NOW),
+        lambda: b.complete_each([Completion(d1)], "w"),
+        lambda: b.held_by_each(["w"], ["down"]),
+        lambda: b.expired(["down"], now=NOW + 1e6),
+        lambda: b.requeue(d1, "w", None, at_head=True),
+    ):
+        with pytest.raises(BrokerUnavailable):
+            call()
+    assert b.expired(["down", "up"], now=NOW + 1e6) == []  # the other queue answers: nothing expired there
+
+
+# -- a real cluster, one primary stopped ---------------------------------------------------------
+
+QUEUES = ("a", "b", "c")  # three different primaries (tests/test_cluster.py checks it)
+STALL = 8.0
+SOCKET_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ClusterSet]:
+    # No replicas and a node timeout far longer than the stall: the stopped primary is neither
+    # replaced nor marked failed (which would take the cluster down), it just does not answer.
+    with ClusterSet(replicas=0, node_timeout_ms=60_000) as c:
+        yield c
+
+
+class Drain:
+    """The worker's claim loop, reduced to the broker calls: claim with riding completions,
+    record or keep each completion, give back the tasks of lost claims once their node answers."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.worker = f"w-{uuid.uuid4().hex[:6]}"
+        self.completions: list[Completion] = []
+        self.suspect: set[str] = set()
+        self.recorded: list[tuple[float, str, str]] = []  # (when, queue, task id)
+        self.refused: list[str] = []
+        self.resent: set[str] = set()
+        self.given_back = 0
+        self.rounds = 0
+
+    def step(self) -> bool:
+        """One round; False when there was nothing to claim and nothing left to record."""
+        order = QUEUES[self.rounds % 3 :] + QUEUES[: self.rounds % 3]
+        self.rounds += 1
+        sent, self.completions = self.completions, []
+        try:
+            got = self.broker.claim_round(self.worker, order, LEASE, 4, sent)
+        except BrokerError:
+            self.completions = sent
+            time.sleep(0.05)
+            return True
+        now = time.monotonic()
+        for completion, outcome in zip(sent, got.recorded, strict=True):
+            if outcome == Recorded.RECORDED:
+                self.recorded.append((now, completion.claimed.queue, completion.claimed.task_id))
+            elif outcome == Recorded.UNREACHABLE:
+                self.completions.append(completion)  # still owned: send again later
+                self.resent.add(completion.claimed.task_id)
+            else:
+                self.refused.append(completion.claimed.task_id)
+        self.suspect.update(got.lost)
+        if isinstance(got.claimed, list):
+            self.completions += [Completion(c) for c in got.claimed]  # "ran" them
+        if self.suspect:
+            self.give_back()
+        busy = isinstance(got.claimed, list) or bool(self.completions) or bool(self.suspect)
+        return busy or bool(got.skipped)  # a skipped queue may still hold work
+
+    def give_back(self) -> None:
+        try:
+            held, failed = self.broker.held_by_each([self.worker], sorted(self.suspect))
+        except BrokerError:
+            return
+        mine = {c.claimed.task_id for c in self.completions}
+        for h in held:
+            if h.claimed.task_id not in mine and self._requeue(h):
+                self.given_back += 1
+        self.suspect = set(failed)
+
+    def _requeue(self, h: Held) -> bool:
+        try:
+            return self.broker.requeue(h.claimed, self.worker, None, at_head=True)
+        except BrokerError:
+            self.suspect.add(h.claimed.queue)
+            return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_healthy_primaries_keep_flowing_while_one_is_stopped(cluster: ClusterSet) -> None:
+    ns = f"t{uuid.uuid4().hex[:8]}"
+    settings = load_settings(environ={"REDIS_URL": cluster.url, "REDIS_CLUSTER": "true", "ASYNQ_NAMESPACE": ns})
+    broker = make_broker(settings, socket_timeout=SOCKET_TIMEOUT)
+    nodes = {q: broker.redis.get_node_from_key(broker.keys(q).pending).port for q in QUEUES}  # type: ignore[attr-defined]
+    assert len(set(nodes.values())) == 3
+    [stopped] = [s for s in cluster.nodes if s.port == nodes["b"]]
+    assert stopped.proc is not None
+    per_queue = {"a": 15_000, "b": 3000, "c": 15_000}  # a and c outlast the stall
+    for q, n in per_queue.items():
+        for start in range(0, n, 500):
+            broker.submit([NewTask(q, f"{q}{i}", envelope(f"{q}{i}", q)) for i in range(start, start + 500)])
+    drain = Drain(broker)
+    t0 = time.monotonic()
+    while time.monotonic() < t0 + 1.0:
+        drain.step()
+    stop_at = time.monotonic()
+    os.kill(stopped.proc.pid, signal.SIGSTOP)
+    try:
+        while time.monotonic() < stop_at + STALL:
+            drain.step()
+    finally:
+        cont_at = time.monotonic()
+        os.kill(stopped.proc.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 60
+    while drain.step() and time.monotonic() < deadline:
+        pass
+
+    # Every task recorded once; a completion whose reply was lost in the stall and that was sent
+    # again is refused the second time (it had landed): that one counts as recorded too.
+    ids = [tid for _, _, tid in drain.recorded] + drain.refused
+    assert sorted(ids) == sorted(f"{q}{i}" for q, n in per_queue.items() for i in range(n))
+    assert set(drain.refused) <= drain.resent
+    assert broker.task_states([(q, f"{q}0") for q in QUEUES]) == [None, None, None]
+    healthy_window = (stop_at + 2 * SOCKET_TIMEOUT, cont_at)  # after the first timeout had its say
+    during = {
+        q: sum(1 for t, qq, _ in drain.recorded if qq == q and healthy_window[0] <= t < healthy_window[1])
+        for q in QUEUES
+    }
+    rate = {q: n / (healthy_window[1] - healthy_window[0]) for q, n in during.items()}
+    assert during["b"] == 0, during  # the stopped primary's queue waits...
+    assert rate["a"] > 50 and rate["c"] > 50, rate  # ...and the others keep flowing
+    before = {q: sum(1 for t, qq, _ in drain.recorded if qq == q and t < stop_at) / (stop_at - t0) for q in QUEUES}
+    print(
+        f"completions per second before the stall: {before}, during it: {rate}; "
+        f"given back after lost claims: {drain.given_back}; "
+        f"completions refused when sent again (had landed): {len(drain.refused)}"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_producers_keep_enqueueing_while_the_doorbell_node_is_stopped(cluster: ClusterSet) -> None:
+    """The doorbells and the registry live in one slot: their node stopped must not fail the
+    enqueues of queues whose keys live elsewhere (sync and async producers)."""
+    ns = f"t{uuid.uuid4().hex[:8]}"
+    settings = load_settings(environ={"REDIS_URL": cluster.url, "REDIS_CLUSTER": "true", "ASYNQ_NAMESPACE": ns})
+    broker = make_broker(settings, socket_timeout=SOCKET_TIMEOUT)
+    node_of: Any = broker.redis.get_node_from_key  # type: ignore[attr-defined]
+    bell = node_of(broker.doorbell("x")).port
+    queue = next(q for q in (f"q{i}" for i in range(100)) if node_of(broker.keys(q).pending).port != bell)
+    broker.submit([NewTask(queue, "first", envelope("first", queue))])  # registered while all answer
+    [stopped] = [s for s in cluster.nodes if s.port == bell]
+    assert stopped.proc is not None
+    os.kill(stopped.proc.pid, signal.SIGSTOP)
+    try:
+        for i in range(3):
+            tid = f"sync{i}"
+            assert broker.submit([NewTask(queue, tid, envelope(tid, queue))]) == [(Enqueued.ENQUEUED, tid)]
+
+        async def enqueue() -> list[tuple[Enqueued, str]]:
+            client = connect_async_settings(settings.redis, socket_timeout=SOCKET_TIMEOUT)
+            abroker = AsyncRedisBroker(client, namespace=ns)
+            try:
+                return await abroker.submit([NewTask(queue, "async0", envelope("async0", queue))])
+            finally:
+                await abroker.aclose()
+
+        assert asyncio.run(enqueue()) == [(Enqueued.ENQUEUED, "async0")]
+    finally:
+        os.kill(stopped.proc.pid, signal.SIGCONT)
+    ids = ["first", "sync0", "sync1", "sync2", "async0"]
+    assert broker.task_states([(queue, i) for i in ids]) == [b"pending"] * 5
+    broker.close()
