@@ -45,7 +45,7 @@ from supervisor.worker.options import WorkerObserver, WorkerOptions
 log = logging.getLogger("supervisor.worker")
 T = TypeVar("T")
 
-#: Runs a handler call on a slot: applies the task's time limit (see slots.py).
+#: Runs a handler call on a task thread within the task's time limit (see timelimits.py).
 Invoke = Callable[[Callable[[], Any], float], Any]
 
 
