@@ -157,8 +157,11 @@ class Execution:
         completion: Completion | None = None
         try:
             _, completion = await self.runner.execute_async(ready)
+        except GeneratorExit:
+            raise  # closed with the loop, which ended by itself: the task stays owned, the worker exits
         except BaseException:  # a bug of ours: the task stays owned and is recovered, the worker goes on
             log.exception("worker failed while running task %s", ready.message.id, extra={"event": "worker_error"})
-        finally:
-            self.state.finished(ready.claimed.task_id, time.monotonic() - started, completion)
-            self._start_on_loop()
+        if self.loop_ended:
+            return  # closed with the loop, which ended by itself: the task stays owned, the worker exits
+        self.state.finished(ready.claimed.task_id, time.monotonic() - started, completion)
+        self._start_on_loop()
