@@ -125,12 +125,12 @@ def test_a_worker_whose_event_loop_ends_stops_and_says_so(memory, producer, capl
         await asyncio.sleep(3600)
 
     info = producer.enqueue("stop_loop")
-    w = worker(app, memory, concurrency=2)
+    workers = [worker(app, memory, concurrency=2)]
     raised: list[BaseException] = []
 
     def run() -> None:
         try:
-            w.run()
+            workers[0].run()
         except BaseException as exc:
             raised.append(exc)
 
@@ -143,7 +143,7 @@ def test_a_worker_whose_event_loop_ends_stops_and_says_so(memory, producer, capl
     assert any(getattr(r, "event", "") == "event_loop_ended" for r in caplog.records)
     # The task that was on the loop stays owned: the process's exit gives it back (see below).
     assert memory.task_states([("default", info.id)]) == [b"active"]
-    del w
+    workers.clear()
     gc.collect()  # the abandoned task's finalizer now, not at a random later point of the test run
 
 
