@@ -55,7 +55,8 @@ class Handback:
         """After a failed claim, put back what the claim took before its reply was lost.
 
         The store holds every task owned by this worker; those it knows of (``owned()``: running,
-        waiting to start) stay; the others are what the lost reply carried.
+        waiting to start, finished with their completion pending) stay, and the completions go
+        with the next claim; the others are what the lost reply carried.
         """
         while True:
             try:

@@ -63,10 +63,11 @@ class WorkerState:
             return not self._running and not self._waiting
 
     def owned(self) -> set[str]:
-        """Ids of the tasks this worker holds: running or waiting to start. None of them may be
-        given back after a lost claim reply."""
+        """Ids of the tasks this worker holds: running, waiting to start, or finished with their
+        completion not recorded yet. None of them may be given back after a lost claim reply:
+        a finished one would run again."""
         with self._lock:
-            return set(self._running) | self._waiting.ids()
+            return set(self._running) | self._waiting.ids() | self._completions.ids()
 
     # -- the claim loop -------------------------------------------------------------------------------
 
