@@ -96,6 +96,36 @@ def test_failures_retry_then_archive_and_skip_retry_archives_at_once(broker, cli
     assert "not worth it" in archived_error(broker, h.id)
 
 
+@pytest.mark.parametrize("kind", ["plain", "async"])
+def test_a_result_that_cannot_be_stored_fails_the_task_and_never_leaves_it_owned(broker, client, kind):
+    """An int past 64 bits, kept for a retention: msgspec cannot encode it. The run is a failure
+    (retried, then archived, by the task's policy) with the reason, not a task left active."""
+    app = App(retry_delay=fixed_delay(0))
+    runs: list[str] = []
+
+    if kind == "plain":
+
+        @app.task("huge")
+        def huge(payload: None, context) -> int:
+            runs.append(context.id)
+            return 2**70
+
+    else:
+
+        @app.task("huge")
+        async def huge_async(payload: None, context) -> int:
+            runs.append(context.id)
+            return 2**70
+
+    info = client.enqueue("huge", max_retry=1, retention="1h")
+    w = worker(app, broker, concurrency=2)
+    with WorkerThread(w):
+        wait_for(lambda: len(runs) == 2 and w.busy == 0, timeout=10, what="the task and its retry")
+        wait_for(lambda: broker.task_states([("default", info.id)]) == [b"archived"], timeout=5, what="archived")
+    error = archived_error(broker, info.id)
+    assert "ResultNotStorable" in error and "int" in error and "2**64" in error, error
+
+
 def test_sync_and_async_handlers_run_side_by_side(broker, client):
     app = App()
     running = 0
