@@ -1,8 +1,9 @@
 """One task, from claimed bytes to a recorded outcome.
 
-The claim loop hands each claimed task to :meth:`TaskRunner.prepare` (decode the envelope, check
-the deadline, find the handler, decode the payload) and then, on one of its slots, to
-:meth:`TaskRunner.execute` (run the handler through the middleware, decide the outcome). A
+Once a claimed task holds a slot, the thread or the event loop that runs it (execution.py) hands
+it to :meth:`TaskRunner.prepare` (decode the envelope, check the deadline, find the handler,
+decode the payload) and then to :meth:`TaskRunner.execute` or :meth:`TaskRunner.execute_async`
+(run the handler through the middleware, decide the outcome). A
 failure is recorded here at once (retry or archive: fenced calls, repeated until the store
 answers); a success becomes a :class:`~supervisor.core.ports.Completion` that the claim loop
 records with its next claim, so a task costs no round trip of its own.
