@@ -89,12 +89,12 @@ def install_signal_handlers(worker: Worker) -> None:
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
         worker.request_stop()
-        if worker.waiting:
+        if worker.waiting_for_work:
             raise WaitInterrupted
 
     def on_quiet(signum: int, frame: FrameType | None) -> None:
         worker.quiet()
-        if worker.waiting:
+        if worker.waiting_for_work:
             raise WaitInterrupted  # leave the idle block now, to report quiet at once
 
     signal.signal(signal.SIGTERM, on_stop)

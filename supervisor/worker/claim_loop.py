@@ -74,7 +74,7 @@ class Worker:
         self._quiet = threading.Event()
         self._quiet_reported = False
         #: True while blocked waiting for work (see :class:`WaitInterrupted`).
-        self.waiting = False
+        self.waiting_for_work = False
         self.state = WorkerState(options.concurrency, options.batch)
         self.runner = TaskRunner(app, broker, options, self.worker_id, self.clock, self.observer, self._stop)
         self.handback = Handback(broker, self.worker_id, options.queues, self.runner)
@@ -122,7 +122,7 @@ class Worker:
                     if not self._turn():
                         break
                 except WaitInterrupted:
-                    self.waiting = False
+                    self.waiting_for_work = False
                     self.broker.reset()  # the interrupted reply may still be on the wire
         finally:
             self.state.close()
@@ -243,14 +243,14 @@ class Worker:
         if block <= 0 or self._stop.is_set():
             return
         try:
-            self.waiting = True
+            self.waiting_for_work = True
             if not self._stop.is_set():
                 self.broker.wait_for_work(self.options.queues, block)
         except BrokerError as exc:
-            self.waiting = False
+            self.waiting_for_work = False
             self.runner.pause("wait", exc)
         finally:
-            self.waiting = False
+            self.waiting_for_work = False
         self._record_completions()
 
     def _rest(self, longest: float) -> None:

@@ -40,6 +40,7 @@ class EventLoop:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 self._stopping = False
+                self.ended.clear()
                 self._thread = threading.Thread(target=self._serve, args=(loop,), name="task-loop", daemon=True)
                 self._thread.start()
                 self._loop = loop
