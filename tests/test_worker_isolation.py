@@ -19,6 +19,7 @@ from supervisor import App, Client, Task
 from supervisor.adapters.memory import MemoryBroker
 from supervisor.config import load_settings
 from supervisor.core.queues import QueuePlan
+from supervisor.core.task import decode_message
 from supervisor.worker import EventLoopEnded, Worker, WorkerOptions
 from tests.helpers import WorkerThread, standalone_id, wait_for
 
@@ -141,8 +142,10 @@ def test_a_worker_whose_event_loop_ends_stops_and_says_so(memory, producer, capl
     assert not thread.is_alive()
     assert len(raised) == 1 and isinstance(raised[0], EventLoopEnded)
     assert any(getattr(r, "event", "") == "event_loop_ended" for r in caplog.records)
-    # The task that was on the loop stays owned: the process's exit gives it back (see below).
-    assert memory.task_states([("default", info.id)]) == [b"active"]
+    # The task that was on the loop can never resume: given back, uncounted, to run elsewhere.
+    assert memory.task_states([("default", info.id)]) == [b"pending"]
+    data = memory.envelope("default", info.id)
+    assert data is not None and decode_message(data).retried == 0
     # The abandoned asyncio task's finalizer now, not in the middle of a later test, and without
     # asyncio's "Task was destroyed but it is pending!" record, which would keep it alive longer.
     asyncio_log = logging.getLogger("asyncio")
@@ -176,5 +179,6 @@ def test_a_child_whose_event_loop_ends_is_replaced_and_its_task_runs_again(pool_
     p.wait_event("event_loop_ended", timeout=10)
     wait_for(lambda: p.done(info.id) == 1, timeout=30, what="the task to run again in a new child")
     assert child not in p.live_children()
+    assert [retried for t, _, _, retried in p.ran() if t == info.id] == [0, 0, 0]  # given back uncounted
     ids = [t.id for t in client.enqueue_many([Task("asleep", 0.01) for _ in range(10)])]
     wait_for(lambda: all(p.started(i) for i in ids), timeout=10, what="10 async tasks in the new child")

@@ -111,8 +111,8 @@ class Worker:
         """Run until :meth:`request_stop` (or ``max_tasks`` tasks have started), then let the
         running tasks finish, record their completions and give back what was not started.
 
-        Raises :class:`EventLoopEnded` when the event loop ended by itself: the tasks still on
-        it stay owned, and go back when the process is gone (its parent replaces it).
+        Raises :class:`EventLoopEnded` when the event loop ended by itself, after giving back
+        (uncounted) the tasks that were on it: they can never resume. Its parent replaces it.
         """
         self.state.limit = max_tasks
         self.execution.start(self.options.concurrency)
@@ -131,6 +131,8 @@ class Worker:
             while self.busy and not self.execution.loop_ended:  # async tasks on the event loop
                 self.observer.alive()
                 self.state.wait_for_change(TICK)
+            stranded = self.execution.stranded()
+            self.handback.requeue([ready.claimed for ready in stranded], "its event loop ended")
             self.execution.stop()
             self._record_completions(force=True)
         if self.execution.loop_ended:

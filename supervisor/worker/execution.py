@@ -53,8 +53,8 @@ class Execution:
         self.event_loop = EventLoop()
         self._base = contextvars.copy_context()
         self._threads: list[threading.Thread] = []
-        #: asyncio keeps only weak references to tasks: these keep the running ones alive.
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: The tasks running on the loop (asyncio keeps only weak references: these keep them alive).
+        self._on_loop: dict[asyncio.Task[None], Ready] = {}
 
     # -- starting and stopping ----------------------------------------------------------------------
 
@@ -149,8 +149,22 @@ class Execution:
             ready = self._prepare(item)
             if ready is not None:
                 task = loop.create_task(self._run_on_loop(ready), context=self._base.copy())
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._on_loop[task] = ready
+                task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._on_loop.pop(task, None)
+
+    def stranded(self) -> list[Ready]:
+        """The tasks left on an event loop that ended by itself, their slots freed: they can never
+        resume, so the worker gives them back (uncounted) before it exits."""
+        if not self.loop_ended:
+            return []
+        stranded = list(self._on_loop.values())
+        self._on_loop.clear()
+        for ready in stranded:
+            self.state.finished(ready.claimed.task_id, None, None)
+        return stranded
 
     async def _run_on_loop(self, ready: Ready) -> None:
         started = time.monotonic()
