@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from supervisor import App, Client, Task
+from supervisor import App, Client, Task, fixed_delay
 from supervisor.adapters.memory import MemoryBroker
 from supervisor.config import load_settings
 from supervisor.core.queues import QueuePlan
@@ -156,6 +156,46 @@ def test_a_worker_whose_event_loop_ends_stops_and_says_so(memory, producer, capl
         gc.collect()
     finally:
         asyncio_log.disabled = False  # the abandoned task's finalizer now, not at a random later point of the test run
+
+
+def test_a_task_thread_waiting_on_an_ended_event_loop_does_not_hold_the_worker_up(memory, producer, caplog):
+    """With a middleware that has no ``async`` form, an async handler runs from a task thread that
+    waits for its coroutine on the loop: when the loop ends, that thread leaves, the task fails
+    with the reason, and the worker exits as above."""
+    app = App(retry_delay=fixed_delay(3600))
+    app.use(lambda context, call_next: call_next())  # no async form: async handlers go through a thread
+
+    @app.task("stop_loop")
+    async def stop_loop(payload: None) -> None:
+        asyncio.get_running_loop().stop()
+        await asyncio.sleep(3600)
+
+    info = producer.enqueue("stop_loop")
+    workers = [worker(app, memory, concurrency=2)]
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            workers[0].run()
+        except BaseException as exc:
+            raised.append(exc)
+
+    with caplog.at_level(logging.ERROR, logger="supervisor.worker"):
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(15)
+    assert not thread.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], EventLoopEnded)
+    data = memory.envelope("default", info.id)
+    assert data is not None and "event loop ended" in decode_message(data).last_error
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.disabled = True
+    try:
+        workers.clear()
+        raised.clear()
+        gc.collect()
+    finally:
+        asyncio_log.disabled = False
 
 
 # == in a real pool ==================================================================================

@@ -26,6 +26,7 @@ import time
 from supervisor.app import App
 from supervisor.core.errors import BrokerError
 from supervisor.core.ports import Broker, Claimed, Clock, SystemClock
+from supervisor.worker.eventloop import EventLoopEnded
 from supervisor.worker.execution import Execution
 from supervisor.worker.handback import Handback
 from supervisor.worker.options import NoObserver, WorkerObserver, WorkerOptions
@@ -42,10 +43,6 @@ class WaitInterrupted(BaseException):
     Only while waiting: a blocked BRPOP holds nothing but a wake-up token, so breaking out of it
     cannot lose a task, and the stop takes effect at once instead of at the end of the block.
     """
-
-
-class EventLoopEnded(RuntimeError):
-    """The worker's event loop ended without being asked to: the worker cannot go on."""
 
 
 class Worker:

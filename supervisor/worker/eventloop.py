@@ -25,6 +25,14 @@ log = logging.getLogger("supervisor.worker")
 T = TypeVar("T")
 
 
+#: How often a task thread waiting for a coroutine checks that the loop still runs (seconds).
+WATCH = 1.0
+
+
+class EventLoopEnded(RuntimeError):
+    """The worker's event loop ended without being asked to: the worker cannot go on."""
+
+
 class EventLoop:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -80,7 +88,14 @@ class EventLoop:
             task.add_done_callback(lambda t: _settle(t, done))
 
         loop.call_soon_threadsafe(start)
-        return done.result()
+        while True:
+            try:
+                done.exception(timeout=WATCH)  # what the coroutine raised is raised below
+            except concurrent.futures.TimeoutError:
+                if self.ended.is_set():
+                    raise EventLoopEnded("the worker's event loop ended while this task ran on it") from None
+                continue
+            return done.result()
 
     def stop(self) -> None:
         """Stop the loop (its tasks have ended) and its thread."""
