@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 from supervisor import App
 from supervisor.adapters.redis import RedisBroker
 from supervisor.config import Settings
+from supervisor.core.identity import WorkerId
 from supervisor.logcontext import TaskContextFilter
 from supervisor.logs import json_formatter
+from supervisor.process.linux import this_process
 from supervisor.wiring import make_broker, worker_options
 from supervisor.worker import Worker, WorkerOptions
 from tests.waiting import wait_for as poll
@@ -35,7 +37,12 @@ def make_worker(app: App, settings: Settings, **options: Any) -> tuple[Worker, R
     opts = worker_options(settings.asynq)
     if options:
         opts = WorkerOptions(**{**opts.__dict__, **options})
-    return Worker(app, broker, opts), broker
+    return Worker(app, broker, opts, worker_id=standalone_id()), broker
+
+
+def standalone_id() -> str:
+    """A worker id for a worker that runs alone, in this process."""
+    return str(WorkerId.for_server(this_process()))
 
 
 class WorkerThread:

@@ -80,7 +80,7 @@ def test_a_stopped_busy_child_is_detected_and_its_task_comes_back(pool_factory, 
 # == every guarantee, per task =====================================================================
 
 
-#: Plain handlers run on task threads, ``async def`` ones on the event loop (worker/lane.py).
+#: Plain handlers run on task threads, ``async def`` ones on the event loop (worker/execution.py).
 KINDS = pytest.mark.parametrize("kind", ["sleep", "asleep"])
 
 

@@ -20,7 +20,7 @@ from supervisor.config import load_settings
 from supervisor.core.queues import QueuePlan
 from supervisor.core.task import decode_message
 from supervisor.worker import Worker, WorkerOptions
-from tests.helpers import WorkerThread, wait_for
+from tests.helpers import WorkerThread, standalone_id, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -43,7 +43,7 @@ def client(broker: MemoryBroker) -> Client:
 
 def worker(app: App, broker: MemoryBroker, **options: object) -> Worker:
     plan = QueuePlan.from_pairs([("critical", 6), ("default", 3), ("low", 1)])
-    return Worker(app, broker, WorkerOptions(plan, idle_block=0.05, **options))  # type: ignore[arg-type]
+    return Worker(app, broker, WorkerOptions(plan, idle_block=0.05, **options), worker_id=standalone_id())  # type: ignore[arg-type]
 
 
 def archived_error(broker: MemoryBroker, task_id: str, queue: str = "default") -> str:
@@ -96,6 +96,36 @@ def test_failures_retry_then_archive_and_skip_retry_archives_at_once(broker, cli
     assert "not worth it" in archived_error(broker, h.id)
 
 
+@pytest.mark.parametrize("kind", ["plain", "async"])
+def test_a_result_that_cannot_be_stored_fails_the_task_and_never_leaves_it_owned(broker, client, kind):
+    """An int past 64 bits, kept for a retention: msgspec cannot encode it. The run is a failure
+    (retried, then archived, by the task's policy) with the reason, not a task left active."""
+    app = App(retry_delay=fixed_delay(0))
+    runs: list[str] = []
+
+    if kind == "plain":
+
+        @app.task("huge")
+        def huge(payload: None, context) -> int:
+            runs.append(context.id)
+            return 2**70
+
+    else:
+
+        @app.task("huge")
+        async def huge_async(payload: None, context) -> int:
+            runs.append(context.id)
+            return 2**70
+
+    info = client.enqueue("huge", max_retry=1, retention="1h")
+    w = worker(app, broker, concurrency=2)
+    with WorkerThread(w):
+        wait_for(lambda: len(runs) == 2 and w.busy == 0, timeout=10, what="the task and its retry")
+        wait_for(lambda: broker.task_states([("default", info.id)]) == [b"archived"], timeout=5, what="archived")
+    error = archived_error(broker, info.id)
+    assert "ResultNotStorable" in error and "int" in error and "2**64" in error, error
+
+
 def test_sync_and_async_handlers_run_side_by_side(broker, client):
     app = App()
     running = 0
@@ -123,7 +153,7 @@ def test_sync_and_async_handlers_run_side_by_side(broker, client):
     w = worker(app, broker, concurrency=10)
     started = time.monotonic()
     with WorkerThread(w):
-        wait_for(lambda: w.processed == 40 and w.busy == 0, timeout=10, what="40 tasks")
+        wait_for(lambda: w.started == 40 and w.busy == 0, timeout=10, what="40 tasks")
     assert most > 5  # they overlapped
     assert time.monotonic() - started < 2.0  # 40 x 50 ms in a few rounds, not one after another
 
@@ -150,8 +180,8 @@ def test_async_handlers_run_on_the_event_loop_and_never_more_than_the_concurrenc
     client.enqueue_many([Task("nap", 0.05) for _ in range(200)])
     w = worker(app, broker, concurrency=20)
     with WorkerThread(w):
-        wait_for(lambda: w.processed == 200 and w.busy == 0, timeout=10, what="200 async tasks")
-    assert runners == {"AsyncLane._run"}  # awaited by the lane itself, no task thread waiting per task
+        wait_for(lambda: w.started == 200 and w.busy == 0, timeout=10, what="200 async tasks")
+    assert runners == {"Execution._run_on_loop"}  # awaited on the loop itself, no task thread waiting per task
     assert 15 <= most <= 20, most
 
 
@@ -187,7 +217,7 @@ def test_plain_and_async_tasks_share_the_concurrency(broker, client):
     client.enqueue_many([Task("plain" if i % 2 else "async", 0.1) for i in range(24)])
     w = worker(app, broker, concurrency=4)
     with WorkerThread(w):
-        wait_for(lambda: w.processed == 24 and w.busy == 0, timeout=10, what="24 tasks")
+        wait_for(lambda: w.started == 24 and w.busy == 0, timeout=10, what="24 tasks")
     assert 3 <= most <= 4, most  # 4 in all, not 4 of each kind
 
 
@@ -211,7 +241,7 @@ def test_an_async_handler_goes_through_middleware_of_the_apps_own(broker, client
     client.enqueue("double", 21)
     w = worker(app, broker, concurrency=2)
     with WorkerThread(w):
-        wait_for(lambda: w.processed == 1 and w.busy == 0, timeout=5, what="the task")
+        wait_for(lambda: w.started == 1 and w.busy == 0, timeout=5, what="the task")
     assert seen == [("double", 42)]
 
 
@@ -249,9 +279,9 @@ def test_middleware_with_an_async_form_keeps_async_handlers_on_the_event_loop(br
     client.enqueue("triple", 5)
     w = worker(app, broker, concurrency=2)
     with WorkerThread(w):
-        wait_for(lambda: w.processed == 2 and w.busy == 0, timeout=5, what="both tasks")
+        wait_for(lambda: w.started == 2 and w.busy == 0, timeout=5, what="both tasks")
     assert sorted(seen) == [("async", "double", 42), ("sync", "triple", 15)]
-    assert runners == ["AsyncLane._run"]
+    assert runners == ["Execution._run_on_loop"]
 
 
 def test_a_timeout_error_of_the_handlers_own_is_a_failure_not_its_time_limit(broker, client):
@@ -264,7 +294,7 @@ def test_a_timeout_error_of_the_handlers_own_is_a_failure_not_its_time_limit(bro
     info = client.enqueue("upstream", timeout=30)
     w = worker(app, broker, concurrency=2)
     with WorkerThread(w):
-        wait_for(lambda: w.processed == 1 and w.busy == 0, timeout=5, what="the task")
+        wait_for(lambda: w.started == 1 and w.busy == 0, timeout=5, what="the task")
     data = broker.envelope("default", info.id)
     assert data is not None
     message = decode_message(data)

@@ -89,12 +89,12 @@ def install_signal_handlers(worker: Worker) -> None:
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
         worker.request_stop()
-        if worker.waiting:
+        if worker.waiting_for_work:
             raise WaitInterrupted
 
     def on_quiet(signum: int, frame: FrameType | None) -> None:
         worker.quiet()
-        if worker.waiting:
+        if worker.waiting_for_work:
             raise WaitInterrupted  # leave the idle block now, to report quiet at once
 
     signal.signal(signal.SIGTERM, on_stop)
@@ -111,8 +111,8 @@ def run_with_recycling(worker: Worker, reporter: HealthReporter, limit: int) -> 
     not all replaced together) it leaves, saying why, and the parent replaces it."""
     max_tasks = max(1, limit + random.randint(0, max(1, limit // 10))) if limit > 0 else 0
     worker.run(max_tasks=max_tasks or None)
-    if max_tasks and worker.processed >= max_tasks and not worker.stopping:
-        reporter.recycling(f"processed {worker.processed} tasks (limit {limit})")
+    if max_tasks and worker.started >= max_tasks and not worker.stopping:
+        reporter.recycling(f"started {worker.started} tasks (limit {limit})")
 
 
 def leave(code: int) -> NoReturn:

@@ -2,7 +2,7 @@
 
 Holding a few completions saves a round trip per task; holding them long would leave a finished
 task ``active``, and run it again if the worker died meanwhile (at-least-once). Not thread-safe on
-its own: the worker calls it with its lock held.
+its own: only :class:`~supervisor.worker.state.WorkerState` uses it, under its lock.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ class PendingCompletions:
         if not self._items:
             self._since = time.monotonic()
         self._items.append(completion)
+
+    def ids(self) -> set[str]:
+        return {c.claimed.task_id for c in self._items}
 
     def take(self) -> list[Completion]:
         """All of them (to ride with a claim)."""

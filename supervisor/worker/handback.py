@@ -51,14 +51,16 @@ class Handback:
                 extra={"event": "task_given_back", "count": len(claimed)},
             )  # fmt: skip
 
-    def give_back_lost_claims(self, mine: Callable[[], set[str]], stopping: Callable[[], bool]) -> None:
+    def give_back_lost_claims(self, owned: Callable[[], set[str]], stopping: Callable[[], bool]) -> None:
         """After a failed claim, put back what the claim took before its reply was lost.
 
-        The worker's running and buffered tasks (``mine()``) are its own too: they stay.
+        The store holds every task owned by this worker; those it knows of (``owned()``: running,
+        waiting to start, finished with their completion pending) stay, and the completions go
+        with the next claim; the others are what the lost reply carried.
         """
         while True:
             try:
-                kept = mine()
+                kept = owned()
                 for held in self.broker.held_by([self.worker_id], self.queues):
                     if held.claimed.task_id in kept:
                         continue

@@ -33,8 +33,8 @@ class WorkerOptions:
 class WorkerObserver(Protocol):
     """Hooks for whoever watches the worker (the supervisor's child side reports through them).
 
-    Called from the worker's claim loop and from its task threads: implementations must be
-    thread-safe (the health pipe's small writes are atomic).
+    Called from the worker's claim loop, its task threads and its event loop's thread:
+    implementations must be thread-safe (the health pipe's small writes are atomic).
     """
 
     def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None: ...

@@ -1,8 +1,9 @@
 """One task, from claimed bytes to a recorded outcome.
 
-The claim loop hands each claimed task to :meth:`TaskRunner.prepare` (decode the envelope, check
-the deadline, find the handler, decode the payload) and then, on one of its slots, to
-:meth:`TaskRunner.execute` (run the handler through the middleware, decide the outcome). A
+Once a claimed task holds a slot, the thread or the event loop that runs it (execution.py) hands
+it to :meth:`TaskRunner.prepare` (decode the envelope, check the deadline, find the handler,
+decode the payload) and then to :meth:`TaskRunner.execute` or :meth:`TaskRunner.execute_async`
+(run the handler through the middleware, decide the outcome). A
 failure is recorded here at once (retry or archive: fenced calls, repeated until the store
 answers); a success becomes a :class:`~supervisor.core.ports.Completion` that the claim loop
 records with its next claim, so a task costs no round trip of its own.
@@ -45,8 +46,13 @@ from supervisor.worker.options import WorkerObserver, WorkerOptions
 log = logging.getLogger("supervisor.worker")
 T = TypeVar("T")
 
-#: Runs a handler call on a slot: applies the task's time limit (see slots.py).
+#: Runs a handler call on a task thread within the task's time limit (see timelimits.py).
 Invoke = Callable[[Callable[[], Any], float], Any]
+
+
+class ResultNotStorable(Exception):
+    """A handler's result that msgspec cannot encode, for a task whose result is kept: the run
+    fails (retried or archived like any failure) rather than completing without its result."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,30 +182,51 @@ class TaskRunner:
         deadline = time.monotonic() + ready.limit if ready.limit > 0 else None
         try:
             result = await self.app.run_async(ready.registration, ready.payload, ready.context, deadline=deadline)
+            completion = self.completion(ready, result)
         except TaskTimeout:
             error: BaseException = TaskTimeout(f"task ran past its time limit of {ready.limit:g}s")
         except Exception as exc:  # the handler's failure is the task's outcome, never the worker's
             error = exc
         else:
-            return self.settle(ready, result, None, started)
+            return self._completed(ready, completion, started)
         return await asyncio.get_running_loop().run_in_executor(None, self.settle, ready, None, error, started)
 
     def settle(
         self, ready: Ready, result: Any, error: BaseException | None, started: float
     ) -> tuple[Outcome, Completion | None]:
-        """Decide a run's outcome: a success's completion to record, or a failure recorded now."""
-        message = ready.message
-        retry_delay = ready.registration.retry_delay or self.app.retry_delay
-        completion: Completion | None = None
+        """Decide a run's outcome: a success's completion to record, or a failure recorded now
+        (a result that cannot be stored is a failure too)."""
         if error is None:
-            now = self.clock.now()
-            record = self._result_record(ready.claimed, message, result, now) if message.retention > 0 else None
-            completion = Completion(ready.claimed, message.unique_key, record, message.retention)
-            outcome = Outcome.COMPLETED
-        else:
-            outcome = self._failed(ready.claimed, message, error, retry_delay)
-        self.observer.task_finished(message.id, outcome, time.perf_counter() - started)
-        return outcome, completion
+            try:
+                return self._completed(ready, self.completion(ready, result), started)
+            except ResultNotStorable as exc:
+                error = exc
+        retry_delay = ready.registration.retry_delay or self.app.retry_delay
+        outcome = self._failed(ready.claimed, ready.message, error, retry_delay)
+        self.observer.task_finished(ready.message.id, outcome, time.perf_counter() - started)
+        return outcome, None
+
+    def completion(self, ready: Ready, result: Any) -> Completion:
+        """A success's completion, with its result record when the task has a retention.
+
+        Raises :class:`ResultNotStorable` when msgspec cannot encode ``result``.
+        """
+        message = ready.message
+        record = None
+        if message.retention > 0:
+            assert ready.claimed.data is not None
+            try:
+                record = encode_completed(ready.claimed.data, result, self.clock.now())
+            except Exception as exc:  # TypeError, ValueError, OverflowError (an int past 64 bits)...
+                raise ResultNotStorable(
+                    f"the handler returned a {type(result).__name__} that cannot be stored as the task's "
+                    f"result ({type(exc).__name__}: {exc}); return what msgspec can encode, or None"
+                ) from exc
+        return Completion(ready.claimed, message.unique_key, record, message.retention)
+
+    def _completed(self, ready: Ready, completion: Completion, started: float) -> tuple[Outcome, Completion]:
+        self.observer.task_finished(ready.message.id, Outcome.COMPLETED, time.perf_counter() - started)
+        return Outcome.COMPLETED, completion
 
     def _failed(
         self,
@@ -240,17 +267,6 @@ class TaskRunner:
             "archive", lambda: self.broker.archive(claimed, self.worker_id, data, now, unique_key=message.unique_key)
         )
         return self._fenced(done, Outcome.ARCHIVED, message.id)
-
-    def _result_record(self, claimed: Claimed, message: TaskMessage, result: Any, now: float) -> bytes:
-        assert claimed.data is not None
-        try:
-            return encode_completed(claimed.data, result, now)
-        except (TypeError, ValueError) as exc:
-            log.error(
-                "task %s (%s): its result cannot be kept (%s); storing null", message.id, message.type, exc,
-                extra=log_fields(message, "result_unencodable"),
-            )  # fmt: skip
-            return encode_completed(claimed.data, None, now)
 
     def _archive_foreign(self, claimed: Claimed, raw: bytes, error: str) -> Outcome:
         """Archive something that is not a task envelope, keeping its bytes as the payload.

@@ -3,7 +3,8 @@
 A worker claims for its free slots plus, while tasks are quick, a short prefetch; what it claimed
 waits here until a slot takes it. Whatever waits longer than :data:`STALE_AFTER` goes back to the
 head of its queue (the caller does that), where an idle worker takes it: no task waits behind a
-slow one. Not thread-safe on its own: the worker calls it with its lock held.
+slow one. Not thread-safe on its own: only :class:`~supervisor.worker.state.WorkerState` uses it,
+under its lock.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class WaitingLines:
     def __init__(self) -> None:
         #: For the task threads (plain handlers, and any task whose kind the claim loop did not check).
         self.threads: deque[Waiting] = deque()
-        #: For the event loop (``async def`` handlers awaited there directly, see lane.py).
+        #: For the event loop (``async def`` handlers awaited there directly, see execution.py).
         self.loop: deque[Waiting] = deque()
 
     def __len__(self) -> int:

@@ -1,0 +1,279 @@
+"""The worker: one claim loop, ``concurrency`` task threads, an event loop, nothing lost.
+
+The claim loop (the process's main thread) owns every round trip for claims and completions.
+It claims only for slots that are free, plus, while tasks are quick, a short prefetch that
+keeps the round trips per task low. Claimed tasks wait (state.py, waiting.py) for a task thread,
+or, for ``async def`` handlers, for the event loop (execution.py); at most ``concurrency`` run at
+once, of both kinds together. So that no task waits behind a slow one, a claimed task not
+started within 50 ms goes back to the head of its queue, where an idle worker takes it, and the
+prefetch stops as soon as tasks are not quick any more.
+
+A success becomes a completion that rides with the next claim, or is recorded on its own within
+20 ms (completions.py) whatever the handlers are doing. The loop also says "alive" at least four
+times a second, enforces each task's time limit (timelimits.py), and on a stop or quiet request
+claims nothing more and gives back what waits.
+
+The worker runs alone (``Worker.run()``: a one-process deployment, tests) or inside each child
+of the supervisor, which watches it through a :class:`~supervisor.worker.options.WorkerObserver`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from supervisor.app import App
+from supervisor.core.errors import BrokerError
+from supervisor.core.ports import Broker, Claimed, Clock, SystemClock
+from supervisor.worker.eventloop import EventLoopEnded
+from supervisor.worker.execution import Execution
+from supervisor.worker.handback import Handback
+from supervisor.worker.options import NoObserver, WorkerObserver, WorkerOptions
+from supervisor.worker.runner import TaskRunner
+from supervisor.worker.state import TICK, WorkerState
+from supervisor.worker.waiting import Waiting
+
+log = logging.getLogger("supervisor.worker")
+
+
+class WaitInterrupted(BaseException):
+    """Raised by a stop signal's handler while the worker is blocked waiting for work.
+
+    Only while waiting: a blocked BRPOP holds nothing but a wake-up token, so breaking out of it
+    cannot lose a task, and the stop takes effect at once instead of at the end of the block.
+    """
+
+
+class Worker:
+    """``options.concurrency`` tasks at a time from weighted queues; see the module docstring.
+
+    ``worker_id``: who owns the claimed tasks (see :class:`~supervisor.core.identity.WorkerId`).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        broker: Broker,
+        options: WorkerOptions,
+        *,
+        worker_id: str,
+        clock: Clock | None = None,
+        observer: WorkerObserver | None = None,
+    ) -> None:
+        self.app = app
+        self.broker = broker
+        self.options = options
+        self.worker_id = worker_id
+        self.clock: Clock = clock or SystemClock()
+        self.observer: WorkerObserver = observer or NoObserver()
+        self._stop = threading.Event()
+        self._quiet = threading.Event()
+        self._quiet_reported = False
+        #: True while blocked waiting for work (see :class:`WaitInterrupted`).
+        self.waiting_for_work = False
+        self.state = WorkerState(options.concurrency, options.batch)
+        self.runner = TaskRunner(app, broker, options, self.worker_id, self.clock, self.observer, self._stop)
+        self.handback = Handback(broker, self.worker_id, options.queues, self.runner)
+        self.execution = Execution(
+            self.runner, self.state, self.observer,
+            async_on_loop=app.has_async_handlers and app.async_middleware is not None,
+        )  # fmt: skip
+
+    # -- control ------------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming; running tasks finish. Safe from a signal handler."""
+        self._stop.set()
+
+    def quiet(self) -> None:
+        """Stop claiming new tasks but stay up (SIGTSTP's quiet mode). Safe from a signal handler."""
+        self._quiet.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def busy(self) -> int:
+        """Tasks running now."""
+        return self.state.busy
+
+    @property
+    def started(self) -> int:
+        """Tasks started so far (the recycling limit counts them)."""
+        return self.state.started
+
+    def run(self, *, max_tasks: int | None = None) -> None:
+        """Run until :meth:`request_stop` (or ``max_tasks`` tasks have started), then let the
+        running tasks finish, record their completions and give back what was not started.
+
+        Raises :class:`EventLoopEnded` when the event loop ended by itself, after giving back
+        (uncounted) the tasks that were on it: they can never resume. Its parent replaces it.
+        """
+        self.state.limit = max_tasks
+        self.execution.start(self.options.concurrency)
+        try:
+            while True:
+                try:
+                    if not self._turn():
+                        break
+                except WaitInterrupted:
+                    self.waiting_for_work = False
+                    self.broker.reset()  # the interrupted reply may still be on the wire
+        finally:
+            self.state.close()
+            self._give_back_waiting()
+            self.execution.join_threads(self.observer.alive)
+            while self.busy and not self.execution.loop_ended:  # async tasks on the event loop
+                self.observer.alive()
+                self.state.wait_for_change(TICK)
+            stranded = self.execution.stranded()
+            self.handback.requeue([ready.claimed for ready in stranded], "its event loop ended")
+            self.execution.stop()
+            self._record_completions(force=True)
+        if self.execution.loop_ended:
+            raise EventLoopEnded("the worker's event loop ended by itself (see the log above)")
+
+    def step(self) -> bool:
+        """Claim and run one task in full, or wait (bounded) for one; True when a task ran.
+
+        For scripts and tests that drive a worker by hand. The task runs on a thread of its own
+        with its time limit enforced, and its completion is recorded before the call returns.
+        """
+        got = self._claim(1)
+        if got is None:
+            return False
+        if not isinstance(got, list):
+            self._wait_for_work(got)
+            return False
+        claimed = got[0]
+        self.state.start_now(claimed)
+        thread = threading.Thread(target=self.execution.run, args=(Waiting(claimed, time.monotonic()),), name="task")
+        thread.start()
+        while thread.is_alive():
+            self.execution.expire(time.monotonic())
+            thread.join(0.01)
+        self.execution.stop()
+        self._record_completions(force=True)
+        return True
+
+    # -- the claim loop -----------------------------------------------------------------------------
+
+    def _turn(self) -> bool:
+        """One turn of the claim loop; False once the worker is done."""
+        self.observer.alive()
+        now = time.monotonic()
+        self.execution.expire(now)
+        if self.execution.loop_ended:
+            self.request_stop()
+        if self._done_claiming():
+            if self._stop.is_set() or self._quiet.is_set():
+                self._give_back_waiting()
+            if self._quiet.is_set() and not self._quiet_reported:
+                self._record_completions(force=True)
+                self.observer.quieted()  # a claim begun before the signal has ended by now
+                self._quiet_reported = True
+            # Quiet mode alone keeps the worker up (claiming nothing) until it is stopped.
+            if self.state.idle() and (self._stop.is_set() or not self._quiet.is_set()):
+                return False
+            if self.execution.loop_ended:
+                return False
+            self._rest(TICK)
+            return True
+        self._give_back_stale(now)
+        want = self.state.claim_size()
+        if want <= 0:
+            self._rest(TICK)
+            return True
+        got = self._claim(want)
+        if got is None:
+            return True  # the store did not answer: backed off, try again
+        if isinstance(got, list):
+            self._route(got)
+            return True
+        self._wait_for_work(got)
+        return True
+
+    def _route(self, claimed: list[Claimed]) -> None:
+        """Claimed tasks wait for the task threads, except those of ``async def`` handlers when
+        the event loop awaits them directly (see execution.py)."""
+        on_loop, now = self.execution.async_on_loop, time.monotonic()
+        for_threads: list[Waiting] = []
+        for_loop: list[Waiting] = []
+        for c in claimed:
+            message, is_async = self.runner.peek(c) if on_loop else (None, False)
+            (for_loop if is_async else for_threads).append(Waiting(c, now, message))
+        self.state.add_waiting(for_threads, for_loop)
+        if for_loop:
+            self.execution.wake_loop()
+
+    def _done_claiming(self) -> bool:
+        return self._stop.is_set() or self._quiet.is_set() or self.state.limit_reached()
+
+    def _claim(self, want: int) -> list[Claimed] | float | None:
+        """Claim up to ``want`` tasks, recording the completions waiting to ride along.
+
+        Returns the tasks, or the seconds until the next due task (a float: nothing to claim;
+        ``inf`` when nothing is scheduled), or None when the store did not answer.
+        """
+        order = self.options.plan.order()
+        names = self.options.plan.names
+        completions = self.state.take_completions()
+        try:
+            done, got = self.broker.claim_many(
+                self.worker_id, [names[i] for i in order], self.options.lease_duration, max(want, 1), completions
+            )
+        except BrokerError as exc:
+            self.state.put_back_completions(completions)
+            self.runner.pause("claim", exc)
+            self.handback.give_back_lost_claims(self.state.owned, self._stop.is_set)
+            return None
+        self.handback.recorded(completions, done)
+        self.runner.outage.recovered()
+        if isinstance(got, list):
+            return got
+        return float("inf") if got is None else got
+
+    def _wait_for_work(self, due_in: float) -> None:
+        """Nothing to claim: block on the wake-up lists until an enqueue, the next due task, or
+        (while tasks run) the next completion to record."""
+        block = self.state.longest_wait_for_work(min(self.options.idle_block, due_in))
+        if block <= 0 or self._stop.is_set():
+            return
+        try:
+            self.waiting_for_work = True
+            if not self._stop.is_set():
+                self.broker.wait_for_work(self.options.queues, block)
+        except BrokerError as exc:
+            self.waiting_for_work = False
+            self.runner.pause("wait", exc)
+        finally:
+            self.waiting_for_work = False
+        self._record_completions()
+
+    def _rest(self, longest: float) -> None:
+        """Sleep until a task thread frees a slot, a completion is due, a time limit or a waiting
+        task's staleness needs the loop, or ``longest`` passes."""
+        until = time.monotonic() + longest
+        deadline = self.execution.next_deadline()
+        self.state.rest(until if deadline is None else min(until, deadline))
+        self._record_completions()
+
+    # -- completions and give-backs -------------------------------------------------------------------
+
+    def _record_completions(self, *, force: bool = False) -> None:
+        """Record pending completions that cannot wait for a claim any longer."""
+        completions = self.state.take_due_completions(force=force)
+        if completions:
+            self.handback.complete(completions)
+
+    def _give_back_stale(self, now: float) -> None:
+        """Claimed tasks no slot started in time go back to the head of their queues."""
+        stale = self.state.remove_stale(now)
+        if stale:
+            self.handback.requeue([w.claimed for w in stale], "not started within 50 ms")
+
+    def _give_back_waiting(self) -> None:
+        items = self.state.remove_waiting()
+        self.handback.requeue([w.claimed for w in items], "claimed but not started")
