@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,8 @@ class Chaos:
         self.faults: Counter[str] = Counter()
         self.enqueued = 0
         self.enqueue_failed = 0
+        #: Tasks of batches sent again after an error (the first send may have landed).
+        self.resent: set[str] = set()
         self.t0 = 0.0
         self.children_seen: list[int] = []  # live children, sampled every 0.5 s
         self.killed: set[int] = set()  # pids this run SIGKILLed (or that died with a killed parent)
@@ -350,6 +353,7 @@ class Chaos:
                         break
                     except (redis.RedisError, BrokerError):
                         self.faults["enqueue_retries"] += 1
+                        self.resent.update(t.task_id for t in tasks if t.task_id)
                         if time.monotonic() > give_up:
                             self.enqueue_failed += len(tasks)
                             break
@@ -531,7 +535,7 @@ class Chaos:
             "leftover_in_redis": self.leftovers(r),
             "poison_archived": r.zscore(f"{NAMESPACE}:{{{QUEUE}}}:archived", POISON_ID) is not None,
             "duplicates_by_cause": duplicate_causes(
-                run_log(r), self.killed, self.stalls, given_back_after_lost_claims(self.log_path)
+                run_log(r), self.killed, self.stalls, given_back_after_lost_claims(self.log_path), self.resent
             ),
         }
 
@@ -569,6 +573,7 @@ def duplicate_causes(
     killed: set[int],
     stalls: list[tuple[float, float]],
     given_back: set[str],
+    resent: Collection[str] = (),
     margin: float = 5.0,
 ) -> dict[str, Any]:
     """Each run beyond a task's first, by why it could happen.
@@ -578,14 +583,17 @@ def duplicate_causes(
     (at-least-once). ``finished_then_given_back``: no process died; the worker put the task back
     after a lost claim reply (``given_back``) although it had run it and its completion was waiting
     to be recorded, so the completion was refused and the task ran again (a worker bug, issue 18
-    item 2). ``around_a_stall``: neither, and the run before it started during a Redis stall or
-    within ``margin`` s of it. ``other``: none of these (a handler's own write whose reply a
-    connection kill lost). Examples of all but the first are listed (task ids).
+    item 2). ``resent_enqueue``: the producer sent the task's batch again after an error
+    (``resent``): the first send had landed, the task ran and completed (its id gone), and the
+    second send enqueued it anew; only ``unique_for`` guards against that. ``around_a_stall``:
+    none of these, and the run before it started during a Redis stall or within ``margin`` s of
+    it. ``other``: none of these (a handler's own write whose reply a connection kill lost).
+    Examples of all but the first are listed (task ids).
     """
     by_task: dict[str, list[tuple[float, int]]] = {}
     for tid, pid, at, _ in runs:
         by_task.setdefault(tid, []).append((at, pid))
-    names = ("process_death", "finished_then_given_back", "around_a_stall", "other")
+    names = ("process_death", "finished_then_given_back", "resent_enqueue", "around_a_stall", "other")
     counts: Counter[str] = Counter()
     examples: dict[str, list[str]] = {name: [] for name in names[1:]}
     for tid, seen in by_task.items():
@@ -595,6 +603,8 @@ def duplicate_causes(
                 cause = "process_death"
             elif tid in given_back:
                 cause = "finished_then_given_back"
+            elif tid in resent:
+                cause = "resent_enqueue"
             elif any(start - margin <= at <= end + margin for start, end in stalls):
                 cause = "around_a_stall"
             else:

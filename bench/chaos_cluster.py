@@ -80,6 +80,7 @@ class ClusterChaos:
         self.stop_faults = threading.Event()
         self.enqueue_done = threading.Event()
         self.enqueue_failed = 0
+        self.resent: set[str] = set()
         self.stopped_pid = 0
         self.stop_window: tuple[float, float] | None = None
         self.t0 = 0.0
@@ -139,7 +140,10 @@ class ClusterChaos:
             self.faults["primary_sigstop"] += 1
             self.say("the primary continues")
 
-    def enqueuer(self) -> None:
+    def enqueuer(self, queue: str) -> None:
+        """Enqueue ``queue``'s share at a steady rate. One thread per queue, as producers of
+        different queues would be: a producer of the stopped queue waits, the others go on, so
+        the rates during the stop measure the workers, not a producer stuck on one node."""
         settings = load_settings(
             environ={"REDIS_URL": self.cluster.url, "REDIS_CLUSTER": "true", "ASYNQ_NAMESPACE": NAMESPACE}
         )
@@ -151,12 +155,15 @@ class ClusterChaos:
                 delay = self.t0 + start / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                for q in QUEUES:  # per queue: a batch for the stopped queue fails alone
-                    ids = [i for i in range(start, min(start + batch, self.n)) if QUEUES[i % 3] == q]
-                    self._enqueue(client, [Task("chaos", i, task_id=task_id(i), queue=q) for i in ids])
+                ids = [i for i in range(start, min(start + batch, self.n)) if QUEUES[i % 3] == queue]
+                self._enqueue(client, [Task("chaos", i, task_id=task_id(i), queue=queue) for i in ids])
         finally:
             client.close()
-            self.enqueue_done.set()
+
+    def mark_enqueued(self, producers: list[threading.Thread]) -> None:
+        for producer in producers:
+            producer.join()
+        self.enqueue_done.set()
 
     def _enqueue(self, client: Client, tasks: list[Task]) -> None:
         give_up = time.monotonic() + 60
@@ -169,6 +176,7 @@ class ClusterChaos:
                 return
             except (redis.RedisError, BrokerError):
                 self.faults["enqueue_retries"] += 1
+                self.resent.update(t.task_id for t in tasks if t.task_id)
                 if time.monotonic() > give_up:
                     self.enqueue_failed += len(tasks)
                     return
@@ -204,9 +212,11 @@ class ClusterChaos:
             self.start()
             self.t0 = time.monotonic()
             self.say(f"{self.n} tasks over {self.seconds:g}s, queues {QUEUES} on 3 primaries, logs {self.log_dir}")
-            threads = [threading.Thread(target=t, daemon=True) for t in (self.enqueuer, self.child_killer)]
+            producers = [threading.Thread(target=self.enqueuer, args=(q,), daemon=True) for q in QUEUES]
+            threads = [*producers, threading.Thread(target=self.child_killer, daemon=True)]
             for t in threads:
                 t.start()
+            threading.Thread(target=self.mark_enqueued, args=(producers,), daemon=True).start()
             record = redis.Redis.from_url(self.record.url)
             stopper: threading.Thread | None = None
             done, last = 0, 0.0
@@ -267,6 +277,7 @@ class ClusterChaos:
                 self.killed,
                 [self.stop_window] if self.stop_window else [],
                 given_back_after_lost_claims(self.log_dir / "pool.log"),
+                self.resent,
             ),
             "per_queue": rates,
             "faults": dict(sorted(self.faults.items())),

@@ -67,6 +67,9 @@ def test_chaos_loses_nothing(tmp_path: Path) -> None:
     # Every duplicate is accounted for by a cause (printed above with examples).
     causes = result["duplicates_by_cause"]
     assert sum(v for k, v in causes.items() if k != "examples") == result["duplicates"], causes
+    # A stall past the socket timeout makes no duplicate of its own (issue 18): only process deaths
+    # and batches the producer sent again after an error (their first send had landed) do.
+    assert causes["finished_then_given_back"] == causes["around_a_stall"] == causes["other"] == 0, causes
     # Nothing is left behind in Redis, and the pool stopped cleanly at the end.
     left = result["leftover_in_redis"]
     assert left["pending"] == left["lease"] == left["retry"] == 0, left
@@ -78,8 +81,9 @@ def test_chaos_loses_nothing(tmp_path: Path) -> None:
 
 
 def test_cluster_chaos_with_one_primary_stopped_loses_nothing(tmp_path: Path) -> None:
-    """A 3-primary cluster, one primary SIGSTOPped for 6 s, children killed: nothing lost, and
-    every duplicate accounted for. (The rates per queue during the stop are in the report.)"""
+    """A 3-primary cluster, one primary SIGSTOPped for 6 s, children killed: nothing lost, every
+    duplicate accounted for, and the queues of the other primaries keep flowing meanwhile (they
+    stopped with it before the worker took its claims, completions and give-backs node by node)."""
     code, result = run_chaos(tmp_path, "--cluster", "--stop-seconds", "6")
     assert result["faults"].get("primary_sigstop") == 1, result["faults"]
     assert result["enqueue_gave_up"] == 0
@@ -87,5 +91,10 @@ def test_cluster_chaos_with_one_primary_stopped_loses_nothing(tmp_path: Path) ->
     assert result["ran_unique"] == TASKS
     causes = result["duplicates_by_cause"]
     assert sum(v for k, v in causes.items() if k != "examples") == result["duplicates"], causes
-    assert set(result["per_queue"]) == {"a", "b", "c"}
+    assert causes["finished_then_given_back"] == causes["around_a_stall"] == causes["other"] == 0, causes
+    rates = result["per_queue"]
+    assert set(rates) == {"a", "b", "c"}
+    for healthy in ("a", "c"):  # about 90 % here; 0.2-0.7 runs/s before (of ~85/s)
+        r = rates[healthy]
+        assert r["runs_per_s_during_the_stop"] >= 0.5 * r["runs_per_s_before_the_stop"], rates
     assert code == 0, f"bench.chaos --cluster exited {code}"

@@ -74,7 +74,10 @@ class Worker:
         self.waiting_for_work = False
         self.state = WorkerState(options.concurrency, options.batch)
         self.runner = TaskRunner(app, broker, options, self.worker_id, self.clock, self.observer, self._stop)
-        self.handback = Handback(broker, self.worker_id, options.queues, self.runner)
+        self.handback = Handback(broker, self.worker_id, self.runner)
+        #: Queues where this worker may own tasks it does not know of (a claim whose reply was
+        #: lost, a give-back the store did not answer): settled on later turns (Handback.settle).
+        self.unsettled: set[str] = set()
         self.execution = Execution(
             self.runner, self.state, self.observer,
             async_on_loop=app.has_async_handlers and app.async_middleware is not None,
@@ -217,23 +220,29 @@ class Worker:
         Returns the tasks, or the seconds until the next due task (a float: nothing to claim;
         ``inf`` when nothing is scheduled), or None when the store did not answer.
         """
+        if self.unsettled:  # first, what an earlier lost reply or failed give-back left owned
+            self.unsettled = set(self.handback.settle(self.state.owned, sorted(self.unsettled)))
         order = self.options.plan.order()
         names = self.options.plan.names
         completions = self.state.take_completions()
         try:
-            done, got = self.broker.claim_many(
+            got = self.broker.claim_round(
                 self.worker_id, [names[i] for i in order], self.options.lease_duration, max(want, 1), completions
             )
-        except BrokerError as exc:
+        except BrokerError as exc:  # nothing answered; the reply of a claim that ran may be lost
             self.state.put_back_completions(completions)
+            self.unsettled.update(self.options.queues)
             self.runner.pause("claim", exc)
-            self.handback.give_back_lost_claims(self.state.owned, self._stop.is_set)
             return None
-        self.handback.recorded(completions, done)
+        unreachable = self.handback.recorded(completions, got.recorded)
+        if unreachable:  # their node did not answer: still owned, they go with a later claim
+            self.state.put_back_completions(unreachable)
+        if got.lost:
+            self.unsettled.update(got.lost)
         self.runner.outage.recovered()
-        if isinstance(got, list):
-            return got
-        return float("inf") if got is None else got
+        if isinstance(got.claimed, list):
+            return got.claimed
+        return float("inf") if got.claimed is None else got.claimed
 
     def _wait_for_work(self, due_in: float) -> None:
         """Nothing to claim: block on the wake-up lists until an enqueue, the next due task, or
@@ -265,15 +274,15 @@ class Worker:
     def _record_completions(self, *, force: bool = False) -> None:
         """Record pending completions that cannot wait for a claim any longer."""
         completions = self.state.take_due_completions(force=force)
-        if completions:
-            self.handback.complete(completions)
+        if completions and (unreachable := self.handback.complete(completions)):
+            self.state.put_back_completions(unreachable)
 
     def _give_back_stale(self, now: float) -> None:
         """Claimed tasks no slot started in time go back to the head of their queues."""
         stale = self.state.remove_stale(now)
         if stale:
-            self.handback.requeue([w.claimed for w in stale], "not started within 50 ms")
+            self.unsettled |= self.handback.requeue([w.claimed for w in stale], "not started within 50 ms")
 
     def _give_back_waiting(self) -> None:
         items = self.state.remove_waiting()
-        self.handback.requeue([w.claimed for w in items], "claimed but not started")
+        self.unsettled |= self.handback.requeue([w.claimed for w in items], "claimed but not started")
