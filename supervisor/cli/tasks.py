@@ -92,7 +92,7 @@ def show_task(task_id: str, queue: str | None, as_json: bool, env_file: str | No
             if key in ("last_error", "payload", "result"):
                 continue
             if key in _TASK_TIMES:
-                value = f"{ago(value, now)}  ({iso(value)})" if value else "-"
+                value = f"{ago(value, now)}  ({iso(value) or value})" if value else "-"
             elif key == "state":
                 value = state(str(value))
             lines.append(f"{paint(f'{key:>14}', bold=True)}: {value}")
