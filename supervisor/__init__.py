@@ -27,8 +27,10 @@ from supervisor.core.errors import (
     InvalidTaskError,
     NotUniqueError,
     ResultNotFound,
+    ResultTimeout,
     SkipRetry,
     SupervisorError,
+    TaskFailed,
     TaskTimeout,
 )
 from supervisor.core.retry import exponential_backoff, fixed_delay
@@ -44,10 +46,12 @@ __all__ = [
     "InvalidTaskError",
     "NotUniqueError",
     "ResultNotFound",
+    "ResultTimeout",
     "SkipRetry",
     "SupervisorError",
     "Task",
     "TaskContext",
+    "TaskFailed",
     "TaskInfo",
     "TaskState",
     "TaskTimeout",

@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import msgspec
 from opentelemetry import propagate, trace
 
 from supervisor.config import RedisSettings, Settings, load_settings
@@ -22,10 +21,10 @@ from supervisor.core.errors import (
     DuplicateTaskError,
     InvalidTaskError,
     NotUniqueError,
-    ResultNotFound,
 )
 from supervisor.core.ports import Broker, Enqueued, NewTask
-from supervisor.core.task import TaskMessage, TaskState, decode_completed, decode_value
+from supervisor.core.results import NOT_YET, Backoff, Look, live, outcome
+from supervisor.core.task import TaskMessage, TaskState
 
 #: What to do when a unique task's duplicate is enqueued: raise NotUniqueError, or return the existing task.
 OnDuplicate = Literal["raise", "return"]
@@ -139,16 +138,6 @@ def with_states(infos: list[TaskInfo], positions: Sequence[int], states: Sequenc
         if state:
             infos[i] = dataclasses.replace(infos[i], state=TaskState(state.decode()))
     return infos
-
-
-def decode_result(data: bytes | None, task_id: str, queue: str, type: Any) -> Any:
-    """A completion record's result decoded as ``type``; :class:`ResultNotFound` when there is none."""
-    if data is None:
-        raise ResultNotFound(
-            f"no result for task {task_id!r} in queue {queue!r}: not completed yet, enqueued without "
-            "retention, or its retention has passed"
-        )
-    return decode_value(decode_completed(data).result, msgspec.msgpack.Decoder(type))
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,13 +264,51 @@ class Client:
             infos = with_states(infos, existing, self.broker.task_states(existing_keys(infos, existing)))
         return infos
 
-    def result(self, task_id: str, *, queue: str = "default", type: Any = Any) -> Any:
-        """The value the task's handler returned, decoded as ``type``.
+    def result(self, task_id: str, *, queue: str | None = None, type: Any = Any) -> Any:
+        """The value the task's handler returned, decoded as ``type``, looked for in every queue
+        (or in ``queue`` alone).
 
-        Kept only for tasks enqueued with ``retention``, for that long after they completed;
-        raises :class:`ResultNotFound` otherwise.
+        Kept only for tasks enqueued with ``retention``, for that long after they completed.
+        Raises :class:`TaskFailed` (with its error) for a task that was archived, and
+        :class:`ResultNotFound` for one that has not completed or is found nowhere (the message
+        says which queues were searched).
         """
-        return decode_result(self.broker.result_record(queue, task_id), task_id, queue, type)
+        queues = [queue] if queue else self.broker.known_queues()
+        return outcome(task_id, self._look(task_id, queues), queues, type, waiting=False)
+
+    def wait(self, task_id: str, *, timeout: float | None = None, queue: str | None = None, type: Any = Any) -> Any:
+        """Wait for the task to finish and return its result (decoded as ``type``).
+
+        Raises :class:`TaskFailed` (carrying the task's error) once it is archived,
+        :class:`ResultTimeout` (a TimeoutError) when ``timeout`` seconds pass first (None: no
+        limit), and :class:`ResultNotFound` for a task found nowhere, or that left its queue
+        without a result kept (enqueue it with ``retention`` to wait for its value). Looks at
+        Redis with a back-off from 5 ms to 100 ms between looks: one small read each, and
+        nothing is added to tasks nobody waits for.
+        """
+        backoff = Backoff(task_id, timeout)
+        queues, seen = [queue] if queue else [], False
+        while True:
+            searched = queues or self.broker.known_queues()
+            look = self._look(task_id, searched)
+            value = outcome(task_id, look, searched, type, waiting=True, seen=seen)
+            if value is not NOT_YET:
+                return value
+            queues, seen = [look.queue or ""], True
+            time.sleep(backoff.pause(look))
+
+    def _look(self, task_id: str, queues: list[str]) -> Look:
+        """The task's state in ``queues`` (one round trip), then its kept result or its error."""
+        found = live(queues, self.broker.task_states([(q, task_id) for q in queues]))
+        if found is not None:
+            if found.state == TaskState.ARCHIVED and found.queue:
+                return dataclasses.replace(found, envelope=self.broker.task_envelope(found.queue, task_id))
+            return found
+        for q in queues:
+            record = self.broker.result_record(q, task_id)
+            if record is not None:
+                return Look(q, "completed", record)
+        return Look()
 
     def _send(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
         """One round trip; repeated once on a dropped connection.

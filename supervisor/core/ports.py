@@ -122,6 +122,14 @@ class Broker(Protocol):
         """The completion record kept for a task enqueued with retention, or None."""
         ...
 
+    def task_envelope(self, queue: str, task_id: str) -> bytes | None:
+        """The stored envelope of a task in any live state (an archived one's holds its error), or None."""
+        ...
+
+    def known_queues(self) -> list[str]:
+        """Every queue ever enqueued to, sorted: where a task's result may be looked for."""
+        ...
+
     # -- workers --------------------------------------------------------------------------------
 
     def claim_many(
