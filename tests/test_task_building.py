@@ -198,3 +198,18 @@ def _kept(client: Client, task_id: str) -> bool:
 def client_on_redis(settings):
     with Client(settings=settings) as c:
         yield c
+
+
+def test_a_periodic_entry_is_checked_when_the_app_is_imported_not_at_every_tick():
+    """The scheduler builds each tick's task with the same builder; a value it would refuse (in the
+    options, or in the name that every tick's task id carries) is refused by App.periodic."""
+    from supervisor import App
+
+    app = App()
+    with pytest.raises(InvalidTaskError, match="retention must be within"):
+        app.periodic("@daily", "t", retention=math.inf)
+    with pytest.raises(InvalidTaskError, match=r"task_id .* control characters"):
+        app.periodic("@daily", "t", name="two\nlines")
+    with pytest.raises(InvalidTaskError, match="at most 1,000"):
+        app.periodic("@daily", "t", name="n" * MAX_ID_LENGTH)
+    assert app.periodic("@daily", "t", name="fine", retention="1d").name == "fine"
