@@ -139,7 +139,7 @@ def test_the_cli_enqueue_refuses_with_one_line_and_exit_1(redis_url, namespace):
 # -- the edges of every accepted range run ------------------------------------------------------------
 
 
-def edge_tasks(now: float) -> list[Task]:
+def edge_tasks() -> list[Task]:
     """One task per field at the far end of its accepted range (each keeps its result)."""
     keep = {"retention": MAX_DURATION}
     return [
@@ -160,7 +160,7 @@ def test_a_task_at_the_edge_of_every_range_completes_on_a_memory_worker():
 
     broker = MemoryBroker()
     client = Client(settings=load_settings(environ={}), broker=broker)
-    infos = client.enqueue_many(edge_tasks(time.time()))
+    infos = client.enqueue_many(edge_tasks())
     worker = Worker(app, broker, WorkerOptions(QueuePlan.from_pairs([("default", 1)]), idle_block=0.05))
     deadline = time.monotonic() + 10
     while any(broker.task_states([("default", i.id)])[0] for i in infos) and time.monotonic() < deadline:
@@ -175,7 +175,7 @@ def test_a_task_at_the_edge_of_every_range_completes_in_a_real_pool(pool_factory
     assert far.state == TaskState.SCHEDULED
     pool = pool_factory(workers=1, app="tests.apps.edge_app:app").start()
     children = set(pool.live_children())
-    infos = client_on_redis.enqueue_many(edge_tasks(time.time()))
+    infos = client_on_redis.enqueue_many(edge_tasks())
     for info in infos:
         wait_for(lambda i=info: _kept(client_on_redis, i.id), timeout=20, what=f"{info.type[:20]} to complete")
     assert client_on_redis.result(infos[0].id) == 2**64 - 1
