@@ -213,3 +213,19 @@ def test_a_periodic_entry_is_checked_when_the_app_is_imported_not_at_every_tick(
     with pytest.raises(InvalidTaskError, match="at most 1,000"):
         app.periodic("@daily", "t", name="n" * MAX_ID_LENGTH)
     assert app.periodic("@daily", "t", name="fine", retention="1d").name == "fine"
+
+
+def test_the_async_client_refuses_the_same_values(settings, r, namespace):
+    import asyncio
+
+    from supervisor import AsyncClient
+
+    async def scenario() -> None:
+        async with AsyncClient(settings=settings) as client:
+            for options, field, bound in HOSTILE:
+                with pytest.raises(InvalidTaskError) as caught:
+                    await client.enqueue(**{"type": "t", **options})
+                assert field in str(caught.value) and bound in str(caught.value)
+
+    asyncio.run(scenario())
+    assert list(r.scan_iter(match=f"{namespace}:*")) == []  # not one key written
