@@ -94,13 +94,13 @@ def text_problem(value: object, what: str, limit: int = MAX_ID_LENGTH) -> str | 
     control characters, which would garble every log line and table row that shows it.
     """
     if not isinstance(value, str) or not value.strip():
-        return f"{what} must be a non-empty string, not {value!r}"
+        return f"{what} must be a non-empty string, not {value!r:.100}"
     if len(value) > limit:
         return f"{what} is {len(value):,} characters long; at most {limit:,}"
     if not _utf8(value):
-        return f"{what} {value!r} is not valid UTF-8 text (it holds lone surrogates)"
+        return f"{what} {value!r:.100} is not valid UTF-8 text (it holds lone surrogates)"
     if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
-        return f"{what} {value!r} must not contain control characters (newlines, tabs, NUL...)"
+        return f"{what} {value!r:.100} must not contain control characters (newlines, tabs, NUL...)"
     return None
 
 
@@ -127,16 +127,16 @@ def seconds(value: object, what: str, *, low: float = 0.0, high: float = MAX_DUR
     elif isinstance(value, str):
         parsed = seconds_in(value)
         if parsed is None:
-            raise InvalidTaskError(f"{what} must be a duration such as 30s, 1m, 500ms or a number, not {value!r}")
+            raise InvalidTaskError(f"{what} must be a duration such as 30s, 1m, 500ms or a number, not {value!r:.100}")
         number = parsed
     elif isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value) if abs(value) < 1e300 else math.inf
     else:
-        raise InvalidTaskError(f"{what} must be seconds, a timedelta or a duration such as '10s', not {value!r}")
+        raise InvalidTaskError(f"{what} must be seconds, a timedelta or a duration such as '10s', not {value!r:.100}")
     too_low = number <= low if open_low else number < low
     if not math.isfinite(number) or too_low or number > high:
         bracket = "(" if open_low else "["
-        raise InvalidTaskError(f"{what} must be within {bracket}{low:g}s, {_human(high)}], not {value!r}")
+        raise InvalidTaskError(f"{what} must be within {bracket}{low:g}s, {_human(high)}], not {value!r:.100}")
     return number
 
 
@@ -150,10 +150,11 @@ def epoch(value: object, what: str) -> float:
     elif isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value) if abs(value) < 1e300 else math.inf
     else:
-        raise InvalidTaskError(f"{what} must be a datetime or seconds since the epoch, not {value!r}")
+        raise InvalidTaskError(f"{what} must be a datetime or seconds since the epoch, not {value!r:.100}")
     if not math.isfinite(number) or not 0 <= number <= MAX_TIMESTAMP:
         raise InvalidTaskError(
-            f"{what} must be a time between 1970 and 3000 (0..{MAX_TIMESTAMP:g} seconds since the epoch), not {value!r}"
+            f"{what} must be a time between 1970 and 3000 (0..{MAX_TIMESTAMP:g} seconds since the epoch), "
+            f"not {value!r:.100}"
         )
     return number
 
@@ -179,7 +180,7 @@ def check_headers(headers: object) -> dict[str, str]:
 
 def max_retry_of(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_RETRY:
-        raise InvalidTaskError(f"max_retry must be a whole number within [0, {MAX_RETRY:,}], not {value!r}")
+        raise InvalidTaskError(f"max_retry must be a whole number within [0, {MAX_RETRY:,}], not {value!r:.100}")
     return value
 
 
