@@ -28,8 +28,10 @@ from supervisor.core.errors import (
     InvalidTaskError,
     NotUniqueError,
     ResultNotFound,
+    ResultTimeout,
     SkipRetry,
     SupervisorError,
+    TaskFailed,
     TaskTimeout,
 )
 from supervisor.core.retry import exponential_backoff, fixed_delay
@@ -45,10 +47,12 @@ __all__ = [
     "InvalidTaskError",
     "NotUniqueError",
     "ResultNotFound",
+    "ResultTimeout",
     "SkipRetry",
     "SupervisorError",
     "Task",
     "TaskContext",
+    "TaskFailed",
     "TaskInfo",
     "TaskState",
     "TaskTimeout",

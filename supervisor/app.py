@@ -133,7 +133,7 @@ class App:
         ``timeout``, ``retention``...). ``name`` identifies the entry across supervisors
         (default: type and schedule). A bad schedule raises here, at import time.
         """
-        from supervisor.client import Task, build_task
+        from supervisor.core.building import Task, build_task
 
         parsed, spec = schedule_from(schedule, every)
         entry = PeriodicEntry(
@@ -143,7 +143,8 @@ class App:
         )  # fmt: skip
         if entry.name in self._periodic:
             raise ValueError(f"periodic entry {entry.name!r} is already defined; give it another name=")
-        build_task(Task(task_type, payload, queue=queue, **options), 0.0, 0)  # validate the options now
+        # Validate the options and the tick's task id (it carries the name) now, not at every tick.
+        build_task(Task(task_type, payload, queue=queue, task_id=entry.task_id(0.0), **options), 0.0, 0)
         self._periodic[entry.name] = entry
         return entry
 

@@ -8,6 +8,8 @@ meanwhile.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,7 +21,6 @@ from supervisor.client import (
     TaskInfo,
     When,
     build_batch,
-    decode_result,
     existing_keys,
     settle,
     with_states,
@@ -27,6 +28,8 @@ from supervisor.client import (
 from supervisor.config import Settings
 from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.ports import Enqueued, NewTask
+from supervisor.core.results import NOT_YET, Backoff, Look, live, outcome
+from supervisor.core.task import TaskState
 
 
 class AsyncClient:
@@ -120,12 +123,46 @@ class AsyncClient:
             infos = with_states(infos, existing, await self.broker.task_states(existing_keys(infos, existing)))
         return infos
 
-    async def result(self, task_id: str, *, queue: str = "default", type: Any = Any) -> Any:
-        """The value the task's handler returned, decoded as ``type`` (see :meth:`Client.result`).
+    async def result(self, task_id: str, *, queue: str | None = None, type: Any = Any) -> Any:
+        """The value the task's handler returned, decoded as ``type``: :meth:`Client.result`, awaited.
 
-        Raises :class:`ResultNotFound` before completion, without retention or after it.
+        Looks in every queue (or ``queue`` alone); raises :class:`TaskFailed` for an archived
+        task and :class:`ResultNotFound` (naming the queues searched) otherwise.
         """
-        return decode_result(await self.broker.result_record(queue, task_id), task_id, queue, type)
+        queues = [queue] if queue else await self.broker.known_queues()
+        return outcome(task_id, await self._look(task_id, queues), queues, type, waiting=False)
+
+    async def wait(
+        self, task_id: str, *, timeout: float | None = None, queue: str | None = None, type: Any = Any
+    ) -> Any:
+        """Wait for the task to finish and return its result: :meth:`Client.wait`, awaited.
+
+        The loop serves other requests between looks (``asyncio.sleep``); cancelling the call
+        stops the wait and leaves the task alone.
+        """
+        backoff = Backoff(task_id, timeout)
+        queues, seen = [queue] if queue else [], False
+        while True:
+            searched = queues or await self.broker.known_queues()
+            look = await self._look(task_id, searched)
+            value = outcome(task_id, look, searched, type, waiting=True, seen=seen)
+            if value is not NOT_YET:
+                return value
+            queues, seen = [look.queue or ""], True
+            await asyncio.sleep(backoff.pause(look))
+
+    async def _look(self, task_id: str, queues: list[str]) -> Look:
+        """:meth:`Client._look`, awaited."""
+        found = live(queues, await self.broker.task_states([(q, task_id) for q in queues]))
+        if found is not None:
+            if found.state == TaskState.ARCHIVED and found.queue:
+                return dataclasses.replace(found, envelope=await self.broker.task_envelope(found.queue, task_id))
+            return found
+        for q in queues:
+            record = await self.broker.result_record(q, task_id)
+            if record is not None:
+                return Look(q, "completed", record)
+        return Look()
 
     async def _send(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
         """One round trip; repeated once on a dropped connection, as :meth:`Client._send` does.

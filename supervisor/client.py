@@ -3,69 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import hashlib
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
-import msgspec
 from opentelemetry import propagate, trace
 
-from supervisor.config import RedisSettings, Settings, load_settings, parse_duration
+from supervisor.config import RedisSettings, Settings, load_settings
+from supervisor.core.building import Built as Built
+from supervisor.core.building import Duration as Duration
+from supervisor.core.building import Task as Task
+from supervisor.core.building import When as When
+from supervisor.core.building import build_task as build_task
 from supervisor.core.errors import (
     BrokerUnavailable,
     DuplicateTaskError,
     InvalidTaskError,
     NotUniqueError,
-    ResultNotFound,
 )
-from supervisor.core.limits import MAX_TASK_TIMEOUT
 from supervisor.core.ports import Broker, Enqueued, NewTask
-from supervisor.core.queues import queue_name_problem
+from supervisor.core.results import NOT_YET, Backoff, Look, live, outcome
+from supervisor.core.task import TaskMessage, TaskState
+from supervisor.schedules import Schedules
 
-if TYPE_CHECKING:
-    from supervisor.schedules import Schedules
-from supervisor.core.task import (
-    TaskMessage,
-    TaskState,
-    decode_completed,
-    decode_value,
-    encode_message,
-    encode_payload,
-    new_task_id,
-)
-
-#: Something that says "how long": seconds, a timedelta, or a duration text such as "10s".
-Duration = float | int | dt.timedelta | str
 #: What to do when a unique task's duplicate is enqueued: raise NotUniqueError, or return the existing task.
 OnDuplicate = Literal["raise", "return"]
-#: Something that says "when": seconds since the epoch, or a datetime (naive means local time).
-When = float | int | dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    """A task to enqueue: for :meth:`Client.enqueue_many` (``enqueue`` takes the same fields)."""
-
-    type: str
-    payload: Any = None
-    queue: str = "default"
-    max_retry: int | None = None
-    timeout: Duration | None = None
-    deadline: When | None = None
-    process_at: When | None = None
-    process_in: Duration | None = None
-    task_id: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    #: Reject (or return) a duplicate of this task (same type and payload, or the same
-    #: ``unique_key``) while this one is pending, scheduled, retrying or running; the lock
-    #: expires after this long at the latest.
-    unique_for: Duration | None = None
-    unique_key: str | None = None
-    #: Keep the handler's return value this long after completion (read it with Client.result).
-    retention: Duration | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,109 +48,16 @@ class TaskInfo:
     existing: bool = False
 
 
-def _seconds(value: Duration, what: str) -> float:
-    if isinstance(value, dt.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, str):
-        seconds = parse_duration(value, what)
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise InvalidTaskError(f"{what} must be seconds, a timedelta or a duration such as '10s', not {value!r}")
-    if seconds < 0:
-        raise InvalidTaskError(f"{what} cannot be negative: {value!r}")
-    return seconds
-
-
-def _epoch(value: When, what: str) -> float:
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise InvalidTaskError(f"{what} must be a datetime or seconds since the epoch, not {value!r}")
-
-
-def _with_trace_context(headers: dict[str, str]) -> dict[str, str]:
-    """The caller's headers plus the current W3C trace context, when a span is active.
+def _trace_context() -> dict[str, str]:
+    """The current W3C trace context as headers, when a span is active (else none).
 
     The worker's span then joins the enqueuer's trace. Checked first because it is cheap and
     most enqueues in a batch job run outside any span.
     """
-    out = dict(headers)
+    out: dict[str, str] = {}
     if trace.get_current_span().get_span_context().is_valid:
         propagate.inject(out)
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class Built:
-    """A validated task, ready for the broker."""
-
-    message: TaskMessage
-    process_at: float | None
-    new: NewTask
-
-
-def build_task(task: Task, now: float, default_max_retry: int) -> Built:
-    """Validate ``task`` and make its envelope; raises InvalidTaskError (or TypeError for the payload).
-
-    Shared by the client and the periodic scheduler, so both enqueue exactly the same way.
-    """
-    if not isinstance(task.type, str) or not task.type.strip():
-        raise InvalidTaskError("a task type must be a non-empty string")
-    problem = queue_name_problem(task.queue)
-    if problem:
-        raise InvalidTaskError(problem)
-    if task.task_id is not None and (not isinstance(task.task_id, str) or not task.task_id.strip()):
-        raise InvalidTaskError("task_id must be a non-empty string when given")
-    max_retry = default_max_retry if task.max_retry is None else task.max_retry
-    if not isinstance(max_retry, int) or isinstance(max_retry, bool) or max_retry < 0:
-        raise InvalidTaskError(f"max_retry must be a whole number >= 0, not {max_retry!r}")
-    timeout = 0.0 if task.timeout is None else _seconds(task.timeout, "timeout")
-    if task.timeout is not None and not 0 < timeout <= MAX_TASK_TIMEOUT:
-        raise InvalidTaskError(
-            f"timeout must be positive and at most {MAX_TASK_TIMEOUT:g}s (30 days), not {task.timeout!r}"
-        )
-    deadline = 0.0 if task.deadline is None else _epoch(task.deadline, "deadline")
-    if task.process_at is not None and task.process_in is not None:
-        raise InvalidTaskError("give process_at or process_in, not both")
-    process_at: float | None = None
-    if task.process_at is not None:
-        process_at = _epoch(task.process_at, "process_at")
-    elif task.process_in is not None:
-        process_at = now + _seconds(task.process_in, "process_in")
-    if process_at is not None and process_at <= now:
-        process_at = None  # already due: straight onto the pending list
-    retention = 0.0 if task.retention is None else _seconds(task.retention, "retention")
-    payload = encode_payload(task.payload)
-    unique_key, unique_ttl = "", 0.0
-    if task.unique_for is not None:
-        unique_ttl = _seconds(task.unique_for, "unique_for")
-        if unique_ttl <= 0:
-            raise InvalidTaskError(f"unique_for must be positive, not {task.unique_for!r}")
-        if task.unique_key is not None and (not isinstance(task.unique_key, str) or not task.unique_key):
-            raise InvalidTaskError("unique_key must be a non-empty string when given")
-        # Same type and same encoded payload: the same task, unless the caller names the key.
-        unique_key = task.unique_key or f"{task.type}:{hashlib.sha1(bytes(payload)).hexdigest()}"
-        if process_at is not None:
-            unique_ttl += max(process_at - now, 0.0)  # a scheduled task holds its lock until it has run
-    elif task.unique_key is not None:
-        raise InvalidTaskError("unique_key needs unique_for (how long the lock may last at most)")
-    message = TaskMessage(
-        id=task.task_id or new_task_id(),
-        type=task.type,
-        queue=task.queue,
-        payload=payload,
-        max_retry=max_retry,
-        enqueued_at=now,
-        timeout=timeout,
-        deadline=deadline,
-        headers=_with_trace_context(task.headers),
-        unique_key=unique_key,
-        retention=retention,
-    )
-    new = NewTask(task.queue, message.id, encode_message(message), process_at, unique_key, unique_ttl)
-    return Built(message, process_at, new)
 
 
 def build_batch(tasks: Iterable[Task], default_max_retry: int, on_duplicate: OnDuplicate) -> list[Built]:
@@ -195,7 +65,8 @@ def build_batch(tasks: Iterable[Task], default_max_retry: int, on_duplicate: OnD
     if on_duplicate not in ("raise", "return"):
         raise InvalidTaskError(f"on_duplicate must be 'raise' or 'return', not {on_duplicate!r}")
     now = time.time()
-    return [build_task(t, now, default_max_retry) for t in tasks]
+    context = _trace_context()
+    return [build_task(t, now, default_max_retry, context) for t in tasks]
 
 
 def task_info(built: Built) -> TaskInfo:
@@ -270,16 +141,6 @@ def with_states(infos: list[TaskInfo], positions: Sequence[int], states: Sequenc
     return infos
 
 
-def decode_result(data: bytes | None, task_id: str, queue: str, type: Any) -> Any:
-    """A completion record's result decoded as ``type``; :class:`ResultNotFound` when there is none."""
-    if data is None:
-        raise ResultNotFound(
-            f"no result for task {task_id!r} in queue {queue!r}: not completed yet, enqueued without "
-            "retention, or its retention has passed"
-        )
-    return decode_value(decode_completed(data).result, msgspec.msgpack.Decoder(type))
-
-
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
     """What a client needs from its arguments and the settings (shared by Client and AsyncClient)."""
@@ -345,7 +206,6 @@ class Client:
         """Periodic tasks that change at run time: ``add``, ``update``, ``set``, ``remove``, ``list``
         (see :mod:`supervisor.schedules`); a connection of its own, opened on first use."""
         if self._schedules is None:
-            from supervisor.schedules import Schedules
             from supervisor.wiring import make_schedule_store
 
             store = make_schedule_store(
@@ -422,13 +282,51 @@ class Client:
             infos = with_states(infos, existing, self.broker.task_states(existing_keys(infos, existing)))
         return infos
 
-    def result(self, task_id: str, *, queue: str = "default", type: Any = Any) -> Any:
-        """The value the task's handler returned, decoded as ``type``.
+    def result(self, task_id: str, *, queue: str | None = None, type: Any = Any) -> Any:
+        """The value the task's handler returned, decoded as ``type``, looked for in every queue
+        (or in ``queue`` alone).
 
-        Kept only for tasks enqueued with ``retention``, for that long after they completed;
-        raises :class:`ResultNotFound` otherwise.
+        Kept only for tasks enqueued with ``retention``, for that long after they completed.
+        Raises :class:`TaskFailed` (with its error) for a task that was archived, and
+        :class:`ResultNotFound` for one that has not completed or is found nowhere (the message
+        says which queues were searched).
         """
-        return decode_result(self.broker.result_record(queue, task_id), task_id, queue, type)
+        queues = [queue] if queue else self.broker.known_queues()
+        return outcome(task_id, self._look(task_id, queues), queues, type, waiting=False)
+
+    def wait(self, task_id: str, *, timeout: float | None = None, queue: str | None = None, type: Any = Any) -> Any:
+        """Wait for the task to finish and return its result (decoded as ``type``).
+
+        Raises :class:`TaskFailed` (carrying the task's error) once it is archived,
+        :class:`ResultTimeout` (a TimeoutError) when ``timeout`` seconds pass first (None: no
+        limit), and :class:`ResultNotFound` for a task found nowhere, or that left its queue
+        without a result kept (enqueue it with ``retention`` to wait for its value). Looks at
+        Redis with a back-off from 5 ms to 100 ms between looks: one small read each, and
+        nothing is added to tasks nobody waits for.
+        """
+        backoff = Backoff(task_id, timeout)
+        queues, seen = [queue] if queue else [], False
+        while True:
+            searched = queues or self.broker.known_queues()
+            look = self._look(task_id, searched)
+            value = outcome(task_id, look, searched, type, waiting=True, seen=seen)
+            if value is not NOT_YET:
+                return value
+            queues, seen = [look.queue or ""], True
+            time.sleep(backoff.pause(look))
+
+    def _look(self, task_id: str, queues: list[str]) -> Look:
+        """The task's state in ``queues`` (one round trip), then its kept result or its error."""
+        found = live(queues, self.broker.task_states([(q, task_id) for q in queues]))
+        if found is not None:
+            if found.state == TaskState.ARCHIVED and found.queue:
+                return dataclasses.replace(found, envelope=self.broker.task_envelope(found.queue, task_id))
+            return found
+        for q in queues:
+            record = self.broker.result_record(q, task_id)
+            if record is not None:
+                return Look(q, "completed", record)
+        return Look()
 
     def _send(self, tasks: Sequence[NewTask]) -> list[tuple[Enqueued, str]]:
         """One round trip; repeated once on a dropped connection.

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from supervisor.client import Task, build_task
+from supervisor.core.building import Task, build_task
 from supervisor.core.errors import InvalidTaskError
 from supervisor.core.schedules import CHANGE_DELAY, ScheduleDefinition, ScheduleStore
 

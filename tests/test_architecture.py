@@ -33,10 +33,6 @@ ALLOWED: dict[str, str] = {
         "one class over one set of Lua scripts: each method is a thin call of its script; the port it"
         " implements is being cut down to what production uses (issue 10), which will shrink it"
     ),
-    "supervisor/client.py": (
-        "build_task (the domain's validation of a new task) is still here; it moves to the core"
-        " with the port work of issue 10"
-    ),
 }
 
 

@@ -151,7 +151,7 @@ def test_invalid_options_are_rejected_before_sending(settings, r, namespace):
         for kwargs, message in (
             ({"type": ""}, "task type must be a non-empty string"),
             ({"queue": "a{b}"}, "must not contain whitespace"),
-            ({"timeout": 0}, "timeout must be positive"),
+            ({"timeout": 0}, r"timeout must be within \(0s, 30 days\]"),
             ({"process_in": 1, "process_at": time.time()}, "not both"),
             ({"unique_key": "x"}, "unique_key needs unique_for"),
             ({"on_duplicate": "ignore"}, "on_duplicate"),

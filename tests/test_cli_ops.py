@@ -66,7 +66,7 @@ def test_enqueue_rejects_bad_input(cli):
     assert "not valid JSON" in cli("enqueue", "t", "--payload", "{nope", code=2).output
     cli("enqueue", "t", "--task-id", "dup")
     assert "already exists" in cli("enqueue", "t", "--task-id", "dup", code=1).output
-    assert "expected a duration" in cli("enqueue", "t", "--process-in", "soon", code=1).output
+    assert "process_in must be a duration such as 30s" in cli("enqueue", "t", "--process-in", "soon", code=1).output
 
 
 def test_show_retry_and_delete_archived_tasks(cli, client, redis_url, namespace):

@@ -30,7 +30,7 @@ import redis
 from supervisor import AsyncClient, BrokerError, Client, Task
 from supervisor.adapters.redis.inspector import Inspector
 from supervisor.config import Settings, load_settings
-from supervisor.core.errors import DuplicateTaskError, NotUniqueError
+from supervisor.core.errors import DuplicateTaskError, NotUniqueError, TaskFailed
 from supervisor.wiring import make_broker
 from tests.apps.topology_app import runs
 from tests.helpers import wait_for
@@ -151,6 +151,8 @@ def test_async_client_on_a_cluster(cluster: ClusterSet, tmp_path: Path) -> None:
             ids.append((await client.enqueue("mark", None, queue="a", task_id="async-after-flush")).id)
             wait_for(lambda: "async-kept" in s.ran_ids(), timeout=10, what="the task with a result")
             assert await client.result("async-kept", queue="c") == {"n": 3}
+            assert await client.result("async-kept") == {"n": 3}  # found across the nodes' queues
+            assert await client.wait("async-kept", timeout=5) == {"n": 3}
             return ids, sent
 
     with s.pool():
@@ -184,9 +186,12 @@ def test_lifecycle_on_a_cluster(cluster: ClusterSet, tmp_path: Path) -> None:
         assert by_id["later"][3] >= due - 0.05  # not before its time
         assert by_id["flaky"][2] == 1  # retried once
         assert s.client.result("kept", queue="b") == {"n": 7}
+        assert s.client.result("kept") == {"n": 7} and s.client.wait("kept", timeout=5) == {"n": 7}
         s.client.enqueue("nap", 1.0, queue="a", unique_for="1m")  # the lock went with the completion
         insp = Inspector(make_broker(s.settings).redis, s.ns)
         wait_for(lambda: insp.stats(["c"])[0].archived == 1, timeout=15, what="the doomed task archived")
+        with pytest.raises(TaskFailed, match="doomed"):
+            s.client.wait("doomed", timeout=5)
         # At-least-once: the worker that "die" kills may take a few completions not yet recorded
         # (they are sent within 20 ms, at most 8 at a time) with it; those tasks run again.
         again = [n for n in Counter(r[0] for r in s.runs() if r[0].startswith("m-")).values() if n > 1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 import sys
@@ -85,9 +86,15 @@ def _cell(value: Any) -> str:
 
 
 def ago(ts: float | None, now: float | None = None) -> str:
-    """``3 min ago``, ``in 2 h``, ``just now``; a date for anything over a week away."""
+    """``3 min ago``, ``in 2 h``, ``just now``; a date for anything over a week away.
+
+    Any float renders: a time no calendar date can show (past year 9999 in the local zone, or
+    not finite: only a store written by something else holds one) is shown in years or as is.
+    """
     if not ts:
         return "-"
+    if not math.isfinite(ts):
+        return str(ts)
     now = time.time() if now is None else now
     delta = now - ts
     future = delta < 0
@@ -95,13 +102,19 @@ def ago(ts: float | None, now: float | None = None) -> str:
     if seconds < 1:
         return "just now"
     if seconds >= 7 * 86400:
-        return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M")
+        try:
+            return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M")
+        except (OverflowError, OSError, ValueError):
+            years = f"{seconds / (365.25 * 86400):,.0f} years"
+            return f"in {years}" if future else f"{years} ago"
     text = duration(seconds)
     return f"in {text}" if future else f"{text} ago"
 
 
 def duration(seconds: float) -> str:
-    """``450 ms``, ``12 s``, ``3 min``, ``2 h 5 min``, ``3 d 4 h``."""
+    """``450 ms``, ``12 s``, ``3 min``, ``2 h 5 min``, ``3 d 4 h`` (a non-finite value as is)."""
+    if not math.isfinite(seconds):
+        return str(seconds)
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
@@ -113,14 +126,22 @@ def duration(seconds: float) -> str:
     if hours < 24:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
+    return f"{days:,} d {hours} h" if hours else f"{days:,} d"
 
 
 def iso(ts: float | None) -> str | None:
-    """ISO 8601 in UTC (``2026-11-30T00:19:21.662Z``) for --json; None for no time (0 or None)."""
+    """ISO 8601 in UTC (``2026-11-30T00:19:21.662Z``) for --json; None for no time (0 or None).
+
+    Also None for a time no ISO date can hold (beyond year 9999, or not finite), which only a
+    store written by something else can have (the client refuses times past 3000): --json
+    stays valid and typed instead of the command failing.
+    """
     if not ts:
         return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def shorten(text: str, width: int) -> str:

@@ -36,7 +36,7 @@ def tasks() -> None:
     """List, show, retry and delete tasks."""
 
 
-def _task_row(view: TaskView, now: float, wide: bool) -> tuple[Any, ...]:
+def task_row(view: TaskView, now: float, wide: bool) -> tuple[Any, ...]:
     m = view.message
     error = m.last_error if m and m.last_error else ""
     error = (error.splitlines()[0] if error else "") if wide else shorten(error, 60)
@@ -65,7 +65,7 @@ def list_tasks(
         lambda: (
             table(
                 ("id", "type", "state", "retried", "at", "last error"),
-                [_task_row(v, now, wide) for v in views],
+                [task_row(v, now, wide) for v in views],
                 numeric=(3,),
             )
             if views
@@ -83,28 +83,29 @@ def show_task(task_id: str, queue: str | None, as_json: bool, env_file: str | No
     """Everything about one task: envelope, payload, state, times, the whole last error."""
     with inspector(env_file, redis_url) as (insp, _):
         view = insp.find(task_id, queue)
-    raw = view.to_dict()
     now = time.time()
+    emit(as_json, task_json(view), lambda: render_task(view, now))
 
-    def render() -> str:
-        lines = []
-        for key, value in raw.items():
-            if key in ("last_error", "payload", "result"):
-                continue
-            if key in _TASK_TIMES:
-                value = f"{ago(value, now)}  ({iso(value)})" if value else "-"
-            elif key == "state":
-                value = state(str(value))
-            lines.append(f"{paint(f'{key:>14}', bold=True)}: {value}")
-        for key in ("payload", "result"):
-            if key in raw:
-                lines.append(f"{paint(f'{key:>14}', bold=True)}: {json.dumps(raw[key], default=str)}")
-        if raw.get("last_error"):
-            label = paint(f"{'last_error':>14}", bold=True)
-            lines.append(f"{label}:\n{raw['last_error']}")
-        return "\n".join(lines)
 
-    emit(as_json, task_json(view), render)
+def render_task(view: TaskView, now: float) -> str:
+    """`tasks show`'s text: one field a line, times relative and absolute, the whole last error."""
+    raw = view.to_dict()
+    lines = []
+    for key, value in raw.items():
+        if key in ("last_error", "payload", "result"):
+            continue
+        if key in _TASK_TIMES:
+            value = f"{ago(value, now)}  ({iso(value) or value})" if value else "-"
+        elif key == "state":
+            value = state(str(value))
+        lines.append(f"{paint(f'{key:>14}', bold=True)}: {value}")
+    for key in ("payload", "result"):
+        if key in raw:
+            lines.append(f"{paint(f'{key:>14}', bold=True)}: {json.dumps(raw[key], default=str)}")
+    if raw.get("last_error"):
+        label = paint(f"{'last_error':>14}", bold=True)
+        lines.append(f"{label}:\n{raw['last_error']}")
+    return "\n".join(lines)
 
 
 @contextmanager

@@ -71,3 +71,28 @@ class BrokerUnavailable(BrokerError):
 
 class BrokerMisconfigured(BrokerError):
     """The task store rejects our configuration (credentials, database number): no retry helps."""
+
+
+class TaskFailed(SupervisorError):
+    """The task ran out of attempts (or raised SkipRetry) and was archived: what ``wait`` and
+    ``result`` raise for it, with its error.
+
+    ``error`` is the task's whole last error as the worker recorded it (the exception's line,
+    then its traceback); ``str()`` shows its first line.
+    """
+
+    def __init__(self, task_id: str, queue: str, task_type: str, error: str, retried: int) -> None:
+        self.task_id = task_id
+        self.queue = queue
+        self.task_type = task_type
+        self.error = error
+        self.retried = retried
+        first = error.splitlines()[0] if error else "(no error recorded)"
+        super().__init__(
+            f"task {task_id!r} ({task_type}) failed and was archived in queue {queue!r} "
+            f"after {retried} retries: {first}"
+        )
+
+
+class ResultTimeout(SupervisorError, TimeoutError):
+    """``wait`` gave up: the task had not finished when its timeout passed (it may still run)."""

@@ -154,6 +154,15 @@ class Broker(Protocol):
         """The completion record kept for a task enqueued with retention, or None."""
         ...
 
+    def task_envelope(self, queue: str, task_id: str) -> bytes | None:
+        """The stored envelope of a task in any live state (an archived one's holds its error), or None."""
+        ...
+
+    def known_queues(self) -> list[str]:
+        """Every queue ever enqueued to (the registry), sorted: what a recovery sweep covers, and
+        where a task's result may be looked for."""
+        ...
+
     # -- workers --------------------------------------------------------------------------------
 
     def claim_many(
@@ -250,10 +259,6 @@ class Broker(Protocol):
 
         Raises only when no queue could be read.
         """
-        ...
-
-    def known_queues(self) -> list[str]:
-        """Every queue ever enqueued to (the registry): what a recovery sweep covers."""
         ...
 
     def expired(self, queues: Sequence[str], limit: int = 100, *, now: float | None = None) -> list[Held]:

@@ -89,7 +89,8 @@ def encode_payload(payload: Any) -> msgspec.Raw:
     """Encode a handler payload (a Struct, dataclass, dict, list, scalar...) to MessagePack.
 
     Raises :class:`TypeError` for values msgspec cannot encode, and :class:`InvalidTaskError`
-    for values a worker could not be trusted to decode (see :mod:`supervisor.core.limits`),
+    for values MessagePack cannot hold (integers past 64 bits, text with lone surrogates) or
+    that a worker could not be trusted to decode (see :mod:`supervisor.core.limits`),
     before anything reaches Redis.
     """
     try:
@@ -98,6 +99,10 @@ def encode_payload(payload: Any) -> msgspec.Raw:
         raise InvalidTaskError(f"payload nests lists/maps more than {MAX_PAYLOAD_DEPTH} levels deep") from None
     except (TypeError, msgspec.EncodeError) as exc:
         raise TypeError(f"payload cannot be encoded with msgspec: {exc}") from exc
+    except OverflowError:
+        raise InvalidTaskError("payload holds an integer outside [-2**63, 2**64 - 1] (MessagePack's range)") from None
+    except UnicodeEncodeError as exc:
+        raise InvalidTaskError(f"payload holds text that is not valid UTF-8 (lone surrogates): {exc}") from None
     try:
         check_payload(encoded)
     except ValueError as exc:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from supervisor.client import Task, build_task
+from supervisor.core.building import Task, build_task
 from supervisor.core.errors import BrokerError
 from supervisor.core.periodic import CATCH_UP_LIMIT, PeriodicEntry
 from supervisor.core.ports import Broker, Enqueued

@@ -112,6 +112,12 @@ class MemoryBroker(MemoryState):
             q = self._queues.get(queue)
             return q.results.get(task_id, self.clock.now()) if q else None
 
+    def task_envelope(self, queue: str, task_id: str) -> bytes | None:
+        with self._cond:
+            self._up()
+            q = self._queues.get(queue)
+            return q.msg.get(task_id) if q else None
+
     # -- workers ------------------------------------------------------------------------------
 
     def claim_many(

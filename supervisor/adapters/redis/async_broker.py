@@ -35,7 +35,7 @@ from supervisor.adapters.redis.calls import (
 )
 from supervisor.adapters.redis.connection import is_async_cluster
 from supervisor.adapters.redis.errors import port_errors
-from supervisor.adapters.redis.keys import QueueKeys
+from supervisor.adapters.redis.keys import QueueKeys, queues_key
 from supervisor.core.ports import Enqueued, NewTask
 
 log = logging.getLogger("supervisor.redis")
@@ -195,3 +195,13 @@ class AsyncRedisBroker:
         """The completion record kept for a task enqueued with retention (None when there is none)."""
         data: bytes | None = await self.redis.get(self.keys(queue).result(task_id))  # type: ignore[assignment]
         return data
+
+    async def task_envelope(self, queue: str, task_id: str) -> bytes | None:
+        """The stored envelope of a task in any live state, or None (see :meth:`RedisBroker.task_envelope`)."""
+        data: bytes | None = await self.redis.hget(self.keys(queue).msg, raw_id(task_id))  # type: ignore[assignment]
+        return data
+
+    async def known_queues(self) -> list[str]:
+        """Every queue ever enqueued to, sorted (see :meth:`RedisBroker.known_queues`)."""
+        members: set[bytes] = await self.redis.smembers(queues_key(self.namespace))  # type: ignore[assignment]
+        return sorted(q.decode() for q in members)

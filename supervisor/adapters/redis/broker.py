@@ -608,3 +608,8 @@ class RedisBroker:
         """The completion record kept for a task enqueued with retention (None when there is none)."""
         data: bytes | None = self.redis.get(self.keys(queue).result(task_id))  # type: ignore[assignment]
         return data
+
+    def task_envelope(self, queue: str, task_id: str) -> bytes | None:
+        """The stored envelope of a task in any live state, or None (for ``wait``: an archived task's error)."""
+        data: bytes | None = self.redis.hget(self.keys(queue).msg, raw_id(task_id))  # type: ignore[assignment]
+        return data
