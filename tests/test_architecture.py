@@ -200,6 +200,175 @@ def test_nothing_in_the_package_imports_tests_or_bench() -> None:
     assert not broken, report(broken, "supervisor/ may not import tests or bench (they are not installed)")
 
 
+# --- cycles and the direction of dependencies --------------------------------------------------------
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of ``supervisor`` it imports (an imported name resolved to the module
+    that defines it: ``supervisor.worker.Worker`` is the package ``supervisor.worker``)."""
+    names = {module_name(rel(path)) for path in modules()}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in names:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {name: set() for name in names}
+    for imp in all_imports():
+        source, target = module_name(imp.path), resolve(imp.module)
+        if within(imp.module, "supervisor") and target is not None and target != source:
+            graph[source].add(target)
+    return graph
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iteratively: the groups of modules that import each other."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            for nxt in edges:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph[nxt]))))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    group = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        group.append(member)
+                        if member == node:
+                            break
+                    groups.append(sorted(group))
+    return groups
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert sorted(g for g in strongly_connected(graph) if len(g) > 1) == [["a", "b", "c"]]
+
+
+def test_no_import_cycles() -> None:
+    """Deferred imports and TYPE_CHECKING imports count: a cycle hidden in a function is still one."""
+    graph = import_graph()
+    cycles = [group for group in strongly_connected(graph) if len(group) > 1]
+    lines = [f"  {' <-> '.join(group)}" for group in cycles]
+    assert not cycles, "modules that import each other (move what they share below both):\n" + "\n".join(lines)
+
+
+#: Who may not import whom, beyond the rules above: dependencies point inwards (entry points, then
+#: the process layer and the composition root, then the worker and the app, then the core).
+_BELOW_THE_WORKER = (
+    ("supervisor.process", "supervisor.worker", "supervisor.wiring", "supervisor.client", "supervisor.async_client"),
+    "the app and its middleware sit below the worker and the clients",
+)
+FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
+    (
+        "supervisor/process",
+        ("supervisor.client", "supervisor.async_client", "supervisor.cli", "supervisor.dashboard"),
+        "the process layer does not use the entry points",
+    ),
+    (
+        "supervisor/worker",
+        ("supervisor.process", "supervisor.wiring", "supervisor.client", "supervisor.async_client"),
+        "the worker runs inside a process; it does not know the process layer, the composition or the clients",
+    ),
+    ("supervisor/app.py", *_BELOW_THE_WORKER),
+    ("supervisor/context.py", *_BELOW_THE_WORKER),
+    ("supervisor/middleware", *_BELOW_THE_WORKER),
+    (
+        "supervisor/wiring.py",
+        ("supervisor.process", "supervisor.client", "supervisor.async_client", "supervisor.app"),
+        "the composition root builds adapters from settings; it does not use what it serves",
+    ),
+]
+
+
+def test_dependencies_point_inwards() -> None:
+    broken = [
+        f"{imp}  ({why})"
+        for imp in all_imports()
+        for where, targets, why in FORBIDDEN
+        if (imp.path == where or under(imp.path, where)) and any(within(imp.module, t) for t in targets)
+    ]
+    assert not broken, "imports that point outwards:\n" + "\n".join(f"  {line}" for line in broken)
+
+
+# --- private names stay in their module --------------------------------------------------------------
+
+#: Underscore names that are public API of the standard library (``os._exit``, namedtuples).
+PUBLIC_UNDERSCORE = {"_exit", "_getframe", "_asdict", "_replace", "_fields", "_make", "_current_frames"}
+
+
+def private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def reaches_into_private_names(text: str, relpath: str) -> Iterator[str]:
+    """``other._name`` where ``_name`` is not one this module defines, and ``from m import _name``.
+
+    ``self._name`` and ``cls._name`` are the object's own, wherever a base class defines them.
+    """
+    tree = ast.parse(text, filename=relpath)
+    own: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            own.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            own.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            own.add(node.id)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            own.add(node.target.id)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            mine = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            if not mine and node.attr not in own and node.attr not in PUBLIC_UNDERSCORE:
+                yield f"{relpath}:{node.lineno} uses .{node.attr}"
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("supervisor"):
+            yield from (f"{relpath}:{node.lineno} imports {a.name}" for a in node.names if private(a.name))
+
+
+def test_the_private_name_reader_sees_reaching_in() -> None:
+    source = (
+        "from supervisor.config import _parse\n"
+        "class W(Base):\n"
+        "    def f(self, o):\n"
+        "        self._inherited()\n"
+        "        return o._b\n"
+    )
+    assert set(reaches_into_private_names(source, "supervisor/x.py")) == {
+        "supervisor/x.py:5 uses ._b",
+        "supervisor/x.py:1 imports _parse",
+    }
+
+
+def test_no_module_reaches_into_another_modules_private_names() -> None:
+    found = [line for path in modules() for line in reaches_into_private_names(path.read_text(), rel(path))]
+    assert not found, "private names used outside the module that defines them:\n" + "\n".join(
+        f"  {line}" for line in found
+    )
+
+
 # --- the size limits -------------------------------------------------------------------------------
 
 
