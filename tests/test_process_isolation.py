@@ -348,3 +348,33 @@ def test_a_failed_fork_is_retried_and_the_pool_keeps_working(pool_factory, clien
         pool.signal(signal.SIGTERM)
         assert pool.wait_exit(10) == 0
     assert not [e for e in pool.events() if e.get("event") in ("restart", "kill")]
+
+
+def test_a_worker_that_cannot_start_more_task_threads_runs_on_the_one_it_has(pool_factory, client, pids_cgroup):
+    """Task threads beyond the first start when tasks wait for them: under a pids limit that start
+    fails, and the worker says so and runs its tasks on the thread it has."""
+    enter = ("sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(pids_cgroup))
+    with pool_factory(
+        workers=1, prefix=enter, args=("--concurrency", "4"), app="tests.apps.pool_app:app"
+    ).start() as pool:
+        assert pool.proc is not None
+        pool.wait_event("spawn", count=1)
+        # Its threads: the main one (the claim loop), the event loop's (the app has async
+        # handlers) and the first task thread.
+        wait_for(lambda: len(kids := pool.live_children()) == 1 and thread_count(kids[0]) >= 3,
+                 what="the child up with its first task thread")  # fmt: skip
+        current = wait_for(
+            lambda: (n := int((pids_cgroup / "pids.current").read_text())) == len(
+                (pids_cgroup / "tasks").read_text().split()) and n,
+            what="a settled process count",
+        )  # fmt: skip
+        (pids_cgroup / "pids.max").write_text(str(current))  # not one thread more
+        ids = [client.enqueue("sleep", 0.2).id for _ in range(4)]
+        wait_for(lambda: all(pool.done(i) for i in ids), timeout=20, what="the four tasks, one at a time")
+        failed = pool.wait_event("thread_start_failed", timeout=5)
+        assert "running tasks on the 1 there are" in failed[0]["message"], failed[0]
+        assert pool.proc.poll() is None and len(pool.live_children()) == 1
+        (pids_cgroup / "pids.max").write_text("max")
+        pool.signal(signal.SIGTERM)
+        assert pool.wait_exit(10) == 0
+    assert not [e for e in pool.events() if e.get("event") in ("restart", "kill")]

@@ -115,7 +115,7 @@ class Worker:
         (uncounted) the tasks that were on it: they can never resume. Its parent replaces it.
         """
         self.state.limit = max_tasks
-        self.execution.start(self.options.concurrency)
+        self.execution.start()
         try:
             while True:
                 try:
@@ -208,6 +208,8 @@ class Worker:
             message, is_async = self.runner.peek(c) if on_loop else (None, False)
             (for_loop if is_async else for_threads).append(Waiting(c, now, message))
         self.state.add_waiting(for_threads, for_loop)
+        if for_threads:
+            self.execution.start_threads()
         if for_loop:
             self.execution.wake_loop()
 

@@ -53,22 +53,48 @@ class Execution:
         self.event_loop = EventLoop()
         self._base = contextvars.copy_context()
         self._threads: list[threading.Thread] = []
+        self._started_threads = 0  # to name them
+        self._cannot_start = False  # the last thread start failed (logged once)
         #: The tasks running on the loop (asyncio keeps only weak references: these keep them alive).
         self._on_loop: dict[asyncio.Task[None], Ready] = {}
 
     # -- starting and stopping ----------------------------------------------------------------------
 
-    def start(self, threads: int) -> None:
-        """Start ``threads`` task threads (and the event loop, when tasks are awaited on it),
-        with every task's context copied from the caller's as it is now."""
+    def start(self) -> None:
+        """Start the first task thread, and the event loop when tasks are awaited on it, with every
+        task's context copied from the caller's as it is now. More task threads start when tasks
+        wait for them (:meth:`start_threads`)."""
         self._base = contextvars.copy_context()
         if self.async_on_loop:
             self.event_loop.get()
-        self._threads = [
-            threading.Thread(target=self._task_thread, name=f"task-{i}", daemon=True) for i in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._spawn(self.state.threads_to_start(at_least=1))
+
+    def start_threads(self) -> None:
+        """Start task threads for the tasks waiting for one that the free threads cannot take."""
+        wanted = self.state.threads_to_start()
+        if wanted:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._spawn(wanted)
+
+    def _spawn(self, n: int) -> None:
+        for i in range(n):
+            self._started_threads += 1
+            thread = threading.Thread(target=self._task_thread, name=f"task-{self._started_threads}", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError as exc:  # out of threads (a pids or process limit): run on those we have
+                for _ in range(n - i):
+                    self.state.thread_not_started()
+                if not self._cannot_start:  # said once until a thread starts again
+                    live = sum(t.is_alive() for t in self._threads)
+                    log.warning(
+                        "cannot start a task thread (%s); running tasks on the %d there are", exc, live,
+                        extra={"event": "thread_start_failed"},
+                    )  # fmt: skip
+                self._cannot_start = True
+                return
+            self._cannot_start = False
+            self._threads.append(thread)
 
     def join_threads(self, alive: Callable[[], None]) -> None:
         """Wait for the task threads to leave (the state is closed), enforcing time limits and
@@ -101,8 +127,10 @@ class Execution:
 
     def _task_thread(self) -> None:
         """Run tasks waiting for a thread, until the state is closed and none waits."""
-        while (item := self.state.next_for_thread(TICK)) is not None:
+        item = self.state.next_for_thread()
+        while item is not None:
             self.run(item)
+            item = self.state.next_for_thread(after_a_task=True)
 
     def run(self, item: Waiting) -> None:
         """Run a task that holds a slot on this thread, in full, in a fresh context."""

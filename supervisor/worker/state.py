@@ -12,6 +12,13 @@ holding it, so no caller can hold it across a round trip or a handler.
 Two conditions share the lock: the claim loop waits on one (a slot freed, a claim is due) and
 the task threads on the other (a task waits for them), so that a claim wakes as many threads as
 it brought tasks and a finished task wakes the claim loop alone.
+
+Task threads beyond the first exist only while plain tasks need them: the claim loop starts one
+when a task waits and no free thread can take it (:meth:`WorkerState.threads_to_start`), up to
+``concurrency``, and a thread that has waited :data:`RETIRE_AFTER` with nothing to do leaves,
+but the last. An idle thread sleeps without a timer, so an idle worker costs the same at
+``--concurrency 100`` as at 1; the first thread, started with the worker, keeps a worker that
+cannot create threads (a pids limit) running tasks one at a time.
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from supervisor.core.ports import Claimed, Completion
 from supervisor.worker.completions import ACK_DELAY, PendingCompletions
 from supervisor.worker.waiting import Waiting, WaitingLines, claim_size
 
-#: Longest the claim loop and an idle task thread sleep: heartbeats and time limits need them awake.
+#: Longest the claim loop sleeps: heartbeats and time limits need it awake.
 TICK = 0.25
+#: Seconds a task thread waits with nothing to run before it leaves (the next plain task that
+#: finds no idle thread starts one again).
+RETIRE_AFTER = 30.0
 
 
 class WorkerState:
@@ -43,6 +53,8 @@ class WorkerState:
         self._ahead = 0  # tasks claimed ahead of free slots (the prefetch, see claim_size)
         self._started = 0
         self._closing = False  # the claim loop has ended: task threads leave once nothing waits
+        self._threads = 0  # task threads started and not gone
+        self._threads_free = 0  # of which not running a task (starting, or waiting for one)
 
     # -- what anyone may read -----------------------------------------------------------------------
 
@@ -145,18 +157,49 @@ class WorkerState:
 
     # -- where tasks start and end ---------------------------------------------------------------------
 
-    def next_for_thread(self, tick: float) -> Waiting | None:
-        """On a task thread: the oldest task waiting for one, its slot taken, once fewer than
-        ``concurrency`` run in all (async ones included); None once closed and nothing waits."""
+    def threads_to_start(self, *, at_least: int = 0) -> int:
+        """How many task threads to start now: one per task waiting for a thread beyond those the
+        free threads will take, and ``at_least`` in all, within ``concurrency`` threads in all
+        (counted as started: call :meth:`thread_not_started` for one that could not be)."""
         with self._lock:
+            wanted = min(
+                max(len(self._waiting.threads) - self._threads_free, at_least - self._threads),
+                self.concurrency - self._threads,
+            )
+            if wanted <= 0:
+                return 0
+            self._threads += wanted
+            self._threads_free += wanted
+            return wanted
+
+    def next_for_thread(self, *, after_a_task: bool = False, retire_after: float = RETIRE_AFTER) -> Waiting | None:
+        """On a task thread (``after_a_task``: back from running one): the oldest task waiting for
+        a thread, its slot taken, once fewer than ``concurrency`` run in all (async ones
+        included); None when the thread is to leave: the state is closed and nothing waits, or
+        nothing came for ``retire_after`` seconds."""
+        with self._lock:
+            if after_a_task:
+                self._threads_free += 1
+            retire_at = time.monotonic() + retire_after
             while (item := self._waiting.take_for_thread(self._running, self.concurrency, time.monotonic())) is None:
-                if self._closing and not self._waiting.threads:
+                left = retire_at - time.monotonic()
+                if (self._closing or (left <= 0 and self._threads > 1)) and not self._waiting.threads:
+                    self._threads -= 1
+                    self._threads_free -= 1
                     return None
-                self._task_threads.wait(tick)
+                # A task waits for a slot (a finished task notifies), or nothing waits yet.
+                self._task_threads.wait(None if self._closing or left <= 0 else left)
+            self._threads_free -= 1
             self._started += 1
             if len(self._waiting.threads) <= self._ahead // 2:
                 self._claim_loop.notify()  # the claim loop may top the waiting line up
             return item
+
+    def thread_not_started(self) -> None:
+        """A thread counted by :meth:`threads_to_start` could not be started."""
+        with self._lock:
+            self._threads -= 1
+            self._threads_free -= 1
 
     def take_for_loop(self) -> list[Waiting]:
         """On the event loop's thread: as many tasks waiting for it as there are free slots, their
