@@ -26,7 +26,7 @@ from supervisor.core.periodic import PeriodicEntry, schedule_from
 from supervisor.core.retry import RetryDelay
 from supervisor.core.task import decode_value
 from supervisor.logcontext import reset_task_fields, set_task_fields
-from supervisor.middleware import ASYNC_FORMS, BUILTIN
+from supervisor.middleware import ASYNC_FORMS, BUILTIN, is_active
 
 #: A decorated handler keeps its exact signature (parameters and return type) for type checkers.
 P = ParamSpec("P")
@@ -82,6 +82,8 @@ class App:
         self._registry: dict[str, Registration] = {}
         self._middleware: list[Middleware] = list(BUILTIN) if builtin_middleware else []
         self._async_forms: dict[Middleware, AsyncMiddleware] = {}
+        #: The chains in force once a worker settled them (see :meth:`settle_middleware`).
+        self._settled: tuple[tuple[Middleware, ...], tuple[AsyncMiddleware, ...] | None] | None = None
         self.retry_delay = retry_delay
         self._periodic: dict[str, PeriodicEntry] = {}
 
@@ -182,6 +184,18 @@ class App:
         self._middleware.append(middleware)
         if async_form is not None:
             self._async_forms[middleware] = async_form
+        self._settled = None
+
+    def settle_middleware(self) -> None:
+        """Decide once which middleware has work to do in this process, rather than on every task.
+
+        The worker calls it when it starts, after telemetry is set up: the built-in tracing is
+        left out when no tracer provider is configured (its spans would be no-ops). Until then,
+        and after a :meth:`use`, the whole chain runs.
+        """
+        chain = tuple(m for m in self._middleware if is_active(m))
+        forms = [self._async_forms.get(m) or ASYNC_FORMS.get(m) for m in chain]
+        self._settled = (chain, None if None in forms else tuple(f for f in forms if f is not None))
 
     @property
     def middleware(self) -> tuple[Middleware, ...]:
@@ -191,6 +205,8 @@ class App:
     def async_middleware(self) -> tuple[AsyncMiddleware, ...] | None:
         """The chain's ``async`` forms, or None when a middleware has none (see :meth:`use`): an
         ``async def`` handler then runs on a thread, see :meth:`run`."""
+        if self._settled is not None:
+            return self._settled[1]
         forms = [self._async_forms.get(m) or ASYNC_FORMS.get(m) for m in self._middleware]
         return None if None in forms else tuple(f for f in forms if f is not None)
 
@@ -231,13 +247,14 @@ class App:
                     return (await_result or asyncio.run)(result)
                 return result
 
-            if not self._middleware:
+            chain = self._settled[0] if self._settled is not None else self._middleware
+            if not chain:
                 return handler()
 
             def step(i: int) -> Any:
-                if i == len(self._middleware):
+                if i == len(chain):
                     return handler()
-                return self._middleware[i](context, lambda: step(i + 1))
+                return chain[i](context, lambda: step(i + 1))
 
             return step(0)
         finally:

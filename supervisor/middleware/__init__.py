@@ -11,7 +11,7 @@ from typing import Any
 
 from supervisor.middleware.logging import task_logging, task_logging_async
 from supervisor.middleware.recovery import HandlerCrashed, recovery, recovery_async
-from supervisor.middleware.tracing import tracing, tracing_async
+from supervisor.middleware.tracing import tracing, tracing_active, tracing_async
 
 BUILTIN = (recovery, tracing, task_logging)
 ASYNC_FORMS: dict[Callable[..., Any], Callable[..., Any]] = {
@@ -20,4 +20,11 @@ ASYNC_FORMS: dict[Callable[..., Any], Callable[..., Any]] = {
     task_logging: task_logging_async,
 }
 
-__all__ = ["ASYNC_FORMS", "BUILTIN", "HandlerCrashed", "recovery", "task_logging", "tracing"]
+
+def is_active(middleware: Callable[..., Any]) -> bool:
+    """Whether a middleware has work to do in this process (only tracing may not: it needs a
+    tracer provider). Decided once per worker (:meth:`supervisor.app.App.settle_middleware`)."""
+    return middleware is not tracing or tracing_active()
+
+
+__all__ = ["ASYNC_FORMS", "BUILTIN", "HandlerCrashed", "is_active", "recovery", "task_logging", "tracing"]

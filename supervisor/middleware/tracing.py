@@ -36,8 +36,13 @@ async def tracing_async(context: TaskContext, call_next: Callable[[], Awaitable[
         return await call_next()
 
 
+def tracing_active() -> bool:
+    """A tracer provider is configured (without one, spans would be no-ops)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def _disabled() -> bool:
-    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)  # spans would be no-ops
+    return not tracing_active()
 
 
 @contextmanager

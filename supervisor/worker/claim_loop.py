@@ -115,6 +115,7 @@ class Worker:
         (uncounted) the tasks that were on it: they can never resume. Its parent replaces it.
         """
         self.state.limit = max_tasks
+        self.app.settle_middleware()  # telemetry is set up by now: decide once what has work to do
         self.execution.start()
         try:
             while True:
