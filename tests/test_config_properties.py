@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from supervisor.config import SETTINGS, ConfigError, QueueWeight, Setting, load_settings, parse_queues
@@ -108,6 +108,12 @@ def test_any_text_parses_or_raises_config_error_naming_the_label(declared: Setti
 
     @settings(max_examples=40, deadline=None)
     @given(st.text(max_size=30))
+    # Found by this test: text that str.strip() strips and int() refuses, a digit int() refuses,
+    # and more digits than int() reads.
+    @example("\x1c5")
+    @example("5\x1f")
+    @example("\u0663")
+    @example("5" * 5000)
     def check(text: str) -> None:
         try:
             declared.parse(text, "--the-flag")

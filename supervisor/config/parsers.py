@@ -26,7 +26,9 @@ class QueueWeight:
     weight: int
 
 
-_INTEGER = re.compile(r"[+-]?\d+")
+#: ASCII digits only (``\d`` takes any Unicode digit, and ``int`` does not take all of those),
+#: and few enough for ``int`` (which refuses over 4,300 digits).
+_INTEGER = re.compile(r"[+-]?[0-9]{1,100}")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 #: Redis accepts up to 'databases' numbered databases (16 by default); the self-check at start
@@ -102,9 +104,10 @@ def integer(minimum: int, maximum: int | None = None) -> Callable[[str, str], in
         expected = f"expected an integer from {minimum} to {maximum}"
 
     def parse(text: str, variable: str) -> int:
-        if not _INTEGER.fullmatch(text.strip()):
+        stripped = text.strip()
+        if not _INTEGER.fullmatch(stripped):
             raise ConfigError(variable, text, expected)
-        value = int(text)
+        value = int(stripped)
         if value < minimum or (maximum is not None and value > maximum):
             raise ConfigError(variable, text, expected)
         return value
