@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 import redis
 from opentelemetry import trace
@@ -25,6 +26,14 @@ from supervisor.wiring import make_broker
 from tests.brokers import ADAPTERS, MemoryStore, RedisStore, Store
 from tests.pool import Pool
 from tests.redis_server import RedisServer
+
+# Every property test in the suite runs without Hypothesis's explain phase: after a failure it
+# traces every line the code under test runs while it shrinks, which turned one failing example
+# into more than ten minutes (a run of the whole suite then never ends within CI's time).
+hypothesis.settings.register_profile(
+    "suite", phases=[phase for phase in hypothesis.Phase if phase is not hypothesis.Phase.explain], deadline=None
+)
+hypothesis.settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")
