@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -103,12 +104,19 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
         assert pool.wait_exit(10) == 0
     assert {" ".join(p) for p in commands()} - {"start"} <= {n.split(" --")[0] for n in runs}
 
+    # Typed as promised, every command: no number, list or object hides in a string.
+    hidden = [where for name, out in outputs.items() for where in strings_that_hide_values(out, name)]
+    assert not hidden, hidden
     stats = outputs["stats"]
     queue = next(q for q in stats["queues"] if q["queue"] == "default")
     assert isinstance(queue["scheduled"], int) and queue["scheduled"] == 1 and queue["paused"] is False
     assert isinstance(queue["latency_seconds"], float) and ISO.fullmatch(stats["time"])
     server = stats["servers"][0]
     assert isinstance(server["pid"], int) and isinstance(server["workers"], int) and ISO.fullmatch(server["started"])
+    assert isinstance(server["rss"], int) and server["rss"] > 0
+    assert isinstance(server["children"], list)  # the rows of its children (none yet in its first heartbeat)
+    for child in server["children"]:
+        assert isinstance(child["pid"], int) and isinstance(child["slot"], int) and ISO.fullmatch(child["started"])
     assert [q["queue"] for q in outputs["stats --watch"]["queues"]] == [q["queue"] for q in stats["queues"]]
     assert outputs["queues pause"] == {"queue": "default", "paused": True}
     assert outputs["queues resume"] == {"queue": "default", "paused": False}
@@ -129,6 +137,33 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
     assert stored["source"] == "store" and stored["schedule"] == "@every 1h" and stored["payload"] is None
     assert outputs["cron add"]["payload"] == {"a": 1} and outputs["cron set"]["options"] == {"max_retry": 3}
     assert outputs["cron remove"] == {"name": "hourly", "removed": True}
+
+
+def strings_that_hide_values(value: Any, where: str) -> Iterator[str]:
+    """Paths of string values that are a number, or a JSON list or object, in text."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings_that_hide_values(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from strings_that_hide_values(item, f"{where}[{i}]")
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"-?\d+(\.\d+)?", text) or (text[:1] in "[{" and text and _parses(text)):
+            yield f"{where} = {value[:60]!r}"
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_the_hidden_value_finder_finds_them():
+    found = list(strings_that_hide_values({"a": "12", "b": ['[{"x": 1}]', "ok"], "c": 3, "d": "v1.2"}, "out"))
+    assert found == ["out.a = '12'", "out.b[0] = '[{\"x\": 1}]'"]
 
 
 def test_watch_prints_one_document_per_refresh(cli, redis_url, namespace):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -165,11 +166,14 @@ def broker_errors(settings: Settings) -> Iterator[None]:
 
 
 #: Server fields Redis keeps as strings that are numbers.
-_SERVER_INTS = ("pid", "workers", "busy", "processed")
+_SERVER_INTS = ("pid", "workers", "busy", "processed", "rss")
+#: Fields of a child's row (the heartbeat's ``children``) that are times (seconds since the epoch).
+_CHILD_TIMES = ("started", "task_started")
 
 
 def typed_server(row: dict[str, str]) -> dict[str, Any]:
-    """A server's heartbeat hash with numbers as numbers and its start time in ISO 8601."""
+    """A server's heartbeat hash as typed JSON: numbers as numbers, times in ISO 8601, and its
+    children (kept in Redis as JSON text) as a list of objects."""
     out: dict[str, Any] = dict(row)
     for key in _SERVER_INTS:
         if key in out:
@@ -182,6 +186,16 @@ def typed_server(row: dict[str, str]) -> dict[str, Any]:
             out["started"] = iso(float(out["started"]))
         except ValueError:
             pass
+    if "children" in out:
+        try:
+            children = json.loads(out["children"])
+        except ValueError:
+            children = []
+        out["children"] = [
+            {k: iso(v) if k in _CHILD_TIMES and isinstance(v, int | float) else v for k, v in child.items()}
+            for child in children
+            if isinstance(child, dict)
+        ]
     return out
 
 
