@@ -86,6 +86,7 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
         "cron set": ("cron", "set", "hourly", "--schedule", "@hourly", "--type", "t", "--max-retry", "3", "--json"),
         "cron remove": ("cron", "remove", "hourly", "--json"),
     }  # fmt: skip
+    shown_text = cli("tasks", "show", archived.id)  # before the retry below moves it
     for name, args in runs.items():
         outputs[name] = json.loads(cli(*args))
     with Pool(redis_url, namespace, tmp_path / "sv.log", workers=1, app="tests.apps.periodic_app:app") as pool:
@@ -123,6 +124,9 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
     shown = outputs["tasks show"]
     assert shown["retried"] == 0 and ISO.fullmatch(shown["enqueued_at"]) and ISO.fullmatch(shown["at"])
     assert shown["deadline"] is None  # no deadline: null, not 0
+    assert shown["timeout"] is None  # the worker's default applies: null, not 0.0
+    # The text names what the time is for the task's state, and what a 0 timeout means.
+    assert "archived at: " in shown_text and "timeout: the worker's default" in shown_text
     assert outputs["tasks list"][0]["id"] == archived.id
     assert outputs["tasks retry"]["state"] == "pending"
     assert outputs["tasks retry --all"]["retried"] == 1

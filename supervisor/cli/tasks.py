@@ -21,6 +21,11 @@ from supervisor.core.inspection import STATES, WAITING, Inspection, Progress, Ta
 
 #: TaskView.to_dict() fields that are times (seconds since the epoch; 0 means none).
 _TASK_TIMES = ("at", "enqueued_at", "deadline", "last_failed_at")
+#: What the ``at`` time of a task is, by its state (``tasks show`` names it so).
+AT_MEANS = {
+    "pending": "pending since", "active": "lease until", "scheduled": "runs at", "retry": "retries at",
+    "archived": "archived at", "completed": "completed at",
+}  # fmt: skip
 
 
 def task_json(view: TaskView) -> dict[str, Any]:
@@ -28,6 +33,8 @@ def task_json(view: TaskView) -> dict[str, Any]:
     for key in _TASK_TIMES:
         if key in data:
             data[key] = iso(data[key])
+    if data.get("timeout") == 0:
+        data["timeout"] = None  # the worker's default applies
     return data
 
 
@@ -96,6 +103,9 @@ def render_task(view: TaskView, now: float) -> str:
             continue
         if key in _TASK_TIMES:
             value = f"{ago(value, now)}  ({iso(value) or value})" if value else "-"
+            key = AT_MEANS.get(str(raw.get("state")), key) if key == "at" else key
+        elif key == "timeout" and not value:
+            value = "the worker's default (ASYNQ_TASK_TIMEOUT)"
         elif key == "state":
             value = state(str(value))
         lines.append(f"{paint(f'{key:>14}', bold=True)}: {value}")
