@@ -177,7 +177,7 @@ class App:
         ``async_form``: the same middleware for ``async def`` handlers (``async def
         form(context, call_next): ... await call_next() ...``). With one for every middleware of
         the app, async handlers are awaited on the worker's event loop directly; without, they
-        run through a task thread each (correct, slower: see the README).
+        run through a task thread each (correct, slower: see docs/guide.md, "Middleware").
         """
         if async_form is not None and not inspect.iscoroutinefunction(async_form):
             raise TypeError(f"async_form must be an async def function, not {async_form!r}")
