@@ -49,6 +49,9 @@ class QueueStats:
     #: When the next pending task (the oldest) was enqueued, or last failed if it is a retry;
     #: None when nothing is pending. ``now - oldest_pending_at`` is the queue's latency.
     oldest_pending_at: float | None = None
+    #: Tasks kept that ended canceled / expired (bounded like the archive).
+    canceled: int = 0
+    expired: int = 0
 
     def latency(self, now: float) -> float:
         """Seconds the next pending task has been waiting (0 when none is)."""
