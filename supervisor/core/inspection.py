@@ -94,6 +94,8 @@ class TaskView:
             last_failed_at=m.last_failed_at,
             headers=m.headers,
         )
+        if m.expires:
+            out["expires"] = m.expires
         return out
 
 

@@ -1,0 +1,58 @@
+"""Handlers for the cancellation and expiry tests (tests/test_cancel.py): each records what
+happened to it in ``<ns>:test:events`` as ``<id> <what>``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import redis
+
+from supervisor import App, TaskContext, fixed_delay
+from supervisor.core.errors import TaskCanceled
+
+app = App(retry_delay=fixed_delay(0))
+
+
+def _push(task_id: str, what: str) -> None:
+    with redis.Redis.from_url(os.environ["REDIS_URL"]) as r:
+        r.rpush(f"{os.environ['ASYNQ_NAMESPACE']}:test:events", f"{task_id} {what}")
+
+
+@app.task("record")
+def record(payload: None, context: TaskContext) -> None:
+    _push(context.id, "ran")
+
+
+@app.task("sleep_async")
+async def sleep_async(payload: float, context: TaskContext) -> None:
+    _push(context.id, "started")
+    try:
+        await asyncio.sleep(payload)
+    except asyncio.CancelledError:
+        _push(context.id, f"cancelled {context.cancelled}")
+        raise
+    _push(context.id, "done")
+
+
+@app.task("sleep_lines")
+def sleep_lines(payload: float, context: TaskContext) -> None:
+    """Many short lines: the cancel lands at the next one."""
+    _push(context.id, "started")
+    deadline = time.monotonic() + payload
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+    except TaskCanceled:
+        _push(context.id, f"cancelled {context.cancelled}")
+        raise ValueError("a handler raising after its cancel is not retried") from None
+    _push(context.id, "done")
+
+
+@app.task("sleep_in_c")
+def sleep_in_c(payload: float, context: TaskContext) -> None:
+    """One long C call: no exception can land before it returns, so only the kill stops it."""
+    _push(context.id, "started")
+    time.sleep(payload)
+    _push(context.id, "done")
