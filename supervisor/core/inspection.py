@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from supervisor.core.ports import CancelReply
 from supervisor.core.task import TaskMessage, TaskState, decode_value
 
 STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
@@ -256,4 +257,9 @@ class Inspection(Protocol):
 
     def close_after_fork(self) -> None:
         """In a process forked from this one: drop our copy of the connections, not the original."""
+        ...
+
+    def cancel(self, task_id: str, queue: str | None = None) -> CancelReply:
+        """Cancel a task (see ``Broker.cancel``), looked for in ``queue`` or every queue;
+        raises UnknownTask when it is nowhere."""
         ...

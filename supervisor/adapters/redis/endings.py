@@ -17,9 +17,10 @@ from typing import Any
 import msgspec
 import redis
 
-from supervisor.adapters.redis.calls import Call, raw_id
+from supervisor.adapters.redis.calls import Call, raw_id, script_source
 from supervisor.adapters.redis.keys import QueueKeys, cancel_channel
 from supervisor.core.errors import BrokerUnavailable
+from supervisor.core.inspection import TaskView
 from supervisor.core.ports import CancelOutcome, CancelReply, Claimed
 
 log = logging.getLogger("supervisor.redis")
@@ -67,6 +68,33 @@ def cancel_reply(reply: Sequence[bytes]) -> CancelReply:
     if what == "missing":
         return CancelReply(CancelOutcome.MISSING)
     return CancelReply(CancelOutcome.ENDED, state=reply[1].decode("utf-8", "replace"))
+
+
+def cancel_task(
+    client: redis.Redis, namespace: str, queue: str, task_id: str, kept: int = 10_000, max_age: float = 90 * 86400.0
+) -> CancelReply:
+    """One cancel and its announcement, for a reader that holds no broker (the inspector: the
+    dashboard's Cancel); the ended tasks are trimmed to ``kept`` and ``max_age``."""
+    k = QueueKeys.of(namespace, queue)
+    envelope: bytes | None = client.hget(k.msg, raw_id(task_id))  # type: ignore[assignment]
+    name, keys, args = cancel_call(k, task_id, envelope, time.time(), kept, max_age)
+    reply = cancel_reply(client.register_script(script_source(name))(keys=keys, args=args))
+    if reply.outcome is CancelOutcome.RUNNING:
+        client.publish(cancel_channel(namespace), raw_id(task_id))
+    return reply
+
+
+class InspectorCancels:
+    """The inspector's cancel (the dashboard's Cancel button): a mixin of ``Inspector``."""
+
+    redis: Any
+    namespace: str
+
+    def find(self, task_id: str, queue: str | None = None) -> TaskView:
+        raise NotImplementedError  # the inspector's
+
+    def cancel(self, task_id: str, queue: str | None = None) -> CancelReply:
+        return cancel_task(self.redis, self.namespace, self.find(task_id, queue).queue, task_id)
 
 
 class PubSubCancels:

@@ -22,6 +22,7 @@ import redis
 from supervisor.adapters.redis.browse import Browsing
 from supervisor.adapters.redis.calls import WAKE_CAP, script_source
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
+from supervisor.adapters.redis.endings import InspectorCancels
 from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.history import Recording
 from supervisor.adapters.redis.keys import (
@@ -49,7 +50,7 @@ from supervisor.core.task import decode_completed, decode_message
 
 
 @port_errors
-class Inspector(Browsing, Recording):
+class Inspector(Browsing, Recording, InspectorCancels):
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         # redis-py types replies as bytes | str (it cannot know decode_responses); ours are bytes.
         self.redis: Any = client
