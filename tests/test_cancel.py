@@ -3,11 +3,11 @@ Redis, the client of another connection; deadlines, no sleeps."""
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -31,12 +31,18 @@ FAST = {"ASYNQ_CANCEL_GRACE": "1s"}
 
 
 @pytest.fixture
-def pool_factory(pool_factory: Callable[..., Pool]) -> Callable[..., Pool]:
-    return functools.partial(pool_factory, app=APP, workers=1, env=FAST)
+def pool_factory(pool_factory: Callable[..., Pool], tmp_path: Path) -> Callable[..., Pool]:
+    def make(env: dict[str, str] | None = None, **kwargs: object) -> Pool:
+        env = {**FAST, "CANCEL_EVENTS": str(tmp_path / "events"), **(env or {})}
+        return pool_factory(app=APP, workers=1, env=env, **kwargs)
+
+    return make
 
 
 def events(pool: Pool) -> list[str]:
-    return [e.decode() for e in pool.redis.lrange(f"{pool.namespace}:test:events", 0, -1)]
+    """What the handlers recorded (``<id> <what>``)."""
+    path = Path(pool.env["CANCEL_EVENTS"])
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def event_of(pool: Pool, task_id: str, what: str, timeout: float = 10.0) -> float:
