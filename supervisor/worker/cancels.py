@@ -78,6 +78,8 @@ class CancelWatch:
                     self.check()  # what was announced before we listened is flagged in the store
                 self.heard(listener.wait(LISTEN_BLOCK))
             except BrokerError as exc:
+                if self._done.is_set():
+                    break  # the worker is done: its store going away is no news
                 log.warning("cannot hear task cancels (will listen again): %s", exc, extra={"event": "cancel_listen"})
                 if listener is not None:
                     listener.close()

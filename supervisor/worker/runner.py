@@ -15,6 +15,7 @@ that does not validate, a handler that raises anything at all.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import threading
 import time
@@ -293,7 +294,8 @@ class TaskRunner:
         if message.id in self.canceled:
             state, why = Outcome.CANCELED, "canceled"
         else:
-            state, why = Outcome.EXPIRED, f"expired: not started by {message.expires:.3f}"
+            at = dt.datetime.fromtimestamp(message.expires, dt.UTC).isoformat(timespec="milliseconds")
+            state, why = Outcome.EXPIRED, f"expired: not started by {at}"
         log.warning(
             "task %s (%s) %s", message.id, message.type, why, extra=log_fields(message, f"task_{state.value}")
         )  # fmt: skip
