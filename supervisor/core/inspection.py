@@ -53,6 +53,9 @@ class QueueStats:
     #: Tasks kept that ended canceled / expired (bounded like the archive).
     canceled: int = 0
     expired: int = 0
+    #: Tasks that ended canceled / expired, all time (counters, like ``processed``).
+    canceled_total: int = 0
+    expired_total: int = 0
 
     def latency(self, now: float) -> float:
         """Seconds the next pending task has been waiting (0 when none is)."""

@@ -99,17 +99,18 @@ class Inspector(Browsing, Recording, InspectorCancels):
             pipe.get(k.failed)
             pipe.exists(k.paused)
             pipe.lindex(k.pending, -1)  # the next to run: the oldest pending task
-            pipe.zcard(k.ended("canceled"))
-            pipe.zcard(k.ended("expired"))
+            for state in ("canceled", "expired"):
+                pipe.zcard(k.ended(state))
+                pipe.get(k.ended_counter(state))
         values = pipe.execute()
         out = []
         heads: dict[str, bytes] = {}
         for i, q in enumerate(names):
-            row = values[i * 11 : i * 11 + 11]
-            n = [int(x or 0) for x in row[:8]]
+            row = values[i * 13 : i * 13 + 13]
+            n = [int(x or 0) for x in (*row[:8], *row[9:])]
             if row[8] is not None:
                 heads[q] = row[8]
-            ended = {"canceled": int(row[9] or 0), "expired": int(row[10] or 0)}
+            ended = {"canceled": n[8], "canceled_total": n[9], "expired": n[10], "expired_total": n[11]}
             out.append(QueueStats(q, n[0], n[1], n[2], n[3], n[4], n[5], n[6], paused=bool(n[7]), **ended))
         if heads:
             oldest = self._pending_since(heads)
