@@ -98,3 +98,39 @@ def test_a_handler_that_swallows_its_cancel_still_ends_canceled(settings: Settin
             wait_for(lambda: stored(client, info.id)[0] == "canceled", what="canceled")
         assert seen == ["caught True"]
         assert client.broker.result_record("default", info.id) is None  # not completed
+
+
+def test_the_async_client_cancels_and_announces(settings: Settings) -> None:
+    import asyncio
+
+    from supervisor import AsyncClient
+    from supervisor.wiring import make_broker
+
+    with Client(settings=settings) as client:
+        waiting = client.enqueue("x", 1, expires="1h", unique_for=60)
+        running = client.enqueue("x", 2)
+        broker = make_broker(settings)
+        _, claimed = broker.claim_many("w1", ["default"], 30.0)
+        assert isinstance(claimed, list) and [c.task_id for c in claimed] == [waiting.id]
+        listener = broker.cancel_listener()
+        try:
+
+            async def scenario() -> list[CancelOutcome]:
+                async with AsyncClient(settings=settings) as ac:
+                    return [
+                        (await ac.cancel(waiting.id)).outcome,  # claimed: running, for the store
+                        (await ac.cancel(running.id)).outcome,
+                        (await ac.cancel(running.id)).outcome,
+                        (await ac.cancel("nope")).outcome,
+                    ]
+
+            assert asyncio.run(scenario()) == [
+                CancelOutcome.RUNNING, CancelOutcome.CANCELED, CancelOutcome.ENDED, CancelOutcome.MISSING
+            ]  # fmt: skip
+            heard: list[str] = []
+            wait_for(lambda: heard.extend(listener.wait(0.1)) or heard, what="the announcement")
+            assert heard == [waiting.id]
+            assert stored(client, running.id)[0] == "canceled"
+        finally:
+            listener.close()
+            broker.close()
