@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from supervisor.core.errors import BrokerError
 from supervisor.core.ports import Broker
+from supervisor.outage import Outage
 
 log = logging.getLogger("supervisor.worker")
 
@@ -60,6 +61,8 @@ class CancelWatch:
         self.requested: set[str] = set()
         self._lock = threading.Lock()
         self._done = threading.Event()
+        #: Logs a store outage once (and its end), as the claim loop does.
+        self.outage = Outage(log, "the worker's cancel listener")
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -77,14 +80,15 @@ class CancelWatch:
                     listener = self.broker.cancel_listener()
                     self.check()  # what was announced before we listened is flagged in the store
                 self.heard(listener.wait(LISTEN_BLOCK))
+                if self.outage.failing:
+                    self.outage.recovered()
             except BrokerError as exc:
                 if self._done.is_set():
                     break  # the worker is done: its store going away is no news
-                log.warning("cannot hear task cancels (will listen again): %s", exc, extra={"event": "cancel_listen"})
                 if listener is not None:
                     listener.close()
                 listener = None
-                self._done.wait(RELISTEN_AFTER)
+                self._done.wait(max(self.outage.failed("listening for cancels", exc), RELISTEN_AFTER))
             except Exception:  # a bug of ours must not end the listening
                 log.exception("task cancel listener failed", extra={"event": "worker_error"})
                 self._done.wait(RELISTEN_AFTER)
