@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -12,12 +13,13 @@ from supervisor.config import Settings
 from supervisor.core.ports import Claimed
 from tests.brokers import LEASE
 
-pytest.importorskip("starlette")
-from starlette.testclient import TestClient
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette's note about httpx vs httpx2 in its test client
+    from starlette.testclient import TestClient
 
-from supervisor.adapters.redis import RedisBroker
-from supervisor.dashboard.app import create_app
-from supervisor.dashboard.settings import DashboardSettings
+    from supervisor.adapters.redis import RedisBroker
+    from supervisor.dashboard.app import create_app
+    from supervisor.dashboard.settings import DashboardSettings
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 TOKEN_RE = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
