@@ -134,3 +134,26 @@ def test_the_async_client_cancels_and_announces(settings: Settings) -> None:
         finally:
             listener.close()
             broker.close()
+
+
+def test_a_missed_announcement_is_found_by_the_flag(settings: Settings, r, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancel flagged in the store but never announced (a connection that died in silence)."""
+    import supervisor.worker.cancels as cancels
+
+    monkeypatch.setattr(cancels, "RECHECK_EVERY", 0.2)
+    app = App()
+
+    @app.task("long")
+    def long(payload: None, context) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    with Client(settings=settings) as client:
+        info = client.enqueue("long", max_retry=3)
+        worker, broker = make_worker(app, settings, idle_block=0.05)
+        with WorkerThread(worker):
+            wait_for(lambda: worker.busy == 1, what="the handler to start")
+            r.zadd(broker.keys("default").canceling(), {info.id: time.time()})  # flagged, not announced
+            wait_for(lambda: stored(client, info.id)[0] == "canceled", what="canceled")
+        assert r.zcard(broker.keys("default").canceling()) == 0

@@ -13,7 +13,9 @@ handler is still running after the grace period (a call blocked in C hears no ex
 A worker that misses an announcement is covered by the flag, which stays on the task until it
 ends: pub/sub loses messages only with the connection (a dropped link, a failed-over node, an
 output buffer over its limit), and each time the thread subscribes again it first asks the store
-which of the tasks held here are flagged (:meth:`CancelWatch.check`). A SIGSTOPped worker hears
+which of the tasks held here are flagged (:meth:`CancelWatch.check`); while it holds tasks it
+also asks every :data:`RECHECK_EVERY` seconds (one pipelined read per queue, never per task), for
+a connection that died without a word. A SIGSTOPped worker hears
 the announcement when it resumes (it waits in its socket), and the tasks of a worker that died
 or was killed for not stopping end ``canceled`` when recovery finds their flag (recoverer.py).
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 from supervisor.core.errors import BrokerError
@@ -34,6 +37,9 @@ log = logging.getLogger("supervisor.worker")
 LISTEN_BLOCK = 1.0
 #: Pause before listening again after the store could not be heard.
 RELISTEN_AFTER = 1.0
+#: While tasks are held, how often the flags are read even though the channel said nothing: a
+#: connection that died in silence (no reset, no error) loses announcements without a word.
+RECHECK_EVERY = 15.0
 
 
 class CancelWatch:
@@ -74,12 +80,16 @@ class CancelWatch:
 
     def _listen(self) -> None:
         listener = None
+        recheck = time.monotonic() + RECHECK_EVERY
         while not self._done.is_set():
             try:
                 if listener is None:
                     listener = self.broker.cancel_listener()
                     self.check()  # what was announced before we listened is flagged in the store
                 self.heard(listener.wait(LISTEN_BLOCK))
+                if time.monotonic() >= recheck:
+                    recheck = time.monotonic() + RECHECK_EVERY
+                    self.check()
                 if self.outage.failing:
                     self.outage.recovered()
             except BrokerError as exc:
