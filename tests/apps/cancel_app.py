@@ -8,8 +8,7 @@ import asyncio
 import os
 import time
 
-from supervisor import App, TaskContext, fixed_delay
-from supervisor.core.errors import TaskCanceled
+from supervisor import App, TaskCanceled, TaskContext, fixed_delay
 
 app = App(retry_delay=fixed_delay(0))
 
