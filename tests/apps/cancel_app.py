@@ -57,3 +57,13 @@ def sleep_in_c(payload: float, context: TaskContext) -> None:
     _push(context.id, "started")
     time.sleep(payload)
     _push(context.id, "done")
+
+
+@app.task("neighbour")
+def neighbour(payload: float, context: TaskContext) -> None:
+    """Runs beside a task that is killed: records each start with its attempt count."""
+    _push(context.id, f"started {context.retried}")
+    deadline = time.monotonic() + payload
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    _push(context.id, "done")
