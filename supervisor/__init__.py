@@ -31,9 +31,11 @@ from supervisor.core.errors import (
     ResultTimeout,
     SkipRetry,
     SupervisorError,
+    TaskCanceled,
     TaskFailed,
     TaskTimeout,
 )
+from supervisor.core.ports import CancelOutcome, CancelReply
 from supervisor.core.retry import exponential_backoff, fixed_delay
 from supervisor.core.task import TaskState
 
@@ -42,6 +44,8 @@ __all__ = [
     "AsyncClient",
     "BrokerError",
     "BrokerUnavailable",
+    "CancelOutcome",
+    "CancelReply",
     "Client",
     "DuplicateTaskError",
     "InvalidTaskError",
@@ -51,6 +55,7 @@ __all__ = [
     "SkipRetry",
     "SupervisorError",
     "Task",
+    "TaskCanceled",
     "TaskContext",
     "TaskFailed",
     "TaskInfo",

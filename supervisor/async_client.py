@@ -27,7 +27,7 @@ from supervisor.client import (
 )
 from supervisor.config import Settings
 from supervisor.core.errors import BrokerUnavailable
-from supervisor.core.ports import Enqueued, NewTask
+from supervisor.core.ports import CancelOutcome, CancelReply, Enqueued, NewTask
 from supervisor.core.results import NOT_YET, Backoff, Look, live, outcome
 from supervisor.core.task import TaskState
 
@@ -87,6 +87,7 @@ class AsyncClient:
         unique_key: str | None = None,
         retention: Duration | None = None,
         on_duplicate: OnDuplicate = "raise",
+        expires: Duration | When | None = None,
     ) -> TaskInfo:
         """Enqueue one task: :meth:`Client.enqueue`, awaited.
 
@@ -97,7 +98,7 @@ class AsyncClient:
         """
         task = Task(
             type, payload, queue, max_retry, timeout, deadline, process_at, process_in, task_id, headers or {},
-            unique_for, unique_key, retention,
+            unique_for, unique_key, retention, expires,
         )  # fmt: skip
         return (await self.enqueue_many([task], on_duplicate=on_duplicate))[0]
 
@@ -150,6 +151,14 @@ class AsyncClient:
                 return value
             queues, seen = [look.queue or ""], True
             await asyncio.sleep(backoff.pause(look))
+
+    async def cancel(self, task_id: str, *, queue: str | None = None) -> CancelReply:
+        """Cancel a task: :meth:`Client.cancel`, awaited."""
+        queues = [queue] if queue else await self.broker.known_queues()
+        found = live(queues, await self.broker.task_states([(q, task_id) for q in queues]))
+        if found is None or found.queue is None:
+            return CancelReply(CancelOutcome.MISSING)
+        return await self.broker.cancel(found.queue, task_id)
 
     async def _look(self, task_id: str, queues: list[str]) -> Look:
         """:meth:`Client._look`, awaited."""

@@ -22,7 +22,7 @@ from supervisor.core.errors import (
     InvalidTaskError,
     NotUniqueError,
 )
-from supervisor.core.ports import Broker, Enqueued, NewTask
+from supervisor.core.ports import Broker, CancelOutcome, CancelReply, Enqueued, NewTask
 from supervisor.core.results import NOT_YET, Backoff, Look, live, outcome
 from supervisor.core.task import TaskMessage, TaskState
 from supervisor.schedules import Schedules
@@ -245,6 +245,7 @@ class Client:
         unique_key: str | None = None,
         retention: Duration | None = None,
         on_duplicate: OnDuplicate = "raise",
+        expires: Duration | When | None = None,
     ) -> TaskInfo:
         """Enqueue one task.
 
@@ -254,7 +255,7 @@ class Client:
         """
         task = Task(
             type, payload, queue, max_retry, timeout, deadline, process_at, process_in, task_id, headers or {},
-            unique_for, unique_key, retention,
+            unique_for, unique_key, retention, expires,
         )  # fmt: skip
         return self.enqueue_many([task], on_duplicate=on_duplicate)[0]
 
@@ -314,6 +315,22 @@ class Client:
                 return value
             queues, seen = [look.queue or ""], True
             time.sleep(backoff.pause(look))
+
+    def cancel(self, task_id: str, *, queue: str | None = None) -> CancelReply:
+        """Cancel a task, looked for in every queue (or in ``queue`` alone).
+
+        A pending, scheduled or retrying task ends ``canceled`` at once and never runs
+        (``CANCELED``). A running one is stopped by its worker, whichever supervisor runs it
+        (``RUNNING``): an ``async def`` handler gets CancelledError, a plain one TaskCanceled at
+        its next line, and a handler that does not stop is killed after the grace period; it is
+        never retried. ``ENDED``: it was already archived, canceled or expired; ``MISSING``: no
+        such task (it may have completed).
+        """
+        queues = [queue] if queue else self.broker.known_queues()
+        found = live(queues, self.broker.task_states([(q, task_id) for q in queues]))
+        if found is None or found.queue is None:
+            return CancelReply(CancelOutcome.MISSING)
+        return self.broker.cancel(found.queue, task_id)
 
     def _look(self, task_id: str, queues: list[str]) -> Look:
         """The task's state in ``queues`` (one round trip), then its kept result or its error."""

@@ -6,7 +6,7 @@ It sits below both the application object (``app.py``) and the built-in middlewa
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,14 @@ class TaskContext:
     time_limit: float
     worker_id: str
     message: TaskMessage
+    #: The ids of the tasks whose cancel reached this worker (see :attr:`cancelled`).
+    cancels: Set[str] = frozenset()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the task was canceled: a handler that checks it can stop cleanly (a plain
+        handler also gets TaskCanceled at its next line, an ``async def`` one CancelledError)."""
+        return self.id in self.cancels
 
 
 #: ``middleware(context, call_next) -> result``: wrap the call of the handler (or of the next

@@ -65,6 +65,7 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
     worker, _ = make_worker(app, settings)
     assert worker.step()
     pending = client.enqueue("later", {"x": 1}, process_in=3600)
+    to_cancel = client.enqueue("later", None, expires="1h")
     outputs: dict[str, Any] = {}
     # With no supervisor running, so that nothing claims the tasks under the commands' feet.
     runs = {
@@ -76,6 +77,7 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
         "tasks retry": ("tasks", "retry", pending.id, "--json"),
         "tasks retry --all": ("tasks", "retry", "--all", "--queue", "default", "--json"),
         "tasks delete": ("tasks", "delete", pending.id, "--json"),
+        "tasks cancel": ("tasks", "cancel", to_cancel.id, "--json"),
         "tasks delete --all": ("tasks", "delete", "--all", "--queue", "default", "--state", "pending", "--yes",
                                "--json"),
         "enqueue": ("enqueue", "t", "--payload", '{"a": [1, 2]}', "--process-in", "1m", "--json"),

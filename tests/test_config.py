@@ -136,6 +136,7 @@ EVERY_VARIABLE: dict[str, tuple[str, Callable[[Settings], Any], Any]] = {
     "ASYNQ_MAX_RETRY": ("0", lambda s: s.asynq.max_retry, 0),
     "ASYNQ_SHUTDOWN_TIMEOUT": ("0", lambda s: s.asynq.shutdown_timeout, 0.0),
     "ASYNQ_TASK_TIMEOUT": ("1h", lambda s: s.asynq.task_timeout, 3600.0),
+    "ASYNQ_CANCEL_GRACE": ("2s", lambda s: s.asynq.cancel_grace, 2.0),
     "ASYNQ_LEASE_DURATION": ("1m", lambda s: s.asynq.lease_duration, 60.0),
     "ASYNQ_HEARTBEAT_INTERVAL": ("2s", lambda s: s.asynq.heartbeat_interval, 2.0),
     "ASYNQ_NAMESPACE": ("prod-jobs", lambda s: s.asynq.namespace, "prod-jobs"),

@@ -20,6 +20,8 @@ def queue_json(q: QueueStats, now: float) -> dict[str, Any]:
         "queue": q.queue, "paused": q.paused, "pending": q.pending, "active": q.active, "scheduled": q.scheduled,
         "retry": q.retry, "archived": q.archived, "processed": q.processed, "failed": q.failed,
         "latency_seconds": round(q.latency(now), 3), "oldest_pending_at": iso(q.oldest_pending_at),
+        "canceled": q.canceled, "expired": q.expired, "canceled_total": q.canceled_total,
+        "expired_total": q.expired_total,
     }  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""``supervisor tasks``: list, show, retry and delete tasks, one by id or in bulk (``--all``).
+"""``supervisor tasks``: list, show, retry, delete and cancel tasks, one by id or in bulk (``--all``).
 
 Bulk actions go in bounded batches with a progress bar on a terminal; deleting asks first
 (``--yes`` to skip, and required without a terminal).
@@ -15,16 +15,16 @@ from typing import Any
 
 import click
 
-from supervisor.cli.common import connection_options, emit, inspector, json_option
+from supervisor.cli.common import broker_errors, connection_options, emit, inspector, json_option, settings_from
 from supervisor.cli.output import ago, duration, iso, paint, shorten, state, table
 from supervisor.core.inspection import STATES, WAITING, Inspection, Progress, TaskView
 
 #: TaskView.to_dict() fields that are times (seconds since the epoch; 0 means none).
-_TASK_TIMES = ("at", "enqueued_at", "deadline", "last_failed_at")
+_TASK_TIMES = ("at", "enqueued_at", "deadline", "last_failed_at", "expires")
 #: What the ``at`` time of a task is, by its state (``tasks show`` names it so).
 AT_MEANS = {
     "pending": "pending since", "active": "lease until", "scheduled": "runs at", "retry": "retries at",
-    "archived": "archived at", "completed": "completed at",
+    "archived": "archived at", "completed": "completed at", "canceled": "canceled at", "expired": "expired at",
 }  # fmt: skip
 
 
@@ -40,7 +40,7 @@ def task_json(view: TaskView) -> dict[str, Any]:
 
 @click.group()
 def tasks() -> None:
-    """List, show, retry and delete tasks."""
+    """List, show, retry, delete and cancel tasks."""
 
 
 def task_row(view: TaskView, now: float, wide: bool) -> tuple[Any, ...]:
@@ -204,3 +204,31 @@ delete_task = tasks.command(
         destructive=True,
     )
 )
+
+
+@tasks.command("cancel")
+@click.argument("task_id")
+@click.option("--queue", help="The task's queue (default: search every queue).")
+@json_option
+@connection_options
+def cancel_task(task_id: str, queue: str | None, as_json: bool, env_file: str | None, redis_url: str | None) -> None:
+    """Cancel a task: one that waits ends canceled now; a running one is stopped by its worker.
+
+    Exits 1 when there is no such task (it may have completed) or it had already ended.
+    """
+    from supervisor.client import Client
+    from supervisor.core.ports import CancelOutcome
+
+    settings = settings_from(env_file, {"redis_url": redis_url})
+    with broker_errors(settings), Client(settings=settings) as client:
+        reply = client.cancel(task_id, queue=queue)
+    text = {
+        CancelOutcome.CANCELED: f"canceled {task_id}: it will not run",
+        CancelOutcome.RUNNING: f"canceling {task_id}: it runs on {reply.owner}, which stops it",
+        CancelOutcome.ENDED: f"task {task_id} had already ended ({reply.state}): nothing to cancel",
+        CancelOutcome.MISSING: f"no task {task_id} (it may have completed, or been deleted)",
+    }[reply.outcome]
+    data = {"id": task_id, "outcome": reply.outcome.value, "state": reply.state or None, "owner": reply.owner or None}
+    emit(as_json, data, lambda: text)
+    if reply.outcome in (CancelOutcome.ENDED, CancelOutcome.MISSING):
+        sys.exit(1)

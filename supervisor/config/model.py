@@ -89,6 +89,12 @@ class AsynqSettings:
         "ASYNQ_TASK_TIMEOUT", duration_within(0.001, MAX_TASK_TIMEOUT),
         "Time limit for a task that sets none itself (1ms to 30d).", section="asynq", default="30m",
     )  # fmt: skip
+    cancel_grace: float = setting(
+        "ASYNQ_CANCEL_GRACE", duration_within(0.0, 3600.0),
+        "How long a canceled task may go on running after its cancel reached its worker before the "
+        "supervisor kills the worker process (0 to 1h; a handler blocked in C hears no exception).",
+        section="asynq", default="5s",
+    )  # fmt: skip
     lease_duration: float = setting(
         "ASYNQ_LEASE_DURATION", duration_within(1.0, 86400.0),
         "How long a claimed task stays owned without a lease renewal (1s to 1d; on Redis's clock).",

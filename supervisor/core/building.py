@@ -76,6 +76,8 @@ class Task:
     unique_key: str | None = None
     #: Keep the handler's return value this long after completion (read it with Client.result).
     retention: Duration | None = None
+    #: Not started by then, the task never runs and ends ``expired``: a duration from now, or a time.
+    expires: Duration | When | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +214,19 @@ def _unique(task: Task, payload: bytes, process_at: float | None, now: float) ->
     return key, ttl
 
 
+def expires_at(value: object, now: float) -> float:
+    """``expires``: a duration from ``now`` (seconds, a timedelta, "5m") or a time (a datetime).
+
+    A plain number is a duration when it is under MAX_DURATION and a time since the epoch above
+    it, so ``expires=300`` and ``expires=time.time() + 300`` mean the same.
+    """
+    if isinstance(value, dt.datetime):
+        return epoch(value, "expires")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > MAX_DURATION:
+        return epoch(value, "expires")
+    return now + seconds(value, "expires", open_low=True)
+
+
 def build_task(
     task: Task, now: float, default_max_retry: int, context_headers: Mapping[str, str] | None = None
 ) -> Built:
@@ -232,6 +247,7 @@ def build_task(
     process_at = _when(task, now)
     retention = 0.0 if task.retention is None else seconds(task.retention, "retention")
     headers = check_headers({**check_headers(task.headers), **(context_headers or {})})
+    expires = 0.0 if task.expires is None else expires_at(task.expires, now)
     payload = encode_payload(task.payload)
     unique_key, unique_ttl = _unique(task, bytes(payload), process_at, now)
     message = TaskMessage(
@@ -246,6 +262,7 @@ def build_task(
         headers=headers,
         unique_key=unique_key,
         retention=retention,
+        expires=expires,
     )
     new = NewTask(task.queue, task_id, encode_message(message), process_at, unique_key, unique_ttl)
     return Built(message, process_at, new)

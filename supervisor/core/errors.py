@@ -19,6 +19,10 @@ class TaskTimeout(SupervisorError):
     """Raised inside a handler whose task ran past its time limit (the task is then retried)."""
 
 
+class TaskCanceled(SupervisorError):
+    """Raised inside a plain handler whose task was canceled (the task ends ``canceled``, never retried)."""
+
+
 class DuplicateTaskError(SupervisorError):
     """An enqueue named a task id that already exists in that queue."""
 

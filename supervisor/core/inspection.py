@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from supervisor.core.ports import CancelReply
 from supervisor.core.task import TaskMessage, TaskState, decode_value
 
 STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
@@ -49,6 +50,12 @@ class QueueStats:
     #: When the next pending task (the oldest) was enqueued, or last failed if it is a retry;
     #: None when nothing is pending. ``now - oldest_pending_at`` is the queue's latency.
     oldest_pending_at: float | None = None
+    #: Tasks kept that ended canceled / expired (bounded like the archive).
+    canceled: int = 0
+    expired: int = 0
+    #: Tasks that ended canceled / expired, all time (counters, like ``processed``).
+    canceled_total: int = 0
+    expired_total: int = 0
 
     def latency(self, now: float) -> float:
         """Seconds the next pending task has been waiting (0 when none is)."""
@@ -91,6 +98,8 @@ class TaskView:
             last_failed_at=m.last_failed_at,
             headers=m.headers,
         )
+        if m.expires:
+            out["expires"] = m.expires
         return out
 
 
@@ -251,4 +260,9 @@ class Inspection(Protocol):
 
     def close_after_fork(self) -> None:
         """In a process forked from this one: drop our copy of the connections, not the original."""
+        ...
+
+    def cancel(self, task_id: str, queue: str | None = None) -> CancelReply:
+        """Cancel a task (see ``Broker.cancel``), looked for in ``queue`` or every queue;
+        raises UnknownTask when it is nowhere."""
         ...

@@ -28,6 +28,10 @@ class Outcome(enum.StrEnum):
     FENCED = "fenced"
     #: The store did not answer while the worker was stopping: it stays owned, to be recovered.
     ABANDONED = "abandoned"
+    #: Canceled (before it started, or while it ran): ended, never retried.
+    CANCELED = "canceled"
+    #: Not started before its expiry (or its retry would have fallen after it): ended, never run.
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,16 @@ def after_worker_death(message: TaskMessage, reason: str, now: float) -> RunAgai
     if not retries_left(message):
         return Archive(_failed(message, reason, now, count=False))
     return RunAgainNow(_failed(message, reason, now, count=True))
+
+
+def has_expired(message: TaskMessage, now: float) -> bool:
+    """The task may not start any more (its ``expires`` time has come)."""
+    return message.expires > 0 and now >= message.expires
+
+
+def ended(message: TaskMessage, why: str, now: float) -> TaskMessage:
+    """The envelope kept for a task that ends canceled or expired: why, and when."""
+    return _failed(message, why, now, count=False)
 
 
 def past_deadline(message: TaskMessage, now: float) -> bool:

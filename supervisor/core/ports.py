@@ -130,6 +130,39 @@ class Held:
     owner: str
 
 
+class CancelOutcome(enum.StrEnum):
+    """What one cancel did (see :meth:`Broker.cancel`)."""
+
+    #: It was pending, scheduled or retrying: it ended ``canceled`` now and never runs.
+    CANCELED = "canceled"
+    #: It runs: it is flagged, and its worker stops it (told at once, or by the flag later).
+    RUNNING = "running"
+    #: It had already ended (archived, canceled, expired): nothing changed.
+    ENDED = "ended"
+    #: No such task in that queue (completed and forgotten, deleted, or never enqueued).
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReply:
+    outcome: CancelOutcome
+    #: The state the task was in when it had already ended (``ENDED``), else ''.
+    state: str = ""
+    #: The worker running it (``RUNNING``).
+    owner: str = ""
+
+
+class CancelListener(Protocol):
+    """The ids of running tasks whose cancel is announced, as a worker hears them."""
+
+    def wait(self, timeout: float) -> list[str]:
+        """Ids announced since the last call, waiting up to ``timeout`` seconds for one;
+        raises :class:`~supervisor.core.errors.BrokerError` when the store cannot be heard."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Broker(Protocol):
     """What the worker, the client, the scheduler and the supervisor need from a task store.
 
@@ -295,4 +328,26 @@ class Broker(Protocol):
 
     def delete_periodic_record(self, name: str) -> None:
         """Forget a periodic entry's published record (its stored schedule was removed)."""
+        ...
+
+    # -- cancellation and expiry (a task that ends without running to its end) ------------------
+
+    def cancel(self, queue: str, task_id: str) -> CancelReply:
+        """End a waiting task ``canceled`` at once, or flag a running one and announce it to every
+        worker (:meth:`cancel_listener`)."""
+        ...
+
+    def end_task(
+        self, claimed: Claimed, worker_id: str, state: str, data: bytes | None, now: float, *, unique_key: str = ""
+    ) -> bool:
+        """End an owned task ``canceled`` or ``expired`` (fenced), with its updated envelope
+        unless None, releasing its unique lock and its cancel flag."""
+        ...
+
+    def canceled_among(self, queue: str, task_ids: Sequence[str]) -> list[str]:
+        """Which of these tasks of ``queue`` have a cancel waiting for them (flagged while running)."""
+        ...
+
+    def cancel_listener(self) -> CancelListener:
+        """Start hearing the cancels of running tasks (in the process that will listen)."""
         ...

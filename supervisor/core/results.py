@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from supervisor.core.errors import ResultNotFound, ResultTimeout, TaskFailed
-from supervisor.core.task import decode_completed, decode_message, decode_value
+from supervisor.core.task import decode_completed, decode_message, decode_value, has_ended
 
 #: First pause between two looks while waiting, and the longest one.
 POLL_FIRST = 0.005
@@ -65,6 +65,8 @@ def outcome(task_id: str, look: Look, searched: list[str], type: Any, *, waiting
         return decode_value(decode_completed(look.record).result, msgspec.msgpack.Decoder(type))
     if look.state == "archived":
         raise failure(task_id, look)
+    if has_ended(look.state):  # canceled or expired: it never completes
+        raise TaskFailed(task_id, look.queue or "?", "?", f"the task was {look.state}", 0)
     if look.state is not None:
         if waiting:
             return NOT_YET

@@ -27,6 +27,21 @@ class TaskState(enum.StrEnum):
     SCHEDULED = "scheduled"
     RETRY = "retry"
     ARCHIVED = "archived"
+    #: Ended by a cancel (Client.cancel, the CLI, the dashboard): never run again, never retried.
+    CANCELED = "canceled"
+    #: Not started before its ``expires`` time: never run.
+    EXPIRED = "expired"
+
+
+#: States a task never leaves by itself (beside a completion, which keeps no state): what a
+#: workflow join counts as finished. Canceled and expired tasks are kept like archived ones.
+ENDED_STATES = frozenset({TaskState.CANCELED, TaskState.EXPIRED})
+
+
+def has_ended(state: str | bytes | None) -> bool:
+    """True for a task canceled or expired (a state as stored, text or bytes)."""
+    text = state.decode() if isinstance(state, bytes) else state
+    return text in ENDED_STATES
 
 
 class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
@@ -53,6 +68,8 @@ class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Fals
     unique_key: str = ""
     #: Seconds to keep the task's result after it completes (0: keep nothing).
     retention: float = 0.0
+    #: Time after which the task is not started any more: it ends ``expired`` (0: never).
+    expires: float = 0.0
 
 
 class CompletedTask(msgspec.Struct):

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from supervisor.core.inspection import Inspection, UnknownQueue, UnknownTask
+from supervisor.core.ports import CancelOutcome
 from supervisor.dashboard.forms import Form
 
 _T = TypeVar("_T")
@@ -75,7 +76,7 @@ class Actions:
             return d.error(request, 403, "the form's CSRF token is missing or wrong: reload the page and try again")
         handler = {
             "pause": self.pause, "resume": self.resume, "retry": self.retry, "delete": self.delete,
-            "bulk": self.bulk, "selected": self.selected,
+            "bulk": self.bulk, "selected": self.selected, "cancel": self.cancel,
         }.get(action)  # fmt: skip
         if handler is None:
             return d.error(request, 404, f"no action {action!r}")
@@ -110,6 +111,19 @@ class Actions:
         view = await self.d.call(self.d.inspector.delete, task_id, queue or None)
         default = "/queue?" + urllib.parse.urlencode({"name": view.queue, "state": view.state})
         return self.d.redirect(request, back_to(form, default), flash=f"Deleted {view.state} task {task_id}.")
+
+    async def cancel(self, request: Request, form: Form) -> Response:
+        """Cancel one task: a waiting one ends now, a running one is stopped by its worker."""
+        queue, task_id = form.get("queue", ""), form.get("id", "")
+        reply = await self.d.call(self.d.inspector.cancel, task_id, queue or None)
+        back = back_to(form, "/task?" + urllib.parse.urlencode({"queue": queue, "id": task_id}))
+        flash = {
+            CancelOutcome.CANCELED: f"Canceled task {task_id}: it will not run.",
+            CancelOutcome.RUNNING: f"Canceling task {task_id}: its worker ({reply.owner}) stops it.",
+            CancelOutcome.ENDED: f"Task {task_id} had already ended ({reply.state}): nothing was done.",
+            CancelOutcome.MISSING: f"Task {task_id} is gone (completed or deleted): nothing was done.",
+        }[reply.outcome]
+        return self.d.redirect(request, back, flash=flash)
 
     async def selected(self, request: Request, form: Form) -> Response:
         """Retry or delete the rows ticked on a listing."""

@@ -22,9 +22,9 @@ from supervisor.dashboard import present
 
 #: Tabs of a queue page: the states, and the completed tasks kept with retention.
 TABS = {"pending": "Pending", "active": "Active", "scheduled": "Scheduled", "retry": "Retry",
-        "archived": "Archived", "completed": "Completed"}  # fmt: skip
+        "archived": "Archived", "completed": "Completed", "canceled": "Canceled", "expired": "Expired"}  # fmt: skip
 AT_LABELS = {"active": "lease until", "scheduled": "runs at", "retry": "retries at", "archived": "archived at",
-             "completed": "completed at"}  # fmt: skip
+             "completed": "completed at", "canceled": "canceled at", "expired": "expired at"}  # fmt: skip
 #: Longest filter value accepted (a type name, a search word).
 FILTER_LIMIT = 200
 

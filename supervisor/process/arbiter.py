@@ -82,7 +82,7 @@ class Arbiter:
             self.server, self.asynq.workers, run_child=self._run_child, blocked_signals={*HANDLED, *CHILD_SIGNALS},
             close_parent=self.close_parent_descriptors, on_exit=self._child_exited, on_finished=self._finished,
             heartbeat_timeout=max(3 * self.asynq.heartbeat_interval, child_socket_timeout(settings) + 2.0),
-            memory_limit_mb=self.asynq.max_memory_per_child,
+            memory_limit_mb=self.asynq.max_memory_per_child, cancel_grace=self.asynq.cancel_grace,
         )  # fmt: skip
         self.parts = parts(self)
 

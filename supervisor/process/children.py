@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from supervisor.process.backoff import RestartBackoff
-from supervisor.process.health import Alive, Finished, HealthReader, Message, Quieted, Recycling, Started
+from supervisor.process.health import Alive, Canceling, Finished, HealthReader, Message, Quieted, Recycling, Started
 
 
 @dataclass
@@ -19,6 +19,8 @@ class RunningTask:
     #: Monotonic time the parent learnt it started.
     started: float
     time_limit: float
+    #: Monotonic time its cancel reached the child (None: not canceled).
+    canceled_at: float | None = None
 
 
 @dataclass
@@ -59,6 +61,9 @@ class Child:
                 self.quiet = True
             case Recycling(reason=reason):
                 self.recycle_reason = reason
+            case Canceling(task_id=task_id):
+                if task_id in self.tasks and self.tasks[task_id].canceled_at is None:
+                    self.tasks[task_id].canceled_at = now
             case Alive():
                 pass
         return None
@@ -72,6 +77,16 @@ class Child:
 
     def next_overrun(self, grace: float) -> float | None:
         return min((t.started + t.time_limit + grace for t in self.tasks.values()), default=None)
+
+    def canceled_overrun(self, now: float, grace: float) -> str | None:
+        """A canceled task still running ``grace`` seconds after its cancel reached the child."""
+        for task_id, task in self.tasks.items():
+            if task.canceled_at is not None and now > task.canceled_at + grace:
+                return task_id
+        return None
+
+    def next_canceled_overrun(self, grace: float) -> float | None:
+        return min((t.canceled_at + grace for t in self.tasks.values() if t.canceled_at is not None), default=None)
 
 
 @dataclass

@@ -44,7 +44,13 @@ class Recycling(msgspec.Struct, tag="recycle"):
     reason: str
 
 
-Message = Alive | Started | Finished | Quieted | Recycling
+class Canceling(msgspec.Struct, tag="canceling"):
+    """A task's cancel reached the child: the parent kills it if the task runs past the grace period."""
+
+    task_id: str
+
+
+Message = Alive | Started | Finished | Quieted | Recycling | Canceling
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Message).decode
@@ -106,6 +112,9 @@ class HealthReporter:
 
     def recycling(self, reason: str) -> None:
         self._send(Recycling(reason))
+
+    def task_canceling(self, task_id: str) -> None:
+        self._send(Canceling(task_id))
 
 
 class HealthReader:

@@ -22,7 +22,7 @@ from supervisor.core.inspection import QueueStats
 log = logging.getLogger("supervisor.metrics")
 
 MAX_REQUEST = 8192
-QUEUE_STATES = ("pending", "active", "scheduled", "retry", "archived")
+QUEUE_STATES = ("pending", "active", "scheduled", "retry", "archived", "canceled", "expired")
 
 
 @dataclass
@@ -44,6 +44,9 @@ class _QueueCollector(Collector):
         sizes = GaugeMetricFamily("supervisor_queue_tasks", "Tasks in a queue, by state.", labels=["queue", "state"])
         processed = CounterMetricFamily("supervisor_tasks_processed", "Tasks completed, per queue.", labels=["queue"])
         failed = CounterMetricFamily("supervisor_tasks_failed", "Failed attempts, per queue.", labels=["queue"])
+        ended = CounterMetricFamily(
+            "supervisor_tasks_ended", "Tasks canceled or expired, per queue.", labels=["queue", "state"]
+        )
         paused = GaugeMetricFamily("supervisor_queue_paused", "1 while a queue is paused.", labels=["queue"])
         latency = GaugeMetricFamily(
             "supervisor_queue_latency_seconds", "Age of the oldest pending task, per queue (0 when none).",
@@ -56,6 +59,8 @@ class _QueueCollector(Collector):
                 sizes.add_metric([s.queue, state], getattr(s, state))
             processed.add_metric([s.queue], s.processed)
             failed.add_metric([s.queue], s.failed)
+            ended.add_metric([s.queue, "canceled"], s.canceled_total)
+            ended.add_metric([s.queue, "expired"], s.expired_total)
             paused.add_metric([s.queue], 1 if s.paused else 0)
         workers = GaugeMetricFamily("supervisor_workers", "Worker processes, by status.", labels=["status"])
         total, busy = self.metrics.pool.workers(), self.metrics.pool.busy()
@@ -63,7 +68,7 @@ class _QueueCollector(Collector):
         workers.add_metric(["idle"], max(total - busy, 0))
         running = GaugeMetricFamily("supervisor_tasks_running", "Tasks running now, in every worker process.")
         running.add_metric([], self.metrics.pool.running())
-        yield from (sizes, processed, failed, paused, latency, workers, running)
+        yield from (sizes, processed, failed, ended, paused, latency, workers, running)
 
 
 @dataclass

@@ -46,6 +46,7 @@ class Pool:
         on_finished: Callable[[Finished, str], None],
         heartbeat_timeout: float,
         memory_limit_mb: int,
+        cancel_grace: float = 5.0,
     ) -> None:
         self.server = server
         self.slots = [Slot(i) for i in range(workers)]
@@ -57,6 +58,8 @@ class Pool:
         self.on_finished = on_finished
         self.heartbeat_timeout = heartbeat_timeout
         self.memory_limit_mb = memory_limit_mb
+        #: Seconds a canceled task may run on after its cancel reached its child (then: killed).
+        self.cancel_grace = cancel_grace
         self.processed = 0
         self._next_memory_check = 0.0
 
@@ -81,6 +84,9 @@ class Pool:
         """When the pool needs the loop next: a slot to restart, a task to kill for overrunning."""
         moments = [s.start_at for s in self.slots if s.pid is None]
         moments.extend(t for c in self.children.values() if (t := c.next_overrun(KILL_GRACE)) is not None)
+        moments.extend(
+            t for c in self.children.values() if (t := c.next_canceled_overrun(self.cancel_grace)) is not None
+        )
         return moments
 
     # -- health reports --------------------------------------------------------------------------
@@ -176,7 +182,7 @@ class Pool:
                 continue
             rss = rss_bytes(child.pid) if limit_mb else None
             verdict = judge(child, now, grace=KILL_GRACE, heartbeat_timeout=self.heartbeat_timeout, rss=rss,
-                            limit_mb=limit_mb)  # fmt: skip
+                            limit_mb=limit_mb, cancel_grace=self.cancel_grace)  # fmt: skip
             if isinstance(verdict, Kill):
                 self.kill(child, verdict.why, culprits=verdict.culprits)
             elif isinstance(verdict, Retire):

@@ -113,6 +113,7 @@ class Recoverer:
         """Put back what the child held; raises (the entry stays queued, for the queues whose node
         did not answer) when some could not be read."""
         held, failed = self.broker.held_by_each([dead.worker_id], dead.queues or self.queues)
+        held = self._end_canceled(held)
         for decision in put_back_plan(held, dead.reason, running=dead.running, count=dead.count):
             self._apply(decision)
         if failed:
@@ -158,8 +159,34 @@ class Recoverer:
         return self._put_back_all(held, "its process on this host is gone")
 
     def _put_back_all(self, held: Sequence[Held], why: str) -> int:
-        decisions = put_back_plan(held, why, running=None)
-        return sum(self._apply(d) for d in decisions)
+        rest = self._end_canceled(held)
+        decisions = put_back_plan(rest, why, running=None)
+        return len(held) - len(rest) + sum(self._apply(d) for d in decisions)
+
+    def _end_canceled(self, held: Sequence[Held]) -> list[Held]:
+        """End ``canceled`` the tasks whose cancel was asked while they ran (their worker died,
+        or was killed for not stopping): never put back. Returns the others."""
+        by_queue: dict[str, list[str]] = {}
+        for h in held:
+            by_queue.setdefault(h.claimed.queue, []).append(h.claimed.task_id)
+        flagged = {(q, t) for q, ids in by_queue.items() for t in self.broker.canceled_among(q, ids)}
+        rest = []
+        for h in held:
+            if (h.claimed.queue, h.claimed.task_id) not in flagged:
+                rest.append(h)
+                continue
+            now, unique, data = self.clock.now(), "", None
+            try:
+                message = decode_message(h.claimed.data or b"")
+                unique, data = message.unique_key, encode_message(lifecycle.ended(message, "canceled", now))
+            except Exception:  # unreadable: ended all the same, its bytes kept as they are
+                pass
+            self.broker.end_task(h.claimed, h.owner, "canceled", data, now, unique_key=unique)
+            log.info(
+                "task %s canceled (its worker was gone)", printable_id(h.claimed.task_id),
+                extra={"event": "task_canceled", "task_id": printable_id(h.claimed.task_id), "queue": h.claimed.queue},
+            )  # fmt: skip
+        return rest
 
     def _local_dead_owners(self, queues: Sequence[str]) -> list[str]:
         """Owners whose process identity is this host's PID namespace and whose pid is gone.

@@ -28,13 +28,23 @@ class Retire:
 
 
 def judge(
-    child: Child, now: float, *, grace: float, heartbeat_timeout: float, rss: int | None, limit_mb: int
+    child: Child,
+    now: float,
+    *,
+    grace: float,
+    heartbeat_timeout: float,
+    rss: int | None,
+    limit_mb: int,
+    cancel_grace: float = 5.0,
 ) -> Kill | Retire | None:
     """What to do with a live child now (``rss``: its memory when the limit is being checked)."""
     overrun = child.overrun(now, grace)
     if overrun is not None:
         task_id, task = overrun
         return Kill(f"task {task_id} ran past its time limit of {task.time_limit:g}s", frozenset({task_id}))
+    canceled = child.canceled_overrun(now, cancel_grace)
+    if canceled is not None:
+        return Kill(f"task {canceled} still running {cancel_grace:g}s after its cancel", frozenset({canceled}))
     if now - child.last_seen > heartbeat_timeout:
         return Kill(f"no heartbeat for {now - child.last_seen:.1f}s")
     if limit_mb and rss is not None and rss > limit_mb * 1024 * 1024 and not child.retiring:

@@ -26,6 +26,7 @@ import time
 from supervisor.app import App
 from supervisor.core.errors import BrokerError
 from supervisor.core.ports import Broker, Claimed, Clock, SystemClock
+from supervisor.worker.cancels import CancelWatch
 from supervisor.worker.eventloop import EventLoopEnded
 from supervisor.worker.execution import Execution
 from supervisor.worker.handback import Handback
@@ -82,6 +83,10 @@ class Worker:
             self.runner, self.state, self.observer,
             async_on_loop=app.has_async_handlers and app.async_middleware is not None,
         )  # fmt: skip
+        self.cancels = CancelWatch(
+            broker, options.queues, self.state.owned, self.execution.interrupt, self.observer.task_canceling
+        )
+        self.runner.canceled = self.cancels.requested
 
     # -- control ------------------------------------------------------------------------------------
 
@@ -117,6 +122,7 @@ class Worker:
         self.state.limit = max_tasks
         self.app.settle_middleware()  # telemetry is set up by now: decide once what has work to do
         self.execution.start()
+        self.cancels.start()
         try:
             while True:
                 try:
@@ -135,6 +141,7 @@ class Worker:
             stranded = self.execution.stranded()
             self.handback.requeue([ready.claimed for ready in stranded], "its event loop ended")
             self.execution.stop()
+            self.cancels.stop()
             self._record_completions(force=True)
         if self.execution.loop_ended:
             raise EventLoopEnded("the worker's event loop ended by itself (see the log above)")
@@ -284,8 +291,21 @@ class Worker:
         """Claimed tasks no slot started in time go back to the head of their queues."""
         stale = self.state.remove_stale(now)
         if stale:
-            self.unsettled |= self.handback.requeue([w.claimed for w in stale], "not started within 50 ms")
+            self.unsettled |= self.handback.requeue(self._not_canceled(stale), "not started within 50 ms")
 
     def _give_back_waiting(self) -> None:
         items = self.state.remove_waiting()
-        self.unsettled |= self.handback.requeue([w.claimed for w in items], "claimed but not started")
+        self.unsettled |= self.handback.requeue(self._not_canceled(items), "claimed but not started")
+
+    def _not_canceled(self, items: list[Waiting]) -> list[Claimed]:
+        """What may go back to its queue: a canceled task ends here instead (its announcement
+        has been heard already, and no other worker would hear it again)."""
+        if not self.cancels.requested:
+            return [w.claimed for w in items]
+        back = []
+        for w in items:
+            if w.claimed.task_id in self.cancels.requested:
+                self.runner.prepare(w.claimed, w.message)  # ends it canceled, without running it
+            else:
+                back.append(w.claimed)
+        return back

@@ -123,6 +123,18 @@ class Execution:
     def next_deadline(self) -> float | None:
         return self.limits.next_deadline()
 
+    def interrupt(self, task_id: str) -> None:
+        """Stop the handler running ``task_id`` (its cancel): TaskCanceled at the next line of a
+        plain handler, CancelledError in an ``async def`` one on the loop."""
+        if self.limits.cancel(task_id) or not self.async_on_loop:
+            return
+        self.event_loop.get().call_soon_threadsafe(self._cancel_on_loop, task_id)
+
+    def _cancel_on_loop(self, task_id: str) -> None:
+        for task, ready in list(self._on_loop.items()):
+            if ready.message.id == task_id:
+                task.cancel()
+
     # -- task threads -----------------------------------------------------------------------------------
 
     def _task_thread(self) -> None:
@@ -144,7 +156,7 @@ class Execution:
         try:
             _, completion = self.runner.execute(
                 ready,
-                lambda call, limit: self.limits.invoke(call, limit, is_async=ready.is_async),
+                lambda call, limit: self.limits.invoke(call, limit, is_async=ready.is_async, task_id=ready.message.id),
                 lambda coro: self.event_loop.await_result(coro, self.limits.deadline()),
             )
         except BaseException:  # a bug of ours: the task stays owned and is recovered, the worker goes on

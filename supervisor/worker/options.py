@@ -49,6 +49,10 @@ class WorkerObserver(Protocol):
         """Quiet mode has taken effect: from now on this worker claims nothing."""
         ...
 
+    def task_canceling(self, task_id: str) -> None:
+        """The cancel of a task held here was delivered: it should stop within the grace period."""
+        ...
+
 
 class NoObserver:
     def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None:
@@ -61,4 +65,7 @@ class NoObserver:
         pass
 
     def quieted(self) -> None:
+        pass
+
+    def task_canceling(self, task_id: str) -> None:
         pass

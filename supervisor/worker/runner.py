@@ -15,6 +15,7 @@ that does not validate, a handler that raises anything at all.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import threading
 import time
@@ -26,7 +27,7 @@ import msgspec
 
 from supervisor.app import App, Registration, TaskContext
 from supervisor.core import lifecycle
-from supervisor.core.errors import BrokerError, SkipRetry, TaskTimeout
+from supervisor.core.errors import BrokerError, SkipRetry, TaskCanceled, TaskTimeout
 from supervisor.core.lifecycle import Outcome
 from supervisor.core.ports import Broker, Claimed, Clock, Completion
 from supervisor.core.retry import exponential_backoff
@@ -90,6 +91,8 @@ class TaskRunner:
         self.observer = observer
         self.stop = stop
         self.outage = Outage(log, f"worker {worker_id}")
+        #: Ids of the tasks held here whose cancel was heard (the worker's CancelWatch fills it).
+        self.canceled: set[str] = set()
 
     # -- before it runs ---------------------------------------------------------------------------
 
@@ -132,6 +135,10 @@ class TaskRunner:
         if lifecycle.past_deadline(message, now):
             why = f"deadline passed before the task could run (deadline {message.deadline})"
             return self.archive(claimed, message, why, now)
+        if message.id in self.canceled or lifecycle.has_expired(message, now):
+            outcome = self.end(claimed, message, now)
+            self.observer.task_finished(message.id, outcome, 0.0)  # counted in metrics
+            return outcome
         registration = self.app.handler_for(message.type)
         if registration is None:
             known = ", ".join(self.app.task_types) or "none"
@@ -145,7 +152,7 @@ class TaskRunner:
         context = TaskContext(
             id=message.id, type=message.type, queue=claimed.queue, retried=message.retried,
             max_retry=message.max_retry, headers=message.headers, time_limit=limit, worker_id=self.worker_id,
-            message=message,
+            message=message, cancels=self.canceled,
         )  # fmt: skip
         return Ready(claimed, message, registration, payload, limit, context)
 
@@ -185,17 +192,28 @@ class TaskRunner:
             completion = self.completion(ready, result)
         except TaskTimeout:
             error: BaseException = TaskTimeout(f"task ran past its time limit of {ready.limit:g}s")
+        except asyncio.CancelledError:
+            if ready.message.id not in self.canceled:
+                raise
+            error = TaskCanceled("the task was canceled")
         except Exception as exc:  # the handler's failure is the task's outcome, never the worker's
             error = exc
         else:
-            return self._completed(ready, completion, started)
+            if ready.message.id not in self.canceled:
+                return self._completed(ready, completion, started)
+            error = TaskCanceled("the task was canceled")
         return await asyncio.get_running_loop().run_in_executor(None, self.settle, ready, None, error, started)
 
     def settle(
         self, ready: Ready, result: Any, error: BaseException | None, started: float
     ) -> tuple[Outcome, Completion | None]:
         """Decide a run's outcome: a success's completion to record, or a failure recorded now
-        (a result that cannot be stored is a failure too)."""
+        (a result that cannot be stored is a failure too). A canceled task ends ``canceled``
+        whatever its handler did."""
+        if ready.message.id in self.canceled:
+            outcome = self.end(ready.claimed, ready.message, self.clock.now())
+            self.observer.task_finished(ready.message.id, outcome, time.perf_counter() - started)
+            return outcome, None
         if error is None:
             try:
                 return self._completed(ready, self.completion(ready, result), started)
@@ -243,6 +261,8 @@ class TaskRunner:
         decision = lifecycle.after_failure(message, text, now, delay)
         if isinstance(decision, lifecycle.Archive):
             return self.archive(claimed, message, text, now, retries_exhausted=True)
+        if lifecycle.has_expired(message, decision.at):  # its retry would come too late to start
+            return self.end(claimed, decision.message, now)
         log.warning(
             "task %s (%s) failed, retry %d/%d in %.1fs: %s",
             message.id, message.type, decision.message.retried, message.max_retry, delay, text.splitlines()[0],
@@ -267,6 +287,26 @@ class TaskRunner:
             "archive", lambda: self.broker.archive(claimed, self.worker_id, data, now, unique_key=message.unique_key)
         )
         return self._fenced(done, Outcome.ARCHIVED, message.id)
+
+    def end(self, claimed: Claimed, message: TaskMessage, now: float) -> Outcome:
+        """End a task that must not run (again): canceled, or expired (its expiry has come, or
+        comes before its retry would)."""
+        if message.id in self.canceled:
+            state, why = Outcome.CANCELED, "canceled"
+        else:
+            at = dt.datetime.fromtimestamp(message.expires, dt.UTC).isoformat(timespec="milliseconds")
+            state, why = Outcome.EXPIRED, f"expired: not started by {at}"
+        log.warning(
+            "task %s (%s) %s", message.id, message.type, why, extra=log_fields(message, f"task_{state.value}")
+        )  # fmt: skip
+        data = encode_message(lifecycle.ended(message, why, now))
+        unique = message.unique_key
+        done = self.persist(
+            state.value,
+            lambda: self.broker.end_task(claimed, self.worker_id, state.value, data, now, unique_key=unique),
+        )
+        self.canceled.discard(message.id)
+        return self._fenced(done, state, message.id)
 
     def _archive_foreign(self, claimed: Claimed, raw: bytes, error: str) -> Outcome:
         """Archive something that is not a task envelope, keeping its bytes as the payload.

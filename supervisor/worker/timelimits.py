@@ -21,14 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from supervisor.core.errors import TaskTimeout
+from supervisor.core.errors import TaskCanceled, TaskTimeout
 
 T = TypeVar("T")
 
 
-def _raise_in(ident: int) -> None:
-    """Ask Python to raise TaskTimeout in thread ``ident`` at its next bytecode."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(TaskTimeout))
+def _raise_in(ident: int, exc: type[BaseException] = TaskTimeout) -> None:
+    """Ask Python to raise ``exc`` (TaskTimeout) in thread ``ident`` at its next bytecode."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
 
 
 def _clear_in(ident: int) -> None:
@@ -42,6 +42,8 @@ class _Armed:
 
     deadline: float
     fired: bool = False
+    #: The task it runs (to deliver its cancel).
+    task_id: str = ""
 
 
 class TimeLimits:
@@ -51,7 +53,7 @@ class TimeLimits:
         self._armed: dict[int, _Armed] = {}
         self._local = threading.local()
 
-    def invoke(self, call: Callable[[], T], limit: float, *, is_async: bool = False) -> T:
+    def invoke(self, call: Callable[[], T], limit: float, *, is_async: bool = False, task_id: str = "") -> T:
         """On a task thread: ``call()`` with ``limit`` seconds to run (0: no limit).
 
         For an ``async def`` handler run from a thread, the limit is only remembered
@@ -62,7 +64,7 @@ class TimeLimits:
             return call()
         ident = threading.get_ident()
         with self._lock:
-            self._armed[ident] = _Armed(time.monotonic() + limit)
+            self._armed[ident] = _Armed(time.monotonic() + limit, task_id=task_id)
         try:
             return call()
         finally:
@@ -82,6 +84,17 @@ class TimeLimits:
                 if not armed.fired and now >= armed.deadline:
                     armed.fired = True
                     _raise_in(ident)
+
+    def cancel(self, task_id: str) -> bool:
+        """Raise TaskCanceled in the thread whose handler runs ``task_id``; False when none does
+        (a handler without a time limit is stopped by the supervisor's kill after the grace period)."""
+        with self._lock:
+            for ident, armed in self._armed.items():
+                if armed.task_id == task_id:
+                    armed.fired = True
+                    _raise_in(ident, TaskCanceled)
+                    return True
+        return False
 
     def next_deadline(self) -> float | None:
         with self._lock:

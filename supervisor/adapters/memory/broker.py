@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from supervisor.adapters.memory.state import MemoryState
+from supervisor.adapters.memory.endings import MemoryEndings
 from supervisor.adapters.memory.store import (
     ARCHIVED,
     PENDING,
@@ -58,7 +58,7 @@ FORWARD_LIMIT = 100
 TRIM_STEP = 100
 
 
-class MemoryBroker(MemoryState):
+class MemoryBroker(MemoryEndings):
     """Tasks in this process's memory, with the Redis adapter's semantics (see the module docstring)."""
 
     # -- producers ----------------------------------------------------------------------------

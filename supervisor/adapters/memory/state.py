@@ -38,6 +38,8 @@ class MemoryState:
         self._known: set[str] = set()
         self._periodic: dict[str, str] = {}
         self._servers: dict[str, tuple[dict[str, str | int | float], float]] = {}
+        #: Per listener (endings.py), the announced cancels it has not heard yet.
+        self._cancel_inboxes: list[list[str]] = []
 
     def _queue(self, name: str) -> Queue:
         q = self._queues.get(name)

@@ -127,6 +127,12 @@ class Queue:
     once: Expiring[str] = field(default_factory=Expiring)
     #: task id -> the completion record kept for its retention
     results: Expiring[bytes] = field(default_factory=Expiring)
+    #: Canceled and expired tasks, by state (id -> when they ended), bounded like the archive.
+    ended: dict[str, ZSet] = field(default_factory=lambda: {"canceled": ZSet(), "expired": ZSet()})
+    #: Running tasks whose cancel was asked: id -> when.
+    canceling: dict[str, float] = field(default_factory=dict)
+    #: Tasks ended canceled / expired, counted.
+    ended_counts: dict[str, int] = field(default_factory=dict)
 
     def drop(self, task_id: str) -> None:
         """Forget an id's envelope, state and ownership (what completion and trimming remove)."""

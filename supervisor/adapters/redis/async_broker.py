@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,9 +35,10 @@ from supervisor.adapters.redis.calls import (
     sort_replies,
 )
 from supervisor.adapters.redis.connection import is_async_cluster
+from supervisor.adapters.redis.endings import cancel_call, cancel_reply
 from supervisor.adapters.redis.errors import port_errors
-from supervisor.adapters.redis.keys import QueueKeys, queues_key
-from supervisor.core.ports import Enqueued, NewTask
+from supervisor.adapters.redis.keys import QueueKeys, cancel_channel, queues_key
+from supervisor.core.ports import CancelOutcome, CancelReply, Enqueued, NewTask
 
 log = logging.getLogger("supervisor.redis")
 
@@ -205,3 +207,15 @@ class AsyncRedisBroker:
         """Every queue ever enqueued to, sorted (see :meth:`RedisBroker.known_queues`)."""
         members: set[bytes] = await self.redis.smembers(queues_key(self.namespace))  # type: ignore[assignment]
         return sorted(q.decode() for q in members)
+
+    async def cancel(
+        self, queue: str, task_id: str, *, kept: int = 10_000, max_age: float = 90 * 86400.0
+    ) -> CancelReply:
+        """Cancel a task (see :meth:`RedisBroker.cancel`): the same script call, then the announcement."""
+        k = self.keys(queue)
+        envelope: bytes | None = await self.redis.hget(k.msg, raw_id(task_id))  # type: ignore[assignment]
+        [reply] = await self._send([cancel_call(k, task_id, envelope, time.time(), kept, max_age)])
+        answer = cancel_reply(reply)
+        if answer.outcome is CancelOutcome.RUNNING:
+            await self.redis.publish(cancel_channel(self.namespace), raw_id(task_id))
+        return answer

@@ -72,6 +72,7 @@ from supervisor.adapters.redis.calls import (
     sort_replies,
 )
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
+from supervisor.adapters.redis.endings import Endings
 from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.keys import (
     MINUTE_COUNTERS_TTL,
@@ -85,7 +86,17 @@ from supervisor.adapters.redis.keys import (
 )
 from supervisor.adapters.redis.nodes import ClusterCalls, NodeHealth, did_not_run, first_error, unanswered
 from supervisor.adapters.redis.owned import OwnedViews
-from supervisor.core.ports import Claimed, ClaimRound, Completion, Enqueued, Held, NewTask, Recorded
+from supervisor.core.ports import (
+    CancelListener,
+    CancelReply,
+    Claimed,
+    ClaimRound,
+    Completion,
+    Enqueued,
+    Held,
+    NewTask,
+    Recorded,
+)
 
 __all__ = ["BATCH_CHUNK", "FORWARD_LIMIT", "WAKE_CAP", "RedisBroker", "ReplicaWaitTimeout"]
 
@@ -163,10 +174,14 @@ class RedisBroker:
             "renew",
         )
         scripts += ("ring", "register")  # a cluster's doorbell and queue registry
+        scripts += ("cancel", "end")  # cancellation and expiry (endings.py)
         self._scripts = {name: client.register_script(script_source(name)) for name in scripts}
         #: A cluster's calls, node by node (one failing node fails only its own calls).
         self._nodes = ClusterCalls(client, self._scripts, wait_replicas, self.wait_timeout_ms, NodeHealth())
         self._views = OwnedViews(client, self.keys, self._nodes if self.cluster else None)
+        self._endings = Endings(
+            client, self.keys, self._run, namespace, lambda: (self.archive_max_size, self.archive_max_age)
+        )
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -613,3 +628,19 @@ class RedisBroker:
         """The stored envelope of a task in any live state, or None (for ``wait``: an archived task's error)."""
         data: bytes | None = self.redis.hget(self.keys(queue).msg, raw_id(task_id))  # type: ignore[assignment]
         return data
+
+    # -- cancellation and expiry (endings.py) ----------------------------------------------------
+
+    def cancel(self, queue: str, task_id: str) -> CancelReply:
+        return self._endings.cancel(queue, task_id)
+
+    def end_task(
+        self, claimed: Claimed, worker_id: str, state: str, data: bytes | None, now: float, *, unique_key: str = ""
+    ) -> bool:
+        return self._endings.end_task(claimed, worker_id, state, data, now, unique_key)
+
+    def canceled_among(self, queue: str, task_ids: Sequence[str]) -> list[str]:
+        return self._endings.canceled_among(queue, task_ids)
+
+    def cancel_listener(self) -> CancelListener:
+        return self._endings.listener()

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from supervisor.adapters.redis.errors import port_errors
-from supervisor.adapters.redis.keys import QueueKeys
+from supervisor.adapters.redis.keys import QueueKeys, state_set
 from supervisor.core.inspection import SCAN_LIMIT, STATES, Found, TaskView
 from supervisor.core.task import TaskMessage, decode_completed, decode_message
 
@@ -75,7 +75,7 @@ class Browsing:
         k = self.require_queue(queue)
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}; expected one of {', '.join(STATES)}")
-        zset = {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}.get(state)
+        zset = state_set(k, state)
         pipe = self.redis.pipeline(transaction=False)
         if zset is None:
             pipe.llen(k.pending)

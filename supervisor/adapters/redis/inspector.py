@@ -22,6 +22,7 @@ import redis
 from supervisor.adapters.redis.browse import Browsing
 from supervisor.adapters.redis.calls import WAKE_CAP, script_source
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
+from supervisor.adapters.redis.endings import InspectorCancels
 from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.history import Recording
 from supervisor.adapters.redis.keys import (
@@ -32,6 +33,7 @@ from supervisor.adapters.redis.keys import (
     queues_key,
     server_key,
     servers_key,
+    state_set,
 )
 from supervisor.core.inspection import (
     BATCH,
@@ -48,7 +50,7 @@ from supervisor.core.task import decode_completed, decode_message
 
 
 @port_errors
-class Inspector(Browsing, Recording):
+class Inspector(Browsing, Recording, InspectorCancels):
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         # redis-py types replies as bytes | str (it cannot know decode_responses); ours are bytes.
         self.redis: Any = client
@@ -97,15 +99,19 @@ class Inspector(Browsing, Recording):
             pipe.get(k.failed)
             pipe.exists(k.paused)
             pipe.lindex(k.pending, -1)  # the next to run: the oldest pending task
+            for state in ("canceled", "expired"):
+                pipe.zcard(k.ended(state))
+                pipe.get(k.ended_counter(state))
         values = pipe.execute()
         out = []
         heads: dict[str, bytes] = {}
         for i, q in enumerate(names):
-            row = values[i * 9 : i * 9 + 9]
-            n = [int(x or 0) for x in row[:8]]
+            row = values[i * 13 : i * 13 + 13]
+            n = [int(x or 0) for x in (*row[:8], *row[9:])]
             if row[8] is not None:
                 heads[q] = row[8]
-            out.append(QueueStats(q, n[0], n[1], n[2], n[3], n[4], n[5], n[6], paused=bool(n[7])))
+            ended = {"canceled": n[8], "canceled_total": n[9], "expired": n[10], "expired_total": n[11]}
+            out.append(QueueStats(q, n[0], n[1], n[2], n[3], n[4], n[5], n[6], paused=bool(n[7]), **ended))
         if heads:
             oldest = self._pending_since(heads)
             out = [replace(s, oldest_pending_at=oldest.get(s.queue)) for s in out]
@@ -136,7 +142,7 @@ class Inspector(Browsing, Recording):
         k = self.keys(queue)
         if state == "pending":
             return int(self.redis.llen(k.pending))
-        zset = {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}.get(state)
+        zset = state_set(k, state)
         if zset is None:
             raise ValueError(f"unknown state {state!r}; expected one of {', '.join(STATES)}")
         return int(self.redis.zcard(zset))
@@ -197,7 +203,7 @@ class Inspector(Browsing, Recording):
             ids = self.redis.lrange(k.pending, -(offset + limit), -(offset + 1)) if limit > 0 else []
             scored = [(i, None) for i in reversed(ids)]
         else:
-            zset = {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}[state]
+            zset = state_set(k, state) or ""
             scored = [(m, float(s)) for m, s in self.redis.zrange(zset, offset, offset + limit - 1, withscores=True)]
         if not scored:
             return []
@@ -239,7 +245,7 @@ class Inspector(Browsing, Recording):
             pipe.hget(k.msg, task_id)
             pipe.hget(k.owner, task_id)
             s = state.decode()
-            zset = {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}.get(s)
+            zset = state_set(k, s)
             if zset:
                 pipe.zscore(zset, task_id)
             replies = pipe.execute()

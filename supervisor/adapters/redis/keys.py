@@ -93,6 +93,18 @@ class QueueKeys:
         """
         return self.pending[: -len("pending")] + f"minute:{minute}"
 
+    def ended(self, state: str) -> str:
+        """Zset of the tasks that ended ``canceled`` or ``expired`` (id -> when), bounded like the archive."""
+        return self.pending[: -len("pending")] + state
+
+    def canceling(self) -> str:
+        """Zset of running tasks whose cancel was asked (id -> when): their workers end them."""
+        return self.pending[: -len("pending")] + "canceling"
+
+    def ended_counter(self, state: str) -> str:
+        """Counter of the queue's tasks that ended ``canceled`` or ``expired``."""
+        return self.pending[: -len("pending")] + state + "_count"
+
     def claim_keys(self) -> tuple[str, ...]:
         """The eight keys claim.lua takes per queue, in its order."""
         return (
@@ -105,6 +117,13 @@ class QueueKeys:
             self.retry,
             self.paused,
         )
+
+
+def state_set(k: QueueKeys, state: str) -> str | None:
+    """The zset that holds a queue's tasks in ``state`` (None: pending, a list, or no such state)."""
+    if state in ("canceled", "expired"):
+        return k.ended(state)
+    return {"active": k.lease, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}.get(state)
 
 
 def queues_key(namespace: str) -> str:
@@ -125,6 +144,11 @@ def server_key(namespace: str, server_id: str) -> str:
 def doorbell_key(namespace: str, queue: str) -> str:
     """On a Redis Cluster: the list idle workers block on for ``queue`` (one slot for all queues)."""
     return f"{namespace}:{{{namespace}:wake}}:{queue}"
+
+
+def cancel_channel(namespace: str) -> str:
+    """Pub/sub channel on which a cancel of a running task is announced (its id) to every worker."""
+    return f"{namespace}:cancel"
 
 
 def periodic_key(namespace: str) -> str:

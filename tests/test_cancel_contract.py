@@ -1,0 +1,101 @@
+"""Cancellation and expiry in the Broker port, against both adapters (as tests/test_broker_contract.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from supervisor.core.ports import Broker, CancelOutcome, CancelReply, NewTask
+from tests.brokers import NOW, Store, claim, complete, envelope, put, state, take
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def b(store: Store) -> Broker:
+    return store.broker
+
+
+@pytest.fixture
+def q(store: Store) -> str:
+    return f"q{uuid.uuid4().hex[:8]}"
+
+
+def test_cancel_of_a_pending_task_ends_it_at_once(b: Broker, q: str) -> None:
+    put(b, q, "a")
+    put(b, q, "b")
+    assert b.cancel(q, "a") == CancelReply(CancelOutcome.CANCELED)
+    assert state(b, q, "a") == b"canceled"
+    assert take(b, "w", [q]).task_id == "b"
+    assert claim(b, "w", [q]) is None  # "a" never runs
+    assert b.cancel(q, "a") == CancelReply(CancelOutcome.ENDED, state="canceled")
+    assert b.cancel(q, "nope") == CancelReply(CancelOutcome.MISSING)
+
+
+@pytest.mark.parametrize("where", ["scheduled", "retry"])
+def test_cancel_of_a_scheduled_or_retrying_task(b: Broker, q: str, where: str) -> None:
+    if where == "scheduled":
+        put(b, q, "a", NOW + 100.0)
+    else:
+        put(b, q, "a")
+        assert b.retry(take(b, "w", [q]), "w", envelope("a", q, retried=1), NOW + 100.0)
+    assert state(b, q, "a") == where.encode()
+    assert b.cancel(q, "a").outcome is CancelOutcome.CANCELED
+    assert claim(b, "w", [q], now=NOW + 1000.0) is None
+    assert state(b, q, "a") == b"canceled"
+
+
+def test_cancel_releases_the_unique_lock(b: Broker, q: str) -> None:
+    data = envelope("a", q, unique_key="k")
+    b.submit([NewTask(q, "a", data, unique_key="k", unique_ttl=100.0)])
+    assert b.cancel(q, "a").outcome is CancelOutcome.CANCELED
+    other = envelope("b", q, unique_key="k")
+    [(outcome, _)] = b.submit([NewTask(q, "b", other, unique_key="k", unique_ttl=100.0)])
+    assert outcome.name == "ENQUEUED"
+
+
+def test_cancel_of_a_running_task_flags_it_for_its_worker(b: Broker, q: str) -> None:
+    put(b, q, "a")
+    put(b, q, "b")
+    listener = b.cancel_listener()
+    try:
+        a = take(b, "w1", [q])
+        take(b, "w1", [q])
+        assert b.cancel(q, "a") == CancelReply(CancelOutcome.RUNNING, owner="w1")
+        assert state(b, q, "a") == b"active"
+        assert b.canceled_among(q, ["a", "b", "zz"]) == ["a"]
+        heard: list[str] = []
+        for _ in range(50):
+            heard += listener.wait(0.1)
+            if heard:
+                break
+        assert heard == ["a"]
+        assert not b.end_task(a, "w2", "canceled", None, NOW)  # fenced
+        assert b.end_task(a, "w1", "canceled", None, NOW)
+        assert state(b, q, "a") == b"canceled"
+        assert b.canceled_among(q, ["a"]) == []
+        assert not complete(b, a, "w1")
+    finally:
+        listener.close()
+
+
+def test_end_task_expired_keeps_the_new_envelope_and_frees_the_lock(b: Broker, q: str) -> None:
+    data = envelope("a", q, unique_key="k")
+    b.submit([NewTask(q, "a", data, unique_key="k", unique_ttl=100.0)])
+    a = take(b, "w", [q])
+    updated = envelope("a", q, unique_key="k", last_error="expired")
+    assert b.end_task(a, "w", "expired", updated, NOW, unique_key="k")
+    assert state(b, q, "a") == b"expired"
+    assert b.task_envelope(q, "a") == updated
+    [(outcome, _)] = b.submit([NewTask(q, "b", envelope("b", q), unique_key="k", unique_ttl=100.0)])
+    assert outcome.name == "ENQUEUED"
+
+
+def test_ended_tasks_are_bounded_like_the_archive(store: Store, b: Broker, q: str) -> None:
+    store.limit_archive(max_size=2)
+    for i in range(4):
+        put(b, q, f"t{i}")
+        assert b.cancel(q, f"t{i}").outcome is CancelOutcome.CANCELED
+    kept = [t for t in (f"t{i}" for i in range(4)) if state(b, q, t) is not None]
+    assert len(kept) == 2
