@@ -10,7 +10,10 @@ import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from supervisor.core.flow_store import FlowStore
 
 
 class Clock(Protocol):
@@ -295,4 +298,10 @@ class Broker(Protocol):
 
     def delete_periodic_record(self, name: str) -> None:
         """Forget a periodic entry's published record (its stored schedule was removed)."""
+        ...
+
+    # -- workflows ------------------------------------------------------------------------------
+
+    def flow_store(self) -> FlowStore:
+        """Where this store keeps workflows (supervisor/flows.py), over the same connection."""
         ...

@@ -53,6 +53,8 @@ class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Fals
     unique_key: str = ""
     #: Seconds to keep the task's result after it completes (0: keep nothing).
     retention: float = 0.0
+    #: ``<flow id>:<node>`` for a member of a workflow (core/flows.py); '' for a plain task.
+    flow: str = ""
 
 
 class CompletedTask(msgspec.Struct):

@@ -27,6 +27,7 @@ import msgspec
 from supervisor.app import App, Registration, TaskContext
 from supervisor.core import lifecycle
 from supervisor.core.errors import BrokerError, SkipRetry, TaskTimeout
+from supervisor.core.flow_store import FAILED
 from supervisor.core.lifecycle import Outcome
 from supervisor.core.ports import Broker, Claimed, Clock, Completion
 from supervisor.core.retry import exponential_backoff
@@ -36,9 +37,11 @@ from supervisor.core.task import (
     decode_message,
     encode_completed,
     encode_message,
+    encode_payload,
     log_fields,
     new_task_id,
 )
+from supervisor.flows import Flows
 from supervisor.outage import Outage
 from supervisor.tracebacks import describe as describe_error
 from supervisor.worker.options import WorkerObserver, WorkerOptions
@@ -90,6 +93,7 @@ class TaskRunner:
         self.observer = observer
         self.stop = stop
         self.outage = Outage(log, f"worker {worker_id}")
+        self._flows: Flows | None = None
 
     # -- before it runs ---------------------------------------------------------------------------
 
@@ -183,6 +187,8 @@ class TaskRunner:
         try:
             result = await self.app.run_async(ready.registration, ready.payload, ready.context, deadline=deadline)
             completion = self.completion(ready, result)
+            if ready.message.flow:
+                await asyncio.get_running_loop().run_in_executor(None, self.flow_succeeded, ready, result)
         except TaskTimeout:
             error: BaseException = TaskTimeout(f"task ran past its time limit of {ready.limit:g}s")
         except Exception as exc:  # the handler's failure is the task's outcome, never the worker's
@@ -198,7 +204,9 @@ class TaskRunner:
         (a result that cannot be stored is a failure too)."""
         if error is None:
             try:
-                return self._completed(ready, self.completion(ready, result), started)
+                completion = self.completion(ready, result)
+                self.flow_succeeded(ready, result)
+                return self._completed(ready, completion, started)
             except ResultNotStorable as exc:
                 error = exc
         retry_delay = ready.registration.retry_delay or self.app.retry_delay
@@ -223,6 +231,26 @@ class TaskRunner:
                     f"result ({type(exc).__name__}: {exc}); return what msgspec can encode, or None"
                 ) from exc
         return Completion(ready.claimed, message.unique_key, record, message.retention)
+
+    def flow_succeeded(self, ready: Ready, result: Any) -> None:
+        """A workflow member's join, recorded before its completion: a run repeated after a crash
+        between the two counts once (see supervisor/flows.py). No-op for a plain task."""
+        message = ready.message
+        if not message.flow:
+            return
+        try:
+            encoded = bytes(encode_payload(result))
+        except Exception as exc:  # TypeError, InvalidTaskError: the join needs the result
+            raise ResultNotStorable(
+                f"the handler of a workflow member returned a {type(result).__name__} that cannot be stored "
+                f"({type(exc).__name__}: {exc}); return what msgspec can encode, or None"
+            ) from exc
+        self.persist("flow join", lambda: self.flows().member_succeeded(message, encoded))
+
+    def flows(self) -> Flows:
+        if self._flows is None:
+            self._flows = Flows(self.broker, self.broker.flow_store(), self.clock)
+        return self._flows
 
     def _completed(self, ready: Ready, completion: Completion, started: float) -> tuple[Outcome, Completion]:
         self.observer.task_finished(ready.message.id, Outcome.COMPLETED, time.perf_counter() - started)
@@ -262,6 +290,8 @@ class TaskRunner:
             message.id, message.type, f" after {message.retried} retries" if retries_exhausted else "", first_line,
             extra=log_fields(message, "task_archived", error=first_line),
         )  # fmt: skip
+        if message.flow:
+            self.persist("flow join", lambda: self.flows().member_failed(message, FAILED, error))
         data = encode_message(decision.message)
         done = self.persist(
             "archive", lambda: self.broker.archive(claimed, self.worker_id, data, now, unique_key=message.unique_key)

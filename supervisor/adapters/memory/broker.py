@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from supervisor.adapters.memory.flows import MemoryFlowStore
 from supervisor.adapters.memory.state import MemoryState
 from supervisor.adapters.memory.store import (
     ARCHIVED,
@@ -345,6 +346,15 @@ class MemoryBroker(MemoryState):
                             q.lease.add(tid, deadline)
                         n += 1
             return n
+
+    # -- workflows ------------------------------------------------------------------------------
+
+    def flow_store(self) -> MemoryFlowStore:
+        """One flow store per broker, on its clock (adapters/memory/flows.py)."""
+        with self._cond:
+            if self._flows is None:
+                self._flows = MemoryFlowStore(self.clock)
+            return self._flows
 
 
 def _conforms(broker: MemoryBroker) -> Broker:

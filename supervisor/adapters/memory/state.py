@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 
+from supervisor.adapters.memory.flows import MemoryFlowStore
 from supervisor.adapters.memory.store import Queue, ttl_seconds
 from supervisor.core.errors import BrokerError, BrokerUnavailable
 from supervisor.core.ports import Clock, SystemClock
@@ -38,6 +39,7 @@ class MemoryState:
         self._known: set[str] = set()
         self._periodic: dict[str, str] = {}
         self._servers: dict[str, tuple[dict[str, str | int | float], float]] = {}
+        self._flows: MemoryFlowStore | None = None
 
     def _queue(self, name: str) -> Queue:
         q = self._queues.get(name)

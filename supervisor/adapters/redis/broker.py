@@ -73,6 +73,7 @@ from supervisor.adapters.redis.calls import (
 )
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
 from supervisor.adapters.redis.errors import port_errors
+from supervisor.adapters.redis.flows import RedisFlowStore
 from supervisor.adapters.redis.keys import (
     MINUTE_COUNTERS_TTL,
     QueueKeys,
@@ -142,6 +143,7 @@ class RedisBroker:
     ) -> None:
         self.redis = client
         self.namespace = namespace
+        self._flows: RedisFlowStore | None = None
         self.archive_max_size = archive_max_size
         self.archive_max_age = archive_max_age
         self.wait_replicas = wait_replicas
@@ -613,3 +615,9 @@ class RedisBroker:
         """The stored envelope of a task in any live state, or None (for ``wait``: an archived task's error)."""
         data: bytes | None = self.redis.hget(self.keys(queue).msg, raw_id(task_id))  # type: ignore[assignment]
         return data
+
+    def flow_store(self) -> RedisFlowStore:
+        """Workflows' keys over this broker's connection (adapters/redis/flows.py)."""
+        if self._flows is None:
+            self._flows = RedisFlowStore(self.redis, self.namespace)
+        return self._flows
