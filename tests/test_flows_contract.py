@@ -72,9 +72,9 @@ def test_chord_runs_its_callback_once_with_every_result_in_order(b: Broker, q: s
     flow_id = flows.enqueue(chord([task("m", i, queue=q) for i in range(20)], task("cb", queue=q)))
     members = take_all(b, q)
     assert sorted(p for _, _, p in members) == list(range(20))
-    for c, message, payload in members:
+    for _, message, payload in members:
         flows.member_succeeded(message, msgspec.msgpack.encode(payload * 2))
-    for c, message, payload in reversed(members):  # every member runs again: counts nothing
+    for c, message, _ in reversed(members):  # every member runs again: counts nothing
         succeed(b, flows, c, message, -1)
     flows.release(flow_id)
     [(c, message, payload)] = take_all(b, q)
@@ -140,7 +140,7 @@ def test_group_inside_a_chain_and_a_group_of_chains(b: Broker, q: str, flows: Fl
 
 def test_fail_policy_fails_the_flow_and_never_runs_what_follows(b: Broker, q: str, flows: Flows) -> None:
     flow_id = flows.enqueue(chord([task("m", 0, queue=q), task("m", 1, queue=q)], task("cb", queue=q)))
-    (c0, m0, _), (c1, m1, _) = take_all(b, q)
+    (_c0, m0, _), (c1, m1, _) = take_all(b, q)
     flows.member_failed(m0, "failed", "boom")
     view = flows.view(flow_id)
     assert view is not None and view.state == "failed" and view.members[2].state == "canceled"
@@ -165,10 +165,10 @@ def test_ignore_and_continue_run_on_with_the_failure_marked(b: Broker, q: str, f
 
 def test_a_canceled_or_expired_member_counts_as_finished(b: Broker, q: str, flows: Flows) -> None:
     flow_id = flows.enqueue(chord([task("m", 0, queue=q), task("m", 1, queue=q)], task("cb", queue=q)), policy="ignore")
-    (c0, m0, _), (c1, m1, _) = take_all(b, q)
+    (_c0, m0, _), (_c1, m1, _) = take_all(b, q)
     flows.member_failed(m0, "canceled", "canceled by an operator")
     flows.member_failed(m1, "expired", "deadline passed")
-    [(c, message, payload)] = take_all(b, q)
+    [(_c, _message, payload)] = take_all(b, q)
     assert [p["flow_failure"]["state"] for p in payload] == ["canceled", "expired"]
     view = flows.view(flow_id)
     assert view is not None and [m.state for m in view.members] == ["canceled", "expired", "released"]
