@@ -34,6 +34,7 @@ from supervisor.core.errors import (
     TaskFailed,
     TaskTimeout,
 )
+from supervisor.core.flows import chain, chord, group, task
 from supervisor.core.retry import exponential_backoff, fixed_delay
 from supervisor.core.task import TaskState
 
@@ -56,6 +57,10 @@ __all__ = [
     "TaskInfo",
     "TaskState",
     "TaskTimeout",
+    "chain",
+    "chord",
     "exponential_backoff",
     "fixed_delay",
+    "group",
+    "task",
 ]

@@ -1,0 +1,52 @@
+"""Handlers for the workflow process tests (tests/test_flows_pool.py). Each callback run is
+recorded in Redis (list ``<ns>:test:callbacks``); the Redis client is made per process."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from typing import Any
+
+import redis
+
+from supervisor import App, SkipRetry, TaskContext, fixed_delay
+
+app = App(retry_delay=fixed_delay(0))
+_client: dict[int, redis.Redis] = {}
+
+
+def client() -> redis.Redis:
+    pid = os.getpid()
+    if pid not in _client:
+        _client[pid] = redis.Redis.from_url(os.environ["REDIS_URL"])
+    return _client[pid]
+
+
+@app.task("member")
+def member(payload: int, context: TaskContext) -> int:
+    """A chord member: a short random nap (so kills land mid-run), then its number back."""
+    time.sleep(random.uniform(0, 0.02))
+    return payload
+
+
+@app.task("add")
+async def add(payload: int, context: TaskContext) -> int:
+    return payload + 1
+
+
+@app.task("square")
+def square(payload: int, context: TaskContext) -> int:
+    return payload * payload
+
+
+@app.task("fail")
+def fail(payload: Any, context: TaskContext) -> None:
+    raise SkipRetry("this member always fails")
+
+
+@app.task("collect")
+def collect(payload: Any, context: TaskContext) -> str:
+    client().rpush(f"{os.environ['ASYNQ_NAMESPACE']}:test:callbacks", json.dumps([context.id, payload]))
+    return "collected"
