@@ -25,6 +25,7 @@ from supervisor.core.errors import (
 )
 from supervisor.core.flows import DEFAULT_FLOW_RETENTION, Flow
 from supervisor.core.ports import Broker, Enqueued, NewTask
+from supervisor.core.progress import Progress, decode_progress
 from supervisor.core.results import NOT_YET, Backoff, Look, live, outcome
 from supervisor.core.task import TaskMessage, TaskState
 from supervisor.flows import Flows, FlowView
@@ -336,6 +337,16 @@ class Client:
     def flow(self, flow_id: str) -> FlowView | None:
         """The flow's state and tree, each member with its state and result (None: unknown or expired)."""
         return Flows(self.broker, self.broker.flow_store()).view(flow_id)
+
+    def progress(self, task_id: str, *, queue: str | None = None) -> Progress | None:
+        """The task's last reported progress (``context.progress``), None when it reported none
+        in the last day; ``queue=None`` looks in every known queue."""
+        store = self.broker.progress_store()
+        for q in [queue] if queue is not None else self.broker.known_queues():
+            record = store.progress_record(q, task_id)
+            if record is not None:
+                return decode_progress(record)
+        return None
 
     def _look(self, task_id: str, queues: list[str]) -> Look:
         """The task's state in ``queues`` (one round trip), then its kept result or its error."""

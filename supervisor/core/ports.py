@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from supervisor.core.flow_store import FlowStore
+    from supervisor.core.progress import ProgressStore
 
 
 class Clock(Protocol):
@@ -304,4 +305,8 @@ class Broker(Protocol):
 
     def flow_store(self) -> FlowStore:
         """Where this store keeps workflows (supervisor/flows.py), over the same connection."""
+        ...
+
+    def progress_store(self) -> ProgressStore:
+        """Where running tasks' progress is kept, over the same connection."""
         ...

@@ -45,6 +45,7 @@ from supervisor.flows import Flows
 from supervisor.outage import Outage
 from supervisor.tracebacks import describe as describe_error
 from supervisor.worker.options import WorkerObserver, WorkerOptions
+from supervisor.worker.progress import ProgressBoard
 
 log = logging.getLogger("supervisor.worker")
 T = TypeVar("T")
@@ -94,6 +95,7 @@ class TaskRunner:
         self.stop = stop
         self.outage = Outage(log, f"worker {worker_id}")
         self._flows: Flows | None = None
+        self.progress = ProgressBoard(broker.progress_store, clock)
 
     # -- before it runs ---------------------------------------------------------------------------
 
@@ -149,7 +151,7 @@ class TaskRunner:
         context = TaskContext(
             id=message.id, type=message.type, queue=claimed.queue, retried=message.retried,
             max_retry=message.max_retry, headers=message.headers, time_limit=limit, worker_id=self.worker_id,
-            message=message,
+            message=message, reporter=self.progress.report,
         )  # fmt: skip
         return Ready(claimed, message, registration, payload, limit, context)
 

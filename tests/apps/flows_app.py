@@ -50,3 +50,24 @@ def fail(payload: Any, context: TaskContext) -> None:
 def collect(payload: Any, context: TaskContext) -> str:
     client().rpush(f"{os.environ['ASYNQ_NAMESPACE']}:test:callbacks", json.dumps([context.id, payload]))
     return "collected"
+
+
+@app.task("steps")
+def steps(payload: int, context: TaskContext) -> None:
+    """Reports ``payload`` steps 20 ms apart, each one's time pushed to ``<ns>:test:steps`` (the
+    truth a reader compares with what it saw)."""
+    key = f"{os.environ['ASYNQ_NAMESPACE']}:test:steps"
+    for i in range(1, payload + 1):
+        context.progress(i / payload, note=f"step {i}", data={"step": i})
+        client().rpush(key, json.dumps([i, time.time()]))
+        time.sleep(0.02)
+
+
+@app.task("asteps")
+async def asteps(payload: int, context: TaskContext) -> None:
+    import asyncio
+
+    for i in range(1, payload + 1):
+        context.progress(i / payload, note=f"async step {i}")
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)

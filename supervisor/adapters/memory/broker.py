@@ -356,6 +356,22 @@ class MemoryBroker(MemoryState):
                 self._flows = MemoryFlowStore(self.clock)
             return self._flows
 
+    def progress_store(self) -> MemoryBroker:
+        return self
+
+    def save_progress(self, entries: Sequence[tuple[str, str, bytes]], ttl: float) -> None:
+        with self._cond:
+            self._up()
+            until = self.clock.now() + ttl
+            for queue, task_id, record in entries:
+                self._progress[(queue, task_id)] = (record, until)
+
+    def progress_record(self, queue: str, task_id: str) -> bytes | None:
+        with self._cond:
+            self._up()
+            found = self._progress.get((queue, task_id))
+            return found[0] if found is not None and found[1] > self.clock.now() else None
+
 
 def _conforms(broker: MemoryBroker) -> Broker:
     """Never called: mypy checks here that MemoryBroker implements the Broker port."""

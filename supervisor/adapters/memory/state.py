@@ -40,6 +40,7 @@ class MemoryState:
         self._periodic: dict[str, str] = {}
         self._servers: dict[str, tuple[dict[str, str | int | float], float]] = {}
         self._flows: MemoryFlowStore | None = None
+        self._progress: dict[tuple[str, str], tuple[bytes, float]] = {}
 
     def _queue(self, name: str) -> Queue:
         q = self._queues.get(name)

@@ -621,3 +621,17 @@ class RedisBroker:
         if self._flows is None:
             self._flows = RedisFlowStore(self.redis, self.namespace)
         return self._flows
+
+    def progress_store(self) -> RedisBroker:
+        return self
+
+    def save_progress(self, entries: Sequence[tuple[str, str, bytes]], ttl: float) -> None:
+        """Each task's latest progress, in its queue's slot, in one pipelined round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, task_id, record in entries:
+            pipe.set(self.keys(queue).progress(task_id), record, ex=max(1, int(ttl)))
+        pipe.execute()
+
+    def progress_record(self, queue: str, task_id: str) -> bytes | None:
+        data: bytes | None = self.redis.get(self.keys(queue).progress(task_id))  # type: ignore[assignment]
+        return data
