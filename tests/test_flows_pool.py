@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner
 
 from supervisor import Client, chain, chord, group, task
+from supervisor.cli import main
 from supervisor.flows import FlowView
 from tests.helpers import wait_for
 from tests.pool import Pool
@@ -38,7 +40,7 @@ def progressed(client: Client, flow_id: str, before: int) -> bool:
 
 
 def test_chain_with_a_group_inside_passes_results_along(
-    client: Client, pool_factory: Callable[..., Pool], r: redis.Redis, namespace: str
+    client: Client, pool_factory: Callable[..., Pool], r: redis.Redis, namespace: str, redis_url: str
 ) -> None:
     flow = chain(task("add", 1), task("add"), group(task("square"), task("add")), task("collect"))
     with pool_factory(app=APP, workers=1):
@@ -47,6 +49,19 @@ def test_chain_with_a_group_inside_passes_results_along(
     assert view.state == "succeeded"
     assert [m.result for m in view.members] == [2, 3, 9, 4, "collected"]
     assert [payload for _, payload in callbacks(r, namespace)] == [[9, 4]]
+    runner = CliRunner(env={"REDIS_URL": redis_url,
+                            "ASYNQ_NAMESPACE": namespace})  # fmt: skip
+    shown = runner.invoke(main, ["flows", "show", flow_id, "--json"], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert data["state"] == "succeeded" and data["finished"] == 5
+    steps = data["tree"]["chain"]
+    assert [s["result"] for s in steps[:2]] == [2, 3] and steps[3]["type"] == "collect"
+    assert [m["result"] for m in steps[2]["group"]] == [9, 4]
+    text = runner.invoke(main, ["flows", "show", flow_id], catch_exceptions=False).output
+    assert "group:" in text and "collect" in text
+    missing = runner.invoke(main, ["flows", "show", "nosuchflow"])
+    assert missing.exit_code == 1 and "no flow nosuchflow" in missing.output
 
 
 def test_fail_policy_skips_the_callback_and_ignore_runs_it_with_the_failure(

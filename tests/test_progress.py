@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 import pytest
 import redis
+from click.testing import CliRunner
 
 from supervisor import Client
 from supervisor.adapters.memory.broker import MemoryBroker
 from supervisor.adapters.redis.broker import RedisBroker
+from supervisor.cli import main
 from supervisor.core.ports import Broker, SystemClock
 from supervisor.core.progress import WRITES_PER_SECOND, decode_progress
 from supervisor.worker.progress import ProgressBoard
@@ -73,11 +75,11 @@ def test_bad_progress_is_refused_where_it_is_reported() -> None:
 
 
 def test_a_reader_sees_each_step_within_a_second(
-    client: Client, pool_factory: Callable[..., Pool], r: redis.Redis, namespace: str
+    client: Client, pool_factory: Callable[..., Pool], r: redis.Redis, namespace: str, redis_url: str
 ) -> None:
     seen: list[tuple[float, float]] = []  # (when read, fraction)
     with pool_factory(app="tests.apps.flows_app:app", workers=1):
-        info = client.enqueue("steps", 100)
+        info = client.enqueue("steps", 100, retention=60)
         deadline = time.monotonic() + 40
         while (not seen or seen[-1][1] < 1.0) and time.monotonic() < deadline:
             p = client.progress(info.id, queue="default")
@@ -85,9 +87,14 @@ def test_a_reader_sees_each_step_within_a_second(
                 seen.append((time.time(), p.fraction))
             time.sleep(0.01)
         truth = [json.loads(x) for x in r.lrange(f"{namespace}:test:steps", 0, -1)]
+        shown = CliRunner(env={"REDIS_URL": redis_url, "ASYNQ_NAMESPACE": namespace}).invoke(
+            main, ["tasks", "show", info.id, "--json"], catch_exceptions=False
+        )
         a = client.enqueue("asteps", 5)
         last = wait_for(lambda: client.progress(a.id), timeout=20)
         wait_for(lambda: (client.progress(a.id) or last).note == "async step 5", timeout=5)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["progress"]["data"] == {"step": 100}
     assert len(truth) == 100 and seen and seen[-1][1] == 1.0
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions)
