@@ -71,3 +71,9 @@ async def asteps(payload: int, context: TaskContext) -> None:
         context.progress(i / payload, note=f"async step {i}")
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.5)
+
+
+@app.task("count")
+def count(payload: list[int], context: TaskContext) -> list[int]:
+    """A chord callback that needs no Redis of its own (for Cluster and Sentinel): how many, and their sum."""
+    return [len(payload), sum(payload)]
