@@ -97,6 +97,7 @@ bench-peers: install
 chaos: install
 	$(BIN)/python -m bench.chaos
 	$(BIN)/python -m bench.chaos --cluster
+	$(BIN)/python -m bench.chaos_flows
 
 lint: install
 	$(BIN)/ruff check supervisor tests bench examples
