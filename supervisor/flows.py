@@ -18,6 +18,7 @@ The steps and why they are safe (see :mod:`supervisor.core.flows` for the join i
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,23 +153,30 @@ class Flows:
         return len(ready)
 
     def member_finished(self, message: TaskMessage, state: str, result: bytes) -> None:
-        """Record a member's terminal outcome (the join) and release what it made ready.
+        """Record one member's terminal outcome (the join) and release what it made ready.
 
-        The hook for every terminal state: succeeded, failed (archived), canceled, expired. A
-        second call for the same member counts nothing and re-drives the release, which repairs
-        a first call that died between its join and its release.
+        The hook for every terminal state: succeeded, failed (archived), canceled, expired.
         """
-        ref = parse_ref(message.flow)
-        if ref is None:
-            log.error("task %s carries an unreadable flow reference %r; ignored", message.id, message.flow)
-            return
-        flow_id, node = ref
-        recorded = self.store.member_finished(flow_id, node, state, result)
-        if recorded.ready or not recorded.counted:
-            self.release(flow_id)
-        if recorded.finished:
-            self.store.unindex_flow(flow_id)
-            log.info("flow %s finished", flow_id, extra={"event": "flow_finished", "flow_id": flow_id})
+        self.members_finished([(message.flow, state, result)])
+
+    def members_finished(self, outcomes: Sequence[tuple[str, str, bytes]]) -> None:
+        """Record (flow reference, state, result) of members, one script per flow, and release
+        what they made ready. An outcome already recorded counts nothing and re-drives its flow's
+        release, which repairs a first call that died between its join and its release."""
+        by_flow: dict[str, list[tuple[int, str, bytes]]] = {}
+        for ref, state, result in outcomes:
+            parsed = parse_ref(ref)
+            if parsed is None:
+                log.error("a task carries an unreadable flow reference %r; its outcome is not joined", ref)
+                continue
+            by_flow.setdefault(parsed[0], []).append((parsed[1], state, result))
+        for flow_id, items in by_flow.items():
+            recorded = self.store.member_finished(flow_id, items)
+            if recorded.ready or recorded.skipped:
+                self.release(flow_id)
+            if recorded.finished:
+                self.store.unindex_flow(flow_id)
+                log.info("flow %s finished", flow_id, extra={"event": "flow_finished", "flow_id": flow_id})
 
     def member_failed(self, message: TaskMessage, state: str, error: str) -> None:
         self.member_finished(message, state, failure_marker(state, error))

@@ -92,8 +92,8 @@ def test_a_crash_between_the_last_join_and_the_release_ends_with_one_callback(b:
         succeed(b, flows, c, message, payload)
     c, message, payload = members[-1]
     # The worker's join landed, then it died before releasing: the callback is ready, not queued.
-    recorded = flows.store.member_finished(flow_id, 2, "succeeded", msgspec.msgpack.encode(payload))
-    assert recorded.counted and recorded.ready == 1
+    recorded = flows.store.member_finished(flow_id, [(2, "succeeded", msgspec.msgpack.encode(payload))])
+    assert recorded.counted == 1 and recorded.ready == 1
     assert take_all(b, q) == []
     assert flows.sweep(grace=3600.0)[0] == 0  # not stale yet: its releaser may still be at it
     # The member runs again (recovery): its join counts nothing and re-drives the release.
@@ -110,9 +110,8 @@ def test_a_crash_between_the_last_join_and_the_release_ends_with_one_callback(b:
 def test_the_sweep_releases_what_a_dead_releaser_left(b: Broker, q: str, flows: Flows) -> None:
     flow_id = flows.enqueue(chord([task("m", i, queue=q) for i in range(2)], task("cb", queue=q)))
     for _, message, payload in take_all(b, q):
-        flows.store.member_finished(
-            flow_id, int(message.flow.split(":")[1]), "succeeded", msgspec.msgpack.encode(payload)
-        )
+        node = int(message.flow.split(":")[1])
+        flows.store.member_finished(flow_id, [(node, "succeeded", msgspec.msgpack.encode(payload))])
     assert take_all(b, q) == []
     assert flows.sweep(grace=0.0)[0] == 1
     assert [(m.type, p) for _, m, p in take_all(b, q)] == [("cb", [0, 1])]
@@ -172,6 +171,19 @@ def test_a_canceled_or_expired_member_counts_as_finished(b: Broker, q: str, flow
     assert [p["flow_failure"]["state"] for p in payload] == ["canceled", "expired"]
     view = flows.view(flow_id)
     assert view is not None and [m.state for m in view.members] == ["canceled", "expired", "released"]
+
+
+def test_one_call_joins_many_members_each_once(b: Broker, q: str, flows: Flows) -> None:
+    flow_id = flows.enqueue(chord([task("m", i, queue=q) for i in range(4)], task("cb", queue=q)))
+    members = take_all(b, q)
+    outcomes = [(m.flow, "succeeded", msgspec.msgpack.encode(p)) for _, m, p in members]
+    first = flows.store.member_finished(flow_id, [(int(r.split(":")[1]), s, v) for r, s, v in outcomes[:3] * 2])
+    assert (first.counted, first.ready, first.finished, first.skipped) == (3, 0, False, 3)
+    flows.members_finished(outcomes[2:])  # one repeated, one new: the callback is released once
+    [(_, message, payload)] = take_all(b, q)
+    assert message.type == "cb" and payload == [0, 1, 2, 3]
+    gone = flows.store.member_finished("nosuchflow", [(0, "succeeded", b"\xc0")])
+    assert (gone.counted, gone.skipped) == (0, 1)
 
 
 def test_a_bad_flow_stores_nothing(b: Broker, q: str, flows: Flows) -> None:

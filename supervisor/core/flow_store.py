@@ -18,14 +18,16 @@ TERMINAL = frozenset((SUCCEEDED, FAILED, CANCELED, EXPIRED))
 
 @dataclass(frozen=True, slots=True)
 class MemberRecorded:
-    """What recording one member's terminal outcome did."""
+    """What recording members' terminal outcomes (one flow's, in one call) did."""
 
-    #: False: the node was already terminal (a second run of the member), or the flow is gone.
-    counted: bool
+    #: How many were counted (not already terminal: a second run of a member counts nothing).
+    counted: int
     #: Nodes this made ready (to release now).
     ready: int
     #: The flow's every node is terminal: it is finished.
     finished: bool
+    #: How many were not counted (already terminal, or the flow is gone).
+    skipped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,9 @@ class FlowStore(Protocol):
         """Store a flow's definition with ``ready`` nodes marked ready; False if it exists."""
         ...
 
-    def member_finished(self, flow_id: str, node: int, state: str, result: bytes) -> MemberRecorded: ...
+    def member_finished(self, flow_id: str, outcomes: Sequence[tuple[int, str, bytes]]) -> MemberRecorded:
+        """Record (node, terminal state, result or failure marker) of one flow's members, each once."""
+        ...
 
     def ready_nodes(self, flow_id: str, older_than: float | None = None) -> list[ReadyNode]:
         """Nodes ready and not released; with ``older_than``, those ready for that many seconds."""

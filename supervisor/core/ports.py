@@ -92,6 +92,9 @@ class Completion:
     unique_key: str = ""
     record: bytes | None = None
     retention: float = 0.0
+    #: A workflow member's (flow reference, encoded result): its join is recorded before this
+    #: completion is sent (supervisor/flows.py), so a completion never lands without its join.
+    flow: tuple[str, bytes] | None = None
 
 
 class Recorded(enum.IntEnum):

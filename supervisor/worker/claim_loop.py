@@ -226,6 +226,7 @@ class Worker:
         names = self.options.plan.names
         completions = self.state.take_completions()
         try:
+            completions = self.runner.record_joins(completions)
             got = self.broker.claim_round(
                 self.worker_id, [names[i] for i in order], self.options.lease_duration, max(want, 1), completions
             )
@@ -274,7 +275,15 @@ class Worker:
     def _record_completions(self, *, force: bool = False) -> None:
         """Record pending completions that cannot wait for a claim any longer."""
         completions = self.state.take_due_completions(force=force)
-        if completions and (unreachable := self.handback.complete(completions)):
+        if not completions:
+            return
+        try:
+            completions = self.runner.record_joins(completions)
+        except BrokerError as exc:  # the joins first: sent again with the completions, later
+            self.state.put_back_completions(completions)
+            self.runner.pause("flow join", exc)
+            return
+        if unreachable := self.handback.complete(completions):
             self.state.put_back_completions(unreachable)
 
     def _give_back_stale(self, now: float) -> None:

@@ -15,6 +15,7 @@ that does not validate, a handler that raises anything at all.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -27,7 +28,7 @@ import msgspec
 from supervisor.app import App, Registration, TaskContext
 from supervisor.core import lifecycle
 from supervisor.core.errors import BrokerError, SkipRetry, TaskTimeout
-from supervisor.core.flow_store import FAILED
+from supervisor.core.flow_store import FAILED, SUCCEEDED
 from supervisor.core.lifecycle import Outcome
 from supervisor.core.ports import Broker, Claimed, Clock, Completion
 from supervisor.core.retry import exponential_backoff
@@ -189,8 +190,6 @@ class TaskRunner:
         try:
             result = await self.app.run_async(ready.registration, ready.payload, ready.context, deadline=deadline)
             completion = self.completion(ready, result)
-            if ready.message.flow:
-                await asyncio.get_running_loop().run_in_executor(None, self.flow_succeeded, ready, result)
         except TaskTimeout:
             error: BaseException = TaskTimeout(f"task ran past its time limit of {ready.limit:g}s")
         except Exception as exc:  # the handler's failure is the task's outcome, never the worker's
@@ -206,9 +205,7 @@ class TaskRunner:
         (a result that cannot be stored is a failure too)."""
         if error is None:
             try:
-                completion = self.completion(ready, result)
-                self.flow_succeeded(ready, result)
-                return self._completed(ready, completion, started)
+                return self._completed(ready, self.completion(ready, result), started)
             except ResultNotStorable as exc:
                 error = exc
         retry_delay = ready.registration.retry_delay or self.app.retry_delay
@@ -232,22 +229,26 @@ class TaskRunner:
                     f"the handler returned a {type(result).__name__} that cannot be stored as the task's "
                     f"result ({type(exc).__name__}: {exc}); return what msgspec can encode, or None"
                 ) from exc
-        return Completion(ready.claimed, message.unique_key, record, message.retention)
+        join = None
+        if message.flow:
+            try:
+                join = (message.flow, bytes(encode_payload(result)))
+            except Exception as exc:  # TypeError, InvalidTaskError: the join needs the result
+                raise ResultNotStorable(
+                    f"the handler of a workflow member returned a {type(result).__name__} that cannot be stored "
+                    f"({type(exc).__name__}: {exc}); return what msgspec can encode, or None"
+                ) from exc
+        return Completion(ready.claimed, message.unique_key, record, message.retention, join)
 
-    def flow_succeeded(self, ready: Ready, result: Any) -> None:
-        """A workflow member's join, recorded before its completion: a run repeated after a crash
-        between the two counts once (see supervisor/flows.py). No-op for a plain task."""
-        message = ready.message
-        if not message.flow:
-            return
-        try:
-            encoded = bytes(encode_payload(result))
-        except Exception as exc:  # TypeError, InvalidTaskError: the join needs the result
-            raise ResultNotStorable(
-                f"the handler of a workflow member returned a {type(result).__name__} that cannot be stored "
-                f"({type(exc).__name__}: {exc}); return what msgspec can encode, or None"
-            ) from exc
-        self.persist("flow join", lambda: self.flows().member_succeeded(message, encoded))
+    def record_joins(self, completions: list[Completion]) -> list[Completion]:
+        """Record the joins of the workflow members among ``completions`` (one script per flow),
+        before their completions are sent; returns them without their joins, so a completion
+        sent again does not join again. Raises BrokerError (nothing is sent then)."""
+        joins = [c.flow for c in completions if c.flow is not None]
+        if not joins:
+            return completions
+        self.flows().members_finished([(ref, SUCCEEDED, result) for ref, result in joins])
+        return [c if c.flow is None else dataclasses.replace(c, flow=None) for c in completions]
 
     def flows(self) -> Flows:
         if self._flows is None:

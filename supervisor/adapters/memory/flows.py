@@ -67,13 +67,19 @@ class MemoryFlowStore:
                 flow.ready[node] = now
             return True
 
-    def member_finished(self, flow_id: str, node: int, state: str, result: bytes) -> MemberRecorded:
+    def member_finished(self, flow_id: str, outcomes: Sequence[tuple[int, str, bytes]]) -> MemberRecorded:
         with self._lock:
             flow = self._flow(flow_id)
-            current = flow.get(f"s:{node}") if flow is not None else None
-            if flow is None or current is None or current in TERMINAL:
-                return MemberRecorded(False, 0, False)
-            return self._record(flow, node, state, result)
+            counted = ready = skipped = 0
+            finished = False
+            for node, state, result in outcomes:
+                current = flow.get(f"s:{node}") if flow is not None else None
+                if flow is None or current is None or current in TERMINAL:
+                    skipped += 1
+                    continue
+                one = self._record(flow, node, state, result)
+                counted, ready, finished = counted + 1, ready + one.ready, finished or one.finished
+            return MemberRecorded(counted, ready, finished, skipped)
 
     def _record(self, flow: _Flow, node: int, state: str, result: bytes) -> MemberRecorded:
         now = self.clock.now()
@@ -102,13 +108,13 @@ class MemoryFlowStore:
                     made_ready += 1
         flow.put("finished", str(finished))
         if finished < total:
-            return MemberRecorded(True, made_ready, False)
+            return MemberRecorded(1, made_ready, False)
         if flow.get("state") == "running":
             flow.put("state", "completed_with_failures" if int(flow.get("failures") or 0) else "succeeded")
         flow.put("finished_at", f"{now:.6f}")
         flow.expires = now + max(1, int(float(flow.get("retention") or 86400)))
         flow.ready.clear()
-        return MemberRecorded(True, made_ready, True)
+        return MemberRecorded(1, made_ready, True)
 
     def ready_nodes(self, flow_id: str, older_than: float | None = None) -> list[ReadyNode]:
         with self._lock:

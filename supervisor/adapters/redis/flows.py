@@ -53,9 +53,12 @@ class RedisFlowStore:
         args += [str(n) for n in ready]
         return bool(self._create(keys=[meta, ready_key], args=args))
 
-    def member_finished(self, flow_id: str, node: int, state: str, result: bytes) -> MemberRecorded:
-        counted, ready, finished = self._done(keys=list(flow_keys(self.namespace, flow_id)), args=[node, state, result])
-        return MemberRecorded(int(counted) == 1, int(ready), bool(finished))
+    def member_finished(self, flow_id: str, outcomes: Sequence[tuple[int, str, bytes]]) -> MemberRecorded:
+        args: list[Any] = []
+        for node, state, result in outcomes:
+            args += [node, state, result]
+        counted, ready, finished, skipped = self._done(keys=list(flow_keys(self.namespace, flow_id)), args=args)
+        return MemberRecorded(int(counted), int(ready), bool(finished), int(skipped))
 
     def ready_nodes(self, flow_id: str, older_than: float | None = None) -> list[ReadyNode]:
         meta, results, ready_key = flow_keys(self.namespace, flow_id)
