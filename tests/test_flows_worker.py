@@ -4,6 +4,7 @@ and plain tasks' envelopes carry nothing of flows."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -71,6 +72,26 @@ def test_members_pass_results_through_a_worker_with_async_handlers() -> None:
     flow = chain(task("double", 1), chord([task("double"), task("double"), task("double")], task("total")))
     view = run_until_finished(app, broker, Flows(broker, broker.flow_store()).enqueue(flow))
     assert view.state == "succeeded" and [m.result for m in view.members] == [2, 4, 4, 4, 12]
+
+
+def test_a_member_past_its_deadline_counts_as_expired() -> None:
+    app = App()
+
+    @app.task("late")
+    def late(payload: Any) -> None:
+        raise AssertionError("must not run")
+
+    @app.task("after")
+    def after(payload: Any) -> Any:
+        return payload
+
+    broker = MemoryBroker()
+    flow = chain(task("late", 1, deadline=time.time() + 0.05), task("after"))
+    flow_id = Flows(broker, broker.flow_store()).enqueue(flow, policy="continue")
+    time.sleep(0.1)  # on purpose: the deadline must pass before a worker claims the member
+    view = run_until_finished(app, broker, flow_id)
+    assert [m.state for m in view.members] == ["expired", "succeeded"]
+    assert view.members[1].result["flow_failure"]["state"] == "expired"
 
 
 def test_an_archive_by_recovery_is_the_members_failure(store: Store) -> None:

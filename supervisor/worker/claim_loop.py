@@ -226,7 +226,7 @@ class Worker:
         names = self.options.plan.names
         completions = self.state.take_completions()
         try:
-            completions = self.runner.record_joins(completions)
+            completions = self.runner.joins.record(completions)
             got = self.broker.claim_round(
                 self.worker_id, [names[i] for i in order], self.options.lease_duration, max(want, 1), completions
             )
@@ -278,7 +278,7 @@ class Worker:
         if not completions:
             return
         try:
-            completions = self.runner.record_joins(completions)
+            completions = self.runner.joins.record(completions)
         except BrokerError as exc:  # the joins first: sent again with the completions, later
             self.state.put_back_completions(completions)
             self.runner.pause("flow join", exc)

@@ -15,7 +15,6 @@ that does not validate, a handler that raises anything at all.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
 import time
@@ -28,7 +27,7 @@ import msgspec
 from supervisor.app import App, Registration, TaskContext
 from supervisor.core import lifecycle
 from supervisor.core.errors import BrokerError, SkipRetry, TaskTimeout
-from supervisor.core.flow_store import FAILED, SUCCEEDED
+from supervisor.core.flow_store import EXPIRED, FAILED
 from supervisor.core.lifecycle import Outcome
 from supervisor.core.ports import Broker, Claimed, Clock, Completion
 from supervisor.core.retry import exponential_backoff
@@ -42,9 +41,9 @@ from supervisor.core.task import (
     log_fields,
     new_task_id,
 )
-from supervisor.flows import Flows
 from supervisor.outage import Outage
 from supervisor.tracebacks import describe as describe_error
+from supervisor.worker.joins import Joins
 from supervisor.worker.options import WorkerObserver, WorkerOptions
 from supervisor.worker.progress import ProgressBoard
 
@@ -95,7 +94,7 @@ class TaskRunner:
         self.observer = observer
         self.stop = stop
         self.outage = Outage(log, f"worker {worker_id}")
-        self._flows: Flows | None = None
+        self.joins = Joins(broker, clock)
         self.progress = ProgressBoard(broker.progress_store, clock)
 
     # -- before it runs ---------------------------------------------------------------------------
@@ -138,7 +137,7 @@ class TaskRunner:
     def _ready(self, claimed: Claimed, message: TaskMessage, now: float) -> Ready | Outcome:
         if lifecycle.past_deadline(message, now):
             why = f"deadline passed before the task could run (deadline {message.deadline})"
-            return self.archive(claimed, message, why, now)
+            return self.archive(claimed, message, why, now, flow_state=EXPIRED)
         registration = self.app.handler_for(message.type)
         if registration is None:
             known = ", ".join(self.app.task_types) or "none"
@@ -240,21 +239,6 @@ class TaskRunner:
                 ) from exc
         return Completion(ready.claimed, message.unique_key, record, message.retention, join)
 
-    def record_joins(self, completions: list[Completion]) -> list[Completion]:
-        """Record the joins of the workflow members among ``completions`` (one script per flow),
-        before their completions are sent; returns them without their joins, so a completion
-        sent again does not join again. Raises BrokerError (nothing is sent then)."""
-        joins = [c.flow for c in completions if c.flow is not None]
-        if not joins:
-            return completions
-        self.flows().members_finished([(ref, SUCCEEDED, result) for ref, result in joins])
-        return [c if c.flow is None else dataclasses.replace(c, flow=None) for c in completions]
-
-    def flows(self) -> Flows:
-        if self._flows is None:
-            self._flows = Flows(self.broker, self.broker.flow_store(), self.clock)
-        return self._flows
-
     def _completed(self, ready: Ready, completion: Completion, started: float) -> tuple[Outcome, Completion]:
         self.observer.task_finished(ready.message.id, Outcome.COMPLETED, time.perf_counter() - started)
         return Outcome.COMPLETED, completion
@@ -284,7 +268,14 @@ class TaskRunner:
         return self._fenced(done, Outcome.RETRY, message.id)
 
     def archive(
-        self, claimed: Claimed, message: TaskMessage, error: str, now: float, *, retries_exhausted: bool = False
+        self,
+        claimed: Claimed,
+        message: TaskMessage,
+        error: str,
+        now: float,
+        *,
+        retries_exhausted: bool = False,
+        flow_state: str = FAILED,
     ) -> Outcome:
         decision = lifecycle.after_failure(message, error, now, 0.0, final=True)
         first_line = error.splitlines()[0] if error else ""
@@ -294,7 +285,7 @@ class TaskRunner:
             extra=log_fields(message, "task_archived", error=first_line),
         )  # fmt: skip
         if message.flow:
-            self.persist("flow join", lambda: self.flows().member_failed(message, FAILED, error))
+            self.persist("flow join", lambda: self.joins.flows().member_failed(message, flow_state, error))
         data = encode_message(decision.message)
         done = self.persist(
             "archive", lambda: self.broker.archive(claimed, self.worker_id, data, now, unique_key=message.unique_key)
