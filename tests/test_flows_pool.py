@@ -4,6 +4,7 @@ with every result while children and a parent are SIGKILLed at random moments.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -15,8 +16,9 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from supervisor import Client, chain, chord, group, task
+from supervisor import AsyncClient, Client, chain, chord, group, task
 from supervisor.cli import main
+from supervisor.config import Settings
 from supervisor.flows import FlowView
 from tests.helpers import wait_for
 from tests.pool import Pool
@@ -117,3 +119,16 @@ def test_chord_callback_runs_once_with_every_result_through_kills(
         assert total_kills >= 2, "the kills must land while members run"
     finally:
         pool.cleanup()
+
+
+def test_async_client_enqueues_and_reads_a_flow(settings: Settings) -> None:
+    async def go() -> None:
+        async with AsyncClient(settings=settings) as ac:
+            flow_id = await ac.enqueue_flow(chain(task("add", 1, queue="aq"), task("add", queue="aq")), policy="ignore")
+            view = await ac.flow(flow_id)
+            assert view is not None and view.policy == "ignore" and view.state == "running"
+            assert [m.state for m in view.members] == ["released", "waiting"]
+            assert await ac.progress(view.members[0].task_id, queue="aq") is None
+            assert await ac.flow("nosuchflow") is None
+
+    asyncio.run(go())
