@@ -1,6 +1,6 @@
 """A chord of N no-op members against N plain no-op tasks, through the same running supervisor.
 
-    python -m bench.flows [--n 10000] [--workers 4] [--rounds 2]
+    python -m bench.flows [--n 10000] [--workers 4] [--rounds 2] [--concurrency 1]
 
 One private redis-server, one ``supervisor start`` (bench/flows_app.py). Each round times N plain
 tasks (``enqueue_many`` in batches of 1,000, then until the queue's processed counter has grown by
@@ -53,13 +53,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=1, help="ASYNQ_WORKER_CONCURRENCY")
     parser.add_argument("--out", type=Path, default=RESULTS / "flows.json")
     args = parser.parse_args()
     namespace = f"bf{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp, RedisServer() as server:
         client = Client(settings=load_settings(environ={"REDIS_URL": server.url, "ASYNQ_NAMESPACE": namespace}))
         pool = Pool(server.url, namespace, Path(tmp) / "sv.log", workers=args.workers, app="bench.flows_app:app",
-                    env={"ASYNQ_LOG_LEVEL": "info"})  # fmt: skip
+                    env={"ASYNQ_LOG_LEVEL": "info", "ASYNQ_WORKER_CONCURRENCY": str(args.concurrency)})  # fmt: skip
         processed_key = f"{namespace}:{{default}}:processed"
         plains, chords = [], []
         try:
@@ -75,8 +76,8 @@ def main() -> None:
             pool.cleanup()
             client.close()
     p, c = statistics.median(plains), statistics.median(chords)
-    report = {"n": args.n, "workers": args.workers, "plain_s": round(p, 3), "chord_s": round(c, 3),
-              "ratio": round(c / p, 3), "plain_runs": plains, "chord_runs": chords}  # fmt: skip
+    report = {"n": args.n, "workers": args.workers, "concurrency": args.concurrency, "plain_s": round(p, 3),
+              "chord_s": round(c, 3), "ratio": round(c / p, 3), "plain_runs": plains, "chord_runs": chords}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report))

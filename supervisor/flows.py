@@ -119,6 +119,7 @@ class Flows:
             "retention": str(retention).encode(), "tree": msgspec.json.encode(compiled.shape),
         }  # fmt: skip
         dependents = compiled.dependents()
+        roots: list[tuple[int, TaskMessage]] = []
         for node, leaf in enumerate(compiled.leaves):
             built = build_task(replace_task(leaf, task_id=member_id(flow_id, node)), now, default_max_retry, headers)
             if built.process_at is not None:
@@ -126,14 +127,16 @@ class Flows:
             message = msgspec.structs.replace(built.message, flow=member_ref(flow_id, node))
             definition = NodeDef(encode_message(message), compiled.preds[node], compiled.pipes[node])
             fields[f"n:{node}"] = msgspec.msgpack.encode(definition)
-            fields[f"s:{node}"] = b"waiting"
-            fields[f"w:{node}"] = str(len(compiled.preds[node])).encode()
+            if compiled.preds[node]:  # a node's state is written when it changes: absent is waiting
+                fields[f"w:{node}"] = str(len(compiled.preds[node])).encode()
+            else:
+                roots.append((node, message))
             if dependents[node]:
                 fields[f"d:{node}"] = ",".join(map(str, dependents[node])).encode()
         self.store.index_flow(flow_id)
         if not self.store.create_flow(flow_id, fields, compiled.roots()):
             raise InvalidTaskError(f"flow {flow_id} exists")
-        self.release(flow_id)
+        self._submit(flow_id, [node for node, _ in roots], [message for _, message in roots])
         return flow_id
 
     def release(self, flow_id: str, older_than: float | None = None) -> int:
@@ -142,15 +145,19 @@ class Flows:
         if not ready:
             return 0
         now = self.clock.now()
-        tasks: list[NewTask] = []
+        messages = []
         for r in ready:
             definition = msgspec.msgpack.decode(r.definition, type=NodeDef)
-            message = with_input(definition, decode_message(definition.message), r.inputs, now)
-            tasks.append(NewTask(message.queue, message.id, encode_message(message)))
+            messages.append(with_input(definition, decode_message(definition.message), r.inputs, now))
+        self._submit(flow_id, [r.node for r in ready], messages)
+        return len(ready)
+
+    def _submit(self, flow_id: str, nodes: list[int], messages: Sequence[TaskMessage]) -> None:
+        """Submit ready nodes' tasks under their fixed ids, then mark them released."""
+        tasks = [NewTask(m.queue, m.id, encode_message(m)) for m in messages]
         for start in range(0, len(tasks), RELEASE_CHUNK):
             self.broker.submit(tasks[start : start + RELEASE_CHUNK])
-        self.store.mark_released(flow_id, [r.node for r in ready])
-        return len(ready)
+        self.store.mark_released(flow_id, nodes)
 
     def member_finished(self, message: TaskMessage, state: str, result: bytes) -> None:
         """Record one member's terminal outcome (the join) and release what it made ready.

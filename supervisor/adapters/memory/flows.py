@@ -74,6 +74,8 @@ class MemoryFlowStore:
             finished = False
             for node, state, result in outcomes:
                 current = flow.get(f"s:{node}") if flow is not None else None
+                if current is None and flow is not None and f"n:{node}" in flow.fields:
+                    current = WAITING  # a node's state is written when it changes
                 if flow is None or current is None or current in TERMINAL:
                     skipped += 1
                     continue
@@ -94,7 +96,7 @@ class MemoryFlowStore:
         if state != SUCCEEDED and flow.get("state") == "running" and flow.get("policy") == "fail":
             flow.put("state", "failed")
             for i in range(total):
-                if flow.get(f"s:{i}") in (WAITING, READY):
+                if flow.get(f"s:{i}") in (None, WAITING, READY):
                     flow.put(f"s:{i}", CANCELED)
                     finished += 1
             flow.ready.clear()

@@ -14,7 +14,11 @@ local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
 local counted, ready, skipped, finished = 0, 0, 0, 0
 
 local function record(node, outcome, result)
+  -- A node with a definition and no state yet is waiting (the state is written when it changes).
   local s = redis.call('HGET', KEYS[1], 's:' .. node)
+  if (not s) and redis.call('HEXISTS', KEYS[1], 'n:' .. node) == 1 then
+    s = 'waiting'
+  end
   if (not s) or s == 'succeeded' or s == 'failed' or s == 'canceled' or s == 'expired' then
     skipped = skipped + 1
     return
@@ -32,7 +36,7 @@ local function record(node, outcome, result)
     redis.call('HSET', KEYS[1], 'state', 'failed')
     for i = 0, total - 1 do
       local si = redis.call('HGET', KEYS[1], 's:' .. i)
-      if si == 'waiting' or si == 'ready' then
+      if (not si) or si == 'waiting' or si == 'ready' then
         redis.call('HSET', KEYS[1], 's:' .. i, 'canceled')
         finished = finished + 1
       end
