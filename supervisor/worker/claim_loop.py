@@ -135,6 +135,7 @@ class Worker:
             self.handback.requeue([ready.claimed for ready in stranded], "its event loop ended")
             self.execution.stop()
             self._record_completions(force=True)
+            self.runner.progress.close()
         if self.execution.loop_ended:
             raise EventLoopEnded("the worker's event loop ended by itself (see the log above)")
 

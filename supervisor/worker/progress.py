@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from supervisor.core.errors import BrokerError
@@ -46,7 +47,7 @@ class ProgressBoard:
             self._wake.wait()
             self._wake.clear()
             self.flush()
-            threading.Event().wait(self.interval)  # the coalescing: nothing sooner
+            time.sleep(self.interval)  # the coalescing: nothing sooner
 
     def flush(self) -> None:
         """Write what changed since the last write (one round trip), if anything did."""
@@ -63,3 +64,10 @@ class ProgressBoard:
                 for key, record in entries.items():
                     self._latest.setdefault(key, record)  # a newer report wins
             self._wake.set()
+
+    def close(self) -> None:
+        """Write what is left (the worker is stopping: its timer thread dies with the process)."""
+        try:
+            self.flush()
+        except Exception as exc:  # a stopping worker must not fail on a progress write
+            log.warning("last progress not written: %s", exc)
