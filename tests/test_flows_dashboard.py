@@ -50,6 +50,8 @@ def test_flow_page_shows_the_tree_with_each_members_state(
     assert html.count('class="badge succeeded"') == 1 and html.count('class="badge waiting"') == 1
     assert "&lt;b&gt;one&lt;/b&gt;" in html and "<b>one</b>" not in html  # results are escaped
     assert f"id={first.id}" in html and "album" in html
+    member_page = tc.get(f"/task?queue=fp&id={flow_id}.1").text
+    assert f'href="/flow?id={flow_id}" id="flow-link"' in member_page and "(member 1)" in member_page
     assert tc.get("/flow?id=nosuchflow").status_code == 404
     assert tc.get("/flow").status_code == 404
 
