@@ -37,7 +37,6 @@ from supervisor.core.flows import (
     member_id,
     member_ref,
     parse_ref,
-    replace_task,
     with_input,
 )
 from supervisor.core.ports import Broker, Clock, NewTask, SystemClock
@@ -121,10 +120,12 @@ class Flows:
         dependents = compiled.dependents()
         roots: list[tuple[int, TaskMessage]] = []
         for node, leaf in enumerate(compiled.leaves):
-            built = build_task(replace_task(leaf, task_id=member_id(flow_id, node)), now, default_max_retry, headers)
+            built = build_task(leaf, now, default_max_retry, headers)  # the flow names it: hex, '.', digits
             if built.process_at is not None:
                 raise InvalidTaskError("a flow's task cannot be scheduled (process_at/process_in)")
-            message = msgspec.structs.replace(built.message, flow=member_ref(flow_id, node))
+            message = msgspec.structs.replace(
+                built.message, id=member_id(flow_id, node), flow=member_ref(flow_id, node)
+            )
             definition = NodeDef(encode_message(message), compiled.preds[node], compiled.pipes[node])
             fields[f"n:{node}"] = msgspec.msgpack.encode(definition)
             if compiled.preds[node]:  # a node's state is written when it changes: absent is waiting

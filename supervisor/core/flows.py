@@ -18,7 +18,6 @@ This module holds the shapes and the port (:class:`FlowStore`); no I/O.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -190,7 +189,3 @@ def check_policy(policy: object) -> str:
     if policy not in POLICIES:
         raise InvalidTaskError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r:.100}")
     return str(policy)
-
-
-def replace_task(leaf: Task, **changes: Any) -> Task:
-    return dataclasses.replace(leaf, **changes)

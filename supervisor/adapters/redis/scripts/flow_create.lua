@@ -7,8 +7,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 local n = tonumber(ARGV[1])
-for i = 2, 2 * n, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+local last = 2 * n + 1
+for i = 2, last, 4000 do  -- HSET with many pairs at once, within Lua's unpack limit
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 3999, last)))
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
