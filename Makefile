@@ -82,6 +82,7 @@ bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.scaleout
 	$(BIN)/python -m bench.idle_cpu
+	$(BIN)/python -m bench.flows
 
 # The same scenarios, ours alternating with Celery, RQ, Dramatiq, huey, arq, taskiq, saq and BullMQ (each
 # installed from PyPI into its own venv under bench/results/venvs/ on first use; one that fails is
@@ -97,6 +98,7 @@ bench-peers: install
 chaos: install
 	$(BIN)/python -m bench.chaos
 	$(BIN)/python -m bench.chaos --cluster
+	$(BIN)/python -m bench.chaos_flows
 
 lint: install
 	$(BIN)/ruff check supervisor tests bench examples

@@ -35,6 +35,7 @@ from supervisor.core.errors import (
     TaskFailed,
     TaskTimeout,
 )
+from supervisor.core.flows import chain, chord, group, task
 from supervisor.core.ports import CancelOutcome, CancelReply
 from supervisor.core.retry import exponential_backoff, fixed_delay
 from supervisor.core.task import TaskState
@@ -61,6 +62,10 @@ __all__ = [
     "TaskInfo",
     "TaskState",
     "TaskTimeout",
+    "chain",
+    "chord",
     "exponential_backoff",
     "fixed_delay",
+    "group",
+    "task",
 ]

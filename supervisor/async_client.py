@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from supervisor.client import (
+    Client,
     ClientConfig,
     Duration,
     OnDuplicate,
@@ -27,9 +28,12 @@ from supervisor.client import (
 )
 from supervisor.config import Settings
 from supervisor.core.errors import BrokerUnavailable
+from supervisor.core.flows import Flow
 from supervisor.core.ports import CancelOutcome, CancelReply, Enqueued, NewTask
+from supervisor.core.progress import Progress
 from supervisor.core.results import NOT_YET, Backoff, Look, live, outcome
 from supervisor.core.task import TaskState
+from supervisor.flows import Flows, FlowView
 
 
 class AsyncClient:
@@ -58,9 +62,13 @@ class AsyncClient:
         from supervisor.wiring import make_async_broker
 
         self.broker = make_async_broker(config.url, config.redis, self.namespace, client_name="supervisor-async-client")
+        self._config = config
+        self._blocking: Client | None = None
 
     async def aclose(self) -> None:
         await self.broker.aclose()
+        if self._blocking is not None:
+            await asyncio.to_thread(self._blocking.close)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -158,7 +166,36 @@ class AsyncClient:
         found = live(queues, await self.broker.task_states([(q, task_id) for q in queues]))
         if found is None or found.queue is None:
             return CancelReply(CancelOutcome.MISSING)
-        return await self.broker.cancel(found.queue, task_id)
+        reply = await self.broker.cancel(found.queue, task_id)
+        if reply.outcome is CancelOutcome.CANCELED:  # a flow's member counts as finished
+            sync = self._sync()
+            flows = Flows(sync.broker, sync.broker.flow_store())
+            await asyncio.to_thread(flows.member_canceled, found.queue, task_id)
+        return reply
+
+    # -- workflows and progress: the synchronous client's calls, on a thread ------------------------
+
+    async def enqueue_flow(
+        self, flow: Flow, *, policy: str = "fail", retention: Duration | None = None, flow_id: str | None = None
+    ) -> str:
+        """:meth:`Client.enqueue_flow` (a few round trips on a thread of the loop's executor)."""
+        return await asyncio.to_thread(
+            self._sync().enqueue_flow, flow, policy=policy, retention=retention, flow_id=flow_id
+        )
+
+    async def flow(self, flow_id: str) -> FlowView | None:
+        return await asyncio.to_thread(self._sync().flow, flow_id)
+
+    async def progress(self, task_id: str, *, queue: str | None = None) -> Progress | None:
+        return await asyncio.to_thread(self._sync().progress, task_id, queue=queue)
+
+    def _sync(self) -> Client:
+        if self._blocking is None:
+            c = self._config
+            self._blocking = Client(
+                c.url, settings=c.settings, namespace=c.namespace, default_max_retry=c.default_max_retry
+            )
+        return self._blocking
 
     async def _look(self, task_id: str, queues: list[str]) -> Look:
         """:meth:`Client._look`, awaited."""

@@ -16,15 +16,19 @@ from supervisor.core.building import Duration as Duration
 from supervisor.core.building import Task as Task
 from supervisor.core.building import When as When
 from supervisor.core.building import build_task as build_task
+from supervisor.core.building import seconds
 from supervisor.core.errors import (
     BrokerUnavailable,
     DuplicateTaskError,
     InvalidTaskError,
     NotUniqueError,
 )
+from supervisor.core.flows import DEFAULT_FLOW_RETENTION, Flow
 from supervisor.core.ports import Broker, CancelOutcome, CancelReply, Enqueued, NewTask
+from supervisor.core.progress import Progress, decode_progress
 from supervisor.core.results import NOT_YET, Backoff, Look, live, outcome
 from supervisor.core.task import TaskMessage, TaskState
+from supervisor.flows import Flows, FlowView
 from supervisor.schedules import Schedules
 
 #: What to do when a unique task's duplicate is enqueued: raise NotUniqueError, or return the existing task.
@@ -330,7 +334,39 @@ class Client:
         found = live(queues, self.broker.task_states([(q, task_id) for q in queues]))
         if found is None or found.queue is None:
             return CancelReply(CancelOutcome.MISSING)
-        return self.broker.cancel(found.queue, task_id)
+        reply = self.broker.cancel(found.queue, task_id)
+        if reply.outcome is CancelOutcome.CANCELED:  # a flow's member counts as finished
+            Flows(self.broker, self.broker.flow_store()).member_canceled(found.queue, task_id)
+        return reply
+
+    # -- workflows -------------------------------------------------------------------------------
+
+    def enqueue_flow(
+        self, flow: Flow, *, policy: str = "fail", retention: Duration | None = None, flow_id: str | None = None
+    ) -> str:
+        """Enqueue a workflow (``chain``, ``group``, ``chord`` of ``task``: supervisor.core.flows)
+        at once and return its id; see README "Workflows". ``policy``: what a member's failure
+        does (``fail``, ``ignore``, ``continue``); ``retention``: how long a finished flow is kept."""
+        keep = DEFAULT_FLOW_RETENTION if retention is None else seconds(retention, "retention", open_low=True)
+        flows = Flows(self.broker, self.broker.flow_store())
+        return flows.enqueue(
+            flow, policy=policy, retention=keep, flow_id=flow_id, default_max_retry=self.default_max_retry,
+            headers=_trace_context(),
+        )  # fmt: skip
+
+    def flow(self, flow_id: str) -> FlowView | None:
+        """The flow's state and tree, each member with its state and result (None: unknown or expired)."""
+        return Flows(self.broker, self.broker.flow_store()).view(flow_id)
+
+    def progress(self, task_id: str, *, queue: str | None = None) -> Progress | None:
+        """The task's last reported progress (``context.progress``), None when it reported none
+        in the last day; ``queue=None`` looks in every known queue."""
+        store = self.broker.progress_store()
+        for q in [queue] if queue is not None else self.broker.known_queues():
+            record = store.progress_record(q, task_id)
+            if record is not None:
+                return decode_progress(record)
+        return None
 
     def _look(self, task_id: str, queues: list[str]) -> Look:
         """The task's state in ``queues`` (one round trip), then its kept result or its error."""

@@ -35,6 +35,19 @@ class TaskContext:
         handler also gets TaskCanceled at its next line, an ``async def`` one CancelledError)."""
         return self.id in self.cancels
 
+    #: Where ``progress`` goes: the worker's coalescing board (None outside a worker).
+    reporter: Callable[..., None] | None = None
+
+    def progress(self, fraction: float, note: str = "", data: Any = None) -> None:
+        """Report how far the task is (0 to 1), with a note and any msgspec-encodable data.
+
+        Cheap enough for a tight loop: the worker writes the latest value at most 4 times a
+        second (see supervisor/core/progress.py). Raises ValueError/TypeError for a bad value.
+        """
+        if self.reporter is None:
+            raise RuntimeError("progress is reported from a handler run by a worker")
+        self.reporter(self.queue, self.id, fraction, note, data)
+
 
 #: ``middleware(context, call_next) -> result``: wrap the call of the handler (or of the next
 #: middleware). It may act before and after, replace the result, or raise.

@@ -12,7 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from supervisor import App, Client, SkipRetry
+from supervisor import App, Client, SkipRetry, chain, task
 from supervisor.cli import main
 from tests.conftest import make_settings
 from tests.helpers import make_worker, wait_for
@@ -66,6 +66,7 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
     assert worker.step()
     pending = client.enqueue("later", {"x": 1}, process_in=3600)
     to_cancel = client.enqueue("later", None, expires="1h")
+    flow_id = client.enqueue_flow(chain(task("flowing", 1, queue="flows"), task("next", queue="flows")))
     outputs: dict[str, Any] = {}
     # With no supervisor running, so that nothing claims the tasks under the commands' feet.
     runs = {
@@ -87,6 +88,7 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
         "cron update": ("cron", "update", "nightly", "--every", "1h", "--type", "t", "--json"),
         "cron set": ("cron", "set", "hourly", "--schedule", "@hourly", "--type", "t", "--max-retry", "3", "--json"),
         "cron remove": ("cron", "remove", "hourly", "--json"),
+        "flows show": ("flows", "show", flow_id, "--json"),
     }  # fmt: skip
     shown_text = cli("tasks", "show", archived.id)  # before the retry below moves it
     for name, args in runs.items():

@@ -8,6 +8,7 @@ from supervisor.cli.common import config_exit
 from supervisor.cli.cron import cron
 from supervisor.cli.dashboard import dashboard
 from supervisor.cli.enqueue import enqueue
+from supervisor.cli.flows import flows
 from supervisor.cli.health import health
 from supervisor.cli.queues import queues
 from supervisor.cli.start import start
@@ -36,7 +37,7 @@ def main(ctx: click.Context) -> None:
     click.echo(f"supervisor: warning: {conflict}", err=True)
 
 
-for command in (start, stats, tasks, queues, enqueue, health, cron, dashboard):
+for command in (start, stats, tasks, queues, enqueue, health, cron, dashboard, flows):
     main.add_command(command)
 
 __all__ = ["main"]

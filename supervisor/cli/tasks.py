@@ -14,10 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
+import msgspec
 
 from supervisor.cli.common import broker_errors, connection_options, emit, inspector, json_option, settings_from
 from supervisor.cli.output import ago, duration, iso, paint, shorten, state, table
+from supervisor.config import Settings
 from supervisor.core.inspection import STATES, WAITING, Inspection, Progress, TaskView
+from supervisor.core.progress import decode_progress
 
 #: TaskView.to_dict() fields that are times (seconds since the epoch; 0 means none).
 _TASK_TIMES = ("at", "enqueued_at", "deadline", "last_failed_at", "expires")
@@ -88,13 +91,34 @@ def list_tasks(
 @connection_options
 def show_task(task_id: str, queue: str | None, as_json: bool, env_file: str | None, redis_url: str | None) -> None:
     """Everything about one task: envelope, payload, state, times, the whole last error."""
-    with inspector(env_file, redis_url) as (insp, _):
+    with inspector(env_file, redis_url) as (insp, settings):
         view = insp.find(task_id, queue)
+        progress = progress_of(settings, view.queue, task_id)
     now = time.time()
-    emit(as_json, task_json(view), lambda: render_task(view, now))
+    data = task_json(view)
+    if progress is not None:
+        data["progress"] = progress
+    emit(as_json, data, lambda: render_task(view, now, progress))
 
 
-def render_task(view: TaskView, now: float) -> str:
+def progress_of(settings: Settings, queue: str, task_id: str) -> dict[str, Any] | None:
+    """The task's last reported progress (``context.progress``), or None."""
+    from supervisor.wiring import make_broker
+
+    broker = make_broker(settings, client_name="supervisor-cli")
+    try:
+        record = broker.progress_record(queue, task_id)
+    finally:
+        broker.close()
+    if record is None:
+        return None
+    try:
+        return decode_progress(record).to_dict()
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return {"unreadable": str(exc)}
+
+
+def render_task(view: TaskView, now: float, progress: dict[str, Any] | None = None) -> str:
     """`tasks show`'s text: one field a line, times relative and absolute, the whole last error."""
     raw = view.to_dict()
     lines = []
@@ -112,6 +136,9 @@ def render_task(view: TaskView, now: float) -> str:
     for key in ("payload", "result"):
         if key in raw:
             lines.append(f"{paint(f'{key:>14}', bold=True)}: {json.dumps(raw[key], default=str)}")
+    if progress is not None:
+        label = paint(f"{'progress':>14}", bold=True)
+        lines.append(f"{label}: {json.dumps(progress, default=str)}")
     if raw.get("last_error"):
         label = paint(f"{'last_error':>14}", bold=True)
         lines.append(f"{label}:\n{raw['last_error']}")

@@ -10,7 +10,11 @@ import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from supervisor.core.flow_store import FlowStore
+    from supervisor.core.progress import ProgressStore
 
 
 class Clock(Protocol):
@@ -88,6 +92,9 @@ class Completion:
     unique_key: str = ""
     record: bytes | None = None
     retention: float = 0.0
+    #: A workflow member's (flow reference, encoded result): its join is recorded before this
+    #: completion is sent (supervisor/flows.py), so a completion never lands without its join.
+    flow: tuple[str, bytes] | None = None
 
 
 class Recorded(enum.IntEnum):
@@ -350,4 +357,13 @@ class Broker(Protocol):
 
     def cancel_listener(self) -> CancelListener:
         """Start hearing the cancels of running tasks (in the process that will listen)."""
+
+    # -- workflows ------------------------------------------------------------------------------
+
+    def flow_store(self) -> FlowStore:
+        """Where this store keeps workflows (supervisor/flows.py), over the same connection."""
+        ...
+
+    def progress_store(self) -> ProgressStore:
+        """Where running tasks' progress is kept, over the same connection."""
         ...

@@ -70,6 +70,8 @@ class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Fals
     retention: float = 0.0
     #: Time after which the task is not started any more: it ends ``expired`` (0: never).
     expires: float = 0.0
+    #: ``<flow id>:<node>`` for a member of a workflow (core/flows.py); '' for a plain task.
+    flow: str = ""
 
 
 class CompletedTask(msgspec.Struct):

@@ -32,11 +32,14 @@ from starlette.staticfiles import StaticFiles
 from supervisor.config import Settings, load_settings
 from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.inspection import WAITING, Inspection, Sample, UnknownQueue, UnknownTask
+from supervisor.core.progress import ProgressStore
 from supervisor.dashboard import charts, listing, present
 from supervisor.dashboard.actions import BULK_STEP, Actions
+from supervisor.dashboard.flows import FlowPages
 from supervisor.dashboard.forms import FLASH_COOKIE, Form, read_flash, set_flash
 from supervisor.dashboard.security import CSRF_FIELD, CSRF_HEADER, Csrf, SecurityMiddleware
 from supervisor.dashboard.settings import DashboardSettings
+from supervisor.flows import Flows
 
 _T = TypeVar("_T")
 
@@ -53,6 +56,8 @@ class Dashboard:
         self.inspector = inspector
         self.options = options
         self.csrf = Csrf(options.secret)
+        #: The workflow page and task progress (dashboard/flows.py), set by create_app.
+        self.flow_pages: FlowPages | None = None
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("supervisor.dashboard", "templates"),
             autoescape=True,  # every value is escaped unless a template says otherwise (none does)
@@ -283,7 +288,16 @@ class Dashboard:
             trace=trace,
             trace_url=trace_url,
             waiting=WAITING,
+            progress=await self.call(self.flow_pages.progress, view.queue, view.id) if self.flow_pages else None,
         )
+
+
+def _flow_reads(settings: Settings) -> tuple[Flows, ProgressStore]:
+    """Workflows and progress are kept by the write side: one broker connection for their reads."""
+    from supervisor.wiring import make_broker
+
+    broker = make_broker(settings, client_name="supervisor-dashboard")
+    return Flows(broker, broker.flow_store()), broker.progress_store()
 
 
 def _quote(value: Any) -> str:
@@ -295,6 +309,8 @@ def create_app(
     dashboard: DashboardSettings | None = None,
     *,
     inspection: Inspection | None = None,
+    flows: Flows | None = None,
+    progress: ProgressStore | None = None,
 ) -> Starlette:
     """The dashboard app. ``settings``: Redis and namespace (default: from the environment);
     ``dashboard``: credentials and display options (default: none, loopback use or your app's auth).
@@ -305,7 +321,9 @@ def create_app(
         from supervisor.wiring import make_inspection
 
         inspection = make_inspection(settings, client_name="supervisor-dashboard")
+        flows, progress = _flow_reads(settings)
     d = Dashboard(inspection, options)
+    d.flow_pages = FlowPages(d, flows, progress)
     static = StaticFiles(directory=str(resources.files("supervisor.dashboard") / "static"))
     routes = [
         Route("/", d.overview, name="overview"),
@@ -319,6 +337,7 @@ def create_app(
         Route("/fragments/queue", d.queue_fragment),
         Route("/task", d.task),
         Route("/search", d.search),
+        Route("/flow", d.flow_pages.flow),
         Route("/api/stats", d.api_stats),
         Route("/actions/{action}", Actions(d).act, methods=["POST"]),
         Mount("/static", app=static, name="static"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from supervisor.app import App
 from supervisor.config import Settings
 from supervisor.core.inspection import QueueStats
+from supervisor.flows import Flows, FlowSweep
 from supervisor.process.arbiter import PARENT_SOCKET_TIMEOUT, Arbiter
 from supervisor.process.keeper import Keeper
 from supervisor.process.liveness import LivenessFile
@@ -67,4 +68,5 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
     schedules = make_schedule_store(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
     scheduler = Scheduler(arbiter.app.periodic_entries, broker, asynq.max_retry, schedules)
     reporter = Reporter(notifier, LivenessFile(asynq.namespace, asynq.heartbeat_interval), arbiter.pool_status)
-    return ParentParts(broker, keeper, recoverer, scheduler, reporter, metrics, listeners, inspection)
+    flow_sweep = FlowSweep(Flows(broker, broker.flow_store()), every=max(asynq.heartbeat_interval, 1.0))
+    return ParentParts(broker, keeper, recoverer, scheduler, reporter, metrics, listeners, inspection, flow_sweep)

@@ -55,12 +55,16 @@ class ParentParts:
     listeners: list[Listener] = field(default_factory=list)
     #: The read side the keeper uses for the queue gauges (only with the metrics endpoint).
     inspection: Inspection | None = None
+    #: Releases workflow members a crash left unreleased (supervisor/flows.py's FlowSweep).
+    flow_sweep: Role | None = None
 
     def roles(self, *, stopping: bool) -> list[Role]:
         """The roles the loop walks, in order; periodic tasks are not enqueued while stopping."""
         roles: list[Role] = [self.keeper, self.recoverer]
         if self.scheduler is not None and not stopping:
             roles.append(self.scheduler)
+        if self.flow_sweep is not None:
+            roles.append(self.flow_sweep)
         roles.append(self.reporter)
         return roles
 

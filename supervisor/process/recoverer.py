@@ -30,10 +30,12 @@ from dataclasses import dataclass
 
 from supervisor.core import lifecycle
 from supervisor.core.errors import BrokerError, BrokerUnavailable
+from supervisor.core.flow_store import FAILED
 from supervisor.core.identity import WorkerId
 from supervisor.core.ports import Broker, Clock, Held, SystemClock, printable_id
 from supervisor.core.recovery import PutBack, put_back_plan
 from supervisor.core.task import decode_message, encode_message, log_fields
+from supervisor.flows import Flows
 from supervisor.outage import Outage
 from supervisor.process.linux import pid_alive, this_process
 
@@ -228,6 +230,8 @@ class Recoverer:
                 "task %s (%s) archived: %s, no retries left", message.id, message.type, reason,
                 extra=log_fields(message, "task_archived", error=reason),
             )  # fmt: skip
+            if message.flow:  # a workflow member's terminal state: its join, before the archive
+                Flows(self.broker, self.broker.flow_store(), self.clock).member_failed(message, FAILED, reason)
             return self.broker.archive(claimed, held.owner, data, self.clock.now(), unique_key=message.unique_key)
         log.warning(
             "task %s (%s) put back: %s (attempt %d/%d)", message.id, message.type, reason,

@@ -143,6 +143,7 @@ class Worker:
             self.execution.stop()
             self.cancels.stop()
             self._record_completions(force=True)
+            self.runner.progress.close()
         if self.execution.loop_ended:
             raise EventLoopEnded("the worker's event loop ended by itself (see the log above)")
 
@@ -236,20 +237,21 @@ class Worker:
         names = self.options.plan.names
         completions = self.state.take_completions()
         try:
+            completions = self.runner.joins.record(completions)
             got = self.broker.claim_round(
                 self.worker_id, [names[i] for i in order], self.options.lease_duration, max(want, 1), completions
             )
         except BrokerError as exc:  # nothing answered; the reply of a claim that ran may be lost
             self.state.put_back_completions(completions)
             self.unsettled.update(self.options.queues)
-            self.runner.pause("claim", exc)
+            self.runner.store.pause("claim", exc)
             return None
         unreachable = self.handback.recorded(completions, got.recorded)
         if unreachable:  # their node did not answer: still owned, they go with a later claim
             self.state.put_back_completions(unreachable)
         if got.lost:
             self.unsettled.update(got.lost)
-        self.runner.outage.recovered()
+        self.runner.store.outage.recovered()
         if isinstance(got.claimed, list):
             return got.claimed
         return float("inf") if got.claimed is None else got.claimed
@@ -266,7 +268,7 @@ class Worker:
                 self.broker.wait_for_work(self.options.queues, block)
         except BrokerError as exc:
             self.waiting_for_work = False
-            self.runner.pause("wait", exc)
+            self.runner.store.pause("wait", exc)
         finally:
             self.waiting_for_work = False
         self._record_completions()
@@ -284,7 +286,15 @@ class Worker:
     def _record_completions(self, *, force: bool = False) -> None:
         """Record pending completions that cannot wait for a claim any longer."""
         completions = self.state.take_due_completions(force=force)
-        if completions and (unreachable := self.handback.complete(completions)):
+        if not completions:
+            return
+        try:
+            completions = self.runner.joins.record(completions)
+        except BrokerError as exc:  # the joins first: sent again with the completions, later
+            self.state.put_back_completions(completions)
+            self.runner.store.pause("flow join", exc)
+            return
+        if unreachable := self.handback.complete(completions):
             self.state.put_back_completions(unreachable)
 
     def _give_back_stale(self, now: float) -> None:

@@ -31,7 +31,7 @@ class Handback:
     def complete(self, completions: Sequence[Completion]) -> list[Completion]:
         """Record ``completions`` now (repeated while no store node answers, but when stopping);
         returns those whose node did not answer, to be sent again later."""
-        done = self.runner.persist("complete", lambda: self.broker.complete_each(completions, self.worker_id))
+        done = self.runner.store.persist("complete", lambda: self.broker.complete_each(completions, self.worker_id))
         if done is None:  # stopping, and the store is silent: the tasks stay owned and are recovered
             return []
         return self.recorded(completions, done)

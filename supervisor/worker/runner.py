@@ -27,7 +27,8 @@ import msgspec
 
 from supervisor.app import App, Registration, TaskContext
 from supervisor.core import lifecycle
-from supervisor.core.errors import BrokerError, SkipRetry, TaskCanceled, TaskTimeout
+from supervisor.core.errors import SkipRetry, TaskCanceled, TaskTimeout
+from supervisor.core.flow_store import CANCELED, EXPIRED, FAILED
 from supervisor.core.lifecycle import Outcome
 from supervisor.core.ports import Broker, Claimed, Clock, Completion
 from supervisor.core.retry import exponential_backoff
@@ -37,12 +38,15 @@ from supervisor.core.task import (
     decode_message,
     encode_completed,
     encode_message,
+    encode_payload,
     log_fields,
     new_task_id,
 )
-from supervisor.outage import Outage
 from supervisor.tracebacks import describe as describe_error
+from supervisor.worker.joins import Joins
 from supervisor.worker.options import WorkerObserver, WorkerOptions
+from supervisor.worker.progress import ProgressBoard
+from supervisor.worker.storecalls import StoreCalls
 
 log = logging.getLogger("supervisor.worker")
 T = TypeVar("T")
@@ -90,9 +94,12 @@ class TaskRunner:
         self.clock = clock
         self.observer = observer
         self.stop = stop
-        self.outage = Outage(log, f"worker {worker_id}")
+        #: Calls that must land, through a store outage (storecalls.py).
+        self.store = StoreCalls(worker_id, observer, stop)
         #: Ids of the tasks held here whose cancel was heard (the worker's CancelWatch fills it).
         self.canceled: set[str] = set()
+        self.joins = Joins(broker, clock)
+        self.progress = ProgressBoard(broker.progress_store, clock)
 
     # -- before it runs ---------------------------------------------------------------------------
 
@@ -134,7 +141,7 @@ class TaskRunner:
     def _ready(self, claimed: Claimed, message: TaskMessage, now: float) -> Ready | Outcome:
         if lifecycle.past_deadline(message, now):
             why = f"deadline passed before the task could run (deadline {message.deadline})"
-            return self.archive(claimed, message, why, now)
+            return self.archive(claimed, message, why, now, flow_state=EXPIRED)
         if message.id in self.canceled or lifecycle.has_expired(message, now):
             outcome = self.end(claimed, message, now)
             self.observer.task_finished(message.id, outcome, 0.0)  # counted in metrics
@@ -152,7 +159,7 @@ class TaskRunner:
         context = TaskContext(
             id=message.id, type=message.type, queue=claimed.queue, retried=message.retried,
             max_retry=message.max_retry, headers=message.headers, time_limit=limit, worker_id=self.worker_id,
-            message=message, cancels=self.canceled,
+            message=message, cancels=self.canceled, reporter=self.progress.report,
         )  # fmt: skip
         return Ready(claimed, message, registration, payload, limit, context)
 
@@ -240,7 +247,16 @@ class TaskRunner:
                     f"the handler returned a {type(result).__name__} that cannot be stored as the task's "
                     f"result ({type(exc).__name__}: {exc}); return what msgspec can encode, or None"
                 ) from exc
-        return Completion(ready.claimed, message.unique_key, record, message.retention)
+        join = None
+        if message.flow:
+            try:
+                join = (message.flow, bytes(encode_payload(result)))
+            except Exception as exc:  # TypeError, InvalidTaskError: the join needs the result
+                raise ResultNotStorable(
+                    f"the handler of a workflow member returned a {type(result).__name__} that cannot be stored "
+                    f"({type(exc).__name__}: {exc}); return what msgspec can encode, or None"
+                ) from exc
+        return Completion(ready.claimed, message.unique_key, record, message.retention, join)
 
     def _completed(self, ready: Ready, completion: Completion, started: float) -> tuple[Outcome, Completion]:
         self.observer.task_finished(ready.message.id, Outcome.COMPLETED, time.perf_counter() - started)
@@ -269,11 +285,18 @@ class TaskRunner:
             extra=log_fields(message, "task_retry", retry_in=round(delay, 3)),
         )  # fmt: skip
         data = encode_message(decision.message)
-        done = self.persist("retry", lambda: self.broker.retry(claimed, self.worker_id, data, decision.at))
+        done = self.store.persist("retry", lambda: self.broker.retry(claimed, self.worker_id, data, decision.at))
         return self._fenced(done, Outcome.RETRY, message.id)
 
     def archive(
-        self, claimed: Claimed, message: TaskMessage, error: str, now: float, *, retries_exhausted: bool = False
+        self,
+        claimed: Claimed,
+        message: TaskMessage,
+        error: str,
+        now: float,
+        *,
+        retries_exhausted: bool = False,
+        flow_state: str = FAILED,
     ) -> Outcome:
         decision = lifecycle.after_failure(message, error, now, 0.0, final=True)
         first_line = error.splitlines()[0] if error else ""
@@ -282,8 +305,10 @@ class TaskRunner:
             message.id, message.type, f" after {message.retried} retries" if retries_exhausted else "", first_line,
             extra=log_fields(message, "task_archived", error=first_line),
         )  # fmt: skip
+        if message.flow:
+            self.store.persist("flow join", lambda: self.joins.flows().member_failed(message, flow_state, error))
         data = encode_message(decision.message)
-        done = self.persist(
+        done = self.store.persist(
             "archive", lambda: self.broker.archive(claimed, self.worker_id, data, now, unique_key=message.unique_key)
         )
         return self._fenced(done, Outcome.ARCHIVED, message.id)
@@ -299,9 +324,12 @@ class TaskRunner:
         log.warning(
             "task %s (%s) %s", message.id, message.type, why, extra=log_fields(message, f"task_{state.value}")
         )  # fmt: skip
+        if message.flow:  # the join counts it as finished (canceled or expired), before it ends
+            flow_state = CANCELED if state is Outcome.CANCELED else EXPIRED
+            self.store.persist("flow join", lambda: self.joins.flows().member_failed(message, flow_state, why))
         data = encode_message(lifecycle.ended(message, why, now))
         unique = message.unique_key
-        done = self.persist(
+        done = self.store.persist(
             state.value,
             lambda: self.broker.end_task(claimed, self.worker_id, state.value, data, now, unique_key=unique),
         )
@@ -329,7 +357,7 @@ class TaskRunner:
             extra=log_fields(message, "task_archived", error=error),
         )  # fmt: skip
         data = encode_message(message)
-        done = self.persist(
+        done = self.store.persist(
             "archive", lambda: self.broker.archive(claimed, self.worker_id, data, now, store_id=store_id)
         )
         return self._fenced(done, Outcome.ARCHIVED, store_id)
@@ -345,40 +373,3 @@ class TaskRunner:
             )  # fmt: skip
             return Outcome.FENCED
         return outcome
-
-    # -- the store's trouble -----------------------------------------------------------------------
-
-    def persist(self, what: str, call: Callable[[], T]) -> T | None:
-        """Run a fenced, repeatable call until the store answers.
-
-        complete/retry/archive/requeue are fenced by owner, so repeating one that had landed
-        (its reply lost) changes nothing the second time. Gives up only when the worker is
-        asked to stop and the store still does not answer: the task then stays owned, and the
-        supervisor or a lease recovery puts it back (returns None).
-        """
-        failures = 0
-        while True:
-            try:
-                result = call()
-                self.outage.recovered()
-                return result
-            except BrokerError as exc:
-                failures += 1
-                if self.stop.is_set() and failures >= 3:
-                    log.error(
-                        "giving up on %s while stopping, the store does not answer: %s; "
-                        "the task stays owned and will be recovered", what, exc,
-                    )  # fmt: skip
-                    return None
-                self.pause(what, exc)
-
-    def pause(self, what: str, exc: BaseException) -> None:
-        """Back off after a failed call, saying we are alive: waiting for the store is not being
-        stuck, and the supervisor must not mistake a long outage for a hung child."""
-        deadline = time.monotonic() + self.outage.failed(what, exc)
-        while not self.stop.is_set():
-            self.observer.alive()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            self.stop.wait(min(left, 0.25))

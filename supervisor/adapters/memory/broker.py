@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 
 from supervisor.adapters.memory.endings import MemoryEndings
+from supervisor.adapters.memory.flows import MemoryFlowStore
 from supervisor.adapters.memory.store import (
     ARCHIVED,
     PENDING,
@@ -345,6 +346,31 @@ class MemoryBroker(MemoryEndings):
                             q.lease.add(tid, deadline)
                         n += 1
             return n
+
+    # -- workflows ------------------------------------------------------------------------------
+
+    def flow_store(self) -> MemoryFlowStore:
+        """One flow store per broker, on its clock (adapters/memory/flows.py)."""
+        with self._cond:
+            if self._flows is None:
+                self._flows = MemoryFlowStore(self.clock)
+            return self._flows
+
+    def progress_store(self) -> MemoryBroker:
+        return self
+
+    def save_progress(self, entries: Sequence[tuple[str, str, bytes]], ttl: float) -> None:
+        with self._cond:
+            self._up()
+            until = self.clock.now() + ttl
+            for queue, task_id, record in entries:
+                self._progress[(queue, task_id)] = (record, until)
+
+    def progress_record(self, queue: str, task_id: str) -> bytes | None:
+        with self._cond:
+            self._up()
+            found = self._progress.get((queue, task_id))
+            return found[0] if found is not None and found[1] > self.clock.now() else None
 
 
 def _conforms(broker: MemoryBroker) -> Broker:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 
+from supervisor.adapters.memory.flows import MemoryFlowStore
 from supervisor.adapters.memory.store import Queue, ttl_seconds
 from supervisor.core.errors import BrokerError, BrokerUnavailable
 from supervisor.core.ports import Clock, SystemClock
@@ -40,6 +41,8 @@ class MemoryState:
         self._servers: dict[str, tuple[dict[str, str | int | float], float]] = {}
         #: Per listener (endings.py), the announced cancels it has not heard yet.
         self._cancel_inboxes: list[list[str]] = []
+        self._flows: MemoryFlowStore | None = None
+        self._progress: dict[tuple[str, str], tuple[bytes, float]] = {}
 
     def _queue(self, name: str) -> Queue:
         q = self._queues.get(name)

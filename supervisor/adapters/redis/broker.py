@@ -74,6 +74,7 @@ from supervisor.adapters.redis.calls import (
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
 from supervisor.adapters.redis.endings import Endings
 from supervisor.adapters.redis.errors import port_errors
+from supervisor.adapters.redis.flows import RedisFlowStore
 from supervisor.adapters.redis.keys import (
     MINUTE_COUNTERS_TTL,
     QueueKeys,
@@ -153,6 +154,7 @@ class RedisBroker:
     ) -> None:
         self.redis = client
         self.namespace = namespace
+        self._flows: RedisFlowStore | None = None
         self.archive_max_size = archive_max_size
         self.archive_max_age = archive_max_age
         self.wait_replicas = wait_replicas
@@ -644,3 +646,23 @@ class RedisBroker:
 
     def cancel_listener(self) -> CancelListener:
         return self._endings.listener()
+
+    def flow_store(self) -> RedisFlowStore:
+        """Workflows' keys over this broker's connection (adapters/redis/flows.py)."""
+        if self._flows is None:
+            self._flows = RedisFlowStore(self.redis, self.namespace)
+        return self._flows
+
+    def progress_store(self) -> RedisBroker:
+        return self
+
+    def save_progress(self, entries: Sequence[tuple[str, str, bytes]], ttl: float) -> None:
+        """Each task's latest progress, in its queue's slot, in one pipelined round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, task_id, record in entries:
+            pipe.set(self.keys(queue).progress(task_id), record, ex=max(1, int(ttl)))
+        pipe.execute()
+
+    def progress_record(self, queue: str, task_id: str) -> bytes | None:
+        data: bytes | None = self.redis.get(self.keys(queue).progress(task_id))  # type: ignore[assignment]
+        return data

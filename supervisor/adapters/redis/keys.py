@@ -85,6 +85,15 @@ class QueueKeys:
         except UnicodeDecodeError:
             return prefix.encode() + raw
 
+    def progress(self, task_id: str | bytes) -> str | bytes:
+        """A running task's last reported progress (core/progress.py), expiring after a day."""
+        raw = task_id if isinstance(task_id, bytes) else task_id.encode("utf-8", "surrogateescape")
+        prefix = self.pending[: -len("pending")] + "progress:"
+        try:
+            return prefix + raw.decode()
+        except UnicodeDecodeError:
+            return prefix.encode() + raw
+
     def minute(self, minute: int) -> str:
         """Hash of the queue's ``processed``/``failed`` counts in one minute (epoch seconds // 60).
 

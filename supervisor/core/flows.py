@@ -1,0 +1,191 @@
+"""Workflows: chains, groups and chords of tasks, compiled to a graph whose joins count once.
+
+A flow is a tree of :class:`~supervisor.core.building.Task` leaves under :class:`Chain` (one step
+after another, each step fed the previous step's result) and :class:`Group` (members in parallel;
+what follows a group is fed the list of its members' results: a chord). It compiles to numbered
+nodes, one per leaf, each waiting for a set of predecessors (:func:`compile_flow`).
+
+Why the joins are exactly-once over at-least-once members: a member's terminal outcome is recorded
+by one script in the flow's store slot that first checks the member's state there and changes
+nothing when it is already terminal; only the first outcome decrements its dependents' counters,
+and the dependent whose counter reaches zero is marked ready in that same script. Releasing a
+ready node into its queue is a second, idempotent step (the member's task id is fixed, and a node
+is marked released only after its submit answered), re-driven by whoever recorded the join and by
+the parent's sweep (:mod:`supervisor.flows`).
+
+This module holds the shapes and the port (:class:`FlowStore`); no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from supervisor.core.building import Task
+from supervisor.core.errors import InvalidTaskError
+
+#: What a member's failure does to its flow (see README "Workflows").
+Policy = Literal["fail", "ignore", "continue"]
+POLICIES: tuple[str, ...] = ("fail", "ignore", "continue")
+#: Members per flow at most: every node is a field of one hash, and a failure walks them all once.
+MAX_NODES = 100_000
+#: Seconds a finished flow's record is kept by default.
+DEFAULT_FLOW_RETENTION = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """Steps one after another; each step without a payload of its own gets the previous result."""
+
+    steps: tuple[Flow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Members run in parallel; the step after a group gets the list of their results, in order."""
+
+    members: tuple[Flow, ...]
+
+
+Flow = Task | Chain | Group
+
+
+def task(type: str, payload: Any = None, **options: Any) -> Task:
+    """A leaf of a flow (the same fields as ``Client.enqueue``, without ``task_id`` and uniqueness)."""
+    return Task(type, payload, **options)
+
+
+def chain(*steps: Flow) -> Chain:
+    return Chain(tuple(steps))
+
+
+def group(*members: Flow) -> Group:
+    return Group(tuple(members))
+
+
+def chord(members: Group | Sequence[Flow], callback: Flow) -> Chain:
+    """A group followed by a callback that runs once with the list of all members' results."""
+    header = members if isinstance(members, Group) else Group(tuple(members))
+    return Chain((header, callback))
+
+
+class NodeDef(msgspec.Struct, frozen=True):
+    """One node as stored: its task's envelope (before its input is known), its predecessors,
+    and how their results become its payload ('' its own payload, 'one' a result, 'list' a list)."""
+
+    message: bytes
+    preds: list[int]
+    pipe: str = ""
+
+
+@dataclass(slots=True)
+class Compiled:
+    """A flow as numbered nodes: the leaves in order, what each waits for, and the tree's shape."""
+
+    leaves: list[Task] = field(default_factory=list)
+    preds: list[list[int]] = field(default_factory=list)
+    pipes: list[str] = field(default_factory=list)
+    #: The tree for display: ``["task", n]``, ``["chain", [...]]`` or ``["group", [...]]``.
+    shape: Any = None
+
+    def dependents(self) -> list[list[int]]:
+        out: list[list[int]] = [[] for _ in self.leaves]
+        for node, preds in enumerate(self.preds):
+            for p in preds:
+                out[p].append(node)
+        return out
+
+    def roots(self) -> list[int]:
+        return [n for n, preds in enumerate(self.preds) if not preds]
+
+
+def compile_flow(flow: Flow) -> Compiled:
+    """Number the leaves of ``flow`` and work out what each waits for; raises InvalidTaskError."""
+    out = Compiled()
+    _, _, out.shape = _walk(flow, [], False, out, 0)
+    if not out.leaves:
+        raise InvalidTaskError("a flow needs at least one task")
+    return out
+
+
+def _walk(flow: object, preds: list[int], from_group: bool, out: Compiled, depth: int) -> tuple[list[int], bool, Any]:
+    """Add ``flow``'s nodes after ``preds``; returns its tails, whether they are a group's, its shape."""
+    if depth > 64:
+        raise InvalidTaskError("a flow nests chains and groups more than 64 levels deep")
+    if isinstance(flow, Task):
+        if flow.task_id is not None or flow.unique_for is not None or flow.unique_key is not None:
+            raise InvalidTaskError("a flow's task takes no task_id, unique_for or unique_key (the flow names it)")
+        if len(out.leaves) >= MAX_NODES:
+            raise InvalidTaskError(f"a flow has at most {MAX_NODES:,} tasks")
+        node = len(out.leaves)
+        pipe = "" if flow.payload is not None or not preds else ("list" if from_group else "one")
+        out.leaves.append(flow)
+        out.preds.append(list(preds))
+        out.pipes.append(pipe)
+        return [node], False, ["task", node]
+    if isinstance(flow, Chain):
+        if not flow.steps:
+            raise InvalidTaskError("a chain needs at least one step")
+        tails, grouped, shapes = preds, from_group, []
+        for step in flow.steps:
+            tails, grouped, shape = _walk(step, tails, grouped, out, depth + 1)
+            shapes.append(shape)
+        return tails, grouped, ["chain", shapes]
+    if isinstance(flow, Group):
+        if not flow.members:
+            raise InvalidTaskError("a group needs at least one member")
+        tails, shapes = [], []
+        for member in flow.members:
+            member_tails, _, shape = _walk(member, preds, from_group, out, depth + 1)
+            tails.extend(member_tails)
+            shapes.append(shape)
+        return tails, True, ["group", shapes]
+    raise InvalidTaskError(f"a flow is made of task(), chain() and group(), not {type(flow).__name__}")
+
+
+def member_id(flow_id: str, node: int) -> str:
+    """The fixed task id of a flow's node: a second release of it is a duplicate, not a new task."""
+    return f"{flow_id}.{node}"
+
+
+def member_ref(flow_id: str, node: int) -> str:
+    """What a member's envelope carries in ``flow``."""
+    return f"{flow_id}:{node}"
+
+
+def parse_ref(ref: str) -> tuple[str, int] | None:
+    """(flow id, node) of a member's ``flow`` field; None when it is not one."""
+    flow_id, _, node = ref.rpartition(":")
+    return (flow_id, int(node)) if flow_id and node.isdigit() else None
+
+
+def failure_marker(state: str, error: str) -> bytes:
+    """What stands for a failed, canceled or expired member's result in the list a join passes on."""
+    return msgspec.msgpack.encode({"flow_failure": {"state": state, "error": error[:2000]}})
+
+
+def piped_payload(pipe: str, inputs: Sequence[bytes | None]) -> msgspec.Raw | None:
+    """A node's payload made of its predecessors' results (None: it keeps its own)."""
+    if pipe == "one":
+        return msgspec.Raw(inputs[0] if inputs and inputs[0] is not None else b"\xc0")
+    if pipe == "list":
+        return msgspec.Raw(msgspec.msgpack.encode([msgspec.Raw(i if i is not None else b"\xc0") for i in inputs]))
+    return None
+
+
+def with_input(definition: NodeDef, message: Any, inputs: Sequence[bytes | None], now: float) -> Any:
+    """``message`` (the node's decoded envelope) fed its predecessors' results, enqueued now."""
+    payload = piped_payload(definition.pipe, inputs)
+    changes: dict[str, Any] = {"enqueued_at": now}
+    if payload is not None:
+        changes["payload"] = payload
+    return msgspec.structs.replace(message, **changes)
+
+
+def check_policy(policy: object) -> str:
+    if policy not in POLICIES:
+        raise InvalidTaskError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r:.100}")
+    return str(policy)

@@ -1,0 +1,265 @@
+"""Running workflows over a broker and a flow store: enqueue a flow, record a member's outcome,
+release ready nodes, sweep for releases a crash left undone, and read a flow's tree.
+
+The steps and why they are safe (see :mod:`supervisor.core.flows` for the join itself):
+
+1. **Enqueue**: the flow is noted in the index of unfinished flows, then its whole definition is
+   written by one script in its slot with its first nodes marked ready; nothing is in a queue
+   yet. A crash before the script leaves an index entry for a flow that does not exist (the sweep
+   drops it); after it, ready nodes that the sweep releases.
+2. **Release** (the enqueuer right after step 1; a worker right after a join made nodes ready;
+   the sweep for nodes ready longer than :data:`RELEASE_GRACE`): submit each ready node's task
+   under its fixed id, fed its predecessors' results, then mark the nodes released. A release
+   repeated while the member's task still exists is a duplicate id, not a second task.
+3. **Join** (the worker, when a member reaches a terminal state, before its completion is
+   recorded): one script, counted once per node whatever runs it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from supervisor.core.building import build_task
+from supervisor.core.errors import BrokerError, InvalidTaskError
+from supervisor.core.flow_store import CANCELED, SUCCEEDED, FlowStore
+from supervisor.core.flows import (
+    DEFAULT_FLOW_RETENTION,
+    Flow,
+    NodeDef,
+    check_policy,
+    compile_flow,
+    failure_marker,
+    member_id,
+    member_ref,
+    parse_ref,
+    with_input,
+)
+from supervisor.core.ports import Broker, Clock, NewTask, SystemClock
+from supervisor.core.task import TaskMessage, decode_message, encode_message, new_task_id
+
+log = logging.getLogger("supervisor.flows")
+
+#: Seconds a node may stay ready and unreleased before the sweep releases it (its releaser died).
+RELEASE_GRACE = 15.0
+#: Tasks submitted per round trip when a release is large (a group of thousands).
+RELEASE_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    node: int
+    task_id: str
+    type: str
+    queue: str
+    state: str
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowView:
+    """A flow as ``Client.flow`` returns it: its state, counts, and its tree with members' states."""
+
+    id: str
+    state: str
+    policy: str
+    total: int
+    finished: int
+    failures: int
+    tree: Any
+    members: list[MemberView]
+
+    def as_dict(self) -> dict[str, Any]:
+        def node(shape: Any) -> Any:
+            if shape[0] == "task":
+                m = self.members[shape[1]]
+                return {"task": m.task_id, "type": m.type, "queue": m.queue, "state": m.state, "result": m.result}
+            return {shape[0]: [node(s) for s in shape[1]]}
+
+        return {
+            "id": self.id, "state": self.state, "policy": self.policy, "total": self.total,
+            "finished": self.finished, "failures": self.failures, "tree": node(self.tree),
+        }  # fmt: skip
+
+
+class Flows:
+    """The workflow operations over one broker (for members' queues) and one flow store."""
+
+    def __init__(self, broker: Broker, store: FlowStore, clock: Clock | None = None) -> None:
+        self.broker = broker
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+
+    def enqueue(
+        self,
+        flow: Flow,
+        *,
+        policy: str = "fail",
+        retention: float = DEFAULT_FLOW_RETENTION,
+        flow_id: str | None = None,
+        default_max_retry: int = 25,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """Store ``flow`` and release its first members; returns its id. Raises InvalidTaskError
+        (nothing stored) for a bad flow, and when ``flow_id`` exists."""
+        policy = check_policy(policy)
+        compiled = compile_flow(flow)
+        flow_id = flow_id or new_task_id()
+        if not flow_id.isalnum() or len(flow_id) > 64:
+            raise InvalidTaskError(f"flow_id must be at most 64 letters and digits, not {flow_id!r:.100}")
+        now = self.clock.now()
+        fields: dict[str, bytes] = {
+            "policy": policy.encode(), "state": b"running", "total": str(len(compiled.leaves)).encode(),
+            "finished": b"0", "failures": b"0", "created": f"{now:.6f}".encode(),
+            "retention": str(retention).encode(), "tree": msgspec.json.encode(compiled.shape),
+        }  # fmt: skip
+        dependents = compiled.dependents()
+        roots: list[tuple[int, TaskMessage]] = []
+        for node, leaf in enumerate(compiled.leaves):
+            built = build_task(leaf, now, default_max_retry, headers)  # the flow names it: hex, '.', digits
+            if built.process_at is not None:
+                raise InvalidTaskError("a flow's task cannot be scheduled (process_at/process_in)")
+            message = msgspec.structs.replace(
+                built.message, id=member_id(flow_id, node), flow=member_ref(flow_id, node)
+            )
+            definition = NodeDef(encode_message(message), compiled.preds[node], compiled.pipes[node])
+            fields[f"n:{node}"] = msgspec.msgpack.encode(definition)
+            if compiled.preds[node]:  # a node's state is written when it changes: absent is waiting
+                fields[f"w:{node}"] = str(len(compiled.preds[node])).encode()
+            else:
+                roots.append((node, message))
+            if dependents[node]:
+                fields[f"d:{node}"] = ",".join(map(str, dependents[node])).encode()
+        self.store.index_flow(flow_id)
+        if not self.store.create_flow(flow_id, fields, compiled.roots()):
+            raise InvalidTaskError(f"flow {flow_id} exists")
+        self._submit(flow_id, [node for node, _ in roots], [message for _, message in roots])
+        return flow_id
+
+    def release(self, flow_id: str, older_than: float | None = None) -> int:
+        """Submit the flow's ready nodes and mark them released; returns how many."""
+        ready = self.store.ready_nodes(flow_id, older_than)
+        if not ready:
+            return 0
+        now = self.clock.now()
+        messages = []
+        for r in ready:
+            definition = msgspec.msgpack.decode(r.definition, type=NodeDef)
+            messages.append(with_input(definition, decode_message(definition.message), r.inputs, now))
+        self._submit(flow_id, [r.node for r in ready], messages)
+        return len(ready)
+
+    def _submit(self, flow_id: str, nodes: list[int], messages: Sequence[TaskMessage]) -> None:
+        """Submit ready nodes' tasks under their fixed ids, then mark them released."""
+        tasks = [NewTask(m.queue, m.id, encode_message(m)) for m in messages]
+        for start in range(0, len(tasks), RELEASE_CHUNK):
+            self.broker.submit(tasks[start : start + RELEASE_CHUNK])
+        self.store.mark_released(flow_id, nodes)
+
+    def member_finished(self, message: TaskMessage, state: str, result: bytes) -> None:
+        """Record one member's terminal outcome (the join) and release what it made ready.
+
+        The hook for every terminal state: succeeded, failed (archived), canceled, expired.
+        """
+        self.members_finished([(message.flow, state, result)])
+
+    def members_finished(self, outcomes: Sequence[tuple[str, str, bytes]]) -> None:
+        """Record (flow reference, state, result) of members, one script per flow, and release
+        what they made ready. An outcome already recorded counts nothing and re-drives its flow's
+        release, which repairs a first call that died between its join and its release."""
+        by_flow: dict[str, list[tuple[int, str, bytes]]] = {}
+        for ref, state, result in outcomes:
+            parsed = parse_ref(ref)
+            if parsed is None:
+                log.error("a task carries an unreadable flow reference %r; its outcome is not joined", ref)
+                continue
+            by_flow.setdefault(parsed[0], []).append((parsed[1], state, result))
+        for flow_id, items in by_flow.items():
+            recorded = self.store.member_finished(flow_id, items)
+            if recorded.ready or recorded.skipped:
+                self.release(flow_id)
+            if recorded.finished:
+                self.store.unindex_flow(flow_id)
+                log.info("flow %s finished", flow_id, extra={"event": "flow_finished", "flow_id": flow_id})
+
+    def member_failed(self, message: TaskMessage, state: str, error: str) -> None:
+        self.member_finished(message, state, failure_marker(state, error))
+
+    def member_canceled(self, queue: str, task_id: str) -> None:
+        """A task canceled while it waited (``Client.cancel``): if it is a flow's member, the join
+        counts it as finished, ``canceled``. No worker sees such a task, so the canceller does."""
+        data = self.broker.task_envelope(queue, task_id)
+        if data is None:
+            return
+        try:
+            message = decode_message(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        if message.flow:
+            self.member_failed(message, CANCELED, "canceled while it waited")
+
+    def member_succeeded(self, message: TaskMessage, result: bytes) -> None:
+        self.member_finished(message, SUCCEEDED, result)
+
+    def sweep(self, limit: int = 200, offset: int = 0, grace: float = RELEASE_GRACE) -> tuple[int, int]:
+        """Release nodes left ready by a releaser that died, and drop finished or vanished flows
+        from the index. Returns (nodes released, the offset for the next sweep)."""
+        rows = self.store.indexed_flows(limit, offset)
+        now = self.store.store_time()
+        released = 0
+        for flow_id, since in rows:
+            found = self.store.flow_state(flow_id)
+            if found is None:
+                if now - since > grace:
+                    self.store.unindex_flow(flow_id)
+                continue
+            if found[1]:
+                self.store.unindex_flow(flow_id)
+                continue
+            released += self.release(flow_id, older_than=grace)
+        if released:
+            log.warning("flow sweep released %d member(s) whose releaser stopped", released)
+        return released, (offset + limit if len(rows) == limit else 0)
+
+    def view(self, flow_id: str) -> FlowView | None:
+        """The flow's tree with its members' states and results (None when unknown or expired)."""
+        record = self.store.flow_record(flow_id)
+        if record is None:
+            return None
+        members = []
+        for node, (state, data) in enumerate(zip(record.states, record.definitions, strict=True)):
+            message = decode_message(msgspec.msgpack.decode(data, type=NodeDef).message)
+            raw = record.results.get(node)
+            result = msgspec.msgpack.decode(raw) if raw is not None else None
+            members.append(MemberView(node, message.id, message.type, message.queue, state, result))
+        f = record.fields
+        return FlowView(
+            flow_id, f.get("state", ""), f.get("policy", ""), int(f.get("total", 0)), int(f.get("finished", 0)),
+            int(f.get("failures", 0)), msgspec.json.decode(f.get("tree", "null")), members,
+        )  # fmt: skip
+
+
+class FlowSweep:
+    """The parent's role (walked by the arbiter): :meth:`Flows.sweep` every few seconds."""
+
+    def __init__(self, flows: Flows, every: float = 5.0) -> None:
+        self.flows = flows
+        self.every = every
+        self._next = 0.0
+        self._offset = 0
+
+    def due(self) -> float:
+        return self._next
+
+    def run(self, now: float) -> None:
+        self._next = now + self.every
+        try:
+            _, self._offset = self.flows.sweep(offset=self._offset)
+        except BrokerError as exc:
+            log.warning("flow sweep failed, next in %.0fs: %s", self.every, exc)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.error("flow sweep met a flow it cannot read: %s", exc)
