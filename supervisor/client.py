@@ -244,6 +244,7 @@ class Client:
         unique_for: Duration | None = None,
         unique_key: str | None = None,
         retention: Duration | None = None,
+        limit_key: str | None = None,
         on_duplicate: OnDuplicate = "raise",
     ) -> TaskInfo:
         """Enqueue one task.
@@ -254,7 +255,7 @@ class Client:
         """
         task = Task(
             type, payload, queue, max_retry, timeout, deadline, process_at, process_in, task_id, headers or {},
-            unique_for, unique_key, retention,
+            unique_for, unique_key, retention, limit_key,
         )  # fmt: skip
         return self.enqueue_many([task], on_duplicate=on_duplicate)[0]
 

@@ -76,6 +76,8 @@ class Task:
     unique_key: str | None = None
     #: Keep the handler's return value this long after completion (read it with Client.result).
     retention: Duration | None = None
+    #: The per-key limit budget this task draws from (``<group>:<key>``, e.g. ``tenant:42``).
+    limit_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +248,7 @@ def build_task(
         headers=headers,
         unique_key=unique_key,
         retention=retention,
+        limit_key="" if task.limit_key is None else _check_text(task.limit_key, "limit_key"),
     )
     new = NewTask(task.queue, task_id, encode_message(message), process_at, unique_key, unique_ttl)
     return Built(message, process_at, new)

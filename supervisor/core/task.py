@@ -53,6 +53,9 @@ class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Fals
     unique_key: str = ""
     #: Seconds to keep the task's result after it completes (0: keep nothing).
     retention: float = 0.0
+    #: The budget of a per-key rate limit or cap this task draws from ('' = none): ``<group>:<key>``,
+    #: counted against the limit ``key:<group>`` of its queue (core/flow.py).
+    limit_key: str = ""
 
 
 class CompletedTask(msgspec.Struct):

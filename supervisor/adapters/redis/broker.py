@@ -83,6 +83,7 @@ from supervisor.adapters.redis.keys import (
     server_key,
     servers_key,
 )
+from supervisor.adapters.redis.limits import LimitedQueues
 from supervisor.adapters.redis.nodes import ClusterCalls, NodeHealth, did_not_run, first_error, unanswered
 from supervisor.adapters.redis.owned import OwnedViews
 from supervisor.core.ports import Claimed, ClaimRound, Completion, Enqueued, Held, NewTask, Recorded
@@ -167,6 +168,8 @@ class RedisBroker:
         #: A cluster's calls, node by node (one failing node fails only its own calls).
         self._nodes = ClusterCalls(client, self._scripts, wait_replicas, self.wait_timeout_ms, NodeHealth())
         self._views = OwnedViews(client, self.keys, self._nodes if self.cluster else None)
+        #: Which queues have rate limits or caps (read once a second; see adapters/redis/limits.py).
+        self._limited = LimitedQueues(client, namespace)
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -316,7 +319,7 @@ class RedisBroker:
         keys = self._claim_keys.get(order)
         if keys is None:
             keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
-        args = self._claim_args(worker_id, lease_duration, max_batch, now)
+        args = self._claim_args(worker_id, lease_duration, max_batch, now) + self._flow(order)
         if completions:
             plan = self._complete_calls(completions, worker_id)
             *done, reply = self._pipeline([*plan.calls, ("claim", keys, args)], durable=True)
@@ -333,6 +336,11 @@ class RedisBroker:
     @staticmethod
     def _claim_args(worker_id: str, lease_duration: float, max_batch: int, now: float | None) -> tuple[Any, ...]:
         return ("" if now is None else repr(now), repr(lease_duration), worker_id, FORWARD_LIMIT, max_batch)
+
+    def _flow(self, order: tuple[str, ...]) -> tuple[str, ...]:
+        """claim.lua's flow-control argument, only when one of ``order`` has limits."""
+        flags = self._limited.flags(order)
+        return (flags,) if flags else ()
 
     def _claim_per_queue(
         self,
@@ -361,6 +369,7 @@ class RedisBroker:
         answered = False
         for n, queue in enumerate(order):
             args = self._claim_args(worker_id, lease_duration, max_batch if n == len(order) - 1 else 1, now)
+            args += self._flow((queue,))
             call: Call = ("claim", self.keys(queue).claim_keys(), args)
             if n == 0:
                 durable = bool(completions and self.wait_replicas)

@@ -11,7 +11,8 @@
 -- host whose clock runs ahead cannot take over tasks that are still being renewed.
 -- KEYS: 8 per queue: pending, msg, state, lease, owner, scheduled, retry, paused
 -- ARGV: 1 now ('' = Redis's clock), 2 lease duration in seconds, 3 worker id,
---       4 max tasks forwarded per set per call, 5 max batch
+--       4 max tasks forwarded per set per call, 5 max batch,
+--       6 flow control: one character per queue, '1' when it has limits ('' or absent: none)
 -- Returns {queue index (1-based), id, envelope or false, id, envelope...}, or when there is nothing
 -- to claim {0, earliest due time or '', now}.
 local now_text = ARGV[1]
@@ -38,6 +39,139 @@ local function batch_size(i)
   return n
 end
 
+-- >>> flow control (rate limits and concurrency caps; core/flow.py) >>>>>>>>>>>>>>>>>>>>>>>>>>>>
+-- Only queues flagged in ARGV[6] run any of this: a queue without limits costs nothing more.
+-- Keys (all in the queue's slot, derived from its pending key 'ns:{q}:pending'): limits (hash
+-- scope -> 'count period burst cap'), lanes (zset lane -> when it may start next), lane:<lane>
+-- (list of ids, like pending), rate:<lane> (GCRA's TAT), cap:<lane> (zset of holder ids).
+-- A lane is 'type:<type>' or 'key:<limit_key>'; the scope 'queue' guards the whole queue.
+-- A limited task waits in its lane, so it costs no attempt and blocks nothing behind it.
+local limited = ARGV[6] or ''
+local flow_due = nil
+local ROUTE_LIMIT = 200
+local CAP_RECHECK = 0.05
+local defs = {}
+local function note_due(t) if flow_due == nil or t < flow_due then flow_due = t end end
+local function def_of(p, scope)
+  local key = p .. scope
+  if defs[key] == nil then
+    local text = redis.call('HGET', p .. 'limits', scope)
+    local d = false
+    if text then
+      d = {}
+      for w in string.gmatch(text, '%S+') do d[#d + 1] = tonumber(w) end
+    end
+    defs[key] = d
+  end
+  return defs[key] or nil
+end
+local function scope_of_lane(lane)
+  if string.sub(lane, 1, 4) == 'key:' then return 'key:' .. string.match(lane, '^key:([^:]+)') end
+  return lane
+end
+local function rate_ok(rk, d)
+  if d[1] <= 0 then return true, nil end
+  local t = d[2] / d[1]
+  local tat = tonumber(redis.call('GET', rk) or '0')
+  if tat < now then tat = now end
+  local at = tat - (d[3] - 1) * t
+  if at > now then return false, at end
+  return true, tat + t
+end
+local function take(rk, ck, d, new_tat, id)
+  if new_tat then
+    redis.call('SET', rk, string.format('%.6f', new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+  end
+  if d[4] > 0 then redis.call('ZADD', ck, now, id) end
+end
+-- A holder counts while its task's lease runs: completion, retry, archive, give-back and
+-- recovery all drop the lease, and a dead worker's lease runs out, so no slot leaks.
+local function cap_ok(ck, lease, d)
+  if d[4] <= 0 then return true end
+  local live = 0
+  for _, h in ipairs(redis.call('ZRANGE', ck, 0, -1)) do
+    local s = redis.call('ZSCORE', lease, h)
+    if s and tonumber(s) > now then live = live + 1 else redis.call('ZREM', ck, h) end
+  end
+  return live < d[4]
+end
+local function lane_of(p, envelope)
+  local ok, m = pcall(cmsgpack.unpack, envelope)
+  if not ok or type(m) ~= 'table' then return nil end
+  local lk = m['limit_key']
+  if type(lk) == 'string' and lk ~= '' then
+    local group = string.match(lk, '^([^:]+)')
+    if group and def_of(p, 'key:' .. group) then return 'key:' .. lk end
+  end
+  if type(m['type']) == 'string' and def_of(p, 'type:' .. m['type']) then return 'type:' .. m['type'] end
+  return nil
+end
+-- A lane whose limit is gone: its tasks go back to the head of the pending list.
+local function release_lane(p, pending, lane)
+  for _ = 1, 1000 do
+    if not redis.call('LMOVE', p .. 'lane:' .. lane, pending, 'LEFT', 'RIGHT') then
+      redis.call('ZREM', p .. 'lanes', lane)
+      return
+    end
+  end
+end
+local function claim_limited(i, batch)
+  local b = i * 8
+  local p = string.sub(KEYS[b + 1], 1, -8)
+  local qd = def_of(p, 'queue')
+  local q_tat = nil
+  if qd then
+    local ok, x = rate_ok(p .. 'rate:queue', qd)
+    if not ok then note_due(x); return nil end
+    if not cap_ok(p .. 'cap:queue', KEYS[b + 4], qd) then note_due(now + CAP_RECHECK); return nil end
+    q_tat = x
+  end
+  for _, lane in ipairs(redis.call('ZRANGE', p .. 'lanes', '-inf', now, 'BYSCORE', 'LIMIT', 0, 20)) do
+    local d = def_of(p, scope_of_lane(lane))
+    if not d then
+      release_lane(p, KEYS[b + 1], lane)
+    elseif redis.call('LLEN', p .. 'lane:' .. lane) == 0 then
+      redis.call('ZREM', p .. 'lanes', lane)
+    else
+      local ok, x = rate_ok(p .. 'rate:' .. lane, d)
+      if not ok then
+        redis.call('ZADD', p .. 'lanes', x, lane)
+      elseif not cap_ok(p .. 'cap:' .. lane, KEYS[b + 4], d) then
+        redis.call('ZADD', p .. 'lanes', now + CAP_RECHECK, lane)
+      else
+        local id = redis.call('RPOP', p .. 'lane:' .. lane)
+        take(p .. 'rate:' .. lane, p .. 'cap:' .. lane, d, x, id)
+        if qd then take(p .. 'rate:queue', p .. 'cap:queue', qd, q_tat, id) end
+        return {id}
+      end
+    end
+  end
+  local want = qd and 1 or batch
+  local out, scanned = {}, 0
+  while #out < want and scanned < ROUTE_LIMIT do
+    local id = redis.call('RPOP', KEYS[b + 1])
+    if not id then break end
+    scanned = scanned + 1
+    local envelope = redis.call('HGET', KEYS[b + 2], id)
+    local lane = envelope and lane_of(p, envelope)
+    if lane then
+      redis.call('LPUSH', p .. 'lane:' .. lane, id)
+      redis.call('ZADD', p .. 'lanes', 'NX', now, lane)
+    else
+      out[#out + 1] = id
+    end
+  end
+  if #out > 0 then
+    if qd then take(p .. 'rate:queue', p .. 'cap:queue', qd, q_tat, out[1]) end
+    return out
+  end
+  if scanned >= ROUTE_LIMIT then note_due(now) end
+  local first = redis.call('ZRANGE', p .. 'lanes', 0, 0, 'WITHSCORES')
+  if #first > 0 then note_due(tonumber(first[2])) end
+  return nil
+end
+-- <<< flow control <<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<
+
 for i = 0, nq - 1 do
   local b = i * 8
   if redis.call('EXISTS', KEYS[b + 8]) == 0 then
@@ -51,8 +185,13 @@ for i = 0, nq - 1 do
         redis.call('ZREM', KEYS[z], unpack(due))
       end
     end
-    if redis.call('LLEN', KEYS[b + 1]) > 0 then
-      local ids = redis.call('RPOP', KEYS[b + 1], batch_size(i))
+    local ids = nil
+    if string.byte(limited, i + 1) == 49 then  -- '1': flow control
+      ids = claim_limited(i, batch_size(i))
+    elseif redis.call('LLEN', KEYS[b + 1]) > 0 then
+      ids = redis.call('RPOP', KEYS[b + 1], batch_size(i))
+    end
+    if ids then
       local out = {i + 1}
       for _, id in ipairs(ids) do
         redis.call('HSET', KEYS[b + 3], id, 'active')
@@ -82,4 +221,5 @@ for i = 0, nq - 1 do
     end
   end
 end
+if flow_due and (earliest == nil or flow_due < earliest) then earliest_text = string.format('%.6f', flow_due) end
 return {0, earliest_text, now_text}

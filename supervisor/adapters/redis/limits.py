@@ -1,0 +1,129 @@
+"""Rate limits and concurrency caps in Redis (the :class:`~supervisor.core.flow.LimitStore` port).
+
+Each limit lives in its queue's slot (``ns:{q}:limits``: scope -> ``count period burst cap
+source``), because the claim script that enforces it runs there. A set ``ns:limited`` names
+the queues that have limits: a worker reads it once a second (:class:`LimitedQueues`) and asks
+the claim script for flow control on those queues only, so a queue without limits costs its
+claims nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+
+from supervisor.adapters.redis.calls import script_source
+from supervisor.adapters.redis.connection import close_after_fork
+from supervisor.adapters.redis.errors import port_errors
+from supervisor.adapters.redis.keys import QueueKeys
+from supervisor.core.flow import Limit
+
+log = logging.getLogger("supervisor.limits")
+
+#: How often a worker reads which queues have limits: a limit set or removed at run time takes
+#: effect within this (plus one claim).
+REFRESH_EVERY = 1.0
+
+
+def limited_key(namespace: str) -> str:
+    """Set of the queues that have at least one limit."""
+    return f"{namespace}:limited"
+
+
+def queue_prefix(keys: QueueKeys) -> str:
+    """``ns:{q}:``: the flow-control keys of a queue sit next to its others (one slot)."""
+    return keys.pending[: -len("pending")]
+
+
+@port_errors
+class RedisLimitStore:
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.redis: Any = client
+        self.namespace = namespace
+        self._set = client.register_script(script_source("limit_set"))
+        self._remove = client.register_script(script_source("limit_remove"))
+
+    def _prefix(self, queue: str) -> str:
+        return queue_prefix(QueueKeys.of(self.namespace, queue))
+
+    def set_limit(self, limit: Limit, *, from_code: bool = False) -> bool:
+        source = "code" if from_code else "cli"
+        written = bool(
+            self._set(keys=[self._prefix(limit.queue) + "limits"], args=[limit.scope, limit.encode(), source])
+        )
+        self.redis.sadd(limited_key(self.namespace), limit.queue)
+        return written
+
+    def remove_limit(self, queue: str, scope: str) -> int | None:
+        keys = QueueKeys.of(self.namespace, queue)
+        moved = int(self._remove(keys=[queue_prefix(keys) + "limits", keys.pending], args=[scope]))
+        if not self.redis.hlen(queue_prefix(keys) + "limits"):
+            self.redis.srem(limited_key(self.namespace), queue)
+            if self.redis.hlen(queue_prefix(keys) + "limits"):  # one was set meanwhile
+                self.redis.sadd(limited_key(self.namespace), queue)
+        return None if moved < 0 else moved
+
+    def list_limits(self) -> list[tuple[Limit, str]]:
+        out: list[tuple[Limit, str]] = []
+        for queue in sorted(self.limited_queues()):
+            for scope, text in sorted(self.redis.hgetall(self._prefix(queue) + "limits").items()):
+                *definition, source = text.decode().split()
+                out.append((Limit.decode(queue, scope.decode(), " ".join(definition)), source))
+        return out
+
+    def waiting(self, queue: str) -> dict[str, int]:
+        p = self._prefix(queue)
+        lanes = [lane.decode() for lane in self.redis.zrange(p + "lanes", 0, -1)]
+        if not lanes:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for lane in lanes:
+            pipe.llen(p + "lane:" + lane)
+        return {lane: int(n) for lane, n in zip(lanes, pipe.execute(), strict=True) if n}
+
+    def limited_queues(self) -> set[str]:
+        return {q.decode() for q in self.redis.smembers(limited_key(self.namespace))}
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def close_after_fork(self) -> None:
+        close_after_fork(self.redis)
+
+
+class LimitedQueues:
+    """A worker's view of which queues have limits, read at most once a second.
+
+    A failed read keeps the last view (logged once per failure spell): flow control must not
+    stop claims, and the next read catches up.
+    """
+
+    def __init__(self, client: Any, namespace: str) -> None:
+        self.client = client
+        self.key = limited_key(namespace)
+        self.queues: frozenset[str] = frozenset()
+        self._next = 0.0
+        self._failing = False
+
+    def current(self) -> frozenset[str]:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + REFRESH_EVERY
+            try:
+                self.queues = frozenset(q.decode("utf-8", "surrogateescape") for q in self.client.smembers(self.key))
+                self._failing = False
+            except redis.RedisError as exc:
+                if not self._failing:
+                    log.warning("cannot read which queues have limits (keeping the last view): %s", exc)
+                self._failing = True
+        return self.queues
+
+    def flags(self, order: tuple[str, ...]) -> str:
+        """claim.lua's ARGV[6] for ``order``: '' when none of these queues has limits."""
+        limited = self.current()
+        if not limited or limited.isdisjoint(order):
+            return ""
+        return "".join("1" if q in limited else "0" for q in order)
