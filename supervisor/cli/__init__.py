@@ -9,6 +9,7 @@ from supervisor.cli.cron import cron
 from supervisor.cli.dashboard import dashboard
 from supervisor.cli.enqueue import enqueue
 from supervisor.cli.health import health
+from supervisor.cli.limits import limits
 from supervisor.cli.queues import queues
 from supervisor.cli.start import start
 from supervisor.cli.stats import stats
@@ -36,7 +37,7 @@ def main(ctx: click.Context) -> None:
     click.echo(f"supervisor: warning: {conflict}", err=True)
 
 
-for command in (start, stats, tasks, queues, enqueue, health, cron, dashboard):
+for command in (start, stats, tasks, queues, enqueue, health, cron, dashboard, limits):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -132,3 +132,6 @@ class LimitStore(Protocol):
 
     def limited_queues(self) -> set[str]:
         """The queues that have at least one limit."""
+
+    def close(self) -> None:
+        """Let go of the store's connection."""

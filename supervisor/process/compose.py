@@ -11,6 +11,7 @@ from supervisor.app import App
 from supervisor.config import Settings
 from supervisor.core.inspection import QueueStats
 from supervisor.process.arbiter import PARENT_SOCKET_TIMEOUT, Arbiter
+from supervisor.process.declared_limits import declare_limits
 from supervisor.process.keeper import Keeper
 from supervisor.process.liveness import LivenessFile
 from supervisor.process.metrics import Metrics, MetricsServer, PoolGauges
@@ -19,7 +20,7 @@ from supervisor.process.recoverer import Recoverer
 from supervisor.process.reporting import Reporter
 from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
-from supervisor.wiring import make_broker, make_inspection, make_schedule_store
+from supervisor.wiring import make_broker, make_inspection, make_limit_store, make_schedule_store
 
 
 class StartupError(Exception):
@@ -66,5 +67,9 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
     recoverer = Recoverer(broker, arbiter.queues, sweep_every=asynq.heartbeat_interval)
     schedules = make_schedule_store(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
     scheduler = Scheduler(arbiter.app.periodic_entries, broker, asynq.max_retry, schedules)
+    if arbiter.app.limits:
+        limits = make_limit_store(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
+        declare_limits(limits, arbiter.app.limits)
+        limits.close()
     reporter = Reporter(notifier, LivenessFile(asynq.namespace, asynq.heartbeat_interval), arbiter.pool_status)
     return ParentParts(broker, keeper, recoverer, scheduler, reporter, metrics, listeners, inspection)
