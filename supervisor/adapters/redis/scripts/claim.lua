@@ -115,17 +115,8 @@ local function release_lane(p, pending, lane)
     end
   end
 end
-local function claim_limited(i, batch)
-  local b = i * 8
-  local p = string.sub(KEYS[b + 1], 1, -8)
-  local qd = def_of(p, 'queue')
-  local q_tat = nil
-  if qd then
-    local ok, x = rate_ok(p .. 'rate:queue', qd)
-    if not ok then note_due(x); return nil end
-    if not cap_ok(p .. 'cap:queue', KEYS[b + 4], qd) then note_due(now + CAP_RECHECK); return nil end
-    q_tat = x
-  end
+-- The first lane whose next start is due and allowed: one task from it (nil: none).
+local function from_lanes(p, b, qd, q_tat)
   for _, lane in ipairs(redis.call('ZRANGE', p .. 'lanes', '-inf', now, 'BYSCORE', 'LIMIT', 0, 20)) do
     local d = def_of(p, scope_of_lane(lane))
     if not d then
@@ -146,6 +137,21 @@ local function claim_limited(i, batch)
       end
     end
   end
+  return nil
+end
+local function claim_limited(i, batch)
+  local b = i * 8
+  local p = string.sub(KEYS[b + 1], 1, -8)
+  local qd = def_of(p, 'queue')
+  local q_tat = nil
+  if qd then
+    local ok, x = rate_ok(p .. 'rate:queue', qd)
+    if not ok then note_due(x); return nil end
+    if not cap_ok(p .. 'cap:queue', KEYS[b + 4], qd) then note_due(now + CAP_RECHECK); return nil end
+    q_tat = x
+  end
+  local got = from_lanes(p, b, qd, q_tat)
+  if got then return got end
   local want = qd and 1 or batch
   local out, scanned = {}, 0
   while #out < want and scanned < ROUTE_LIMIT do
@@ -164,6 +170,10 @@ local function claim_limited(i, batch)
   if #out > 0 then
     if qd then take(p .. 'rate:queue', p .. 'cap:queue', qd, q_tat, out[1]) end
     return out
+  end
+  if scanned > 0 then
+    got = from_lanes(p, b, qd, q_tat)  -- the tasks just routed may start now
+    if got then return got end
   end
   if scanned >= ROUTE_LIMIT then note_due(now) end
   local first = redis.call('ZRANGE', p .. 'lanes', 0, 0, 'WITHSCORES')
