@@ -25,6 +25,10 @@ from typing import Protocol
 #: which nothing announces): bounds the extra latency of a capped task and the claims spent on it.
 CAP_RECHECK = 0.05
 
+#: Slack in GCRA's comparison: stored times are kept to the microsecond (the Redis adapter's
+#: ``%.6f``), so a start due "now" must not miss by a rounding.
+EPSILON = 1e-6
+
 _RATE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*/\s*(\d*(?:\.\d*)?)\s*(ms|s|m|h|d)\s*")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SCOPE = re.compile(r"queue|type:.+|key:[^:]+")
@@ -108,7 +112,7 @@ def gcra(tat: float | None, now: float, limit: Limit) -> tuple[bool, float]:
     t = limit.interval
     base = now if tat is None or tat < now else tat
     allowed_at = base - (limit.burst - 1) * t
-    if allowed_at <= now:
+    if allowed_at <= now + EPSILON:
         return True, base + t
     return False, allowed_at
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 
+from supervisor.adapters.memory.flow import QueueFlow
 from supervisor.adapters.memory.store import Queue, ttl_seconds
 from supervisor.core.errors import BrokerError, BrokerUnavailable
 from supervisor.core.ports import Clock, SystemClock
@@ -38,6 +39,8 @@ class MemoryState:
         self._known: set[str] = set()
         self._periodic: dict[str, str] = {}
         self._servers: dict[str, tuple[dict[str, str | int | float], float]] = {}
+        #: Each queue's rate limits and caps (adapters/memory/flow.py), by queue name.
+        self.flows: dict[str, QueueFlow] = {}
 
     def _queue(self, name: str) -> Queue:
         q = self._queues.get(name)

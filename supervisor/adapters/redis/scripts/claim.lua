@@ -50,6 +50,7 @@ local limited = ARGV[6] or ''
 local flow_due = nil
 local ROUTE_LIMIT = 200
 local CAP_RECHECK = 0.05
+local EPSILON = 0.000001
 local defs = {}
 local function note_due(t) if flow_due == nil or t < flow_due then flow_due = t end end
 local function def_of(p, scope)
@@ -75,7 +76,7 @@ local function rate_ok(rk, d)
   local tat = tonumber(redis.call('GET', rk) or '0')
   if tat < now then tat = now end
   local at = tat - (d[3] - 1) * t
-  if at > now then return false, at end
+  if at > now + EPSILON then return false, at end  -- TATs are kept to the microsecond
   return true, tat + t
 end
 local function take(rk, ck, d, new_tat, id)
@@ -117,7 +118,7 @@ local function release_lane(p, pending, lane)
 end
 -- The first lane whose next start is due and allowed: one task from it (nil: none).
 local function from_lanes(p, b, qd, q_tat)
-  for _, lane in ipairs(redis.call('ZRANGE', p .. 'lanes', '-inf', now, 'BYSCORE', 'LIMIT', 0, 20)) do
+  for _, lane in ipairs(redis.call('ZRANGE', p .. 'lanes', '-inf', now + EPSILON, 'BYSCORE', 'LIMIT', 0, 20)) do
     local d = def_of(p, scope_of_lane(lane))
     if not d then
       release_lane(p, KEYS[b + 1], lane)
