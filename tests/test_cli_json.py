@@ -84,6 +84,10 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
         "cron update": ("cron", "update", "nightly", "--every", "1h", "--type", "t", "--json"),
         "cron set": ("cron", "set", "hourly", "--schedule", "@hourly", "--type", "t", "--max-retry", "3", "--json"),
         "cron remove": ("cron", "remove", "hourly", "--json"),
+        "limits set": ("limits", "set", "api:call", "10/s", "--burst", "5", "--json"),
+        "limits set --cap": ("limits", "set", "report", "--cap", "3", "--json"),
+        "limits list": ("limits", "list", "--json"),
+        "limits remove": ("limits", "remove", "report", "--json"),
     }  # fmt: skip
     for name, args in runs.items():
         outputs[name] = json.loads(cli(*args))
@@ -107,6 +111,9 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
     queue = next(q for q in stats["queues"] if q["queue"] == "default")
     assert isinstance(queue["scheduled"], int) and queue["scheduled"] == 1 and queue["paused"] is False
     assert isinstance(queue["latency_seconds"], float) and ISO.fullmatch(stats["time"])
+    assert stats["limits"] == [{"queue": "default", "scope": "type:api:call", "rate": "10/s", "burst": 5,
+                                "cap": None, "source": "cli", "waiting": 0}]  # fmt: skip
+    assert outputs["limits remove"] == {"queue": "default", "scope": "type:report", "removed": True, "requeued": 0}
     server = stats["servers"][0]
     assert isinstance(server["pid"], int) and isinstance(server["workers"], int) and ISO.fullmatch(server["started"])
     assert [q["queue"] for q in outputs["stats --watch"]["queues"]] == [q["queue"] for q in stats["queues"]]

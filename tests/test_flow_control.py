@@ -45,6 +45,8 @@ def test_limits_refuse_what_cannot_be() -> None:
     limit = make_limit("default", "key:tenant", "10/s", burst=4, cap=2)
     assert Limit.decode("default", "key:tenant", limit.encode()) == limit
     assert scope_of("api:call") == "type:api:call" and scope_of("queue") == "queue"
+    assert [make_limit("q", "queue", r).rate_text for r in ("10/s", "100/m", "5/2s", "1/500ms")] == [
+        "10/s", "100/m", "5/2s", "1/0.5s"]  # fmt: skip
 
 
 @hyp_settings(max_examples=60, deadline=None)
@@ -212,3 +214,32 @@ def test_queues_without_limits_claim_as_before(
         return {k: int(v["calls"]) for k, v in info.items() if k != "cmdstat_smembers"}
 
     assert drain_stats(False) == drain_stats(True)
+
+
+def test_tasks_show_and_stats_say_what_is_held_back(
+    client: Client, settings: Settings, limits: RedisLimitStore, redis_url: str, namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import json
+
+    from click.testing import CliRunner
+
+    from supervisor.cli import main
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("ASYNQ_NAMESPACE", namespace)
+    limits.set_limit(make_limit("default", "key:tenant", "1/m"))
+    ids = [client.enqueue("X", i, limit_key="tenant:7").id for i in range(3)]
+    assert len(drain(fresh(settings), T0)) == 1
+
+    def run(*args: str) -> object:
+        result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    shown = run("tasks", "show", ids[2])
+    assert shown["held_back_by"] == "key:tenant:7" and shown["limit_key"] == "tenant:7"  # type: ignore[index]
+    assert "held_back_by" not in run("tasks", "show", ids[0])  # type: ignore[operator]  # the one running
+    [row] = run("stats")["limits"]  # type: ignore[index]
+    assert row == {"queue": "default", "scope": "key:tenant", "rate": "1/m", "burst": 1, "cap": None,
+                   "source": "cli", "waiting": 2}  # fmt: skip

@@ -14,6 +14,7 @@ import click
 
 from supervisor.cli.common import broker_errors, connection_options, emit, json_option, settings_from
 from supervisor.cli.output import table
+from supervisor.config import Settings
 from supervisor.core.flow import LimitError, LimitStore, make_limit, scope_of
 
 _SCOPE_HELP = "A task type, or 'type:<type>', 'queue' (the whole queue) or 'key:<group>' (one budget per limit_key)."
@@ -44,7 +45,7 @@ def limits_set(
         limit = make_limit(queue, scope_of(scope), rate, burst=burst, cap=cap)
     except LimitError as exc:
         raise click.BadParameter(str(exc)) from exc
-    with _store(conn) as store:
+    with limit_store(conn) as store:
         store.set_limit(limit)
     emit(as_json, limit.as_json(), lambda: f"limit on {limit.scope} in queue {queue}: {_describe(limit.as_json())}")
 
@@ -57,7 +58,7 @@ def limits_set(
 def limits_remove(scope: str, queue: str, as_json: bool, **conn: Any) -> None:
     """Remove the limit on SCOPE in --queue; its waiting tasks go back to the head of the queue."""
     full = scope_of(scope)
-    with _store(conn) as store:
+    with limit_store(conn) as store:
         moved = store.remove_limit(queue, full)
     if moved is None:
         raise click.ClickException(f"no limit on {full} in queue {queue}")
@@ -70,15 +71,9 @@ def limits_remove(scope: str, queue: str, as_json: bool, **conn: Any) -> None:
 @connection_options
 def limits_list(as_json: bool, **conn: Any) -> None:
     """Every limit, where it came from (code or cli), and how many tasks wait for it now."""
-    with _store(conn) as store:
-        rows = []
-        waits = {q: store.waiting(q) for q in store.limited_queues()}
-        for limit, source in store.list_limits():
-            entry = {**limit.as_json(), "source": source, "waiting": _waiting(limit.scope, waits.get(limit.queue, {}))}
-            rows.append(entry)
-    headers = ("queue", "scope", "rate", "burst", "cap", "source", "waiting")
-    emit(as_json, rows, lambda: table(headers, [tuple(r[h] or "-" for h in headers) for r in rows], numeric=(3, 4, 6))
-         if rows else "no limits")  # fmt: skip
+    with limit_store(conn) as store:
+        rows = limit_rows(store)
+    emit(as_json, rows, lambda: limits_table(rows) if rows else "no limits")
 
 
 def _waiting(scope: str, lanes: dict[str, int]) -> int:
@@ -95,11 +90,29 @@ def _describe(entry: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def limit_rows(store: LimitStore) -> list[dict[str, Any]]:
+    """Every limit as `limits list --json` and `stats --json` show it, with its waiting tasks."""
+    waits = {q: store.waiting(q) for q in store.limited_queues()}
+    return [{**limit.as_json(), "source": source, "waiting": _waiting(limit.scope, waits.get(limit.queue, {}))}
+            for limit, source in store.list_limits()]  # fmt: skip
+
+
+def limits_table(rows: list[dict[str, Any]]) -> str:
+    headers = ("queue", "scope", "rate", "burst", "cap", "source", "waiting")
+    return table(headers, [tuple(r[h] or "-" for h in headers) for r in rows], numeric=(3, 4, 6))
+
+
+def held_back(settings: Settings, queue: str, task_id: str) -> str | None:
+    """The lane a pending task waits in for a limit (None: not held back), for `tasks show`."""
+    with limit_store({}, settings) as store:
+        return store.held_back(queue, task_id) if queue in store.limited_queues() else None
+
+
 @contextmanager
-def _store(conn: dict[str, Any]) -> Iterator[LimitStore]:
+def limit_store(conn: dict[str, Any], settings: Settings | None = None) -> Iterator[LimitStore]:
     from supervisor.wiring import make_limit_store  # the adapter loads only for the commands that need it
 
-    settings = settings_from(conn.get("env_file"), {"redis_url": conn.get("redis_url")})
+    settings = settings or settings_from(conn.get("env_file"), {"redis_url": conn.get("redis_url")})
     with broker_errors(settings):
         store = make_limit_store(settings)
     try:

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from supervisor.cli.common import connection_options, emit, inspector, json_option
+from supervisor.cli.limits import held_back
 from supervisor.cli.output import ago, duration, iso, paint, shorten, state, table
 from supervisor.core.inspection import STATES, WAITING, Inspection, Progress, TaskView
 
@@ -81,15 +82,25 @@ def list_tasks(
 @connection_options
 def show_task(task_id: str, queue: str | None, as_json: bool, env_file: str | None, redis_url: str | None) -> None:
     """Everything about one task: envelope, payload, state, times, the whole last error."""
-    with inspector(env_file, redis_url) as (insp, _):
+    with inspector(env_file, redis_url) as (insp, settings):
         view = insp.find(task_id, queue)
     now = time.time()
-    emit(as_json, task_json(view), lambda: render_task(view, now))
+    data = task_json(view)
+    if view.message is not None and view.message.limit_key:
+        data["limit_key"] = view.message.limit_key
+    if view.state == "pending" and (lane := held_back(settings, view.queue, view.id)):
+        data["held_back_by"] = lane  # waiting for its rate limit or cap (supervisor limits list)
+    emit(as_json, data, lambda: render_task(view, now, data))
 
 
-def render_task(view: TaskView, now: float) -> str:
-    """`tasks show`'s text: one field a line, times relative and absolute, the whole last error."""
+def render_task(view: TaskView, now: float, shown: dict[str, Any] | None = None) -> str:
+    """`tasks show`'s text: one field a line, times relative and absolute, the whole last error.
+
+    ``shown``: what `tasks show --json` prints, for the fields beyond the task's own view (its
+    limit key, the limit it waits for).
+    """
     raw = view.to_dict()
+    raw.update({k: v for k, v in (shown or {}).items() if k in ("limit_key", "held_back_by")})
     lines = []
     for key, value in raw.items():
         if key in ("last_error", "payload", "result"):

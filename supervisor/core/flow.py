@@ -66,7 +66,11 @@ class Limit:
 
     @property
     def rate_text(self) -> str:
-        return f"{self.count:g}/{self.period:g}s" if self.count else ""
+        """The rate as people write it (``10/s``, ``100/m``, ``5/2s``); '' when there is none."""
+        if not self.count:
+            return ""
+        unit = {1.0: "s", 60.0: "m", 3600.0: "h", 86400.0: "d"}.get(self.period, f"{self.period:g}s")
+        return f"{self.count:g}/{unit}"
 
     def encode(self) -> str:
         """The definition as the claim script reads it: ``count period burst cap``."""
@@ -136,6 +140,9 @@ class LimitStore(Protocol):
 
     def limited_queues(self) -> set[str]:
         """The queues that have at least one limit."""
+
+    def held_back(self, queue: str, task_id: str) -> str | None:
+        """The lane a pending task waits in for its limit, or None (not held back)."""
 
     def close(self) -> None:
         """Let go of the store's connection."""

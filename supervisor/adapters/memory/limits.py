@@ -55,6 +55,12 @@ class MemoryLimits(MemoryState):
             flow = self.flows.get(queue)
             return {lane: len(ids) for lane, ids in flow.lanes.items() if ids} if flow else {}
 
+    def held_back(self, queue: str, task_id: str) -> str | None:
+        with self._cond:
+            self._up()
+            flow = self.flows.get(queue)
+            return next((lane for lane, ids in flow.lanes.items() if task_id in ids), None) if flow else None
+
     def limited_queues(self) -> set[str]:
         with self._cond:
             self._up()

@@ -87,6 +87,16 @@ class RedisLimitStore:
     def limited_queues(self) -> set[str]:
         return {q.decode() for q in self.redis.smembers(limited_key(self.namespace))}
 
+    def held_back(self, queue: str, task_id: str) -> str | None:
+        p = self._prefix(queue)
+        lanes = [lane.decode() for lane in self.redis.zrange(p + "lanes", 0, -1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for lane in lanes:
+            pipe.lpos(p + "lane:" + lane, task_id)
+        return next(
+            (lane for lane, at in zip(lanes, pipe.execute() if lanes else [], strict=True) if at is not None), None
+        )
+
     def close(self) -> None:
         self.redis.close()
 
