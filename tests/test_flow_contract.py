@@ -55,6 +55,7 @@ def test_a_rate_limited_type_waits_and_blocks_nothing(store: Store, q: str) -> N
     wait = claim(b, "w1", [q], now=NOW)
     assert isinstance(wait, float) and wait == pytest.approx(0.1, abs=0.002)
     assert types(drain(b, q, NOW + 0.1)) == ["X"]
+    assert store.limits.throttle_counts().get((q, "type:X", "rate"), 0) >= 1  # for the metrics
     assert store.limits.waiting(q) == {"type:X": 3}
     assert [state(b, q, i) for i in xs].count(b"pending") == 3
 
@@ -65,6 +66,7 @@ def test_a_cap_is_freed_by_completion_and_by_a_lapsed_lease(store: Store, q: str
     put(b, q, "C", 5)
     held = drain(b, q, NOW)
     assert len(held) == 2 and drain(b, q, NOW + 1) == []
+    assert store.limits.throttle_counts().get((q, "type:C", "cap"), 0) >= 1  # for the metrics
     assert complete(b, held[0], "w1")
     assert len(drain(b, q, NOW + 1 + CAP_RECHECK)) == 1
     assert len(drain(b, q, NOW + 1000)) == 2

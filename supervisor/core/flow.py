@@ -141,6 +141,10 @@ class LimitStore(Protocol):
     def limited_queues(self) -> set[str]:
         """The queues that have at least one limit."""
 
+    def throttle_counts(self) -> dict[tuple[str, str, str], int]:
+        """(queue, scope, ``rate`` or ``cap``) -> times a start that was due was refused, since
+        the limit was first set (a counter: for metrics)."""
+
     def held_back(self, queue: str, task_id: str) -> str | None:
         """The lane a pending task waits in for its limit, or None (not held back)."""
 

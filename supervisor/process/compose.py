@@ -11,7 +11,7 @@ from supervisor.app import App
 from supervisor.config import Settings
 from supervisor.core.inspection import QueueStats
 from supervisor.process.arbiter import PARENT_SOCKET_TIMEOUT, Arbiter
-from supervisor.process.declared_limits import declare_limits
+from supervisor.process.declared_limits import declare_limits, throttle_counts
 from supervisor.process.keeper import Keeper
 from supervisor.process.liveness import LivenessFile
 from supervisor.process.metrics import Metrics, MetricsServer, PoolGauges
@@ -55,9 +55,15 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
     # Queue counts for /metrics and, once a minute, the queues' history (see keeper.py).
     inspection = make_inspection(settings, client_name="supervisor-metrics", socket_timeout=PARENT_SOCKET_TIMEOUT)
 
+    # The limits' counters for /metrics, read with the queue counts (a scrape never waits on Redis).
+    limits = None
+    if metrics is not None:
+        limits = make_limit_store(settings, client_name="supervisor-metrics", socket_timeout=PARENT_SOCKET_TIMEOUT)
+
     def publish(stats: list[QueueStats]) -> None:
-        if metrics is not None:
+        if metrics is not None and limits is not None:
             metrics.queue_stats = stats
+            metrics.throttled = throttle_counts(limits, metrics.throttled)
 
     keeper = Keeper(
         broker, arbiter.queues, server_id=arbiter.server_id, interval=asynq.heartbeat_interval,
@@ -67,9 +73,9 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
     recoverer = Recoverer(broker, arbiter.queues, sweep_every=asynq.heartbeat_interval)
     schedules = make_schedule_store(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
     scheduler = Scheduler(arbiter.app.periodic_entries, broker, asynq.max_retry, schedules)
-    if arbiter.app.limits:
-        limits = make_limit_store(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
-        declare_limits(limits, arbiter.app.limits)
-        limits.close()
+    if arbiter.app.limits:  # written before any fork, on a connection closed at once
+        declared = make_limit_store(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
+        declare_limits(declared, arbiter.app.limits)
+        declared.close()
     reporter = Reporter(notifier, LivenessFile(asynq.namespace, asynq.heartbeat_interval), arbiter.pool_status)
     return ParentParts(broker, keeper, recoverer, scheduler, reporter, metrics, listeners, inspection)

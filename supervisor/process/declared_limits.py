@@ -32,6 +32,16 @@ def declare_limits(store: LimitStore, limits: Sequence[Limit]) -> None:
             log.info("limit on %s in queue %s: kept the one set at run time", limit.scope, limit.queue, extra=fields)
 
 
+def throttle_counts(store: LimitStore, last: dict[tuple[str, str, str], int]) -> dict[tuple[str, str, str], int]:
+    """The limits' refusal counters for the metrics, read with the queue statistics; the last
+    ones when the store does not answer (a failure the queue statistics' read reports too)."""
+    try:
+        return store.throttle_counts()
+    except BrokerError as exc:
+        log.debug("cannot read the limits' counters: %s", exc)
+        return last
+
+
 def _text(limit: Limit) -> str:
     parts = [f"rate {limit.rate_text} burst {limit.burst}"] if limit.count else []
     if limit.cap:

@@ -29,6 +29,11 @@ class QueueFlow:
     due: ZSet = field(default_factory=ZSet)
     tat: dict[str, float] = field(default_factory=dict)
     holders: dict[str, set[str]] = field(default_factory=dict)
+    #: (``rate`` or ``cap``, scope) -> starts refused when due (claim.lua's ``throttled`` hash).
+    refused: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def refuse(self, kind: str, scope: str) -> None:
+        self.refused[(kind, scope)] = self.refused.get((kind, scope), 0) + 1
 
     def limit(self, scope: str) -> Limit | None:
         entry = self.limits.get(scope)
@@ -95,8 +100,10 @@ def _from_lanes(q: Queue, flow: QueueFlow, now: float, queue_limit: Limit | None
             ok, value = _rate(flow, lane, limit, now)
             if not ok:
                 flow.due.add(lane, value or now)
+                flow.refuse("rate", scope_of_lane(lane))
             elif not _cap_ok(q, flow, lane, limit, now):
                 flow.due.add(lane, now + CAP_RECHECK)
+                flow.refuse("cap", scope_of_lane(lane))
             else:
                 tid = flow.lanes[lane].popleft()
                 _take(flow, lane, limit, value, tid)
@@ -114,8 +121,10 @@ def claim_limited(q: Queue, flow: QueueFlow, now: float, batch: int) -> tuple[in
     if queue_limit:
         ok, value = _rate(flow, "queue", queue_limit, now)
         if not ok:
+            flow.refuse("rate", "queue")
             return 0, value
         if not _cap_ok(q, flow, "queue", queue_limit, now):
+            flow.refuse("cap", "queue")
             return 0, now + CAP_RECHECK
         q_tat = value
     tid = _from_lanes(q, flow, now, queue_limit, q_tat)

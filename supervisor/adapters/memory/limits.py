@@ -61,6 +61,11 @@ class MemoryLimits(MemoryState):
             flow = self.flows.get(queue)
             return next((lane for lane, ids in flow.lanes.items() if task_id in ids), None) if flow else None
 
+    def throttle_counts(self) -> dict[tuple[str, str, str], int]:
+        with self._cond:
+            self._up()
+            return {(q, scope, kind): n for q, flow in self.flows.items() for (kind, scope), n in flow.refused.items()}
+
     def limited_queues(self) -> set[str]:
         with self._cond:
             self._up()

@@ -87,6 +87,18 @@ class RedisLimitStore:
     def limited_queues(self) -> set[str]:
         return {q.decode() for q in self.redis.smembers(limited_key(self.namespace))}
 
+    def throttle_counts(self) -> dict[tuple[str, str, str], int]:
+        queues = sorted(self.limited_queues())
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.hgetall(self._prefix(queue) + "throttled")
+        out: dict[tuple[str, str, str], int] = {}
+        for queue, counts in zip(queues, pipe.execute() if queues else [], strict=True):
+            for field, n in counts.items():
+                kind, _, scope = field.decode().partition(" ")
+                out[(queue, scope, kind)] = int(n)
+        return out
+
     def held_back(self, queue: str, task_id: str) -> str | None:
         p = self._prefix(queue)
         lanes = [lane.decode() for lane in self.redis.zrange(p + "lanes", 0, -1)]

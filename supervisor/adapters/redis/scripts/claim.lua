@@ -43,7 +43,8 @@ end
 -- Only queues flagged in ARGV[6] run any of this: a queue without limits costs nothing more.
 -- Keys (all in the queue's slot, derived from its pending key 'ns:{q}:pending'): limits (hash
 -- scope -> 'count period burst cap'), lanes (zset lane -> when it may start next), lane:<lane>
--- (list of ids, like pending), rate:<lane> (GCRA's TAT), cap:<lane> (zset of holder ids).
+-- (list of ids, like pending), rate:<lane> (GCRA's TAT), cap:<lane> (zset of holder ids),
+-- throttled (hash 'rate <scope>' / 'cap <scope>' -> times a due start was refused: metrics).
 -- A lane is 'type:<type>' or 'key:<limit_key>'; the scope 'queue' guards the whole queue.
 -- A limited task waits in its lane, so it costs no attempt and blocks nothing behind it.
 local limited = ARGV[6] or ''
@@ -128,8 +129,10 @@ local function from_lanes(p, b, qd, q_tat)
       local ok, x = rate_ok(p .. 'rate:' .. lane, d)
       if not ok then
         redis.call('ZADD', p .. 'lanes', x, lane)
+        redis.call('HINCRBY', p .. 'throttled', 'rate ' .. scope_of_lane(lane), 1)
       elseif not cap_ok(p .. 'cap:' .. lane, KEYS[b + 4], d) then
         redis.call('ZADD', p .. 'lanes', now + CAP_RECHECK, lane)
+        redis.call('HINCRBY', p .. 'throttled', 'cap ' .. scope_of_lane(lane), 1)
       else
         local id = redis.call('RPOP', p .. 'lane:' .. lane)
         take(p .. 'rate:' .. lane, p .. 'cap:' .. lane, d, x, id)
@@ -147,8 +150,16 @@ local function claim_limited(i, batch)
   local q_tat = nil
   if qd then
     local ok, x = rate_ok(p .. 'rate:queue', qd)
-    if not ok then note_due(x); return nil end
-    if not cap_ok(p .. 'cap:queue', KEYS[b + 4], qd) then note_due(now + CAP_RECHECK); return nil end
+    if not ok then
+      redis.call('HINCRBY', p .. 'throttled', 'rate queue', 1)
+      note_due(x)
+      return nil
+    end
+    if not cap_ok(p .. 'cap:queue', KEYS[b + 4], qd) then
+      redis.call('HINCRBY', p .. 'throttled', 'cap queue', 1)
+      note_due(now + CAP_RECHECK)
+      return nil
+    end
     q_tat = x
   end
   local got = from_lanes(p, b, qd, q_tat)
