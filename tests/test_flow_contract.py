@@ -102,3 +102,15 @@ def test_a_queue_limit_and_code_declarations(store: Store, q: str) -> None:
     assert len(drain(b, q, NOW + 0.5)) == 0 and len(drain(b, q, NOW + 1)) == 1
     [(limit, source)] = [e for e in store.limits.list_limits() if e[0].queue == q]
     assert (limit.count, source) == (1.0, "cli") and q in store.limits.limited_queues()
+
+
+def test_unreadable_tasks_in_a_limited_queue_are_handed_out_to_be_archived(store: Store, q: str) -> None:
+    """An id without an envelope (another producer's bytes) belongs to no limit: the claim hands
+    it out as it would anywhere (the worker archives it), and nothing stays behind in a lane."""
+    b = store.broker
+    store.limits.set_limit(make_limit(q, "type:X", "1/s"))
+    store.push_raw(q, b"\xff\xferaw")
+    put(b, q, "X", 2)
+    got = drain(b, q, NOW)
+    assert sorted(c.data is None for c in got) == [False, True]
+    assert store.limits.waiting(q) == {"type:X": 1}

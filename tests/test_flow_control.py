@@ -243,3 +243,24 @@ def test_tasks_show_and_stats_say_what_is_held_back(
     [row] = run("stats")["limits"]  # type: ignore[index]
     assert row == {"queue": "default", "scope": "key:tenant", "rate": "1/m", "burst": 1, "cap": None,
                    "source": "cli", "waiting": 2}  # fmt: skip
+
+
+def test_envelopes_of_another_layout_are_read_whole(
+    client: Client, settings: Settings, limits: RedisLimitStore, r: redis.Redis, namespace: str
+) -> None:
+    """The claim reads a task's type from the first bytes of the envelope this version writes; an
+    envelope laid out otherwise (another encoder's field order) is decoded whole, and garbage is
+    handed out as it is (the worker archives it)."""
+    import msgspec
+
+    limits.set_limit(make_limit("default", "type:X", "1/s"))
+    k = f"{namespace}:{{default}}:"
+    other = msgspec.msgpack.encode({"type": "X", "id": "o1", "queue": "default", "payload": None, "max_retry": 1,
+                                    "enqueued_at": 1.0})  # fmt: skip
+    for tid, data in (("o1", other), ("o2", other.replace(b"o1", b"o2")), ("g1", b"\xc1\xc1garbage")):
+        r.hset(k + "msg", tid, data)
+        r.hset(k + "state", tid, "pending")
+        r.lpush(k + "pending", tid)
+    got = drain(fresh(settings), T0)
+    assert sorted(c.task_id for c in got) == ["g1", "o1"]
+    assert limits.waiting("default") == {"type:X": 1}

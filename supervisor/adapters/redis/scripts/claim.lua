@@ -52,20 +52,55 @@ local flow_due = nil
 local ROUTE_LIMIT = 200
 local CAP_RECHECK = 0.05
 local EPSILON = 0.000001
-local defs = {}
+local queue_limits = {}
 local function note_due(t) if flow_due == nil or t < flow_due then flow_due = t end end
-local function def_of(p, scope)
-  local key = p .. scope
-  if defs[key] == nil then
-    local text = redis.call('HGET', p .. 'limits', scope)
-    local d = false
-    if text then
-      d = {}
-      for w in string.gmatch(text, '%S+') do d[#d + 1] = tonumber(w) end
+-- A queue's limits, read once per call: scope -> {count, period, burst, cap}; has_keys when a
+-- 'key:' limit exists (only then is a whole envelope decoded, to read its limit_key).
+local function limits_of(p)
+  local l = queue_limits[p]
+  if l == nil then
+    l = {defs = {}, has_keys = false}
+    local flat = redis.call('HGETALL', p .. 'limits')
+    for j = 1, #flat, 2 do
+      local d = {}
+      for w in string.gmatch(flat[j + 1], '%S+') do d[#d + 1] = tonumber(w) end
+      l.defs[flat[j]] = d
+      if string.sub(flat[j], 1, 4) == 'key:' then l.has_keys = true end
     end
-    defs[key] = d
+    queue_limits[p] = l
   end
-  return defs[key] or nil
+  return l
+end
+local function def_of(p, scope) return limits_of(p).defs[scope] end
+-- A MessagePack str at pos: its text and the position after it (nil: not a str).
+local function read_str(s, pos)
+  local b = string.byte(s, pos)
+  if not b then return nil end
+  if b >= 0xa0 and b <= 0xbf then return string.sub(s, pos + 1, pos + b - 0xa0), pos + 1 + b - 0xa0 end
+  if b == 0xd9 then
+    local n = string.byte(s, pos + 1) or 0
+    return string.sub(s, pos + 2, pos + 1 + n), pos + 2 + n
+  end
+  if b == 0xda then
+    local n = (string.byte(s, pos + 1) or 0) * 256 + (string.byte(s, pos + 2) or 0)
+    return string.sub(s, pos + 3, pos + 2 + n), pos + 3 + n
+  end
+  return nil
+end
+-- The task type, read from the envelope's first two fields (id, type: msgspec writes a struct's
+-- fields in order) without decoding the payload; nil when the bytes are laid out otherwise.
+local function type_of(envelope)
+  local b = string.byte(envelope, 1)
+  local pos
+  if b and b >= 0x80 and b <= 0x8f then pos = 2 elseif b == 0xde then pos = 4 else return nil end
+  local k, v
+  k, pos = read_str(envelope, pos)
+  if k ~= 'id' then return nil end
+  v, pos = read_str(envelope, pos)
+  if not v then return nil end
+  k, pos = read_str(envelope, pos)
+  if k ~= 'type' then return nil end
+  return (read_str(envelope, pos))
 end
 local function scope_of_lane(lane)
   if string.sub(lane, 1, 4) == 'key:' then return 'key:' .. string.match(lane, '^key:([^:]+)') end
@@ -98,14 +133,19 @@ local function cap_ok(ck, lease, d)
   return live < d[4]
 end
 local function lane_of(p, envelope)
-  local ok, m = pcall(cmsgpack.unpack, envelope)
-  if not ok or type(m) ~= 'table' then return nil end
-  local lk = m['limit_key']
-  if type(lk) == 'string' and lk ~= '' then
-    local group = string.match(lk, '^([^:]+)')
-    if group and def_of(p, 'key:' .. group) then return 'key:' .. lk end
+  local t = nil
+  if not limits_of(p).has_keys then t = type_of(envelope) end
+  if t == nil then
+    local ok, m = pcall(cmsgpack.unpack, envelope)
+    if not ok or type(m) ~= 'table' then return nil end
+    local lk = m['limit_key']
+    if type(lk) == 'string' and lk ~= '' then
+      local group = string.match(lk, '^([^:]+)')
+      if group and def_of(p, 'key:' .. group) then return 'key:' .. lk end
+    end
+    t = m['type']
   end
-  if type(m['type']) == 'string' and def_of(p, 'type:' .. m['type']) then return 'type:' .. m['type'] end
+  if type(t) == 'string' and def_of(p, 'type:' .. t) then return 'type:' .. t end
   return nil
 end
 -- A lane whose limit is gone: its tasks go back to the head of the pending list.
