@@ -5,6 +5,7 @@ is exact. The fleet-wide behaviour with real processes is in test_flow_control_p
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -264,3 +265,28 @@ def test_envelopes_of_another_layout_are_read_whole(
     got = drain(fresh(settings), T0)
     assert sorted(c.task_id for c in got) == ["g1", "o1"]
     assert limits.waiting("default") == {"type:X": 1}
+
+
+def test_the_dashboard_shows_the_limits_read_only(client: Client, settings: Settings, limits: RedisLimitStore) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+        from supervisor.dashboard.app import create_app
+        from supervisor.dashboard.settings import DashboardSettings
+
+    with TestClient(create_app(settings, DashboardSettings())) as tc:
+        assert "No rate limits or caps" in tc.get("/limits").text
+        limits.set_limit(make_limit("default", "type:api:call", "10/s", burst=4))
+        limits.set_limit(make_limit("default", "type:report", cap=3), from_code=True)
+        for i in range(3):
+            client.enqueue("api:call", i)
+        drain(fresh(settings), T0)
+        page = tc.get("/limits")
+        assert page.status_code == 200
+        rows = [r for r in re.findall(r"<tr>(.*?)</tr>", page.text, re.S) if "<td" in r]
+        cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", rows[0], re.S)]
+        assert cells == ["default", "type:api:call", "10/s", "4", "-", "cli", "0"]
+        assert 'href="/limits" class="on"' in page.text and "type:report" in page.text

@@ -15,7 +15,7 @@ import click
 from supervisor.cli.common import broker_errors, connection_options, emit, json_option, settings_from
 from supervisor.cli.output import table
 from supervisor.config import Settings
-from supervisor.core.flow import LimitError, LimitStore, make_limit, scope_of
+from supervisor.core.flow import LimitError, LimitStore, limits_report, make_limit, scope_of
 
 _SCOPE_HELP = "A task type, or 'type:<type>', 'queue' (the whole queue) or 'key:<group>' (one budget per limit_key)."
 
@@ -72,15 +72,8 @@ def limits_remove(scope: str, queue: str, as_json: bool, **conn: Any) -> None:
 def limits_list(as_json: bool, **conn: Any) -> None:
     """Every limit, where it came from (code or cli), and how many tasks wait for it now."""
     with limit_store(conn) as store:
-        rows = limit_rows(store)
+        rows = limits_report(store)
     emit(as_json, rows, lambda: limits_table(rows) if rows else "no limits")
-
-
-def _waiting(scope: str, lanes: dict[str, int]) -> int:
-    """Tasks held back by ``scope``: its lane, or for a key limit every lane of its group."""
-    if scope.startswith("key:"):
-        return sum(n for lane, n in lanes.items() if lane == scope or lane.startswith(scope + ":"))
-    return lanes.get(scope, 0)
 
 
 def _describe(entry: dict[str, Any]) -> str:
@@ -90,14 +83,7 @@ def _describe(entry: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def limit_rows(store: LimitStore) -> list[dict[str, Any]]:
-    """Every limit as `limits list --json` and `stats --json` show it, with its waiting tasks."""
-    waits = {q: store.waiting(q) for q in store.limited_queues()}
-    return [{**limit.as_json(), "source": source, "waiting": _waiting(limit.scope, waits.get(limit.queue, {}))}
-            for limit, source in store.list_limits()]  # fmt: skip
-
-
-def limits_table(rows: list[dict[str, Any]]) -> str:
+def limits_table(rows: list[dict[str, object]]) -> str:
     headers = ("queue", "scope", "rate", "burst", "cap", "source", "waiting")
     return table(headers, [tuple(r[h] or "-" for h in headers) for r in rows], numeric=(3, 4, 6))
 

@@ -11,8 +11,9 @@ from typing import Any
 import click
 
 from supervisor.cli.common import connection_options, inspector, json_option, typed_server
-from supervisor.cli.limits import limit_rows, limit_store, limits_table
+from supervisor.cli.limits import limit_store, limits_table
 from supervisor.cli.output import ago, duration, iso, paint, state, table
+from supervisor.core.flow import limits_report
 from supervisor.core.inspection import Inspection, QueueStats
 
 
@@ -78,7 +79,7 @@ def stats(
         try:
             while True:
                 queues, servers, now = _stats_snapshot(insp)
-                flow = limit_rows(limits)  # rate limits and caps, with the tasks each holds back
+                flow = limits_report(limits)  # rate limits and caps, with the tasks each holds back
                 if as_json:
                     data = {**_stats_json(queues, servers, now), "limits": flow}
                     click.echo(json.dumps(data) if watch else json.dumps(data, indent=2))

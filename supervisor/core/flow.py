@@ -150,3 +150,18 @@ class LimitStore(Protocol):
 
     def close(self) -> None:
         """Let go of the store's connection."""
+
+
+def limits_report(store: LimitStore) -> list[dict[str, object]]:
+    """Every limit as `limits list --json`, `stats --json` and the dashboard show it: its
+    definition, its source (``code`` or ``cli``) and how many tasks wait for it now."""
+    waits = {q: store.waiting(q) for q in store.limited_queues()}
+    return [{**limit.as_json(), "source": source, "waiting": _waiting(limit.scope, waits.get(limit.queue, {}))}
+            for limit, source in store.list_limits()]  # fmt: skip
+
+
+def _waiting(scope: str, lanes: dict[str, int]) -> int:
+    """Tasks held back by ``scope``: its lane, or for a key limit every lane of its group."""
+    if scope.startswith("key:"):
+        return sum(n for lane, n in lanes.items() if lane == scope or lane.startswith(scope + ":"))
+    return lanes.get(scope, 0)

@@ -31,10 +31,12 @@ from starlette.staticfiles import StaticFiles
 
 from supervisor.config import Settings, load_settings
 from supervisor.core.errors import BrokerUnavailable
+from supervisor.core.flow import LimitStore
 from supervisor.core.inspection import WAITING, Inspection, Sample, UnknownQueue, UnknownTask
 from supervisor.dashboard import charts, listing, present
 from supervisor.dashboard.actions import BULK_STEP, Actions
 from supervisor.dashboard.forms import FLASH_COOKIE, Form, read_flash, set_flash
+from supervisor.dashboard.limits_page import LimitsPage
 from supervisor.dashboard.security import CSRF_FIELD, CSRF_HEADER, Csrf, SecurityMiddleware
 from supervisor.dashboard.settings import DashboardSettings
 
@@ -295,6 +297,7 @@ def create_app(
     dashboard: DashboardSettings | None = None,
     *,
     inspection: Inspection | None = None,
+    limits: LimitStore | None = None,
 ) -> Starlette:
     """The dashboard app. ``settings``: Redis and namespace (default: from the environment);
     ``dashboard``: credentials and display options (default: none, loopback use or your app's auth).
@@ -305,6 +308,10 @@ def create_app(
         from supervisor.wiring import make_inspection
 
         inspection = make_inspection(settings, client_name="supervisor-dashboard")
+    if limits is None:
+        from supervisor.wiring import make_limit_store
+
+        limits = make_limit_store(settings, client_name="supervisor-dashboard")
     d = Dashboard(inspection, options)
     static = StaticFiles(directory=str(resources.files("supervisor.dashboard") / "static"))
     routes = [
@@ -313,6 +320,7 @@ def create_app(
         Route("/servers", d.servers),
         Route("/fragments/servers", d.servers_fragment),
         Route("/schedules", d.schedules),
+        Route("/limits", LimitsPage(d, limits).show),
         Route("/redis", d.store),
         Route("/history", d.history),
         Route("/queue", d.queue),
