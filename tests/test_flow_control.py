@@ -290,3 +290,25 @@ def test_the_dashboard_shows_the_limits_read_only(client: Client, settings: Sett
         cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", rows[0], re.S)]
         assert cells == ["default", "type:api:call", "10/s", "4", "-", "cli", "0"]
         assert 'href="/limits" class="on"' in page.text and "type:report" in page.text
+
+
+def test_held_back_tasks_count_as_pending_and_a_deleted_one_never_runs(
+    client: Client, settings: Settings, limits: RedisLimitStore, r: redis.Redis, namespace: str
+) -> None:
+    from supervisor.wiring import make_inspection
+
+    limits.set_limit(make_limit("default", "type:X", "1/s"))
+    ids = [client.enqueue("X", i).id for i in range(4)]
+    broker = fresh(settings)
+    assert [c.task_id for c in drain(broker, T0)] == ids[:1]
+    insp = make_inspection(settings)
+    try:
+        [stats] = insp.stats(["default"])
+        assert (stats.pending, stats.active) == (3, 1)  # the three held back are pending
+        assert insp.delete(ids[1], "default").state == "pending"
+    finally:
+        insp.close()
+    # The deleted one is dropped from its lane when its turn comes: it neither runs nor is archived.
+    got = [c.task_id for k in range(1, 4) for c in drain(broker, T0 + k)]
+    assert got == [ids[2], ids[3]]
+    assert r.zcard(f"{namespace}:{{default}}:archived") == 0 and r.get(f"{namespace}:{{default}}:held") == b"0"

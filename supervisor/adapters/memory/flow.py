@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from supervisor.adapters.memory.store import Queue, ZSet
+from supervisor.adapters.memory.store import PENDING, Queue, ZSet
 from supervisor.core.flow import CAP_RECHECK, EPSILON, Limit, gcra
 from supervisor.core.task import decode_message
 
@@ -104,12 +104,22 @@ def _from_lanes(q: Queue, flow: QueueFlow, now: float, queue_limit: Limit | None
             elif not _cap_ok(q, flow, lane, limit, now):
                 flow.due.add(lane, now + CAP_RECHECK)
                 flow.refuse("cap", scope_of_lane(lane))
-            else:
-                tid = flow.lanes[lane].popleft()
+            elif (tid := _pop_live(q, flow.lanes[lane])) is not None:
                 _take(flow, lane, limit, value, tid)
                 if queue_limit:
                     _take(flow, "queue", queue_limit, q_tat, tid)
                 return tid
+    return None
+
+
+def _pop_live(q: Queue, lane: deque[str]) -> str | None:
+    """claim.lua's pop_live: the oldest id still pending; ones ended while they waited are dropped."""
+    for _ in range(100):
+        if not lane:
+            return None
+        tid = lane.popleft()
+        if q.state.get(tid) == PENDING:
+            return tid
     return None
 
 

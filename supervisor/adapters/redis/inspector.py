@@ -33,6 +33,7 @@ from supervisor.adapters.redis.keys import (
     server_key,
     servers_key,
 )
+from supervisor.adapters.redis.limits import held_key
 from supervisor.core.inspection import (
     BATCH,
     STATES,
@@ -97,7 +98,10 @@ class Inspector(Browsing, Recording):
             pipe.get(k.failed)
             pipe.exists(k.paused)
             pipe.lindex(k.pending, -1)  # the next to run: the oldest pending task
+        for q in names:  # pending tasks a rate limit or cap holds back (adapters/redis/limits.py)
+            pipe.get(held_key(self.keys(q)))
         values = pipe.execute()
+        held = [int(x or 0) for x in values[9 * len(names) :]]
         out = []
         heads: dict[str, bytes] = {}
         for i, q in enumerate(names):
@@ -105,7 +109,7 @@ class Inspector(Browsing, Recording):
             n = [int(x or 0) for x in row[:8]]
             if row[8] is not None:
                 heads[q] = row[8]
-            out.append(QueueStats(q, n[0], n[1], n[2], n[3], n[4], n[5], n[6], paused=bool(n[7])))
+            out.append(QueueStats(q, n[0] + held[i], n[1], n[2], n[3], n[4], n[5], n[6], paused=bool(n[7])))
         if heads:
             oldest = self._pending_since(heads)
             out = [replace(s, oldest_pending_at=oldest.get(s.queue)) for s in out]

@@ -33,6 +33,11 @@ def limited_key(namespace: str) -> str:
     return f"{namespace}:limited"
 
 
+def held_key(keys: QueueKeys) -> str:
+    """Counter of a queue's pending tasks that wait in a lane for a limit (part of its pending count)."""
+    return queue_prefix(keys) + "held"
+
+
 def queue_prefix(keys: QueueKeys) -> str:
     """``ns:{q}:``: the flow-control keys of a queue sit next to its others (one slot)."""
     return keys.pending[: -len("pending")]

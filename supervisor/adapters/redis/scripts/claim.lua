@@ -44,7 +44,8 @@ end
 -- Keys (all in the queue's slot, derived from its pending key 'ns:{q}:pending'): limits (hash
 -- scope -> 'count period burst cap'), lanes (zset lane -> when it may start next), lane:<lane>
 -- (list of ids, like pending), rate:<lane> (GCRA's TAT), cap:<lane> (zset of holder ids),
--- throttled (hash 'rate <scope>' / 'cap <scope>' -> times a due start was refused: metrics).
+-- throttled (hash 'rate <scope>' / 'cap <scope>' -> times a due start was refused: metrics),
+-- held (how many ids wait in lanes: the queue's pending count includes them).
 -- A lane is 'type:<type>' or 'key:<limit_key>'; the scope 'queue' guards the whole queue.
 -- A limited task waits in its lane, so it costs no attempt and blocks nothing behind it.
 local limited = ARGV[6] or ''
@@ -155,7 +156,19 @@ local function release_lane(p, pending, lane)
       redis.call('ZREM', p .. 'lanes', lane)
       return
     end
+    redis.call('DECR', p .. 'held')
   end
+end
+-- The oldest task of a lane that is still pending: one deleted (or otherwise ended) while it
+-- waited is dropped here, at most 100 per call (nil: none found).
+local function pop_live(p, b, lane)
+  for _ = 1, 100 do
+    local id = redis.call('RPOP', p .. 'lane:' .. lane)
+    if not id then return nil end
+    redis.call('DECR', p .. 'held')
+    if redis.call('HGET', KEYS[b + 3], id) == 'pending' then return id end
+  end
+  return nil
 end
 -- The first lane whose next start is due and allowed: one task from it (nil: none).
 local function from_lanes(p, b, qd, q_tat)
@@ -174,10 +187,12 @@ local function from_lanes(p, b, qd, q_tat)
         redis.call('ZADD', p .. 'lanes', now + CAP_RECHECK, lane)
         redis.call('HINCRBY', p .. 'throttled', 'cap ' .. scope_of_lane(lane), 1)
       else
-        local id = redis.call('RPOP', p .. 'lane:' .. lane)
-        take(p .. 'rate:' .. lane, p .. 'cap:' .. lane, d, x, id)
-        if qd then take(p .. 'rate:queue', p .. 'cap:queue', qd, q_tat, id) end
-        return {id}
+        local id = pop_live(p, b, lane)
+        if id then
+          take(p .. 'rate:' .. lane, p .. 'cap:' .. lane, d, x, id)
+          if qd then take(p .. 'rate:queue', p .. 'cap:queue', qd, q_tat, id) end
+          return {id}
+        end
       end
     end
   end
@@ -214,6 +229,7 @@ local function claim_limited(i, batch)
     local lane = envelope and lane_of(p, envelope)
     if lane then
       redis.call('LPUSH', p .. 'lane:' .. lane, id)
+      redis.call('INCR', p .. 'held')
       redis.call('ZADD', p .. 'lanes', 'NX', now, lane)
     else
       out[#out + 1] = id

@@ -1,5 +1,6 @@
 -- Remove one limit of a queue; the tasks waiting in its lanes go back to the head of the pending
--- list (the oldest runs first), and the lanes' rate and cap keys go.
+-- list (the oldest runs first), and the lanes' rate and cap keys go; the count of held-back
+-- tasks ('held') drops by as many.
 -- KEYS: 1 the queue's limits hash, 2 its pending list (the other keys' prefix is derived from it)
 -- ARGV: 1 scope
 -- Returns the number of tasks moved back, or -1 when there was no such limit.
@@ -22,4 +23,5 @@ elseif string.sub(ARGV[1], 1, 4) == 'key:' then
 else
   drop(ARGV[1])
 end
+if moved > 0 then redis.call('DECRBY', p .. 'held', moved) end
 return moved
