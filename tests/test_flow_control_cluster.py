@@ -1,4 +1,4 @@
-"""Rate limits and caps on a Redis Cluster: each queue's limits sit in its own slot (queues a
+"""Rate limits and caps on a Redis Cluster (and through Sentinel): each queue's limits sit in its own slot (queues a
 and b live on different primaries), the per-queue claim path enforces them, and the CLI sets,
 lists and removes them."""
 
@@ -67,3 +67,25 @@ def test_limits_hold_per_queue_slot_on_a_cluster(cluster: ClusterSet) -> None:
     assert {(e["queue"], e["scope"], e["waiting"]) for e in listed} == {("a", "type:X", 3), ("b", "type:C", 4)}  # type: ignore[union-attr, index]
     assert cli("remove", "C", "--queue", "b") == {"queue": "b", "scope": "type:C", "removed": True, "requeued": 4}
     store.close()
+
+
+def test_limits_through_sentinel() -> None:
+    """Through Sentinel the store is the primary it names: the same scripts, the same limits."""
+    from tests.redis_topologies import SentinelSet
+
+    with SentinelSet(replicas=1) as s:
+        env = {"REDIS_URL": "", "REDIS_SENTINELS": s.addresses, "REDIS_SENTINEL_MASTER": s.master,
+               "ASYNQ_NAMESPACE": "flow"}  # fmt: skip
+        settings = load_settings(environ=env)
+        store = make_limit_store(settings)
+        store.set_limit(make_limit("default", "type:X", "1/s", cap=1))
+        with Client(settings=settings) as client:
+            for i in range(3):
+                client.enqueue("X", i)
+            client.enqueue("Y", 0)
+        broker = make_broker(settings)
+        kinds = []
+        while isinstance(got := broker.claim_round("w1", ["default"], 30.0, 1, now=T0).claimed, list):
+            kinds += [decode_message(c.data or b"").type for c in got]
+        assert sorted(kinds) == ["X", "Y"] and store.waiting("default") == {"type:X": 2}
+        store.close()
