@@ -188,16 +188,18 @@ class App:
         burst: int | None = None,
         cap: int | None = None,
         queue: str = "default",
+        header: str | None = None,
     ) -> Limit:
         """Declare a rate limit and/or a concurrency cap that holds across every worker.
 
         ``scope``: ``"queue"`` (every task of ``queue``), ``"type:<task type>"`` or
         ``"key:<group>"`` (each task enqueued with ``limit_key="<group>:<key>"`` draws from the
-        budget of its own key). A supervisor writes its app's declarations to the store when it
+        budget of its own key; with ``header="tenant"``, a task without ``limit_key`` draws from
+        ``<group>:<its tenant header>``). A supervisor writes its app's declarations to the store when it
         starts, unless one was set at run time (``supervisor limits set``), which wins. A bad
         rate, scope, burst or cap raises :class:`~supervisor.core.flow.LimitError` here.
         """
-        declared = make_limit(queue, scope, rate_limit, burst=burst, cap=cap)
+        declared = make_limit(queue, scope, rate_limit, burst=burst, cap=cap, header=header)
         if (queue, scope) in self._limits:
             raise ValueError(f"a limit on {scope!r} in queue {queue!r} is already declared")
         self._limits[(queue, scope)] = declared

@@ -23,7 +23,7 @@ def q() -> str:
     return f"q{uuid.uuid4().hex[:8]}"
 
 
-def put(b: Broker, queue: str, task_type: str, n: int, **extra: str) -> list[str]:
+def put(b: Broker, queue: str, task_type: str, n: int, **extra: object) -> list[str]:
     ids = []
     for _ in range(n):
         tid = uuid.uuid4().hex
@@ -114,3 +114,17 @@ def test_unreadable_tasks_in_a_limited_queue_are_handed_out_to_be_archived(store
     got = drain(b, q, NOW)
     assert sorted(c.data is None for c in got) == [False, True]
     assert store.limits.waiting(q) == {"type:X": 1}
+
+
+def test_a_header_can_name_the_key(store: Store, q: str) -> None:
+    """A key limit with header="tenant": a task without limit_key draws from the budget its
+    tenant header names; an explicit limit_key wins; a task without either is not limited."""
+    b = store.broker
+    store.limits.set_limit(make_limit(q, "key:tenant", "1/s", header="tenant"))
+    put(b, q, "K", 2, headers={"tenant": "a"})  # type: ignore[arg-type]
+    put(b, q, "K", 2, headers={"tenant": "b"}, limit_key="tenant:c")  # type: ignore[arg-type]
+    put(b, q, "K", 1)
+    assert len(drain(b, q, NOW)) == 3
+    assert store.limits.waiting(q) == {"key:tenant:a": 1, "key:tenant:c": 1}
+    [(limit, _)] = [e for e in store.limits.list_limits() if e[0].queue == q]
+    assert limit.header == "tenant" and limit.as_json()["header"] == "tenant"

@@ -43,6 +43,8 @@ def test_limits_refuse_what_cannot_be() -> None:
         make_limit("default", "bogus", "1/s")
     with pytest.raises(LimitError):
         make_limit("default", "type:x", "1/s", burst=0)
+    with pytest.raises(LimitError):
+        make_limit("default", "type:x", "1/s", header="tenant")  # a header names keys of key limits only
     limit = make_limit("default", "key:tenant", "10/s", burst=4, cap=2)
     assert Limit.decode("default", "key:tenant", limit.encode()) == limit
     assert scope_of("api:call") == "type:api:call" and scope_of("queue") == "queue"

@@ -31,18 +31,20 @@ def limits() -> None:
 @click.option("--burst", type=click.IntRange(1), help="Starts allowed at once after an idle spell (default 1).")
 @click.option("--cap", type=click.IntRange(1), help="Most tasks of this scope running at once.")
 @click.option("--queue", default="default", show_default=True, help="The queue the limit guards.")
+@click.option("--header", help="For key:<group>: the header naming the key of tasks without limit_key.")
 @json_option
 @connection_options
 def limits_set(
-    scope: str, rate: str | None, burst: int | None, cap: int | None, queue: str, as_json: bool, **conn: Any
-) -> None:
+    scope: str, rate: str | None, burst: int | None, cap: int | None, queue: str, header: str | None, as_json: bool,
+    **conn: Any,
+) -> None:  # fmt: skip
     """Set the limit on SCOPE in --queue: RATE such as 10/s, 100/m or 5/2s, and/or --cap N.
 
     SCOPE: a task type, 'queue', or 'key:<group>'. It replaces any limit on SCOPE, the code's
     declaration too (which a supervisor's start then leaves alone until `limits remove`).
     """
     try:
-        limit = make_limit(queue, scope_of(scope), rate, burst=burst, cap=cap)
+        limit = make_limit(queue, scope_of(scope), rate, burst=burst, cap=cap, header=header)
     except LimitError as exc:
         raise click.BadParameter(str(exc)) from exc
     with limit_store(conn) as store:

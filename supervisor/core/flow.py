@@ -48,6 +48,9 @@ class Limit:
     period: float = 1.0
     burst: int = 1
     cap: int = 0
+    #: For a ``key:<group>`` limit: a header whose value names the key of a task enqueued without
+    #: ``limit_key`` (``tenant: 42`` -> the budget ``<group>:42``); '' = none.
+    header: str = ""
 
     def __post_init__(self) -> None:
         if not _SCOPE.fullmatch(self.scope):
@@ -58,6 +61,8 @@ class Limit:
             raise LimitError("burst must be at least 1 and cap at least 0")
         if self.count == 0 and self.cap == 0:
             raise LimitError(f"limit {self.scope!r} has neither a rate nor a cap")
+        if self.header and (not self.scope.startswith("key:") or not self.header.strip() or " " in self.header):
+            raise LimitError("a header names the keys of a 'key:<group>' limit only, and has no spaces")
 
     @property
     def interval(self) -> float:
@@ -82,8 +87,11 @@ class Limit:
         return cls(queue, scope, float(count), float(period), int(burst), int(cap))
 
     def as_json(self) -> dict[str, object]:
-        return {"queue": self.queue, "scope": self.scope, "rate": self.rate_text or None,
-                "burst": self.burst, "cap": self.cap or None}  # fmt: skip
+        out: dict[str, object] = {"queue": self.queue, "scope": self.scope, "rate": self.rate_text or None,
+                                  "burst": self.burst, "cap": self.cap or None}  # fmt: skip
+        if self.header:
+            out["header"] = self.header
+        return out
 
 
 def parse_rate(text: str) -> tuple[float, float]:
@@ -99,11 +107,17 @@ def parse_rate(text: str) -> tuple[float, float]:
 
 
 def make_limit(
-    queue: str, scope: str, rate: str | None = None, *, burst: int | None = None, cap: int | None = None
+    queue: str,
+    scope: str,
+    rate: str | None = None,
+    *,
+    burst: int | None = None,
+    cap: int | None = None,
+    header: str | None = None,
 ) -> Limit:
     """A :class:`Limit` from the words people write (``rate="10/s"``, ``burst=5``, ``cap=3``)."""
     count, period = parse_rate(rate) if rate else (0.0, 1.0)
-    return Limit(queue, scope, count, period, 1 if burst is None else burst, cap or 0)
+    return Limit(queue, scope, count, period, 1 if burst is None else burst, cap or 0, header or "")
 
 
 def scope_of(name: str) -> str:

@@ -62,6 +62,9 @@ def lane_of(flow: QueueFlow, data: bytes | None) -> str | None:
         return None
     if message.limit_key and flow.limit("key:" + message.limit_key.split(":", 1)[0]):
         return "key:" + message.limit_key
+    for limit, _ in flow.limits.values():  # a key named by a header (a key limit's header=)
+        if limit.header and (value := message.headers.get(limit.header)):
+            return f"{limit.scope}:{value}"
     if flow.limit("type:" + message.type):
         return "type:" + message.type
     return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -56,9 +57,8 @@ class RedisLimitStore:
 
     def set_limit(self, limit: Limit, *, from_code: bool = False) -> bool:
         source = "code" if from_code else "cli"
-        written = bool(
-            self._set(keys=[self._prefix(limit.queue) + "limits"], args=[limit.scope, limit.encode(), source])
-        )
+        args = [limit.scope, limit.encode(), source, limit.header]
+        written = bool(self._set(keys=[self._prefix(limit.queue) + "limits"], args=args))
         self.redis.sadd(limited_key(self.namespace), limit.queue)
         return written
 
@@ -74,9 +74,14 @@ class RedisLimitStore:
     def list_limits(self) -> list[tuple[Limit, str]]:
         out: list[tuple[Limit, str]] = []
         for queue in sorted(self.limited_queues()):
-            for scope, text in sorted(self.redis.hgetall(self._prefix(queue) + "limits").items()):
-                *definition, source = text.decode().split()
-                out.append((Limit.decode(queue, scope.decode(), " ".join(definition)), source))
+            fields = {k.decode(): v.decode() for k, v in self.redis.hgetall(self._prefix(queue) + "limits").items()}
+            for scope, text in sorted(fields.items()):
+                if scope.startswith("header:"):
+                    continue
+                *definition, source = text.split()
+                limit = Limit.decode(queue, scope, " ".join(definition))
+                header = fields.get("header:" + scope[4:], "") if scope.startswith("key:") else ""
+                out.append((replace(limit, header=header) if header else limit, source))
         return out
 
     def waiting(self, queue: str) -> dict[str, int]:

@@ -60,13 +60,17 @@ local function note_due(t) if flow_due == nil or t < flow_due then flow_due = t 
 local function limits_of(p)
   local l = queue_limits[p]
   if l == nil then
-    l = {defs = {}, has_keys = false}
+    l = {defs = {}, has_keys = false, headers = {}}
     local flat = redis.call('HGETALL', p .. 'limits')
     for j = 1, #flat, 2 do
-      local d = {}
-      for w in string.gmatch(flat[j + 1], '%S+') do d[#d + 1] = tonumber(w) end
-      l.defs[flat[j]] = d
-      if string.sub(flat[j], 1, 4) == 'key:' then l.has_keys = true end
+      if string.sub(flat[j], 1, 7) == 'header:' then
+        l.headers[string.sub(flat[j], 8)] = flat[j + 1]
+      else
+        local d = {}
+        for w in string.gmatch(flat[j + 1], '%S+') do d[#d + 1] = tonumber(w) end
+        l.defs[flat[j]] = d
+        if string.sub(flat[j], 1, 4) == 'key:' then l.has_keys = true end
+      end
     end
     queue_limits[p] = l
   end
@@ -143,6 +147,13 @@ local function lane_of(p, envelope)
     if type(lk) == 'string' and lk ~= '' then
       local group = string.match(lk, '^([^:]+)')
       if group and def_of(p, 'key:' .. group) then return 'key:' .. lk end
+    end
+    local headers = m['headers']
+    if type(headers) == 'table' then  -- a key named by a header (a key limit's header=)
+      for group, name in pairs(limits_of(p).headers) do
+        local v = headers[name]
+        if type(v) == 'string' and v ~= '' and def_of(p, 'key:' .. group) then return 'key:' .. group .. ':' .. v end
+      end
     end
     t = m['type']
   end

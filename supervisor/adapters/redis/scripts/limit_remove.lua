@@ -16,6 +16,7 @@ if ARGV[1] == 'queue' then
   redis.call('DEL', p .. 'rate:queue', p .. 'cap:queue')
 elseif string.sub(ARGV[1], 1, 4) == 'key:' then
   local group = string.sub(ARGV[1], 5)
+  redis.call('HDEL', KEYS[1], 'header:' .. group)
   for _, lane in ipairs(redis.call('ZRANGE', p .. 'lanes', 0, -1)) do
     local g = string.match(lane, '^key:([^:]+)')
     if g == group then drop(lane) end
