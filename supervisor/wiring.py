@@ -107,6 +107,14 @@ def make_limit_store(
     return RedisLimitStore(client, settings.asynq.namespace)
 
 
+def make_metrics_reads(settings: Settings, *, client_name: str, socket_timeout: float) -> tuple[Inspection, LimitStore]:
+    """The parent's reads for its metrics: the queue counts and the limits' counters, on one
+    connection (a forked child closes it with the inspection's)."""
+    with translated():
+        client = connect_settings(settings.redis, socket_timeout=socket_timeout, client_name=client_name)
+    return Inspector(client, settings.asynq.namespace), RedisLimitStore(client, settings.asynq.namespace)
+
+
 def store_problem(settings: Settings) -> str | None:
     """What the configured store refuses us, in one line (see adapters/redis/selfcheck.py), or None."""
     return configuration_problem(

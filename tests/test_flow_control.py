@@ -42,6 +42,8 @@ def test_limits_refuse_what_cannot_be() -> None:
     with pytest.raises(LimitError):
         make_limit("default", "bogus", "1/s")
     with pytest.raises(LimitError):
+        make_limit("no {braces}", "queue", "1/s")  # a queue name as enqueue takes it
+    with pytest.raises(LimitError):
         make_limit("default", "type:x", "1/s", burst=0)
     with pytest.raises(LimitError):
         make_limit("default", "type:x", "1/s", header="tenant")  # a header names keys of key limits only

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from supervisor.core.queues import queue_name_problem
+
 #: How soon a worker looks again at a lane whose cap is full (a slot frees when a task ends,
 #: which nothing announces): bounds the extra latency of a capped task and the claims spent on it.
 CAP_RECHECK = 0.05
@@ -53,6 +55,8 @@ class Limit:
     header: str = ""
 
     def __post_init__(self) -> None:
+        if problem := queue_name_problem(self.queue):
+            raise LimitError(problem)
         if not _SCOPE.fullmatch(self.scope):
             raise LimitError(f"scope {self.scope[:100]!r}: expected 'queue', 'type:<task type>' or 'key:<group>'")
         if not (math.isfinite(self.count) and self.count >= 0 and math.isfinite(self.period) and self.period > 0):

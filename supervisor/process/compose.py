@@ -20,7 +20,7 @@ from supervisor.process.recoverer import Recoverer
 from supervisor.process.reporting import Reporter
 from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
-from supervisor.wiring import make_broker, make_inspection, make_limit_store, make_schedule_store
+from supervisor.wiring import make_broker, make_limit_store, make_metrics_reads, make_schedule_store
 
 
 class StartupError(Exception):
@@ -53,15 +53,13 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
         metrics = Metrics(PoolGauges(lambda: len(pool.children), pool.busy_children, lambda: pool.busy))
         listeners.append(MetricsServer(asynq.metrics_host, asynq.metrics_port, metrics))
     # Queue counts for /metrics and, once a minute, the queues' history (see keeper.py).
-    inspection = make_inspection(settings, client_name="supervisor-metrics", socket_timeout=PARENT_SOCKET_TIMEOUT)
-
-    # The limits' counters for /metrics, read with the queue counts (a scrape never waits on Redis).
-    limits = None
-    if metrics is not None:
-        limits = make_limit_store(settings, client_name="supervisor-metrics", socket_timeout=PARENT_SOCKET_TIMEOUT)
+    # The limits' counters for /metrics too, read with the queue counts (a scrape never waits on Redis).
+    inspection, limits = make_metrics_reads(
+        settings, client_name="supervisor-metrics", socket_timeout=PARENT_SOCKET_TIMEOUT
+    )
 
     def publish(stats: list[QueueStats]) -> None:
-        if metrics is not None and limits is not None:
+        if metrics is not None:
             metrics.queue_stats = stats
             metrics.throttled = throttle_counts(limits, metrics.throttled)
 

@@ -169,7 +169,7 @@ class RedisBroker:
         self._nodes = ClusterCalls(client, self._scripts, wait_replicas, self.wait_timeout_ms, NodeHealth())
         self._views = OwnedViews(client, self.keys, self._nodes if self.cluster else None)
         #: Which queues have rate limits or caps (read once a second; see adapters/redis/limits.py).
-        self._limited = LimitedQueues(client, namespace)
+        self._limited = LimitedQueues(client, namespace, self._nodes if self.cluster else None)
 
     # -- keys ---------------------------------------------------------------------------------
 

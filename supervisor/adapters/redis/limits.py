@@ -16,10 +16,11 @@ from typing import Any
 
 import redis
 
-from supervisor.adapters.redis.calls import script_source
+from supervisor.adapters.redis.calls import STALE_SLOTS, script_source
 from supervisor.adapters.redis.connection import close_after_fork
 from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.keys import QueueKeys
+from supervisor.adapters.redis.nodes import ClusterCalls
 from supervisor.core.flow import Limit
 
 log = logging.getLogger("supervisor.limits")
@@ -30,8 +31,9 @@ REFRESH_EVERY = 1.0
 
 
 def limited_key(namespace: str) -> str:
-    """Set of the queues that have at least one limit."""
-    return f"{namespace}:limited"
+    """Set of the queues that have at least one limit. On a cluster it lives with the doorbells
+    (``{<ns>:wake}``): an idle worker already depends on that node, so it adds no other."""
+    return f"{namespace}:{{{namespace}:wake}}:limited"
 
 
 def held_key(keys: QueueKeys) -> str:
@@ -130,12 +132,15 @@ class LimitedQueues:
     """A worker's view of which queues have limits, read at most once a second.
 
     A failed read keeps the last view (logged once per failure spell): flow control must not
-    stop claims, and the next read catches up.
+    stop claims, and the next read catches up. On a cluster the read goes through the broker's
+    node health (``nodes``): while the set's node is down it is not asked (its back-off, then a
+    short probe), so a stalled node stalls no claim of the other queues for its socket timeout.
     """
 
-    def __init__(self, client: Any, namespace: str) -> None:
+    def __init__(self, client: Any, namespace: str, nodes: ClusterCalls | None = None) -> None:
         self.client = client
         self.key = limited_key(namespace)
+        self.nodes = nodes
         self.queues: frozenset[str] = frozenset()
         self._next = 0.0
         self._failing = False
@@ -145,13 +150,30 @@ class LimitedQueues:
         if now >= self._next:
             self._next = now + REFRESH_EVERY
             try:
-                self.queues = frozenset(q.decode("utf-8", "surrogateescape") for q in self.client.smembers(self.key))
-                self._failing = False
+                members = self._read()
+                if members is not None:
+                    self.queues = frozenset(q.decode("utf-8", "surrogateescape") for q in members)
+                    self._failing = False
             except redis.RedisError as exc:
                 if not self._failing:
                     log.warning("cannot read which queues have limits (keeping the last view): %s", exc)
                 self._failing = True
         return self.queues
+
+    def _read(self) -> set[bytes] | None:
+        """The set's members; None when its cluster node is in its back-off (not asked)."""
+        if self.nodes is None:
+            members: set[bytes] = self.client.smembers(self.key)
+            return members
+        node = self.client.get_node_from_key(self.key)
+        if not self.nodes.usable(node):
+            return None
+        try:
+            members = self.client.get_redis_connection(node).smembers(self.key)
+        except STALE_SLOTS as exc:
+            self.nodes.node_failed(node, exc)
+            raise
+        return members
 
     def flags(self, order: tuple[str, ...]) -> str:
         """claim.lua's ARGV[6] for ``order``: '' when none of these queues has limits."""
