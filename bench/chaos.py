@@ -52,7 +52,7 @@ from typing import Any
 import msgspec
 import redis
 
-from bench.chaos_app import LOG, RUNS, WAIT
+from bench.chaos_app import CAP_VIOLATIONS, LIMITED_BURST, LIMITED_EVERY, LIMITED_RATE, LOG, RUNS, WAIT, task_type
 from bench.common import RESULTS, ROOT, percentile
 from supervisor import BrokerError, Client, DuplicateTaskError, Task
 from supervisor.adapters.redis import RedisBroker, connect
@@ -340,7 +340,7 @@ class Chaos:
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                tasks = [Task("chaos", i, task_id=task_id(i)) for i in range(start, min(start + batch, self.n))]
+                tasks = [Task(task_type(i), i, task_id=task_id(i)) for i in range(start, min(start + batch, self.n))]
                 give_up = time.monotonic() + 60
                 while True:
                     try:
@@ -537,7 +537,22 @@ class Chaos:
             "duplicates_by_cause": duplicate_causes(
                 run_log(r), self.killed, self.stalls, given_back_after_lost_claims(self.log_path), self.resent
             ),
+            "flow": flow_report(r),
         }
+
+
+def flow_report(r: redis.Redis) -> dict[str, int]:
+    """The rate-limited and capped types under chaos: the most rate-limited runs that started in
+    any 1 s (at most rate + burst) and the capped runs that saw more than the cap running."""
+    starts = sorted(t for tid, _, t, _ in run_log(r) if tid[1:].isdigit() and int(tid[1:]) % LIMITED_EVERY == 0)
+    most, j = 0, 0
+    for i, t in enumerate(starts):
+        while starts[j] <= t - 1.0:
+            j += 1
+        most = max(most, i - j + 1)
+    bound = LIMITED_RATE + LIMITED_BURST
+    return {"limited_runs": len(starts), "limited_most_in_1s": most, "limited_bound_in_1s": bound,
+            "cap_violations": int(r.get(CAP_VIOLATIONS) or 0)}  # fmt: skip
 
 
 def run_log(r: redis.Redis) -> list[tuple[str, int, float, str]]:

@@ -40,6 +40,45 @@ def client() -> redis.Redis:
     return _client[pid]
 
 
+#: Flow control under chaos: one task in LIMITED_EVERY is rate limited, one in CAPPED_EVERY capped.
+LIMITED_EVERY, LIMITED_RATE, LIMITED_BURST = 50, 100, 10
+CAPPED_EVERY, CAP = 100, 3
+#: Capped runs in progress (task id -> pid) and the runs that found more than CAP live ones.
+CAPPED_RUNNING = "chaos:capped_running"
+CAP_VIOLATIONS = "chaos:cap_violations"
+
+
+def task_type(i: int) -> str:
+    """The type of the chaos run's task number ``i``."""
+    if i % LIMITED_EVERY == 0:
+        return "chaos.limited"
+    return "chaos.capped" if i % CAPPED_EVERY == 1 else "chaos"
+
+
+@app.task("chaos.limited", rate_limit=f"{LIMITED_RATE}/s", burst=LIMITED_BURST)
+def limited(payload: int, context: TaskContext) -> None:
+    chaos(payload, context)
+
+
+@app.task("chaos.capped", cap=CAP)
+def capped(payload: int, context: TaskContext) -> None:
+    """Counts the capped runs whose process is alive (a SIGKILLed run leaves its entry behind)."""
+    c = client()
+    c.hset(CAPPED_RUNNING, context.id, os.getpid())
+    live = 0
+    for pid in c.hvals(CAPPED_RUNNING):
+        try:
+            os.kill(int(pid), 0)
+            live += 1
+        except ProcessLookupError:
+            pass
+    if live > CAP:
+        c.incr(CAP_VIOLATIONS)
+    time.sleep(0.005)
+    chaos(payload, context)
+    c.hdel(CAPPED_RUNNING, context.id)
+
+
 @app.task("chaos")
 def chaos(payload: int, context: TaskContext) -> None:
     started = time.time()

@@ -22,6 +22,7 @@ import msgspec
 from supervisor.context import AsyncMiddleware, Middleware
 from supervisor.context import TaskContext as TaskContext  # users' and the worker's historical import
 from supervisor.core.errors import TaskTimeout
+from supervisor.core.flow import Limit, make_limit
 from supervisor.core.periodic import PeriodicEntry, schedule_from
 from supervisor.core.retry import RetryDelay
 from supervisor.core.task import decode_value
@@ -86,6 +87,7 @@ class App:
         self._settled: tuple[tuple[Middleware, ...], tuple[AsyncMiddleware, ...] | None] | None = None
         self.retry_delay = retry_delay
         self._periodic: dict[str, PeriodicEntry] = {}
+        self._limits: dict[tuple[str, str], Limit] = {}
 
     def register(self, task_type: str, fn: Callable[..., Any], *, retry_delay: RetryDelay | None = None) -> None:
         """Register ``fn`` as the handler of ``task_type``. A type has at most one handler."""
@@ -104,9 +106,22 @@ class App:
         )
 
     def task(
-        self, task_type: str, *, retry_delay: RetryDelay | None = None
+        self,
+        task_type: str,
+        *,
+        retry_delay: RetryDelay | None = None,
+        rate_limit: str | None = None,
+        burst: int | None = None,
+        cap: int | None = None,
+        queue: str = "default",
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-        """Decorator form of :meth:`register`; returns the function unchanged (signature included)."""
+        """Decorator form of :meth:`register`; returns the function unchanged (signature included).
+
+        ``rate_limit`` (``"10/s"``, with ``burst``) and ``cap`` (most running at once) declare a
+        limit on this type in ``queue`` across every worker: see :meth:`limit`.
+        """
+        if rate_limit is not None or cap is not None:
+            self.limit(f"type:{task_type}", rate_limit, burst=burst, cap=cap, queue=queue)
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             self.register(task_type, fn, retry_delay=retry_delay)
@@ -166,6 +181,36 @@ class App:
             return fn
 
         return decorate
+
+    def limit(
+        self,
+        scope: str,
+        rate_limit: str | None = None,
+        *,
+        burst: int | None = None,
+        cap: int | None = None,
+        queue: str = "default",
+        header: str | None = None,
+    ) -> Limit:
+        """Declare a rate limit and/or a concurrency cap that holds across every worker.
+
+        ``scope``: ``"queue"`` (every task of ``queue``), ``"type:<task type>"`` or
+        ``"key:<group>"`` (each task enqueued with ``limit_key="<group>:<key>"`` draws from the
+        budget of its own key; with ``header="tenant"``, a task without ``limit_key`` draws from
+        ``<group>:<its tenant header>``). A supervisor writes its app's declarations to the store when it
+        starts, unless one was set at run time (``supervisor limits set``), which wins. A bad
+        rate, scope, burst or cap raises :class:`~supervisor.core.flow.LimitError` here.
+        """
+        declared = make_limit(queue, scope, rate_limit, burst=burst, cap=cap, header=header)
+        if (queue, scope) in self._limits:
+            raise ValueError(f"a limit on {scope!r} in queue {queue!r} is already declared")
+        self._limits[(queue, scope)] = declared
+        return declared
+
+    @property
+    def limits(self) -> list[Limit]:
+        """The limits this app declares (the defaults a supervisor writes at start)."""
+        return list(self._limits.values())
 
     @property
     def periodic_entries(self) -> list[PeriodicEntry]:

@@ -94,6 +94,7 @@ class AsyncClient:
         unique_for: Duration | None = None,
         unique_key: str | None = None,
         retention: Duration | None = None,
+        limit_key: str | None = None,
         on_duplicate: OnDuplicate = "raise",
         expires: Duration | When | None = None,
     ) -> TaskInfo:
@@ -106,7 +107,7 @@ class AsyncClient:
         """
         task = Task(
             type, payload, queue, max_retry, timeout, deadline, process_at, process_in, task_id, headers or {},
-            unique_for, unique_key, retention, expires,
+            unique_for, unique_key, retention, expires, limit_key,
         )  # fmt: skip
         return (await self.enqueue_many([task], on_duplicate=on_duplicate))[0]
 

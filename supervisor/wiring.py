@@ -18,9 +18,11 @@ from supervisor.adapters.redis import (
 )
 from supervisor.adapters.redis.errors import translated
 from supervisor.adapters.redis.inspector import Inspector
+from supervisor.adapters.redis.limits import RedisLimitStore
 from supervisor.adapters.redis.schedules import RedisScheduleStore
 from supervisor.adapters.redis.selfcheck import configuration_problem
 from supervisor.config import AsynqSettings, RedisSettings, Settings
+from supervisor.core.flow import LimitStore
 from supervisor.core.inspection import Inspection
 from supervisor.core.queues import QueuePlan
 from supervisor.core.schedules import ScheduleStore
@@ -94,6 +96,23 @@ def make_schedule_store(
         else:
             client = connect_settings(settings.redis, socket_timeout=socket_timeout, client_name=client_name)
     return RedisScheduleStore(client, namespace or settings.asynq.namespace)
+
+
+def make_limit_store(
+    settings: Settings, *, client_name: str = "supervisor-cli", socket_timeout: float = 5.0
+) -> LimitStore:
+    """Where rate limits and concurrency caps are kept (``supervisor limits``, a supervisor's start)."""
+    with translated():
+        client = connect_settings(settings.redis, socket_timeout=socket_timeout, client_name=client_name)
+    return RedisLimitStore(client, settings.asynq.namespace)
+
+
+def make_metrics_reads(settings: Settings, *, client_name: str, socket_timeout: float) -> tuple[Inspection, LimitStore]:
+    """The parent's reads for its metrics: the queue counts and the limits' counters, on one
+    connection (a forked child closes it with the inspection's)."""
+    with translated():
+        client = connect_settings(settings.redis, socket_timeout=socket_timeout, client_name=client_name)
+    return Inspector(client, settings.asynq.namespace), RedisLimitStore(client, settings.asynq.namespace)
 
 
 def store_problem(settings: Settings) -> str | None:

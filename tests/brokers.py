@@ -16,6 +16,8 @@ import redis
 
 from supervisor.adapters.memory import ManualClock, MemoryBroker
 from supervisor.adapters.redis import RedisBroker
+from supervisor.adapters.redis.limits import RedisLimitStore
+from supervisor.core.flow import LimitStore
 from supervisor.core.inspection import Inspection
 from supervisor.core.ports import Broker, Claimed, Completion, Enqueued, NewTask
 from supervisor.core.task import TaskMessage, encode_message, encode_payload
@@ -55,6 +57,12 @@ class Store(Protocol):
 
     def limit_archive(self, max_size: int | None = None, max_age: float | None = None) -> None: ...
 
+    @property
+    def limits(self) -> LimitStore:
+        """Where this store's rate limits and caps are set (set them before the first claim: a
+        Redis broker reads which queues have limits once a second)."""
+        ...
+
 
 class RedisStore:
     name = "redis"
@@ -62,6 +70,7 @@ class RedisStore:
     def __init__(self, broker: RedisBroker, inspection: Inspection) -> None:
         self._broker = broker
         self.inspection = inspection
+        self._limits: LimitStore | None = None
 
     @property
     def broker(self) -> RedisBroker:
@@ -89,6 +98,13 @@ class RedisStore:
             self._broker.archive_max_size = max_size
         if max_age is not None:
             self._broker.archive_max_age = max_age
+
+    @property
+    def limits(self) -> LimitStore:
+        """The limit store on this broker's namespace (rate limits and caps, core/flow.py)."""
+        if self._limits is None:
+            self._limits = RedisLimitStore(self._broker.redis, self._broker.namespace)
+        return self._limits
 
     def close(self) -> None:
         self._broker.close()
@@ -127,6 +143,10 @@ class MemoryStore:
             self._broker.archive_max_size = max_size
         if max_age is not None:
             self._broker.archive_max_age = max_age
+
+    @property
+    def limits(self) -> LimitStore:
+        return self._broker
 
     def close(self) -> None:
         self._broker.close()

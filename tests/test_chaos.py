@@ -64,6 +64,10 @@ def test_chaos_loses_nothing(tmp_path: Path) -> None:
     assert result["enqueue_gave_up"] == 0
     assert result["lost"] == 0, f"{result['lost']} tasks never ran, e.g. {result['lost_ids_sample']}"
     assert result["ran_unique"] == TASKS
+    # A rate-limited and a capped type ran through it all: the rate and the cap held (issue 21).
+    flow = result["flow"]
+    assert flow["limited_runs"] >= TASKS // 50 and flow["limited_most_in_1s"] <= flow["limited_bound_in_1s"], flow
+    assert flow["cap_violations"] == 0, flow
     # Every duplicate is accounted for by a cause (printed above with examples).
     causes = result["duplicates_by_cause"]
     assert sum(v for k, v in causes.items() if k != "examples") == result["duplicates"], causes

@@ -89,6 +89,10 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
         "cron set": ("cron", "set", "hourly", "--schedule", "@hourly", "--type", "t", "--max-retry", "3", "--json"),
         "cron remove": ("cron", "remove", "hourly", "--json"),
         "flows show": ("flows", "show", flow_id, "--json"),
+        "limits set": ("limits", "set", "api:call", "10/s", "--burst", "5", "--json"),
+        "limits set --cap": ("limits", "set", "report", "--cap", "3", "--json"),
+        "limits list": ("limits", "list", "--json"),
+        "limits remove": ("limits", "remove", "report", "--json"),
     }  # fmt: skip
     shown_text = cli("tasks", "show", archived.id)  # before the retry below moves it
     for name, args in runs.items():
@@ -116,6 +120,9 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
     queue = next(q for q in stats["queues"] if q["queue"] == "default")
     assert isinstance(queue["scheduled"], int) and queue["scheduled"] == 1 and queue["paused"] is False
     assert isinstance(queue["latency_seconds"], float) and ISO.fullmatch(stats["time"])
+    assert stats["limits"] == [{"queue": "default", "scope": "type:api:call", "rate": "10/s", "burst": 5,
+                                "cap": None, "source": "cli", "waiting": 0}]  # fmt: skip
+    assert outputs["limits remove"] == {"queue": "default", "scope": "type:report", "removed": True, "requeued": 0}
     server = stats["servers"][0]
     assert isinstance(server["pid"], int) and isinstance(server["workers"], int) and ISO.fullmatch(server["started"])
     assert isinstance(server["rss"], int) and server["rss"] > 0

@@ -10,6 +10,7 @@ from supervisor.cli.dashboard import dashboard
 from supervisor.cli.enqueue import enqueue
 from supervisor.cli.flows import flows
 from supervisor.cli.health import health
+from supervisor.cli.limits import limits
 from supervisor.cli.queues import queues
 from supervisor.cli.start import start
 from supervisor.cli.stats import stats
@@ -37,7 +38,7 @@ def main(ctx: click.Context) -> None:
     click.echo(f"supervisor: warning: {conflict}", err=True)
 
 
-for command in (start, stats, tasks, queues, enqueue, health, cron, dashboard, flows):
+for command in (start, stats, tasks, queues, enqueue, health, cron, dashboard, flows, limits):
     main.add_command(command)
 
 __all__ = ["main"]

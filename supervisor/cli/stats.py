@@ -11,7 +11,9 @@ from typing import Any
 import click
 
 from supervisor.cli.common import connection_options, inspector, json_option, typed_server
+from supervisor.cli.limits import limit_store, limits_table
 from supervisor.cli.output import ago, duration, iso, paint, state, table
+from supervisor.core.flow import limits_report
 from supervisor.core.inspection import Inspection, QueueStats
 
 
@@ -74,16 +76,18 @@ def stats(
     With --watch the view refreshes every second (--interval) until Ctrl-C; with --json too,
     one JSON document per line per refresh.
     """
-    with inspector(env_file, redis_url) as (insp, settings):
+    with inspector(env_file, redis_url) as (insp, settings), limit_store({}, settings) as limits:
         shown = 0
         try:
             while True:
                 queues, servers, now = _stats_snapshot(insp)
+                flow = limits_report(limits)  # rate limits and caps, with the tasks each holds back
                 if as_json:
-                    data = _stats_json(queues, servers, now)
+                    data = {**_stats_json(queues, servers, now), "limits": flow}
                     click.echo(json.dumps(data) if watch else json.dumps(data, indent=2))
                 else:
                     text = queues_table(queues, now) + "\n\n" + _servers_table(servers, now)
+                    text += "\n\n" + limits_table(flow) if flow else ""
                     if watch:
                         if sys.stdout.isatty():
                             click.clear()

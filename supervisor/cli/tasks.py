@@ -17,6 +17,7 @@ import click
 import msgspec
 
 from supervisor.cli.common import broker_errors, connection_options, emit, inspector, json_option, settings_from
+from supervisor.cli.limits import held_back
 from supervisor.cli.output import ago, duration, iso, paint, shorten, state, table
 from supervisor.config import Settings
 from supervisor.core.inspection import STATES, WAITING, Inspection, Progress, TaskView
@@ -98,7 +99,11 @@ def show_task(task_id: str, queue: str | None, as_json: bool, env_file: str | No
     data = task_json(view)
     if progress is not None:
         data["progress"] = progress
-    emit(as_json, data, lambda: render_task(view, now, progress))
+    if view.message is not None and view.message.limit_key:
+        data["limit_key"] = view.message.limit_key
+    if view.state == "pending" and (lane := held_back(settings, view.queue, view.id)):
+        data["held_back_by"] = lane  # waiting for its rate limit or cap (supervisor limits list)
+    emit(as_json, data, lambda: render_task(view, now, data))
 
 
 def progress_of(settings: Settings, queue: str, task_id: str) -> dict[str, Any] | None:
@@ -118,9 +123,14 @@ def progress_of(settings: Settings, queue: str, task_id: str) -> dict[str, Any] 
         return {"unreadable": str(exc)}
 
 
-def render_task(view: TaskView, now: float, progress: dict[str, Any] | None = None) -> str:
-    """`tasks show`'s text: one field a line, times relative and absolute, the whole last error."""
+def render_task(view: TaskView, now: float, shown: dict[str, Any] | None = None) -> str:
+    """`tasks show`'s text: one field a line, times relative and absolute, the whole last error.
+
+    ``shown``: what `tasks show --json` prints, for the fields beyond the task's own view (its
+    progress, its limit key, the limit it waits for).
+    """
     raw = view.to_dict()
+    raw.update({k: v for k, v in (shown or {}).items() if k in ("limit_key", "held_back_by")})
     lines = []
     for key, value in raw.items():
         if key in ("last_error", "payload", "result"):
@@ -136,7 +146,7 @@ def render_task(view: TaskView, now: float, progress: dict[str, Any] | None = No
     for key in ("payload", "result"):
         if key in raw:
             lines.append(f"{paint(f'{key:>14}', bold=True)}: {json.dumps(raw[key], default=str)}")
-    if progress is not None:
+    if (progress := (shown or {}).get("progress")) is not None:
         label = paint(f"{'progress':>14}", bold=True)
         lines.append(f"{label}: {json.dumps(progress, default=str)}")
     if raw.get("last_error"):

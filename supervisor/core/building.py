@@ -78,6 +78,8 @@ class Task:
     retention: Duration | None = None
     #: Not started by then, the task never runs and ends ``expired``: a duration from now, or a time.
     expires: Duration | When | None = None
+    #: The per-key limit budget this task draws from (``<group>:<key>``, e.g. ``tenant:42``).
+    limit_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +265,7 @@ def build_task(
         unique_key=unique_key,
         retention=retention,
         expires=expires,
+        limit_key="" if task.limit_key is None else _check_text(task.limit_key, "limit_key"),
     )
     new = NewTask(task.queue, task_id, encode_message(message), process_at, unique_key, unique_ttl)
     return Built(message, process_at, new)

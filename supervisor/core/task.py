@@ -72,6 +72,9 @@ class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Fals
     expires: float = 0.0
     #: ``<flow id>:<node>`` for a member of a workflow (core/flows.py); '' for a plain task.
     flow: str = ""
+    #: The budget of a per-key rate limit or cap this task draws from ('' = none): ``<group>:<key>``,
+    #: counted against the limit ``key:<group>`` of its queue (core/flow.py).
+    limit_key: str = ""
 
 
 class CompletedTask(msgspec.Struct):

@@ -31,12 +31,14 @@ from starlette.staticfiles import StaticFiles
 
 from supervisor.config import Settings, load_settings
 from supervisor.core.errors import BrokerUnavailable
+from supervisor.core.flow import LimitStore
 from supervisor.core.inspection import WAITING, Inspection, Sample, UnknownQueue, UnknownTask
 from supervisor.core.progress import ProgressStore
 from supervisor.dashboard import charts, listing, present
 from supervisor.dashboard.actions import BULK_STEP, Actions
 from supervisor.dashboard.flows import FlowPages
 from supervisor.dashboard.forms import FLASH_COOKIE, Form, read_flash, set_flash
+from supervisor.dashboard.limits_page import LimitsPage
 from supervisor.dashboard.security import CSRF_FIELD, CSRF_HEADER, Csrf, SecurityMiddleware
 from supervisor.dashboard.settings import DashboardSettings
 from supervisor.flows import Flows
@@ -311,6 +313,7 @@ def create_app(
     inspection: Inspection | None = None,
     flows: Flows | None = None,
     progress: ProgressStore | None = None,
+    limits: LimitStore | None = None,
 ) -> Starlette:
     """The dashboard app. ``settings``: Redis and namespace (default: from the environment);
     ``dashboard``: credentials and display options (default: none, loopback use or your app's auth).
@@ -322,6 +325,10 @@ def create_app(
 
         inspection = make_inspection(settings, client_name="supervisor-dashboard")
         flows, progress = _flow_reads(settings)
+    if limits is None:
+        from supervisor.wiring import make_limit_store
+
+        limits = make_limit_store(settings, client_name="supervisor-dashboard")
     d = Dashboard(inspection, options)
     d.flow_pages = FlowPages(d, flows, progress)
     static = StaticFiles(directory=str(resources.files("supervisor.dashboard") / "static"))
@@ -331,6 +338,7 @@ def create_app(
         Route("/servers", d.servers),
         Route("/fragments/servers", d.servers_fragment),
         Route("/schedules", d.schedules),
+        Route("/limits", LimitsPage(d, limits).show),
         Route("/redis", d.store),
         Route("/history", d.history),
         Route("/queue", d.queue),

@@ -12,6 +12,7 @@ from supervisor.config import Settings
 from supervisor.core.inspection import QueueStats
 from supervisor.flows import Flows, FlowSweep
 from supervisor.process.arbiter import PARENT_SOCKET_TIMEOUT, Arbiter
+from supervisor.process.declared_limits import declare_limits, throttle_counts
 from supervisor.process.keeper import Keeper
 from supervisor.process.liveness import LivenessFile
 from supervisor.process.metrics import Metrics, MetricsServer, PoolGauges
@@ -20,7 +21,7 @@ from supervisor.process.recoverer import Recoverer
 from supervisor.process.reporting import Reporter
 from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
-from supervisor.wiring import make_broker, make_inspection, make_schedule_store
+from supervisor.wiring import make_broker, make_limit_store, make_metrics_reads, make_schedule_store
 
 
 class StartupError(Exception):
@@ -53,11 +54,15 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
         metrics = Metrics(PoolGauges(lambda: len(pool.children), pool.busy_children, lambda: pool.busy))
         listeners.append(MetricsServer(asynq.metrics_host, asynq.metrics_port, metrics))
     # Queue counts for /metrics and, once a minute, the queues' history (see keeper.py).
-    inspection = make_inspection(settings, client_name="supervisor-metrics", socket_timeout=PARENT_SOCKET_TIMEOUT)
+    # The limits' counters for /metrics too, read with the queue counts (a scrape never waits on Redis).
+    inspection, limits = make_metrics_reads(
+        settings, client_name="supervisor-metrics", socket_timeout=PARENT_SOCKET_TIMEOUT
+    )
 
     def publish(stats: list[QueueStats]) -> None:
         if metrics is not None:
             metrics.queue_stats = stats
+            metrics.throttled = throttle_counts(limits, metrics.throttled)
 
     keeper = Keeper(
         broker, arbiter.queues, server_id=arbiter.server_id, interval=asynq.heartbeat_interval,
@@ -67,6 +72,10 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
     recoverer = Recoverer(broker, arbiter.queues, sweep_every=asynq.heartbeat_interval)
     schedules = make_schedule_store(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
     scheduler = Scheduler(arbiter.app.periodic_entries, broker, asynq.max_retry, schedules)
+    if arbiter.app.limits:  # written before any fork, on a connection closed at once
+        declared = make_limit_store(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
+        declare_limits(declared, arbiter.app.limits)
+        declared.close()
     reporter = Reporter(notifier, LivenessFile(asynq.namespace, asynq.heartbeat_interval), arbiter.pool_status)
     flow_sweep = FlowSweep(Flows(broker, broker.flow_store()), every=max(asynq.heartbeat_interval, 1.0))
     return ParentParts(broker, keeper, recoverer, scheduler, reporter, metrics, listeners, inspection, flow_sweep)

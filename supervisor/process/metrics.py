@@ -68,7 +68,13 @@ class _QueueCollector(Collector):
         workers.add_metric(["idle"], max(total - busy, 0))
         running = GaugeMetricFamily("supervisor_tasks_running", "Tasks running now, in every worker process.")
         running.add_metric([], self.metrics.pool.running())
-        yield from (sizes, processed, failed, ended, paused, latency, workers, running)
+        throttled = CounterMetricFamily(
+            "supervisor_throttled", "Due starts a rate limit or cap held back, per queue, scope and kind.",
+            labels=["queue", "scope", "kind"],
+        )  # fmt: skip
+        for (queue, scope, kind), n in sorted(self.metrics.throttled.items()):
+            throttled.add_metric([queue, scope, kind], n)
+        yield from (sizes, processed, failed, ended, paused, latency, workers, running, throttled)
 
 
 @dataclass
@@ -76,6 +82,8 @@ class Metrics:
     pool: PoolGauges
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     queue_stats: list[QueueStats] = field(default_factory=list)
+    #: (queue, scope, ``rate`` or ``cap``) -> starts a limit refused when due (read with the queue stats).
+    throttled: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.durations = Histogram(

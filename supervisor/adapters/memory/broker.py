@@ -29,7 +29,9 @@ import time
 from collections.abc import Sequence
 
 from supervisor.adapters.memory.endings import MemoryEndings
+from supervisor.adapters.memory.flow import claim_limited
 from supervisor.adapters.memory.flows import MemoryFlowStore
+from supervisor.adapters.memory.limits import MemoryLimits
 from supervisor.adapters.memory.store import (
     ARCHIVED,
     PENDING,
@@ -59,7 +61,7 @@ FORWARD_LIMIT = 100
 TRIM_STEP = 100
 
 
-class MemoryBroker(MemoryEndings):
+class MemoryBroker(MemoryEndings, MemoryLimits):
     """Tasks in this process's memory, with the Redis adapter's semantics (see the module docstring)."""
 
     # -- producers ----------------------------------------------------------------------------
@@ -166,15 +168,23 @@ class MemoryBroker(MemoryEndings):
         skipped = tuple(name for name in queues if name in self.unreachable)
         at = self.clock.now() if now is None else now
         order = [(name, self._queue(name)) for name in queues if name not in self.unreachable]
+        flow_due: float | None = None
         for i, (name, q) in enumerate(order):
             if q.paused:
                 continue
             q.forward(at, FORWARD_LIMIT)
-            if q.pending:
-                ids = q.own(batch_size(order, i, max_batch), worker_id, at + lease_duration)
+            n = batch_size(order, i, max_batch) if q.pending else 0
+            if (flow := self.flow(name)) is not None:  # claim.lua's flow-control block
+                n, due = claim_limited(q, flow, at, batch_size(order, i, max_batch))
+                flow_due = due if flow_due is None or (due is not None and due < flow_due) else flow_due
+            if n:
+                ids = q.own(n, worker_id, at + lease_duration)
                 claimed = [Claimed(name, tid, q.msg.get(tid) or None) for tid in ids]
                 return ClaimRound(recorded, claimed, (), skipped)
-        return ClaimRound(recorded, next_due(order, at), (), skipped)
+        due = next_due(order, at)
+        if flow_due is not None and (due is None or flow_due - at < due):
+            due = max(flow_due - at, 0.0)
+        return ClaimRound(recorded, due, (), skipped)
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         deadline = time.monotonic() + max(timeout, 0.01)  # as the Redis adapter: 0 never blocks forever

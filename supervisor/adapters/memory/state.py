@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 
+from supervisor.adapters.memory.flow import QueueFlow
 from supervisor.adapters.memory.flows import MemoryFlowStore
 from supervisor.adapters.memory.store import Queue, ttl_seconds
 from supervisor.core.errors import BrokerError, BrokerUnavailable
@@ -43,6 +44,8 @@ class MemoryState:
         self._cancel_inboxes: list[list[str]] = []
         self._flows: MemoryFlowStore | None = None
         self._progress: dict[tuple[str, str], tuple[bytes, float]] = {}
+        #: Each queue's rate limits and caps (adapters/memory/flow.py), by queue name.
+        self.flows: dict[str, QueueFlow] = {}
 
     def _queue(self, name: str) -> Queue:
         q = self._queues.get(name)

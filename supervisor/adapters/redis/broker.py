@@ -85,6 +85,7 @@ from supervisor.adapters.redis.keys import (
     server_key,
     servers_key,
 )
+from supervisor.adapters.redis.limits import LimitedQueues
 from supervisor.adapters.redis.nodes import ClusterCalls, NodeHealth, did_not_run, first_error, unanswered
 from supervisor.adapters.redis.owned import OwnedViews
 from supervisor.core.ports import (
@@ -184,6 +185,8 @@ class RedisBroker:
         self._endings = Endings(
             client, self.keys, self._run, namespace, lambda: (self.archive_max_size, self.archive_max_age)
         )
+        #: Which queues have rate limits or caps (read once a second; see adapters/redis/limits.py).
+        self._limited = LimitedQueues(client, namespace, self._nodes if self.cluster else None)
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -333,7 +336,7 @@ class RedisBroker:
         keys = self._claim_keys.get(order)
         if keys is None:
             keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
-        args = self._claim_args(worker_id, lease_duration, max_batch, now)
+        args = self._claim_args(worker_id, lease_duration, max_batch, now) + self._flow(order)
         if completions:
             plan = self._complete_calls(completions, worker_id)
             *done, reply = self._pipeline([*plan.calls, ("claim", keys, args)], durable=True)
@@ -350,6 +353,11 @@ class RedisBroker:
     @staticmethod
     def _claim_args(worker_id: str, lease_duration: float, max_batch: int, now: float | None) -> tuple[Any, ...]:
         return ("" if now is None else repr(now), repr(lease_duration), worker_id, FORWARD_LIMIT, max_batch)
+
+    def _flow(self, order: tuple[str, ...]) -> tuple[str, ...]:
+        """claim.lua's flow-control argument, only when one of ``order`` has limits."""
+        flags = self._limited.flags(order)
+        return (flags,) if flags else ()
 
     def _claim_per_queue(
         self,
@@ -378,6 +386,7 @@ class RedisBroker:
         answered = False
         for n, queue in enumerate(order):
             args = self._claim_args(worker_id, lease_duration, max_batch if n == len(order) - 1 else 1, now)
+            args += self._flow((queue,))
             call: Call = ("claim", self.keys(queue).claim_keys(), args)
             if n == 0:
                 durable = bool(completions and self.wait_replicas)

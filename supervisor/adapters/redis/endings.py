@@ -18,6 +18,7 @@ import msgspec
 import redis
 
 from supervisor.adapters.redis.calls import Call, raw_id, script_source
+from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.keys import QueueKeys, cancel_channel
 from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.inspection import TaskView
@@ -84,6 +85,7 @@ def cancel_task(
     return reply
 
 
+@port_errors
 class InspectorCancels:
     """The inspector's cancel (the dashboard's Cancel button): a mixin of ``Inspector``."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +19,7 @@ import msgspec
 import redis
 
 from supervisor.adapters.redis.browse import Browsing
+from supervisor.adapters.redis.bulk import BulkActions
 from supervisor.adapters.redis.calls import WAKE_CAP, script_source
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
 from supervisor.adapters.redis.endings import InspectorCancels
@@ -27,7 +27,6 @@ from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.history import Recording
 from supervisor.adapters.redis.keys import (
     QueueKeys,
-    doorbell_key,
     minute_of,
     periodic_key,
     queues_key,
@@ -35,12 +34,11 @@ from supervisor.adapters.redis.keys import (
     servers_key,
     state_set,
 )
+from supervisor.adapters.redis.limits import held_key
 from supervisor.core.inspection import (
-    BATCH,
     STATES,
     WAITING,
     Minute,
-    Progress,
     QueueStats,
     TaskView,
     UnknownQueue,
@@ -50,7 +48,7 @@ from supervisor.core.task import decode_completed, decode_message
 
 
 @port_errors
-class Inspector(Browsing, Recording, InspectorCancels):
+class Inspector(BulkActions, Browsing, Recording, InspectorCancels):
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         # redis-py types replies as bytes | str (it cannot know decode_responses); ours are bytes.
         self.redis: Any = client
@@ -102,7 +100,10 @@ class Inspector(Browsing, Recording, InspectorCancels):
             for state in ("canceled", "expired"):
                 pipe.zcard(k.ended(state))
                 pipe.get(k.ended_counter(state))
+        for q in names:  # pending tasks a rate limit or cap holds back (adapters/redis/limits.py)
+            pipe.get(held_key(self.keys(q)))
         values = pipe.execute()
+        held = [int(x or 0) for x in values[13 * len(names) :]]
         out = []
         heads: dict[str, bytes] = {}
         for i, q in enumerate(names):
@@ -111,7 +112,7 @@ class Inspector(Browsing, Recording, InspectorCancels):
             if row[8] is not None:
                 heads[q] = row[8]
             ended = {"canceled": n[8], "canceled_total": n[9], "expired": n[10], "expired_total": n[11]}
-            out.append(QueueStats(q, n[0], n[1], n[2], n[3], n[4], n[5], n[6], paused=bool(n[7]), **ended))
+            out.append(QueueStats(q, n[0] + held[i], n[1], n[2], n[3], n[4], n[5], n[6], paused=bool(n[7]), **ended))
         if heads:
             oldest = self._pending_since(heads)
             out = [replace(s, oldest_pending_at=oldest.get(s.queue)) for s in out]
@@ -284,107 +285,6 @@ class Inspector(Browsing, Recording, InspectorCancels):
             return view
         self._delete_ids(view.queue, [task_id.encode()])
         return view
-
-    def retry_all(self, queue: str, state: str = "archived", progress: Progress | None = None) -> int:
-        if state not in WAITING:
-            raise ValueError(f"--all retries scheduled, retry or archived tasks, not {state!r}")
-        done = 0
-        for ids in self._batches(queue, state):
-            done += self._run(self._retry, queue, ids)
-            if progress:
-                progress(len(ids))
-        return done
-
-    def delete_all(self, queue: str, state: str = "archived", progress: Progress | None = None) -> int:
-        """Delete every task of ``queue`` in ``state``, :data:`BATCH` at a time.
-
-        Linear in the number of tasks, and each script call is bounded: pending ids come from the
-        list's tail window and are removed from the tail (see admin_delete.lua).
-        """
-        if state not in (*WAITING, "pending"):
-            raise ValueError(f"--all deletes pending, scheduled, retry or archived tasks, not {state!r}")
-        done = 0
-        for ids in self._batches(queue, state):
-            done += self._delete_ids(queue, ids)
-            if progress:
-                progress(len(ids))
-        return done
-
-    def retry_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]:
-        """Retry up to ``limit`` tasks of a state (the oldest first): (moved, left in the state).
-
-        A bounded step of ``retry_all`` for callers that must answer quickly (the dashboard runs
-        a bulk action as a series of these and shows the progress).
-        """
-        if state not in WAITING:
-            raise ValueError(f"bulk retry takes scheduled, retry or archived tasks, not {state!r}")
-        ids = self._first_ids(queue, state, limit)
-        moved = self._run(self._retry, queue, ids) if ids else 0
-        return moved, self.count(queue, state)
-
-    def delete_some(self, queue: str, state: str, limit: int = BATCH) -> tuple[int, int]:
-        """Delete up to ``limit`` tasks of a state: (deleted, left in the state)."""
-        if state not in (*WAITING, "pending"):
-            raise ValueError(f"bulk delete takes pending, scheduled, retry or archived tasks, not {state!r}")
-        ids = self._first_ids(queue, state, limit)
-        deleted = self._delete_ids(queue, ids) if ids else 0
-        return deleted, self.count(queue, state)
-
-    def _first_ids(self, queue: str, state: str, limit: int) -> list[bytes]:
-        k = self.require_queue(queue)
-        if state == "pending":
-            return list(self.redis.lrange(k.pending, -limit, -1))
-        source = {"scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}[state]
-        return list(self.redis.zrange(source, 0, limit - 1))
-
-    def _delete_ids(self, queue: str, ids: list[bytes]) -> int:
-        """Delete, releasing the unique locks the tasks hold (read from their envelopes)."""
-        k = self.keys(queue)
-        keys = [k.msg, k.state, k.pending, k.scheduled, k.retry, k.archived]
-        args: list[Any] = []
-        for tid, data in zip(ids, self.redis.hmget(k.msg, ids), strict=True):
-            unique_key = ""
-            if data is not None:
-                try:
-                    unique_key = decode_message(data).unique_key
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    pass
-            args += [tid, "1" if unique_key else "0"]
-            if unique_key:
-                keys.append(k.unique(unique_key))
-        return int(self._delete(keys=keys, args=args))
-
-    def _batches(self, queue: str, state: str) -> Iterator[list[bytes]]:
-        k = self.require_queue(queue)
-        source = {"pending": k.pending, "scheduled": k.scheduled, "retry": k.retry, "archived": k.archived}[state]
-        seen: set[bytes] = set()
-        while True:
-            if state == "pending":
-                ids = self.redis.lrange(source, -BATCH, -1)
-            else:
-                ids = self.redis.zrange(source, 0, BATCH - 1)
-            ids = [i for i in ids if i not in seen]  # guards against an id the script could not move
-            if not ids:
-                return
-            seen.update(ids)
-            yield ids
-
-    def _run(self, script: Any, queue: str, ids: list[Any]) -> int:
-        k = self.keys(queue)
-        keys = [k.msg, k.state, k.pending, k.scheduled, k.retry, k.archived, k.wake]
-        moved = int(script(keys=keys, args=[0 if self.cluster else WAKE_CAP, *ids]))
-        if moved and self.cluster:
-            self._ring(queue, moved)
-        return moved
-
-    def _ring(self, queue: str, tokens: int) -> None:
-        bell = doorbell_key(self.namespace, queue)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.lpush(bell, *(["1"] * min(tokens, WAKE_CAP)))
-        pipe.ltrim(bell, 0, WAKE_CAP - 1)
-        pipe.execute()
-
-    # -- queues ------------------------------------------------------------------------------------
 
     def pause(self, queue: str) -> None:
         self.redis.set(self.require_queue(queue).paused, "1")
