@@ -35,6 +35,7 @@ from supervisor.core.errors import (
     TaskTimeout,
 )
 from supervisor.core.retry import exponential_backoff, fixed_delay
+from supervisor.core.retry_later import RetryLater
 from supervisor.core.task import TaskState
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "NotUniqueError",
     "ResultNotFound",
     "ResultTimeout",
+    "RetryLater",
     "SkipRetry",
     "SupervisorError",
     "Task",

@@ -31,6 +31,8 @@ from supervisor.middleware import ASYNC_FORMS, BUILTIN
 #: A decorated handler keeps its exact signature (parameters and return type) for type checkers.
 P = ParamSpec("P")
 R = TypeVar("R")
+#: Exception classes a task type declares not failures (see :meth:`App.register`).
+ExceptionClasses = tuple[type[BaseException], ...]
 
 
 @dataclass(slots=True)
@@ -46,6 +48,9 @@ class Registration:
     #: An ``async def`` handler (or a callable whose ``__call__`` is one): the worker runs it on
     #: its event loop.
     is_async: bool = False
+    #: Exception classes that are not failures: the task runs again after its retry delay without
+    #: using up an attempt (asynq's ``IsFailure``).
+    not_failures: ExceptionClasses = ()
 
     def decode(self, payload: msgspec.Raw) -> Any:
         """Decode and validate the payload; raises msgspec.ValidationError/DecodeError, nothing else."""
@@ -85,8 +90,19 @@ class App:
         self.retry_delay = retry_delay
         self._periodic: dict[str, PeriodicEntry] = {}
 
-    def register(self, task_type: str, fn: Callable[..., Any], *, retry_delay: RetryDelay | None = None) -> None:
-        """Register ``fn`` as the handler of ``task_type``. A type has at most one handler."""
+    def register(
+        self,
+        task_type: str,
+        fn: Callable[..., Any],
+        *,
+        retry_delay: RetryDelay | None = None,
+        not_failures: ExceptionClasses = (),
+    ) -> None:
+        """Register ``fn`` as the handler of ``task_type``. A type has at most one handler.
+
+        ``not_failures``: exception classes that reschedule the task (after ``retry_delay``)
+        without counting an attempt, such as a rate limiter's refusal.
+        """
         if not isinstance(task_type, str) or not task_type.strip():
             raise ValueError("a task type must be a non-empty string")
         if task_type in self._registry:
@@ -98,16 +114,20 @@ class App:
             raise TypeError(f"handler for {task_type!r}: msgspec cannot decode into {payload_type!r}: {exc}") from exc
         is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
         self._registry[task_type] = Registration(
-            task_type, fn, payload_type, takes_context, retry_delay, decoder, is_async
+            task_type, fn, payload_type, takes_context, retry_delay, decoder, is_async, _exception_classes(not_failures)
         )
 
     def task(
-        self, task_type: str, *, retry_delay: RetryDelay | None = None
+        self,
+        task_type: str,
+        *,
+        retry_delay: RetryDelay | None = None,
+        not_failures: ExceptionClasses = (),
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator form of :meth:`register`; returns the function unchanged (signature included)."""
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-            self.register(task_type, fn, retry_delay=retry_delay)
+            self.register(task_type, fn, retry_delay=retry_delay, not_failures=not_failures)
             return fn
 
         return decorate
@@ -270,6 +290,15 @@ class App:
             return await step(0)
         finally:
             reset_task_fields(token)
+
+
+def _exception_classes(classes: object) -> ExceptionClasses:
+    """``classes`` as a tuple of exception classes; a TypeError at registration for anything else."""
+    found = tuple(classes) if isinstance(classes, tuple | list) else (classes,)
+    for c in found:
+        if not (isinstance(c, type) and issubclass(c, BaseException)):
+            raise TypeError(f"not_failures must be exception classes, not {c!r:.100}")
+    return found
 
 
 async def within(coro: Awaitable[R], deadline: float | None) -> R:

@@ -30,6 +30,7 @@ from supervisor.core.errors import BrokerError, SkipRetry, TaskTimeout
 from supervisor.core.lifecycle import Outcome
 from supervisor.core.ports import Broker, Claimed, Clock, Completion
 from supervisor.core.retry import exponential_backoff
+from supervisor.core.retry_later import RetryLater
 from supervisor.core.task import (
     TaskMessage,
     bytes_payload,
@@ -202,7 +203,10 @@ class TaskRunner:
             except ResultNotStorable as exc:
                 error = exc
         retry_delay = ready.registration.retry_delay or self.app.retry_delay
-        outcome = self._failed(ready.claimed, ready.message, error, retry_delay)
+        if isinstance(error, (RetryLater, *ready.registration.not_failures)):
+            outcome = self._put_off(ready.claimed, ready.message, error, retry_delay)
+        else:
+            outcome = self._failed(ready.claimed, ready.message, error, retry_delay)
         self.observer.task_finished(ready.message.id, outcome, time.perf_counter() - started)
         return outcome, None
 
@@ -247,6 +251,34 @@ class TaskRunner:
             "task %s (%s) failed, retry %d/%d in %.1fs: %s",
             message.id, message.type, decision.message.retried, message.max_retry, delay, text.splitlines()[0],
             extra=log_fields(message, "task_retry", retry_in=round(delay, 3)),
+        )  # fmt: skip
+        data = encode_message(decision.message)
+        done = self.persist("retry", lambda: self.broker.retry(claimed, self.worker_id, data, decision.at))
+        return self._fenced(done, Outcome.RETRY, message.id)
+
+    def _put_off(
+        self,
+        claimed: Claimed,
+        message: TaskMessage,
+        error: BaseException,
+        retry_delay: Callable[[int, BaseException | None], float] | None,
+    ) -> Outcome:
+        """The handler raised RetryLater, or an error its type declares not a failure: run again
+        later through the retry path, counting an attempt only when RetryLater asked to."""
+        now = self.clock.now()
+        if isinstance(error, RetryLater):
+            delay, count, text = error.after, error.count_attempt, f"RetryLater: {error}"
+        else:
+            delay, count = (retry_delay or exponential_backoff)(message.retried + 1, error), False
+            text = f"not a failure: {describe_error(error)}"
+        decision = lifecycle.after_retry_request(message, text, now, delay, count=count)
+        if isinstance(decision, lifecycle.Archive):
+            return self.archive(claimed, message, text, now, retries_exhausted=True)
+        log.info(
+            "task %s (%s) runs again in %.3gs (%s, attempt %s): %s",
+            message.id, message.type, delay, "requested" if isinstance(error, RetryLater) else "not a failure",
+            "counted" if count else "not counted", text.splitlines()[0],
+            extra=log_fields(message, "task_retry_later", retry_in=round(delay, 3), counted=count),
         )  # fmt: skip
         data = encode_message(decision.message)
         done = self.persist("retry", lambda: self.broker.retry(claimed, self.worker_id, data, decision.at))
