@@ -21,6 +21,7 @@ from supervisor.app import App
 from supervisor.async_client import AsyncClient
 from supervisor.client import Client, Task, TaskInfo
 from supervisor.context import TaskContext
+from supervisor.core.aggregation import Aggregation
 from supervisor.core.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -39,6 +40,7 @@ from supervisor.core.retry_later import RetryLater
 from supervisor.core.task import TaskState
 
 __all__ = [
+    "Aggregation",
     "App",
     "AsyncClient",
     "BrokerError",

@@ -21,6 +21,8 @@ import msgspec
 
 from supervisor.context import AsyncMiddleware, Middleware
 from supervisor.context import TaskContext as TaskContext  # users' and the worker's historical import
+from supervisor.core.aggregation import DEFAULT as AGGREGATION_DEFAULT
+from supervisor.core.aggregation import Aggregation
 from supervisor.core.errors import TaskTimeout
 from supervisor.core.periodic import PeriodicEntry, schedule_from
 from supervisor.core.retry import RetryDelay
@@ -51,12 +53,25 @@ class Registration:
     #: Exception classes that are not failures: the task runs again after its retry delay without
     #: using up an attempt (asynq's ``IsFailure``).
     not_failures: ExceptionClasses = ()
+    #: How this type's groups are aggregated (None: the app's default); its handler receives lists.
+    aggregation: Aggregation | None = None
 
-    def decode(self, payload: msgspec.Raw) -> Any:
-        """Decode and validate the payload; raises msgspec.ValidationError/DecodeError, nothing else."""
+    def decode(self, payload: msgspec.Raw, members: int = 0) -> Any:
+        """Decode and validate the payload; raises msgspec.ValidationError/DecodeError, nothing else.
+
+        ``members``: the envelope's count of aggregated members. A task of an aggregating type that
+        was enqueued without a group reaches its handler as a list of one.
+        """
+        if self.aggregation is not None:
+            if not members:
+                payload = msgspec.Raw(b"\x91" + bytes(payload))  # a MessagePack array of one
+            if self.aggregation.aggregator is not None:
+                return decode_value(payload)
         return decode_value(payload, self.decoder)
 
     def call(self, payload: Any, context: TaskContext) -> Any:
+        if self.aggregation is not None and self.aggregation.aggregator is not None:
+            payload = self.aggregation.aggregator(payload)  # inside the middleware: its failure is the task's
         return self.fn(payload, context) if self.takes_context else self.fn(payload)
 
 
@@ -81,14 +96,22 @@ def _inspect_handler(task_type: str, fn: Callable[..., Any]) -> tuple[Any, bool]
 class App:
     """Handlers by task type, and the middleware chain they run in."""
 
-    def __init__(self, *, retry_delay: RetryDelay | None = None, builtin_middleware: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        retry_delay: RetryDelay | None = None,
+        builtin_middleware: bool = True,
+        aggregation: Aggregation | None = None,
+    ) -> None:
         """``retry_delay``: the default back-off of this app's handlers (asynq's formula when None).
-        ``builtin_middleware``: recovery, tracing and task logging around every handler."""
+        ``builtin_middleware``: recovery, tracing and task logging around every handler.
+        ``aggregation``: how groups of types without an ``aggregate=`` of their own are aggregated."""
         self._registry: dict[str, Registration] = {}
         self._middleware: list[Middleware] = list(BUILTIN) if builtin_middleware else []
         self._async_forms: dict[Middleware, AsyncMiddleware] = {}
         self.retry_delay = retry_delay
         self._periodic: dict[str, PeriodicEntry] = {}
+        self.aggregation = aggregation
 
     def register(
         self,
@@ -97,12 +120,17 @@ class App:
         *,
         retry_delay: RetryDelay | None = None,
         not_failures: ExceptionClasses = (),
+        aggregate: Aggregation | None = None,
     ) -> None:
         """Register ``fn`` as the handler of ``task_type``. A type has at most one handler.
 
         ``not_failures``: exception classes that reschedule the task (after ``retry_delay``)
-        without counting an attempt, such as a rate limiter's refusal.
+        without counting an attempt, such as a rate limiter's refusal. ``aggregate``: this type's
+        tasks enqueued with a ``group`` are handed to ``fn`` together, as a list (see
+        :class:`~supervisor.core.aggregation.Aggregation`).
         """
+        if aggregate is not None and not isinstance(aggregate, Aggregation):
+            raise TypeError(f"aggregate must be an Aggregation, not {aggregate!r:.100}")
         if not isinstance(task_type, str) or not task_type.strip():
             raise ValueError("a task type must be a non-empty string")
         if task_type in self._registry:
@@ -114,8 +142,9 @@ class App:
             raise TypeError(f"handler for {task_type!r}: msgspec cannot decode into {payload_type!r}: {exc}") from exc
         is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
         self._registry[task_type] = Registration(
-            task_type, fn, payload_type, takes_context, retry_delay, decoder, is_async, _exception_classes(not_failures)
-        )
+            task_type, fn, payload_type, takes_context, retry_delay, decoder, is_async,
+            _exception_classes(not_failures), aggregate,
+        )  # fmt: skip
 
     def task(
         self,
@@ -123,11 +152,12 @@ class App:
         *,
         retry_delay: RetryDelay | None = None,
         not_failures: ExceptionClasses = (),
+        aggregate: Aggregation | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator form of :meth:`register`; returns the function unchanged (signature included)."""
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-            self.register(task_type, fn, retry_delay=retry_delay, not_failures=not_failures)
+            self.register(task_type, fn, retry_delay=retry_delay, not_failures=not_failures, aggregate=aggregate)
             return fn
 
         return decorate
@@ -220,6 +250,12 @@ class App:
 
     def handler_for(self, task_type: str) -> Registration | None:
         return self._registry.get(task_type)
+
+    def aggregation_for(self, task_type: str) -> Aggregation:
+        """The aggregation settings of ``task_type``'s groups: its own, the app's, or the defaults."""
+        registration = self._registry.get(task_type)
+        own = registration.aggregation if registration is not None else None
+        return own or self.aggregation or AGGREGATION_DEFAULT
 
     @property
     def task_types(self) -> list[str]:

@@ -87,6 +87,7 @@ class AsyncClient:
         unique_key: str | None = None,
         retention: Duration | None = None,
         on_duplicate: OnDuplicate = "raise",
+        group: str | None = None,
     ) -> TaskInfo:
         """Enqueue one task: :meth:`Client.enqueue`, awaited.
 
@@ -97,7 +98,7 @@ class AsyncClient:
         """
         task = Task(
             type, payload, queue, max_retry, timeout, deadline, process_at, process_in, task_id, headers or {},
-            unique_for, unique_key, retention,
+            unique_for, unique_key, retention, group,
         )  # fmt: skip
         return (await self.enqueue_many([task], on_duplicate=on_duplicate))[0]
 

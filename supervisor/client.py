@@ -76,12 +76,18 @@ def task_info(built: Built) -> TaskInfo:
         id=message.id,
         type=message.type,
         queue=message.queue,
-        state=TaskState.PENDING if built.process_at is None else TaskState.SCHEDULED,
+        state=_first_state(message, built.process_at),
         max_retry=message.max_retry,
         timeout=message.timeout,
         deadline=message.deadline,
         process_at=built.process_at,
     )
+
+
+def _first_state(message: TaskMessage, process_at: float | None) -> TaskState:
+    if message.group:
+        return TaskState.AGGREGATING
+    return TaskState.PENDING if process_at is None else TaskState.SCHEDULED
 
 
 def existing_info(message: TaskMessage, task_id: str) -> TaskInfo:
@@ -245,16 +251,18 @@ class Client:
         unique_key: str | None = None,
         retention: Duration | None = None,
         on_duplicate: OnDuplicate = "raise",
+        group: str | None = None,
     ) -> TaskInfo:
         """Enqueue one task.
 
         Raises :class:`DuplicateTaskError` if ``task_id`` exists in ``queue``, and
         :class:`NotUniqueError` if ``unique_for`` is given and an equal task still holds its lock
-        (with ``on_duplicate="return"``, returns that task's info instead).
+        (with ``on_duplicate="return"``, returns that task's info instead). ``group``: wait in
+        that group to reach the handler with its other members, as one aggregated task.
         """
         task = Task(
             type, payload, queue, max_retry, timeout, deadline, process_at, process_in, task_id, headers or {},
-            unique_for, unique_key, retention,
+            unique_for, unique_key, retention, group,
         )  # fmt: skip
         return self.enqueue_many([task], on_duplicate=on_duplicate)[0]
 

@@ -18,11 +18,12 @@ from supervisor.core.limits import MAX_PAYLOAD_DEPTH
 @click.option("--max-retry", type=click.IntRange(0))
 @click.option("--timeout", metavar="DURATION", help="Time limit, e.g. 30s.")
 @click.option("--task-id", help="An explicit id (fails if it exists in the queue).")
+@click.option("--group", help="Wait in this group, to be handled with its other members as one task.")
 @json_option
 @connection_options
 def enqueue(
     task_type: str, payload: str, queue: str, process_in: str | None, max_retry: int | None, timeout: str | None,
-    task_id: str | None, as_json: bool, env_file: str | None, redis_url: str | None,
+    task_id: str | None, group: str | None, as_json: bool, env_file: str | None, redis_url: str | None,
 ) -> None:  # fmt: skip
     """Enqueue one task of TASK_TYPE."""
     from supervisor.client import Client
@@ -39,7 +40,7 @@ def enqueue(
     with broker_errors(settings), Client(settings=settings) as client:
         info = client.enqueue(
             task_type, value, queue=queue, process_in=process_in, max_retry=max_retry, timeout=timeout,
-            task_id=task_id,
+            task_id=task_id, group=group,
         )  # fmt: skip
     data = {
         "id": info.id,

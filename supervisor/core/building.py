@@ -20,6 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
+from supervisor.core.aggregation import group_id
 from supervisor.core.durations import seconds_in
 from supervisor.core.errors import InvalidTaskError
 from supervisor.core.limits import MAX_TASK_TIMEOUT
@@ -76,6 +79,9 @@ class Task:
     unique_key: str | None = None
     #: Keep the handler's return value this long after completion (read it with Client.result).
     retention: Duration | None = None
+    #: Wait in this group (with the other tasks of the same type and queue) to be handed to the
+    #: handler together, as one aggregated task (core/aggregation.py).
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,5 +253,20 @@ def build_task(
         unique_key=unique_key,
         retention=retention,
     )
+    if task.group is not None:
+        return _grouped(task, message)
     new = NewTask(task.queue, task_id, encode_message(message), process_at, unique_key, unique_ttl)
     return Built(message, process_at, new)
+
+
+def _grouped(task: Task, message: TaskMessage) -> Built:
+    """A member of a group: it waits in its group, so what is about its own run is refused."""
+    group = _check_text(task.group, "group")
+    for name in ("process_at", "process_in", "deadline", "unique_for", "retention"):
+        if getattr(task, name) is not None:
+            raise InvalidTaskError(
+                f"a task enqueued with a group cannot have {name}: it runs as part of its group's aggregated task"
+            )
+    message = msgspec.structs.replace(message, group=group)
+    new = NewTask(task.queue, message.id, encode_message(message), group=group_id(message.type, group))
+    return Built(message, None, new)

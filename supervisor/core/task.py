@@ -27,6 +27,8 @@ class TaskState(enum.StrEnum):
     SCHEDULED = "scheduled"
     RETRY = "retry"
     ARCHIVED = "archived"
+    #: Waiting in its group to become part of an aggregated task (core/aggregation.py).
+    AGGREGATING = "aggregating"
 
 
 class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
@@ -53,6 +55,11 @@ class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Fals
     unique_key: str = ""
     #: Seconds to keep the task's result after it completes (0: keep nothing).
     retention: float = 0.0
+    #: The group a member waits in, or the group an aggregated task was made of ('' = none).
+    group: str = ""
+    #: How many members an aggregated task was made of (0: not an aggregated task); its payload
+    #: is then the list of their payloads.
+    members: int = 0
 
 
 class CompletedTask(msgspec.Struct):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from supervisor.app import App
 from supervisor.config import Settings
 from supervisor.core.inspection import QueueStats
+from supervisor.process.aggregator import Aggregator
 from supervisor.process.arbiter import PARENT_SOCKET_TIMEOUT, Arbiter
 from supervisor.process.keeper import Keeper
 from supervisor.process.liveness import LivenessFile
@@ -19,7 +20,7 @@ from supervisor.process.recoverer import Recoverer
 from supervisor.process.reporting import Reporter
 from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
-from supervisor.wiring import make_broker, make_inspection, make_schedule_store
+from supervisor.wiring import make_broker, make_group_store, make_inspection, make_schedule_store
 
 
 class StartupError(Exception):
@@ -67,4 +68,6 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
     schedules = make_schedule_store(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
     scheduler = Scheduler(arbiter.app.periodic_entries, broker, asynq.max_retry, schedules)
     reporter = Reporter(notifier, LivenessFile(asynq.namespace, asynq.heartbeat_interval), arbiter.pool_status)
-    return ParentParts(broker, keeper, recoverer, scheduler, reporter, metrics, listeners, inspection)
+    groups = make_group_store(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
+    aggregator = Aggregator(groups, arbiter.queues, arbiter.app.aggregation_for, interval=asynq.aggregate_interval)
+    return ParentParts(broker, keeper, recoverer, scheduler, reporter, metrics, listeners, inspection, aggregator)

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from supervisor.core.inspection import Inspection
 from supervisor.core.ports import Broker
+from supervisor.process.aggregator import Aggregator
 from supervisor.process.keeper import Keeper
 from supervisor.process.metrics import Metrics
 from supervisor.process.recoverer import Recoverer
@@ -55,12 +56,16 @@ class ParentParts:
     listeners: list[Listener] = field(default_factory=list)
     #: The read side the keeper uses for the queue gauges (only with the metrics endpoint).
     inspection: Inspection | None = None
+    #: Turns ready groups into aggregated tasks (task aggregation).
+    aggregator: Aggregator | None = None
 
     def roles(self, *, stopping: bool) -> list[Role]:
         """The roles the loop walks, in order; periodic tasks are not enqueued while stopping."""
         roles: list[Role] = [self.keeper, self.recoverer]
         if self.scheduler is not None and not stopping:
             roles.append(self.scheduler)
+        if self.aggregator is not None and not stopping:
+            roles.append(self.aggregator)
         roles.append(self.reporter)
         return roles
 
@@ -74,6 +79,8 @@ class ParentParts:
             self.scheduler.store.close_after_fork()
         if self.inspection is not None:
             self.inspection.close_after_fork()
+        if self.aggregator is not None:
+            self.aggregator.store.close_after_fork()
 
     def close(self) -> None:
         self.reporter.close()

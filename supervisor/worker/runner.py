@@ -139,7 +139,7 @@ class TaskRunner:
             why = f"no handler registered for task type {message.type!r} (registered: {known})"
             return self.archive(claimed, message, why, now)
         try:
-            payload = registration.decode(message.payload)
+            payload = registration.decode(message.payload, message.members)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return self.archive(claimed, message, f"invalid payload for {message.type!r}: {exc}", now)
         limit = lifecycle.time_limit(message, self.options.task_timeout, now)

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
 
 import redis
 
-from supervisor import App, RetryLater, TaskContext, fixed_delay
+from supervisor import Aggregation, App, RetryLater, TaskContext, fixed_delay
 
 app = App(retry_delay=fixed_delay(0))
 _client: dict[int, redis.Redis] = {}
@@ -52,3 +53,25 @@ def do_limited(payload: int, context: TaskContext) -> None:
     if runs <= payload:
         raise RateLimited(f"refused ({runs})")
     record(context, "done")
+
+
+def record_file(line: dict[str, Any]) -> None:
+    """One JSON line per run in GROUPS_RAN_FILE (O_APPEND: whole lines, from any process)."""
+    fd = os.open(os.environ["GROUPS_RAN_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(line) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+@app.task("digest", aggregate=Aggregation(grace="2s", max_delay="5s", max_size=100))
+def do_digest(payload: list[int], context: TaskContext) -> None:
+    """An aggregated task: records which members it was made of and when it was made."""
+    record_file({"id": context.id, "members": payload, "made": context.message.enqueued_at, "ran": time.time()})
+    time.sleep(float(os.environ.get("GROUPS_DIGEST_SLEEP", "0")))
+
+
+@app.task("total", aggregate=Aggregation(grace="300ms", aggregator=sum))
+def do_total(payload: int, context: TaskContext) -> None:
+    """A custom aggregator (run in the worker) hands the handler the sum of the members."""
+    record_file({"id": context.id, "total": payload, "group": context.message.group})

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 from supervisor.adapters.memory.state import MemoryState
 from supervisor.adapters.memory.store import (
+    AGGREGATING,
     ARCHIVED,
     PENDING,
     RETRY,
@@ -37,6 +38,7 @@ from supervisor.adapters.memory.store import (
     batch_size,
     next_due,
 )
+from supervisor.core.aggregation import GroupHead, GroupStore
 from supervisor.core.ports import (
     Broker,
     Claimed,
@@ -82,6 +84,11 @@ class MemoryBroker(MemoryState):
         existing = q.msg.get(t.task_id)
         if existing is not None:
             return (Enqueued.RESENT if existing == t.data else Enqueued.DUPLICATE_ID), t.task_id
+        if t.group:  # group_add.lua: a member waits in its group, not on the pending list
+            q.msg[t.task_id], q.state[t.task_id] = t.data, AGGREGATING
+            q.groups.setdefault(t.group, {})[t.task_id] = now
+            self._known.add(t.queue)
+            return Enqueued.ENQUEUED, t.task_id
         if t.unique_key:
             holder = q.unique.get(t.unique_key, now)
             if holder is not None:
@@ -346,7 +353,43 @@ class MemoryBroker(MemoryState):
                         n += 1
             return n
 
+    # -- task aggregation (core/aggregation.py's GroupStore; aggregate.lua) ------------------
 
-def _conforms(broker: MemoryBroker) -> Broker:
-    """Never called: mypy checks here that MemoryBroker implements the Broker port."""
-    return broker
+    def group_heads(self, queues: Sequence[str]) -> tuple[float, list[GroupHead]]:
+        with self._cond:
+            self._up()
+            heads = [
+                GroupHead(name, gid, len(m), min(m.values()), max(m.values()))
+                for name in queues if (q := self._queues.get(name))
+                for gid, m in q.groups.items() if m
+            ]  # fmt: skip
+            return self.clock.now(), heads
+
+    def group_members(self, queue: str, gid: str, limit: int) -> list[tuple[str, bytes | None]]:
+        with self._cond:
+            self._up()
+            q = self._queue(queue)
+            return [(tid, q.msg.get(tid)) for tid in list(q.groups.get(gid, {}))[:limit]]
+
+    def aggregate(self, queue: str, gid: str, member_ids: Sequence[str], task_id: str, data: bytes) -> bool:
+        with self._cond:
+            self._up()
+            q = self._queue(queue)
+            members = q.groups.get(gid, {})
+            if task_id in q.msg or any(tid not in members for tid in member_ids):
+                return False
+            for tid in member_ids:
+                del members[tid]
+                q.drop(tid)
+            if not members:
+                q.groups.pop(gid, None)
+            q.msg[task_id], q.state[task_id] = data, PENDING
+            q.pending.append(task_id)
+            q.wake = min(q.wake + 1, WAKE_CAP)
+            self._cond.notify_all()
+            return True
+
+
+def _conforms(broker: MemoryBroker) -> tuple[Broker, GroupStore]:
+    """Never called: mypy checks here that MemoryBroker implements the Broker and GroupStore ports."""
+    return broker, broker

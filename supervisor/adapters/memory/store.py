@@ -20,6 +20,7 @@ ACTIVE = TaskState.ACTIVE.value.encode()
 SCHEDULED = TaskState.SCHEDULED.value.encode()
 RETRY = TaskState.RETRY.value.encode()
 ARCHIVED = TaskState.ARCHIVED.value.encode()
+AGGREGATING = TaskState.AGGREGATING.value.encode()
 
 
 def raw(task_id: str) -> bytes:
@@ -127,6 +128,8 @@ class Queue:
     once: Expiring[str] = field(default_factory=Expiring)
     #: task id -> the completion record kept for its retention
     results: Expiring[bytes] = field(default_factory=Expiring)
+    #: group id -> its waiting members: task id -> when it joined, oldest first (core/aggregation.py)
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def drop(self, task_id: str) -> None:
         """Forget an id's envelope, state and ownership (what completion and trimming remove)."""

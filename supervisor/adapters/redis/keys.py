@@ -93,6 +93,15 @@ class QueueKeys:
         """
         return self.pending[: -len("pending")] + f"minute:{minute}"
 
+    def groups(self) -> str:
+        """Zset of the queue's waiting groups (core/aggregation.py): group id -> when its oldest
+        member joined."""
+        return self.pending[: -len("pending")] + "groups"
+
+    def group(self, gid: str) -> str:
+        """Zset of one group's waiting members: task id -> when it joined."""
+        return self.pending[: -len("pending")] + "group:" + gid
+
     def claim_keys(self) -> tuple[str, ...]:
         """The eight keys claim.lua takes per queue, in its order."""
         return (
