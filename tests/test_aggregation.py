@@ -174,3 +174,34 @@ def test_the_handler_gets_a_list_or_what_its_aggregator_makes():
     assert summed.call(summed.decode(many, 3), context) == 6
     assert app.aggregation_for("unknown").max_size == 1000
     assert TaskState.AGGREGATING == "aggregating"
+
+
+def test_stats_and_the_dashboard_show_the_groups_waiting(redis_url, namespace, settings, client, monkeypatch):
+    import json
+    import warnings
+
+    from click.testing import CliRunner
+
+    from supervisor.cli import main
+
+    client.enqueue_many([Task("digest", i, group="user:42") for i in range(3)] + [Task("digest", 9, group="u:7")])
+    info = client.enqueue("digest", 10, group="u:7", queue="low")
+    assert info.state == TaskState.AGGREGATING
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("ASYNQ_NAMESPACE", namespace)
+    result = CliRunner().invoke(main, ["stats", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    shown = {(g["queue"], g["type"], g["group"], g["size"]) for g in json.loads(result.output)["groups"]}
+    assert shown == {("default", "digest", "user:42", 3), ("default", "digest", "u:7", 1), ("low", "digest", "u:7", 1)}
+    text = CliRunner().invoke(main, ["stats"], catch_exceptions=False).output
+    assert "group waiting" in text and "user:42" in text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+        from supervisor.dashboard.app import create_app
+    with TestClient(create_app(settings)) as tc:
+        page = tc.get("/").text
+        assert 'data-group="user:42"' in page and "Groups waiting" in page
+        groups = tc.get("/api/stats").json()["groups"]
+        assert {"queue": "default", "type": "digest", "group": "user:42", "size": 3} in groups

@@ -30,6 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from supervisor.config import Settings, load_settings
+from supervisor.core.aggregation import GroupStore
 from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.inspection import WAITING, Inspection, Sample, UnknownQueue, UnknownTask
 from supervisor.dashboard import charts, listing, present
@@ -49,9 +50,11 @@ HISTORY_SPANS = {"1h": 60, "6h": 360, "24h": 1440}
 class Dashboard:
     """The handlers, with the Inspector, templates and CSRF signer they share."""
 
-    def __init__(self, inspector: Inspection, options: DashboardSettings) -> None:
+    def __init__(self, inspector: Inspection, options: DashboardSettings, groups: GroupStore | None = None) -> None:
         self.inspector = inspector
         self.options = options
+        #: Task aggregation's waiting groups, shown on the overview (None: not shown).
+        self.groups = groups
         self.csrf = Csrf(options.secret)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("supervisor.dashboard", "templates"),
@@ -154,6 +157,7 @@ class Dashboard:
             "servers": servers,
             "busy": sum(int(s.get("busy", 0) or 0) for s in servers),
             "workers": sum(int(s.get("workers", 0) or 0) for s in servers),
+            "groups": self.groups.group_heads([q.queue for q in queues])[1] if self.groups is not None else [],
         }
 
     async def api_stats(self, request: Request) -> Response:
@@ -166,6 +170,9 @@ class Dashboard:
                     for q in data["queues"]
                 ],
                 "servers": data["servers"],
+                "groups": [
+                    {"queue": g.queue, "type": g.task_type, "group": g.name, "size": g.size} for g in data["groups"]
+                ],
             }
         )  # fmt: skip
 
@@ -301,11 +308,13 @@ def create_app(
     """
     settings = settings or load_settings()
     options = dashboard or DashboardSettings()
+    groups: GroupStore | None = None
     if inspection is None:
-        from supervisor.wiring import make_inspection
+        from supervisor.wiring import make_group_store, make_inspection
 
         inspection = make_inspection(settings, client_name="supervisor-dashboard")
-    d = Dashboard(inspection, options)
+        groups = make_group_store(settings, client_name="supervisor-dashboard")
+    d = Dashboard(inspection, options, groups)
     static = StaticFiles(directory=str(resources.files("supervisor.dashboard") / "static"))
     routes = [
         Route("/", d.overview, name="overview"),
