@@ -9,14 +9,16 @@ if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 0 end
 for i = 5, #ARGV do
   if not redis.call('ZSCORE', KEYS[6], ARGV[i]) then return 0 end
 end
+-- The new task first: under maxmemory its HSET is refused before anything changed; once a script
+-- has written, Redis lets it finish, so the members are never removed without their task.
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], 'pending')
+redis.call('LPUSH', KEYS[3], ARGV[2])
 for i = 5, #ARGV do
   redis.call('ZREM', KEYS[6], ARGV[i])
   redis.call('HDEL', KEYS[1], ARGV[i])
   redis.call('HDEL', KEYS[2], ARGV[i])
 end
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[2], 'pending')
-redis.call('LPUSH', KEYS[3], ARGV[2])
 -- The group's index entry follows its oldest remaining member, or goes with the last one.
 local first = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
 if #first == 0 then
