@@ -205,3 +205,31 @@ def test_stats_and_the_dashboard_show_the_groups_waiting(redis_url, namespace, s
         assert 'data-group="user:42"' in page and "Groups waiting" in page
         groups = tc.get("/api/stats").json()["groups"]
         assert {"queue": "default", "type": "digest", "group": "user:42", "size": 3} in groups
+
+
+def test_the_async_client_and_the_cli_enqueue_members_too(redis_url, namespace, settings, monkeypatch):
+    import asyncio
+    import json
+
+    from click.testing import CliRunner
+
+    from supervisor import AsyncClient
+    from supervisor.cli import main
+    from supervisor.wiring import make_group_store
+
+    async def scenario() -> str:
+        async with AsyncClient(settings=settings) as client:
+            info = await client.enqueue("digest", 1, group="a")
+            assert info.state == TaskState.AGGREGATING
+            return info.id
+
+    member = asyncio.run(scenario())
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("ASYNQ_NAMESPACE", namespace)
+    result = CliRunner().invoke(main, ["enqueue", "digest", "--payload", "2", "--group", "a", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["state"] == "aggregating", result.output
+    shown = CliRunner().invoke(main, ["tasks", "show", member, "--json"])
+    assert json.loads(shown.output)["state"] == "aggregating"
+    store = make_group_store(settings)
+    assert [(h.name, h.size) for h in store.group_heads(["default"])[1]] == [("a", 2)]
+    store.close_after_fork()
