@@ -363,7 +363,7 @@ class TestEnvelope:
             int(tid, 16)
 
     def test_task_states_match_the_lua_scripts(self) -> None:
-        assert [s.value for s in TaskState] == ["pending", "active", "scheduled", "retry", "archived"]
+        assert [s.value for s in TaskState] == ["pending", "active", "scheduled", "retry", "archived", "aggregating"]
         assert TaskState.ACTIVE == "active"
 
 
