@@ -233,3 +233,16 @@ def test_the_async_client_and_the_cli_enqueue_members_too(redis_url, namespace, 
     store = make_group_store(settings)
     assert [(h.name, h.size) for h in store.group_heads(["default"])[1]] == [("a", 2)]
     store.close_after_fork()
+
+
+def test_a_queue_whose_node_is_down_stops_only_its_own_groups():
+    broker = MemoryBroker(ManualClock())
+    enqueue(broker, 3)
+    built = build_task(Task("digest", 7, queue="low", group="g"), 0.0, 3)
+    broker.submit([built.new])
+    broker.unreachable.add("low")
+    role = Aggregator(broker, ["default", "low"], lambda t: Aggregation(grace=0), interval=0.5)
+    assert role.sweep() == 1
+    assert [n for _, n in claimed_payloads(broker)] == [3]
+    broker.unreachable.clear()
+    assert role.sweep() == 1

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from supervisor.core.aggregation import Aggregation, GroupHead, GroupStore, aggregated_message
-from supervisor.core.errors import BrokerError
+from supervisor.core.errors import BrokerError, BrokerUnavailable
 from supervisor.core.task import TaskMessage, decode_message, encode_message, encode_payload, new_task_id
 from supervisor.outage import Outage
 
@@ -62,13 +62,36 @@ class Aggregator:
 
     def sweep(self) -> int:
         """Aggregate every ready group once over; how many aggregated tasks were made."""
-        store_now, heads = self.store.group_heads(self.queues)
+        store_now, heads = self._heads()
         made = 0
         for head in heads:
             made += self._drain(head, self.settings_for(head.task_type), store_now, PER_RUN - made)
             if made >= PER_RUN:
                 break
         return made
+
+    def _heads(self) -> tuple[float, list[GroupHead]]:
+        """The groups of every queue in one read; when that fails, queue by queue, so that on a
+        Redis Cluster a node that does not answer stops only the groups of its own queues."""
+        try:
+            return self.store.group_heads(self.queues)
+        except BrokerError:
+            if len(self.queues) < 2:
+                raise
+        store_now, heads, failed = 0.0, [], []
+        for queue in self.queues:
+            try:
+                store_now, found = self.store.group_heads([queue])
+                heads += found
+            except BrokerError:
+                failed.append(queue)
+        if len(failed) == len(self.queues):
+            raise BrokerUnavailable(f"no queue's groups could be read ({', '.join(failed)})")
+        log.warning(
+            "groups of queue(s) %s not read (their store node does not answer); the others are aggregated",
+            ", ".join(failed), extra={"event": "aggregation_partial", "queues": failed},
+        )  # fmt: skip
+        return store_now, heads
 
     def _drain(self, head: GroupHead, settings: Aggregation, now: float, budget: int) -> int:
         """Full batches of a group while it has them; all of it when its time has come."""

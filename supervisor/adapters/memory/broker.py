@@ -357,7 +357,7 @@ class MemoryBroker(MemoryState):
 
     def group_heads(self, queues: Sequence[str]) -> tuple[float, list[GroupHead]]:
         with self._cond:
-            self._up()
+            self._up(queues)
             heads = [
                 GroupHead(name, gid, len(m), min(m.values()), max(m.values()))
                 for name in queues if (q := self._queues.get(name))
@@ -367,13 +367,13 @@ class MemoryBroker(MemoryState):
 
     def group_members(self, queue: str, gid: str, limit: int) -> list[tuple[str, bytes | None]]:
         with self._cond:
-            self._up()
+            self._up([queue])
             q = self._queue(queue)
             return [(tid, q.msg.get(tid)) for tid in list(q.groups.get(gid, {}))[:limit]]
 
     def aggregate(self, queue: str, gid: str, member_ids: Sequence[str], task_id: str, data: bytes) -> bool:
         with self._cond:
-            self._up()
+            self._up([queue])
             q = self._queue(queue)
             members = q.groups.get(gid, {})
             if task_id in q.msg or any(tid not in members for tid in member_ids):
