@@ -36,7 +36,7 @@ from supervisor.core.errors import (
     TaskTimeout,
 )
 from supervisor.core.retry import exponential_backoff, fixed_delay
-from supervisor.core.retry_later import RetryLater
+from supervisor.core.retry_later import NotAFailure, RetryLater
 from supervisor.core.task import TaskState
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "Client",
     "DuplicateTaskError",
     "InvalidTaskError",
+    "NotAFailure",
     "NotUniqueError",
     "ResultNotFound",
     "ResultTimeout",

@@ -53,11 +53,13 @@ def test_counted_retry_later_archives_a_task_out_of_retries(pool_factory, client
     assert "RetryLater" in task.last_error and "not yet" in task.last_error
 
 
-def test_errors_declared_not_failures_do_not_use_up_attempts(pool_factory, client, r, namespace):
+@pytest.mark.parametrize("task_type", ["limited", "busy"])  # not_failures=, and a NotAFailure subclass
+def test_errors_that_are_not_failures_do_not_use_up_attempts(pool_factory, client, r, namespace, task_type):
     with pool_factory(workers=1, app=APP).start():
-        info = client.enqueue("limited", 5, max_retry=1)
+        info = client.enqueue(task_type, 5, max_retry=1)
         wait_for(lambda: any(w == "done" for w, _, _ in runs(r, namespace, info.id)), timeout=30, what="success")
-    assert [w for w, _, _ in runs(r, namespace, info.id)].count("run") == 6
+    seen = runs(r, namespace, info.id)
+    assert [w for w, _, _ in seen].count("run") == 6 and {retried for _, _, retried in seen} == {0}
 
 
 def test_the_decision_counts_only_when_asked():

@@ -53,3 +53,9 @@ class RetryLater(SupervisorError):
         self.count_attempt = bool(count_attempt)
         self.reason = reason
         super().__init__(f"retry requested in {self.after:g}s" + (f": {reason}" if reason else ""))
+
+
+class NotAFailure(SupervisorError):
+    """Base class of errors that are not failures of the task (asynq's ``IsFailure`` false): the
+    task runs again after its type's retry delay without counting an attempt. For errors a library
+    raises; ``@app.task(..., not_failures=(SomeError,))`` marks other classes per type."""

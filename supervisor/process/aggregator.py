@@ -139,7 +139,7 @@ def _readable(head: GroupHead, task_id: str, data: bytes | None) -> TaskMessage 
         try:
             return decode_message(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            why = f"its envelope does not decode ({exc})"
+            why = f"its envelope does not decode ({exc}): {data[:300]!r}"
     else:
         why = "its envelope is gone"
     log.error(

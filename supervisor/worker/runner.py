@@ -30,7 +30,7 @@ from supervisor.core.errors import BrokerError, SkipRetry, TaskTimeout
 from supervisor.core.lifecycle import Outcome
 from supervisor.core.ports import Broker, Claimed, Clock, Completion
 from supervisor.core.retry import exponential_backoff
-from supervisor.core.retry_later import RetryLater
+from supervisor.core.retry_later import NotAFailure, RetryLater
 from supervisor.core.task import (
     TaskMessage,
     bytes_payload,
@@ -203,7 +203,7 @@ class TaskRunner:
             except ResultNotStorable as exc:
                 error = exc
         retry_delay = ready.registration.retry_delay or self.app.retry_delay
-        if isinstance(error, (RetryLater, *ready.registration.not_failures)):
+        if isinstance(error, (RetryLater, NotAFailure, *ready.registration.not_failures)):
             outcome = self._put_off(ready.claimed, ready.message, error, retry_delay)
         else:
             outcome = self._failed(ready.claimed, ready.message, error, retry_delay)

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from supervisor import Aggregation, App, RetryLater, TaskContext, fixed_delay
+from supervisor import Aggregation, App, NotAFailure, RetryLater, TaskContext, fixed_delay
 
 app = App(retry_delay=fixed_delay(0))
 _client: dict[int, redis.Redis] = {}
@@ -52,6 +52,19 @@ def do_limited(payload: int, context: TaskContext) -> None:
     runs = record(context, "run")
     if runs <= payload:
         raise RateLimited(f"refused ({runs})")
+    record(context, "done")
+
+
+class Busy(NotAFailure):
+    """A library's "not now", declared not a failure by its class."""
+
+
+@app.task("busy")
+def do_busy(payload: int, context: TaskContext) -> None:
+    """Busy ``payload`` times, then succeeds."""
+    runs = record(context, "run")
+    if runs <= payload:
+        raise Busy(f"busy ({runs})")
     record(context, "done")
 
 
