@@ -246,3 +246,15 @@ def test_a_queue_whose_node_is_down_stops_only_its_own_groups():
     assert [n for _, n in claimed_payloads(broker)] == [3]
     broker.unreachable.clear()
     assert role.sweep() == 1
+
+
+def test_a_periodic_tick_joins_its_group_once(stores):
+    """A periodic entry may feed a group: its once-marker holds for members as for tasks."""
+    import dataclasses
+
+    broker, groups, _ = stores
+    ticks = [build_task(Task("digest", 1, group="g", task_id=f"tick-{n}"), 0.0, 3).new for n in (1, 2)]
+    ticks = [dataclasses.replace(t, once_key="entry@60", once_ttl=60.0) for t in ticks]
+    assert broker.submit(ticks[:1]) == [(Enqueued.ENQUEUED, "tick-1")]
+    assert broker.submit(ticks[1:]) == [(Enqueued.ALREADY_DONE, "tick-1")]
+    assert [h.size for h in groups.group_heads(["default"])[1]] == [1]

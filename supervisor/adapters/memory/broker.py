@@ -84,11 +84,6 @@ class MemoryBroker(MemoryState):
         existing = q.msg.get(t.task_id)
         if existing is not None:
             return (Enqueued.RESENT if existing == t.data else Enqueued.DUPLICATE_ID), t.task_id
-        if t.group:  # group_add.lua: a member waits in its group, not on the pending list
-            q.msg[t.task_id], q.state[t.task_id] = t.data, AGGREGATING
-            q.groups.setdefault(t.group, {})[t.task_id] = now
-            self._known.add(t.queue)
-            return Enqueued.ENQUEUED, t.task_id
         if t.unique_key:
             holder = q.unique.get(t.unique_key, now)
             if holder is not None:
@@ -97,6 +92,11 @@ class MemoryBroker(MemoryState):
             q.once.put(t.once_key, t.task_id, now, t.once_ttl)
         if t.unique_key:
             q.unique.put(t.unique_key, t.task_id, now, t.unique_ttl)
+        if t.group:  # group_add.lua: a member waits in its group, not on the pending list
+            q.msg[t.task_id], q.state[t.task_id] = t.data, AGGREGATING
+            q.groups.setdefault(t.group, {})[t.task_id] = now
+            self._known.add(t.queue)
+            return Enqueued.ENQUEUED, t.task_id
         q.msg[t.task_id] = t.data
         if t.process_at is None:
             q.state[t.task_id] = PENDING

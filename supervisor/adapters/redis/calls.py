@@ -109,8 +109,11 @@ def enqueue_call(task: NewTask, keys: QueueKeys, namespace: str, *, cluster: boo
     registry = keys.pending if cluster else queues_key(namespace)
     # -- a member of a group waits in it (group_add.lua), not on the pending list --
     if task.group:
-        group_keys = (keys.msg, keys.state, keys.groups(), keys.group(task.group), registry)
-        return ("group_add", group_keys, (raw_id(task.task_id), task.data, task.group, "" if cluster else task.queue))
+        group_keys = [keys.msg, keys.state, keys.groups(), keys.group(task.group), registry]
+        group_keys += [keys.once(task.once_key)] if task.once_key else []
+        once_ttl = ms(task.once_ttl) if task.once_key else ""
+        group_args = (raw_id(task.task_id), task.data, task.group, "" if cluster else task.queue, once_ttl)
+        return ("group_add", group_keys, group_args)
     key_list = [keys.msg, keys.state, keys.pending, keys.scheduled, keys.wake, registry]
     if task.unique_key:
         key_list.append(keys.unique(task.unique_key))
