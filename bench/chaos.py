@@ -15,6 +15,8 @@ batches with ``Client.enqueue_many``) into a private redis-server with ``--appen
   fails with OOM, then it is lifted;
 - once (at 70%) the supervisor parent is SIGKILLed (its children must die with it) and started
   again; the tasks its children held come back at once (their processes are gone from this host);
+- grouped tasks (one per ten tasks, in 8 groups) go through task aggregation meanwhile: each
+  member must end in exactly one aggregated task (``group_members_lost``, ``..._in_two_tasks``);
 - once (at 85%) Redis stalls: SIGSTOP for 6 s, longer than the workers' socket timeout (2 s
   here), then SIGCONT. Leases (10 s) outlast it, so nothing may run twice for it.
 
@@ -52,7 +54,17 @@ from typing import Any
 import msgspec
 import redis
 
-from bench.chaos_app import CAP_VIOLATIONS, LIMITED_BURST, LIMITED_EVERY, LIMITED_RATE, LOG, RUNS, WAIT, task_type
+from bench.chaos_app import (
+    CAP_VIOLATIONS,
+    GROUPS,
+    LIMITED_BURST,
+    LIMITED_EVERY,
+    LIMITED_RATE,
+    LOG,
+    RUNS,
+    WAIT,
+    task_type,
+)  # fmt: skip
 from bench.common import RESULTS, ROOT, percentile
 from supervisor import BrokerError, Client, DuplicateTaskError, Task
 from supervisor.adapters.redis import RedisBroker, connect
@@ -75,6 +87,10 @@ LEASE = "10s"
 
 def task_id(i: int) -> str:
     return f"c{i:07d}"
+
+
+#: Groups the grouped members are spread over (task aggregation under the same faults).
+GROUP_NAMES = 8
 
 
 class Chaos:
@@ -111,6 +127,11 @@ class Chaos:
         self.enqueue_failed = 0
         #: Tasks of batches sent again after an error (the first send may have landed).
         self.resent: set[str] = set()
+        #: Grouped members (one per ten tasks), enqueued beside the tasks at the same pace.
+        self.group_n = max(1, tasks // 10)
+        self.group_failed = 0
+        self.group_resent: set[int] = set()
+        self.group_enqueue_done = threading.Event()
         self.t0 = 0.0
         self.children_seen: list[int] = []  # live children, sampled every 0.5 s
         self.killed: set[int] = set()  # pids this run SIGKILLed (or that died with a killed parent)
@@ -363,6 +384,44 @@ class Chaos:
             client.close()
             self.enqueue_done.set()
 
+    def group_enqueuer(self) -> None:
+        """Members of GROUP_NAMES groups at a tenth of the task rate; a batch is resent after an error."""
+        client = Client(settings=load_settings(environ={"REDIS_URL": self.server.url, "ASYNQ_NAMESPACE": NAMESPACE}))
+        rate = self.group_n / self.seconds
+        batch = max(1, min(100, int(rate / 10)))
+        try:
+            for start in range(0, self.group_n, batch):
+                delay = self.t0 + start / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                numbers = range(start, min(start + batch, self.group_n))
+                tasks = [Task("chaos:grouped", i, group=f"g{i % GROUP_NAMES}", task_id=f"g{i:07d}") for i in numbers]
+                give_up = time.monotonic() + 60
+                while True:
+                    try:
+                        client.enqueue_many(tasks)
+                        break
+                    except DuplicateTaskError:
+                        self.faults["group_enqueue_retry_found_duplicates"] += 1
+                        break
+                    except (redis.RedisError, BrokerError):
+                        self.faults["group_enqueue_retries"] += 1
+                        self.group_resent.update(numbers)
+                        if time.monotonic() > give_up:
+                            self.group_failed += len(tasks)
+                            break
+                        time.sleep(0.05)
+        finally:
+            client.close()
+            self.group_enqueue_done.set()
+
+    def grouped_done(self, r: redis.Redis) -> set[int] | None:
+        """The grouped members recorded in some aggregated task so far."""
+        try:
+            return {m for v in r.hvals(GROUPS) for m in json.loads(v)}
+        except redis.RedisError:
+            return None
+
     # -- reading the outcome ---------------------------------------------------------------------
 
     def reader(self) -> redis.Redis:
@@ -426,7 +485,7 @@ class Chaos:
                 f"{self.n} tasks over {self.seconds:g}s into {self.workers} workers, redis {self.server.url} "
                 f"(AOF, fsync always), logs {self.log_dir}"
             )
-            for target in (self.enqueuer, self.child_killer, self.connection_killer):
+            for target in (self.enqueuer, self.group_enqueuer, self.child_killer, self.connection_killer):
                 t = threading.Thread(target=target, name=target.__name__, daemon=True)
                 t.start()
                 self.threads.append(t)
@@ -440,7 +499,7 @@ class Chaos:
                 (0.85 * self.seconds, self.stall_redis),
             ]
             fault_deadline = self.t0 + self.seconds + 30
-            done = 0
+            done = groups_done = 0
             last_report = last_sample = 0.0
             done_at = None
             while True:
@@ -452,13 +511,17 @@ class Chaos:
                     scheduled.pop(0)[1]()
                 got = self.unique_done(r)
                 done = got if got is not None else done
+                if now - last_sample < 0.1:  # the members are read once per sample, not every pass
+                    members = self.grouped_done(r)
+                    groups_done = len(members) if members is not None else groups_done
                 if now - last_report >= 5:
                     last_report = now
                     self.say(
                         f"enqueued {self.enqueued}, ran {done}, children {len(self.children())}, "
                         f"faults {dict(self.faults)}"
                     )
-                if self.enqueue_done.is_set() and not scheduled and done >= self.n - self.enqueue_failed:
+                groups_in = self.group_enqueue_done.is_set() and groups_done >= self.group_n - self.group_failed
+                if self.enqueue_done.is_set() and not scheduled and done >= self.n - self.enqueue_failed and groups_in:
                     done_at = now - self.t0
                     break
                 if not self.stop_faults.is_set() and now > fault_deadline and not scheduled:
@@ -538,6 +601,26 @@ class Chaos:
                 run_log(r), self.killed, self.stalls, given_back_after_lost_claims(self.log_path), self.resent
             ),
             "flow": flow_report(r),
+            **self.group_outcome(r),
+        }
+
+    def group_outcome(self, r: redis.Redis) -> dict[str, Any]:
+        """Task aggregation under the faults: every member in exactly one aggregated task."""
+        tasks = [json.loads(v) for v in r.hvals(GROUPS)]
+        counts = Counter(m for members in tasks for m in members)
+        lost = sorted(set(range(self.group_n)) - counts.keys())
+        twice = sorted(m for m, c in counts.items() if c > 1)
+        return {
+            "group_members": self.group_n,
+            "group_enqueue_gave_up": self.group_failed,
+            "group_members_lost": len(lost),
+            "group_members_lost_sample": lost[:20],
+            # A member whose batch the producer sent again after an error may be enqueued twice
+            # (its first send had landed and been aggregated): counted apart, as for tasks.
+            "group_members_in_two_tasks": sum(1 for m in twice if m not in self.group_resent),
+            "group_members_in_two_tasks_after_a_resend": sum(1 for m in twice if m in self.group_resent),
+            "aggregated_tasks": len(tasks),
+            "largest_aggregated_task": max((len(t) for t in tasks), default=0),
         }
 
 
@@ -671,6 +754,8 @@ def main() -> None:
         f"poison archived: {result['poison_archived']}; duplicates by cause {result['duplicates_by_cause']}"
     )
     if result["lost"] or result["enqueue_gave_up"] or not result["poison_archived"] or result["processes_left"]:
+        sys.exit(1)
+    if result["group_members_lost"] or result["group_members_in_two_tasks"] or result["group_enqueue_gave_up"]:
         sys.exit(1)
 
 

@@ -13,6 +13,7 @@ timeout (15 s) outlasts the Redis stall fault, so a stall only delays the write.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -20,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from supervisor import App, TaskContext, fixed_delay
+from supervisor import Aggregation, App, TaskContext, fixed_delay
 
 app = App(retry_delay=fixed_delay(0.1))
 _client: dict[int, redis.Redis] = {}
@@ -28,6 +29,8 @@ _client: dict[int, redis.Redis] = {}
 RUNS = "chaos:runs"
 WAIT = "chaos:wait"
 LOG = "chaos:log"
+#: Aggregated task id -> the members it was made of (JSON), from its first recorded run.
+GROUPS = "chaos:groups"
 
 
 def client() -> redis.Redis:
@@ -87,3 +90,10 @@ def chaos(payload: int, context: TaskContext) -> None:
     pipe.hsetnx(WAIT, context.id, repr(started - context.message.enqueued_at))
     pipe.rpush(LOG, f"{context.id} {os.getpid()} {started!r} {context.message.queue}")
     pipe.execute()
+
+
+@app.task("chaos:grouped", aggregate=Aggregation(grace="200ms", max_delay="2s", max_size=50))
+def grouped(payload: list[int], context: TaskContext) -> None:
+    """An aggregated task of grouped members: which members it holds (HSETNX: a re-run of the same
+    aggregated task writes nothing new; a member in two aggregated tasks shows as two entries)."""
+    client().hsetnx(GROUPS, context.id, json.dumps(payload))

@@ -21,6 +21,7 @@ from supervisor.app import App
 from supervisor.async_client import AsyncClient
 from supervisor.client import Client, Task, TaskInfo
 from supervisor.context import TaskContext
+from supervisor.core.aggregation import Aggregation
 from supervisor.core.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -38,9 +39,11 @@ from supervisor.core.errors import (
 from supervisor.core.flows import chain, chord, group, task
 from supervisor.core.ports import CancelOutcome, CancelReply
 from supervisor.core.retry import exponential_backoff, fixed_delay
+from supervisor.core.retry_later import NotAFailure, RetryLater
 from supervisor.core.task import TaskState
 
 __all__ = [
+    "Aggregation",
     "App",
     "AsyncClient",
     "BrokerError",
@@ -50,9 +53,11 @@ __all__ = [
     "Client",
     "DuplicateTaskError",
     "InvalidTaskError",
+    "NotAFailure",
     "NotUniqueError",
     "ResultNotFound",
     "ResultTimeout",
+    "RetryLater",
     "SkipRetry",
     "SupervisorError",
     "Task",

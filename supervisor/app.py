@@ -12,74 +12,41 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-import typing
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 import msgspec
 
 from supervisor.context import AsyncMiddleware, Middleware
 from supervisor.context import TaskContext as TaskContext  # users' and the worker's historical import
+from supervisor.core.aggregation import DEFAULT as AGGREGATION_DEFAULT
+from supervisor.core.aggregation import Aggregation
 from supervisor.core.errors import TaskTimeout
 from supervisor.core.flow import Limit, make_limit
 from supervisor.core.periodic import PeriodicEntry, schedule_from
 from supervisor.core.retry import RetryDelay
-from supervisor.core.task import decode_value
 from supervisor.logcontext import reset_task_fields, set_task_fields
 from supervisor.middleware import ASYNC_FORMS, BUILTIN, is_active
+from supervisor.registration import ExceptionClasses, Registration, exception_classes, inspect_handler
 
 #: A decorated handler keeps its exact signature (parameters and return type) for type checkers.
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@dataclass(slots=True)
-class Registration:
-    """One task type's handler and how to call it."""
-
-    type: str
-    fn: Callable[..., Any]
-    payload_type: Any
-    takes_context: bool
-    retry_delay: RetryDelay | None
-    decoder: msgspec.msgpack.Decoder[Any] = field(repr=False)
-    #: An ``async def`` handler (or a callable whose ``__call__`` is one): the worker runs it on
-    #: its event loop.
-    is_async: bool = False
-
-    def decode(self, payload: msgspec.Raw) -> Any:
-        """Decode and validate the payload; raises msgspec.ValidationError/DecodeError, nothing else."""
-        return decode_value(payload, self.decoder)
-
-    def call(self, payload: Any, context: TaskContext) -> Any:
-        return self.fn(payload, context) if self.takes_context else self.fn(payload)
-
-
-def _inspect_handler(task_type: str, fn: Callable[..., Any]) -> tuple[Any, bool]:
-    if not callable(fn):
-        raise TypeError(f"handler for {task_type!r} is not callable: {fn!r}")
-    params = [
-        p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    if not 1 <= len(params) <= 2:
-        raise TypeError(
-            f"handler for {task_type!r} must take (payload) or (payload, context), "
-            f"not {len(params)} positional parameters"
-        )
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception as exc:  # an annotation that does not resolve is the user's bug: say so now
-        raise TypeError(f"handler for {task_type!r}: cannot resolve its annotations: {exc}") from exc
-    return hints.get(params[0].name, Any), len(params) == 2
-
-
 class App:
     """Handlers by task type, and the middleware chain they run in."""
 
-    def __init__(self, *, retry_delay: RetryDelay | None = None, builtin_middleware: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        retry_delay: RetryDelay | None = None,
+        builtin_middleware: bool = True,
+        aggregation: Aggregation | None = None,
+    ) -> None:
         """``retry_delay``: the default back-off of this app's handlers (asynq's formula when None).
-        ``builtin_middleware``: recovery, tracing and task logging around every handler."""
+        ``builtin_middleware``: recovery, tracing and task logging around every handler.
+        ``aggregation``: how groups of types without an ``aggregate=`` of their own are aggregated."""
         self._registry: dict[str, Registration] = {}
         self._middleware: list[Middleware] = list(BUILTIN) if builtin_middleware else []
         self._async_forms: dict[Middleware, AsyncMiddleware] = {}
@@ -88,22 +55,40 @@ class App:
         self.retry_delay = retry_delay
         self._periodic: dict[str, PeriodicEntry] = {}
         self._limits: dict[tuple[str, str], Limit] = {}
+        self.aggregation = aggregation
 
-    def register(self, task_type: str, fn: Callable[..., Any], *, retry_delay: RetryDelay | None = None) -> None:
-        """Register ``fn`` as the handler of ``task_type``. A type has at most one handler."""
+    def register(
+        self,
+        task_type: str,
+        fn: Callable[..., Any],
+        *,
+        retry_delay: RetryDelay | None = None,
+        not_failures: ExceptionClasses = (),
+        aggregate: Aggregation | None = None,
+    ) -> None:
+        """Register ``fn`` as the handler of ``task_type``. A type has at most one handler.
+
+        ``not_failures``: exception classes that reschedule the task (after ``retry_delay``)
+        without counting an attempt, such as a rate limiter's refusal. ``aggregate``: this type's
+        tasks enqueued with a ``group`` are handed to ``fn`` together, as a list (see
+        :class:`~supervisor.core.aggregation.Aggregation`).
+        """
+        if aggregate is not None and not isinstance(aggregate, Aggregation):
+            raise TypeError(f"aggregate must be an Aggregation, not {aggregate!r:.100}")
         if not isinstance(task_type, str) or not task_type.strip():
             raise ValueError("a task type must be a non-empty string")
         if task_type in self._registry:
             raise ValueError(f"task type {task_type!r} already has a handler: {self._registry[task_type].fn!r}")
-        payload_type, takes_context = _inspect_handler(task_type, fn)
+        payload_type, takes_context = inspect_handler(task_type, fn)
         try:
             decoder = msgspec.msgpack.Decoder(payload_type)
         except TypeError as exc:
             raise TypeError(f"handler for {task_type!r}: msgspec cannot decode into {payload_type!r}: {exc}") from exc
         is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
         self._registry[task_type] = Registration(
-            task_type, fn, payload_type, takes_context, retry_delay, decoder, is_async
-        )
+            task_type, fn, payload_type, takes_context, retry_delay, decoder, is_async,
+            exception_classes(not_failures), aggregate,
+        )  # fmt: skip
 
     def task(
         self,
@@ -114,6 +99,8 @@ class App:
         burst: int | None = None,
         cap: int | None = None,
         queue: str = "default",
+        not_failures: ExceptionClasses = (),
+        aggregate: Aggregation | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator form of :meth:`register`; returns the function unchanged (signature included).
 
@@ -124,7 +111,7 @@ class App:
             self.limit(f"type:{task_type}", rate_limit, burst=burst, cap=cap, queue=queue)
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-            self.register(task_type, fn, retry_delay=retry_delay)
+            self.register(task_type, fn, retry_delay=retry_delay, not_failures=not_failures, aggregate=aggregate)
             return fn
 
         return decorate
@@ -261,6 +248,12 @@ class App:
 
     def handler_for(self, task_type: str) -> Registration | None:
         return self._registry.get(task_type)
+
+    def aggregation_for(self, task_type: str) -> Aggregation:
+        """The aggregation settings of ``task_type``'s groups: its own, the app's, or the defaults."""
+        registration = self._registry.get(task_type)
+        own = registration.aggregation if registration is not None else None
+        return own or self.aggregation or AGGREGATION_DEFAULT
 
     @property
     def task_types(self) -> list[str]:

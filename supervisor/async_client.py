@@ -13,20 +13,9 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from supervisor.client import (
-    Client,
-    ClientConfig,
-    Duration,
-    OnDuplicate,
-    Task,
-    TaskInfo,
-    When,
-    build_batch,
-    existing_keys,
-    settle,
-    with_states,
-)
+from supervisor.client import Client
 from supervisor.config import Settings
+from supervisor.core.building import Duration, Task, When
 from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.flows import Flow
 from supervisor.core.ports import CancelOutcome, CancelReply, Enqueued, NewTask
@@ -34,6 +23,7 @@ from supervisor.core.progress import Progress
 from supervisor.core.results import NOT_YET, Backoff, Look, live, outcome
 from supervisor.core.task import TaskState
 from supervisor.flows import Flows, FlowView
+from supervisor.producing import ClientConfig, OnDuplicate, TaskInfo, build_batch, existing_keys, settle, with_states
 
 
 class AsyncClient:
@@ -97,6 +87,7 @@ class AsyncClient:
         limit_key: str | None = None,
         on_duplicate: OnDuplicate = "raise",
         expires: Duration | When | None = None,
+        group: str | None = None,
     ) -> TaskInfo:
         """Enqueue one task: :meth:`Client.enqueue`, awaited.
 
@@ -107,7 +98,7 @@ class AsyncClient:
         """
         task = Task(
             type, payload, queue, max_retry, timeout, deadline, process_at, process_in, task_id, headers or {},
-            unique_for, unique_key, retention, expires, limit_key,
+            unique_for, unique_key, retention, expires, limit_key, group,
         )  # fmt: skip
         return (await self.enqueue_many([task], on_duplicate=on_duplicate))[0]
 

@@ -17,11 +17,13 @@ from supervisor.adapters.redis import (
     connect_settings,
 )
 from supervisor.adapters.redis.errors import translated
+from supervisor.adapters.redis.groups import RedisGroups
 from supervisor.adapters.redis.inspector import Inspector
 from supervisor.adapters.redis.limits import RedisLimitStore
 from supervisor.adapters.redis.schedules import RedisScheduleStore
 from supervisor.adapters.redis.selfcheck import configuration_problem
 from supervisor.config import AsynqSettings, RedisSettings, Settings
+from supervisor.core.aggregation import GroupStore
 from supervisor.core.flow import LimitStore
 from supervisor.core.inspection import Inspection
 from supervisor.core.queues import QueuePlan
@@ -134,3 +136,12 @@ def worker_options(asynq: AsynqSettings) -> WorkerOptions:
         heartbeat_interval=asynq.heartbeat_interval,
         concurrency=asynq.worker_concurrency,
     )
+
+
+def make_group_store(
+    settings: Settings, *, client_name: str = "supervisor-cli", socket_timeout: float = 5.0
+) -> GroupStore:
+    """The waiting groups of task aggregation (the parent's aggregator, ``stats``, the dashboard)."""
+    with translated():
+        client = connect_settings(settings.redis, socket_timeout=socket_timeout, client_name=client_name)
+    return RedisGroups(client, settings.asynq.namespace)

@@ -294,6 +294,7 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
     ),
     ("supervisor/app.py", *_BELOW_THE_WORKER),
     ("supervisor/context.py", *_BELOW_THE_WORKER),
+    ("supervisor/registration.py", *_BELOW_THE_WORKER),
     ("supervisor/middleware", *_BELOW_THE_WORKER),
     (
         "supervisor/wiring.py",

@@ -68,6 +68,10 @@ def test_chaos_loses_nothing(tmp_path: Path) -> None:
     flow = result["flow"]
     assert flow["limited_runs"] >= TASKS // 50 and flow["limited_most_in_1s"] <= flow["limited_bound_in_1s"], flow
     assert flow["cap_violations"] == 0, flow
+    # Grouped members under the same faults: each in exactly one aggregated task of at most 50.
+    assert result["group_members_lost"] == 0, result["group_members_lost_sample"]
+    assert result["group_members_in_two_tasks"] == 0 and result["group_enqueue_gave_up"] == 0
+    assert 0 < result["largest_aggregated_task"] <= 50
     # Every duplicate is accounted for by a cause (printed above with examples).
     causes = result["duplicates_by_cause"]
     assert sum(v for k, v in causes.items() if k != "examples") == result["duplicates"], causes

@@ -149,6 +149,7 @@ EVERY_VARIABLE: dict[str, tuple[str, Callable[[Settings], Any], Any]] = {
     "ASYNQ_LOG_FORMAT": ("JSON", lambda s: s.asynq.log_format, "json"),
     "ASYNQ_METRICS_PORT": ("9108", lambda s: s.asynq.metrics_port, 9108),
     "ASYNQ_METRICS_HOST": ("127.0.0.1", lambda s: s.asynq.metrics_host, "127.0.0.1"),
+    "ASYNQ_AGGREGATE_INTERVAL": ("2s", lambda s: s.asynq.aggregate_interval, 2.0),
     "REDIS_URL": ("rediss://cache:6380/2", lambda s: s.redis.url, "rediss://cache:6380/2"),
     "REDIS_HOST": ("redis.internal", lambda s: s.redis.host, "redis.internal"),
     "REDIS_PORT": ("65535", lambda s: s.redis.port, 65535),

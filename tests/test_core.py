@@ -364,7 +364,7 @@ class TestEnvelope:
 
     def test_task_states_match_the_lua_scripts(self) -> None:
         assert [s.value for s in TaskState] == [
-            "pending", "active", "scheduled", "retry", "archived", "canceled", "expired"
+            "pending", "active", "scheduled", "retry", "archived", "canceled", "expired", "aggregating"
         ]  # fmt: skip
         assert TaskState.ACTIVE == "active"
 

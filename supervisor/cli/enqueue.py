@@ -19,11 +19,13 @@ from supervisor.core.limits import MAX_PAYLOAD_DEPTH
 @click.option("--timeout", metavar="DURATION", help="Time limit, e.g. 30s.")
 @click.option("--task-id", help="An explicit id (fails if it exists in the queue).")
 @click.option("--expires", metavar="DURATION", help="Not started within this long, it never runs (ends expired).")
+@click.option("--group", help="Wait in this group, to be handled with its other members as one task.")
 @json_option
 @connection_options
 def enqueue(
     task_type: str, payload: str, queue: str, process_in: str | None, max_retry: int | None, timeout: str | None,
-    task_id: str | None, expires: str | None, as_json: bool, env_file: str | None, redis_url: str | None,
+    task_id: str | None, expires: str | None, group: str | None, as_json: bool, env_file: str | None,
+    redis_url: str | None,
 ) -> None:  # fmt: skip
     """Enqueue one task of TASK_TYPE."""
     from supervisor.client import Client
@@ -40,7 +42,7 @@ def enqueue(
     with broker_errors(settings), Client(settings=settings) as client:
         info = client.enqueue(
             task_type, value, queue=queue, process_in=process_in, max_retry=max_retry, timeout=timeout,
-            task_id=task_id, expires=expires,
+            task_id=task_id, expires=expires, group=group,
         )  # fmt: skip
     data = {
         "id": info.id,

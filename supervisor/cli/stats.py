@@ -13,6 +13,7 @@ import click
 from supervisor.cli.common import connection_options, inspector, json_option, typed_server
 from supervisor.cli.limits import limit_store, limits_table
 from supervisor.cli.output import ago, duration, iso, paint, state, table
+from supervisor.core.aggregation import GroupHead, GroupStore
 from supervisor.core.flow import limits_report
 from supervisor.core.inspection import Inspection, QueueStats
 
@@ -59,6 +60,19 @@ def _stats_json(queues: list[QueueStats], servers: list[dict[str, str]], now: fl
             "servers": [typed_server(s) for s in servers]}  # fmt: skip
 
 
+def group_json(head: GroupHead) -> dict[str, Any]:
+    return {
+        "queue": head.queue, "type": head.task_type, "group": head.name, "size": head.size,
+        "oldest_at": iso(head.first_at), "newest_at": iso(head.last_at),
+    }  # fmt: skip
+
+
+def groups_table(heads: Sequence[GroupHead], now: float) -> str:
+    """Task aggregation's groups waiting (shown only when there are some)."""
+    rows = [(h.queue, h.task_type, h.name, h.size, ago(h.first_at, now), ago(h.last_at, now)) for h in heads]
+    return "\n\n" + table(("queue", "type", "group waiting", "size", "oldest", "newest"), rows, numeric=(3,))
+
+
 @click.command()
 @click.option("--watch", "-w", is_flag=True, help="Refresh every --interval until Ctrl-C (a live view).")
 @click.option(
@@ -76,17 +90,26 @@ def stats(
     With --watch the view refreshes every second (--interval) until Ctrl-C; with --json too,
     one JSON document per line per refresh.
     """
+    from supervisor.wiring import make_group_store
+
     with inspector(env_file, redis_url) as (insp, settings), limit_store({}, settings) as limits:
         shown = 0
+        store: GroupStore = make_group_store(settings)
         try:
             while True:
                 queues, servers, now = _stats_snapshot(insp)
                 flow = limits_report(limits)  # rate limits and caps, with the tasks each holds back
+                groups = store.group_heads([q.queue for q in queues])[1]  # task aggregation's waiting groups
                 if as_json:
-                    data = {**_stats_json(queues, servers, now), "limits": flow}
+                    data = {
+                        **_stats_json(queues, servers, now),
+                        "limits": flow,
+                        "groups": [group_json(h) for h in groups],
+                    }
                     click.echo(json.dumps(data) if watch else json.dumps(data, indent=2))
                 else:
-                    text = queues_table(queues, now) + "\n\n" + _servers_table(servers, now)
+                    text = queues_table(queues, now) + (groups_table(groups, now) if groups else "")
+                    text += "\n\n" + _servers_table(servers, now)
                     text += "\n\n" + limits_table(flow) if flow else ""
                     if watch:
                         if sys.stdout.isatty():

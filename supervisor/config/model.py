@@ -152,6 +152,12 @@ class AsynqSettings:
         "Log format: auto (text on a terminal, json otherwise), json or text.",
         section="asynq", default="auto", flag=Flag("--log-format", metavar="FORMAT"),
     )  # fmt: skip
+    aggregate_interval: float = setting(
+        "ASYNQ_AGGREGATE_INTERVAL", duration_within(0.05, 60.0),
+        "How often a supervisor looks for groups ready to aggregate (50ms to 1m); grace periods and "
+        "maximum delays hold to within about this much.",
+        section="asynq", default="500ms",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

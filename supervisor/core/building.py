@@ -20,6 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
+from supervisor.core.aggregation import group_id
 from supervisor.core.durations import seconds_in
 from supervisor.core.errors import InvalidTaskError
 from supervisor.core.limits import MAX_TASK_TIMEOUT
@@ -80,6 +83,9 @@ class Task:
     expires: Duration | When | None = None
     #: The per-key limit budget this task draws from (``<group>:<key>``, e.g. ``tenant:42``).
     limit_key: str | None = None
+    #: Wait in this group (with the other tasks of the same type and queue) to be handed to the
+    #: handler together, as one aggregated task (core/aggregation.py).
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,5 +273,20 @@ def build_task(
         expires=expires,
         limit_key="" if task.limit_key is None else _check_text(task.limit_key, "limit_key"),
     )
+    if task.group is not None:
+        return _grouped(task, message)
     new = NewTask(task.queue, task_id, encode_message(message), process_at, unique_key, unique_ttl)
     return Built(message, process_at, new)
+
+
+def _grouped(task: Task, message: TaskMessage) -> Built:
+    """A member of a group: it waits in its group, so what is about its own run is refused."""
+    group = _check_text(task.group, "group")
+    for name in ("process_at", "process_in", "deadline", "unique_for", "retention"):
+        if getattr(task, name) is not None:
+            raise InvalidTaskError(
+                f"a task enqueued with a group cannot have {name}: it runs as part of its group's aggregated task"
+            )
+    message = msgspec.structs.replace(message, group=group)
+    new = NewTask(task.queue, message.id, encode_message(message), group=group_id(message.type, group))
+    return Built(message, None, new)

@@ -16,7 +16,8 @@ import msgspec
 from supervisor.core.ports import CancelReply
 from supervisor.core.task import TaskMessage, TaskState, decode_value
 
-STATES = tuple(s.value for s in TaskState)  # what `tasks list` can list ("completed" is only shown by id)
+#: What `tasks list` can list ("completed" is only shown by id; aggregating members by group, in stats).
+STATES = tuple(s.value for s in TaskState if s is not TaskState.AGGREGATING)
 #: States an operator may retry or delete (a running task belongs to its worker).
 WAITING = ("scheduled", "retry", "archived")
 #: Tasks per bulk step: a few milliseconds of store time each (see bench/bulk_delete.py).

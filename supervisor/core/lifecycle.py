@@ -82,6 +82,17 @@ def after_failure(
     return RetryLater(_failed(message, error, now, count=True), now + max(delay, 0.0))
 
 
+def after_retry_request(
+    message: TaskMessage, error: str, now: float, delay: float, *, count: bool
+) -> RetryLater | Archive:
+    """The handler asked to run again in ``delay`` seconds (``RetryLater``, or an error its type
+    declares not a failure). Uncounted, it always runs again and ``retried`` stays as it was;
+    counted, it is a failure like any other (archived when no retry is left)."""
+    if count:
+        return after_failure(message, error, now, delay)
+    return RetryLater(_failed(message, error, now, count=False), now + max(delay, 0.0))
+
+
 def after_worker_death(message: TaskMessage, reason: str, now: float) -> RunAgainNow | Archive:
     """The process running the task died (killed, crashed, out of memory) or lost its lease.
 

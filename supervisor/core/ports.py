@@ -47,6 +47,9 @@ class NewTask:
     unique_ttl: float = 0.0
     once_key: str = ""
     once_ttl: float = 0.0
+    #: The group the task waits in, as core/aggregation.group_id makes it ('' = none: it is
+    #: pending or scheduled at once).
+    group: str = ""
 
 
 class Enqueued(enum.IntEnum):

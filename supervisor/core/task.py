@@ -32,6 +32,9 @@ class TaskState(enum.StrEnum):
     #: Not started before its ``expires`` time: never run.
     EXPIRED = "expired"
 
+    #: Waiting in its group to become part of an aggregated task (core/aggregation.py).
+    AGGREGATING = "aggregating"
+
 
 #: States a task never leaves by itself (beside a completion, which keeps no state): what a
 #: workflow join counts as finished. Canceled and expired tasks are kept like archived ones.
@@ -75,6 +78,11 @@ class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Fals
     #: The budget of a per-key rate limit or cap this task draws from ('' = none): ``<group>:<key>``,
     #: counted against the limit ``key:<group>`` of its queue (core/flow.py).
     limit_key: str = ""
+    #: The group a member waits in, or the group an aggregated task was made of ('' = none).
+    group: str = ""
+    #: How many members an aggregated task was made of (0: not an aggregated task); its payload
+    #: is then the list of their payloads.
+    members: int = 0
 
 
 class CompletedTask(msgspec.Struct):

@@ -30,6 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from supervisor.config import Settings, load_settings
+from supervisor.core.aggregation import GroupStore
 from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.flow import LimitStore
 from supervisor.core.inspection import WAITING, Inspection, Sample, UnknownQueue, UnknownTask
@@ -54,9 +55,11 @@ HISTORY_SPANS = {"1h": 60, "6h": 360, "24h": 1440}
 class Dashboard:
     """The handlers, with the Inspector, templates and CSRF signer they share."""
 
-    def __init__(self, inspector: Inspection, options: DashboardSettings) -> None:
+    def __init__(self, inspector: Inspection, options: DashboardSettings, groups: GroupStore | None = None) -> None:
         self.inspector = inspector
         self.options = options
+        #: Task aggregation's waiting groups, shown on the overview (None: not shown).
+        self.groups = groups
         self.csrf = Csrf(options.secret)
         #: The workflow page and task progress (dashboard/flows.py), set by create_app.
         self.flow_pages: FlowPages | None = None
@@ -161,6 +164,7 @@ class Dashboard:
             "servers": servers,
             "busy": sum(int(s.get("busy", 0) or 0) for s in servers),
             "workers": sum(int(s.get("workers", 0) or 0) for s in servers),
+            "groups": self.groups.group_heads([q.queue for q in queues])[1] if self.groups is not None else [],
         }
 
     async def api_stats(self, request: Request) -> Response:
@@ -173,6 +177,9 @@ class Dashboard:
                     for q in data["queues"]
                 ],
                 "servers": data["servers"],
+                "groups": [
+                    {"queue": g.queue, "type": g.task_type, "group": g.name, "size": g.size} for g in data["groups"]
+                ],
             }
         )  # fmt: skip
 
@@ -320,16 +327,18 @@ def create_app(
     """
     settings = settings or load_settings()
     options = dashboard or DashboardSettings()
+    groups: GroupStore | None = None
     if inspection is None:
-        from supervisor.wiring import make_inspection
+        from supervisor.wiring import make_group_store, make_inspection
 
         inspection = make_inspection(settings, client_name="supervisor-dashboard")
         flows, progress = _flow_reads(settings)
+        groups = make_group_store(settings, client_name="supervisor-dashboard")
     if limits is None:
         from supervisor.wiring import make_limit_store
 
         limits = make_limit_store(settings, client_name="supervisor-dashboard")
-    d = Dashboard(inspection, options)
+    d = Dashboard(inspection, options, groups)
     d.flow_pages = FlowPages(d, flows, progress)
     static = StaticFiles(directory=str(resources.files("supervisor.dashboard") / "static"))
     routes = [

@@ -8,6 +8,7 @@ from typing import Any
 
 from supervisor.context import TaskContext
 from supervisor.core.errors import SkipRetry
+from supervisor.core.retry_later import NotAFailure, RetryLater
 from supervisor.core.task import log_fields
 
 log = logging.getLogger("supervisor.task")
@@ -40,7 +41,7 @@ async def recovery_async(context: TaskContext, call_next: Callable[[], Awaitable
 
 def _judged(context: TaskContext, exc: BaseException) -> HandlerCrashed | None:
     """Log what the handler raised; the exception to raise instead of it (None: raise it as it is)."""
-    if isinstance(exc, SkipRetry):
+    if isinstance(exc, SkipRetry | RetryLater | NotAFailure):
         return None  # a decision, not a crash: no traceback needed
     if isinstance(exc, Exception):
         log.error(

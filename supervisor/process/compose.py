@@ -11,6 +11,7 @@ from supervisor.app import App
 from supervisor.config import Settings
 from supervisor.core.inspection import QueueStats
 from supervisor.flows import Flows, FlowSweep
+from supervisor.process.aggregator import Aggregator
 from supervisor.process.arbiter import PARENT_SOCKET_TIMEOUT, Arbiter
 from supervisor.process.declared_limits import declare_limits, throttle_counts
 from supervisor.process.keeper import Keeper
@@ -21,7 +22,7 @@ from supervisor.process.recoverer import Recoverer
 from supervisor.process.reporting import Reporter
 from supervisor.process.scheduler import Scheduler
 from supervisor.process.sdnotify import Notifier
-from supervisor.wiring import make_broker, make_limit_store, make_metrics_reads, make_schedule_store
+from supervisor.wiring import make_broker, make_group_store, make_limit_store, make_metrics_reads, make_schedule_store
 
 
 class StartupError(Exception):
@@ -78,4 +79,8 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
         declared.close()
     reporter = Reporter(notifier, LivenessFile(asynq.namespace, asynq.heartbeat_interval), arbiter.pool_status)
     flow_sweep = FlowSweep(Flows(broker, broker.flow_store()), every=max(asynq.heartbeat_interval, 1.0))
-    return ParentParts(broker, keeper, recoverer, scheduler, reporter, metrics, listeners, inspection, flow_sweep)
+    groups = make_group_store(settings, client_name="supervisor-parent", socket_timeout=PARENT_SOCKET_TIMEOUT)
+    aggregator = Aggregator(groups, arbiter.queues, arbiter.app.aggregation_for, interval=asynq.aggregate_interval)
+    return ParentParts(
+        broker, keeper, recoverer, scheduler, reporter, metrics, listeners, inspection, flow_sweep, aggregator
+    )

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from supervisor.core.inspection import Inspection
 from supervisor.core.ports import Broker
+from supervisor.process.aggregator import Aggregator
 from supervisor.process.keeper import Keeper
 from supervisor.process.metrics import Metrics
 from supervisor.process.recoverer import Recoverer
@@ -57,6 +58,8 @@ class ParentParts:
     inspection: Inspection | None = None
     #: Releases workflow members a crash left unreleased (supervisor/flows.py's FlowSweep).
     flow_sweep: Role | None = None
+    #: Turns ready groups into aggregated tasks (task aggregation).
+    aggregator: Aggregator | None = None
 
     def roles(self, *, stopping: bool) -> list[Role]:
         """The roles the loop walks, in order; periodic tasks are not enqueued while stopping."""
@@ -65,6 +68,8 @@ class ParentParts:
             roles.append(self.scheduler)
         if self.flow_sweep is not None:
             roles.append(self.flow_sweep)
+        if self.aggregator is not None and not stopping:
+            roles.append(self.aggregator)
         roles.append(self.reporter)
         return roles
 
@@ -78,6 +83,8 @@ class ParentParts:
             self.scheduler.store.close_after_fork()
         if self.inspection is not None:
             self.inspection.close_after_fork()
+        if self.aggregator is not None:
+            self.aggregator.store.close_after_fork()
 
     def close(self) -> None:
         self.reporter.close()

@@ -15,7 +15,6 @@ that does not validate, a handler that raises anything at all.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import threading
 import time
@@ -25,26 +24,23 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from supervisor.app import App, Registration, TaskContext
+from supervisor.app import App, TaskContext
 from supervisor.core import lifecycle
-from supervisor.core.errors import SkipRetry, TaskCanceled, TaskTimeout
-from supervisor.core.flow_store import CANCELED, EXPIRED, FAILED
+from supervisor.core.errors import TaskCanceled, TaskTimeout
+from supervisor.core.flow_store import EXPIRED
 from supervisor.core.lifecycle import Outcome
 from supervisor.core.ports import Broker, Claimed, Clock, Completion
-from supervisor.core.retry import exponential_backoff
+from supervisor.core.retry_later import NotAFailure, RetryLater
 from supervisor.core.task import (
     TaskMessage,
-    bytes_payload,
     decode_message,
     encode_completed,
-    encode_message,
     encode_payload,
-    log_fields,
-    new_task_id,
 )
-from supervisor.tracebacks import describe as describe_error
+from supervisor.registration import Registration
 from supervisor.worker.joins import Joins
 from supervisor.worker.options import WorkerObserver, WorkerOptions
+from supervisor.worker.outcomes import Outcomes
 from supervisor.worker.progress import ProgressBoard
 from supervisor.worker.storecalls import StoreCalls
 
@@ -76,7 +72,7 @@ class Ready:
         return self.registration.is_async
 
 
-class TaskRunner:
+class TaskRunner(Outcomes):
     def __init__(
         self,
         app: App,
@@ -152,7 +148,7 @@ class TaskRunner:
             why = f"no handler registered for task type {message.type!r} (registered: {known})"
             return self.archive(claimed, message, why, now)
         try:
-            payload = registration.decode(message.payload)
+            payload = registration.decode(message.payload, message.members)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return self.archive(claimed, message, f"invalid payload for {message.type!r}: {exc}", now)
         limit = lifecycle.time_limit(message, self.options.task_timeout, now)
@@ -227,7 +223,10 @@ class TaskRunner:
             except ResultNotStorable as exc:
                 error = exc
         retry_delay = ready.registration.retry_delay or self.app.retry_delay
-        outcome = self._failed(ready.claimed, ready.message, error, retry_delay)
+        if isinstance(error, (RetryLater, NotAFailure, *ready.registration.not_failures)):
+            outcome = self._put_off(ready.claimed, ready.message, error, retry_delay)
+        else:
+            outcome = self._failed(ready.claimed, ready.message, error, retry_delay)
         self.observer.task_finished(ready.message.id, outcome, time.perf_counter() - started)
         return outcome, None
 
@@ -261,115 +260,3 @@ class TaskRunner:
     def _completed(self, ready: Ready, completion: Completion, started: float) -> tuple[Outcome, Completion]:
         self.observer.task_finished(ready.message.id, Outcome.COMPLETED, time.perf_counter() - started)
         return Outcome.COMPLETED, completion
-
-    def _failed(
-        self,
-        claimed: Claimed,
-        message: TaskMessage,
-        error: BaseException,
-        retry_delay: Callable[[int, BaseException | None], float] | None,
-    ) -> Outcome:
-        now = self.clock.now()
-        text = describe_error(error)
-        if isinstance(error, SkipRetry):
-            return self.archive(claimed, message, text, now)
-        delay = (retry_delay or exponential_backoff)(message.retried + 1, error)
-        decision = lifecycle.after_failure(message, text, now, delay)
-        if isinstance(decision, lifecycle.Archive):
-            return self.archive(claimed, message, text, now, retries_exhausted=True)
-        if lifecycle.has_expired(message, decision.at):  # its retry would come too late to start
-            return self.end(claimed, decision.message, now)
-        log.warning(
-            "task %s (%s) failed, retry %d/%d in %.1fs: %s",
-            message.id, message.type, decision.message.retried, message.max_retry, delay, text.splitlines()[0],
-            extra=log_fields(message, "task_retry", retry_in=round(delay, 3)),
-        )  # fmt: skip
-        data = encode_message(decision.message)
-        done = self.store.persist("retry", lambda: self.broker.retry(claimed, self.worker_id, data, decision.at))
-        return self._fenced(done, Outcome.RETRY, message.id)
-
-    def archive(
-        self,
-        claimed: Claimed,
-        message: TaskMessage,
-        error: str,
-        now: float,
-        *,
-        retries_exhausted: bool = False,
-        flow_state: str = FAILED,
-    ) -> Outcome:
-        decision = lifecycle.after_failure(message, error, now, 0.0, final=True)
-        first_line = error.splitlines()[0] if error else ""
-        log.error(
-            "task %s (%s) archived%s: %s",
-            message.id, message.type, f" after {message.retried} retries" if retries_exhausted else "", first_line,
-            extra=log_fields(message, "task_archived", error=first_line),
-        )  # fmt: skip
-        if message.flow:
-            self.store.persist("flow join", lambda: self.joins.flows().member_failed(message, flow_state, error))
-        data = encode_message(decision.message)
-        done = self.store.persist(
-            "archive", lambda: self.broker.archive(claimed, self.worker_id, data, now, unique_key=message.unique_key)
-        )
-        return self._fenced(done, Outcome.ARCHIVED, message.id)
-
-    def end(self, claimed: Claimed, message: TaskMessage, now: float) -> Outcome:
-        """End a task that must not run (again): canceled, or expired (its expiry has come, or
-        comes before its retry would)."""
-        if message.id in self.canceled:
-            state, why = Outcome.CANCELED, "canceled"
-        else:
-            at = dt.datetime.fromtimestamp(message.expires, dt.UTC).isoformat(timespec="milliseconds")
-            state, why = Outcome.EXPIRED, f"expired: not started by {at}"
-        log.warning(
-            "task %s (%s) %s", message.id, message.type, why, extra=log_fields(message, f"task_{state.value}")
-        )  # fmt: skip
-        if message.flow:  # the join counts it as finished (canceled or expired), before it ends
-            flow_state = CANCELED if state is Outcome.CANCELED else EXPIRED
-            self.store.persist("flow join", lambda: self.joins.flows().member_failed(message, flow_state, why))
-        data = encode_message(lifecycle.ended(message, why, now))
-        unique = message.unique_key
-        done = self.store.persist(
-            state.value,
-            lambda: self.broker.end_task(claimed, self.worker_id, state.value, data, now, unique_key=unique),
-        )
-        self.canceled.discard(message.id)
-        return self._fenced(done, state, message.id)
-
-    def _archive_foreign(self, claimed: Claimed, raw: bytes, error: str) -> Outcome:
-        """Archive something that is not a task envelope, keeping its bytes as the payload.
-
-        The claimed id is kept when it is readable text; otherwise (it was itself the junk) the
-        record gets a fresh id.
-        """
-        now = self.clock.now()
-        try:
-            readable = claimed.task_id.encode("utf-8", "surrogateescape").decode("utf-8")
-            store_id = readable if claimed.data is not None else new_task_id()
-        except UnicodeDecodeError:
-            store_id = new_task_id()
-        message = TaskMessage(
-            id=store_id, type="", queue=claimed.queue, payload=bytes_payload(raw), max_retry=0, enqueued_at=now,
-            last_error=error, last_failed_at=now,
-        )  # fmt: skip
-        log.error(
-            "unreadable task archived as %s in queue %s: %s", store_id, claimed.queue, error,
-            extra=log_fields(message, "task_archived", error=error),
-        )  # fmt: skip
-        data = encode_message(message)
-        done = self.store.persist(
-            "archive", lambda: self.broker.archive(claimed, self.worker_id, data, now, store_id=store_id)
-        )
-        return self._fenced(done, Outcome.ARCHIVED, store_id)
-
-    def _fenced(self, done: bool | None, outcome: Outcome, task_id: str) -> Outcome:
-        if done is None:
-            return Outcome.ABANDONED
-        if not done:
-            log.warning(
-                "task %s is no longer owned by this worker (its lease ended and it was recovered); "
-                "outcome %r not recorded, it will run again",
-                task_id, outcome.value, extra={"task_id": task_id, "event": "task_fenced"},
-            )  # fmt: skip
-            return Outcome.FENCED
-        return outcome

@@ -29,17 +29,20 @@ import time
 from collections.abc import Sequence
 
 from supervisor.adapters.memory.endings import MemoryEndings
+from supervisor.adapters.memory.extras import MemoryExtras
 from supervisor.adapters.memory.flow import claim_limited
-from supervisor.adapters.memory.flows import MemoryFlowStore
 from supervisor.adapters.memory.limits import MemoryLimits
 from supervisor.adapters.memory.store import (
+    AGGREGATING,
     ARCHIVED,
     PENDING,
     RETRY,
     SCHEDULED,
+    WAKE_CAP,
     batch_size,
     next_due,
 )
+from supervisor.core.aggregation import GroupStore
 from supervisor.core.ports import (
     Broker,
     Claimed,
@@ -53,15 +56,13 @@ from supervisor.core.ports import (
 
 __all__ = ["FORWARD_LIMIT", "WAKE_CAP", "MemoryBroker"]
 
-#: Wake-up tokens kept per queue at most (the Redis adapter's WAKE_CAP).
-WAKE_CAP = 256
 #: Due scheduled/retry tasks moved to pending per set per claim (the Redis adapter's FORWARD_LIMIT).
 FORWARD_LIMIT = 100
 #: Archived tasks dropped per trimming step, per limit (archive.lua's bound).
 TRIM_STEP = 100
 
 
-class MemoryBroker(MemoryEndings, MemoryLimits):
+class MemoryBroker(MemoryEndings, MemoryLimits, MemoryExtras):
     """Tasks in this process's memory, with the Redis adapter's semantics (see the module docstring)."""
 
     # -- producers ----------------------------------------------------------------------------
@@ -93,6 +94,11 @@ class MemoryBroker(MemoryEndings, MemoryLimits):
             q.once.put(t.once_key, t.task_id, now, t.once_ttl)
         if t.unique_key:
             q.unique.put(t.unique_key, t.task_id, now, t.unique_ttl)
+        if t.group:  # group_add.lua: a member waits in its group, not on the pending list
+            q.msg[t.task_id], q.state[t.task_id] = t.data, AGGREGATING
+            q.groups.setdefault(t.group, {})[t.task_id] = now
+            self._known.add(t.queue)
+            return Enqueued.ENQUEUED, t.task_id
         q.msg[t.task_id] = t.data
         if t.process_at is None:
             q.state[t.task_id] = PENDING
@@ -357,32 +363,7 @@ class MemoryBroker(MemoryEndings, MemoryLimits):
                         n += 1
             return n
 
-    # -- workflows ------------------------------------------------------------------------------
 
-    def flow_store(self) -> MemoryFlowStore:
-        """One flow store per broker, on its clock (adapters/memory/flows.py)."""
-        with self._cond:
-            if self._flows is None:
-                self._flows = MemoryFlowStore(self.clock)
-            return self._flows
-
-    def progress_store(self) -> MemoryBroker:
-        return self
-
-    def save_progress(self, entries: Sequence[tuple[str, str, bytes]], ttl: float) -> None:
-        with self._cond:
-            self._up()
-            until = self.clock.now() + ttl
-            for queue, task_id, record in entries:
-                self._progress[(queue, task_id)] = (record, until)
-
-    def progress_record(self, queue: str, task_id: str) -> bytes | None:
-        with self._cond:
-            self._up()
-            found = self._progress.get((queue, task_id))
-            return found[0] if found is not None and found[1] > self.clock.now() else None
-
-
-def _conforms(broker: MemoryBroker) -> Broker:
-    """Never called: mypy checks here that MemoryBroker implements the Broker port."""
-    return broker
+def _conforms(broker: MemoryBroker) -> tuple[Broker, GroupStore]:
+    """Never called: mypy checks here that MemoryBroker implements the Broker and GroupStore ports."""
+    return broker, broker

@@ -20,6 +20,10 @@ ACTIVE = TaskState.ACTIVE.value.encode()
 SCHEDULED = TaskState.SCHEDULED.value.encode()
 RETRY = TaskState.RETRY.value.encode()
 ARCHIVED = TaskState.ARCHIVED.value.encode()
+AGGREGATING = TaskState.AGGREGATING.value.encode()
+
+#: Wake-up tokens kept per queue at most (the Redis adapter's WAKE_CAP).
+WAKE_CAP = 256
 
 
 def raw(task_id: str) -> bytes:
@@ -133,6 +137,8 @@ class Queue:
     canceling: dict[str, float] = field(default_factory=dict)
     #: Tasks ended canceled / expired, counted.
     ended_counts: dict[str, int] = field(default_factory=dict)
+    #: group id -> its waiting members: task id -> when it joined, oldest first (core/aggregation.py)
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def drop(self, task_id: str) -> None:
         """Forget an id's envelope, state and ownership (what completion and trimming remove)."""

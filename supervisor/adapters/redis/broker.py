@@ -178,6 +178,7 @@ class RedisBroker:
         )
         scripts += ("ring", "register")  # a cluster's doorbell and queue registry
         scripts += ("cancel", "end")  # cancellation and expiry (endings.py)
+        scripts += ("group_add",)  # a member of a group (core/aggregation.py)
         self._scripts = {name: client.register_script(script_source(name)) for name in scripts}
         #: A cluster's calls, node by node (one failing node fails only its own calls).
         self._nodes = ClusterCalls(client, self._scripts, wait_replicas, self.wait_timeout_ms, NodeHealth())

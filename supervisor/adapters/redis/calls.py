@@ -107,6 +107,13 @@ def enqueue_call(task: NewTask, keys: QueueKeys, namespace: str, *, cluster: boo
     the queue and rings the doorbell with calls of their own (see broker.py).
     """
     registry = keys.pending if cluster else queues_key(namespace)
+    # -- a member of a group waits in it (group_add.lua), not on the pending list --
+    if task.group:
+        group_keys = [keys.msg, keys.state, keys.groups(), keys.group(task.group), registry]
+        group_keys += [keys.once(task.once_key)] if task.once_key else []
+        once_ttl = ms(task.once_ttl) if task.once_key else ""
+        group_args = (raw_id(task.task_id), task.data, task.group, "" if cluster else task.queue, once_ttl)
+        return ("group_add", group_keys, group_args)
     key_list = [keys.msg, keys.state, keys.pending, keys.scheduled, keys.wake, registry]
     if task.unique_key:
         key_list.append(keys.unique(task.unique_key))
@@ -187,7 +194,7 @@ def plan_submit(
     if len(tasks) == 1:  # the common case: one call of the simpler script
         return SubmitPlan([enqueue_call(tasks[0], keys_of(tasks[0].queue), namespace, cluster=cluster)], [[0]], 1)
     for i, task in enumerate(tasks):
-        if task.unique_key or task.once_key:
+        if task.unique_key or task.once_key or task.group:
             close_run()
             calls.append(enqueue_call(task, keys_of(task.queue), namespace, cluster=cluster))
             slots.append([i])

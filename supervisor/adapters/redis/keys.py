@@ -114,6 +114,15 @@ class QueueKeys:
         """Counter of the queue's tasks that ended ``canceled`` or ``expired``."""
         return self.pending[: -len("pending")] + state + "_count"
 
+    def groups(self) -> str:
+        """Zset of the queue's waiting groups (core/aggregation.py): group id -> when its oldest
+        member joined."""
+        return self.pending[: -len("pending")] + "groups"
+
+    def group(self, gid: str) -> str:
+        """Zset of one group's waiting members: task id -> when it joined."""
+        return self.pending[: -len("pending")] + "group:" + gid
+
     def claim_keys(self) -> tuple[str, ...]:
         """The eight keys claim.lua takes per queue, in its order."""
         return (
