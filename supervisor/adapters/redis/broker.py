@@ -58,7 +58,7 @@ from redis.exceptions import NoScriptError
 
 from supervisor.adapters.redis.calls import (
     BATCH_CHUNK,
-    STALE_SLOTS,
+    NODE_DOWN,
     WAKE_CAP,
     Call,
     ReplicaWaitTimeout,
@@ -431,7 +431,7 @@ class RedisBroker:
             return True
         try:
             return self.redis.get_redis_connection(node).brpop(keys, timeout=timeout) is not None  # type: ignore[attr-defined]
-        except STALE_SLOTS as exc:
+        except NODE_DOWN as exc:
             self._nodes.node_failed(node, exc)
             return True
 

@@ -32,6 +32,10 @@ BATCH_CHUNK = 500
 
 #: Replies and failures that mean a cluster's slot map is stale: a failover or a resharding.
 STALE_SLOTS = (AskError, ClusterDownError, TryAgainError, ReadOnlyError, redis.ConnectionError)
+#: What a single read from one cluster node raises when that node is gone or stalled: the above, and
+#: a timeout (a stalled node answers nothing; a timeout is not a ConnectionError in redis-py). The
+#: caller marks the node down, so that its back-off spares the next reads the socket timeout.
+NODE_DOWN = (*STALE_SLOTS, redis.TimeoutError)
 
 
 class ReplicaWaitTimeout(redis.TimeoutError):

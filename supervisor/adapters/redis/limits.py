@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from supervisor.adapters.redis.calls import STALE_SLOTS, script_source
+from supervisor.adapters.redis.calls import NODE_DOWN, script_source
 from supervisor.adapters.redis.connection import close_after_fork
 from supervisor.adapters.redis.errors import port_errors
 from supervisor.adapters.redis.keys import QueueKeys
@@ -170,7 +170,7 @@ class LimitedQueues:
             return None
         try:
             members = self.client.get_redis_connection(node).smembers(self.key)
-        except STALE_SLOTS as exc:
+        except NODE_DOWN as exc:
             self.nodes.node_failed(node, exc)
             raise
         return members

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from supervisor.adapters.redis.calls import STALE_SLOTS
+from supervisor.adapters.redis.calls import NODE_DOWN
 from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.adapters.redis.nodes import ClusterCalls
 from supervisor.core.ports import Claimed, Held
@@ -119,7 +119,7 @@ class OwnedViews:
                 continue
             try:
                 out += read(cluster.get_redis_connection(node), group)
-            except STALE_SLOTS as exc:
+            except NODE_DOWN as exc:
                 self.nodes.node_failed(node, exc)
                 failed += group
                 error = error or exc
