@@ -362,23 +362,11 @@ class Chaos:
                 if delay > 0:
                     time.sleep(delay)
                 tasks = [Task(task_type(i), i, task_id=task_id(i)) for i in range(start, min(start + batch, self.n))]
-                give_up = time.monotonic() + 60
-                while True:
-                    try:
-                        client.enqueue_many(tasks)
-                        break
-                    except DuplicateTaskError:
-                        # An earlier try of this batch had landed (its reply was lost): the others
-                        # of the batch were enqueued by this call.
-                        self.faults["enqueue_retry_found_duplicates"] += 1
-                        break
-                    except (redis.RedisError, BrokerError):
-                        self.faults["enqueue_retries"] += 1
-                        self.resent.update(t.task_id for t in tasks if t.task_id)
-                        if time.monotonic() > give_up:
-                            self.enqueue_failed += len(tasks)
-                            break
-                        time.sleep(0.05)
+                stored, resent = send_until_stored(client, tasks, self.faults)
+                if resent:
+                    self.resent.update(t.task_id for t in tasks if t.task_id)
+                if not stored:
+                    self.enqueue_failed += len(tasks)
                 self.enqueued = min(start + batch, self.n)
         finally:
             client.close()
@@ -396,21 +384,11 @@ class Chaos:
                     time.sleep(delay)
                 numbers = range(start, min(start + batch, self.group_n))
                 tasks = [Task("chaos:grouped", i, group=f"g{i % GROUP_NAMES}", task_id=f"g{i:07d}") for i in numbers]
-                give_up = time.monotonic() + 60
-                while True:
-                    try:
-                        client.enqueue_many(tasks)
-                        break
-                    except DuplicateTaskError:
-                        self.faults["group_enqueue_retry_found_duplicates"] += 1
-                        break
-                    except (redis.RedisError, BrokerError):
-                        self.faults["group_enqueue_retries"] += 1
-                        self.group_resent.update(numbers)
-                        if time.monotonic() > give_up:
-                            self.group_failed += len(tasks)
-                            break
-                        time.sleep(0.05)
+                stored, resent = send_until_stored(client, tasks, self.faults, counter_prefix="group_")
+                if resent:
+                    self.group_resent.update(numbers)
+                if not stored:
+                    self.group_failed += len(tasks)
         finally:
             client.close()
             self.group_enqueue_done.set()
@@ -664,6 +642,32 @@ def given_back_after_lost_claims(log_path: Path) -> set[str]:
         if message.startswith("task "):
             out.add(message.split(" ", 2)[1])
     return out
+
+
+def send_until_stored(
+    client: Client, tasks: list[Task], faults: Counter[str], *, counter_prefix: str = "", pause: float = 0.05
+) -> tuple[bool, bool]:
+    """Send a batch as a producer that retries would, for up to a minute: (stored, sent again).
+
+    A DuplicateTaskError on a resend means an earlier try had landed (its reply was lost): the
+    others of the batch were enqueued by this call. Counted in ``faults``: ``enqueue_retries`` and
+    ``enqueue_retry_found_duplicates`` (after ``counter_prefix``).
+    """
+    give_up = time.monotonic() + 60
+    resent = False
+    while True:
+        try:
+            client.enqueue_many(tasks)
+            return True, resent
+        except DuplicateTaskError:
+            faults[f"{counter_prefix}enqueue_retry_found_duplicates"] += 1
+            return True, resent
+        except (redis.RedisError, BrokerError):
+            faults[f"{counter_prefix}enqueue_retries"] += 1
+            resent = True
+            if time.monotonic() > give_up:
+                return False, resent
+            time.sleep(pause)
 
 
 def duplicate_causes(

@@ -32,10 +32,10 @@ from typing import Any
 import redis
 import redis.cluster
 
-from bench.chaos import duplicate_causes, given_back_after_lost_claims, run_log, task_id
+from bench.chaos import duplicate_causes, given_back_after_lost_claims, run_log, send_until_stored, task_id
 from bench.chaos_app import RUNS
 from bench.common import RESULTS, ROOT
-from supervisor import BrokerError, Client, DuplicateTaskError, Task
+from supervisor import Client, Task
 from supervisor.config import load_settings
 from tests.procs import alive, tree
 from tests.redis_server import RedisServer
@@ -166,21 +166,11 @@ class ClusterChaos:
         self.enqueue_done.set()
 
     def _enqueue(self, client: Client, tasks: list[Task]) -> None:
-        give_up = time.monotonic() + 60
-        while tasks:
-            try:
-                client.enqueue_many(tasks)
-                return
-            except DuplicateTaskError:
-                self.faults["enqueue_retry_found_duplicates"] += 1
-                return
-            except (redis.RedisError, BrokerError):
-                self.faults["enqueue_retries"] += 1
-                self.resent.update(t.task_id for t in tasks if t.task_id)
-                if time.monotonic() > give_up:
-                    self.enqueue_failed += len(tasks)
-                    return
-                time.sleep(0.1)
+        stored, resent = send_until_stored(client, tasks, self.faults, pause=0.1) if tasks else (True, False)
+        if resent:
+            self.resent.update(t.task_id for t in tasks if t.task_id)
+        if not stored:
+            self.enqueue_failed += len(tasks)
 
     # -- the run ---------------------------------------------------------------------------------
 

@@ -20,6 +20,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import cast
 
 import redis
 
@@ -42,8 +46,27 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def measure(workers: int, concurrency: int, kind: str = "sleep") -> tuple[int, int]:
-    """(PSS in kB of every process of the pool, tasks running) with workers x concurrency busy."""
+@dataclass
+class PrivatePool:
+    """``supervisor start`` of the test app (tests/apps/pool_app.py) over a redis-server of its own."""
+
+    proc: subprocess.Popen[bytes]
+    namespace: str
+    redis: redis.Redis
+    url: str
+
+    def client(self) -> Client:
+        return Client(settings=load_settings(environ={"REDIS_URL": self.url, "ASYNQ_NAMESPACE": self.namespace}))
+
+    def ran(self) -> list[bytes]:
+        """The app's record of its runs (``<id> <what> <pid> <retried>``)."""
+        return cast(list[bytes], self.redis.lrange(f"{self.namespace}:test:ran", 0, -1))
+
+
+@contextmanager
+def private_pool(workers: int, concurrency: int) -> Iterator[PrivatePool]:
+    """A pool and its private redis-server, both stopped at the end (two SIGTERMs: stop now, the
+    running tasks go back)."""
     server = RedisServer()
     server.start()
     namespace = f"fp{uuid.uuid4().hex[:6]}"
@@ -54,19 +77,7 @@ def measure(workers: int, concurrency: int, kind: str = "sleep") -> tuple[int, i
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     r = redis.Redis.from_url(server.url)
     try:
-        busy = workers * concurrency
-        with Client(settings=load_settings(environ={"REDIS_URL": server.url, "ASYNQ_NAMESPACE": namespace})) as c:
-            c.enqueue_many([Task(kind, 20.0) for _ in range(busy)])
-        deadline = time.monotonic() + 30
-        running = 0
-        while time.monotonic() < deadline:
-            running = sum(1 for row in r.lrange(f"{namespace}:test:ran", 0, -1) if b" started " in row)
-            if running >= busy:
-                break
-            time.sleep(0.1)
-        time.sleep(0.5)  # let every thread settle
-        pids = [proc.pid, *children(proc.pid)]
-        return sum(pss_kb(p) for p in pids), running
+        yield PrivatePool(proc, namespace, r, server.url)
     finally:
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
@@ -78,6 +89,24 @@ def measure(workers: int, concurrency: int, kind: str = "sleep") -> tuple[int, i
             proc.wait()
         r.close()
         server.stop()
+
+
+def measure(workers: int, concurrency: int, kind: str = "sleep") -> tuple[int, int]:
+    """(PSS in kB of every process of the pool, tasks running) with workers x concurrency busy."""
+    with private_pool(workers, concurrency) as pool:
+        busy = workers * concurrency
+        with pool.client() as c:
+            c.enqueue_many([Task(kind, 20.0) for _ in range(busy)])
+        deadline = time.monotonic() + 30
+        running = 0
+        while time.monotonic() < deadline:
+            running = sum(1 for row in pool.ran() if b" started " in row)
+            if running >= busy:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)  # let every thread settle
+        pids = [pool.proc.pid, *children(pool.proc.pid)]
+        return sum(pss_kb(p) for p in pids), running
 
 
 def main() -> None:
