@@ -12,6 +12,7 @@ import gc
 import logging
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -117,15 +118,24 @@ def test_a_system_exit_in_an_orphaned_task_is_logged_and_the_loop_goes_on(memory
     assert all(isinstance(t.exception(), SystemExit) for t in orphans)  # retrieved: no finalizer logs it
 
 
-def test_a_worker_whose_event_loop_ends_stops_and_says_so(memory, producer, caplog):
-    app = App()
+def stop_loop_app(app: App) -> App:
+    """``app`` with a handler that stops the worker's event loop and never returns."""
 
     @app.task("stop_loop")
     async def stop_loop(payload: None) -> None:
         asyncio.get_running_loop().stop()
         await asyncio.sleep(3600)
 
-    info = producer.enqueue("stop_loop")
+    return app
+
+
+@contextmanager
+def run_until_the_loop_ends(app: App, memory: MemoryBroker, timeout: float) -> Iterator[list[BaseException]]:
+    """Run a worker in a thread until it returns (within ``timeout``); yields what it raised.
+
+    Afterwards the abandoned asyncio task is finalized now, not in the middle of a later test, and
+    without asyncio's "Task was destroyed but it is pending!" record, which would keep it alive longer.
+    """
     workers = [worker(app, memory, concurrency=2)]
     raised: list[BaseException] = []
 
@@ -135,27 +145,36 @@ def test_a_worker_whose_event_loop_ends_stops_and_says_so(memory, producer, capl
         except BaseException as exc:
             raised.append(exc)
 
-    with caplog.at_level(logging.ERROR, logger="supervisor.worker"):
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        thread.join(10)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
     assert not thread.is_alive()
-    assert len(raised) == 1 and isinstance(raised[0], EventLoopEnded)
-    assert any(getattr(r, "event", "") == "event_loop_ended" for r in caplog.records)
-    # The task that was on the loop can never resume: given back, uncounted, to run elsewhere.
-    assert memory.task_states([("default", info.id)]) == [b"pending"]
-    data = memory.envelope("default", info.id)
-    assert data is not None and decode_message(data).retried == 0
-    # The abandoned asyncio task's finalizer now, not in the middle of a later test, and without
-    # asyncio's "Task was destroyed but it is pending!" record, which would keep it alive longer.
-    asyncio_log = logging.getLogger("asyncio")
-    asyncio_log.disabled = True
     try:
-        workers.clear()
-        raised.clear()  # its traceback holds the worker's frames
-        gc.collect()
+        yield raised
     finally:
-        asyncio_log.disabled = False  # the abandoned task's finalizer now, not at a random later point of the test run
+        asyncio_log = logging.getLogger("asyncio")
+        asyncio_log.disabled = True
+        try:
+            workers.clear()
+            raised.clear()  # its traceback holds the worker's frames
+            gc.collect()
+        finally:
+            asyncio_log.disabled = False
+
+
+def test_a_worker_whose_event_loop_ends_stops_and_says_so(memory, producer, caplog):
+    app = stop_loop_app(App())
+    info = producer.enqueue("stop_loop")
+    with (
+        caplog.at_level(logging.ERROR, logger="supervisor.worker"),
+        run_until_the_loop_ends(app, memory, timeout=10) as raised,
+    ):
+        assert len(raised) == 1 and isinstance(raised[0], EventLoopEnded)
+        assert any(getattr(r, "event", "") == "event_loop_ended" for r in caplog.records)
+        # The task that was on the loop can never resume: given back, uncounted, to run elsewhere.
+        assert memory.task_states([("default", info.id)]) == [b"pending"]
+        data = memory.envelope("default", info.id)
+        assert data is not None and decode_message(data).retried == 0
 
 
 def test_a_task_thread_waiting_on_an_ended_event_loop_does_not_hold_the_worker_up(memory, producer, caplog):
@@ -164,38 +183,15 @@ def test_a_task_thread_waiting_on_an_ended_event_loop_does_not_hold_the_worker_u
     with the reason, and the worker exits as above."""
     app = App(retry_delay=fixed_delay(3600))
     app.use(lambda context, call_next: call_next())  # no async form: async handlers go through a thread
-
-    @app.task("stop_loop")
-    async def stop_loop(payload: None) -> None:
-        asyncio.get_running_loop().stop()
-        await asyncio.sleep(3600)
-
+    stop_loop_app(app)
     info = producer.enqueue("stop_loop")
-    workers = [worker(app, memory, concurrency=2)]
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            workers[0].run()
-        except BaseException as exc:
-            raised.append(exc)
-
-    with caplog.at_level(logging.ERROR, logger="supervisor.worker"):
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        thread.join(15)
-    assert not thread.is_alive()
-    assert len(raised) == 1 and isinstance(raised[0], EventLoopEnded)
-    data = memory.envelope("default", info.id)
-    assert data is not None and "event loop ended" in decode_message(data).last_error
-    asyncio_log = logging.getLogger("asyncio")
-    asyncio_log.disabled = True
-    try:
-        workers.clear()
-        raised.clear()
-        gc.collect()
-    finally:
-        asyncio_log.disabled = False
+    with (
+        caplog.at_level(logging.ERROR, logger="supervisor.worker"),
+        run_until_the_loop_ends(app, memory, timeout=15) as raised,
+    ):
+        assert len(raised) == 1 and isinstance(raised[0], EventLoopEnded)
+        data = memory.envelope("default", info.id)
+        assert data is not None and "event loop ended" in decode_message(data).last_error
 
 
 # == in a real pool ==================================================================================
