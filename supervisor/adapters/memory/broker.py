@@ -267,11 +267,8 @@ class MemoryBroker(MemoryEndings, MemoryLimits, MemoryExtras):
             self._up([claimed.queue])
             q = self._queue(claimed.queue)
             tid = claimed.task_id
-            if q.owner.get(tid) != worker_id:
+            if not q.end_owned(tid, worker_id, unique_key, self.clock.now()):
                 return False
-            if unique_key:
-                q.release(unique_key, tid, self.clock.now())
-            q.disown(tid)
             stored = tid if store_id is None else store_id
             if stored != tid:
                 q.drop(tid)

@@ -91,11 +91,8 @@ class MemoryEndings(MemoryState):
             self._up([claimed.queue])
             q = self._queue(claimed.queue)
             tid = claimed.task_id
-            if q.owner.get(tid) != worker_id:
+            if not q.end_owned(tid, worker_id, unique_key, self.clock.now()):
                 return False
-            if unique_key:
-                q.release(unique_key, tid, self.clock.now())
-            q.disown(tid)
             q.canceling.pop(tid, None)
             if data:
                 q.msg[tid] = data

@@ -150,6 +150,16 @@ class Queue:
         self.owner.pop(task_id, None)
         self.lease.remove(task_id)
 
+    def end_owned(self, task_id: str, worker_id: str, unique_key: str, now: float) -> bool:
+        """The fence of the scripts that end an owned task (archive.lua, end.lua): False unless
+        ``worker_id`` owns it; else its unique lock is released and it is owned no more."""
+        if self.owner.get(task_id) != worker_id:
+            return False
+        if unique_key:
+            self.release(unique_key, task_id, now)
+        self.disown(task_id)
+        return True
+
     def forward(self, now: float, limit: int) -> None:
         """Due scheduled, then due retry tasks join the tail of pending, in due order (``limit`` per set)."""
         for zset in (self.scheduled, self.retry):
