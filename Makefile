@@ -89,7 +89,7 @@ bench: install
 # skipped; BullMQ's Node.js workers use the machine's node and npm). The I/O scenario runs ours
 # with ASYNQ_WORKER_CONCURRENCY (see bench/README.md).
 bench-peers: install
-	$(BIN)/python -m bench.run --peers
+	$(BIN)/python -m bench.run --peers --update-docs
 
 # 100,000 tasks through 4 workers while children, connections, Redis and the parent are killed
 # and Redis stalls past the socket timeout; then 20,000 tasks on a 3-primary Redis Cluster while

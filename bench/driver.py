@@ -12,6 +12,8 @@ scenarios). Scenarios:
 - drain: N ``noop`` tasks enqueued first, then the workers start; time until all ran; rate over
   the whole run and in steady state (10% -> 90% done), worker-tree and redis-server CPU seconds
   per 1000 tasks (from /proc/<pid>/stat, utime+stime, reaped children included);
+- body: the drain's task body alone (``INCR`` N times in a row, bench/body_cost.py), its CPU and
+  redis-server's: what the drain's worker + Redis CPU per task would be with no framework at all;
 - enqueue: N single enqueue calls, and the batch API where the system has one;
 - pickup: one task at a time into idle workers, enqueue -> handler start, p50/p99;
 - io: N tasks that sleep 10 ms, 2 processes; the peers at their defaults, ours at our
@@ -27,6 +29,7 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -35,14 +38,14 @@ from typing import Any
 
 import redis
 
-from bench.common import percentile
+from bench.common import ROOT, percentile
 from bench.systems import load
 from bench.systems.base import COUNT_KEY, PICKUP_KEY, System
 from tests.procs import cpu_seconds, pss_mb, rss_mb, tree, tree_cpu
 from tests.redis_server import RedisServer
 from tests.waiting import wait_for
 
-SCENARIOS = ("drain", "enqueue", "pickup", "io", "footprint")
+SCENARIOS = ("drain", "body", "enqueue", "pickup", "io", "footprint")
 
 
 def scaled(n: int, scale: float, floor: int) -> int:
@@ -107,6 +110,24 @@ def timed_run(system: System, r: redis.Redis, redis_pid: int, kind: str, n: int,
 def scenario_drain(system: System, r: redis.Redis, redis_pid: int, args: argparse.Namespace) -> dict[str, Any]:
     n = scaled(args.drain_n, args.scale * system.scale, 200)
     return timed_run(system, r, redis_pid, "noop", n, args.timeout)
+
+
+def scenario_body(system: System, r: redis.Redis, redis_pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The noop body run alone, as many times as ours drains, in the system's own interpreter."""
+    n = scaled(args.drain_n, args.scale, 200)
+    redis0 = cpu_seconds(redis_pid)
+    proc = subprocess.run(
+        system.body_command(n), env={**system.env(), **system.extra_env()}, cwd=ROOT,
+        capture_output=True, text=True, timeout=args.timeout, check=True,
+    )  # fmt: skip
+    redis_cpu = cpu_seconds(redis_pid) - redis0
+    cpu = float(json.loads(proc.stdout.strip().splitlines()[-1])["cpu_s"])
+    return {
+        "n": n,
+        "kind": "node" if system.body_command(n)[0].endswith("node") else system.body,
+        "body_cpu_per_1k": round(cpu / n * 1000, 4),
+        "body_redis_cpu_per_1k": round(redis_cpu / n * 1000, 4),
+    }
 
 
 def scenario_io(system: System, r: redis.Redis, redis_pid: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -227,6 +248,7 @@ RUNNERS = {
     "drain": scenario_drain,
     "enqueue": scenario_enqueue,
     "pickup": scenario_pickup,
+    "body": scenario_body,
     "io": scenario_io,
     "footprint": scenario_footprint,
 }

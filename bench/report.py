@@ -6,6 +6,7 @@ Standard library only (runs in the project's venv); the chart is bench/chart.py.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 #: (scenario, field, label, higher is better, format)
@@ -14,6 +15,8 @@ METRICS: list[tuple[str, str, str, bool, str]] = [
     ("drain", "rate_steady", "drain: tasks/s, steady (10%-90%)", True, "{:,.0f}"),
     ("drain", "worker_cpu_per_1k", "drain: worker CPU s / 1000 tasks (steady)", False, "{:.3f}"),
     ("drain", "redis_cpu_per_1k", "drain: Redis CPU s / 1000 tasks (steady)", False, "{:.3f}"),
+    ("body", "total_us", "the task body alone: client + Redis CPU µs per call", False, "{:.0f}"),
+    ("drain", "framework_us", "drain: framework CPU µs/task (worker + Redis - the body alone)", False, "{:.0f}"),
     ("enqueue", "single_rate", "enqueue: tasks/s, single calls", True, "{:,.0f}"),
     ("enqueue", "batch_rate", "enqueue: tasks/s, batch API (1000/call)", True, "{:,.0f}"),
     ("pickup", "p50_ms", "idle pickup latency p50 (ms)", False, "{:.2f}"),
@@ -28,8 +31,36 @@ METRICS: list[tuple[str, str, str, bool, str]] = [
 
 
 def value(run: dict[str, Any], scenario: str, field: str) -> float | None:
+    if (scenario, field) in DERIVED:
+        return DERIVED[scenario, field](run)
     v = run.get(scenario, {}).get(field)
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _body_us(run: dict[str, Any]) -> float | None:
+    """What one call of the task body costs alone (client and Redis CPU), in µs."""
+    body = run.get("body", {})
+    parts = [body.get("body_cpu_per_1k"), body.get("body_redis_cpu_per_1k")]
+    if not all(isinstance(p, int | float) for p in parts):
+        return None
+    return float(sum(parts)) * 1000  # CPU seconds per 1000 calls = ms per call
+
+
+def _framework_us(run: dict[str, Any]) -> float | None:
+    """The drain's worker + Redis CPU per task (steady) minus the body's own: what the framework
+    itself costs per task, in µs."""
+    drain, body = run.get("drain", {}), _body_us(run)
+    parts = [drain.get("worker_cpu_per_1k"), drain.get("redis_cpu_per_1k")]
+    if body is None or not all(isinstance(p, int | float) for p in parts):
+        return None
+    return float(sum(parts)) * 1000 - body
+
+
+#: Metrics computed from a run's raw fields rather than read from them.
+DERIVED: dict[tuple[str, str], Callable[[dict[str, Any]], float | None]] = {
+    ("body", "total_us"): _body_us,
+    ("drain", "framework_us"): _framework_us,
+}
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -224,3 +255,63 @@ def markdown(data: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+#: Rows of README's short table: (metric key, label, format).
+README_ROWS: list[tuple[str, str, str]] = [
+    ("drain.rate_steady", "drain, no-op tasks/s (steady)", "{:,.0f}"),
+    ("drain.framework_us", "drain, framework CPU µs per task (worker + Redis, minus the body alone)", "{:.0f}"),
+    ("io.rate_steady", "10 ms I/O tasks/s", "{:,.0f}"),
+    ("pickup.p50_ms", "idle pickup p50 (ms)", "{:.2f}"),
+    ("pickup.p99_ms", "idle pickup p99 (ms)", "{:.2f}"),
+    ("enqueue.single_rate", "enqueue, single calls/s", "{:,.0f}"),
+]
+#: The peers README names in a column of their own (the rest: "fastest other").
+README_NAMED = ("bullmq-node",)
+README_START = "<!-- bench-table:start (written by `make bench-peers`) -->"
+README_END = "<!-- bench-table:end -->"
+
+
+def _higher_is_better(key: str) -> bool:
+    return next(h for sc, f, _, h, _ in METRICS if f"{sc}.{f}" == key)
+
+
+def readme_table(data: dict[str, Any]) -> str:
+    """README's short table: ours (and its variants), the named peers, and the best of the rest."""
+    summary: dict[str, dict[str, Any]] = data["summary"]
+    m = data["machine"]
+    ours = [s for s in summary if s.partition("-")[0] == "ours"]
+    named = [s for s in README_NAMED if s in summary]
+    rest = [s for s in summary if s not in ours and s not in named]
+    loads = [r.get("loadavg_before", [0])[0] for r in data["runs"] if "loadavg_before" in r]
+    heads = {"ours": "ours (plain `def`, 1 task per process)", "ours-async": "ours (`async def`, 100 per process)",
+             "bullmq-node": "BullMQ, Node.js workers, 100 per process"}  # fmt: skip
+    lines = [
+        f"Measured by `make bench-peers` on {m['date']}: {m['cores']} cores ({m['cpu']}), Linux {m['kernel']}, "
+        f"Python {m['python']}, redis-server {m['redis']}; 2 worker processes per system, each system with "
+        f"its own redis-server; ours is the median of its runs, interleaved with the peers'"
+        + (f"; 1-minute load average before the runs {min(loads):.2f} to {max(loads):.2f}" if loads else "")
+        + ". The I/O row runs ours with `async def` at 100 tasks per process in both columns.",
+        "",
+        "| | " + " | ".join(heads.get(s, s) for s in [*ours, *named]) + (" | fastest other |" if rest else " |"),
+        "| --- |" + " ---: |" * (len(ours) + len(named) + (1 if rest else 0)),
+    ]
+    for key, label, fmt in README_ROWS:
+        cells = [_fmt(summary[s].get(key), fmt) for s in [*ours, *named]]
+        if rest:
+            have = [(summary[s][key], s) for s in rest if summary[s].get(key) is not None]
+            if have:
+                best = max(have) if _higher_is_better(key) else min(have)
+                cells.append(f"{fmt.format(best[0])} ({best[1]})")
+            else:
+                cells.append("—")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str, start: str = README_START, end: str = README_END) -> str:
+    """``text`` with what lies between the ``start`` and ``end`` marker lines replaced by ``block``."""
+    head, found, tail = text.partition(start)
+    if not found or end not in tail:
+        raise ValueError(f"markers {start!r} ... {end!r} not found")
+    return f"{head}{start}\n{block}\n{end}{tail.partition(end)[2]}"

@@ -29,7 +29,7 @@ from typing import Any
 from bench import report, venvs
 from bench.common import RESULTS, ROOT, machine
 from bench.driver import add_size_flags
-from bench.systems import PEERS, family
+from bench.systems import OURS, PEERS, family
 
 SIZE_FLAGS = (
     "scenarios",
@@ -93,6 +93,10 @@ def main() -> None:
     p.add_argument("--no-chart", action="store_true")
     p.add_argument("--system-timeout", type=float, default=600.0, help="give up on one system's run after this long")
     p.add_argument("--out", type=Path, default=RESULTS / "latest", help="output path without extension")
+    p.add_argument(
+        "--update-docs", action="store_true",
+        help="write the results into README.md's table and docs/benchmarks.md's (make bench-peers does)",
+    )  # fmt: skip
     add_size_flags(p)
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -111,6 +115,9 @@ def main() -> None:
     for peer in [x for x in args.peers.split(",") if x]:
         if peer not in PEERS:
             p.error(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
+        if peer in OURS:  # a variant of ours: the project's own interpreter
+            pythons[peer] = Path(sys.executable)
+            continue
         python, note = venvs.ensure(family(peer), install=not args.no_install)
         if python is not None and peer.startswith("bullmq-node"):
             has_node, node_note = venvs.ensure_node(install=not args.no_install)
@@ -152,6 +159,8 @@ def main() -> None:
     print()
     print(text)
     print(f"written: {json_path}, {md_path}")
+    if args.update_docs and "ours" in summary:
+        update_docs(data, text)
 
     if not args.no_chart:
         python, note = venvs.ensure("tools", install=not args.no_install)
@@ -161,6 +170,17 @@ def main() -> None:
             subprocess.run([str(python), "-m", "bench.chart", str(json_path), str(png_path)], cwd=ROOT, check=False)
     if "ours" not in summary:
         sys.exit("ours failed: see the output above")
+
+
+def update_docs(data: dict[str, Any], full: str) -> None:
+    """README's short table and docs/benchmarks.md's full results, from this run: the numbers
+    the docs quote are always the last run's, with its conditions."""
+    readme = ROOT / "README.md"
+    readme.write_text(report.replace_block(readme.read_text(), report.readme_table(data)))
+    results = full.partition("## Results\n")[2] or full
+    page = ROOT / "docs" / "benchmarks.md"
+    page.write_text(report.replace_block(page.read_text(), results.strip()))
+    print(f"written: {readme}, {page}")
 
 
 if __name__ == "__main__":

@@ -14,10 +14,12 @@ from bench.systems.base import System
 #: In the order they run; ours first. A name with a dash is a variant of one adapter module and
 #: venv (``bullmq-node-c1``: ``bullmq_adapter.py``, ``venvs/bullmq``).
 NAMES = (
-    "ours", "celery", "rq", "dramatiq", "huey", "arq", "taskiq", "saq",
+    "ours", "ours-async", "celery", "rq", "dramatiq", "huey", "arq", "taskiq", "saq",
     "bullmq-node", "bullmq-node-c1", "bullmq-py", "bullmq-py-c1",
 )  # fmt: skip
 PEERS = NAMES[1:]
+#: Ours and its variants: they run in the project's own virtualenv.
+OURS = tuple(n for n in NAMES if n.partition("-")[0] == "ours")
 
 
 def family(name: str) -> str:

@@ -10,6 +10,7 @@ from bench.systems.base import System, venv_bin
 
 class ArqSystem(System):
     name = "arq"
+    body = "async"
     config = "2 x arq WorkerSettings (defaults: max_jobs=10, poll_delay=0.5s, results kept 1h)"
     io_concurrency = "20 (2 processes x max_jobs 10, asyncio.sleep)"
     scale = 0.25

@@ -37,6 +37,8 @@ class System:
     has_batch: ClassVar[bool] = False
     batch_api: ClassVar[str] = ""
     single_api: ClassVar[str] = ""
+    #: How the noop body calls Redis: "sync" (redis-py) or "async" (redis.asyncio); see bench/body_cost.py.
+    body: ClassVar[str] = "sync"
 
     def __init__(self, url: str, workers: int = 2) -> None:
         self.url = url
@@ -73,6 +75,10 @@ class System:
 
     def close(self) -> None:
         pass
+
+    def body_command(self, n: int) -> list[str]:
+        """The command that runs the noop body alone ``n`` times and prints its CPU (bench/body_cost.py)."""
+        return [sys.executable, "-m", "bench.body_cost", self.body, str(n)]
 
     def io_setting(self) -> str:
         """The setting the I/O scenario ran with beyond the system's defaults ('' = defaults)."""

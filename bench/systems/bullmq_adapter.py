@@ -31,6 +31,7 @@ class BullMQSystem(System):
     single_api = "await queue.add(name, data) (Python client)"
     node = True
     concurrency = 100
+    body = "async"
 
     def __init__(self, url: str, workers: int = 2) -> None:
         super().__init__(url, workers)
@@ -54,6 +55,11 @@ class BullMQSystem(System):
         else:
             one = [sys.executable, "-m", "bench.systems.bullmq_tasks"]
         return [list(one) for _ in range(self.workers)]
+
+    def body_command(self, n: int) -> list[str]:
+        if not self.node:
+            return super().body_command(n)
+        return [shutil.which("node") or "node", str(ROOT / "bench" / "systems" / "body_cost.cjs"), str(n)]
 
     def extra_env(self) -> dict[str, str]:
         return {"BENCH_CONCURRENCY": str(self.concurrency), "NODE_PATH": str(NODE_MODULES)}

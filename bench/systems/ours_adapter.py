@@ -166,4 +166,22 @@ class Ours(System):
             pass
 
 
+class OursAsync(Ours):
+    """Ours the way we recommend for short tasks that call Redis or another service: the noop body
+    is ``async def`` (redis.asyncio, as taskiq's, saq's and BullMQ's bodies are) and every scenario
+    runs at ``ASYNQ_WORKER_CONCURRENCY=100`` per process, as BullMQ's Node.js workers do at 100."""
+
+    name = "ours-async"
+    config = "supervisor start --workers 2, async def bodies, ASYNQ_WORKER_CONCURRENCY=100"
+    body = "async"
+
+    def extra_env(self) -> dict[str, str]:
+        env = super().extra_env()
+        env["BENCH_OURS_BODY"] = "async"
+        if self.io_unsupported is None:
+            env[IO_VARIABLE] = str(IO_CONCURRENCY)
+        return env
+
+
+VARIANTS = {"ours": Ours, "ours-async": OursAsync}
 SYSTEM = Ours

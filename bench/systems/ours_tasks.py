@@ -21,6 +21,8 @@ app = App()
 _client: dict[int, redis.Redis] = {}
 _async_client: dict[int, redis.asyncio.Redis] = {}
 THREADS = os.environ.get("BENCH_OURS_IO") == "threads"
+#: The ``ours-async`` variant (ours_adapter.OursAsync): the noop body awaits redis.asyncio.
+ASYNC_BODY = os.environ.get("BENCH_OURS_BODY") == "async"
 
 
 def client() -> redis.Redis:
@@ -38,9 +40,17 @@ def async_client() -> redis.asyncio.Redis:
     return _async_client[pid]
 
 
-@app.task("noop")
-def noop(payload: None) -> None:
-    client().incr("bench:count")
+if ASYNC_BODY:
+
+    @app.task("noop")
+    async def anoop(payload: None) -> None:
+        await async_client().incr("bench:count")
+
+else:
+
+    @app.task("noop")
+    def noop(payload: None) -> None:
+        client().incr("bench:count")
 
 
 if THREADS:

@@ -15,6 +15,7 @@ from bench.systems.base import System, venv_bin
 
 class SaqSystem(System):
     name = "saq"
+    body = "async"
     config = "2 x saq bench.systems.saq_tasks.settings (defaults: concurrency 10, 10 s job timeout, results kept 600 s)"
     io_concurrency = "20 (2 processes x concurrency 10, asyncio.sleep)"
     scale = 1.0

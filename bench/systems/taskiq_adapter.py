@@ -10,6 +10,7 @@ from bench.systems.base import System, venv_bin
 
 class TaskiqSystem(System):
     name = "taskiq"
+    body = "async"
     config = (
         "taskiq worker bench.systems.taskiq_tasks:broker --workers 2 --log-level WARNING, taskiq-redis "
         "ListQueueBroker (defaults: --max-async-tasks 100 per process, no prefetch, no result backend)"
