@@ -97,12 +97,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """peer -> {metric key: ours / peer}."""
-    ours = summary.get("ours", {})
+def ratios(summary: dict[str, dict[str, Any]], base: str = "ours") -> dict[str, dict[str, float | None]]:
+    """peer -> {metric key: base / peer}, for every system but ours and its variants."""
+    ours = summary.get(base, {})
     out: dict[str, dict[str, float | None]] = {}
     for peer, s in summary.items():
-        if peer == "ours":
+        if peer.partition("-")[0] == "ours":
             continue
         row: dict[str, float | None] = {}
         for scenario, field, _, _, _ in METRICS:
@@ -149,11 +149,23 @@ def _label(scenario: str, field: str, label: str, summary: dict[str, dict[str, A
     return f"{label}; ours: {ours}, peers: defaults"
 
 
+def _variant_ratios(summary: dict[str, dict[str, Any]], base: str, peers: list[str]) -> list[str]:
+    """The ratio table again with one of ours' variants as the base."""
+    rat = ratios(summary, base)
+    lines = ["", f"## Ratios {base} / peer", "", "| metric | " + " | ".join(f"{base}/{p}" for p in peers) + " |"]
+    lines.append("| --- | " + " | ".join("---:" for _ in peers) + " |")
+    for scenario, field, label, higher, _ in METRICS:
+        key = f"{scenario}.{field}"
+        arrow = "↑" if higher else "↓"
+        lines.append(f"| {label} {arrow} | " + " | ".join(_fmt(rat[p].get(key), "{:.3g}") for p in peers) + " |")
+    return lines
+
+
 def markdown(data: dict[str, Any]) -> str:
     summary: dict[str, dict[str, Any]] = data["summary"]
     rat: dict[str, dict[str, float | None]] = data["ratios"]
     systems = ordered(summary)
-    peers = [s for s in systems if s != "ours"]
+    peers = [s for s in systems if s in rat]  # ours' variants are columns, not peers
     m = data["machine"]
     lines = [
         f"# Benchmark: supervisor vs peers — {m['date']}",
@@ -162,7 +174,7 @@ def markdown(data: dict[str, Any]) -> str:
         f"Python {m['python']}, redis-server {m['redis']}. Every system gets its own private "
         "redis-server (no persistence) on a free loopback port, and 2 worker processes.",
         "",
-        f"Order of runs: {' → '.join(data['order'])} (ours is the median of its "
+        f"Order of runs: {' → '.join(data['order'])} (each of ours' columns is the median of its "
         f"{summary.get('ours', {}).get('runs', 0)} run(s)). Wall time {data['wall_s']:.0f} s.",
         "",
         "## Results",
@@ -198,6 +210,8 @@ def markdown(data: dict[str, Any]) -> str:
             arrow = "↑" if higher else "↓"
             label = _label(scenario, field, label, summary)
             lines.append(f"| {label} {arrow} | " + " | ".join(_fmt(rat[p].get(key), "{:.3g}") for p in peers) + " |")
+    if "ours-async" in summary and peers:
+        lines += _variant_ratios(summary, "ours-async", peers)
     lines += ["", "## How each system ran", ""]
     for s in systems:
         info = summary[s]

@@ -129,8 +129,11 @@ def main() -> None:
             pythons[peer] = python
             print(f"{peer}: {note} ({venvs.version_of(family(peer), python)})", flush=True)
 
-    peers = [s for s in pythons if s != "ours"]
-    order = ["ours"] if not peers else [x for peer in peers for x in ("ours", peer)]
+    # Ours (and each of its variants) runs before every peer, so drift on the machine shows in
+    # ours' own spread and every ratio compares runs made side by side.
+    variants = [s for s in pythons if s in OURS and s != "ours"]
+    peers = [s for s in pythons if s not in OURS]
+    order = ["ours", *variants] if not peers else [x for peer in peers for x in ("ours", *variants, peer)]
     runs = []
     for system in order:
         result = run_driver(system, pythons[system], args)
