@@ -60,21 +60,21 @@ def enqueue(env: dict[str, str], total: int) -> None:
             )
 
 
-def processed(env: dict[str, str]) -> Any:
+def succeeded(env: dict[str, str]) -> Any:
     from supervisor.adapters.redis import connect_settings
     from supervisor.adapters.redis.inspector import Inspector
     from supervisor.config import load_settings
 
     settings = load_settings(environ=env)
     insp = Inspector(connect_settings(settings.redis), settings.asynq.namespace)
-    return lambda: sum(q.processed for q in insp.stats(list(QUEUES)))
+    return lambda: sum(q.succeeded for q in insp.stats(list(QUEUES)))
 
 
 def one_run(kind: str, supervisors: int, workers: int, total: int, timeout: float) -> dict[str, Any]:
     with topology(kind) as (redis_env, servers):
         env = {**redis_env, "ASYNQ_NAMESPACE": "so", "ASYNQ_QUEUES": "a,b,c", "ASYNQ_LOG_LEVEL": "warning"}
         enqueue(env, total)
-        count = processed(env)
+        count = succeeded(env)
         child_env = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNQ_", "REDIS_", "NOTIFY_"))}
         child_env.update(env, PYTHONPATH=str(ROOT), ASYNQ_LOG_FORMAT="json")
         argv = [

@@ -123,12 +123,14 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
     assert stats["limits"] == [{"queue": "default", "scope": "type:api:call", "rate": "10/s", "burst": 5,
                                 "cap": None, "source": "cli", "waiting": 0}]  # fmt: skip
     assert outputs["limits remove"] == {"queue": "default", "scope": "type:report", "removed": True, "requeued": 0}
-    server = stats["servers"][0]
-    assert isinstance(server["pid"], int) and isinstance(server["workers"], int) and ISO.fullmatch(server["started"])
-    assert isinstance(server["rss"], int) and server["rss"] > 0
-    assert isinstance(server["children"], list)  # the rows of its children (none yet in its first heartbeat)
-    for child in server["children"]:
-        assert isinstance(child["pid"], int) and isinstance(child["slot"], int) and ISO.fullmatch(child["started"])
+    supervisor = stats["supervisors"][0]
+    assert isinstance(supervisor["pid"], int) and isinstance(supervisor["workers"], int)
+    assert ISO.fullmatch(supervisor["started"]) and isinstance(supervisor["active"], int)
+    assert isinstance(supervisor["busy"], int) and isinstance(supervisor["processed"], int)
+    assert isinstance(supervisor["rss"], int) and supervisor["rss"] > 0
+    assert isinstance(supervisor["pool"], list)  # a row per worker (none yet in its first heartbeat)
+    for worker in supervisor["pool"]:
+        assert isinstance(worker["pid"], int) and isinstance(worker["slot"], int) and ISO.fullmatch(worker["started"])
     assert [q["queue"] for q in outputs["stats --watch"]["queues"]] == [q["queue"] for q in stats["queues"]]
     assert outputs["queues pause"] == {"queue": "default", "paused": True}
     assert outputs["queues resume"] == {"queue": "default", "paused": False}
@@ -144,7 +146,7 @@ def test_json_of_every_command_parses_with_numbers_as_numbers(cli, redis_url, na
     assert isinstance(outputs["tasks delete --all"]["deleted"], int)
     assert isinstance(outputs["tasks delete --all"]["seconds"], float)
     assert ISO.fullmatch(outputs["enqueue"]["process_at"])
-    assert outputs["health"]["server"]["workers"] == 1
+    assert outputs["health"]["supervisor"]["workers"] == 1
     assert outputs["health --live"]["status"]["alive"] == 1
     entry = next(e for e in outputs["cron list"] if e["name"] == "tick")
     assert ISO.fullmatch(entry["next_run"]) and entry["source"] == "code"
@@ -196,7 +198,7 @@ def test_human_output_is_aligned_readable_and_plain_off_a_terminal(cli, redis_ur
     text = cli("stats")
     assert "\x1b[" not in text  # no colour codes when stdout is not a terminal
     header, *rows = text.split("\n\n")[0].splitlines()
-    assert header.split() == ["queue", "pending", "active", "scheduled", "retry", "archived", "processed",
+    assert header.split() == ["queue", "pending", "active", "scheduled", "retry", "archived", "succeeded",
                               "failed", "latency"]  # fmt: skip
     # Numbers are right-aligned under their header.
     default = next(r for r in rows if r.startswith("default"))

@@ -56,7 +56,7 @@ def test_enqueue_then_stats_and_list(cli, client):
     by_queue = {q["queue"]: q for q in stats["queues"]}
     assert by_queue["critical"]["pending"] == 1 and by_queue["default"]["scheduled"] == 1
     text = cli("stats").output
-    assert "critical" in text and "pending" in text and "no live servers" in text
+    assert "critical" in text and "pending" in text and "no live supervisors" in text
     listed = json.loads(cli("tasks", "list", "critical", "--json").output)
     assert [t["id"] for t in listed] == [out["id"]] and listed[0]["payload"] == {"to": "a@b"}
     assert "report:build" in cli("tasks", "list", "default", "--state", "scheduled").output
@@ -142,7 +142,7 @@ def test_health_follows_a_real_supervisor(redis_url, namespace, tmp_path, monkey
     with Pool(redis_url, namespace, tmp_path / "sv.log", workers=2) as pool:
         result = wait_for(lambda: (r := runner.invoke(main, ["health", "--json"])).exit_code == 0 and r, timeout=10)
         data = json.loads(result.output)
-        assert data["healthy"] and data["server"]["workers"] == 2 and data["check"] == "ready"
+        assert data["healthy"] and data["supervisor"]["workers"] == 2 and data["check"] == "ready"
         pool.signal(signal.SIGTERM)
         assert pool.wait_exit(10) == 0
     result = runner.invoke(main, ["health"])
@@ -172,12 +172,12 @@ def test_metrics_endpoint_moves_during_a_run(redis_url, namespace, tmp_path):
         client.enqueue("record", "later", process_in=3600)
         wait_for(lambda: scrape().get('supervisor_workers{status="busy"}') == 1.0, timeout=10, what="busy worker")
         after = wait_for(
-            lambda: (m := scrape()).get('supervisor_tasks_processed_total{queue="default"}', 0) >= 21 and m,
-            timeout=15, what="processed counter",
+            lambda: (m := scrape()).get('supervisor_tasks_succeeded_total{queue="default"}', 0) >= 21 and m,
+            timeout=15, what="succeeded counter",
         )  # fmt: skip
         assert after['supervisor_queue_tasks{queue="default",state="scheduled"}'] == 1.0
-        assert after['supervisor_task_duration_seconds_count{outcome="completed",task_type="record"}'] == 20.0
-        assert after['supervisor_task_duration_seconds_count{outcome="completed",task_type="sleep"}'] == 1.0
+        assert after['supervisor_task_duration_seconds_count{outcome="succeeded",task_type="record"}'] == 20.0
+        assert after['supervisor_task_duration_seconds_count{outcome="succeeded",task_type="sleep"}'] == 1.0
         assert after["supervisor_worker_restarts_total"] == 0.0
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)

@@ -107,7 +107,7 @@ def test_an_overrunning_task_counts_an_attempt_its_neighbours_do_not(kind, overr
     wait_for(lambda: all(p.started(i) for i in neighbours), timeout=10, what="9 tasks running")
     overrun = client.enqueue(overrunning, 30.0, timeout=1, max_retry=5).id
     wait_for(lambda: p.started(overrun), timeout=10, what="the overrunning task to start")
-    kill = p.wait_event("kill", lambda e: "time limit" in e["reason"], timeout=10)[0]
+    kill = p.wait_event("kill", lambda e: "ran past its timeout" in e["reason"], timeout=10)[0]
     assert kill["task_id"] == overrun
     wait_for(lambda: state(client, overrun)[1] == 1, timeout=10, what="the overrun counted")
     for i in neighbours:

@@ -116,17 +116,17 @@ def test_operator_session_in_chromium(
             for i in range(3):  # waiting for later: the overview shows a second queue with scheduled tasks
                 client.enqueue("work", {"report": i}, queue="critical", process_in="1h")
             ids = [client.enqueue("work", {"n": i}, queue="default").id for i in range(60)]
-            processed = page.locator('tr[data-queue="default"] td[data-count="processed"]')
+            succeeded = page.locator('tr[data-queue="default"] td[data-count="succeeded"]')
             seen: list[str] = []
 
-            def all_processed() -> bool:
-                if processed.count():
-                    text = processed.inner_text()
+            def all_succeeded() -> bool:
+                if succeeded.count():
+                    text = succeeded.inner_text()
                     if not seen or seen[-1] != text:
                         seen.append(text)
                 return bool(seen) and seen[-1] == "60"
 
-            wait_for(all_processed, timeout=60, interval=0.1, what=f"60 processed on the overview (seen {seen})")
+            wait_for(all_succeeded, timeout=60, interval=0.1, what=f"60 succeeded on the overview (seen {seen})")
             assert len(seen) >= 2, f"the count did not visibly move: {seen}"
             assert page.evaluate("window.__sameDocument") == 42, "the page was reloaded"
             assert all(pool.done(t) == 1 for t in ids)
@@ -165,7 +165,7 @@ def test_operator_session_in_chromium(
             assert pool.done(held) == 0, "a paused queue's task ran"
             page.screenshot(path=str(RESULTS / "dashboard-paused.png"))
             page.locator("#toggle-pause").click()
-            expect(page.locator("#queue-state")).to_have_text("running")
+            expect(page.locator("#queue-state")).to_have_text("not paused")
             wait_for(lambda: pool.done(held) == 1, timeout=20, what="the task of the resumed queue to run")
 
             # -- bulk retry (htmx: confirmation, CSRF header, progress fragment) -----------------------
@@ -189,18 +189,18 @@ def test_operator_session_in_chromium(
             expect(page.locator("h1")).to_contain_text("Queue critical")  # HX-Redirect to the queue page
             assert r.hget(f"{namespace}:{{critical}}:state", doomed) is None
 
-            # -- servers: the pool, its children --------------------------------------------------------
-            page.goto(dashboard_url + "/servers")
-            server = page.locator(f'section.server[data-pid="{pool.pid}"]')
-            expect(server).to_be_visible()
-            expect(server.locator("table.children tbody tr")).to_have_count(2)
-            page.screenshot(path=str(RESULTS / "dashboard-servers.png"))
+            # -- supervisors: the pool, its workers ----------------------------------------------------
+            page.goto(dashboard_url + "/supervisors")
+            supervisor = page.locator(f'section.supervisor[data-pid="{pool.pid}"]')
+            expect(supervisor).to_be_visible()
+            expect(supervisor.locator("table.workers tbody tr")).to_have_count(2)
+            page.screenshot(path=str(RESULTS / "dashboard-supervisors.png"))
 
             page.goto(dashboard_url + "/")
-            expect(page.locator('tr[data-queue="default"] td[data-count="processed"]')).to_have_text("65")
+            expect(page.locator('tr[data-queue="default"] td[data-count="succeeded"]')).to_have_text("65")
             expect(page.locator('tr[data-queue="default"] td[data-count="failed"]')).to_have_text("4")
             expect(page.locator('tr[data-queue="critical"] td[data-state="scheduled"]')).to_have_text("3")
-            assert int(page.locator('tr[data-queue="default"] td[data-count="processed-minute"]').inner_text()) > 0
+            assert int(page.locator('tr[data-queue="default"] td[data-count="succeeded-minute"]').inner_text()) > 0
             page.screenshot(path=str(RESULTS / "dashboard-overview-final.png"))
             assert not errors, f"browser console errors: {errors}"
         finally:
@@ -268,7 +268,7 @@ def test_row_and_selection_actions_in_chromium(dashboard_url: str, broker: Redis
             expect(page.locator('nav.tabs a[data-state="pending"]')).to_have_class("on")
             page.locator("#toggle-pause").click()
             expect(page.locator("#flash")).to_contain_text("Resumed queue default")
-            expect(page.locator("#queue-state")).to_have_text("running")
+            expect(page.locator("#queue-state")).to_have_text("not paused")
             assert not errors, f"browser console errors: {errors}"
         finally:
             browser.close()

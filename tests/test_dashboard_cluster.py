@@ -62,7 +62,7 @@ def test_dashboard_reads_on_a_cluster(cluster: ClusterSet) -> None:
     ids = [archive(broker, "c") for _ in range(3)]  # type: ignore[arg-type]
     assert insp.retry_ids("c", ids) == 3 and insp.stats(["c"])[0].pending == 3
     insp.record_history([QueueStats("a", 1, 0, 0, 0, 0, 30, 0, paused=False)], time.time())
-    assert insp.history("a")[0][-1].processed == 30
+    assert insp.history("a")[0][-1].succeeded == 30
     nodes = insp.store_info()
     assert len(nodes) == 3 and all(n["redis_mode"] == "cluster" and n["role"] == "master" for n in nodes)
     memory = insp.queue_memory(["a", "b", "c"])

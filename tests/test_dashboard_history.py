@@ -43,8 +43,8 @@ def tc(settings: Settings) -> Iterator[TestClient]:
         yield c
 
 
-def stats(queue: str, pending: int, processed: int, failed: int, oldest: float | None = None) -> QueueStats:
-    return QueueStats(queue, pending, 1, 2, 3, 4, processed, failed, paused=False, oldest_pending_at=oldest)
+def stats(queue: str, pending: int, succeeded: int, failed: int, oldest: float | None = None) -> QueueStats:
+    return QueueStats(queue, pending, 1, 2, 3, 4, succeeded, failed, paused=False, oldest_pending_at=oldest)
 
 
 def test_samples_are_kept_one_a_minute_and_bounded(insp: Inspector, r: redis.Redis) -> None:
@@ -53,8 +53,8 @@ def test_samples_are_kept_one_a_minute_and_bounded(insp: Inspector, r: redis.Red
     insp.record_history([stats("q", 6, 110, 1)], start + 20)  # the same minute: replaces the first
     insp.record_history([stats("q", 7, 130, 2)], start + 60)
     by_minute, by_day = insp.history("q", minutes=10)
-    assert [(s.pending, s.processed) for s in by_minute] == [(6, 110), (7, 130)]
-    assert by_day[-1].processed == 130 and len(by_day) == 1
+    assert [(s.pending, s.succeeded) for s in by_minute] == [(6, 110), (7, 130)]
+    assert by_day[-1].succeeded == 130 and len(by_day) == 1
     first = insp.history("q")[0]
     assert first[0].latency == 0.0 and first[0].active == 1 and first[0].archived == 4
     key = minutes_key(insp.keys("q"))
@@ -67,7 +67,7 @@ def test_samples_are_kept_one_a_minute_and_bounded(insp: Inspector, r: redis.Red
         insp.record_history([stats("q", 0, 1000 + day, 3)], start + day * 86400)
     assert r.zcard(days_key(insp.keys("q"))) == HISTORY_DAYS
     r.zadd(key, {b"not a sample": start / 60 + HISTORY_MINUTES + 10})  # another version's member is skipped
-    assert [s.processed for s in insp.history("q")[0]] == [1000 + HISTORY_DAYS + 4]
+    assert [s.succeeded for s in insp.history("q")[0]] == [1000 + HISTORY_DAYS + 4]
 
 
 def test_keeper_samples_once_a_minute_without_metrics(broker: RedisBroker, insp: Inspector, r: redis.Redis) -> None:
@@ -106,11 +106,11 @@ def test_history_page_draws_the_charts(tc: TestClient, client: Client, insp: Ins
     page = tc.get("/history?name=default&span=1h").text
     assert page.count("<svg") == 4 and "No samples yet" not in page
     assert re.search(r'<polyline class="pending" points="[0-9., ]+"', page)
-    assert re.search(r'<polyline class="processed" points="[0-9., ]+"', page)
+    assert re.search(r'<polyline class="succeeded" points="[0-9., ]+"', page)
     assert re.search(r'<polyline class="latency" points="[0-9., ]+"', page)
-    assert re.search(r'<rect class="processed" [^>]*><title>\d{4}-\d\d-\d\d: 1000 processed</title>', page)
+    assert re.search(r'<rect class="succeeded" [^>]*><title>\d{4}-\d\d-\d\d: 1000 succeeded</title>', page)
     assert 'data-span="1h"' in page and 'class="on" data-span="1h"' in page
-    assert "10 /min" in page  # 10 processed per minute, the peak of its chart
+    assert "10 /min" in page  # 10 succeeded per minute, the peak of its chart
     assert tc.get("/history?name=default&span=7y").status_code == 400
     assert tc.get("/history?name=nope").status_code == 404
     assert 'id="history-link"' in tc.get("/queue?name=default").text
@@ -122,7 +122,7 @@ def test_charts_scale_into_their_box() -> None:
 
     samples = [Sample(60.0 * i, i, 0, 0, 0, 0, 10 * i, 0, 0.0) for i in range(5)]
     c = charts.done_per_minute(samples, 0.0, 240.0)
-    processed = next(line for line in c.lines if line.name == "processed")
-    assert c.peak == 10 and processed.points.split()[0] == "160.0,14.0" and processed.points.split()[-1] == "640.0,14.0"
+    succeeded = next(line for line in c.lines if line.name == "succeeded")
+    assert c.peak == 10 and succeeded.points.split()[0] == "160.0,14.0" and succeeded.points.split()[-1] == "640.0,14.0"
     day = charts.per_day([Sample(86400.0 * d, 0, 0, 0, 0, 0, 100 * d * d, d, 0.0) for d in range(3)])
     assert [b.value for b in day.bars] == [100, 1, 300, 1] and all(0 <= b.y <= charts.HEIGHT for b in day.bars)

@@ -121,29 +121,47 @@ def test_security_headers(tc: TestClient) -> None:
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
 
 
-def test_servers_page_shows_supervisors_children_and_running_tasks(
+def test_supervisors_page_shows_supervisors_workers_and_active_tasks(
     tc: TestClient, broker: RedisBroker, namespace: str
 ) -> None:
     now = time.time()
-    children = [
+    workers = [
         {"pid": 4242, "slot": 0, "started": now - 100, "rss": 30 * 1048576, "task_id": "tid-running",
          "task_type": "report:build", "queue": "default", "task_started": now - 12.5},
         {"pid": 4243, "slot": 1, "started": now - 100, "rss": 31 * 1048576},
     ]  # fmt: skip
     broker.heartbeat_server(
         "host-a:999",
-        {"host": "host-a", "pid": 999, "workers": 2, "busy": 1, "processed": 77, "state": "running",
-         "queues": "default:1", "started": now - 100, "children": json.dumps(children), "rss": 100 * 1048576,
+        {"host": "host-a", "pid": 999, "workers": 2, "active": 3, "busy": 1, "processed": 77, "state": "running",
+         "queues": "default:1", "started": now - 100, "children": json.dumps(workers), "rss": 100 * 1048576,
          "version": "0.1.0"},
         30,
     )  # fmt: skip
-    page = tc.get("/servers")
-    assert page.status_code == 200
+    page = tc.get("/supervisors")
+    assert page.status_code == 200 and "<h1>Supervisors</h1>" in page.text
+    assert '<dd data-count="active">3</dd>' in page.text and '<dd data-count="busy">1</dd>' in page.text
     assert "host-a" in page.text and "pid 999" in page.text and "0.1.0" in page.text and "100.0 MB" in page.text
     assert "tid-running" in page.text and "report:build" in page.text
     assert re.search(r">1[23]s<", page.text), "the running task's elapsed time"
     assert "idle" in page.text
-    assert "host-a" in tc.get("/fragments/servers").text
+    assert "host-a" in tc.get("/fragments/supervisors").text
+    old = tc.get("/servers", follow_redirects=False)  # the page's old address, kept for bookmarks
+    assert old.status_code == 303 and old.headers["location"].endswith("/supervisors")
+    overview = tc.get("/").text
+    assert '<span id="active-count">3</span> tasks active on 2 workers' in overview
+    assert '<span id="busy-count">1</span> busy' in overview
+
+
+def test_a_heartbeat_of_an_older_supervisor_counts_its_busy_as_active_tasks(
+    tc: TestClient, broker: RedisBroker
+) -> None:
+    """Before the glossary, ``busy`` counted tasks: it is shown as active tasks, not as busy workers."""
+    broker.heartbeat_server(
+        "host-b:7", {"host": "host-b", "pid": 7, "workers": 2, "busy": 5, "processed": 1, "state": "running",
+                     "started": time.time(), "children": "[]"}, 30,
+    )  # fmt: skip
+    page = tc.get("/supervisors").text
+    assert '<dd data-count="active">5</dd>' in page and '<dd data-count="busy">-</dd>' in page
 
 
 def test_schedules_page(tc: TestClient, r: redis.Redis, namespace: str) -> None:
@@ -412,7 +430,7 @@ def test_per_minute_counters_are_kept_by_the_scripts(broker: RedisBroker, settin
     now = time.time()
     history = Inspector(r, settings.asynq.namespace).throughput(["default"], minutes=60, now=now)["default"]
     assert len(history) == 60 and history[-1].minute == minute_of(now)
-    assert sum(m.processed for m in history) == 1 and sum(m.failed for m in history) == 2
+    assert sum(m.succeeded for m in history) == 1 and sum(m.failed for m in history) == 2
     key = broker.keys("default").minute(history[-1].minute if history[-1].failed else history[-2].minute)
     assert 0 < r.ttl(key) <= MINUTE_COUNTERS_TTL
 
@@ -426,8 +444,8 @@ def test_per_minute_rate_slides_over_the_minute_boundary() -> None:
     assert per_minute(history, now=101 * 60 + 30) == (40, 3)  # half of it
     assert per_minute(history, now=101 * 60 + 59.99) == (10, 0)
     c = chart([history, [Minute(100, 0, 0), Minute(101, 30, 0)]], width=100, height=50)
-    assert c.peak == 60 and c.total_processed == 100 and c.total_failed == 6 and c.minutes == 2
-    assert c.processed == "0.0,4.0 100.0,19.3" and c.failed == "0.0,45.4 100.0,50.0"  # 60 and 40; 6 and 0
+    assert c.peak == 60 and c.total_succeeded == 100 and c.total_failed == 6 and c.minutes == 2
+    assert c.succeeded == "0.0,4.0 100.0,19.3" and c.failed == "0.0,45.4 100.0,50.0"  # 60 and 40; 6 and 0
 
 
 # -- settings and the command --------------------------------------------------------------------

@@ -346,7 +346,7 @@ def test_active_tab_shows_worker_and_running_time(tc: TestClient, broker: RedisB
     now = time.time()
     children = [{"pid": 4242, "slot": 0, "started": now - 100, "rss": 1, "task_id": reported,
                  "task_type": "report.build", "queue": "default", "task_started": now - 12.5}]  # fmt: skip
-    broker.heartbeat_server("host-a:999", {"host": "host-a", "pid": 999, "workers": 1, "busy": 1,
+    broker.heartbeat_server("host-a:999", {"host": "host-a", "pid": 999, "workers": 1, "active": 1, "busy": 1,
                                            "children": json.dumps(children)}, 30)  # fmt: skip
     page = tc.get("/queue?name=default&state=active").text
     assert "<th>worker</th>" in page and "running for" in page

@@ -101,7 +101,7 @@ def test_every_log_line_of_a_tasks_life_is_json_with_its_fields(settings, json_l
         ("task_started", 3), ("task_done", 3),
     ]  # fmt: skip
     done = [rec for rec in mine if rec["event"] == "task_done"]
-    assert [d["outcome"] for d in done] == ["failure", "failure", "success"]
+    assert [d["outcome"] for d in done] == ["failed", "failed", "succeeded"]
     assert all(isinstance(d["duration_ms"], float) and d["duration_ms"] >= 0 for d in done)
     assert done[0]["error"] == "ConnectionError: try 0"
     assert "Traceback" in next(rec for rec in mine if rec["event"] == "task_error")["exc_info"]

@@ -60,7 +60,7 @@ def test_a_task_that_kills_its_worker_ends_archived_and_restarts_back_off(pool_f
         previous: dict[int, float] = {}
         grew = False
         for e in restarts:
-            expected = 0.0 if e["tasks_done"] else (2 * previous[e["slot"]] if previous.get(e["slot"]) else 0.1)
+            expected = 0.0 if e["processed"] else (2 * previous[e["slot"]] if previous.get(e["slot"]) else 0.1)
             assert e["delay"] == pytest.approx(expected), (e, previous)
             grew |= e["delay"] > 0.1
             previous[e["slot"]] = e["delay"]
@@ -130,11 +130,11 @@ def test_a_task_past_its_time_limit_is_killed_and_retried(pool_factory, client):
     with pool_factory(workers=1).start() as pool:
         info = client.enqueue("hang", 30, timeout=1, max_retry=1)
         wait_for(lambda: len(pool.started(info.id)) >= 1, what="first run")
-        kill = pool.wait_event("kill", lambda e: "time limit" in e["reason"], timeout=8)[0]
+        kill = pool.wait_event("kill", lambda e: "ran past its timeout" in e["reason"], timeout=8)[0]
         assert kill["task_id"] == info.id
         wait_for(lambda: len(pool.started(info.id)) >= 2, timeout=8, what="the retry")
         wait_for(lambda: stored(client, info.id)[0] == b"archived", timeout=10, what="archived")
-        assert "ran past its time limit of 1s" in stored(client, info.id)[1].last_error
+        assert "ran past its timeout of 1s" in stored(client, info.id)[1].last_error
 
 
 def test_a_child_that_stops_heartbeating_is_replaced(pool_factory):

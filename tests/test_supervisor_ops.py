@@ -207,7 +207,9 @@ def test_notify_ready_status_stopping_and_children_do_not_inherit(
         (ready_event,) = pool.wait_event("ready")
         assert ready_event["workers"] == 8
         assert (ready_at, f"MAINPID={pool.pid}") in notify_socket.lines()
-        notify_socket.wait(lambda m: m.startswith("STATUS=running: 8 workers"), timeout=5, what="STATUS=")
+        notify_socket.wait(
+            lambda m: m.startswith("STATUS=running: ") and " on 8 workers" in m, timeout=5, what="STATUS="
+        )
 
         children = pool.live_children()
         assert len(children) == 8
@@ -306,7 +308,7 @@ def test_recycling_loses_nothing(tmp_path, redis_url, namespace, client):
         # Each child takes 100 tasks plus a jitter of up to 10%: about 9 recycles for 1000.
         assert 6 <= len(recycles) <= 12, [e["message"] for e in recycles]
         for event in recycles:
-            assert 100 <= event["tasks_done"] <= 110, event
+            assert 100 <= event["processed"] <= 110, event
             assert event["exit"] == 0
         assert not pool.events("restart"), pool.tail()
         wait_for(lambda: len(pool.live_children()) == 2, timeout=5, what="two live children")
@@ -370,7 +372,7 @@ def test_hup_replaces_children_and_finishes_running_task(tmp_path, redis_url, na
 
         # The old child finished its task before leaving, and it ran only once.
         (exited,) = pool.wait_event("exit", lambda e: e["pid"] == runner)
-        assert exited["tasks_done"] == 1 and exited["exit"] == 0
+        assert exited["processed"] == 1 and exited["exit"] == 0
         assert pool.done(task.id) == 1
         assert pool.started(task.id) == [runner, runner]
         keys = QueueKeys.of(namespace, "default")

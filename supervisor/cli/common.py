@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import json
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -21,6 +20,7 @@ import click
 from supervisor.cli.output import iso, print_json
 from supervisor.config import EVERY_COMMAND, EX_CONFIG, SETTINGS, ConfigError, Setting, Settings, load_settings
 from supervisor.core.errors import BrokerError, BrokerMisconfigured, BrokerUnavailable, SupervisorError
+from supervisor.core.heartbeat import supervisor_record
 from supervisor.core.inspection import Inspection, UnknownQueue, UnknownTask
 
 #: Click parameter -> (the variable it sets, the flag as typed), for every setting with a flag.
@@ -165,37 +165,19 @@ def broker_errors(settings: Settings) -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
-#: Server fields Redis keeps as strings that are numbers.
-_SERVER_INTS = ("pid", "workers", "busy", "processed", "rss")
-#: Fields of a child's row (the heartbeat's ``children``) that are times (seconds since the epoch).
-_CHILD_TIMES = ("started", "task_started")
+#: Fields of a pool row that are times (seconds since the epoch).
+_POOL_TIMES = ("started", "task_started")
 
 
-def typed_server(row: dict[str, str]) -> dict[str, Any]:
-    """A server's heartbeat hash as typed JSON: numbers as numbers, times in ISO 8601, and its
-    children (kept in Redis as JSON text) as a list of objects."""
-    out: dict[str, Any] = dict(row)
-    for key in _SERVER_INTS:
-        if key in out:
-            try:
-                out[key] = int(out[key])
-            except ValueError:
-                pass
-    if "started" in out:
-        try:
-            out["started"] = iso(float(out["started"]))
-        except ValueError:
-            pass
-    if "children" in out:
-        try:
-            children = json.loads(out["children"])
-        except ValueError:
-            children = []
-        out["children"] = [
-            {k: iso(v) if k in _CHILD_TIMES and isinstance(v, int | float) else v for k, v in child.items()}
-            for child in children
-            if isinstance(child, dict)
-        ]
+def typed_supervisor(row: dict[str, str]) -> dict[str, Any]:
+    """A supervisor's heartbeat as typed JSON in the glossary's words (``core/heartbeat.py``):
+    numbers as numbers, times in ISO 8601, its pool as a list of objects."""
+    out = supervisor_record(row)
+    if isinstance(out.get("started"), float):
+        out["started"] = iso(out["started"])
+    out["pool"] = [
+        {k: iso(v) if k in _POOL_TIMES and isinstance(v, int | float) else v for k, v in r.items()} for r in out["pool"]
+    ]
     return out
 
 

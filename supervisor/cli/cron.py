@@ -70,7 +70,7 @@ def definition_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timezone", default="UTC", show_default=True, help="Cron times are read in this zone."),
         click.option("--catch-up", is_flag=True, help="Enqueue ticks missed while every supervisor was down."),
         click.option("--max-retry", type=click.IntRange(0)),
-        click.option("--timeout", metavar="DURATION", help="Each run's time limit, e.g. 30s."),
+        click.option("--timeout", metavar="DURATION", help="Each attempt's timeout, e.g. 30s."),
         click.option("--retention", metavar="DURATION", help="Keep each run's result this long."),
         json_option,
         connection_options,

@@ -28,7 +28,7 @@ def dashboard(
     host: str | None, port: str | None, root_path: str | None, check: bool, as_json: bool,
     env_file: str | None, redis_url: str | None,
 ) -> None:  # fmt: skip
-    """Serve the web dashboard: queues, tasks, servers and schedules, with retry/delete/pause.
+    """Serve the web dashboard: queues, tasks, supervisors and schedules, with retry/delete/pause.
 
     Listens on 127.0.0.1:8080 by default. Any other address needs credentials: HTTP basic auth
     (ASYNQ_DASHBOARD_USERNAME and ASYNQ_DASHBOARD_PASSWORD) or a bearer token

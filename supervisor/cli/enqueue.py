@@ -16,7 +16,7 @@ from supervisor.core.limits import MAX_PAYLOAD_DEPTH
 @click.option("--queue", default="default", show_default=True)
 @click.option("--process-in", metavar="DURATION", help="Delay, e.g. 10s or 5m.")
 @click.option("--max-retry", type=click.IntRange(0))
-@click.option("--timeout", metavar="DURATION", help="Time limit, e.g. 30s.")
+@click.option("--timeout", metavar="DURATION", help="Timeout: how long one attempt may run, e.g. 30s.")
 @click.option("--task-id", help="An explicit id (fails if it exists in the queue).")
 @click.option("--expires", metavar="DURATION", help="Not started within this long, it never runs (ends expired).")
 @click.option("--group", help="Wait in this group, to be handled with its other members as one task.")

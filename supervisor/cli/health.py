@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from supervisor.cli.common import connection_options, emit, inspector, json_option, settings_from, typed_server
+from supervisor.cli.common import connection_options, emit, inspector, json_option, settings_from, typed_supervisor
 
 
 @click.command()
@@ -56,8 +56,11 @@ def health(mode: str, as_json: bool, env_file: str | None, redis_url: str | None
         why = "shutting down" if live else "its process is gone or it has no workers"
         _unhealthy(as_json, f"supervisor on {host} is {why}")
     s = running[0]
-    summary = f"ok: supervisor pid {s['pid']} on {host}, {s['workers']} workers, {s.get('busy', 0)} busy"
-    emit(as_json, {"healthy": True, "check": "ready", "server": typed_server(s)}, lambda: summary)
+    record = typed_supervisor(s)
+    busy = "" if record.get("busy") is None else f", {record['busy']} busy"
+    summary = (f"ok: supervisor pid {s['pid']} on {host}, {record.get('active', 0)} tasks active on "
+               f"{s['workers']} workers{busy}")  # fmt: skip
+    emit(as_json, {"healthy": True, "check": "ready", "supervisor": record}, lambda: summary)
 
 
 def _pid_alive(pid: str) -> bool:

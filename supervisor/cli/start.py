@@ -13,13 +13,13 @@ import click
 from supervisor.cli.common import config_exit, connection_options, load_app, setting_options, settings_from
 from supervisor.cli.preflight import preflight
 
-#: A child grows a little after fork (its Redis connection, its first tasks): the memory limit
+#: A worker grows a little after fork (its Redis connection, its first tasks): the memory limit
 #: must leave it this much room above what the parent measures at start.
 MEMORY_HEADROOM = 1.25
 
 
 def check_memory_limit(limit_mb: int) -> None:
-    """Refuse a memory limit below what a fresh worker already uses: it would recycle every child
+    """Refuse a memory limit below what a fresh worker already uses: it would recycle every worker
     as soon as it starts, forever."""
     if not limit_mb:
         return
@@ -32,7 +32,7 @@ def check_memory_limit(limit_mb: int) -> None:
     if limit_mb < floor:
         config_exit(
             f"ASYNQ_MAX_MEMORY_PER_CHILD (--max-memory-per-child) is {limit_mb} MB, but a fresh worker "
-            f"already uses about {rss / 2**20:.0f} MB (measured at start): every child would be recycled "
+            f"already uses about {rss / 2**20:.0f} MB (measured at start): every worker would be recycled "
             f"at once. Set at least {floor}, or 0 for no limit."
         )
 
@@ -43,7 +43,7 @@ def check_memory_limit(limit_mb: int) -> None:
 def start(env_file: str | None, **flags: Any) -> None:
     """Run the worker pool until SIGTERM or SIGINT.
 
-    The parent forks --workers child processes; each claims tasks from the weighted queues and
+    The supervisor forks --workers worker processes; each claims tasks from the weighted queues and
     runs up to --concurrency of them at once. On SIGTERM they stop claiming, in-flight tasks get
     --shutdown-timeout to finish, and whatever is still
     running is then killed and put back at the head of its queue. A second SIGTERM stops at

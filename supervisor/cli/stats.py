@@ -1,4 +1,4 @@
-"""``supervisor stats``: every queue's sizes and latency, and the live servers; ``--watch`` for a live view."""
+"""``supervisor stats``: every queue's sizes and latency, and the live supervisors; ``--watch`` for a live view."""
 
 from __future__ import annotations
 
@@ -10,18 +10,19 @@ from typing import Any
 
 import click
 
-from supervisor.cli.common import connection_options, inspector, json_option, typed_server
+from supervisor.cli.common import connection_options, inspector, json_option, typed_supervisor
 from supervisor.cli.limits import limit_store, limits_table
 from supervisor.cli.output import ago, duration, iso, paint, state, table
 from supervisor.core.aggregation import GroupHead, GroupStore
 from supervisor.core.flow import limits_report
+from supervisor.core.heartbeat import supervisor_record
 from supervisor.core.inspection import Inspection, QueueStats
 
 
 def queue_json(q: QueueStats, now: float) -> dict[str, Any]:
     return {
         "queue": q.queue, "paused": q.paused, "pending": q.pending, "active": q.active, "scheduled": q.scheduled,
-        "retry": q.retry, "archived": q.archived, "processed": q.processed, "failed": q.failed,
+        "retry": q.retry, "archived": q.archived, "succeeded": q.succeeded, "failed": q.failed,
         "latency_seconds": round(q.latency(now), 3), "oldest_pending_at": iso(q.oldest_pending_at),
         "canceled": q.canceled, "expired": q.expired, "canceled_total": q.canceled_total,
         "expired_total": q.expired_total,
@@ -33,31 +34,34 @@ def queues_table(queues: Sequence[QueueStats], now: float) -> str:
         return "no queues yet (a queue appears with its first task)"
     rows = [
         (paint(q.queue, bold=True) + (" " + state("paused") if q.paused else ""), q.pending, q.active, q.scheduled,
-         q.retry, q.archived, q.processed, q.failed, duration(q.latency(now)) if q.oldest_pending_at else "-")
+         q.retry, q.archived, q.succeeded, q.failed, duration(q.latency(now)) if q.oldest_pending_at else "-")
         for q in queues
     ]  # fmt: skip
-    headers = ("queue", "pending", "active", "scheduled", "retry", "archived", "processed", "failed", "latency")
+    headers = ("queue", "pending", "active", "scheduled", "retry", "archived", "succeeded", "failed", "latency")
     return table(headers, rows, numeric=range(1, 9))
 
 
-def _servers_table(servers: Sequence[dict[str, Any]], now: float) -> str:
-    if not servers:
-        return "no live servers"
-    rows = [
-        (s.get("host", "?"), s.get("pid", "?"), s.get("workers", "?"), s.get("busy", "?"), state(s.get("state", "?")),
-         s.get("queues", ""), ago(float(s.get("started") or 0), now))
-        for s in servers
-    ]  # fmt: skip
-    return table(("host", "pid", "workers", "busy", "state", "queues", "started"), rows, numeric=(1, 2, 3))
+def _supervisors_table(supervisors: Sequence[dict[str, str]], now: float) -> str:
+    """The live supervisors: their pool size, the tasks active in it, how many workers are busy."""
+    if not supervisors:
+        return "no live supervisors"
+    rows = []
+    for s in map(supervisor_record, supervisors):
+        busy = "?" if s.get("busy") is None else s["busy"]
+        started = s.get("started")
+        rows.append((s.get("host", "?"), s.get("pid", "?"), s.get("workers", "?"), s.get("active", "?"), busy,
+                     state(s.get("state", "?")), s.get("queues", ""),
+                     ago(started, now) if isinstance(started, float) else "?"))  # fmt: skip
+    return table(("host", "pid", "workers", "active", "busy", "state", "queues", "started"), rows, numeric=(1, 2, 3, 4))
 
 
 def _stats_snapshot(insp: Inspection) -> tuple[list[QueueStats], list[dict[str, str]], float]:
     return insp.stats(), insp.servers(), time.time()
 
 
-def _stats_json(queues: list[QueueStats], servers: list[dict[str, str]], now: float) -> dict[str, Any]:
+def _stats_json(queues: list[QueueStats], supervisors: list[dict[str, str]], now: float) -> dict[str, Any]:
     return {"time": iso(now), "queues": [queue_json(q, now) for q in queues],
-            "servers": [typed_server(s) for s in servers]}  # fmt: skip
+            "supervisors": [typed_supervisor(s) for s in supervisors]}  # fmt: skip
 
 
 def group_json(head: GroupHead) -> dict[str, Any]:
@@ -85,7 +89,7 @@ def groups_table(heads: Sequence[GroupHead], now: float) -> str:
 def stats(
     watch: bool, interval: float, count: int | None, as_json: bool, env_file: str | None, redis_url: str | None
 ) -> None:
-    """Per queue: pending, active, scheduled, retry, archived, processed, failed, latency; live servers.
+    """Per queue: pending, active, scheduled, retry, archived, succeeded, failed, latency; live supervisors.
 
     With --watch the view refreshes every second (--interval) until Ctrl-C; with --json too,
     one JSON document per line per refresh.
@@ -97,19 +101,19 @@ def stats(
         store: GroupStore = make_group_store(settings)
         try:
             while True:
-                queues, servers, now = _stats_snapshot(insp)
+                queues, supervisors, now = _stats_snapshot(insp)
                 flow = limits_report(limits)  # rate limits and caps, with the tasks each holds back
                 groups = store.group_heads([q.queue for q in queues])[1]  # task aggregation's waiting groups
                 if as_json:
                     data = {
-                        **_stats_json(queues, servers, now),
+                        **_stats_json(queues, supervisors, now),
                         "limits": flow,
                         "groups": [group_json(h) for h in groups],
                     }
                     click.echo(json.dumps(data) if watch else json.dumps(data, indent=2))
                 else:
                     text = queues_table(queues, now) + (groups_table(groups, now) if groups else "")
-                    text += "\n\n" + _servers_table(servers, now)
+                    text += "\n\n" + _supervisors_table(supervisors, now)
                     text += "\n\n" + limits_table(flow) if flow else ""
                     if watch:
                         if sys.stdout.isatty():

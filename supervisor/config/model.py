@@ -87,7 +87,8 @@ class AsynqSettings:
     )  # fmt: skip
     task_timeout: float = setting(
         "ASYNQ_TASK_TIMEOUT", duration_within(0.001, MAX_TASK_TIMEOUT),
-        "Time limit for a task that sets none itself (1ms to 30d).", section="asynq", default="30m",
+        "Timeout of a task that sets none itself: how long one attempt may run (1ms to 30d).", section="asynq",
+        default="30m",
     )  # fmt: skip
     cancel_grace: float = setting(
         "ASYNQ_CANCEL_GRACE", duration_within(0.0, 3600.0),
@@ -131,7 +132,7 @@ class AsynqSettings:
         "Recycle a worker process whose memory (RSS) exceeds this many MB; 0 = no limit. A limit below what "
         "a fresh worker uses (+25 %), measured at start, is refused.",
         section="asynq", default="0",
-        flag=Flag("--max-memory-per-child", metavar="MB", help="Replace a child above this RSS in MB, 0 = no limit"),
+        flag=Flag("--max-memory-per-child", metavar="MB", help="Replace a worker above this RSS in MB, 0 = no limit"),
     )  # fmt: skip
     metrics_port: int = setting(
         "ASYNQ_METRICS_PORT", integer(0, 65535),

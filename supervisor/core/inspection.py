@@ -45,7 +45,9 @@ class QueueStats:
     scheduled: int
     retry: int
     archived: int
-    processed: int
+    #: Tasks that succeeded (their handler returned), all time.
+    succeeded: int
+    #: Failed attempts, all time: each one retried or archived (see docs/glossary.md).
     failed: int
     paused: bool
     #: When the next pending task (the oldest) was enqueued, or last failed if it is a retry;
@@ -54,7 +56,7 @@ class QueueStats:
     #: Tasks kept that ended canceled / expired (bounded like the archive).
     canceled: int = 0
     expired: int = 0
-    #: Tasks that ended canceled / expired, all time (counters, like ``processed``).
+    #: Tasks that ended canceled / expired, all time (counters, like ``succeeded``).
     canceled_total: int = 0
     expired_total: int = 0
 
@@ -134,7 +136,7 @@ class Found:
 class Sample:
     """A queue at one moment, as the supervisors sample it once a minute for its history.
 
-    ``processed`` and ``failed`` are the queue's all-time counters: the tasks done between two
+    ``succeeded`` and ``failed`` are the queue's all-time counters: the tasks done between two
     samples are their difference (a counter reset shows as a drop, read as zero).
     """
 
@@ -144,7 +146,7 @@ class Sample:
     scheduled: int
     retry: int
     archived: int
-    processed: int
+    succeeded: int
     failed: int
     latency: float
 
@@ -156,10 +158,10 @@ HISTORY_DAYS = 90
 
 @dataclass(frozen=True)
 class Minute:
-    """Tasks a queue completed (``processed``) and attempts that failed in one minute."""
+    """Tasks of a queue that succeeded, and attempts that failed, in one minute."""
 
     minute: int  # epoch seconds // 60
-    processed: int
+    succeeded: int
     failed: int
 
 

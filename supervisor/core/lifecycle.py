@@ -16,12 +16,19 @@ from supervisor.core.task import TaskMessage
 
 
 class Outcome(enum.StrEnum):
-    """How one run of a task ended, as the worker records it (and metrics label it)."""
+    """How one attempt of a task ended: the one set of words for it, past participles.
+
+    The single source: the metrics' ``outcome`` label, the logs' ``outcome`` field, the health
+    pipe's reports and the docs' glossary all use these values and no others.
+    """
 
     #: The handler returned; the completion is recorded (with the next claim).
-    COMPLETED = "completed"
-    #: The handler failed; another attempt is scheduled.
-    RETRY = "retry"
+    SUCCEEDED = "succeeded"
+    #: The handler failed (or asked to run again, counting an attempt); another attempt is scheduled.
+    FAILED = "failed"
+    #: The handler asked to run again later without counting an attempt (``RetryLater``, or an
+    #: error its type declares not a failure); scheduled like a retry.
+    PUT_OFF = "put_off"
     #: Dead-lettered: out of retries, SkipRetry, unreadable, no handler, past its deadline.
     ARCHIVED = "archived"
     #: The worker no longer owned it (its lease ended and it was recovered): nothing recorded.

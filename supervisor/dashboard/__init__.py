@@ -1,4 +1,4 @@
-"""The web dashboard (``pip install 'supervisor-jobs[dashboard]'``): queues, tasks, servers, schedules.
+"""The web dashboard (``pip install 'supervisor-jobs[dashboard]'``): queues, tasks, supervisors, schedules.
 
 ``create_app`` is imported lazily so that ``supervisor.dashboard.settings`` (used by the CLI to
 validate configuration) works without the optional web dependencies installed.

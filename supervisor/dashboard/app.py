@@ -13,7 +13,6 @@ Mount it under a prefix in your own Starlette/FastAPI app::
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from supervisor.config import Settings, load_settings
 from supervisor.core.aggregation import GroupStore
 from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.flow import LimitStore
+from supervisor.core.heartbeat import supervisor_record
 from supervisor.core.inspection import WAITING, Inspection, Sample, UnknownQueue, UnknownTask
 from supervisor.core.progress import ProgressStore
 from supervisor.dashboard import charts, listing, present
@@ -156,14 +156,15 @@ class Dashboard:
         queues = self.inspector.stats()
         now = time.time()
         history = self.inspector.throughput([q.queue for q in queues], minutes=60, now=now)
-        servers = self.inspector.servers()
+        supervisors = self._supervisors()
         return {
             "queues": queues,
             "rate": {q: present.per_minute(h, now) for q, h in history.items()},
             "chart": present.chart(list(history.values())),
-            "servers": servers,
-            "busy": sum(int(s.get("busy", 0) or 0) for s in servers),
-            "workers": sum(int(s.get("workers", 0) or 0) for s in servers),
+            "supervisors": supervisors,
+            "active": present.total(supervisors, "active"),
+            "busy": present.total(supervisors, "busy"),
+            "workers": present.total(supervisors, "workers"),
             "groups": self.groups.group_heads([q.queue for q in queues])[1] if self.groups is not None else [],
         }
 
@@ -172,32 +173,33 @@ class Dashboard:
         return JSONResponse(
             {
                 "queues": [
-                    {**q.__dict__, "processed_per_minute": data["rate"][q.queue][0],
+                    {**q.__dict__, "succeeded_per_minute": data["rate"][q.queue][0],
                      "failed_per_minute": data["rate"][q.queue][1]}
                     for q in data["queues"]
                 ],
-                "servers": data["servers"],
+                "supervisors": data["supervisors"],
                 "groups": [
                     {"queue": g.queue, "type": g.task_type, "group": g.name, "size": g.size} for g in data["groups"]
                 ],
             }
         )  # fmt: skip
 
-    async def servers(self, request: Request) -> Response:
-        return self.render(request, "servers.html", title="Servers", servers=await self.call(self._servers))
+    async def supervisors(self, request: Request) -> Response:
+        return self.render(
+            request, "supervisors.html", title="Supervisors", supervisors=await self.call(self._supervisors)
+        )
 
-    async def servers_fragment(self, request: Request) -> Response:
-        return self.render(request, "_servers.html", servers=await self.call(self._servers))
+    async def supervisors_fragment(self, request: Request) -> Response:
+        return self.render(request, "_supervisors.html", supervisors=await self.call(self._supervisors))
 
-    def _servers(self) -> list[dict[str, Any]]:
-        out = []
-        for s in sorted(self.inspector.servers(), key=lambda s: (s.get("host", ""), s.get("pid", ""))):
-            try:
-                children = json.loads(s.get("children", "[]"))
-            except ValueError:
-                children = []
-            out.append({**s, "children_list": children if isinstance(children, list) else []})
-        return out
+    async def old_servers(self, request: Request) -> Response:
+        """The page's address before it was named Supervisors: kept for bookmarks."""
+        return self.redirect(request, "/supervisors")
+
+    def _supervisors(self) -> list[dict[str, Any]]:
+        """Every live supervisor's heartbeat, typed and in the glossary's words (core/heartbeat.py)."""
+        records = [supervisor_record(s) for s in self.inspector.servers()]
+        return sorted(records, key=lambda s: (str(s.get("host", "")), str(s.get("pid", ""))))
 
     async def schedules(self, request: Request) -> Response:
         entries = await self.call(self._schedules)
@@ -264,7 +266,7 @@ class Dashboard:
 
     def _running(self) -> dict[str, present.Running]:
         """Where each running task runs, from what the live supervisors last reported."""
-        return present.running_tasks(self._servers())
+        return present.running_tasks(self._supervisors())
 
     async def search(self, request: Request) -> Response:
         task_id = request.query_params.get("id", "").strip()
@@ -344,8 +346,9 @@ def create_app(
     routes = [
         Route("/", d.overview, name="overview"),
         Route("/fragments/overview", d.overview_fragment),
-        Route("/servers", d.servers),
-        Route("/fragments/servers", d.servers_fragment),
+        Route("/supervisors", d.supervisors),
+        Route("/fragments/supervisors", d.supervisors_fragment),
+        Route("/servers", d.old_servers),
         Route("/schedules", d.schedules),
         Route("/limits", LimitsPage(d, limits).show),
         Route("/redis", d.store),

@@ -74,14 +74,14 @@ def sizes(samples: Sequence[Sample], start: float, end: float) -> Chart:
 
 
 def done_per_minute(samples: Sequence[Sample], start: float, end: float) -> Chart:
-    """Processed and failed per minute between consecutive samples (their counters' difference)."""
-    processed: list[tuple[float, float]] = []
+    """Succeeded and failed per minute between consecutive samples (their counters' difference)."""
+    succeeded: list[tuple[float, float]] = []
     failed: list[tuple[float, float]] = []
     for a, b in itertools.pairwise(samples):
         minutes = max((b.at - a.at) / 60, 1 / 60)
-        processed.append((b.at, max(b.processed - a.processed, 0) / minutes))
+        succeeded.append((b.at, max(b.succeeded - a.succeeded, 0) / minutes))
         failed.append((b.at, max(b.failed - a.failed, 0) / minutes))
-    return lines("Processed and failed per minute", "/min", {"processed": processed, "failed": failed}, start, end)
+    return lines("Succeeded and failed per minute", "/min", {"succeeded": succeeded, "failed": failed}, start, end)
 
 
 def latency(samples: Sequence[Sample], start: float, end: float) -> Chart:
@@ -90,21 +90,21 @@ def latency(samples: Sequence[Sample], start: float, end: float) -> Chart:
 
 
 def per_day(days: Sequence[Sample]) -> Chart:
-    """Bars of the tasks processed and failed each day (a day's counters minus the day before's)."""
-    rows = [(b.at, max(b.processed - a.processed, 0), max(b.failed - a.failed, 0))
+    """Bars of the tasks succeeded and failed each day (a day's counters minus the day before's)."""
+    rows = [(b.at, max(b.succeeded - a.succeeded, 0), max(b.failed - a.failed, 0))
             for a, b in itertools.pairwise(days)]  # fmt: skip
     peak = max([p for _, p, _ in rows] + [f for _, _, f in rows] + [1])
     slot = WIDTH / max(len(rows), 1)
     bars = []
     for i, (at, p, f) in enumerate(rows):
         day = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d")
-        for j, (name, value) in enumerate((("processed", p), ("failed", f))):
+        for j, (name, value) in enumerate((("succeeded", p), ("failed", f))):
             h = value * (HEIGHT - 14) / peak
             bars.append(Bar(name, i * slot + j * slot * 0.45 + slot * 0.05, HEIGHT - h, slot * 0.4, h, value,
                             f"{day}: {value} {name}"))  # fmt: skip
     start = _day(rows[0][0]) if rows else ""
     end = _day(rows[-1][0]) if rows else ""
-    return Chart("Processed and failed per day", "/day", [], bars, float(peak), start, end)
+    return Chart("Succeeded and failed per day", "/day", [], bars, float(peak), start, end)
 
 
 def _day(ts: float) -> str:

@@ -131,11 +131,16 @@ class Running:
     started: float
 
 
-def running_tasks(servers: Sequence[dict[str, Any]]) -> dict[str, Running]:
-    """Task id -> where it runs, from the ``children_list`` of each live supervisor's record."""
+def total(supervisors: Sequence[dict[str, Any]], key: str) -> int:
+    """A count summed over the live supervisors (one that did not say counts 0)."""
+    return sum(s[key] for s in supervisors if isinstance(s.get(key), int))
+
+
+def running_tasks(supervisors: Sequence[dict[str, Any]]) -> dict[str, Running]:
+    """Task id -> where it runs, from the ``pool`` of each live supervisor's record."""
     out = {}
-    for s in servers:
-        for c in s.get("children_list", []):
+    for s in supervisors:
+        for c in s.get("pool", []):
             if isinstance(c, dict) and c.get("task_id"):
                 try:
                     started = float(c.get("task_started", 0))
@@ -218,7 +223,7 @@ def size(value: Any) -> str:
 
 
 def per_minute(history: Sequence[Minute], now: float) -> tuple[int, int]:
-    """(processed, failed) over the last 60 seconds, from per-minute buckets.
+    """(succeeded, failed) over the last 60 seconds, from per-minute buckets.
 
     The current minute's count plus the share of the previous minute that is still inside the
     window (the sliding-window estimate): it does not drop to zero at each minute boundary.
@@ -227,19 +232,19 @@ def per_minute(history: Sequence[Minute], now: float) -> tuple[int, int]:
         return 0, 0
     current, previous = history[-1], history[-2] if len(history) > 1 else Minute(0, 0, 0)
     share = 1.0 - (now % 60) / 60
-    return round(current.processed + previous.processed * share), round(current.failed + previous.failed * share)
+    return round(current.succeeded + previous.succeeded * share), round(current.failed + previous.failed * share)
 
 
 @dataclass(frozen=True)
 class Chart:
-    """An SVG line chart of processed and failed tasks per minute (numbers and coordinates only)."""
+    """An SVG line chart of succeeded and failed tasks per minute (numbers and coordinates only)."""
 
     width: int
     height: int
-    processed: str  # polyline points
+    succeeded: str  # polyline points
     failed: str
     peak: int
-    total_processed: int
+    total_succeeded: int
     total_failed: int
     minutes: int
 
@@ -247,12 +252,12 @@ class Chart:
 def chart(series: Sequence[Sequence[Minute]], width: int = 640, height: int = 140) -> Chart:
     """Sum the queues' per-minute counts and scale them into the chart's box."""
     n = max((len(s) for s in series), default=0)
-    processed = [sum(s[i].processed for s in series if i < len(s)) for i in range(n)]
+    succeeded = [sum(s[i].succeeded for s in series if i < len(s)) for i in range(n)]
     failed = [sum(s[i].failed for s in series if i < len(s)) for i in range(n)]
-    peak = max([*processed, *failed, 1])
+    peak = max([*succeeded, *failed, 1])
     step = width / max(n - 1, 1)
 
     def points(values: list[int]) -> str:
         return " ".join(f"{i * step:.1f},{height - v * (height - 4) / peak:.1f}" for i, v in enumerate(values))
 
-    return Chart(width, height, points(processed), points(failed), peak, sum(processed), sum(failed), n)
+    return Chart(width, height, points(succeeded), points(failed), peak, sum(succeeded), sum(failed), n)

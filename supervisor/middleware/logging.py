@@ -1,4 +1,10 @@
-"""Task logging: one line per run with its outcome and duration."""
+"""Task logging: one line per run with its outcome and duration.
+
+The ``task_done`` line says how the handler ended, in the words of
+:class:`~supervisor.core.lifecycle.Outcome`: ``succeeded`` (it returned) or ``failed`` (it raised).
+What the worker then made of a failure is the next line about the task, with its own ``outcome``
+(``task_retry``: failed, ``task_retry_later``: put_off, ``task_archived``: archived...).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from supervisor.context import TaskContext
+from supervisor.core.lifecycle import Outcome
 from supervisor.core.task import log_fields
 
 log = logging.getLogger("supervisor.task")
@@ -48,11 +55,13 @@ def _started(context: TaskContext) -> float:
 def _failed(context: TaskContext, started: float, exc: BaseException) -> None:
     error = f"{type(exc).__name__}: {exc}"
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
-    fields = log_fields(context.message, "task_done", outcome="failure", duration_ms=duration_ms, error=error)
+    fields = log_fields(
+        context.message, "task_done", outcome=Outcome.FAILED.value, duration_ms=duration_ms, error=error
+    )
     log.warning("task %s (%s) failed: %s", context.id, context.type, error, extra=fields)
 
 
 def _succeeded(context: TaskContext, started: float) -> None:
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
-    fields = log_fields(context.message, "task_done", outcome="success", duration_ms=duration_ms)
+    fields = log_fields(context.message, "task_done", outcome=Outcome.SUCCEEDED.value, duration_ms=duration_ms)
     log.info("task %s (%s) succeeded", context.id, context.type, extra=fields)

@@ -189,15 +189,15 @@ class Arbiter:
         self.pool.kill_all("SIGQUIT asked to stop now")
 
     def handle_tstp(self, name: str) -> None:
-        """Quiet: children stop claiming; the "quiet" event follows once every child has said so."""
+        """Quiet: workers stop claiming; the "quiet" event follows once every worker has said so."""
         if self.state is State.RUNNING:
             self.state = State.QUIET
             self.pool.signal_all(signal.SIGUSR1)
-            log.info("quiet requested: children stop claiming new tasks", extra={"event": "quiet_begin"})
+            log.info("quiet requested: workers stop claiming new tasks", extra={"event": "quiet_begin"})
 
     def handle_hup(self, name: str) -> None:
         if self.state is not State.STOPPING:
-            log.info("reload: replacing every child", extra={"event": "reload"})
+            log.info("reload: replacing every worker", extra={"event": "reload"})
             for child in list(self.pool.children.values()):
                 self.pool.retire(child, "reload")
 
@@ -221,10 +221,10 @@ class Arbiter:
     def begin_shutdown(self, why: str) -> None:
         self.state = State.STOPPING
         self.stop_deadline = time.monotonic() + self.asynq.shutdown_timeout
-        busy, timeout = self.pool.busy, self.asynq.shutdown_timeout
-        log.info("%s: stopping; %d tasks in flight get up to %gs", why, busy, timeout,
-                 extra={"event": "shutdown_begin", "signal": why, "busy": busy, "timeout": timeout})  # fmt: skip
-        self.parts.reporter.stopping(busy)
+        active, timeout = self.pool.busy, self.asynq.shutdown_timeout
+        log.info("%s: stopping; %d tasks active get up to %gs", why, active, timeout,
+                 extra={"event": "shutdown_begin", "signal": why, "active": active, "timeout": timeout})  # fmt: skip
+        self.parts.reporter.stopping(active)
         self.pool.signal_all(signal.SIGTERM)
 
     # == what the pool calls back ==================================================================
@@ -253,7 +253,7 @@ class Arbiter:
     def _check_quiet(self) -> None:
         if self.state is State.QUIET and not self.quiet_logged and all(c.quiet for c in self.pool.children.values()):
             self.quiet_logged = True
-            log.info("quiet: every child has stopped claiming new tasks", extra={"event": "quiet"})
+            log.info("quiet: every worker has stopped claiming new tasks", extra={"event": "quiet"})
 
     # == what the roles read =======================================================================
 
@@ -263,7 +263,9 @@ class Arbiter:
 
     def pool_status(self) -> PoolStatus:
         p = self.pool
-        return PoolStatus(self.state.value, len(p.slots), len(p.children), p.all_ready(), p.busy, p.processed)
+        return PoolStatus(
+            self.state.value, len(p.slots), len(p.children), p.all_ready(), p.busy, p.busy_children(), p.processed
+        )
 
     def log_start(self) -> None:
         a = self.asynq

@@ -78,7 +78,7 @@ def run_child(
         run_with_recycling(worker, reporter, settings.asynq.max_tasks_per_child)
         code = 0
     except BaseException:
-        log.exception("worker child %d crashed", os.getpid(), extra={"event": "child_crash", "slot": slot})
+        log.exception("worker %d crashed", os.getpid(), extra={"event": "worker_crash", "slot": slot})
     finally:
         leave(code)
 

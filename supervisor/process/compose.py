@@ -52,7 +52,7 @@ def parent_parts(arbiter: Arbiter, notifier: Notifier) -> ParentParts:
     metrics: Metrics | None = None
     listeners: list[Listener] = []
     if asynq.metrics_port:
-        metrics = Metrics(PoolGauges(lambda: len(pool.children), pool.busy_children, lambda: pool.busy))
+        metrics = Metrics(PoolGauges(lambda: len(pool.children), pool.busy_children, active=lambda: pool.busy))
         listeners.append(MetricsServer(asynq.metrics_host, asynq.metrics_port, metrics))
     # Queue counts for /metrics and, once a minute, the queues' history (see keeper.py).
     # The limits' counters for /metrics too, read with the queue counts (a scrape never waits on Redis).

@@ -40,7 +40,7 @@ def retiring(child: Child, why: str) -> None:
 
 def exited(child: Child, code: int, verdict: ExitVerdict, lifetime: float, delay: float, *, stopping: bool) -> None:
     extra = {"pid": child.pid, "slot": child.slot, "exit": code, "lifetime": round(lifetime, 3),
-             "tasks_done": child.tasks_done}  # fmt: skip
+             "processed": child.tasks_done}  # fmt: skip
     if child.recycle_reason and not child.killed_for:
         log.info("worker %d recycled after %s", child.pid, child.recycle_reason,
                  extra={"event": "recycle", **extra, "reason": child.recycle_reason})  # fmt: skip

@@ -3,7 +3,7 @@
 Every heartbeat interval the parent, a process that runs no task code, renews the leases of
 every task its children hold (so a handler stuck in C code cannot let its lease expire and its
 task run twice), refreshes this supervisor's record (what ``supervisor stats`` and the dashboard
-list as live servers) and reads the queues' counts: for ``/metrics`` when metrics are on, and
+list as live supervisors) and reads the queues' counts: for ``/metrics`` when metrics are on, and
 once a minute for the queues' history on the dashboard (sampled here, off any task's path).
 While the store fails it backs off (up to the interval) and says so once; the pool goes on.
 """

@@ -1,8 +1,11 @@
 """Prometheus metrics, served by the parent from its own select loop (no thread, no fork hazard).
 
-Queue sizes and the processed/failed totals come from Redis, read once per maintenance round
+Queue sizes and the succeeded/failed totals come from Redis, read once per maintenance round
 (one pipelined round trip), so a scrape never waits on Redis. Task durations come from the
-children's health reports.
+workers' health reports, labelled with the attempt's
+:class:`~supervisor.core.lifecycle.Outcome` (the same words as the logs' ``outcome``).
+
+The words are the glossary's (docs/glossary.md): ``active`` tasks, ``busy`` workers.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ class PoolGauges:
     workers: Callable[[], int]
     #: Worker processes running at least one task.
     busy: Callable[[], int]
-    #: Tasks running now, in every worker process (each may run several).
-    running: Callable[[], int]
+    #: Tasks active (running) now, in every worker process (each may run several).
+    active: Callable[[], int]
 
 
 class _QueueCollector(Collector):
@@ -42,7 +45,9 @@ class _QueueCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         sizes = GaugeMetricFamily("supervisor_queue_tasks", "Tasks in a queue, by state.", labels=["queue", "state"])
-        processed = CounterMetricFamily("supervisor_tasks_processed", "Tasks completed, per queue.", labels=["queue"])
+        succeeded = CounterMetricFamily(
+            "supervisor_tasks_succeeded", "Tasks that succeeded (their handler returned), per queue.", labels=["queue"]
+        )
         failed = CounterMetricFamily("supervisor_tasks_failed", "Failed attempts, per queue.", labels=["queue"])
         ended = CounterMetricFamily(
             "supervisor_tasks_ended", "Tasks canceled or expired, per queue.", labels=["queue", "state"]
@@ -57,7 +62,7 @@ class _QueueCollector(Collector):
             latency.add_metric([s.queue], s.latency(now))
             for state in QUEUE_STATES:
                 sizes.add_metric([s.queue, state], getattr(s, state))
-            processed.add_metric([s.queue], s.processed)
+            succeeded.add_metric([s.queue], s.succeeded)
             failed.add_metric([s.queue], s.failed)
             ended.add_metric([s.queue, "canceled"], s.canceled_total)
             ended.add_metric([s.queue, "expired"], s.expired_total)
@@ -66,15 +71,15 @@ class _QueueCollector(Collector):
         total, busy = self.metrics.pool.workers(), self.metrics.pool.busy()
         workers.add_metric(["busy"], busy)
         workers.add_metric(["idle"], max(total - busy, 0))
-        running = GaugeMetricFamily("supervisor_tasks_running", "Tasks running now, in every worker process.")
-        running.add_metric([], self.metrics.pool.running())
+        active = GaugeMetricFamily("supervisor_tasks_active", "Tasks active (running) now, in every worker process.")
+        active.add_metric([], self.metrics.pool.active())
         throttled = CounterMetricFamily(
             "supervisor_throttled", "Due starts a rate limit or cap held back, per queue, scope and kind.",
             labels=["queue", "scope", "kind"],
         )  # fmt: skip
         for (queue, scope, kind), n in sorted(self.metrics.throttled.items()):
             throttled.add_metric([queue, scope, kind], n)
-        yield from (sizes, processed, failed, ended, paused, latency, workers, running, throttled)
+        yield from (sizes, succeeded, failed, ended, paused, latency, workers, active, throttled)
 
 
 @dataclass
@@ -87,7 +92,7 @@ class Metrics:
 
     def __post_init__(self) -> None:
         self.durations = Histogram(
-            "supervisor_task_duration_seconds", "Handler run time, by task type and outcome.",
+            "supervisor_task_duration_seconds", "Attempt run time, by task type and outcome.",
             ["task_type", "outcome"], registry=self.registry,
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
         )  # fmt: skip

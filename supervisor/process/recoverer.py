@@ -32,6 +32,7 @@ from supervisor.core import lifecycle
 from supervisor.core.errors import BrokerError, BrokerUnavailable
 from supervisor.core.flow_store import FAILED
 from supervisor.core.identity import WorkerId
+from supervisor.core.lifecycle import Outcome
 from supervisor.core.ports import Broker, Clock, Held, SystemClock, printable_id
 from supervisor.core.recovery import PutBack, put_back_plan
 from supervisor.core.task import decode_message, encode_message, log_fields
@@ -228,14 +229,14 @@ class Recoverer:
         if isinstance(decision_after, lifecycle.Archive):
             log.error(
                 "task %s (%s) archived: %s, no retries left", message.id, message.type, reason,
-                extra=log_fields(message, "task_archived", error=reason),
+                extra=log_fields(message, "task_archived", error=reason, outcome=Outcome.ARCHIVED.value),
             )  # fmt: skip
             if message.flow:  # a workflow member's terminal state: its join, before the archive
                 Flows(self.broker, self.broker.flow_store(), self.clock).member_failed(message, FAILED, reason)
             return self.broker.archive(claimed, held.owner, data, self.clock.now(), unique_key=message.unique_key)
         log.warning(
-            "task %s (%s) put back: %s (attempt %d/%d)", message.id, message.type, reason,
+            "task %s (%s) put back: %s (retry %d/%d)", message.id, message.type, reason,
             decision_after.message.retried, message.max_retry,
-            extra=log_fields(message, "task_requeued", reason=reason),
+            extra=log_fields(message, "task_requeued", reason=reason, outcome=Outcome.FAILED.value),
         )  # fmt: skip
         return self.broker.requeue(claimed, held.owner, data, at_head=True)

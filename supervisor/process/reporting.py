@@ -1,10 +1,11 @@
 """What the supervisor tells its own supervisor: systemd's notify protocol and the liveness file.
 
-- ``READY=1`` once every slot's child has reported (or after 10 s whatever happened), so that
-  ``systemctl start`` returns when the pool works; ``STATUS=`` with workers, busy tasks and
-  processed tasks, at most once a second; ``WATCHDOG=1`` at half of ``WATCHDOG_USEC``.
+- ``READY=1`` once every slot's worker has reported (or after 10 s whatever happened), so that
+  ``systemctl start`` returns when the pool works; ``STATUS=`` with the tasks active, the workers
+  (how many, how many busy) and the attempts processed, at most once a second; ``WATCHDOG=1`` at
+  half of ``WATCHDOG_USEC``.
 - The liveness file, rewritten about once a second, for ``supervisor health --live`` (a
-  container's liveness probe: this supervisor and its children are alive, Redis or not).
+  container's liveness probe: this supervisor and its workers are alive, Redis or not).
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ class PoolStatus:
     workers: int
     children: int
     all_ready: bool
+    #: Tasks running now, in every worker.
+    active: int
+    #: Workers running at least one task.
     busy: int
+    #: Attempts the workers finished, whatever their outcome.
     processed: int
 
 
@@ -86,12 +91,12 @@ class Reporter:
     @staticmethod
     def _status_text(status: PoolStatus) -> str:
         return (
-            f"STATUS={status.state}: {status.children} workers, {status.busy} tasks running, "
+            f"STATUS={status.state}: {status.active} tasks active on {status.children} workers, {status.busy} busy, "
             f"{status.processed} processed"
         )
 
-    def stopping(self, busy: int) -> None:
-        self.notifier.send("STOPPING=1", f"STATUS=stopping, {busy} tasks in flight")
+    def stopping(self, active: int) -> None:
+        self.notifier.send("STOPPING=1", f"STATUS=stopping, {active} tasks active")
 
     def close(self) -> None:
         self.notifier.close()

@@ -41,7 +41,7 @@ def judge(
     overrun = child.overrun(now, grace)
     if overrun is not None:
         task_id, task = overrun
-        return Kill(f"task {task_id} ran past its time limit of {task.time_limit:g}s", frozenset({task_id}))
+        return Kill(f"task {task_id} ran past its timeout of {task.time_limit:g}s", frozenset({task_id}))
     canceled = child.canceled_overrun(now, cancel_grace)
     if canceled is not None:
         return Kill(f"task {canceled} still running {cancel_grace:g}s after its cancel", frozenset({canceled}))

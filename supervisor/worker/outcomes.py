@@ -1,5 +1,9 @@
 """What a run that did not succeed becomes in the store: a retry, a put-off, an archive, or an end.
 
+Each of these log lines carries ``outcome``, a :class:`~supervisor.core.lifecycle.Outcome` value
+(``failed``, ``put_off``, ``archived``, ``canceled``, ``expired``, ``fenced``), the same word the
+metrics' ``outcome`` label uses for that attempt.
+
 A part of :class:`~supervisor.worker.runner.TaskRunner`, kept apart so that each module stays one
 job: the runner prepares and runs a task; this records how a failed, refused or unrunnable one
 ends. Every record is fenced (only the task's owner may write it) and made through
@@ -57,11 +61,11 @@ class Outcomes:
         log.warning(
             "task %s (%s) failed, retry %d/%d in %.1fs: %s",
             message.id, message.type, decision.message.retried, message.max_retry, delay, text.splitlines()[0],
-            extra=log_fields(message, "task_retry", retry_in=round(delay, 3)),
+            extra=log_fields(message, "task_retry", retry_in=round(delay, 3), outcome=Outcome.FAILED.value),
         )  # fmt: skip
         data = encode_message(decision.message)
         done = self.store.persist("retry", lambda: self.broker.retry(claimed, self.worker_id, data, decision.at))
-        return self._fenced(done, Outcome.RETRY, message.id)
+        return self._fenced(done, Outcome.FAILED, message.id)
 
     def _put_off(
         self,
@@ -81,15 +85,18 @@ class Outcomes:
         decision = lifecycle.after_retry_request(message, text, now, delay, count=count)
         if isinstance(decision, lifecycle.Archive):
             return self.archive(claimed, message, text, now, retries_exhausted=True)
+        outcome = Outcome.FAILED if count else Outcome.PUT_OFF  # a counted attempt is a failure like any other
         log.info(
             "task %s (%s) runs again in %.3gs (%s, attempt %s): %s",
             message.id, message.type, delay, "requested" if isinstance(error, RetryLater) else "not a failure",
             "counted" if count else "not counted", text.splitlines()[0],
-            extra=log_fields(message, "task_retry_later", retry_in=round(delay, 3), counted=count),
+            extra=log_fields(
+                message, "task_retry_later", retry_in=round(delay, 3), counted=count, outcome=outcome.value
+            ),
         )  # fmt: skip
         data = encode_message(decision.message)
         done = self.store.persist("retry", lambda: self.broker.retry(claimed, self.worker_id, data, decision.at))
-        return self._fenced(done, Outcome.RETRY, message.id)
+        return self._fenced(done, outcome, message.id)
 
     def archive(
         self,
@@ -106,7 +113,7 @@ class Outcomes:
         log.error(
             "task %s (%s) archived%s: %s",
             message.id, message.type, f" after {message.retried} retries" if retries_exhausted else "", first_line,
-            extra=log_fields(message, "task_archived", error=first_line),
+            extra=log_fields(message, "task_archived", error=first_line, outcome=Outcome.ARCHIVED.value),
         )  # fmt: skip
         if message.flow:
             self.store.persist("flow join", lambda: self.joins.flows().member_failed(message, flow_state, error))
@@ -125,7 +132,8 @@ class Outcomes:
             at = dt.datetime.fromtimestamp(message.expires, dt.UTC).isoformat(timespec="milliseconds")
             state, why = Outcome.EXPIRED, f"expired: not started by {at}"
         log.warning(
-            "task %s (%s) %s", message.id, message.type, why, extra=log_fields(message, f"task_{state.value}")
+            "task %s (%s) %s", message.id, message.type, why,
+            extra=log_fields(message, f"task_{state.value}", outcome=state.value),
         )  # fmt: skip
         if message.flow:  # the join counts it as finished (canceled or expired), before it ends
             flow_state = CANCELED if state is Outcome.CANCELED else EXPIRED
@@ -157,7 +165,7 @@ class Outcomes:
         )  # fmt: skip
         log.error(
             "unreadable task archived as %s in queue %s: %s", store_id, claimed.queue, error,
-            extra=log_fields(message, "task_archived", error=error),
+            extra=log_fields(message, "task_archived", error=error, outcome=Outcome.ARCHIVED.value),
         )  # fmt: skip
         data = encode_message(message)
         done = self.store.persist(
@@ -172,7 +180,9 @@ class Outcomes:
             log.warning(
                 "task %s is no longer owned by this worker (its lease ended and it was recovered); "
                 "outcome %r not recorded, it will run again",
-                task_id, outcome.value, extra={"task_id": task_id, "event": "task_fenced"},
+                task_id, outcome.value,
+                extra={"task_id": task_id, "event": "task_fenced", "outcome": Outcome.FENCED.value,
+                       "not_recorded": outcome.value},
             )  # fmt: skip
             return Outcome.FENCED
         return outcome

@@ -1,6 +1,6 @@
 """One task, from claimed bytes to a recorded outcome.
 
-Once a claimed task holds a slot, the thread or the event loop that runs it (execution.py) hands
+Once a claimed task holds a task place, the thread or the event loop that runs it (execution.py) hands
 it to :meth:`TaskRunner.prepare` (decode the envelope, check the deadline, find the handler,
 decode the payload) and then to :meth:`TaskRunner.execute` or :meth:`TaskRunner.execute_async`
 (run the handler through the middleware, decide the outcome). A
@@ -177,7 +177,7 @@ class TaskRunner(Outcomes):
                 ready.limit,
             )
         except TaskTimeout:
-            error = TaskTimeout(f"task ran past its time limit of {ready.limit:g}s")
+            error = TaskTimeout(f"task ran past its timeout of {ready.limit:g}s")
         except Exception as exc:  # the handler's failure is the task's outcome, never the worker's
             error = exc
         return self.settle(ready, result, error, started)
@@ -194,7 +194,7 @@ class TaskRunner(Outcomes):
             result = await self.app.run_async(ready.registration, ready.payload, ready.context, deadline=deadline)
             completion = self.completion(ready, result)
         except TaskTimeout:
-            error: BaseException = TaskTimeout(f"task ran past its time limit of {ready.limit:g}s")
+            error: BaseException = TaskTimeout(f"task ran past its timeout of {ready.limit:g}s")
         except asyncio.CancelledError:
             if ready.message.id not in self.canceled:
                 raise
@@ -258,5 +258,5 @@ class TaskRunner(Outcomes):
         return Completion(ready.claimed, message.unique_key, record, message.retention, join)
 
     def _completed(self, ready: Ready, completion: Completion, started: float) -> tuple[Outcome, Completion]:
-        self.observer.task_finished(ready.message.id, Outcome.COMPLETED, time.perf_counter() - started)
-        return Outcome.COMPLETED, completion
+        self.observer.task_finished(ready.message.id, Outcome.SUCCEEDED, time.perf_counter() - started)
+        return Outcome.SUCCEEDED, completion

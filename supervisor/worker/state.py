@@ -4,12 +4,12 @@ Three kinds of thread share a worker's bookkeeping: the claim loop (which claims
 completions and gives tasks back), the task threads (plain handlers) and the event loop's thread
 (``async def`` handlers). Everything they share lives here, behind one lock that no caller
 sees: the waiting lines (claimed tasks not started yet, waiting.py), the running tasks (each
-holds one of the ``concurrency`` slots), the completions waiting to be recorded
+holds one of the ``concurrency`` task places), the completions waiting to be recorded
 (completions.py), the inputs of the prefetch rule (the moving average run time, the prefetch
 size) and the count of tasks started. Each method takes the lock once and never calls out while
 holding it, so no caller can hold it across a round trip or a handler.
 
-Two conditions share the lock: the claim loop waits on one (a slot freed, a claim is due) and
+Two conditions share the lock: the claim loop waits on one (a task place freed, a claim is due) and
 the task threads on the other (a task waits for them), so that a claim wakes as many threads as
 it brought tasks and a finished task wakes the claim loop alone.
 
@@ -50,7 +50,7 @@ class WorkerState:
         self._running: dict[str, float] = {}  # task id -> when it started (time.monotonic())
         self._completions = PendingCompletions()
         self._average = 0.0  # moving average of task run times (s)
-        self._ahead = 0  # tasks claimed ahead of free slots (the prefetch, see claim_size)
+        self._ahead = 0  # tasks claimed ahead of free task places (the prefetch, see claim_size)
         self._started = 0
         self._closing = False  # the claim loop has ended: task threads leave once nothing waits
         self._threads = 0  # task threads started and not gone
@@ -65,7 +65,7 @@ class WorkerState:
 
     @property
     def busy(self) -> int:
-        """Tasks running now (each holds a slot)."""
+        """Tasks running now (each holds a task place)."""
         with self._lock:
             return len(self._running)
 
@@ -108,7 +108,7 @@ class WorkerState:
                 self._task_threads.notify(len(for_threads))
 
     def remove_stale(self, now: float) -> list[Waiting]:
-        """Waiting tasks no slot started within ``STALE_AFTER``, removed (to give back)."""
+        """Waiting tasks no task place started within ``STALE_AFTER``, removed (to give back)."""
         with self._lock:
             return self._waiting.remove_stale(now)
 
@@ -140,7 +140,7 @@ class WorkerState:
 
     def rest(self, until: float) -> None:
         """The claim loop sleeps until ``until`` (monotonic), a completion falls due, a waiting
-        task turns stale, or a task thread wakes it (a slot freed, a claim due)."""
+        task turns stale, or a task thread wakes it (a task place freed, a claim due)."""
         with self._lock:
             moments = [until]
             if (due := self._completions.due_at()) is not None:
@@ -174,7 +174,7 @@ class WorkerState:
 
     def next_for_thread(self, *, after_a_task: bool = False, retire_after: float = RETIRE_AFTER) -> Waiting | None:
         """On a task thread (``after_a_task``: back from running one): the oldest task waiting for
-        a thread, its slot taken, once fewer than ``concurrency`` run in all (async ones
+        a thread, its task place taken, once fewer than ``concurrency`` run in all (async ones
         included); None when the thread is to leave: the state is closed and nothing waits, or
         nothing came for ``retire_after`` seconds."""
         with self._lock:
@@ -187,7 +187,7 @@ class WorkerState:
                     self._threads -= 1
                     self._threads_free -= 1
                     return None
-                # A task waits for a slot (a finished task notifies), or nothing waits yet.
+                # A task waits for a task place (a finished task notifies), or nothing waits yet.
                 self._task_threads.wait(None if self._closing or left <= 0 else left)
             self._threads_free -= 1
             self._started += 1
@@ -202,8 +202,8 @@ class WorkerState:
             self._threads_free -= 1
 
     def take_for_loop(self) -> list[Waiting]:
-        """On the event loop's thread: as many tasks waiting for it as there are free slots, their
-        slots taken. Only the event loop takes them, so ``concurrency`` bounds them exactly."""
+        """On the event loop's thread: as many tasks waiting for it as there are free task places, their
+        task places taken. Only the event loop takes them, so ``concurrency`` bounds them exactly."""
         with self._lock:
             items = self._waiting.take_for_loop(self._running, self.concurrency, time.monotonic())
             self._started += len(items)
@@ -222,14 +222,14 @@ class WorkerState:
             self._running[claimed.task_id] = time.monotonic()
 
     def finished(self, task_id: str, took: float | None, completion: Completion | None) -> None:
-        """A task has ended, or could not start (``took`` None): its slot is free."""
+        """A task has ended, or could not start (``took`` None): its task place is free."""
         with self._lock:
             self._running.pop(task_id, None)
             if took is not None:
                 self._average = took if not self._average else 0.8 * self._average + 0.2 * took
             if completion is not None:
                 self._completions.add(completion)
-            # Wake the claim loop when a slot has nothing waiting for it. Completions wait for
+            # Wake the claim loop when a task place has nothing waiting for it. Completions wait for
             # its next claim (topping the waiting line up) or its 20 ms timer: waking it to record
             # them on their own cost a round trip every few tasks (drain 6.3k/s instead of 8.6k/s).
             if not self._waiting or self._closing:

@@ -1,7 +1,7 @@
 """Claimed tasks not started yet: one line for the task threads, one for the event loop.
 
-A worker claims for its free slots plus, while tasks are quick, a short prefetch; what it claimed
-waits here until a slot takes it. Whatever waits longer than :data:`STALE_AFTER` goes back to the
+A worker claims for its free task places plus, while tasks are quick, a short prefetch; what it claimed
+waits here until a task place takes it. Whatever waits longer than :data:`STALE_AFTER` goes back to the
 head of its queue (the caller does that), where an idle worker takes it: no task waits behind a
 slow one. Not thread-safe on its own: only :class:`~supervisor.worker.state.WorkerState` uses it,
 under its lock.
@@ -19,7 +19,7 @@ from supervisor.core.task import TaskMessage
 #: A claimed task not started within this long goes back to the head of its queue (seconds).
 STALE_AFTER = 0.05
 #: Tasks are "quick" while their moving average run time is under this: only then does the
-#: worker claim ahead of its free slots.
+#: worker claim ahead of its free task places.
 QUICK = 0.005
 
 
@@ -45,7 +45,7 @@ class WaitingLines:
         self.loop.extend(loop)
 
     def take_for_thread(self, running: dict[str, float], concurrency: int, now: float) -> Waiting | None:
-        """The oldest task for a task thread, its slot taken in ``running`` (task id -> start),
+        """The oldest task for a task thread, its task place taken in ``running`` (task id -> start),
         or None while nothing waits or ``concurrency`` tasks run in all (threads and loop)."""
         if not self.threads or len(running) >= concurrency:
             return None
@@ -54,7 +54,7 @@ class WaitingLines:
         return item
 
     def take_for_loop(self, running: dict[str, float], concurrency: int, now: float) -> list[Waiting]:
-        """As many tasks for the event loop as there are free slots, oldest first, slots taken."""
+        """As many tasks for the event loop as there are free task places, oldest first, task places taken."""
         items = [self.loop.popleft() for _ in range(max(0, min(concurrency - len(running), len(self.loop))))]
         for item in items:
             running[item.claimed.task_id] = now
@@ -89,9 +89,9 @@ class WaitingLines:
 def claim_size(
     concurrency: int, batch: int, starts: Collection[float], waiting: int, average: float, now: float
 ) -> tuple[int, int]:
-    """How many tasks to claim now, and how many of them ahead of free slots (the prefetch).
+    """How many tasks to claim now, and how many of them ahead of free task places (the prefetch).
 
-    One per free slot (no task running on it and none waiting for it), plus a prefetch of up to
+    One per free task place (no task running on it and none waiting for it), plus a prefetch of up to
     ``batch`` while tasks are quick. With the prefetch, the waiting line is topped up only once
     half of it is gone: a claim per few tasks, not per task. ``starts``: when each running task
     started; ``average``: the moving average of task run times (s).
@@ -100,7 +100,7 @@ def claim_size(
     # Quick: short on average, and nothing running long now (a slow task among quick ones would
     # otherwise have the loop claim, give back and claim again what it cannot start).
     slow_now = any(now - started > STALE_AFTER for started in starts)
-    # A waiting task waits about average / concurrency for a slot: prefetch while that is short.
+    # A waiting task waits about average / concurrency for a task place: prefetch while that is short.
     quick = average / concurrency < QUICK
     ahead = batch if quick and not slow_now else 0
     want = free + ahead

@@ -44,7 +44,7 @@ class Recording:
         pipe = self.redis.pipeline(transaction=False)
         for s in stats:
             k = self.keys(s.queue)
-            sample = json.dumps([round(now, 1), s.pending, s.active, s.scheduled, s.retry, s.archived, s.processed,
+            sample = json.dumps([round(now, 1), s.pending, s.active, s.scheduled, s.retry, s.archived, s.succeeded,
                                  s.failed, round(s.latency(now), 3)])  # fmt: skip
             for key, score, keep in ((minutes_key(k), minute, HISTORY_MINUTES), (days_key(k), day, HISTORY_DAYS)):
                 pipe.zremrangebyscore(key, score, score)
