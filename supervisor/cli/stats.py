@@ -128,3 +128,5 @@ def stats(
                 time.sleep(interval)
         except KeyboardInterrupt:
             return
+        finally:
+            store.close()
