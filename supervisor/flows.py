@@ -36,6 +36,7 @@ from supervisor.core.errors import BrokerError, InvalidTaskError
 from supervisor.core.flow_store import CANCELED, SUCCEEDED, FlowStore, MemberRecorded
 from supervisor.core.flows import (
     DEFAULT_FLOW_RETENTION,
+    POLICY_CANCELED,
     Flow,
     NodeDef,
     check_policy,
@@ -55,8 +56,6 @@ log = logging.getLogger("supervisor.flows")
 RELEASE_GRACE = 15.0
 #: Tasks submitted per round trip when a release is large (a group of thousands).
 RELEASE_CHUNK = 500
-#: The result recorded for a member its flow's (or group's) failure canceled.
-POLICY_CANCELED = failure_marker(CANCELED, "canceled: its flow or group failed (policy fail)")
 
 
 @dataclass(frozen=True, slots=True)

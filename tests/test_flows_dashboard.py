@@ -35,10 +35,8 @@ def test_flow_page_shows_the_tree_with_each_members_state(
     tc: TestClient, settings: Settings, broker: RedisBroker
 ) -> None:
     with Client(settings=settings) as client:
-        flow_id = client.enqueue_flow(
-            chord([task("thumb", 1, queue="fp"), task("thumb", 2, queue="fp")], task("album", queue="fp"),
-                  policy="ignore")  # fmt: skip
-        )
+        members = [task("thumb", 1, queue="fp"), task("thumb", 2, queue="fp")]
+        flow_id = client.enqueue_flow(chord(members, task("album", queue="fp"), policy="ignore"))
     flows = Flows(broker, broker.flow_store())
     _, claimed = broker.claim_many("w", ["fp"], 30.0, 1)
     assert isinstance(claimed, list) and claimed[0].data is not None

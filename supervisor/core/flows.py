@@ -239,6 +239,21 @@ def failure_marker(state: str, error: str) -> bytes:
     return msgspec.msgpack.encode({"flow_failure": {"state": state, "error": error[:2000]}})
 
 
+#: The result recorded for a member its flow's (or group's) failure canceled.
+POLICY_CANCELED = failure_marker("canceled", "canceled: its flow or group failed (policy fail)")
+
+
+def successes_by_flow(joins: Sequence[tuple[str, bytes]]) -> dict[str, list[tuple[int, str, bytes]]]:
+    """Members' successes (flow reference, result) as each flow's join outcomes; a reference
+    that does not parse is left out (the caller checks them first: :func:`parse_ref`)."""
+    out: dict[str, list[tuple[int, str, bytes]]] = {}
+    for ref, result in joins:
+        parsed = parse_ref(ref)
+        if parsed is not None:
+            out.setdefault(parsed[0], []).append((parsed[1], "succeeded", result))
+    return out
+
+
 def piped_payload(pipe: str, inputs: Sequence[bytes | None]) -> msgspec.Raw | None:
     """A node's payload made of its predecessors' results (None: it keeps its own)."""
     if pipe == "one":
