@@ -13,6 +13,13 @@ The steps and why they are safe (see :mod:`supervisor.core.flows` for the join i
    repeated while the member's task still exists is a duplicate id, not a second task.
 3. **Join** (the worker, when a member reaches a terminal state, before its completion is
    recorded): one script, counted once per node whatever runs it twice.
+4. **Cancel** (whoever recorded a join that failed a ``fail`` scope; the releaser for a node
+   canceled while its task was being submitted; the sweep for what a crash left): the script of
+   step 3 cancels the scope's nodes not yet in a queue and puts the released ones in the flow's
+   cancel set; each is then canceled in its queue as ``Client.cancel`` does (a waiting task ends
+   ``canceled`` at once, a running one is told to stop), and its ``canceled`` outcome recorded
+   (step 3: the node leaves the set). A member that ends otherwise first (it was running and
+   finished) is recorded as it ended.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ import msgspec
 
 from supervisor.core.building import build_task
 from supervisor.core.errors import BrokerError, InvalidTaskError
-from supervisor.core.flow_store import CANCELED, SUCCEEDED, FlowStore
+from supervisor.core.flow_store import CANCELED, SUCCEEDED, FlowStore, MemberRecorded
 from supervisor.core.flows import (
     DEFAULT_FLOW_RETENTION,
+    POLICY_CANCELED,
     Flow,
     NodeDef,
     check_policy,
@@ -39,7 +47,7 @@ from supervisor.core.flows import (
     parse_ref,
     with_input,
 )
-from supervisor.core.ports import Broker, Clock, NewTask, SystemClock
+from supervisor.core.ports import Broker, CancelOutcome, Clock, NewTask, SystemClock
 from supervisor.core.task import TaskMessage, decode_message, encode_message, new_task_id
 
 log = logging.getLogger("supervisor.flows")
@@ -78,7 +86,10 @@ class FlowView:
             if shape[0] == "task":
                 m = self.members[shape[1]]
                 return {"task": m.task_id, "type": m.type, "queue": m.queue, "state": m.state, "result": m.result}
-            return {shape[0]: [node(s) for s in shape[1]]}
+            out = {shape[0]: [node(s) for s in shape[1]]}
+            if len(shape) > 2 and shape[2]:  # a group's own policy
+                out["policy"] = shape[2]
+            return out
 
         return {
             "id": self.id, "state": self.state, "policy": self.policy, "total": self.total,
@@ -117,6 +128,8 @@ class Flows:
             "finished": b"0", "failures": b"0", "created": f"{now:.6f}".encode(),
             "retention": str(retention).encode(), "tree": msgspec.json.encode(compiled.shape),
         }  # fmt: skip
+        if compiled.scopes:
+            fields["scopes"] = compiled.encoded_scopes(policy).encode()
         dependents = compiled.dependents()
         roots: list[tuple[int, TaskMessage]] = []
         for node, leaf in enumerate(compiled.leaves):
@@ -158,7 +171,12 @@ class Flows:
         tasks = [NewTask(m.queue, m.id, encode_message(m)) for m in messages]
         for start in range(0, len(tasks), RELEASE_CHUNK):
             self.broker.submit(tasks[start : start + RELEASE_CHUNK])
-        self.store.mark_released(flow_id, nodes)
+        canceled = set(self.store.mark_released(flow_id, nodes))
+        if canceled:  # their scope failed while they were submitted: not to run
+            log.info("flow %s: %d member(s) canceled as they were released", flow_id, len(canceled))
+            for node, m in zip(nodes, messages, strict=True):
+                if node in canceled:
+                    self.broker.cancel(m.queue, m.id)
 
     def member_finished(self, message: TaskMessage, state: str, result: bytes) -> None:
         """Record one member's terminal outcome (the join) and release what it made ready.
@@ -179,12 +197,44 @@ class Flows:
                 continue
             by_flow.setdefault(parsed[0], []).append((parsed[1], state, result))
         for flow_id, items in by_flow.items():
-            recorded = self.store.member_finished(flow_id, items)
-            if recorded.ready or recorded.skipped:
-                self.release(flow_id)
-            if recorded.finished:
-                self.store.unindex_flow(flow_id)
-                log.info("flow %s finished", flow_id, extra={"event": "flow_finished", "flow_id": flow_id})
+            self.after_join(flow_id, self.store.member_finished(flow_id, items, POLICY_CANCELED))
+
+    def after_join(self, flow_id: str, recorded: MemberRecorded) -> None:
+        """What a join asks next: cancel what a failed scope left in queues, release what it made
+        ready (or re-drive the release, for a join already recorded), drop a finished flow from
+        the index."""
+        if recorded.to_cancel:
+            self.cancel_members(flow_id)
+        if recorded.ready or recorded.skipped:
+            self.release(flow_id)
+        if recorded.finished:
+            self.store.unindex_flow(flow_id)
+            log.info("flow %s finished", flow_id, extra={"event": "flow_finished", "flow_id": flow_id})
+
+    def cancel_members(self, flow_id: str) -> int:
+        """Cancel in their queues the members in the flow's cancel set (a failed ``fail`` scope's);
+        returns how many ended ``canceled`` here. A running one is told to stop, as by
+        ``Client.cancel``, and its worker records its outcome; one already ended or gone (its
+        outcome, if it was not recorded, is lost with it) is recorded ``canceled``, which counts
+        nothing when its outcome is there already."""
+        targets = self.store.cancel_targets(flow_id)
+        ended: list[tuple[int, str, bytes]] = []
+        running = 0
+        for node, definition in targets:
+            message = decode_message(msgspec.msgpack.decode(definition, type=NodeDef).message)
+            reply = self.broker.cancel(message.queue, message.id)
+            if reply.outcome is CancelOutcome.RUNNING:
+                running += 1
+            else:
+                ended.append((node, CANCELED, POLICY_CANCELED))
+        if targets:
+            log.info(
+                "flow %s: %d member(s) canceled in their queues, %d running told to stop",
+                flow_id, len(ended), running, extra={"event": "flow_members_canceled", "flow_id": flow_id},
+            )  # fmt: skip
+        if ended:
+            self.after_join(flow_id, self.store.member_finished(flow_id, ended, POLICY_CANCELED))
+        return len(ended)
 
     def member_failed(self, message: TaskMessage, state: str, error: str) -> None:
         self.member_finished(message, state, failure_marker(state, error))
@@ -220,6 +270,8 @@ class Flows:
             if found[1]:
                 self.store.unindex_flow(flow_id)
                 continue
+            if found[2]:  # a failed scope's members its failer did not get to (or still running)
+                self.cancel_members(flow_id)
             released += self.release(flow_id, older_than=grace)
         if released:
             log.warning("flow sweep released %d member(s) whose releaser stopped", released)

@@ -12,7 +12,7 @@ import pytest
 
 from supervisor.core.errors import InvalidTaskError
 from supervisor.core.flows import chain, chord, group, task
-from supervisor.core.ports import Broker, Claimed
+from supervisor.core.ports import Broker, Claimed, Recorded
 from supervisor.core.task import TaskMessage, decode_message
 from supervisor.flows import Flows
 from tests.brokers import Store, claim, complete
@@ -226,3 +226,26 @@ def test_a_member_canceled_while_it_waits_counts_as_finished_and_the_flow_goes_o
     succeed(b, flows, c0, m0, "zero")
     [(_c, _message, payload)] = take_all(b, q)  # the callback, with both outcomes
     assert payload[0] == "zero" and payload[1]["flow_failure"]["state"] == "canceled"
+
+
+def test_joins_ride_with_their_completions_and_after_hears_each_flow(b: Broker, q: str, flows: Flows) -> None:
+    """A single server (and memory): each completion's join leads its round trip; ``after`` hears
+    what each flow's join did once it is in, and a completion sent again joins nothing again."""
+    from supervisor.core.flow_store import MemberRecorded
+    from supervisor.core.ports import Completion
+
+    heard: list[tuple[str, MemberRecorded]] = []
+    assert b.join_with_completions(lambda flow_id, recorded: heard.append((flow_id, recorded)))
+    flow_id = flows.enqueue(chord([task("m", i, queue=q) for i in range(3)], task("cb", queue=q)))
+    members = take_all(b, q)
+    sent = [Completion(c, flow=(m.flow, msgspec.msgpack.encode(p * 10))) for c, m, p in members]
+    assert b.complete_many(sent[:2], "w") == [True, True]
+    assert heard == [(flow_id, MemberRecorded(2, 0, False, 0, 0))]
+    assert b.complete_many(sent[:1], "w") == [False]  # resent: fenced, and its join counts nothing
+    assert heard[-1] == (flow_id, MemberRecorded(0, 0, False, 1, 0))
+    got = b.claim_round("w", [q], 30.0, 1, sent[2:])  # the last one with a claim: the callback ready
+    assert got.recorded == [Recorded.RECORDED] and heard[-1] == (flow_id, MemberRecorded(1, 1, False, 0, 0))
+    assert [m.state for m in flows.view(flow_id).members] == ["succeeded"] * 3 + ["ready"]  # type: ignore[union-attr]
+    assert flows.release(flow_id) == 1
+    [(_, message, payload)] = take_all(b, q)
+    assert message.type == "cb" and sorted(payload) == [0, 10, 20]

@@ -35,9 +35,8 @@ def test_flow_page_shows_the_tree_with_each_members_state(
     tc: TestClient, settings: Settings, broker: RedisBroker
 ) -> None:
     with Client(settings=settings) as client:
-        flow_id = client.enqueue_flow(
-            chord([task("thumb", 1, queue="fp"), task("thumb", 2, queue="fp")], task("album", queue="fp"))
-        )
+        members = [task("thumb", 1, queue="fp"), task("thumb", 2, queue="fp")]
+        flow_id = client.enqueue_flow(chord(members, task("album", queue="fp"), policy="ignore"))
     flows = Flows(broker, broker.flow_store())
     _, claimed = broker.claim_many("w", ["fp"], 30.0, 1)
     assert isinstance(claimed, list) and claimed[0].data is not None
@@ -50,6 +49,7 @@ def test_flow_page_shows_the_tree_with_each_members_state(
     assert html.count('class="badge succeeded"') == 1 and html.count('class="badge waiting"') == 1
     assert "&lt;b&gt;one&lt;/b&gt;" in html and "<b>one</b>" not in html  # results are escaped
     assert f"id={first.id}" in html and "album" in html
+    assert "group <small>policy ignore</small>" in html and html.count("policy ignore") == 1  # the group's own
     member_page = tc.get(f"/task?queue=fp&id={flow_id}.1").text
     assert f'href="/flow?id={flow_id}" id="flow-link"' in member_page and "(member 1)" in member_page
     assert tc.get("/flow?id=nosuchflow").status_code == 404

@@ -84,6 +84,25 @@ def test_fail_policy_skips_the_callback_and_ignore_runs_it_with_the_failure(
     assert chord_payload[0] == 2
 
 
+def test_a_failing_member_cancels_the_rest_of_its_group_and_the_callback(
+    client: Client, pool_factory: Callable[..., Pool], r: redis.Redis, namespace: str
+) -> None:
+    """A group of 20 slow members, one failing at once: those not started are canceled (never
+    run), those running are stopped or finish, the callback never runs, the flow shows it all."""
+    members = [task("fail")] + [task("slow", i) for i in range(19)]
+    with pool_factory(app=APP, workers=1):
+        flow_id = client.enqueue_flow(chord(members, task("collect")))
+        view = wait_for(lambda: finished(client, flow_id), timeout=30)
+    started = {x.decode() for x in r.lrange(f"{namespace}:test:started", 0, -1)}
+    states = [m.state for m in view.members]
+    assert view.state == "failed" and states[0] == "failed" and states[-1] == "canceled", states
+    assert callbacks(r, namespace) == []
+    for m in view.members[1:-1]:
+        assert m.state in (("succeeded", "canceled") if m.task_id in started else ("canceled",)), (m, started)
+    assert len(started) < 10 and states.count("canceled") >= 19 - len(started) + 1, (states, started)
+    assert view.failures == 1 and view.finished == view.total == 21
+
+
 def test_chord_callback_runs_once_with_every_result_through_kills(
     client: Client, pool_factory: Callable[..., Pool], r: redis.Redis, namespace: str
 ) -> None:

@@ -53,7 +53,7 @@ def render_flow(data: dict[str, Any]) -> str:
             )
             return
         kind = next(iter(node))
-        lines.append(f"{pad}{kind}:")
+        lines.append(f"{pad}{kind} (policy {node['policy']}):" if node.get("policy") else f"{pad}{kind}:")
         for child in node[kind]:
             walk(child, depth + 1)
 

@@ -28,6 +28,9 @@ class MemberRecorded:
     finished: bool
     #: How many were not counted (already terminal, or the flow is gone).
     skipped: int = 0
+    #: Members in a queue that a failed scope put in the flow's cancel set: cancel them now
+    #: (:meth:`FlowStore.cancel_targets`).
+    to_cancel: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +58,32 @@ class FlowStore(Protocol):
         """Store a flow's definition with ``ready`` nodes marked ready; False if it exists."""
         ...
 
-    def member_finished(self, flow_id: str, outcomes: Sequence[tuple[int, str, bytes]]) -> MemberRecorded:
-        """Record (node, terminal state, result or failure marker) of one flow's members, each once."""
+    def member_finished(
+        self, flow_id: str, outcomes: Sequence[tuple[int, str, bytes]], canceled_marker: bytes = b"\xc0"
+    ) -> MemberRecorded:
+        """Record (node, terminal state, result or failure marker) of one flow's members, each once.
+
+        A failure under a ``fail`` scope cancels that scope's unfinished nodes (see
+        :func:`~supervisor.core.flows.compile_flow`): those not yet in a queue end ``canceled``
+        here with ``canceled_marker`` as their result, released ones go into the cancel set. A
+        ``canceled`` outcome of a node in the cancel set is no failure of its own.
+        """
+        ...
+
+    def cancel_targets(self, flow_id: str) -> list[tuple[int, bytes]]:
+        """The flow's cancel set: (node, definition) of released members to cancel in their queues.
+
+        A node leaves the set when its outcome is recorded."""
         ...
 
     def ready_nodes(self, flow_id: str, older_than: float | None = None) -> list[ReadyNode]:
         """Nodes ready and not released; with ``older_than``, those ready for that many seconds."""
         ...
 
-    def mark_released(self, flow_id: str, nodes: Sequence[int]) -> None: ...
+    def mark_released(self, flow_id: str, nodes: Sequence[int]) -> list[int]:
+        """Mark ready nodes released (their tasks were submitted); returns those found canceled
+        meanwhile (a scope failed while they were submitted): cancel their tasks."""
+        ...
 
     def flow_record(self, flow_id: str) -> FlowRecord | None: ...
 
@@ -75,8 +95,9 @@ class FlowStore(Protocol):
         """Up to ``limit`` unfinished flows (id, when indexed), oldest first, from ``offset``."""
         ...
 
-    def flow_state(self, flow_id: str) -> tuple[str, bool] | None:
-        """A flow's state and whether it is finished (every node terminal); None when it is gone."""
+    def flow_state(self, flow_id: str) -> tuple[str, bool, bool] | None:
+        """A flow's state, whether it is finished (every node terminal) and whether its cancel
+        set holds members; None when it is gone."""
         ...
 
     def unindex_flow(self, flow_id: str) -> None: ...

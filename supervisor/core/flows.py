@@ -45,9 +45,13 @@ class Chain:
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """Members run in parallel; the step after a group gets the list of their results, in order."""
+    """Members run in parallel; the step after a group gets the list of their results, in order.
+
+    ``policy``: what a member's failure does here (see :func:`compile_flow`); None takes the flow's.
+    """
 
     members: tuple[Flow, ...]
+    policy: str | None = None
 
 
 Flow = Task | Chain | Group
@@ -62,13 +66,21 @@ def chain(*steps: Flow) -> Chain:
     return Chain(tuple(steps))
 
 
-def group(*members: Flow) -> Group:
-    return Group(tuple(members))
+def group(*members: Flow, policy: str | None = None) -> Group:
+    """Members in parallel; ``policy`` (``fail``, ``ignore``, ``continue``) or the flow's."""
+    return Group(tuple(members), None if policy is None else check_policy(policy))
 
 
-def chord(members: Group | Sequence[Flow], callback: Flow) -> Chain:
-    """A group followed by a callback that runs once with the list of all members' results."""
-    header = members if isinstance(members, Group) else Group(tuple(members))
+def chord(members: Group | Sequence[Flow], callback: Flow, *, policy: str | None = None) -> Chain:
+    """A group followed by a callback that runs once with the list of all members' results.
+
+    ``policy`` is the group's (it decides whether the callback runs when a member fails)."""
+    if policy is not None:
+        check_policy(policy)
+    if isinstance(members, Group):
+        header = members if policy is None else Group(members.members, policy)
+    else:
+        header = Group(tuple(members), policy)
     return Chain((header, callback))
 
 
@@ -82,14 +94,31 @@ class NodeDef(msgspec.Struct, frozen=True):
 
 
 @dataclass(slots=True)
+class Scope:
+    """A group as the failure policies see it: its own nodes ``[lo, hi)`` (leaves are numbered
+    depth first, so a subtree's nodes are consecutive), the enclosing scope (0: the flow), and the
+    nodes ``[member_lo, member_hi)`` of the enclosing group's member that holds it (the whole flow
+    when the enclosing scope is the flow): what this group's failure cancels."""
+
+    policy: str | None
+    parent: int
+    lo: int
+    hi: int = 0
+    member_lo: int = 0
+    member_hi: int = 0
+
+
+@dataclass(slots=True)
 class Compiled:
     """A flow as numbered nodes: the leaves in order, what each waits for, and the tree's shape."""
 
     leaves: list[Task] = field(default_factory=list)
     preds: list[list[int]] = field(default_factory=list)
     pipes: list[str] = field(default_factory=list)
-    #: The tree for display: ``["task", n]``, ``["chain", [...]]`` or ``["group", [...]]``.
+    #: The tree for display: ``["task", n]``, ``["chain", [...]]`` or ``["group", [...], policy]``.
     shape: Any = None
+    #: The groups, depth first (scope ``i + 1`` is ``scopes[i]``; scope 0 is the flow itself).
+    scopes: list[Scope] = field(default_factory=list)
 
     def dependents(self) -> list[list[int]]:
         out: list[list[int]] = [[] for _ in self.leaves]
@@ -101,17 +130,43 @@ class Compiled:
     def roots(self) -> list[int]:
         return [n for n, preds in enumerate(self.preds) if not preds]
 
+    def encoded_scopes(self, flow_policy: str) -> str:
+        """The scopes as the join script reads them: ``policy,parent,lo,hi,member_lo,member_hi``
+        per group, ``;`` between (a group without a policy of its own takes the flow's)."""
+        return ";".join(
+            f"{s.policy or flow_policy},{s.parent},{s.lo},{s.hi},{s.member_lo},{s.member_hi}" for s in self.scopes
+        )
+
 
 def compile_flow(flow: Flow) -> Compiled:
-    """Number the leaves of ``flow`` and work out what each waits for; raises InvalidTaskError."""
+    """Number the leaves of ``flow`` and work out what each waits for; raises InvalidTaskError.
+
+    The failure policies (README "Workflows"): a member that ends failed, canceled or expired is
+    a failure of its scope, the innermost group holding it (else the flow). Under ``ignore`` and
+    ``continue`` that is all: what depends on it runs, fed the failure marker. Under ``fail`` the
+    scope fails: for the flow, every unfinished member is canceled and the flow is failed; for a
+    group, the unfinished members of the enclosing group's member that holds it are canceled (the
+    group's own members, its callback and the rest of that chain), and the group's failure is a
+    failure in the enclosing scope, whose policy decides the same way, up to the flow.
+    """
     out = Compiled()
-    _, _, out.shape = _walk(flow, [], False, out, 0)
+    top: list[int] = []
+    _, _, out.shape = _walk(flow, [], False, out, 0, (0, top))
     if not out.leaves:
         raise InvalidTaskError("a flow needs at least one task")
+    for scope in top:
+        out.scopes[scope - 1].member_hi = len(out.leaves)
     return out
 
 
-def _walk(flow: object, preds: list[int], from_group: bool, out: Compiled, depth: int) -> tuple[list[int], bool, Any]:
+#: Where a walk is: the scope it is in, and the list of the groups met directly under that scope
+#: (their ``member_*`` are set when the enclosing member's walk ends).
+_Where = tuple[int, list[int]]
+
+
+def _walk(
+    flow: object, preds: list[int], from_group: bool, out: Compiled, depth: int, where: _Where
+) -> tuple[list[int], bool, Any]:
     """Add ``flow``'s nodes after ``preds``; returns its tails, whether they are a group's, its shape."""
     if depth > 64:
         raise InvalidTaskError("a flow nests chains and groups more than 64 levels deep")
@@ -131,19 +186,36 @@ def _walk(flow: object, preds: list[int], from_group: bool, out: Compiled, depth
             raise InvalidTaskError("a chain needs at least one step")
         tails, grouped, shapes = preds, from_group, []
         for step in flow.steps:
-            tails, grouped, shape = _walk(step, tails, grouped, out, depth + 1)
+            tails, grouped, shape = _walk(step, tails, grouped, out, depth + 1, where)
             shapes.append(shape)
         return tails, grouped, ["chain", shapes]
     if isinstance(flow, Group):
-        if not flow.members:
-            raise InvalidTaskError("a group needs at least one member")
-        tails, shapes = [], []
-        for member in flow.members:
-            member_tails, _, shape = _walk(member, preds, from_group, out, depth + 1)
-            tails.extend(member_tails)
-            shapes.append(shape)
-        return tails, True, ["group", shapes]
+        return _walk_group(flow, preds, from_group, out, depth, where)
     raise InvalidTaskError(f"a flow is made of task(), chain() and group(), not {type(flow).__name__}")
+
+
+def _walk_group(
+    flow: Group, preds: list[int], from_group: bool, out: Compiled, depth: int, where: _Where
+) -> tuple[list[int], bool, Any]:
+    """:func:`_walk` for a group: its members, each a scope's member, the group a scope of its own."""
+    if not flow.members:
+        raise InvalidTaskError("a group needs at least one member")
+    if flow.policy is not None:
+        check_policy(flow.policy)
+    scope = Scope(flow.policy, where[0], len(out.leaves))
+    out.scopes.append(scope)
+    me = len(out.scopes)
+    where[1].append(me)
+    tails, shapes = [], []
+    for member in flow.members:
+        start, inner = len(out.leaves), list[int]()
+        member_tails, _, shape = _walk(member, preds, from_group, out, depth + 1, (me, inner))
+        for s in inner:  # a group directly in this member: its failure cancels this member
+            out.scopes[s - 1].member_lo, out.scopes[s - 1].member_hi = start, len(out.leaves)
+        tails.extend(member_tails)
+        shapes.append(shape)
+    scope.hi = len(out.leaves)
+    return tails, True, ["group", shapes, flow.policy]
 
 
 def member_id(flow_id: str, node: int) -> str:
@@ -165,6 +237,21 @@ def parse_ref(ref: str) -> tuple[str, int] | None:
 def failure_marker(state: str, error: str) -> bytes:
     """What stands for a failed, canceled or expired member's result in the list a join passes on."""
     return msgspec.msgpack.encode({"flow_failure": {"state": state, "error": error[:2000]}})
+
+
+#: The result recorded for a member its flow's (or group's) failure canceled.
+POLICY_CANCELED = failure_marker("canceled", "canceled: its flow or group failed (policy fail)")
+
+
+def successes_by_flow(joins: Sequence[tuple[str, bytes]]) -> dict[str, list[tuple[int, str, bytes]]]:
+    """Members' successes (flow reference, result) as each flow's join outcomes; a reference
+    that does not parse is left out (the caller checks them first: :func:`parse_ref`)."""
+    out: dict[str, list[tuple[int, str, bytes]]] = {}
+    for ref, result in joins:
+        parsed = parse_ref(ref)
+        if parsed is not None:
+            out.setdefault(parsed[0], []).append((parsed[1], "succeeded", result))
+    return out
 
 
 def piped_payload(pipe: str, inputs: Sequence[bytes | None]) -> msgspec.Raw | None:

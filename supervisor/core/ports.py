@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from supervisor.core.flow_store import FlowStore
+    from supervisor.core.flow_store import FlowStore, MemberRecorded
     from supervisor.core.progress import ProgressStore
 
 
@@ -365,6 +365,17 @@ class Broker(Protocol):
 
     def flow_store(self) -> FlowStore:
         """Where this store keeps workflows (supervisor/flows.py), over the same connection."""
+        ...
+
+    def join_with_completions(self, after: Callable[[str, MemberRecorded], None]) -> bool:
+        """From now on, record the join of each completion that carries one (``Completion.flow``)
+        in the round trip that records the completion, just before it, and call ``after(flow id,
+        what the join did)`` once that round trip answered (never raising into the caller's
+        claim: ``after`` must not raise). A join that fails fails the call, as a completion does.
+
+        Returns False when this store cannot (a Redis Cluster: a flow's slot is on another node
+        than its members' queues): then the caller records the joins itself, first.
+        """
         ...
 
     def progress_store(self) -> ProgressStore:

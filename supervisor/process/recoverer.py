@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from supervisor.core import lifecycle
 from supervisor.core.errors import BrokerError, BrokerUnavailable
-from supervisor.core.flow_store import FAILED
+from supervisor.core.flow_store import CANCELED, FAILED
 from supervisor.core.identity import WorkerId
 from supervisor.core.lifecycle import Outcome
 from supervisor.core.ports import Broker, Clock, Held, SystemClock, printable_id
@@ -178,12 +178,16 @@ class Recoverer:
             if (h.claimed.queue, h.claimed.task_id) not in flagged:
                 rest.append(h)
                 continue
-            now, unique, data = self.clock.now(), "", None
+            now, unique, data, message = self.clock.now(), "", None, None
             try:
                 message = decode_message(h.claimed.data or b"")
                 unique, data = message.unique_key, encode_message(lifecycle.ended(message, "canceled", now))
             except Exception:  # unreadable: ended all the same, its bytes kept as they are
                 pass
+            if message is not None and message.flow:  # a workflow member: its join, before it ends
+                Flows(self.broker, self.broker.flow_store(), self.clock).member_failed(
+                    message, CANCELED, "canceled (its worker was gone)"
+                )
             self.broker.end_task(h.claimed, h.owner, "canceled", data, now, unique_key=unique)
             log.info(
                 "task %s canceled (its worker was gone)", printable_id(h.claimed.task_id),

@@ -46,6 +46,16 @@ def fail(payload: Any, context: TaskContext) -> None:
     raise SkipRetry("this member always fails")
 
 
+@app.task("slow")
+def slow(payload: int, context: TaskContext) -> int:
+    """A slow member: its start pushed to ``<ns>:test:started``, then 0.4 s in short naps (a
+    cancel stops it at the next line)."""
+    client().rpush(f"{os.environ['ASYNQ_NAMESPACE']}:test:started", context.id)
+    for _ in range(40):
+        time.sleep(0.01)
+    return payload
+
+
 @app.task("collect")
 def collect(payload: Any, context: TaskContext) -> str:
     client().rpush(f"{os.environ['ASYNQ_NAMESPACE']}:test:callbacks", json.dumps([context.id, payload]))

@@ -139,10 +139,12 @@ class MemoryBroker(MemoryEndings, MemoryLimits, MemoryExtras):
         *,
         now: float | None = None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
+        joined = self._join_first(completions)
         with self._cond:
             self._up([*queues, *(c.claimed.queue for c in completions)])
             got = self._claim(worker_id, queues, lease_duration, max_batch, completions, now)
-            return [r == Recorded.RECORDED for r in got.recorded], got.claimed
+        self._joined(joined)
+        return [r == Recorded.RECORDED for r in got.recorded], got.claimed
 
     def claim_round(
         self,
@@ -154,11 +156,14 @@ class MemoryBroker(MemoryEndings, MemoryLimits, MemoryExtras):
         *,
         now: float | None = None,
     ) -> ClaimRound:
+        joined = self._join_first(completions)
         with self._cond:
             self._up()
             if all(c.claimed.queue in self.unreachable for c in completions):
                 self._up(queues)  # nothing would answer
-            return self._claim(worker_id, queues, lease_duration, max_batch, completions, now)
+            got = self._claim(worker_id, queues, lease_duration, max_batch, completions, now)
+        self._joined(joined)
+        return got
 
     def _claim(
         self,
@@ -208,16 +213,22 @@ class MemoryBroker(MemoryEndings, MemoryLimits, MemoryExtras):
                 self._cond.wait(left)
 
     def complete_many(self, completions: Sequence[Completion], worker_id: str) -> list[bool]:
+        joined = self._join_first(completions)
         with self._cond:
             self._up([c.claimed.queue for c in completions])
-            return [self._complete(c, worker_id) for c in completions]
+            flags = [self._complete(c, worker_id) for c in completions]
+        self._joined(joined)
+        return flags
 
     def complete_each(self, completions: Sequence[Completion], worker_id: str) -> list[Recorded]:
+        joined = self._join_first(completions)
         with self._cond:
             self._up()
             if completions and all(c.claimed.queue in self.unreachable for c in completions):
                 self._up([c.claimed.queue for c in completions])
-            return [self._complete_reachable(c, worker_id) for c in completions]
+            out = [self._complete_reachable(c, worker_id) for c in completions]
+        self._joined(joined)
+        return out
 
     def _complete_reachable(self, c: Completion, worker_id: str) -> Recorded:
         if c.claimed.queue in self.unreachable:

@@ -6,16 +6,41 @@ each module stays one readable size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from supervisor.adapters.memory.flows import MemoryFlowStore
 from supervisor.adapters.memory.state import MemoryState
 from supervisor.adapters.memory.store import PENDING, WAKE_CAP
 from supervisor.core.aggregation import GroupHead
+from supervisor.core.flow_store import MemberRecorded
+from supervisor.core.flows import POLICY_CANCELED, successes_by_flow
+from supervisor.core.ports import Completion
 
 
 class MemoryExtras(MemoryState):
+    #: Set by :meth:`join_with_completions`.
+    _after_joins: Callable[[str, MemberRecorded], None] | None = None
+
     # -- workflows ------------------------------------------------------------------------------
+
+    def join_with_completions(self, after: Callable[[str, MemberRecorded], None]) -> bool:
+        """As the Redis adapter on a single server: each completion's join just before it."""
+        self._after_joins = after
+        return True
+
+    def _join_first(self, completions: Sequence[Completion]) -> list[tuple[str, MemberRecorded]]:
+        """The joins of ``completions`` (flow_done.lua's calls leading the completions' pipeline)."""
+        if self._after_joins is None:
+            return []
+        joins = successes_by_flow([c.flow for c in completions if c.flow is not None])
+        store = self.flow_store()
+        return [(f, store.member_finished(f, outcomes, POLICY_CANCELED)) for f, outcomes in joins.items()]
+
+    def _joined(self, joined: list[tuple[str, MemberRecorded]]) -> None:
+        """After the completions (outside the store's lock: ``after`` releases through it)."""
+        if self._after_joins is not None:
+            for flow_id, recorded in joined:
+                self._after_joins(flow_id, recorded)
 
     def flow_store(self) -> MemoryFlowStore:
         """One flow store per broker, on its clock (adapters/memory/flows.py)."""

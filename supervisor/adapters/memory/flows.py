@@ -23,8 +23,8 @@ from supervisor.core.flow_store import (
 from supervisor.core.flows import NodeDef
 from supervisor.core.ports import Clock, SystemClock
 
-#: The per-node fields of a flow's hash (the rest are the flow's own).
-_NODE_FIELDS = ("n:", "s:", "w:", "d:")
+#: The per-node (and per-scope) fields of a flow's hash (the rest are the flow's own).
+_NODE_FIELDS = ("n:", "s:", "w:", "d:", "f:")
 
 
 @dataclass
@@ -32,6 +32,8 @@ class _Flow:
     fields: dict[str, bytes]
     results: dict[int, bytes] = field(default_factory=dict)
     ready: dict[int, float] = field(default_factory=dict)
+    #: Released nodes a failed scope cancels (flow_done.lua's cancel set).
+    cancel: set[int] = field(default_factory=set)
     expires: float | None = None
 
     def get(self, name: str) -> str | None:
@@ -67,56 +69,25 @@ class MemoryFlowStore:
                 flow.ready[node] = now
             return True
 
-    def member_finished(self, flow_id: str, outcomes: Sequence[tuple[int, str, bytes]]) -> MemberRecorded:
+    def member_finished(
+        self, flow_id: str, outcomes: Sequence[tuple[int, str, bytes]], canceled_marker: bytes = b"\xc0"
+    ) -> MemberRecorded:
         with self._lock:
             flow = self._flow(flow_id)
-            counted = ready = skipped = 0
-            finished = False
+            if flow is None:
+                return MemberRecorded(0, 0, False, len(outcomes))
+            join = _Join(flow, self.clock.now(), canceled_marker)
             for node, state, result in outcomes:
-                current = flow.get(f"s:{node}") if flow is not None else None
-                if current is None and flow is not None and f"n:{node}" in flow.fields:
-                    current = WAITING  # a node's state is written when it changes
-                if flow is None or current is None or current in TERMINAL:
-                    skipped += 1
-                    continue
-                one = self._record(flow, node, state, result)
-                counted, ready, finished = counted + 1, ready + one.ready, finished or one.finished
-            return MemberRecorded(counted, ready, finished, skipped)
+                join.record(node, state, result)
+            finished = join.counted > 0 and join.finish()
+            return MemberRecorded(join.counted, join.ready, finished, join.skipped, join.to_cancel)
 
-    def _record(self, flow: _Flow, node: int, state: str, result: bytes) -> MemberRecorded:
-        now = self.clock.now()
-        flow.put(f"s:{node}", state)
-        flow.results[node] = result
-        flow.ready.pop(node, None)
-        finished = int(flow.get("finished") or 0) + 1
-        total = int(flow.get("total") or 0)
-        if state != SUCCEEDED:
-            flow.put("failures", str(int(flow.get("failures") or 0) + 1))
-        made_ready = 0
-        if state != SUCCEEDED and flow.get("state") == "running" and flow.get("policy") == "fail":
-            flow.put("state", "failed")
-            for i in range(total):
-                if flow.get(f"s:{i}") in (None, WAITING, READY):
-                    flow.put(f"s:{i}", CANCELED)
-                    finished += 1
-            flow.ready.clear()
-        elif flow.get("state") == "running":
-            for dep in filter(None, (flow.get(f"d:{node}") or "").split(",")):
-                left = int(flow.get(f"w:{dep}") or 0) - 1
-                flow.put(f"w:{dep}", str(left))
-                if left == 0:
-                    flow.put(f"s:{dep}", READY)
-                    flow.ready[int(dep)] = now
-                    made_ready += 1
-        flow.put("finished", str(finished))
-        if finished < total:
-            return MemberRecorded(1, made_ready, False)
-        if flow.get("state") == "running":
-            flow.put("state", "completed_with_failures" if int(flow.get("failures") or 0) else "succeeded")
-        flow.put("finished_at", f"{now:.6f}")
-        flow.expires = now + max(1, int(float(flow.get("retention") or 86400)))
-        flow.ready.clear()
-        return MemberRecorded(1, made_ready, True)
+    def cancel_targets(self, flow_id: str) -> list[tuple[int, bytes]]:
+        with self._lock:
+            flow = self._flow(flow_id)
+            if flow is None:
+                return []
+            return [(n, flow.fields[f"n:{n}"]) for n in sorted(flow.cancel)]
 
     def ready_nodes(self, flow_id: str, older_than: float | None = None) -> list[ReadyNode]:
         with self._lock:
@@ -133,15 +104,20 @@ class MemoryFlowStore:
                 out.append(ReadyNode(node, definition, [flow.results.get(p) for p in preds]))
             return out
 
-    def mark_released(self, flow_id: str, nodes: Sequence[int]) -> None:
+    def mark_released(self, flow_id: str, nodes: Sequence[int]) -> list[int]:
         with self._lock:
             flow = self._flow(flow_id)
             if flow is None:
-                return
+                return []
+            canceled = []
             for node in nodes:
-                if flow.get(f"s:{node}") == READY:
+                state = flow.get(f"s:{node}")
+                if state == READY:
                     flow.put(f"s:{node}", RELEASED)
+                elif state == CANCELED:
+                    canceled.append(node)
                 flow.ready.pop(node, None)
+            return canceled
 
     def flow_record(self, flow_id: str) -> FlowRecord | None:
         with self._lock:
@@ -163,12 +139,12 @@ class MemoryFlowStore:
             rows = sorted(self._index.items(), key=lambda item: (item[1], item[0]))
             return rows[offset : offset + limit]
 
-    def flow_state(self, flow_id: str) -> tuple[str, bool] | None:
+    def flow_state(self, flow_id: str) -> tuple[str, bool, bool] | None:
         with self._lock:
             flow = self._flow(flow_id)
             if flow is None:
                 return None
-            return flow.get("state") or "", flow.get("finished_at") is not None
+            return flow.get("state") or "", flow.get("finished_at") is not None, bool(flow.cancel)
 
     def unindex_flow(self, flow_id: str) -> None:
         with self._lock:
@@ -182,3 +158,109 @@ class MemoryFlowStore:
 
     def close_after_fork(self) -> None:
         pass
+
+
+class _Join:
+    """One member_finished call on one flow: flow_done.lua, step by step (see its comments)."""
+
+    def __init__(self, flow: _Flow, now: float, marker: bytes) -> None:
+        self.flow = flow
+        self.now = now
+        self.marker = marker
+        self.total = int(flow.get("total") or 0)
+        self.finished = int(flow.get("finished") or 0)
+        self.counted = self.ready = self.skipped = self.to_cancel = 0
+        self._scopes: list[tuple[str, int, int, int, int, int]] | None = None
+
+    def record(self, node: int, state: str, result: bytes) -> None:
+        flow = self.flow
+        current = flow.get(f"s:{node}")
+        if current is None and f"n:{node}" in flow.fields:
+            current = WAITING  # a node's state is written when it changes
+        asked = node in flow.cancel
+        flow.cancel.discard(node)
+        if current is None or current in TERMINAL:
+            self.skipped += 1
+            return
+        self.counted += 1
+        flow.put(f"s:{node}", state)
+        flow.results[node] = result
+        flow.ready.pop(node, None)
+        self.finished += 1
+        if state != SUCCEEDED and not (asked and state == CANCELED):
+            flow.put("failures", str(int(flow.get("failures") or 0) + 1))
+            if flow.get("state") == "running":
+                self._fail(self._scope_of(node))
+        self._release_dependents(node)
+
+    def finish(self) -> bool:
+        flow = self.flow
+        flow.put("finished", str(self.finished))
+        if self.finished < self.total:
+            return False
+        if flow.get("state") == "running":
+            flow.put("state", "completed_with_failures" if int(flow.get("failures") or 0) else "succeeded")
+        flow.put("finished_at", f"{self.now:.6f}")
+        flow.expires = self.now + max(1, int(float(flow.get("retention") or 86400)))
+        flow.ready.clear()
+        flow.cancel.clear()
+        return True
+
+    def _release_dependents(self, node: int) -> None:
+        flow = self.flow
+        if flow.get("state") != "running":
+            return
+        for dep in filter(None, (flow.get(f"d:{node}") or "").split(",")):
+            left = int(flow.get(f"w:{dep}") or 0) - 1
+            flow.put(f"w:{dep}", str(left))
+            if left == 0 and flow.get(f"s:{dep}") is None:
+                flow.put(f"s:{dep}", READY)
+                flow.ready[int(dep)] = self.now
+                self.ready += 1
+
+    def _cancel_range(self, lo: int, hi: int) -> None:
+        flow, ended = self.flow, []
+        for i in range(lo, hi):
+            state = flow.get(f"s:{i}")
+            if state is None or state == READY:
+                flow.put(f"s:{i}", CANCELED)
+                flow.results[i] = self.marker
+                flow.ready.pop(i, None)
+                self.finished += 1
+                ended.append(i)
+            elif state == RELEASED and i not in flow.cancel:
+                flow.cancel.add(i)
+                self.to_cancel += 1
+        for i in ended:
+            self._release_dependents(i)
+
+    def _scopes_list(self) -> list[tuple[str, int, int, int, int, int]]:
+        if self._scopes is None:
+            self._scopes = []
+            for item in filter(None, (self.flow.get("scopes") or "").split(";")):
+                policy, *numbers = item.split(",")
+                up, lo, hi, mlo, mhi = map(int, numbers)
+                self._scopes.append((policy, up, lo, hi, mlo, mhi))
+        return self._scopes
+
+    def _scope_of(self, node: int) -> int:
+        found = 0
+        for scope, (_, _, lo, hi, _, _) in enumerate(self._scopes_list(), start=1):
+            if lo > node:
+                break
+            if node < hi:
+                found = scope
+        return found
+
+    def _fail(self, scope: int) -> None:
+        flow = self.flow
+        while scope:
+            policy, up, _, _, mlo, mhi = self._scopes_list()[scope - 1]
+            if policy != "fail" or f"f:{scope}" in flow.fields:
+                return
+            flow.put(f"f:{scope}", "1")
+            self._cancel_range(mlo, mhi)
+            scope = up
+        if flow.get("policy") == "fail":
+            flow.put("state", "failed")
+            self._cancel_range(0, self.total)

@@ -49,7 +49,7 @@ do not wait: a claim lost in a failover only makes the task run again (at-least-
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +74,7 @@ from supervisor.adapters.redis.calls import (
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
 from supervisor.adapters.redis.endings import Endings
 from supervisor.adapters.redis.errors import port_errors
-from supervisor.adapters.redis.flows import RedisFlowStore
+from supervisor.adapters.redis.flows import RedisFlowStore, done_call, done_reply
 from supervisor.adapters.redis.keys import (
     MINUTE_COUNTERS_TTL,
     QueueKeys,
@@ -88,6 +88,8 @@ from supervisor.adapters.redis.keys import (
 from supervisor.adapters.redis.limits import LimitedQueues
 from supervisor.adapters.redis.nodes import ClusterCalls, NodeHealth, did_not_run, first_error, unanswered
 from supervisor.adapters.redis.owned import OwnedViews
+from supervisor.core.flow_store import MemberRecorded
+from supervisor.core.flows import POLICY_CANCELED, successes_by_flow
 from supervisor.core.ports import (
     CancelListener,
     CancelReply,
@@ -120,16 +122,22 @@ class _CompletionPlan:
     calls: list[Call]
     positions: list[list[int]]  # per call, the indexes of its tasks in the batch
     size: int
+    #: The flows whose joins lead ``calls`` (flow_done.lua, one call each), on a single server.
+    joins: tuple[str, ...] = ()
 
     def flags(self, replies: Sequence[Any]) -> list[bool]:
         """Per completion in the batch's order: recorded (True) or fenced off (False); raises
-        any failure."""
+        any failure (a join's too)."""
         return [o == Recorded.RECORDED for o in self.outcomes(first_error(replies))]
+
+    def joined(self, replies: Sequence[Any]) -> list[tuple[str, MemberRecorded]]:
+        """What each leading join did (after :meth:`flags`, which raised any failure)."""
+        return [(flow_id, done_reply(reply)) for flow_id, reply in zip(self.joins, replies, strict=False)]
 
     def outcomes(self, replies: Sequence[Any]) -> list[Recorded]:
         """Per completion in the batch's order; UNREACHABLE where its node did not answer."""
         out = [Recorded.UNREACHABLE] * self.size
-        for reply, positions in zip(replies, self.positions, strict=True):
+        for reply, positions in zip(replies[len(self.joins) :], self.positions, strict=True):
             if unanswered(reply):
                 continue
             if isinstance(reply, Exception):
@@ -156,6 +164,8 @@ class RedisBroker:
         self.redis = client
         self.namespace = namespace
         self._flows: RedisFlowStore | None = None
+        #: Set by :meth:`join_with_completions`: joins ride with their completions, then this.
+        self._after_joins: Callable[[str, MemberRecorded], None] | None = None
         self.archive_max_size = archive_max_size
         self.archive_max_age = archive_max_age
         self.wait_replicas = wait_replicas
@@ -179,6 +189,7 @@ class RedisBroker:
         scripts += ("ring", "register")  # a cluster's doorbell and queue registry
         scripts += ("cancel", "end")  # cancellation and expiry (endings.py)
         scripts += ("group_add",)  # a member of a group (core/aggregation.py)
+        scripts += ("flow_done",)  # a workflow member's join, with its completion (flows.py)
         self._scripts = {name: client.register_script(script_source(name)) for name in scripts}
         #: A cluster's calls, node by node (one failing node fails only its own calls).
         self._nodes = ClusterCalls(client, self._scripts, wait_replicas, self.wait_timeout_ms, NodeHealth())
@@ -342,6 +353,7 @@ class RedisBroker:
             plan = self._complete_calls(completions, worker_id)
             *done, reply = self._pipeline([*plan.calls, ("claim", keys, args)], durable=True)
             flags = plan.flags(done)
+            self._joined(plan, done)
         else:
             flags, reply = [], self._run("claim", keys, args)
         index = int(reply[0])
@@ -448,7 +460,24 @@ class RedisBroker:
 
     def complete_many(self, completions: Sequence[Completion], worker_id: str) -> list[bool]:
         plan = self._complete_calls(completions, worker_id)
-        return plan.flags(self._pipeline(plan.calls, durable=True))
+        replies = self._pipeline(plan.calls, durable=True)
+        flags = plan.flags(replies)
+        self._joined(plan, replies)
+        return flags
+
+    def join_with_completions(self, after: Callable[[str, MemberRecorded], None]) -> bool:
+        """On a single server, each completion batch's joins lead its pipeline (one round trip
+        where there were two; Redis runs a connection's commands in order, so a completion never
+        lands without its join before it). Not on a cluster: a flow's slot is elsewhere."""
+        if self.cluster:
+            return False
+        self._after_joins = after
+        return True
+
+    def _joined(self, plan: _CompletionPlan, replies: Sequence[Any]) -> None:
+        if plan.joins and self._after_joins is not None:
+            for flow_id, recorded in plan.joined(replies):
+                self._after_joins(flow_id, recorded)
 
     def complete_each(self, completions: Sequence[Completion], worker_id: str) -> list[Recorded]:
         if not self.cluster:
@@ -488,7 +517,12 @@ class RedisBroker:
             args += (raw, "1" if f.unique_key else "0", ms(f.retention) if keep else "", f.record or b"")
             positions.append(n)
         calls: list[Call] = [("complete", keys, args) for keys, args, _ in by_queue.values()]
-        return _CompletionPlan(calls, [positions for _, _, positions in by_queue.values()], len(completions))
+        joins: dict[str, list[tuple[int, str, bytes]]] = {}
+        if self._after_joins is not None and not self.cluster:
+            joins = successes_by_flow([c.flow for c in completions if c.flow is not None])
+            calls[:0] = [done_call(self.namespace, f, outcomes, POLICY_CANCELED) for f, outcomes in joins.items()]
+        where = [positions for _, _, positions in by_queue.values()]
+        return _CompletionPlan(calls, where, len(completions), tuple(joins))
 
     def retry(self, claimed: Claimed, worker_id: str, data: bytes, retry_at: float) -> bool:
         k = self.keys(claimed.queue)

@@ -1,17 +1,98 @@
 -- Record workflow members' terminal outcomes, each once: the join of supervisor/core/flows.py.
 -- A node already terminal changes nothing (a member that ran twice counts once). The first
 -- outcome decrements its dependents' counters and marks those reaching zero ready, in this same
--- script. Under the 'fail' policy a failure fails the flow and cancels every node not released.
--- KEYS: 1 the flow's hash, 2 its results hash (node -> result), 3 its ready zset
--- ARGV: triplets of node, state (succeeded, failed, canceled, expired), result bytes
--- Returns {nodes counted, nodes made ready, finished (1/0), nodes not counted}.
+-- script. A failure (failed, canceled, expired) is its scope's (the innermost group holding the
+-- node, else the flow: field 'scopes', see compile_flow); under 'fail' the scope fails: its
+-- member range's unfinished nodes are canceled (the flow's: all of them, and the flow is failed)
+-- and the failure goes up to the enclosing scope. A node already released (its task is in a
+-- queue) cannot be canceled from here: it goes into the cancel set, for the caller to cancel in
+-- its queue (supervisor/flows.py Flows.cancel_members); its outcome then comes back through here.
+-- KEYS: 1 the flow's hash, 2 its results hash (node -> result), 3 its ready zset, 4 its cancel set
+-- ARGV: 1 the marker stored as the result of a node canceled here, then triplets of node, state
+--       (succeeded, failed, canceled, expired), result bytes
+-- Returns {nodes counted, nodes made ready, finished (1/0), nodes not counted, nodes to cancel}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {0, 0, 0, #ARGV / 3}
+  return {0, 0, 0, (#ARGV - 1) / 3, 0}
 end
 local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
-local counted, ready, skipped, finished = 0, 0, 0, 0
+local finished = tonumber(redis.call('HGET', KEYS[1], 'finished') or '0')
+local marker = ARGV[1]
+local counted, ready, skipped, to_cancel = 0, 0, 0, 0
+local terminal = {succeeded = true, failed = true, canceled = true, expired = true}
+
+local function release_dependents(node)
+  if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return end
+  local deps = redis.call('HGET', KEYS[1], 'd:' .. node)
+  if not deps then return end
+  for dep in string.gmatch(deps, '[^,]+') do
+    -- a dependent canceled meanwhile (its scope failed) has a state: it is never made ready
+    if redis.call('HINCRBY', KEYS[1], 'w:' .. dep, -1) == 0 and not redis.call('HGET', KEYS[1], 's:' .. dep) then
+      redis.call('HSET', KEYS[1], 's:' .. dep, 'ready')
+      redis.call('ZADD', KEYS[3], now, dep)
+      ready = ready + 1
+    end
+  end
+end
+
+-- Cancel the unfinished nodes of [lo, hi): those not in a queue yet end here, released ones
+-- join the cancel set. What depends on the ended ones from outside the range goes on.
+local function cancel_range(lo, hi)
+  local ended = {}
+  for i = lo, hi - 1 do
+    local s = redis.call('HGET', KEYS[1], 's:' .. i)
+    if (not s) or s == 'ready' then
+      redis.call('HSET', KEYS[1], 's:' .. i, 'canceled')
+      redis.call('HSET', KEYS[2], i, marker)
+      redis.call('ZREM', KEYS[3], i)
+      finished = finished + 1
+      ended[#ended + 1] = i
+    elseif s == 'released' and redis.call('SADD', KEYS[4], i) == 1 then
+      to_cancel = to_cancel + 1
+    end
+  end
+  for _, i in ipairs(ended) do release_dependents(i) end
+end
+
+local scopes = nil
+local function load_scopes()
+  if scopes then return scopes end
+  scopes = {}
+  local raw = redis.call('HGET', KEYS[1], 'scopes') or ''
+  for p, up, lo, hi, mlo, mhi in string.gmatch(raw, '(%a+),(%d+),(%d+),(%d+),(%d+),(%d+)') do
+    scopes[#scopes + 1] = {p, tonumber(up), tonumber(lo), tonumber(hi), tonumber(mlo), tonumber(mhi)}
+  end
+  return scopes
+end
+
+-- The innermost group holding the node (0: none, the flow). Depth first, so the last one
+-- holding it is the innermost, and none after one starting past it can hold it.
+local function scope_of(node)
+  local found = 0
+  for id, s in ipairs(load_scopes()) do
+    if s[3] > node then break end
+    if node < s[4] then found = id end
+  end
+  return found
+end
+
+local function fail_scope(id)
+  while true do
+    if id == 0 then
+      if redis.call('HGET', KEYS[1], 'policy') == 'fail' then
+        redis.call('HSET', KEYS[1], 'state', 'failed')
+        cancel_range(0, total)
+      end
+      return
+    end
+    local s = scopes[id]
+    -- 'f:<id>': failed already, and its failure went up then
+    if s[1] ~= 'fail' or redis.call('HSETNX', KEYS[1], 'f:' .. id, '1') == 0 then return end
+    cancel_range(s[5], s[6])
+    id = s[2]
+  end
+end
 
 local function record(node, outcome, result)
   -- A node with a definition and no state yet is waiting (the state is written when it changes).
@@ -19,7 +100,9 @@ local function record(node, outcome, result)
   if (not s) and redis.call('HEXISTS', KEYS[1], 'n:' .. node) == 1 then
     s = 'waiting'
   end
-  if (not s) or s == 'succeeded' or s == 'failed' or s == 'canceled' or s == 'expired' then
+  -- In the cancel set: its cancel was asked here, so a 'canceled' outcome is no failure of its own.
+  local asked = redis.call('SREM', KEYS[4], node) == 1
+  if (not s) or terminal[s] then
     skipped = skipped + 1
     return
   end
@@ -27,38 +110,21 @@ local function record(node, outcome, result)
   redis.call('HSET', KEYS[1], 's:' .. node, outcome)
   redis.call('HSET', KEYS[2], node, result)
   redis.call('ZREM', KEYS[3], node)
-  finished = redis.call('HINCRBY', KEYS[1], 'finished', 1)
-  local state = redis.call('HGET', KEYS[1], 'state')
-  if outcome ~= 'succeeded' then
+  finished = finished + 1
+  if outcome ~= 'succeeded' and not (asked and outcome == 'canceled') then
     redis.call('HINCRBY', KEYS[1], 'failures', 1)
-  end
-  if outcome ~= 'succeeded' and state == 'running' and redis.call('HGET', KEYS[1], 'policy') == 'fail' then
-    redis.call('HSET', KEYS[1], 'state', 'failed')
-    for i = 0, total - 1 do
-      local si = redis.call('HGET', KEYS[1], 's:' .. i)
-      if (not si) or si == 'waiting' or si == 'ready' then
-        redis.call('HSET', KEYS[1], 's:' .. i, 'canceled')
-        finished = finished + 1
-      end
-    end
-    redis.call('HSET', KEYS[1], 'finished', finished)
-    redis.call('DEL', KEYS[3])
-  elseif state == 'running' then
-    local deps = redis.call('HGET', KEYS[1], 'd:' .. node)
-    if deps then
-      for dep in string.gmatch(deps, '[^,]+') do
-        if redis.call('HINCRBY', KEYS[1], 'w:' .. dep, -1) == 0 then
-          redis.call('HSET', KEYS[1], 's:' .. dep, 'ready')
-          redis.call('ZADD', KEYS[3], now, dep)
-          ready = ready + 1
-        end
-      end
+    if redis.call('HGET', KEYS[1], 'state') == 'running' then
+      fail_scope(scope_of(tonumber(node)))
     end
   end
+  release_dependents(node)
 end
 
-for i = 1, #ARGV, 3 do
+for i = 2, #ARGV, 3 do
   record(ARGV[i], ARGV[i + 1], ARGV[i + 2])
+end
+if counted > 0 then
+  redis.call('HSET', KEYS[1], 'finished', finished)
 end
 if counted > 0 and finished >= total then
   local state = redis.call('HGET', KEYS[1], 'state')
@@ -74,7 +140,7 @@ if counted > 0 and finished >= total then
   local keep = math.max(1, math.floor(tonumber(redis.call('HGET', KEYS[1], 'retention') or '86400')))
   redis.call('EXPIRE', KEYS[1], keep)
   redis.call('EXPIRE', KEYS[2], keep)
-  redis.call('DEL', KEYS[3])
-  return {counted, ready, 1, skipped}
+  redis.call('DEL', KEYS[3], KEYS[4])
+  return {counted, ready, 1, skipped, to_cancel}
 end
-return {counted, ready, 0, skipped}
+return {counted, ready, 0, skipped, to_cancel}
