@@ -131,7 +131,7 @@ class Flows:
         if compiled.scopes:
             fields["scopes"] = compiled.encoded_scopes(policy).encode()
         dependents = compiled.dependents()
-        roots: list[tuple[int, TaskMessage]] = []
+        roots: list[tuple[int, TaskMessage, bytes]] = []
         for node, leaf in enumerate(compiled.leaves):
             built = build_task(leaf, now, default_max_retry, headers)  # the flow names it: hex, '.', digits
             if built.process_at is not None:
@@ -139,18 +139,19 @@ class Flows:
             message = msgspec.structs.replace(
                 built.message, id=member_id(flow_id, node), flow=member_ref(flow_id, node)
             )
-            definition = NodeDef(encode_message(message), compiled.preds[node], compiled.pipes[node])
+            encoded = encode_message(message)
+            definition = NodeDef(encoded, compiled.preds[node], compiled.pipes[node])
             fields[f"n:{node}"] = msgspec.msgpack.encode(definition)
             if compiled.preds[node]:  # a node's state is written when it changes: absent is waiting
                 fields[f"w:{node}"] = str(len(compiled.preds[node])).encode()
             else:
-                roots.append((node, message))
+                roots.append((node, message, encoded))
             if dependents[node]:
                 fields[f"d:{node}"] = ",".join(map(str, dependents[node])).encode()
         self.store.index_flow(flow_id)
         if not self.store.create_flow(flow_id, fields, compiled.roots()):
             raise InvalidTaskError(f"flow {flow_id} exists")
-        self._submit(flow_id, [node for node, _ in roots], [message for _, message in roots])
+        self._submit(flow_id, [r[0] for r in roots], [r[1] for r in roots], [r[2] for r in roots])
         return flow_id
 
     def release(self, flow_id: str, older_than: float | None = None) -> int:
@@ -166,9 +167,13 @@ class Flows:
         self._submit(flow_id, [r.node for r in ready], messages)
         return len(ready)
 
-    def _submit(self, flow_id: str, nodes: list[int], messages: Sequence[TaskMessage]) -> None:
-        """Submit ready nodes' tasks under their fixed ids, then mark them released."""
-        tasks = [NewTask(m.queue, m.id, encode_message(m)) for m in messages]
+    def _submit(
+        self, flow_id: str, nodes: list[int], messages: Sequence[TaskMessage], encoded: Sequence[bytes] = ()
+    ) -> None:
+        """Submit ready nodes' tasks under their fixed ids, then mark them released (``encoded``:
+        the messages' envelopes when the caller has them already)."""
+        envelopes = encoded or [encode_message(m) for m in messages]
+        tasks = [NewTask(m.queue, m.id, data) for m, data in zip(messages, envelopes, strict=True)]
         for start in range(0, len(tasks), RELEASE_CHUNK):
             self.broker.submit(tasks[start : start + RELEASE_CHUNK])
         canceled = set(self.store.mark_released(flow_id, nodes))
