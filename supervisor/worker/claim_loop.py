@@ -83,6 +83,7 @@ class Worker:
         self.unsettled: set[str] = set()
         #: The claim behind the last wait found nothing; the seconds until the next due task it
         #: saw: the next turn waits again at once instead of claiming (that claim has just run).
+        #: Only the very next turn: after a rest, tasks may wait whose wake-ups others took.
         self._idle_due: float | None = None
         self.execution = Execution(
             self.runner, self.state, self.observer,
@@ -187,6 +188,7 @@ class Worker:
 
     def _turn(self) -> bool:
         """One turn of the claim loop; False once the worker is done."""
+        idle_due, self._idle_due = self._idle_due, None  # good for the very next claim only
         self.observer.alive()
         now = time.monotonic()
         self.execution.expire(now)
@@ -214,8 +216,7 @@ class Worker:
             self._rest(TICK)
             return True
         # After a wait whose claim found nothing, wait again at once (unless a claim must settle).
-        got = self._claim(want) if self._idle_due is None or self.unsettled else self._idle_due
-        self._idle_due = None
+        got = self._claim(want) if idle_due is None or self.unsettled else idle_due
         if isinstance(got, float):  # nothing to claim: wait, and claim in the same round trip
             got = self._wait_for_work(got, want)
             if isinstance(got, float):
