@@ -536,6 +536,33 @@ def test_pipelined_scripts_survive_a_flushed_script_cache(own_redis) -> None:  #
         client.close()
 
 
+def test_wait_and_claim_survives_a_flushed_script_cache(own_redis) -> None:  # type: ignore[no-untyped-def]
+    """The claim behind the BRPOP answered NOSCRIPT: it did not run, so it is sent again (loaded)."""
+    client = connect(own_redis.url)
+    b = RedisBroker(client, namespace="flush")
+    try:
+        data = put(b, "q", "a")
+        client.script_flush()
+        assert b.wait_and_claim("w", ["q"], LEASE, 5.0, now=NOW).claimed == [Claimed("q", "a", data)]
+        assert client.llen(b.keys("q").wake) == 0  # the BRPOP took the token
+        assert client.hget(b.keys("q").owner, "a") == b"w"
+    finally:
+        client.close()
+
+
+def test_wait_and_claim_keeps_a_claim_whose_wake_up_failed(broker: RedisBroker, r: redis.Redis, q: str) -> None:
+    """An error BRPOP answers never drops what the claim behind it took; with nothing taken it is raised."""
+    from supervisor.core.errors import BrokerError
+
+    data = put(broker, q, "a")
+    wake = broker.keys(q).wake
+    r.delete(wake)
+    r.set(wake, "not a list")  # BRPOP answers WRONGTYPE
+    assert broker.wait_and_claim("w", [q], LEASE, 0.01, now=NOW).claimed == [Claimed(q, "a", data)]
+    with pytest.raises(BrokerError, match="WRONGTYPE"):
+        broker.wait_and_claim("w", [q], LEASE, 0.01, now=NOW)
+
+
 def test_batch_enqueue_mixes_plain_and_unique_tasks_and_keeps_the_input_order(broker: RedisBroker, q: str) -> None:
     from supervisor.core.ports import Enqueued, NewTask
 

@@ -642,6 +642,54 @@ def test_wait_for_work_is_woken_by_an_enqueue_from_another_thread(b: Broker, q: 
     assert got is True and waited < 5.0
 
 
+def test_wait_and_claim_claims_what_woke_it_and_consumes_its_wake_up(b: Broker, q: str) -> None:
+    data = put(b, q, "a")
+    got = b.wait_and_claim("w", [f"{q}-x", q], LEASE, 5.0, now=NOW)
+    assert got == ClaimRound([], [Claimed(q, "a", data)])
+    assert held_set(b.held_by(["w"], [q])) == {(q, "a", data, "w")}
+    assert [h.claimed.task_id for h in b.expired([q], now=NOW + LEASE)] == ["a"]  # leased as claim_round's
+    assert b.wait_for_work([q], 0.01) is False  # the token went with the claim
+
+
+def test_wait_and_claim_claims_after_its_timeout_whatever_woke_it(b: Broker, q: str) -> None:
+    assert b.wait_and_claim("w", [q], LEASE, 0.01, now=NOW) == ClaimRound([], None)
+    put(b, q, "late", process_at=NOW + 10)
+    assert b.wait_and_claim("w", [q], LEASE, 0.01, now=NOW) == ClaimRound([], 10.0)  # its token: nothing due
+    data = put(b, q, "a")
+    assert b.wait_for_work([q], 0.01) is True  # someone else took the token: the claim still finds the task
+    t0 = time.monotonic()
+    assert b.wait_and_claim("w", [q], LEASE, 0.05, now=NOW) == ClaimRound([], [Claimed(q, "a", data)])
+    assert time.monotonic() - t0 >= 0.04  # it waited out its block first
+    assert b.wait_and_claim("w", [q], LEASE, 0, now=NOW + 11).claimed == [Claimed(q, "late", envelope("late", q))]
+
+
+def test_wait_and_claim_takes_a_batch_from_a_deep_queue(b: Broker, q: str) -> None:
+    ids = [f"t{i}" for i in range(32)]
+    b.submit([NewTask(q, i, envelope(i, q)) for i in ids])
+    got = b.wait_and_claim("w", [q], LEASE, 1.0, 8, now=NOW).claimed
+    assert isinstance(got, list) and [c.task_id for c in got] == ids[:4]  # an eighth of the queue, as claim_round
+
+
+def test_wait_and_claim_is_woken_by_an_enqueue_from_another_thread(b: Broker, q: str) -> None:
+    rounds: list[tuple[ClaimRound, float]] = []
+    started = threading.Event()
+
+    def idle() -> None:
+        started.set()
+        t0 = time.monotonic()
+        rounds.append((b.wait_and_claim("w", [f"{q}-x", q], LEASE, 10.0, now=NOW), time.monotonic() - t0))
+
+    waiter = threading.Thread(target=idle, daemon=True)
+    waiter.start()
+    assert started.wait(5)
+    time.sleep(0.05)  # let it block (nothing to poll: the point is that it is blocked)
+    data = put(b, q, "a")
+    waiter.join(5)
+    assert not waiter.is_alive()
+    [(got, waited)] = rounds
+    assert got == ClaimRound([], [Claimed(q, "a", data)]) and waited < 5.0
+
+
 # -- periodic records, servers ------------------------------------------------------------------
 
 

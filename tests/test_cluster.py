@@ -31,8 +31,10 @@ from supervisor import AsyncClient, BrokerError, Client, Task
 from supervisor.adapters.redis.inspector import Inspector
 from supervisor.config import Settings, load_settings
 from supervisor.core.errors import DuplicateTaskError, NotUniqueError, TaskFailed
+from supervisor.core.ports import Claimed, NewTask
 from supervisor.wiring import make_broker
 from tests.apps.topology_app import runs
+from tests.brokers import envelope
 from tests.helpers import wait_for
 from tests.pool import ROOT, Pool
 from tests.redis_topologies import ClusterSet
@@ -90,6 +92,21 @@ def test_queues_live_on_different_primaries(cluster: ClusterSet) -> None:
     assert len(nodes) == 3
     doorbells = {broker.redis.keyslot(broker.doorbell(q)) for q in QUEUES}  # type: ignore[attr-defined]
     assert len(doorbells) == 1  # one BRPOP can span them
+
+
+def test_wait_and_claim_waits_on_the_doorbells_then_claims_on_the_queues_node(cluster: ClusterSet) -> None:
+    """On a cluster the doorbells' node need not hold the queues: the wait, then the claim."""
+    broker = make_broker(load_settings(environ=cluster_env(cluster, f"t{uuid.uuid4().hex[:8]}")))
+    try:
+        data = envelope("t1", "b")
+        broker.submit([NewTask("b", "t1", data)])  # rings b's doorbell once the task is stored
+        assert broker.wait_and_claim("w", list(QUEUES), 30.0, 5.0).claimed == [Claimed("b", "t1", data)]
+        assert broker.wait_for_work(list(QUEUES), 0.01) is False  # the wait took the ring
+        started = time.monotonic()
+        assert broker.wait_and_claim("w", list(QUEUES), 30.0, 0.2).claimed is None
+        assert time.monotonic() - started >= 0.15  # it blocked before claiming nothing
+    finally:
+        broker.close()
 
 
 def test_weights_hold_across_slots(cluster: ClusterSet, tmp_path: Path) -> None:

@@ -27,7 +27,10 @@ from supervisor import AsyncClient, BrokerError, Client
 from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.config import load_settings
 from supervisor.core.errors import DuplicateTaskError
+from supervisor.core.ports import Claimed, NewTask
+from supervisor.wiring import make_broker
 from tests.apps.topology_app import runs
+from tests.brokers import envelope
 from tests.helpers import wait_for
 from tests.pool import Pool
 from tests.redis_topologies import SentinelSet
@@ -168,3 +171,22 @@ def test_async_client_follows_a_failover() -> None:
             assert replica.hget(state_key, before) == b"pending"
         finally:
             replica.close()
+
+
+def test_an_idle_worker_claims_behind_its_wait_through_sentinel() -> None:
+    """Through Sentinel the broker talks to the primary on a plain connection: the doorbell's
+    BRPOP and the claim go in one pipeline there too (adapters/redis/wakeclaim.py)."""
+    ns = f"t{uuid.uuid4().hex[:8]}"
+    with SentinelSet(replicas=1) as s:
+        broker = make_broker(load_settings(environ=sentinel_env(s, ns)))
+        primary = s.primary.client()
+        try:
+            data = envelope("t1", "default")
+            broker.submit([NewTask("default", "t1", data)])
+            got = broker.wait_and_claim("w", ["default"], 30.0, 5.0)
+            assert got.claimed == [Claimed("default", "t1", data)]
+            assert broker.wait_for_work(["default"], 0.01) is False  # the BRPOP took the token
+            assert primary.hget(QueueKeys.of(ns, "default").owner, "t1") == b"w"
+        finally:
+            primary.close()
+            broker.close()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
 
-from supervisor import Client
+from supervisor import Client, Task
 from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.core.task import decode_message
 from tests.conftest import make_settings
@@ -112,6 +113,42 @@ def test_second_sigterm_stops_now(pool_factory, client):
         assert pool.wait_exit(5) == 0
         assert time.monotonic() - started < 1.0
         assert stored(client, info.id)[0] == b"pending"
+
+
+def test_sigterm_while_workers_wait_and_tasks_arrive_loses_nothing_and_leaves_nothing_owned(pool_factory, client):
+    """An idle worker's claim rides behind its doorbell BRPOP: a stop signal breaking the wait may
+    come after that claim took tasks. Stopped again and again as tasks arrive, a pool leaves
+    every task pending or done, none owned; a last pool runs each exactly once."""
+    r = client.broker.redis
+    keys = QueueKeys.of(client.namespace, "default")
+    ids: list[str] = []
+
+    def enqueue(n: int) -> None:
+        for i in range(5):  # one by one: each enqueue rings once, waking one waiting worker
+            ids.append(client.enqueue("record", [n, i]).id)
+        ids.extend(t.id for t in client.enqueue_many([Task("record", [n, i]) for i in range(5, 20)]))
+
+    for n in range(4):
+        with pool_factory(workers=2).start() as pool:
+            wait_for(lambda: waiting_workers(r) >= 2, what="both workers waiting")
+            sender = threading.Thread(target=enqueue, args=(n,), daemon=True)
+            sender.start()
+            pool.signal(signal.SIGTERM)
+            sender.join(10)
+            assert pool.wait_exit(10) == 0
+            assert r.hlen(keys.owner) == 0 and r.zcard(keys.lease) == 0, "tasks left owned"
+            assert set(r.hvals(keys.state)) <= {b"pending"}
+    assert len(ids) == 80
+    ran_before = sum(1 for i in ids if r.hget(keys.state, i) is None)
+    print(f"\n[stop while waiting] {ran_before} of 80 tasks ran in the stopped pools, the rest stayed pending")
+    with pool_factory(workers=2).start() as pool:
+        wait_for(lambda: all(pool.done(i) for i in ids), timeout=20, what="every task to run")
+        assert [i for i in ids if pool.done(i) != 1] == []
+
+
+def waiting_workers(r) -> int:  # type: ignore[no-untyped-def]
+    """Worker children blocked in their doorbell's BRPOP."""
+    return sum(1 for c in r.client_list() if c["name"].startswith("supervisor-worker-") and c["cmd"] == "brpop")
 
 
 def test_idle_supervisor_with_8_workers_stops_within_a_second(pool_factory):

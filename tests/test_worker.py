@@ -10,6 +10,7 @@ from collections import Counter
 
 import msgspec
 import pytest
+import redis
 
 from supervisor import App, Client, SkipRetry, fixed_delay
 from supervisor.core.task import decode_message
@@ -236,6 +237,27 @@ def test_idle_worker_wakes_at_once_on_enqueue(settings):
         assert started.wait(5), "the idle worker did not wake up on enqueue"
         worker.request_stop()
         Client(settings=settings).enqueue("ping")  # a token so the 30 s block ends for the stop
+
+
+def test_an_idle_worker_claims_only_behind_its_waits(own_redis, namespace):
+    """Idle, a worker sends one pipeline per block, BRPOP and the claim behind it; a wait whose
+    claim found nothing is followed by the next wait, not by a claim of its own (that claim has
+    just run). The server's own counts of the commands it ran tell."""
+    worker, _ = make_worker(App(), make_settings(own_redis.url, namespace), idle_block=0.02)
+    r = redis.Redis.from_url(own_redis.url)
+
+    def ran(command: str) -> int:
+        return int(r.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    try:
+        with WorkerThread(worker):
+            wait_for(lambda: ran("brpop") >= 3, what="the worker idle")
+            brpops, claims = ran("brpop"), ran("evalsha")
+            wait_for(lambda: ran("brpop") >= brpops + 40, what="40 idle blocks")
+            brpops, claims = ran("brpop") - brpops, ran("evalsha") - claims
+    finally:
+        r.close()
+    assert claims <= brpops + 2, (claims, brpops)
 
 
 def test_stop_request_ends_an_idle_worker_within_its_block(settings):

@@ -248,6 +248,26 @@ class Broker(Protocol):
         """Block until an enqueue signals one of ``queues`` or ``timeout`` passes."""
         ...
 
+    def wait_and_claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        lease_duration: float,
+        timeout: float,
+        max_batch: int = 1,
+        *,
+        now: float | None = None,
+    ) -> ClaimRound:
+        """:meth:`wait_for_work` on ``queues``, then :meth:`claim_round` from them (no completions),
+        in one round trip where the store allows it: a woken idle worker has its task at once.
+
+        The claim runs whatever ended the wait (a wake-up, the timeout) and its round is returned.
+        A failure, or an interruption of the blocked call, may come after the claim ran: as for a
+        :meth:`claim_round` whose reply was lost, the queues may hold tasks this worker owns and
+        does not know of. No completions ride here: they would wait out the block.
+        """
+        ...
+
     def complete_many(self, completions: Sequence[Completion], worker_id: str) -> list[bool]:
         """Record completions (release unique locks, keep results); one fenced flag each."""
         ...

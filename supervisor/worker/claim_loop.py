@@ -25,7 +25,7 @@ import time
 
 from supervisor.app import App
 from supervisor.core.errors import BrokerError
-from supervisor.core.ports import Broker, Claimed, Clock, SystemClock
+from supervisor.core.ports import Broker, Claimed, ClaimRound, Clock, Completion, SystemClock
 from supervisor.worker.cancels import CancelWatch
 from supervisor.worker.eventloop import EventLoopEnded
 from supervisor.worker.execution import Execution
@@ -41,8 +41,10 @@ log = logging.getLogger("supervisor.worker")
 class WaitInterrupted(BaseException):
     """Raised by a stop signal's handler while the worker is blocked waiting for work.
 
-    Only while waiting: a blocked BRPOP holds nothing but a wake-up token, so breaking out of it
-    cannot lose a task, and the stop takes effect at once instead of at the end of the block.
+    Only while waiting, so the stop takes effect at once instead of at the end of the block. The
+    claim behind the wait (one round trip, Broker.wait_and_claim) may have run with its reply
+    unread: its queues are settled on the next turn (Handback.settle), so nothing it took stays
+    owned unseen.
     """
 
 
@@ -79,6 +81,10 @@ class Worker:
         #: Queues where this worker may own tasks it does not know of (a claim whose reply was
         #: lost, a give-back the store did not answer): settled on later turns (Handback.settle).
         self.unsettled: set[str] = set()
+        #: The claim behind the last wait found nothing; the seconds until the next due task it
+        #: saw: the next turn waits again at once instead of claiming (that claim has just run).
+        #: Only the very next turn: after a rest, tasks may wait whose wake-ups others took.
+        self._idle_due: float | None = None
         self.execution = Execution(
             self.runner, self.state, self.observer,
             async_on_loop=app.has_async_handlers and app.async_middleware is not None,
@@ -131,6 +137,7 @@ class Worker:
                 except WaitInterrupted:
                     self.waiting_for_work = False
                     self.broker.reset()  # the interrupted reply may still be on the wire
+                    self.unsettled.update(self.options.queues)  # and hold tasks claimed for us
         finally:
             self.state.close()
             self._give_back_waiting()
@@ -144,6 +151,14 @@ class Worker:
             self.cancels.stop()
             self._record_completions(force=True)
             self.runner.progress.close()
+            if self.unsettled:  # a last try (give-backs above may have failed too)
+                self._settle()
+            if self.unsettled:  # the store did not answer: nothing more this worker can do
+                log.warning(
+                    "queues %s may hold tasks this worker claimed and never saw (a lost claim reply) or could "
+                    "not give back; they return to their queues when the supervisor sees this worker gone, "
+                    "or when their lease ends", sorted(self.unsettled), extra={"event": "claim_unsettled"},
+                )  # fmt: skip
         if self.execution.loop_ended:
             raise EventLoopEnded("the worker's event loop ended by itself (see the log above)")
 
@@ -154,10 +169,9 @@ class Worker:
         with its time limit enforced, and its completion is recorded before the call returns.
         """
         got = self._claim(1)
-        if got is None:
-            return False
+        if isinstance(got, float):
+            got = self._wait_for_work(got, 1)
         if not isinstance(got, list):
-            self._wait_for_work(got)
             return False
         claimed = got[0]
         self.state.start_now(claimed)
@@ -174,6 +188,7 @@ class Worker:
 
     def _turn(self) -> bool:
         """One turn of the claim loop; False once the worker is done."""
+        idle_due, self._idle_due = self._idle_due, None  # good for the very next claim only
         self.observer.alive()
         now = time.monotonic()
         self.execution.expire(now)
@@ -182,6 +197,8 @@ class Worker:
         if self._done_claiming():
             if self._stop.is_set() or self._quiet.is_set():
                 self._give_back_waiting()
+            if self.unsettled:  # e.g. the claim behind an interrupted wait: claim no more, settle
+                self._settle()
             if self._quiet.is_set() and not self._quiet_reported:
                 self._record_completions(force=True)
                 self.observer.quieted()  # a claim begun before the signal has ended by now
@@ -198,14 +215,15 @@ class Worker:
         if want <= 0:
             self._rest(TICK)
             return True
-        got = self._claim(want)
-        if got is None:
-            return True  # the store did not answer: backed off, try again
+        # After a wait whose claim found nothing, wait again at once (unless a claim must settle).
+        got = self._claim(want) if idle_due is None or self.unsettled else idle_due
+        if isinstance(got, float):  # nothing to claim: wait, and claim in the same round trip
+            got = self._wait_for_work(got, want)
+            if isinstance(got, float):
+                self._idle_due = got
         if isinstance(got, list):
             self._route(got)
-            return True
-        self._wait_for_work(got)
-        return True
+        return True  # or the store did not answer (None): backed off, try again
 
     def _route(self, claimed: list[Claimed]) -> None:
         """Claimed tasks wait for the task threads, except those of ``async def`` handlers when
@@ -232,20 +250,28 @@ class Worker:
         ``inf`` when nothing is scheduled), or None when the store did not answer.
         """
         if self.unsettled:  # first, what an earlier lost reply or failed give-back left owned
-            self.unsettled = set(self.handback.settle(self.state.owned, sorted(self.unsettled)))
-        order = self.options.plan.order()
-        names = self.options.plan.names
+            self._settle()
         completions = self.state.take_completions()
         try:
             completions = self.runner.joins.record(completions)
             got = self.broker.claim_round(
-                self.worker_id, [names[i] for i in order], self.options.lease_duration, max(want, 1), completions
+                self.worker_id, self._order(), self.options.lease_duration, max(want, 1), completions
             )
         except BrokerError as exc:  # nothing answered; the reply of a claim that ran may be lost
             self.state.put_back_completions(completions)
             self.unsettled.update(self.options.queues)
             self.runner.store.pause("claim", exc)
             return None
+        return self._claimed(got, completions)
+
+    def _order(self) -> list[str]:
+        """The queues in this claim's sampled weighted (or strict) order."""
+        names = self.options.plan.names
+        return [names[i] for i in self.options.plan.order()]
+
+    def _claimed(self, got: ClaimRound, completions: list[Completion]) -> list[Claimed] | float:
+        """A claim round's tasks, or the seconds until the next due task; its completions and
+        queues whose reply was lost are dealt with here."""
         unreachable = self.handback.recorded(completions, got.recorded)
         if unreachable:  # their node did not answer: still owned, they go with a later claim
             self.state.put_back_completions(unreachable)
@@ -256,22 +282,39 @@ class Worker:
             return got.claimed
         return float("inf") if got.claimed is None else got.claimed
 
-    def _wait_for_work(self, due_in: float) -> None:
+    def _wait_for_work(self, due_in: float, want: int) -> list[Claimed] | float | None:
         """Nothing to claim: block on the wake-up lists until an enqueue, the next due task, or
-        (while tasks run) the next completion to record."""
+        (while tasks run) the next completion to record, and claim up to ``want`` tasks in the
+        same round trip (Broker.wait_and_claim): a woken worker has its task at once.
+
+        Returns what :meth:`_claim` does (None too when no wait was due). Completions that cannot
+        wait are recorded after a wait that claimed nothing; claimed tasks go first (the next
+        turn's claim takes those completions along, or its rest records them).
+        """
         block = self.state.longest_wait_for_work(min(self.options.idle_block, due_in))
         if block <= 0 or self._stop.is_set():
-            return
+            return None
+        got: ClaimRound | None = None
         try:
             self.waiting_for_work = True
             if not self._stop.is_set():
-                self.broker.wait_for_work(self.options.queues, block)
-        except BrokerError as exc:
+                got = self.broker.wait_and_claim(
+                    self.worker_id, self._order(), self.options.lease_duration, block, max(want, 1)
+                )
+        except BrokerError as exc:  # the claim behind the wait may have run, its reply lost
             self.waiting_for_work = False
+            self.unsettled.update(self.options.queues)
             self.runner.store.pause("wait", exc)
         finally:
             self.waiting_for_work = False
-        self._record_completions()
+        claimed = None if got is None else self._claimed(got, [])
+        if not isinstance(claimed, list):
+            self._record_completions()
+        return claimed
+
+    def _settle(self) -> None:
+        """Put back what a lost claim reply or a failed give-back left owned and unseen."""
+        self.unsettled = set(self.handback.settle(self.state.owned, sorted(self.unsettled)))
 
     def _rest(self, longest: float) -> None:
         """Sleep until a task thread frees a slot, a completion is due, a time limit or a waiting

@@ -212,6 +212,20 @@ class MemoryBroker(MemoryEndings, MemoryLimits, MemoryExtras):
                     return False
                 self._cond.wait(left)
 
+    def wait_and_claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        lease_duration: float,
+        timeout: float,
+        max_batch: int = 1,
+        *,
+        now: float | None = None,
+    ) -> ClaimRound:
+        # No round trip to save here: the wait, then the claim, whatever ended the wait.
+        self.wait_for_work(queues, timeout)
+        return self.claim_round(worker_id, queues, lease_duration, max_batch, now=now)
+
     def complete_many(self, completions: Sequence[Completion], worker_id: str) -> list[bool]:
         joined = self._join_first(completions)
         with self._cond:

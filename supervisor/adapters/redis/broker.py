@@ -88,6 +88,7 @@ from supervisor.adapters.redis.keys import (
 from supervisor.adapters.redis.limits import LimitedQueues
 from supervisor.adapters.redis.nodes import ClusterCalls, NodeHealth, did_not_run, first_error, unanswered
 from supervisor.adapters.redis.owned import OwnedViews
+from supervisor.adapters.redis.wakeclaim import claim_outcome, wait_then_claim
 from supervisor.core.flow_store import MemberRecorded
 from supervisor.core.flows import POLICY_CANCELED, successes_by_flow
 from supervisor.core.ports import (
@@ -345,10 +346,7 @@ class RedisBroker:
         now: float | None,
     ) -> tuple[list[bool], list[Claimed] | float | None]:
         """A single server's claim: one claim.lua call over every queue, with the completions."""
-        keys = self._claim_keys.get(order)
-        if keys is None:
-            keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
-        args = self._claim_args(worker_id, lease_duration, max_batch, now) + self._flow(order)
+        keys, args = self._claim_call(worker_id, order, lease_duration, max_batch, now)
         if completions:
             plan = self._complete_calls(completions, worker_id)
             *done, reply = self._pipeline([*plan.calls, ("claim", keys, args)], durable=True)
@@ -356,12 +354,16 @@ class RedisBroker:
             self._joined(plan, done)
         else:
             flags, reply = [], self._run("claim", keys, args)
-        index = int(reply[0])
-        if index == 0:
-            # Seconds until the next due task, on the clock the script used (Redis's).
-            return flags, (max(float(reply[1]) - float(reply[2]), 0.0) if reply[1] else None)
-        queue = order[index - 1]
-        return flags, [Claimed(queue, _id(reply[i]), reply[i + 1] or None) for i in range(1, len(reply), 2)]
+        return flags, claim_outcome(order, reply)
+
+    def _claim_call(
+        self, worker_id: str, order: tuple[str, ...], lease_duration: float, max_batch: int, now: float | None
+    ) -> tuple[list[str], tuple[Any, ...]]:
+        """claim.lua's keys and arguments over every queue of ``order`` (a single server)."""
+        keys = self._claim_keys.get(order)
+        if keys is None:
+            keys = self._claim_keys[order] = [key for q in order for key in self.keys(q).claim_keys()]
+        return keys, self._claim_args(worker_id, lease_duration, max_batch, now) + self._flow(order)
 
     @staticmethod
     def _claim_args(worker_id: str, lease_duration: float, max_batch: int, now: float | None) -> tuple[Any, ...]:
@@ -429,6 +431,27 @@ class RedisBroker:
         if not answered and (order or completions):
             raise redis.ConnectionError(f"Redis Cluster: no node answered for queues {list(order)}")
         return ClaimRound(recorded, earliest, tuple(lost), tuple(skipped))
+
+    def wait_and_claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str],
+        lease_duration: float,
+        timeout: float,
+        max_batch: int = 1,
+        *,
+        now: float | None = None,
+    ) -> ClaimRound:
+        # One pipeline, BRPOP then claim.lua (wakeclaim.py). On a cluster the doorbells' node
+        # need not hold the queues: wait, then claim.
+        if self.cluster:
+            self.wait_for_work(queues, timeout)
+            return self.claim_round(worker_id, queues, lease_duration, max_batch, now=now)
+        order = tuple(queues)
+        keys, args = self._claim_call(worker_id, order, lease_duration, max_batch, now)
+        wake = [self.keys(q).wake for q in order]
+        reply = wait_then_claim(self.redis, self._scripts["claim"], wake, max(timeout, 0.01), keys, args)
+        return ClaimRound([], claim_outcome(order, reply))
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         # BRPOP takes whole or fractional seconds; 0 would block forever, so floor it.
