@@ -249,15 +249,9 @@ class Broker(Protocol):
         ...
 
     def wait_and_claim(
-        self,
-        worker_id: str,
-        queues: Sequence[str],
-        lease_duration: float,
-        timeout: float,
-        max_batch: int = 1,
-        *,
-        now: float | None = None,
-    ) -> ClaimRound:
+        self, worker_id: str, queues: Sequence[str], lease_duration: float, timeout: float, max_batch: int = 1,
+        *, now: float | None = None,
+    ) -> ClaimRound:  # fmt: skip
         """:meth:`wait_for_work` on ``queues``, then :meth:`claim_round` from them (no completions),
         in one round trip where the store allows it: a woken idle worker has its task at once.
 
