@@ -158,7 +158,7 @@ class HealthReporter:
         now = time.monotonic()
         with self._lock:
             piped = self._piped.pop(task_id, None) if task_type is None else None
-            self._tally.add(task_type or piped or "?", outcome.value, duration)
+            self._tally.add(task_type or piped or "?", outcome, duration)
             tallies = None
             if now - self._last_report >= self.min_interval:
                 self._last_report = now

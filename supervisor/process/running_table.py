@@ -11,18 +11,22 @@ processes see the same pages), one per child, sized for ``--concurrency`` entrie
 touched only when used: an entry is large enough for the longest id, type and queue the task
 builder accepts, but a task with short names touches one page.
 
-- Header: ``generation`` (bumped after every change), ``done`` (tasks finished so far, exact even
-  for a child killed a microsecond later), ``high`` (entries ever used: the parent scans no more).
+- Header: ``done`` (tasks finished so far, exact even for a child killed a microsecond later),
+  ``high`` (entries ever used: the parent scans no more), ``generation`` (bumped by every change:
+  an idle child's table costs the parent one read).
 - Entry: ``seq`` (a seqlock: odd while the child writes the entry, so the parent never takes a torn
   entry for a real one), start time (``time.monotonic()``: CLOCK_MONOTONIC, shared by every process
   of the host), time limit, flags (in use, runs on the claim loop), the three lengths, then id,
   type and queue as UTF-8, packed together.
 
-Ordering: the child writes ``seq`` odd, the fields, ``seq`` even, then the header's ``high`` and
-``done``, then ``generation``; the parent reads ``generation`` first, the entries after. Each write
-is its own C call (no compiler reordering across them) and x86-64 keeps stores in order (TSO), so
-the parent that sees an even ``seq`` twice around its read has read a whole entry. On a weakly
-ordered CPU (aarch64) this needs barriers Python cannot express; the pipe messages were immune.
+Ordering: to start a task the child writes ``seq`` odd, the fields, ``seq`` even; to end one, the
+flags (not in use), then ``seq`` up by two (an entry that only turns free needs no odd phase: a
+reader that catches the new flags under the old ``seq`` just learns of the end a moment early);
+then the header, ``generation`` last. The parent reads ``generation`` first, the entries after.
+Each write is its own C call, or fields packed in order by one (no compiler reordering across
+them), and x86-64 keeps stores in order (TSO), so the parent that sees an even ``seq`` twice
+around its read has read a whole entry. On a weakly ordered CPU (aarch64) this needs barriers
+Python cannot express; the pipe messages were immune.
 
 A task whose names do not fit (an id over :data:`MAX_ID_BYTES` bytes from a foreign producer), or
 one past a full table, is not truncated: :meth:`TableWriter.start` says False and the caller
@@ -43,15 +47,18 @@ from supervisor.core.queues import MAX_QUEUE_NAME
 MAX_ID_BYTES = 4 * MAX_ID_LENGTH
 MAX_QUEUE_BYTES = 4 * MAX_QUEUE_NAME
 
-_GENERATION = struct.Struct("<Q")  # at 0
-_COUNTS = struct.Struct("<QI")  # at 8: done, high
+_HEADER = struct.Struct("<QI4xQ")  # done, high, generation (packed in that order: generation last)
+_COUNTS = struct.Struct("<QI")  # done, high, at 0
+_GENERATION = struct.Struct("<Q")
+_GENERATION_AT = 16
 _HEADER_SIZE = 64
 _SEQ = struct.Struct("<Q")
-_FIELDS = struct.Struct("<ddIHHH")  # after seq: started, time_limit, flags, id/type/queue lengths
+_FIELDS = struct.Struct("<ddIHHH6x")  # after seq: started, time_limit, flags, id/type/queue lengths; the blob next
+_FIELDS_AT = _SEQ.size
 _HEAD = struct.Struct("<QddIHHH")  # seq and the fields, as the parent reads them in one call
 _FLAGS = struct.Struct("<I")
 _FLAGS_AT = _SEQ.size + 16
-_BLOB_AT = 40
+_BLOB_AT = _FIELDS_AT + _FIELDS.size
 #: Bytes between two entries (a multiple of a cache line).
 STRIDE = -(-(_BLOB_AT + 2 * MAX_ID_BYTES + MAX_QUEUE_BYTES) // 64) * 64
 
@@ -115,13 +122,16 @@ class TableWriter:
         self, task_id: str, task_type: str, queue: str, started: float, time_limit: float, on_claim_loop: bool
     ) -> bool:
         """Write a running task; False when it does not fit (names too long, table full)."""
-        id_bytes = task_id.encode("utf-8", "surrogatepass")
-        type_bytes = task_type.encode("utf-8", "surrogatepass")
-        queue_bytes = queue.encode("utf-8", "surrogatepass")
-        if len(id_bytes) > MAX_ID_BYTES or len(type_bytes) > MAX_ID_BYTES or len(queue_bytes) > MAX_QUEUE_BYTES:
+        blob = f"{task_id}{task_type}{queue}".encode("utf-8", "surrogatepass")
+        id_len, type_len, queue_len = len(task_id), len(task_type), len(queue)
+        if len(blob) != id_len + type_len + queue_len:  # not ASCII: the lengths in bytes
+            id_len, type_len, queue_len = (len(t.encode("utf-8", "surrogatepass")) for t in (task_id, task_type, queue))
+        if len(blob) > MAX_QUEUE_BYTES and (
+            id_len > MAX_ID_BYTES or type_len > MAX_ID_BYTES or queue_len > MAX_QUEUE_BYTES
+        ):
             return False
-        blob = id_bytes + type_bytes + queue_bytes
-        flags = IN_USE | (ON_CLAIM_LOOP if on_claim_loop else 0)
+        flags = IN_USE | ON_CLAIM_LOOP if on_claim_loop else IN_USE
+        fields = _FIELDS.pack(started, time_limit, flags, id_len, type_len, queue_len) + blob
         with self._lock:
             region = self._region
             if region is None:
@@ -136,14 +146,14 @@ class TableWriter:
             at = _offset(index)
             seq = self._seqs[index] + 1
             _SEQ.pack_into(region, at, seq)
-            _FIELDS.pack_into(region, at + _SEQ.size, started, time_limit, flags,
-                              len(id_bytes), len(type_bytes), len(queue_bytes))  # fmt: skip
-            region[at + _BLOB_AT : at + _BLOB_AT + len(blob)] = blob
+            region[at + _FIELDS_AT : at + _FIELDS_AT + len(fields)] = fields
             _SEQ.pack_into(region, at, seq + 1)
             self._seqs[index] = seq + 1
             self._where[task_id] = (index, task_type)
-            self._high = max(self._high, index + 1)
-            self._publish(region)
+            if index >= self._high:
+                self._high = index + 1
+            self._generation += 1
+            _HEADER.pack_into(region, 0, self._done, self._high, self._generation)
         return True
 
     def finish(self, task_id: str) -> str | None:
@@ -157,20 +167,13 @@ class TableWriter:
             if held is not None:
                 index = held[0]
                 at = _offset(index)
-                seq = self._seqs[index] + 1
-                _SEQ.pack_into(region, at, seq)
                 _FLAGS.pack_into(region, at + _FLAGS_AT, 0)
-                _SEQ.pack_into(region, at, seq + 1)
-                self._seqs[index] = seq + 1
+                self._seqs[index] += 2
+                _SEQ.pack_into(region, at, self._seqs[index])
                 self._free.append(index)
-            self._publish(region)
+            self._generation += 1
+            _HEADER.pack_into(region, 0, self._done, self._high, self._generation)
         return held[1] if held is not None else None
-
-    def _publish(self, region: mmap.mmap) -> None:
-        """Counts first, generation last: a reader that sees the new generation sees the rest."""
-        self._generation += 1
-        _COUNTS.pack_into(region, 8, self._done, self._high)
-        _GENERATION.pack_into(region, 0, self._generation)
 
     def detach(self) -> None:
         """In a process forked from the child: never write the child's table (nor wait on a lock
@@ -199,10 +202,10 @@ class TableReader:
         region = self.table.region
         if region is None:
             return self._running
-        (generation,) = _GENERATION.unpack_from(region, 0)
+        (generation,) = _GENERATION.unpack_from(region, _GENERATION_AT)
         if generation == self._generation:
             return self._running
-        self.done, high = _COUNTS.unpack_from(region, 8)
+        self.done, high = _COUNTS.unpack_from(region, 0)
         settled, changed = True, False
         for index in range(min(high, self.table.capacity)):
             read = self._entry(region, index)

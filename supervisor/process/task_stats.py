@@ -39,9 +39,10 @@ class TaskTally:
         self._tallies: dict[tuple[str, str], Tally] = {}
 
     def add(self, task_type: str, outcome: str, seconds: float) -> None:
+        """``outcome``: a str (an ``Outcome`` is one: keyed as is, its value taken once per report)."""
         tally = self._tallies.get((task_type, outcome))
         if tally is None:
-            tally = Tally(task_type, outcome, 0, 0.0, [0] * (len(DURATION_BUCKETS) + 1))
+            tally = Tally(task_type, str(outcome), 0, 0.0, [0] * (len(DURATION_BUCKETS) + 1))
             self._tallies[(task_type, outcome)] = tally
         tally.count += 1
         tally.seconds += seconds
