@@ -39,13 +39,14 @@ from supervisor.core.limits import MAX_WORKERS
 from supervisor.process import events
 from supervisor.process.child import CHILD_SIGNALS, child_socket_timeout, run_child
 from supervisor.process.children import Child
-from supervisor.process.health import Finished
 from supervisor.process.linux import this_process
 from supervisor.process.parts import Listener, ParentParts, Role
 from supervisor.process.pool import Pool
 from supervisor.process.reporting import PoolStatus
+from supervisor.process.running_table import RunningTable
 from supervisor.process.server_info import heartbeat_fields
 from supervisor.process.signals import HANDLED, SignalInbox
+from supervisor.process.task_stats import Tally
 from supervisor.process.verdicts import ExitVerdict
 
 log = logging.getLogger("supervisor.arbiter")
@@ -83,6 +84,7 @@ class Arbiter:
             close_parent=self.close_parent_descriptors, on_exit=self._child_exited, on_finished=self._finished,
             heartbeat_timeout=max(3 * self.asynq.heartbeat_interval, child_socket_timeout(settings) + 2.0),
             memory_limit_mb=self.asynq.max_memory_per_child, cancel_grace=self.asynq.cancel_grace,
+            concurrency=self.asynq.worker_concurrency,
         )  # fmt: skip
         self.parts = parts(self)
 
@@ -126,9 +128,9 @@ class Arbiter:
     def wait(self, timeout: float) -> None:
         """Wait for a signal, a listener's socket (metrics clients), child reports or ``timeout``.
 
-        Child pipes are read at most every :data:`CHILD_READ_INTERVAL`: busy children report two
-        messages per task, and waking the loop for each would cost the parent a core's quarter
-        at 10k tasks/s. Signals still wake it at once.
+        Child pipes are read at most every :data:`CHILD_READ_INTERVAL`: children report at most a
+        few times a second each (what they run is in shared memory, running_table.py), but a pool
+        of many children must still not wake the loop for each line. Signals wake it at once.
         """
         now = time.monotonic()
         fds, write_fds = [self.inbox.read_fd], []
@@ -229,9 +231,9 @@ class Arbiter:
 
     # == what the pool calls back ==================================================================
 
-    def _run_child(self, worker_id: str, slot: int, health_fd: int, mask: set[int]) -> NoReturn:
-        run_child(self.app, self.settings, worker_id=worker_id, slot=slot, health_fd=health_fd, parent_pid=self.pid,
-                  quiet=self.state is State.QUIET, signal_mask=mask)  # fmt: skip
+    def _run_child(self, worker_id: str, slot: int, health_fd: int, table: RunningTable, mask: set[int]) -> NoReturn:
+        run_child(self.app, self.settings, worker_id=worker_id, slot=slot, health_fd=health_fd, table=table,
+                  parent_pid=self.pid, quiet=self.state is State.QUIET, signal_mask=mask)  # fmt: skip
 
     def close_parent_descriptors(self) -> None:
         """In a freshly forked child: close every descriptor that belongs to the parent."""
@@ -246,9 +248,10 @@ class Arbiter:
         if verdict.crashed and self.state is not State.STOPPING and not planned_recycle and metrics:
             metrics.restarts.inc()
 
-    def _finished(self, finished: Finished, task_type: str) -> None:
+    def _finished(self, tallies: list[Tally]) -> None:
         if self.parts.metrics:
-            self.parts.metrics.task_finished(task_type, finished.outcome.value, finished.seconds)
+            for tally in tallies:
+                self.parts.metrics.add_finished(tally)
 
     def _check_quiet(self) -> None:
         if self.state is State.QUIET and not self.quiet_logged and all(c.quiet for c in self.pool.children.values()):

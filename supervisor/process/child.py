@@ -1,9 +1,9 @@
 """A worker child: what runs between ``os.fork()`` and ``os._exit()``.
 
 The child builds everything that must not cross a fork (its Redis connection, its signal
-handlers), runs the worker loop, and reports to the parent through the health pipe. It exits
-with ``os._exit`` so that nothing inherited from the parent (atexit hooks, buffered files) runs
-twice.
+handlers), runs the worker loop, and reports to the parent through the health pipe and its
+running table. It exits with ``os._exit`` so that nothing inherited from the parent (atexit
+hooks, buffered files) runs twice.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from supervisor.config import Settings
 from supervisor.process.afterfork import install_grandchild_reset
 from supervisor.process.health import HealthReporter
 from supervisor.process.linux import set_parent_death_signal
+from supervisor.process.running_table import RunningTable, TableWriter
 from supervisor.telemetry import configure_tracing, shutdown_tracing
 from supervisor.wiring import make_broker, worker_options
 from supervisor.worker import WaitInterrupted, Worker
@@ -45,11 +46,13 @@ def run_child(
     worker_id: str,
     slot: int,
     health_fd: int,
+    table: RunningTable,
     parent_pid: int,
     quiet: bool,
     signal_mask: set[int | signal.Signals] | None = None,
 ) -> NoReturn:
     code = EXIT_STARTUP_FAILED
+    reporter: HealthReporter | None = None
     try:
         set_parent_death_signal(signal.SIGKILL)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
@@ -64,7 +67,7 @@ def run_child(
             if worker is not None:
                 worker.request_stop()
 
-        reporter = HealthReporter(health_fd, parent_pid, orphaned)
+        reporter = HealthReporter(health_fd, parent_pid, orphaned, TableWriter(table))
         worker = Worker(app, broker, worker_options(settings.asynq), worker_id=worker_id, observer=reporter)
         # A process a handler forks gets default signal handlers and none of our descriptors.
         install_grandchild_reset(reporter.detach, broker.close_after_fork)
@@ -80,6 +83,8 @@ def run_child(
     except BaseException:
         log.exception("worker %d crashed", os.getpid(), extra={"event": "worker_crash", "slot": slot})
     finally:
+        if reporter is not None:
+            reporter.flush()  # the tasks finished since the last report: counted before it goes
         leave(code)
 
 

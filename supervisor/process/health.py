@@ -1,8 +1,13 @@
-"""The health pipe: how a child tells the parent it is alive and what it is running.
+"""The health pipe: how a child tells the parent it is alive, what it finished and what it does.
 
-One message per line, JSON, a tagged struct (:data:`Message`). A pipe, not files or shared
-state: the parent's ``select`` wakes on it, a dead child's pipe simply closes, and a line under
-PIPE_BUF is written atomically, so the child's claim loop and its task threads may all report.
+One message per line, JSON, a tagged struct (:data:`Message`). A pipe, not files: the parent's
+``select`` wakes on it and a dead child's pipe simply closes. What runs is not sent here but
+written to shared memory (running_table.py): no message per task. Finished tasks are counted in
+the child and sent as one :class:`Report` with the periodic heartbeat (at most every
+``min_interval``), and flushed when the child goes quiet, recycles or exits. A child killed by a
+signal loses at most its last ``min_interval`` of duration counts (its finished-task count, kept in
+shared memory, is exact). Writes come from several threads (claim loop, task threads, event loop)
+and go through one lock, so a report longer than PIPE_BUF never interleaves with another line.
 """
 
 from __future__ import annotations
@@ -15,23 +20,36 @@ from collections.abc import Callable
 import msgspec
 
 from supervisor.core.lifecycle import Outcome
+from supervisor.process.running_table import TableWriter
+from supervisor.process.task_stats import Tally, TaskTally
 
 
 class Alive(msgspec.Struct, tag="alive"):
     """The claim loop is turning (at least four times a second while it runs)."""
 
 
+class Report(msgspec.Struct, tag="report"):
+    """Tasks finished since the last report, per type and outcome (also a heartbeat)."""
+
+    tallies: list[Tally]
+
+
 class Started(msgspec.Struct, tag="started"):
+    """A task that does not fit the running table (see running_table.py): reported here instead."""
+
     task_id: str
     task_type: str
     queue: str
     time_limit: float
+    #: ``time.monotonic()`` in the child when it started.
+    started: float
+    on_claim_loop: bool = False
 
 
 class Finished(msgspec.Struct, tag="finished"):
+    """The end of a task reported by :class:`Started` (counted in the next :class:`Report`)."""
+
     task_id: str
-    outcome: Outcome
-    seconds: float
 
 
 class Quieted(msgspec.Struct, tag="quiet"):
@@ -50,33 +68,46 @@ class Canceling(msgspec.Struct, tag="canceling"):
     task_id: str
 
 
-Message = Alive | Started | Finished | Quieted | Recycling | Canceling
+Message = Alive | Report | Started | Finished | Quieted | Recycling | Canceling
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(Message).decode
 
 
 class HealthReporter:
-    """Child side: implements the worker's observer by writing to the pipe.
+    """Child side: implements the worker's observer with the running table and the pipe.
 
     Heartbeats are rate-limited; a closed pipe (the parent is gone) stops the worker through
     ``on_orphaned``, as does a changed parent pid.
     """
 
-    def __init__(self, fd: int, parent_pid: int, on_orphaned: Callable[[], None], min_interval: float = 0.25) -> None:
+    def __init__(
+        self, fd: int, parent_pid: int, on_orphaned: Callable[[], None], table: TableWriter, min_interval: float = 0.25
+    ) -> None:
         self.fd = fd
         self.parent_pid = parent_pid
         self.on_orphaned = on_orphaned
+        self.table = table
         self.min_interval = min_interval
         self._last = 0.0
+        #: When finished tasks were last reported: one that finishes later than ``min_interval``
+        #: after that is reported at once (a lone task's counts never wait for a heartbeat).
+        self._last_report = 0.0
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._tally = TaskTally()
+        #: Tasks reported through the pipe (they did not fit the table), with their types.
+        self._piped: dict[str, str] = {}
 
     def detach(self) -> None:
-        """In a process forked from the worker: close this copy of the pipe.
+        """In a process forked from the worker: close this copy of the pipe and of the table.
 
         A grandchild must not hold the pipe (nor write to it: it is not the worker). Reports
-        made from here afterwards fail, which stops a worker loop run here by mistake.
+        made from here afterwards fail, which stops a worker loop run here by mistake. The locks
+        are new: another thread of the worker may have held one at the fork.
         """
+        self._lock, self._write_lock = threading.Lock(), threading.Lock()
+        self.table.detach()
         fd, self.fd = self.fd, -1
         if fd >= 0:
             try:
@@ -86,7 +117,8 @@ class HealthReporter:
 
     def _send(self, message: Message) -> None:
         try:
-            os.write(self.fd, _encode(message) + b"\n")
+            with self._write_lock:
+                os.write(self.fd, _encode(message) + b"\n")
         except OSError:
             self.on_orphaned()
 
@@ -96,21 +128,52 @@ class HealthReporter:
             if now - self._last < self.min_interval:
                 return
             self._last = now
+            tallies = self._tally.take()
+            if tallies:
+                self._last_report = now
         if os.getppid() != self.parent_pid:
             self.on_orphaned()
             return
-        self._send(Alive())
+        self._send(Report(tallies) if tallies else Alive())
 
-    def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None:
-        self._send(Started(task_id, task_type, queue, time_limit))
+    def flush(self) -> None:
+        """Send what finished since the last report now (before quiet, recycling, exit)."""
+        with self._lock:
+            tallies = self._tally.take()
+        if tallies:
+            self._send(Report(tallies))
+
+    def task_started(
+        self, task_id: str, task_type: str, queue: str, time_limit: float, *, on_claim_loop: bool = False
+    ) -> None:
+        started = time.monotonic()
+        if self.table.start(task_id, task_type, queue, started, time_limit, on_claim_loop):
+            return
+        with self._lock:
+            self._piped[task_id] = task_type
+        self._send(Started(task_id, task_type, queue, time_limit, started, on_claim_loop))
 
     def task_finished(self, task_id: str, outcome: Outcome, duration: float) -> None:
-        self._send(Finished(task_id, outcome, duration))
+        task_type = self.table.finish(task_id)
+        now = time.monotonic()
+        with self._lock:
+            piped = self._piped.pop(task_id, None) if task_type is None else None
+            self._tally.add(task_type or piped or "?", outcome, duration)
+            tallies = None
+            if now - self._last_report >= self.min_interval:
+                self._last_report = now
+                tallies = self._tally.take()
+        if piped is not None:
+            self._send(Finished(task_id))
+        if tallies:
+            self._send(Report(tallies))
 
     def quieted(self) -> None:
+        self.flush()
         self._send(Quieted())
 
     def recycling(self, reason: str) -> None:
+        self.flush()
         self._send(Recycling(reason))
 
     def task_canceling(self, task_id: str) -> None:

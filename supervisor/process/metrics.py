@@ -2,8 +2,8 @@
 
 Queue sizes and the succeeded/failed totals come from Redis, read once per maintenance round
 (one pipelined round trip), so a scrape never waits on Redis. Task durations come from the
-workers' health reports, labelled with the attempt's
-:class:`~supervisor.core.lifecycle.Outcome` (the same words as the logs' ``outcome``).
+workers' health reports, already counted per histogram bucket (task_stats.py) and labelled with
+the attempt's :class:`~supervisor.core.lifecycle.Outcome` (the same words as the logs' ``outcome``).
 
 The words are the glossary's (docs/glossary.md): ``active`` tasks, ``busy`` workers.
 """
@@ -13,14 +13,16 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from supervisor.core.inspection import QueueStats
+from supervisor.process.task_stats import DURATION_BUCKETS, Tally
 
 log = logging.getLogger("supervisor.metrics")
 
@@ -82,6 +84,36 @@ class _QueueCollector(Collector):
         yield from (sizes, succeeded, failed, ended, paused, latency, workers, active, throttled)
 
 
+class TaskDurations(Collector):
+    """``supervisor_task_duration_seconds``: a histogram fed with bucket counts, not durations.
+
+    prometheus_client's Histogram only observes one value at a time; the workers send counts per
+    bucket (task_stats.py), which this adds exactly (same buckets, same exposition).
+    """
+
+    NAME = "supervisor_task_duration_seconds"
+
+    def __init__(self) -> None:
+        #: (task type, outcome) -> (count per bucket, not cumulative, +Inf last; sum of seconds).
+        self.series: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+        # As prometheus_client writes ``le`` (its floatToGoString for these bounds): "1.0", "0.005".
+        self._bounds = [repr(float(b)) for b in DURATION_BUCKETS] + ["+Inf"]
+
+    def add(self, task_type: str, outcome: str, buckets: Sequence[int], seconds: float) -> None:
+        counts, total = self.series.setdefault((task_type, outcome), ([0] * len(self._bounds), [0.0]))
+        for i, n in enumerate(buckets[: len(counts)]):
+            counts[i] += n
+        total[0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.NAME, "Attempt run time, by task type and outcome.",
+                                       labels=["task_type", "outcome"])  # fmt: skip
+        for (task_type, outcome), (counts, total) in sorted(self.series.items()):
+            cumulative = [float(n) for n in accumulate(counts)]
+            family.add_metric([task_type, outcome], list(zip(self._bounds, cumulative, strict=True)), total[0])
+        yield family
+
+
 @dataclass
 class Metrics:
     pool: PoolGauges
@@ -91,18 +123,16 @@ class Metrics:
     throttled: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.durations = Histogram(
-            "supervisor_task_duration_seconds", "Attempt run time, by task type and outcome.",
-            ["task_type", "outcome"], registry=self.registry,
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
-        )  # fmt: skip
+        self.durations = TaskDurations()
+        self.registry.register(self.durations)
         self.restarts = Counter(
             "supervisor_worker_restarts", "Worker processes restarted after dying.", registry=self.registry
         )
         self.registry.register(_QueueCollector(self))
 
-    def task_finished(self, task_type: str, outcome: str, seconds: float) -> None:
-        self.durations.labels(task_type, outcome).observe(seconds)
+    def add_finished(self, tally: Tally) -> None:
+        """Tasks a child finished since its last report (counted per bucket there)."""
+        self.durations.add(tally.task_type, tally.outcome, tally.buckets, tally.seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

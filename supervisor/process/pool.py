@@ -18,9 +18,11 @@ from supervisor.core.identity import WorkerId
 from supervisor.process import events
 from supervisor.process.children import Child, Slot
 from supervisor.process.groups import reap_next, signal_group
-from supervisor.process.health import Finished, HealthReader
+from supervisor.process.health import HealthReader
 from supervisor.process.linux import rss_bytes
+from supervisor.process.running_table import RunningTable, TableReader
 from supervisor.process.spawn import fork_child
+from supervisor.process.task_stats import Tally
 from supervisor.process.verdicts import ExitVerdict, Kill, Retire, exit_verdict, judge
 
 #: Seconds past a task's time limit before the parent kills its child: the child's own soft
@@ -29,8 +31,8 @@ KILL_GRACE = 2.0
 #: How often the children's memory is read when --max-memory-per-child is set (seconds).
 MEMORY_CHECK_INTERVAL = 0.25
 
-#: Runs in a new child: (worker id, slot, health pipe's write end, signal mask to restore).
-RunChild = Callable[[str, int, int, set[int]], NoReturn]
+#: Runs in a new child: (worker id, slot, health pipe's write end, its running table, signal mask to restore).
+RunChild = Callable[[str, int, int, RunningTable, set[int]], NoReturn]
 
 
 class Pool:
@@ -43,11 +45,14 @@ class Pool:
         blocked_signals: set[int],
         close_parent: Callable[[], None],
         on_exit: Callable[[Child, ExitVerdict], None],
-        on_finished: Callable[[Finished, str], None],
+        on_finished: Callable[[list[Tally]], None],
         heartbeat_timeout: float,
         memory_limit_mb: int,
         cancel_grace: float = 5.0,
+        concurrency: int = 1,
     ) -> None:
+        """``on_finished``: the finished-task counts a child reported; ``concurrency``: tasks a child
+        runs at once (its running table's size)."""
         self.server = server
         self.slots = [Slot(i) for i in range(workers)]
         self.children: dict[int, Child] = {}
@@ -60,6 +65,7 @@ class Pool:
         self.memory_limit_mb = memory_limit_mb
         #: Seconds a canceled task may run on after its cancel reached its child (then: killed).
         self.cancel_grace = cancel_grace
+        self.concurrency = concurrency
         self.processed = 0
         self._next_memory_check = 0.0
 
@@ -92,12 +98,17 @@ class Pool:
     # -- health reports --------------------------------------------------------------------------
 
     def read(self, child: Child, now: float) -> None:
+        """Its pipe's messages, and its running table (read first: a cancel names a task in it)."""
         messages, _closed = child.reader.read()
+        self.refresh(child)
         for message in messages:
-            finished = child.heard(message, now)
-            if finished is not None:
-                self.processed += 1
-                self.on_finished(*finished)
+            tallies = child.heard(message, now)
+            if tallies:
+                self.on_finished(tallies)
+
+    def refresh(self, child: Child) -> None:
+        """What the child runs now and how many tasks it finished (its running table)."""
+        self.processed += child.refresh()
 
     # -- starting ----------------------------------------------------------------------------------
 
@@ -108,26 +119,36 @@ class Pool:
 
     def spawn(self, slot: Slot) -> None:
         worker_id = str(self.server.child(slot.index))
+        try:
+            table = RunningTable(self.concurrency)  # made before the fork: shared with the child
+        except OSError as exc:  # ENOMEM
+            self._spawn_failed(slot, "no memory for its running table", exc)
+            return
 
         def run(health_fd: int, mask: set[int]) -> NoReturn:
-            self.run_child(worker_id, slot.index, health_fd, mask)
+            self.run_child(worker_id, slot.index, health_fd, table, mask)
 
         try:
             pid, read_fd = fork_child(self.blocked_signals, self.close_parent, run)
         except OSError as exc:  # EMFILE, EAGAIN at a process limit, ENOMEM: the rest of the pool goes on
-            delay = slot.backoff.after_exit(0.0, crashed=True)
-            slot.start_at = time.monotonic() + delay
-            events.spawn_failed(slot.index, f"fork failed: {errno.errorcode.get(exc.errno or 0, 'error')} {exc}", delay)
+            table.close()
+            self._spawn_failed(slot, "fork failed", exc)
             return
         now = time.monotonic()
-        self.children[pid] = Child(pid, slot.index, worker_id, HealthReader(read_fd), now, now)
+        self.children[pid] = Child(pid, slot.index, worker_id, HealthReader(read_fd), TableReader(table), now, now)
         slot.pid = pid
         events.spawned(pid, slot.index, worker_id)
 
+    def _spawn_failed(self, slot: Slot, what: str, exc: OSError) -> None:
+        delay = slot.backoff.after_exit(0.0, crashed=True)
+        slot.start_at = time.monotonic() + delay
+        events.spawn_failed(slot.index, f"{what}: {errno.errorcode.get(exc.errno or 0, 'error')} {exc}", delay)
+
     def close_pipes_in_child(self) -> None:
-        """In a new child: the other children's pipes are not its own."""
+        """In a new child: the other children's pipes and tables are not its own."""
         for other in self.children.values():
             os.close(other.reader.fd)
+            other.table.close()
 
     # -- stopping ----------------------------------------------------------------------------------
 
@@ -180,6 +201,7 @@ class Pool:
         for child in list(self.children.values()):
             if child.killed_for:
                 continue
+            self.refresh(child)
             rss = rss_bytes(child.pid) if limit_mb else None
             verdict = judge(child, now, grace=KILL_GRACE, heartbeat_timeout=self.heartbeat_timeout, rss=rss,
                             limit_mb=limit_mb, cancel_grace=self.cancel_grace)  # fmt: skip
@@ -200,8 +222,9 @@ class Pool:
 
     def _exited(self, child: Child, code: int, stopping: bool) -> None:
         now = time.monotonic()
-        self.read(child, now)
+        self.read(child, now)  # its last reports, and what its table says it ran when it died
         os.close(child.reader.fd)
+        child.table.close()
         verdict = exit_verdict(child, code, stopping=stopping)
         self.on_exit(child, verdict)
         slot = next((s for s in self.slots if s.pid == child.pid), None)

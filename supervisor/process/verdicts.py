@@ -2,7 +2,9 @@
 
 - :func:`judge`: should a live child be killed (a task overran its limit; no heartbeat, busy or
   idle: SIGSTOP, a C call that never returns; memory over the limit while busy) or retired
-  (memory over the limit while idle)?
+  (memory over the limit while idle)? A child whose claim loop runs a task itself says nothing
+  while it does: its silence is not held against it until that task is past its limit plus
+  ``grace``, when the overrun kill applies anyway.
 - :func:`exit_verdict`: what its exit means: a crash or a planned exit, why, and whether putting
   its tasks back counts an attempt (and for which tasks).
 """
@@ -45,7 +47,7 @@ def judge(
     canceled = child.canceled_overrun(now, cancel_grace)
     if canceled is not None:
         return Kill(f"task {canceled} still running {cancel_grace:g}s after its cancel", frozenset({canceled}))
-    if now - child.last_seen > heartbeat_timeout:
+    if now - child.last_seen > heartbeat_timeout and not child.claim_loop_busy(now, grace):
         return Kill(f"no heartbeat for {now - child.last_seen:.1f}s")
     if limit_mb and rss is not None and rss > limit_mb * 1024 * 1024 and not child.retiring:
         why = f"memory {rss // (1024 * 1024)} MB over the limit of {limit_mb} MB"

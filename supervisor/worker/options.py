@@ -34,10 +34,16 @@ class WorkerObserver(Protocol):
     """Hooks for whoever watches the worker (the supervisor's child side reports through them).
 
     Called from the worker's claim loop, its task threads and its event loop's thread:
-    implementations must be thread-safe (the health pipe's small writes are atomic).
+    implementations must be thread-safe, and cheap: ``task_started`` and ``task_finished`` run
+    once per task (the supervisor's child writes shared memory, no syscall).
     """
 
-    def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None: ...
+    def task_started(
+        self, task_id: str, task_type: str, queue: str, time_limit: float, *, on_claim_loop: bool = False
+    ) -> None:
+        """A task starts. ``on_claim_loop``: the claim loop runs it itself and calls :meth:`alive`
+        no more until it ends; its watcher must not take that silence for a hang (within its limit)."""
+        ...
 
     def task_finished(self, task_id: str, outcome: Outcome, duration: float) -> None: ...
 
@@ -55,7 +61,9 @@ class WorkerObserver(Protocol):
 
 
 class NoObserver:
-    def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None:
+    def task_started(
+        self, task_id: str, task_type: str, queue: str, time_limit: float, *, on_claim_loop: bool = False
+    ) -> None:
         pass
 
     def task_finished(self, task_id: str, outcome: Outcome, duration: float) -> None:

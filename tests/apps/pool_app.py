@@ -51,6 +51,13 @@ def do_exit(payload: Any, context: TaskContext) -> None:
     os._exit(1)
 
 
+@app.task("die")
+def do_die(payload: Any, context: TaskContext) -> None:
+    """Kills its own worker at once, before any Redis call: the parent knows the task only from
+    the worker's running table, read at reap."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 @app.task("hang")
 def do_hang(payload: float, context: TaskContext) -> None:
     """Cannot be interrupted by the soft timeout: only the parent's kill ends it."""
