@@ -217,7 +217,7 @@ def test_finished_tasks_are_counted_per_bucket_and_reported_once(table, pipe):
         reporter.task_started(f"t{i}", "work", "default", 30.0)
         child.refresh()
         assert f"t{i}" in child.tasks
-        reporter.task_finished(f"t{i}", Outcome.COMPLETED, seconds)
+        reporter.task_finished(f"t{i}", Outcome.SUCCEEDED, seconds)
     reporter.task_finished("expired-before-it-ran", Outcome.EXPIRED, 0.0)
     done = child.refresh()
     assert child.tasks == {} and child.tasks_done == 7 and done == 2  # 5 seen by the refreshes before
@@ -243,7 +243,7 @@ def test_a_task_that_does_not_fit_the_table_is_reported_through_the_pipe(table, 
         child.heard(message, time.monotonic())
     child.refresh()
     assert set(child.tasks) == {foreign, "short"} and child.tasks[foreign].on_claim_loop
-    reporter.task_finished(foreign, Outcome.COMPLETED, 0.01)
+    reporter.task_finished(foreign, Outcome.SUCCEEDED, 0.01)
     for message in child.reader.read()[0]:
         child.heard(message, time.monotonic())
     child.refresh()
@@ -268,7 +268,7 @@ def test_a_task_on_the_claim_loop_excuses_its_silence_until_its_limit_and_grace(
     assert judged(child, now) is None
     # Past its limit plus grace the overrun kill applies as for any task.
     kill = judged(child, now + 13.5)
-    assert kill is not None and "ran past its time limit of 20s" in kill.why and kill.culprits == {"inline"}
+    assert kill is not None and "ran past its timeout of 20s" in kill.why and kill.culprits == {"inline"}
 
 
 def test_silence_is_still_a_hang_without_a_task_on_the_claim_loop(table, pipe):
