@@ -296,3 +296,30 @@ def test_a_cancel_heard_for_a_running_task_survives_later_reads(table, pipe):
     assert writer.start("b", "work", "default", time.monotonic(), 60.0, False)
     child.refresh()
     assert child.tasks["a"].canceled_at == 100.0 and child.tasks["b"].canceled_at is None
+
+
+def test_fields_older_than_their_seq_are_not_taken_for_a_whole_entry(table: RunningTable) -> None:
+    """What a weakly ordered CPU may show the parent: the new, even ``seq`` over fields that are
+    still the old ones (or half written). The CRC seeded with the seq refuses them until the
+    fields arrive, and an unchanged ``generation`` does not hide the entry past a rescan."""
+    import supervisor.process.running_table as rt
+
+    writer, reader = TableWriter(table), TableReader(table)
+    assert writer.start("first", "t", "q", time.monotonic(), 30.0, False)
+    assert set(reader.read()) == {"first"}
+    writer.finish("first")
+    assert reader.read() == {}
+    assert table.region is not None
+    at = rt._offset(0)
+    before = bytes(table.region[at : at + rt.STRIDE])
+    assert writer.start("again", "t", "q", time.monotonic(), 30.0, False)  # reuses entry 0
+    after = bytes(table.region[at : at + rt.STRIDE])
+    # The new seq (and the header) visible, the rest of the entry not yet: the old bytes.
+    table.region[at + rt._SEQ.size : at + rt.STRIDE] = before[rt._SEQ.size :]
+    assert "again" not in reader.read() and "first" not in reader.read()
+    # The fields land; the generation was read already: a rescan finds the entry.
+    table.region[at : at + rt.STRIDE] = after
+    deadline = time.monotonic() + rt.RESCAN_EVERY + 2
+    while "again" not in reader.read():
+        assert time.monotonic() < deadline, "the entry was never seen"
+        time.sleep(0.05)

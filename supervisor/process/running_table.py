@@ -20,13 +20,15 @@ builder accepts, but a task with short names touches one page.
   type and queue as UTF-8, packed together.
 
 Ordering: to start a task the child writes ``seq`` odd, the fields, ``seq`` even; to end one, the
-flags (not in use), then ``seq`` up by two (an entry that only turns free needs no odd phase: a
-reader that catches the new flags under the old ``seq`` just learns of the end a moment early);
+fields of a free entry, then ``seq`` up by two (an entry that only turns free needs no odd phase:
+a reader that catches the new fields under the old ``seq`` just learns of the end a moment early);
 then the header, ``generation`` last. The parent reads ``generation`` first, the entries after.
-Each write is its own C call, or fields packed in order by one (no compiler reordering across
-them), and x86-64 keeps stores in order (TSO), so the parent that sees an even ``seq`` twice
-around its read has read a whole entry. On a weakly ordered CPU (aarch64) this needs barriers
-Python cannot express; the pipe messages were immune.
+On x86-64 stores become visible in order (TSO), so an even ``seq`` seen twice around a read means
+a whole entry. A weakly ordered CPU (aarch64) may show them out of order, and Python has no
+barriers to forbid it; so every entry also carries a CRC-32 of its fields and names seeded with
+its final ``seq``: a reader that sees a new ``seq`` with old or half-written fields finds the CRC
+wrong and reads again later, as for an odd ``seq``. A ``generation`` seen before the entries it
+announces is covered by a full scan at least every :data:`RESCAN_EVERY` seconds.
 
 A task whose names do not fit (an id over :data:`MAX_ID_BYTES` bytes from a foreign producer), or
 one past a full table, is not truncated: :meth:`TableWriter.start` says False and the caller
@@ -38,6 +40,8 @@ from __future__ import annotations
 import mmap
 import struct
 import threading
+import time
+import zlib
 from dataclasses import dataclass
 
 from supervisor.core.building import MAX_ID_LENGTH
@@ -53,11 +57,15 @@ _GENERATION = struct.Struct("<Q")
 _GENERATION_AT = 16
 _HEADER_SIZE = 64
 _SEQ = struct.Struct("<Q")
-_FIELDS = struct.Struct("<ddIHHH6x")  # after seq: started, time_limit, flags, id/type/queue lengths; the blob next
+#: After seq: started, time_limit, flags, id/type/queue lengths (what the CRC covers, with the blob).
+_CHECKED = struct.Struct("<ddIHHH")
+_FIELDS = struct.Struct("<ddIHHHI2x")  # the checked fields, then the CRC; the blob next
 _FIELDS_AT = _SEQ.size
-_HEAD = struct.Struct("<QddIHHH")  # seq and the fields, as the parent reads them in one call
-_FLAGS = struct.Struct("<I")
-_FLAGS_AT = _SEQ.size + 16
+_HEAD = struct.Struct("<QddIHHHI")  # seq, the fields and the CRC, as the parent reads them in one call
+#: A free entry's fields (written, with their CRC, when its task ends).
+_FREE = _CHECKED.pack(0.0, 0.0, 0, 0, 0, 0)
+#: The parent trusts an unchanged ``generation`` this long at most, then scans anyway (seconds).
+RESCAN_EVERY = 1.0
 _BLOB_AT = _FIELDS_AT + _FIELDS.size
 #: Bytes between two entries (a multiple of a cache line).
 STRIDE = -(-(_BLOB_AT + 2 * MAX_ID_BYTES + MAX_QUEUE_BYTES) // 64) * 64
@@ -99,6 +107,11 @@ def _offset(index: int) -> int:
     return _HEADER_SIZE + index * STRIDE
 
 
+def _crc(seq: int, checked: bytes, blob: bytes) -> int:
+    """An entry's CRC-32, seeded with the ``seq`` it is written under (see the module docstring)."""
+    return zlib.crc32(blob, zlib.crc32(checked, seq & 0xFFFFFFFF))
+
+
 class TableWriter:
     """Child side: an entry per running task, from the claim loop, task threads and event loop.
 
@@ -131,7 +144,7 @@ class TableWriter:
         ):
             return False
         flags = IN_USE | ON_CLAIM_LOOP if on_claim_loop else IN_USE
-        fields = _FIELDS.pack(started, time_limit, flags, id_len, type_len, queue_len) + blob
+        checked = _CHECKED.pack(started, time_limit, flags, id_len, type_len, queue_len)
         with self._lock:
             region = self._region
             if region is None:
@@ -145,6 +158,8 @@ class TableWriter:
                 return False
             at = _offset(index)
             seq = self._seqs[index] + 1
+            crc = _crc(seq + 1, checked, blob)
+            fields = checked + crc.to_bytes(4, "little") + b"\0\0" + blob
             _SEQ.pack_into(region, at, seq)
             region[at + _FIELDS_AT : at + _FIELDS_AT + len(fields)] = fields
             _SEQ.pack_into(region, at, seq + 1)
@@ -167,9 +182,10 @@ class TableWriter:
             if held is not None:
                 index = held[0]
                 at = _offset(index)
-                _FLAGS.pack_into(region, at + _FLAGS_AT, 0)
                 self._seqs[index] += 2
-                _SEQ.pack_into(region, at, self._seqs[index])
+                seq = self._seqs[index]
+                region[at + _FIELDS_AT : at + _BLOB_AT] = _FREE + _crc(seq, _FREE, b"").to_bytes(4, "little") + b"\0\0"
+                _SEQ.pack_into(region, at, seq)
                 self._free.append(index)
             self._generation += 1
             _HEADER.pack_into(region, 0, self._done, self._high, self._generation)
@@ -191,6 +207,7 @@ class TableReader:
         #: Tasks the child has finished so far.
         self.done = 0
         self._generation = -1
+        self._rescan_at = 0.0
         self._seen: list[tuple[int, Entry | None]] = [(0, None)] * table.capacity
         self._running: dict[str, Entry] = {}
 
@@ -203,8 +220,10 @@ class TableReader:
         if region is None:
             return self._running
         (generation,) = _GENERATION.unpack_from(region, _GENERATION_AT)
-        if generation == self._generation:
+        now = time.monotonic()
+        if generation == self._generation and now < self._rescan_at:
             return self._running
+        self._rescan_at = now + RESCAN_EVERY
         self.done, high = _COUNTS.unpack_from(region, 0)
         settled, changed = True, False
         for index in range(min(high, self.table.capacity)):
@@ -222,16 +241,18 @@ class TableReader:
     def _entry(self, region: mmap.mmap, index: int) -> tuple[int, Entry | None] | None:
         """The entry's (seq, task) if it is whole (the cached tuple when unchanged); None if torn."""
         at = _offset(index)
-        seq, started, time_limit, flags, id_len, type_len, queue_len = _HEAD.unpack_from(region, at)
+        seq, started, time_limit, flags, id_len, type_len, queue_len, crc = _HEAD.unpack_from(region, at)
         if seq == self._seen[index][0]:
             return self._seen[index]
         if seq & 1:
             return None
-        if not flags & IN_USE:
-            return seq, None
         blob = region[at + _BLOB_AT : at + _BLOB_AT + id_len + type_len + queue_len]
         if _SEQ.unpack_from(region, at)[0] != seq:
             return None
+        if _crc(seq, region[at + _FIELDS_AT : at + _FIELDS_AT + _CHECKED.size], blob) != crc:
+            return None  # fields older than its seq (a weakly ordered CPU): read again later
+        if not flags & IN_USE:
+            return seq, None
         text = blob.decode("utf-8", "surrogatepass")
         if len(text) == len(blob):  # ASCII: slice the text, not three decodes
             task_id, task_type, queue = text[:id_len], text[id_len : id_len + type_len], text[id_len + type_len :]
