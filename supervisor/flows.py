@@ -223,11 +223,11 @@ class Flows:
         outcome, if it was not recorded, is lost with it) is recorded ``canceled``, which counts
         nothing when its outcome is there already."""
         targets = self.store.cancel_targets(flow_id)
+        messages = [decode_message(msgspec.msgpack.decode(d, type=NodeDef).message) for _, d in targets]
+        replies = self.broker.cancel_many([(m.queue, m.id) for m in messages])
         ended: list[tuple[int, str, bytes]] = []
         running = 0
-        for node, definition in targets:
-            message = decode_message(msgspec.msgpack.decode(definition, type=NodeDef).message)
-            reply = self.broker.cancel(message.queue, message.id)
+        for (node, _), reply in zip(targets, replies, strict=True):
             if reply.outcome is CancelOutcome.RUNNING:
                 running += 1
             else:

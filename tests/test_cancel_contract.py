@@ -46,6 +46,37 @@ def test_cancel_of_a_scheduled_or_retrying_task(b: Broker, q: str, where: str) -
     assert state(b, q, "a") == b"canceled"
 
 
+def test_cancel_many_answers_as_cancel_for_each_task_and_announces_the_running_ones(b: Broker, q: str) -> None:
+    other = f"{q}x"
+    for task_id in ("a", "b", "run"):
+        put(b, q, task_id)
+    put(b, other, "c", NOW + 100.0)
+    listener = b.cancel_listener()
+    try:
+        running = take(b, "w1", [q])
+        assert running.task_id == "a"
+        replies = b.cancel_many([(q, "b"), (other, "c"), (q, "a"), (q, "nope"), (q, "b")])
+        assert replies == [
+            CancelReply(CancelOutcome.CANCELED),
+            CancelReply(CancelOutcome.CANCELED),
+            CancelReply(CancelOutcome.RUNNING, owner="w1"),
+            CancelReply(CancelOutcome.MISSING),
+            CancelReply(CancelOutcome.ENDED, state="canceled"),  # the same task again: ended just above
+        ]
+        assert state(b, q, "b") == b"canceled" and state(b, other, "c") == b"canceled"
+        assert b.canceled_among(q, ["a"]) == ["a"]
+        heard: list[str] = []
+        for _ in range(50):
+            heard += listener.wait(0.1)
+            if heard:
+                break
+        assert heard == ["a"]
+        assert take(b, "w1", [q]).task_id == "run"  # what was not named still runs
+        assert b.cancel_many([]) == []
+    finally:
+        listener.close()
+
+
 def test_cancel_releases_the_unique_lock(b: Broker, q: str) -> None:
     data = envelope("a", q, unique_key="k")
     b.submit([NewTask(q, "a", data, unique_key="k", unique_ttl=100.0)])

@@ -44,6 +44,7 @@ def test_cancel_and_expiry(topology: tuple[str, dict[str, str]], tmp_path: Path)
 
     with Client(settings=load_settings(environ=env)) as client:
         pending = client.enqueue("record", queue="c")  # no worker serves c
+        pending_too = client.enqueue("record", queue="d")  # nor d (another slot on a cluster)
         late = client.enqueue("record", queue="b", expires="1s")
         assert client.cancel(pending.id).outcome is CancelOutcome.CANCELED
         time.sleep(1.2)  # no worker runs yet: the expiry of "late" passes
@@ -53,12 +54,14 @@ def test_cancel_and_expiry(topology: tuple[str, dict[str, str]], tmp_path: Path)
             wait_for(lambda: f"{running.id} started" in events(), timeout=15, what="the task to start")
             asked = time.monotonic()
             with Client(settings=load_settings(environ=env)) as other:  # another connection
-                assert other.cancel(running.id).outcome is CancelOutcome.RUNNING
+                # Several at once (a failed workflow's members), over queues in different slots.
+                replies = other.broker.cancel_many([("d", pending_too.id), ("a", running.id)])
+                assert [r.outcome for r in replies] == [CancelOutcome.CANCELED, CancelOutcome.RUNNING]
             wait_for(lambda: f"{running.id} cancelled True" in events(), timeout=5, what="the cancel to land")
             assert time.monotonic() - asked < 1.5
             state = lambda q, t: client.broker.task_states([(q, t)])[0]  # noqa: E731
             wait_for(lambda: state("a", running.id) == b"canceled", what="canceled")
             wait_for(lambda: state("b", late.id) == b"expired", what="expired")
-            assert state("c", pending.id) == b"canceled"
+            assert state("c", pending.id) == b"canceled" and state("d", pending_too.id) == b"canceled"
         assert f"{late.id} ran" not in events() and f"{pending.id} ran" not in events()
         assert events().count(f"{running.id} started") == 1

@@ -166,9 +166,8 @@ class CancelListener(Protocol):
     """The ids of running tasks whose cancel is announced, as a worker hears them."""
 
     def wait(self, timeout: float) -> list[str]:
-        """Ids announced since the last call, waiting up to ``timeout`` seconds for one;
-        raises :class:`~supervisor.core.errors.BrokerError` when the store cannot be heard."""
-        ...
+        """Ids announced since the last call, waiting up to ``timeout`` seconds for one; raises
+        :class:`~supervisor.core.errors.BrokerError` when the store cannot be heard."""
 
     def close(self) -> None: ...
 
@@ -359,6 +358,10 @@ class Broker(Protocol):
     def cancel(self, queue: str, task_id: str) -> CancelReply:
         """End a waiting task ``canceled`` at once, or flag a running one and announce it to every
         worker (:meth:`cancel_listener`)."""
+        ...
+
+    def cancel_many(self, tasks: Sequence[tuple[str, str]]) -> list[CancelReply]:
+        """:meth:`cancel` for each (queue, task id), in a few round trips whatever their number."""
         ...
 
     def end_task(

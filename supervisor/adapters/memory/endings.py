@@ -99,6 +99,9 @@ class MemoryEndings(MemoryState):
             self._ended(q, tid, state, now)
             return True
 
+    def cancel_many(self, tasks: Sequence[tuple[str, str]]) -> list[CancelReply]:
+        return [self.cancel(queue, task_id) for queue, task_id in tasks]
+
     def canceled_among(self, queue: str, task_ids: Sequence[str]) -> list[str]:
         with self._cond:
             self._up([queue])

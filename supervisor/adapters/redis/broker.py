@@ -196,8 +196,9 @@ class RedisBroker:
         self._nodes = ClusterCalls(client, self._scripts, wait_replicas, self.wait_timeout_ms, NodeHealth())
         self._views = OwnedViews(client, self.keys, self._nodes if self.cluster else None)
         self._endings = Endings(
-            client, self.keys, self._run, namespace, lambda: (self.archive_max_size, self.archive_max_age)
-        )
+            client, self.keys, self._run, namespace, lambda: (self.archive_max_size, self.archive_max_age),
+            lambda calls: self._pipeline(calls),
+        )  # fmt: skip
         #: Which queues have rate limits or caps (read once a second; see adapters/redis/limits.py).
         self._limited = LimitedQueues(client, namespace, self._nodes if self.cluster else None)
 
@@ -702,6 +703,9 @@ class RedisBroker:
 
     def cancel(self, queue: str, task_id: str) -> CancelReply:
         return self._endings.cancel(queue, task_id)
+
+    def cancel_many(self, tasks: Sequence[tuple[str, str]]) -> list[CancelReply]:
+        return self._endings.cancel_many(tasks)
 
     def end_task(
         self, claimed: Claimed, worker_id: str, state: str, data: bytes | None, now: float, *, unique_key: str = ""

@@ -24,6 +24,9 @@ from supervisor.core.errors import BrokerUnavailable
 from supervisor.core.inspection import TaskView
 from supervisor.core.ports import CancelOutcome, CancelReply, Claimed
 
+#: Tasks per round trip of :meth:`Endings.cancel_many` (a failed workflow cancels thousands at once).
+CANCEL_CHUNK = 500
+
 log = logging.getLogger("supervisor.redis")
 
 #: How long a cancel flag of a running task is kept at most (its worker ends the task long before,
@@ -135,10 +138,13 @@ class Endings:
         run: Callable[..., Any],
         namespace: str,
         bounds: Callable[[], tuple[int, float]],
+        pipeline: Callable[[Sequence[Call]], list[Any]],
     ) -> None:
         self.redis = client
         self.keys = keys
         self.run = run
+        #: Several script calls in one round trip (a cluster's: node by node), errors raised.
+        self.pipeline = pipeline
         self.namespace = namespace
         #: The archive's bounds (most kept, oldest age), read at each call: the ended set shares them.
         self.bounds = bounds
@@ -150,6 +156,34 @@ class Endings:
         if reply.outcome is CancelOutcome.RUNNING:
             self.redis.publish(cancel_channel(self.namespace), raw_id(task_id))
         return reply
+
+    def cancel_many(self, tasks: Sequence[tuple[str, str]]) -> list[CancelReply]:
+        """Each task's envelope in one pipelined round trip, their cancels in another (node by
+        node on a cluster), the announcements of the running ones in a third, per chunk."""
+        replies: list[CancelReply] = []
+        for start in range(0, len(tasks), CANCEL_CHUNK):
+            chunk = tasks[start : start + CANCEL_CHUNK]
+            pipe = self.redis.pipeline(transaction=False)
+            for queue, task_id in chunk:
+                pipe.hget(self.keys(queue).msg, raw_id(task_id))
+            envelopes = pipe.execute()
+            now, (kept, max_age) = time.time(), self.bounds()
+            calls = [
+                cancel_call(self.keys(queue), task_id, envelope, now, kept, max_age)
+                for (queue, task_id), envelope in zip(chunk, envelopes, strict=True)
+            ]
+            done = [cancel_reply(reply) for reply in self.pipeline(calls)]
+            running = [raw_id(t) for (_, t), r in zip(chunk, done, strict=True) if r.outcome is CancelOutcome.RUNNING]
+            if isinstance(self.redis, redis.RedisCluster):  # PUBLISH has no key to route a pipeline by
+                for announced in running:
+                    self.redis.publish(cancel_channel(self.namespace), announced)
+            elif running:
+                announce = self.redis.pipeline(transaction=False)
+                for announced in running:
+                    announce.publish(cancel_channel(self.namespace), announced)
+                announce.execute()
+            replies += done
+        return replies
 
     def end_task(
         self, claimed: Claimed, worker_id: str, state: str, data: bytes | None, now: float, unique_key: str
