@@ -101,7 +101,10 @@ class HealthReporter:
             return
         self._send(Alive())
 
-    def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None:
+    def task_started(
+        self, task_id: str, task_type: str, queue: str, time_limit: float, *, on_claim_loop: bool = False
+    ) -> None:
+        # on_claim_loop: the worker's watchdog thread keeps saying alive while such a task runs.
         self._send(Started(task_id, task_type, queue, time_limit))
 
     def task_finished(self, task_id: str, outcome: Outcome, duration: float) -> None:

@@ -4,9 +4,12 @@ The claim loop (the process's main thread) owns every round trip for claims and 
 It claims only for slots that are free, plus, while tasks are quick, a short prefetch that
 keeps the round trips per task low. Claimed tasks wait (state.py, waiting.py) for a task thread,
 or, for ``async def`` handlers, for the event loop (execution.py); at most ``concurrency`` run at
-once, of both kinds together. So that no task waits behind a slow one, a claimed task not
-started within 50 ms goes back to the head of its queue, where an idle worker takes it, and the
-prefetch stops as soon as tasks are not quick any more.
+once, of both kinds together. At concurrency 1 there is no task thread: the claim loop runs the
+plain tasks it claimed itself, one after the other (a hand-off to a thread cost more than a
+task's whole framework overhead), its watchdog thread saying alive and firing time limits
+meanwhile (watchdog.py); between two tasks it does what its turns do. So that no task waits
+behind a slow one, a claimed task not started within 50 ms goes back to the head of its queue,
+where an idle worker takes it, and the prefetch stops as soon as tasks are not quick any more.
 
 A success becomes a completion that rides with the next claim, or is recorded on its own within
 20 ms (completions.py) whatever the handlers are doing. The loop also says "alive" at least four
@@ -34,6 +37,7 @@ from supervisor.worker.options import NoObserver, WorkerObserver, WorkerOptions
 from supervisor.worker.runner import TaskRunner
 from supervisor.worker.state import TICK, WorkerState
 from supervisor.worker.waiting import Waiting
+from supervisor.worker.watchdog import Watchdog
 
 log = logging.getLogger("supervisor.worker")
 
@@ -87,6 +91,12 @@ class Worker:
             broker, options.queues, self.state.owned, self.execution.interrupt, self.observer.task_canceling
         )
         self.runner.canceled = self.cancels.requested
+        #: At concurrency 1 the claim loop runs plain tasks itself, one after the other: no task
+        #: thread, no hand-off per task (issue 20). Its watchdog says alive and fires time limits
+        #: while a task runs (watchdog.py).
+        self.inline = options.concurrency == 1
+        self.state.inline = self.inline
+        self.watchdog = Watchdog(self.execution.limits, self.observer.alive) if self.inline else None
 
     # -- control ------------------------------------------------------------------------------------
 
@@ -121,8 +131,10 @@ class Worker:
         """
         self.state.limit = max_tasks
         self.app.settle_middleware()  # telemetry is set up by now: decide once what has work to do
-        self.execution.start()
+        self.execution.start(threads=not self.inline)
         self.cancels.start()
+        if self.watchdog is not None:
+            self.watchdog.start()
         try:
             while True:
                 try:
@@ -142,6 +154,8 @@ class Worker:
             self.handback.requeue([ready.claimed for ready in stranded], "its event loop ended")
             self.execution.stop()
             self.cancels.stop()
+            if self.watchdog is not None:
+                self.watchdog.stop()
             self._record_completions(force=True)
             self.runner.progress.close()
         if self.execution.loop_ended:
@@ -182,6 +196,8 @@ class Worker:
         if self._done_claiming():
             if self._stop.is_set() or self._quiet.is_set():
                 self._give_back_waiting()
+            elif self._run_inline():  # the tasks claimed within the limit of tasks to start
+                return True
             if self._quiet.is_set() and not self._quiet_reported:
                 self._record_completions(force=True)
                 self.observer.quieted()  # a claim begun before the signal has ended by now
@@ -196,16 +212,40 @@ class Worker:
         self._give_back_stale(now)
         want = self.state.claim_size()
         if want <= 0:
-            self._rest(TICK)
+            if not self._run_inline():
+                self._rest(TICK)
             return True
-        got = self._claim(want)
-        if got is None:
-            return True  # the store did not answer: backed off, try again
+        got = self._claim(want)  # None: the store did not answer, backed off, try again
         if isinstance(got, list):
             self._route(got)
-            return True
-        self._wait_for_work(got)
+        elif got is not None and not self.state.waiting_inline():
+            self._wait_for_work(got)
+        self._run_inline()
         return True
+
+    def _run_inline(self) -> bool:
+        """At concurrency 1: run the claimed plain tasks here, one after the other, until none
+        waits, a claim is due (the completions ride with it) or a stop or quiet request came; the
+        unstarted ones are then given back by the turn. Between two tasks, what a turn does: say
+        alive, give back what turned stale, record the completions that cannot wait. True when a
+        task ran."""
+        watchdog = self.watchdog
+        if watchdog is None:
+            return False
+        ran = False
+        while not (self._stop.is_set() or self._quiet.is_set()) and (item := self.state.take_inline()):
+            watchdog.task_starts()
+            try:
+                self.execution.run(item, on_claim_loop=True)
+            finally:
+                watchdog.task_ends()
+            ran = True
+            self.observer.alive()
+            self._give_back_stale(time.monotonic())
+            if self.execution.loop_ended or (not self._done_claiming() and self.state.claim_size() > 0):
+                break  # the next turn claims, and the completions ride with its claim
+            self._record_completions()
+        return ran
 
     def _route(self, claimed: list[Claimed]) -> None:
         """Claimed tasks wait for the task threads, except those of ``async def`` handlers when
@@ -217,7 +257,7 @@ class Worker:
             message, is_async = self.runner.peek(c) if on_loop else (None, False)
             (for_loop if is_async else for_threads).append(Waiting(c, now, message))
         self.state.add_waiting(for_threads, for_loop)
-        if for_threads:
+        if for_threads and not self.inline:
             self.execution.start_threads()
         if for_loop:
             self.execution.wake_loop()

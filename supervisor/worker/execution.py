@@ -60,14 +60,16 @@ class Execution:
 
     # -- starting and stopping ----------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the first task thread, and the event loop when tasks are awaited on it, with every
-        task's context copied from the caller's as it is now. More task threads start when tasks
-        wait for them (:meth:`start_threads`)."""
+    def start(self, *, threads: bool = True) -> None:
+        """Start the first task thread (unless the claim loop runs plain tasks itself: not
+        ``threads``), and the event loop when tasks are awaited on it, with every task's context
+        copied from the caller's as it is now. More task threads start when tasks wait for them
+        (:meth:`start_threads`)."""
         self._base = contextvars.copy_context()
         if self.async_on_loop:
             self.event_loop.get()
-        self._spawn(self.state.threads_to_start(at_least=1))
+        if threads:
+            self._spawn(self.state.threads_to_start(at_least=1))
 
     def start_threads(self) -> None:
         """Start task threads for the tasks waiting for one that the free threads cannot take."""
@@ -144,9 +146,12 @@ class Execution:
             self.run(item)
             item = self.state.next_for_thread(after_a_task=True)
 
-    def run(self, item: Waiting) -> None:
-        """Run a task that holds a slot on this thread, in full, in a fresh context."""
-        ready = self._prepare(item)
+    def run(self, item: Waiting, *, on_claim_loop: bool = False) -> None:
+        """Run a task that holds a slot on this thread, in full, in a fresh context.
+
+        ``on_claim_loop``: this thread is the claim loop's (concurrency 1), told to the observer.
+        """
+        ready = self._prepare(item, on_claim_loop=on_claim_loop)
         if ready is not None:
             self._base.copy().run(self._run_here, ready)
 
@@ -166,14 +171,17 @@ class Execution:
             if self.async_on_loop and self.state.loop_has_waiting():
                 self.wake_loop()  # a slot is free for an async task waiting for one
 
-    def _prepare(self, item: Waiting) -> Ready | None:
+    def _prepare(self, item: Waiting, *, on_claim_loop: bool = False) -> Ready | None:
         """Decode a task that holds a slot and report it started; None when it cannot run
         (archived: its slot is free again)."""
         prepared = self.runner.prepare(item.claimed, item.message)
         if not isinstance(prepared, Ready):
             self.state.finished(item.claimed.task_id, None, None)
             return None
-        self.observer.task_started(prepared.message.id, prepared.message.type, item.claimed.queue, prepared.limit)
+        message = prepared.message
+        self.observer.task_started(
+            message.id, message.type, item.claimed.queue, prepared.limit, on_claim_loop=on_claim_loop
+        )
         return prepared
 
     # -- the event loop ---------------------------------------------------------------------------------

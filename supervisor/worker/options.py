@@ -37,7 +37,12 @@ class WorkerObserver(Protocol):
     implementations must be thread-safe (the health pipe's small writes are atomic).
     """
 
-    def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None: ...
+    def task_started(
+        self, task_id: str, task_type: str, queue: str, time_limit: float, *, on_claim_loop: bool = False
+    ) -> None:
+        """A task started. ``on_claim_loop``: it runs on the claim loop's own thread (concurrency
+        1), which cannot call :meth:`alive` until it ends (its watchdog thread does meanwhile)."""
+        ...
 
     def task_finished(self, task_id: str, outcome: Outcome, duration: float) -> None: ...
 
@@ -55,7 +60,9 @@ class WorkerObserver(Protocol):
 
 
 class NoObserver:
-    def task_started(self, task_id: str, task_type: str, queue: str, time_limit: float) -> None:
+    def task_started(
+        self, task_id: str, task_type: str, queue: str, time_limit: float, *, on_claim_loop: bool = False
+    ) -> None:
         pass
 
     def task_finished(self, task_id: str, outcome: Outcome, duration: float) -> None:
