@@ -187,3 +187,29 @@ def test_recycling_starts_exactly_the_limit(settings: Settings, client: Client) 
     thread.join(5)
     assert ran == list(range(7)) and worker.started == 7
     assert [stored(client, i)[0] for i in ids[7:]] == ["pending"] * 43
+
+
+def test_while_a_long_task_runs_on_the_claim_loop_completions_are_recorded_and_waiting_tasks_go_back(
+    settings: Settings, client: Client
+) -> None:
+    """The watchdog does the loop's chores meanwhile: the completion of the task before within
+    20 ms, and the prefetched tasks behind the long one back to their queue after 50 ms."""
+    app = App()
+    done: dict[str, float] = {}
+
+    @app.task("work")
+    def work(payload: float, context) -> None:
+        time.sleep(payload)
+        done[context.id] = time.monotonic()
+
+    quick = client.enqueue("work", 0.0).id
+    long = client.enqueue("work", 2.0).id
+    behind = [t.id for t in client.enqueue_many([Task("work", 0.0) for _ in range(30)])]
+    worker, _ = rebuilt(app, settings)
+    with WorkerThread(worker):
+        wait_for(lambda: quick in done and worker.busy == 1, what="the quick task, then the long one")
+        wait_for(lambda: stored(client, quick)[0] is None, timeout=0.5, interval=0.005, what="its completion")
+        assert quick in done and long not in done  # recorded while the long task runs
+        seen = time.monotonic()
+        wait_for(lambda: all(stored(client, i)[0] == "pending" for i in behind), timeout=1.0, what="given back")
+        assert time.monotonic() - seen < 0.5 and long not in done and stored(client, long)[0] == "active"

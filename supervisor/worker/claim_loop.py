@@ -96,7 +96,11 @@ class Worker:
         #: while a task runs (watchdog.py).
         self.inline = options.concurrency == 1
         self.state.inline = self.inline
-        self.watchdog = Watchdog(self.execution.limits, self.observer.alive) if self.inline else None
+        self.watchdog = (
+            Watchdog(self.execution.limits, self.observer.alive, self._chores, self.state.next_moment)
+            if self.inline
+            else None
+        )
 
     # -- control ------------------------------------------------------------------------------------
 
@@ -341,21 +345,13 @@ class Worker:
         """Claimed tasks no slot started in time go back to the head of their queues."""
         stale = self.state.remove_stale(now)
         if stale:
-            self.unsettled |= self.handback.requeue(self._not_canceled(stale), "not started within 50 ms")
+            self.unsettled |= self.handback.give_back(stale, self.cancels.requested, "not started within 50 ms")
 
     def _give_back_waiting(self) -> None:
         items = self.state.remove_waiting()
-        self.unsettled |= self.handback.requeue(self._not_canceled(items), "claimed but not started")
+        self.unsettled |= self.handback.give_back(items, self.cancels.requested, "claimed but not started")
 
-    def _not_canceled(self, items: list[Waiting]) -> list[Claimed]:
-        """What may go back to its queue: a canceled task ends here instead (its announcement
-        has been heard already, and no other worker would hear it again)."""
-        if not self.cancels.requested:
-            return [w.claimed for w in items]
-        back = []
-        for w in items:
-            if w.claimed.task_id in self.cancels.requested:
-                self.runner.prepare(w.claimed, w.message)  # ends it canceled, without running it
-            else:
-                back.append(w.claimed)
-        return back
+    def _chores(self) -> None:
+        """What the loop's turns do, done by its watchdog while a task holds the loop's thread."""
+        self._give_back_stale(time.monotonic())
+        self._record_completions()

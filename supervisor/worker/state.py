@@ -147,12 +147,22 @@ class WorkerState:
         """The claim loop sleeps until ``until`` (monotonic), a completion falls due, a waiting
         task turns stale, or a task thread wakes it (a slot freed, a claim due)."""
         with self._lock:
-            moments = [until]
-            if (due := self._completions.due_at()) is not None:
-                moments.append(due)
-            if (stale := self._waiting.next_stale()) is not None:
-                moments.append(stale)
-            self._claim_loop.wait(max(0.0, min(moments) - time.monotonic()))
+            moment = min(until, self._next_moment())
+            self._claim_loop.wait(max(0.0, moment - time.monotonic()))
+
+    def next_moment(self) -> float:
+        """When the claim loop must look again at the latest (monotonic, ``inf`` for never): a
+        completion falls due, or a waiting task turns stale."""
+        with self._lock:
+            return self._next_moment()
+
+    def _next_moment(self) -> float:
+        moments = [float("inf")]
+        if (due := self._completions.due_at()) is not None:
+            moments.append(due)
+        if (stale := self._waiting.next_stale()) is not None:
+            moments.append(stale)
+        return min(moments)
 
     def close(self) -> None:
         """The claim loop has ended: task threads leave once nothing waits for them."""

@@ -11,11 +11,15 @@ for it, as the loop would have:
   too, so the parent still kills the child for missing heartbeats.
 - TaskTimeout (or a cancel's TaskCanceled, which :meth:`TimeLimits.cancel` raises at once) at the
   handler's next bytecode, through :meth:`TimeLimits.expire`, at the deadline.
+- the loop's chores that cannot wait for the task's end (``chores``, due at ``next_chore()``): a
+  prefetched task not started within 50 ms goes back to its queue, and a completion is recorded
+  within 20 ms, however long the task runs.
 
 It costs nothing per task: the claim loop sets two attributes per task; the thread ticks four
-times a second while tasks run and sleeps without a timer once a whole tick went by with no task
-(an idle worker wakes for nothing). It is woken only by the first task after such a sleep, or by a
-task whose limit falls before its next tick (a short limit; the default one never does).
+times a second while tasks run (more often while claimed tasks wait behind a running one), and
+sleeps without a timer once a whole tick went by with no task (an idle worker wakes for nothing).
+It is woken only by the first task after such a sleep, or by a task whose limit falls before its
+next tick (a short limit; the default one never does).
 """
 
 from __future__ import annotations
@@ -33,9 +37,17 @@ log = logging.getLogger("supervisor.worker")
 
 
 class Watchdog:
-    def __init__(self, limits: TimeLimits, alive: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        limits: TimeLimits,
+        alive: Callable[[], None],
+        chores: Callable[[], None],
+        next_chore: Callable[[], float],
+    ) -> None:
         self.limits = limits
         self.alive = alive
+        self.chores = chores
+        self.next_chore = next_chore
         self._cond = threading.Condition()
         #: Written by the claim loop without the lock (single attribute writes under the GIL);
         #: the thread re-reads them after saying it sleeps, so no start is missed (see _watch).
@@ -90,12 +102,14 @@ class Watchdog:
                 self._ran = False
                 now = time.monotonic()
                 deadline = self.limits.next_deadline()
-                self._wake_at = now + TICK if deadline is None else min(now + TICK, deadline)
+                wake = min(now + TICK, self.next_chore() if self._running else math.inf)
+                self._wake_at = wake if deadline is None else min(wake, deadline)
                 self._cond.wait(max(0.0, self._wake_at - now))
                 self._wake_at = math.inf
                 try:
                     self.limits.expire(time.monotonic())
                     if self._running:
                         self.alive()
+                        self.chores()
                 except Exception:  # a bug of ours must not end the watching
                     log.exception("the worker's watchdog failed", extra={"event": "worker_error"})
