@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Literal
 
 from supervisor.app import App
 from supervisor.core.errors import BrokerError
@@ -33,6 +34,7 @@ from supervisor.worker.cancels import CancelWatch
 from supervisor.worker.eventloop import EventLoopEnded
 from supervisor.worker.execution import Execution
 from supervisor.worker.handback import Handback
+from supervisor.worker.loop_claims import LoopClaims, WaitInterrupted
 from supervisor.worker.options import NoObserver, WorkerObserver, WorkerOptions
 from supervisor.worker.runner import TaskRunner
 from supervisor.worker.state import TICK, WorkerState
@@ -42,12 +44,9 @@ from supervisor.worker.watchdog import Watchdog
 log = logging.getLogger("supervisor.worker")
 
 
-class WaitInterrupted(BaseException):
-    """Raised by a stop signal's handler while the worker is blocked waiting for work.
-
-    Only while waiting: a blocked BRPOP holds nothing but a wake-up token, so breaking out of it
-    cannot lose a task, and the stop takes effect at once instead of at the end of the block.
-    """
+#: What a turn of the claim loop leaves to wait for: nothing ("go"), nothing more ("done"), a
+#: rest of at most so many seconds ("rest"), or new work, the next due in so many ("work").
+Next = tuple[Literal["go", "done", "rest", "work"], float]
 
 
 class Worker:
@@ -94,13 +93,19 @@ class Worker:
         #: At concurrency 1 the claim loop runs plain tasks itself, one after the other: no task
         #: thread, no hand-off per task (issue 20). Its watchdog says alive and fires time limits
         #: while a task runs (watchdog.py).
-        self.inline = options.concurrency == 1
+        #: An app whose ``async def`` handlers are awaited on the event loop has its claim loop
+        #: live on that loop, on this thread: claims, completions and handlers share one thread
+        #: (loop_claims.py). Otherwise, at concurrency 1, the claim loop runs plain tasks itself.
+        self.hosted = self.execution.async_on_loop
+        self.inline = options.concurrency == 1 and not self.hosted
         self.state.inline = self.inline
+        watched = self.inline or self.hosted
         self.watchdog = (
             Watchdog(self.execution.limits, self.observer.alive, self._chores, self.state.next_moment)
-            if self.inline
+            if watched
             else None
         )
+        self.on_loop = LoopClaims(self) if self.hosted else None
 
     # -- control ------------------------------------------------------------------------------------
 
@@ -135,18 +140,21 @@ class Worker:
         """
         self.state.limit = max_tasks
         self.app.settle_middleware()  # telemetry is set up by now: decide once what has work to do
-        self.execution.start(threads=not self.inline)
+        handlers = [self.app.handler_for(t) for t in self.app.task_types]
+        plain = any(r is None or not r.is_async for r in handlers)  # an all-async app on the loop: none
+        self.execution.start(threads=plain and not self.inline, loop_thread=not self.hosted)
         self.cancels.start()
         if self.watchdog is not None:
             self.watchdog.start()
         try:
-            while True:
+            if self.on_loop is not None:
+                self.execution.event_loop.host(self.on_loop.run)
+            while self.on_loop is None:
                 try:
                     if not self._turn():
                         break
                 except WaitInterrupted:
-                    self.waiting_for_work = False
-                    self.broker.reset()  # the interrupted reply may still be on the wire
+                    self.interrupted()
         finally:
             self.state.close()
             self._give_back_waiting()
@@ -175,7 +183,7 @@ class Worker:
         if got is None:
             return False
         if not isinstance(got, list):
-            self._wait_for_work(got)
+            self.wait_for_work(got)
             return False
         claimed = got[0]
         self.state.start_now(claimed)
@@ -190,8 +198,23 @@ class Worker:
 
     # -- the claim loop -----------------------------------------------------------------------------
 
+    def interrupted(self) -> None:
+        """A stop signal broke a wait for work (:class:`WaitInterrupted`)."""
+        self.waiting_for_work = False
+        self.broker.reset()  # the interrupted reply may still be on the wire
+
     def _turn(self) -> bool:
         """One turn of the claim loop; False once the worker is done."""
+        kind, seconds = self.plan_turn()
+        if kind == "rest":
+            self._rest(seconds)
+        elif kind == "work":
+            self.wait_for_work(seconds)
+        return kind != "done"
+
+    def plan_turn(self) -> Next:
+        """One turn of the claim loop up to its wait, which it leaves to the caller (a blocking
+        one here, an ``await`` on the event loop: loop_claims.py)."""
         self.observer.alive()
         now = time.monotonic()
         self.execution.expire(now)
@@ -201,31 +224,28 @@ class Worker:
             if self._stop.is_set() or self._quiet.is_set():
                 self._give_back_waiting()
             elif self._run_inline():  # the tasks claimed within the limit of tasks to start
-                return True
+                return "go", 0.0
             if self._quiet.is_set() and not self._quiet_reported:
                 self._record_completions(force=True)
                 self.observer.quieted()  # a claim begun before the signal has ended by now
                 self._quiet_reported = True
             # Quiet mode alone keeps the worker up (claiming nothing) until it is stopped.
             if self.state.idle() and (self._stop.is_set() or not self._quiet.is_set()):
-                return False
+                return "done", 0.0
             if self.execution.loop_ended:
-                return False
-            self._rest(TICK)
-            return True
+                return "done", 0.0
+            return "rest", TICK
         self._give_back_stale(now)
         want = self.state.claim_size()
         if want <= 0:
-            if not self._run_inline():
-                self._rest(TICK)
-            return True
+            return ("go", 0.0) if self._run_inline() else ("rest", TICK)
         got = self._claim(want)  # None: the store did not answer, backed off, try again
         if isinstance(got, list):
             self._route(got)
         elif got is not None and not self.state.waiting_inline():
-            self._wait_for_work(got)
+            return "work", got
         self._run_inline()
-        return True
+        return "go", 0.0
 
     def _run_inline(self) -> bool:
         """At concurrency 1: run the claimed plain tasks here, one after the other, until none
@@ -234,7 +254,7 @@ class Worker:
         alive, give back what turned stale, record the completions that cannot wait. True when a
         task ran."""
         watchdog = self.watchdog
-        if watchdog is None:
+        if not self.inline or watchdog is None:
             return False
         ran = False
         while not (self._stop.is_set() or self._quiet.is_set()) and (item := self.state.take_inline()):
@@ -263,7 +283,9 @@ class Worker:
         self.state.add_waiting(for_threads, for_loop)
         if for_threads and not self.inline:
             self.execution.start_threads()
-        if for_loop:
+        if for_loop and self.hosted:
+            self.execution.start_on_loop()  # this is the loop's thread
+        elif for_loop:
             self.execution.wake_loop()
 
     def _done_claiming(self) -> bool:
@@ -300,14 +322,15 @@ class Worker:
             return got.claimed
         return float("inf") if got.claimed is None else got.claimed
 
-    def _wait_for_work(self, due_in: float) -> None:
+    def wait_for_work(self, due_in: float, *, interruptible: bool = True) -> None:
         """Nothing to claim: block on the wake-up lists until an enqueue, the next due task, or
-        (while tasks run) the next completion to record."""
+        (while tasks run) the next completion to record. ``interruptible``: on the thread whose
+        stop signal may break the wait (not a thread of the event loop's executor)."""
         block = self.state.longest_wait_for_work(min(self.options.idle_block, due_in))
         if block <= 0 or self._stop.is_set():
             return
         try:
-            self.waiting_for_work = True
+            self.waiting_for_work = interruptible
             if not self._stop.is_set():
                 self.broker.wait_for_work(self.options.queues, block)
         except BrokerError as exc:
@@ -315,15 +338,28 @@ class Worker:
             self.runner.store.pause("wait", exc)
         finally:
             self.waiting_for_work = False
-        self._record_completions()
+        if interruptible:
+            self.record_completions()
 
     def _rest(self, longest: float) -> None:
         """Sleep until a task thread frees a slot, a completion is due, a time limit or a waiting
         task's staleness needs the loop, or ``longest`` passes."""
+        self.state.rest(self.rest_until(longest))
+        self._record_completions()
+
+    def rest_until(self, longest: float) -> float:
+        """When a rest of at most ``longest`` ends (monotonic): earlier for a time limit."""
         until = time.monotonic() + longest
         deadline = self.execution.next_deadline()
-        self.state.rest(until if deadline is None else min(until, deadline))
+        return until if deadline is None else min(until, deadline)
+
+    def record_completions(self) -> None:
+        """Record the pending completions that cannot wait for a claim any longer."""
         self._record_completions()
+
+    def give_back_waiting(self) -> None:
+        """Give back every claimed task not started (the worker is stopping)."""
+        self._give_back_waiting()
 
     # -- completions and give-backs -------------------------------------------------------------------
 

@@ -239,6 +239,12 @@ class WorkerState:
                 self._claim_loop.notify()  # the claim loop may top the waiting line up
             return items
 
+    def loop_wants_claims(self) -> bool:
+        """After a task on the loop ended (read without the lock: a hint): the claim loop, when it
+        lives on the loop, has work: the loop's line is half gone (top it up, the completions
+        riding along), or as many completions wait as may wait together."""
+        return len(self._waiting.loop) <= self._ahead // 2 or self._completions.full()
+
     def loop_has_waiting(self) -> bool:
         """Tasks wait for the event loop (read without the lock: a hint to wake it, no more)."""
         return bool(self._waiting.loop)
