@@ -28,6 +28,8 @@ IO_THREADS = os.environ.get("BENCH_OURS_IO") == "threads"
 IO_CONCURRENCY = 50 if IO_THREADS else 100
 IO_VARIABLE = "ASYNQ_WORKER_CONCURRENCY"
 IO_STYLE = "plain def on threads" if IO_THREADS else "async def"
+#: The drain with an ``async def`` body at 100 tasks per process (BENCH_OURS_DRAIN=async).
+DRAIN_ASYNC = os.environ.get("BENCH_OURS_DRAIN") == "async"
 
 
 def io_support(url: str, concurrency: int = IO_CONCURRENCY) -> str | None:
@@ -89,6 +91,9 @@ class Ours(System):
             env["NOTIFY_SOCKET"] = self.notify_path
         if self._mode == "io" and self.io_unsupported is None:
             env[IO_VARIABLE] = str(IO_CONCURRENCY)
+        if DRAIN_ASYNC:  # the drain's body is async def (ours_tasks.py): every scenario at 100
+            env["BENCH_OURS_DRAIN"] = "async"
+            env[IO_VARIABLE] = "100"
         if IO_THREADS:
             env["BENCH_OURS_IO"] = "threads"
         return env

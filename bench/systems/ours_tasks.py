@@ -3,7 +3,8 @@
 ``sleep`` (the I/O scenario) is written the way we recommend for tasks that wait: ``async def``,
 ``await asyncio.sleep`` and redis.asyncio, as taskiq's and saq's bodies are. With
 ``BENCH_OURS_IO=threads`` it is a plain ``def`` (``time.sleep``, redis-py) run on task threads,
-as Dramatiq's is (see ours_adapter.py).
+as Dramatiq's is (see ours_adapter.py). With ``BENCH_OURS_DRAIN=async``, ``noop`` (the drain) is an
+``async def`` too, run at ``ASYNQ_WORKER_CONCURRENCY=100`` (our setting for ``async def`` apps).
 """
 
 from __future__ import annotations
@@ -38,9 +39,17 @@ def async_client() -> redis.asyncio.Redis:
     return _async_client[pid]
 
 
-@app.task("noop")
-def noop(payload: None) -> None:
-    client().incr("bench:count")
+if os.environ.get("BENCH_OURS_DRAIN") == "async":
+
+    @app.task("noop")
+    async def anoop(payload: None) -> None:
+        await async_client().incr("bench:count")
+
+else:
+
+    @app.task("noop")
+    def noop(payload: None) -> None:
+        client().incr("bench:count")
 
 
 if THREADS:
