@@ -93,11 +93,12 @@ class Worker:
         #: At concurrency 1 the claim loop runs plain tasks itself, one after the other: no task
         #: thread, no hand-off per task (issue 20). Its watchdog says alive and fires time limits
         #: while a task runs (watchdog.py).
-        #: An app whose ``async def`` handlers are awaited on the event loop has its claim loop
-        #: live on that loop, on this thread: claims, completions and handlers share one thread
-        #: (loop_claims.py). Otherwise, at concurrency 1, the claim loop runs plain tasks itself.
-        self.hosted = self.execution.async_on_loop
-        self.inline = options.concurrency == 1 and not self.hosted
+        #: At concurrency > 1, an app whose ``async def`` handlers are awaited on the event loop
+        #: has its claim loop live on that loop, on this thread: claims, completions and handlers
+        #: share one thread (loop_claims.py). At concurrency 1 the claim loop runs plain tasks
+        #: itself (an async one still goes to the loop's thread), whatever the app.
+        self.hosted = self.execution.async_on_loop and options.concurrency > 1
+        self.inline = options.concurrency == 1
         self.state.inline = self.inline
         watched = self.inline or self.hosted
         self.watchdog = (

@@ -1,4 +1,5 @@
-"""The claim loop on the event loop: for apps whose ``async def`` handlers are awaited there.
+"""The claim loop on the event loop: for apps whose ``async def`` handlers are awaited there, at
+concurrency above 1 (at 1, the claim loop runs plain tasks itself: claim_loop.py).
 
 Handing each claimed batch from the claim loop's thread to the loop's (``call_soon_threadsafe``)
 and each freed slot back (a condition) cost more than the framework's whole work per task
