@@ -3,7 +3,8 @@
 ``sleep`` (the I/O scenario) is written the way we recommend for tasks that wait: ``async def``,
 ``await asyncio.sleep`` and redis.asyncio, as taskiq's and saq's bodies are. With
 ``BENCH_OURS_IO=threads`` it is a plain ``def`` (``time.sleep``, redis-py) run on task threads,
-as Dramatiq's is (see ours_adapter.py).
+as Dramatiq's is (see ours_adapter.py). With ``BENCH_OURS_BODY=async`` (the ``ours-async``
+variant), ``noop`` (the drain) is an ``async def`` too, run at ``ASYNQ_WORKER_CONCURRENCY=100``.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class RunningTask:
     time_limit: float
     #: Monotonic time its cancel reached the child (None: not canceled).
     canceled_at: float | None = None
-    #: Runs on the child's claim loop, which says nothing meanwhile (see verdicts.judge).
+    #: Runs on the worker's claim loop (concurrency 1), whose watchdog thread says alive meanwhile.
     on_claim_loop: bool = False
 
 
@@ -110,10 +110,6 @@ class Child:
             case Alive():
                 pass
         return None
-
-    def claim_loop_busy(self, now: float, grace: float) -> bool:
-        """A task runs on its claim loop within its time limit plus ``grace``: its silence is expected."""
-        return any(t.on_claim_loop and now <= t.started + t.time_limit + grace for t in self.tasks.values())
 
     def overrun(self, now: float, grace: float) -> tuple[str, RunningTask] | None:
         """A task that ran past its time limit plus ``grace`` (its soft timeout did not end it)."""

@@ -84,7 +84,7 @@ class Entry:
     #: ``time.monotonic()`` in the child when it started (the same clock in every process).
     started: float
     time_limit: float
-    #: Runs on the worker's claim loop, which says nothing while it runs (see verdicts.judge).
+    #: Runs on the worker's claim loop (concurrency 1), whose watchdog thread says alive meanwhile.
     on_claim_loop: bool
 
 

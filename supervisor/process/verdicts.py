@@ -47,7 +47,9 @@ def judge(
     canceled = child.canceled_overrun(now, cancel_grace)
     if canceled is not None:
         return Kill(f"task {canceled} still running {cancel_grace:g}s after its cancel", frozenset({canceled}))
-    if now - child.last_seen > heartbeat_timeout and not child.claim_loop_busy(now, grace):
+    # A task on the claim loop (concurrency 1) excuses nothing: the worker's watchdog thread says
+    # alive while it runs, so a stopped or GIL-stuck worker still falls silent (worker/watchdog.py).
+    if now - child.last_seen > heartbeat_timeout:
         return Kill(f"no heartbeat for {now - child.last_seen:.1f}s")
     if limit_mb and rss is not None and rss > limit_mb * 1024 * 1024 and not child.retiring:
         why = f"memory {rss // (1024 * 1024)} MB over the limit of {limit_mb} MB"

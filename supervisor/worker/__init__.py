@@ -7,9 +7,10 @@
 - :mod:`~supervisor.worker.options`: how a worker runs and who watches it.
 """
 
-from supervisor.worker.claim_loop import WaitInterrupted, Worker
+from supervisor.worker.claim_loop import Worker
 from supervisor.worker.completions import ACK_DELAY, ACK_MAX
 from supervisor.worker.eventloop import EventLoopEnded
+from supervisor.worker.loop_claims import WaitInterrupted
 from supervisor.worker.options import NoObserver, WorkerObserver, WorkerOptions
 from supervisor.worker.waiting import STALE_AFTER
 

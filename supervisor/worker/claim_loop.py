@@ -4,9 +4,12 @@ The claim loop (the process's main thread) owns every round trip for claims and 
 It claims only for slots that are free, plus, while tasks are quick, a short prefetch that
 keeps the round trips per task low. Claimed tasks wait (state.py, waiting.py) for a task thread,
 or, for ``async def`` handlers, for the event loop (execution.py); at most ``concurrency`` run at
-once, of both kinds together. So that no task waits behind a slow one, a claimed task not
-started within 50 ms goes back to the head of its queue, where an idle worker takes it, and the
-prefetch stops as soon as tasks are not quick any more.
+once, of both kinds together. At concurrency 1 there is no task thread: the claim loop runs the
+plain tasks it claimed itself, one after the other (a hand-off to a thread cost more than a
+task's whole framework overhead), its watchdog thread saying alive and firing time limits
+meanwhile (watchdog.py); between two tasks it does what its turns do. So that no task waits
+behind a slow one, a claimed task not started within 50 ms goes back to the head of its queue,
+where an idle worker takes it, and the prefetch stops as soon as tasks are not quick any more.
 
 A success becomes a completion that rides with the next claim, or is recorded on its own within
 20 ms (completions.py) whatever the handlers are doing. The loop also says "alive" at least four
@@ -22,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Literal
 
 from supervisor.app import App
 from supervisor.core.errors import BrokerError
@@ -30,22 +34,19 @@ from supervisor.worker.cancels import CancelWatch
 from supervisor.worker.eventloop import EventLoopEnded
 from supervisor.worker.execution import Execution
 from supervisor.worker.handback import Handback
+from supervisor.worker.loop_claims import LoopClaims, WaitInterrupted
 from supervisor.worker.options import NoObserver, WorkerObserver, WorkerOptions
 from supervisor.worker.runner import TaskRunner
 from supervisor.worker.state import TICK, WorkerState
 from supervisor.worker.waiting import Waiting
+from supervisor.worker.watchdog import Watchdog
 
 log = logging.getLogger("supervisor.worker")
 
 
-class WaitInterrupted(BaseException):
-    """Raised by a stop signal's handler while the worker is blocked waiting for work.
-
-    Only while waiting, so the stop takes effect at once instead of at the end of the block. The
-    claim behind the wait (one round trip, Broker.wait_and_claim) may have run with its reply
-    unread: its queues are settled on the next turn (Handback.settle), so nothing it took stays
-    owned unseen.
-    """
+#: What a turn of the claim loop leaves to wait for: nothing ("go"), nothing more ("done"), a
+#: rest of at most so many seconds ("rest"), or new work, the next due in so many ("work").
+Next = tuple[Literal["go", "done", "rest", "work"], float]
 
 
 class Worker:
@@ -93,6 +94,23 @@ class Worker:
             broker, options.queues, self.state.owned, self.execution.interrupt, self.observer.task_canceling
         )
         self.runner.canceled = self.cancels.requested
+        #: At concurrency 1 the claim loop runs plain tasks itself, one after the other: no task
+        #: thread, no hand-off per task (issue 20). Its watchdog says alive and fires time limits
+        #: while a task runs (watchdog.py).
+        #: At concurrency > 1, an app whose ``async def`` handlers are awaited on the event loop
+        #: has its claim loop live on that loop, on this thread: claims, completions and handlers
+        #: share one thread (loop_claims.py). At concurrency 1 the claim loop runs plain tasks
+        #: itself (an async one still goes to the loop's thread), whatever the app.
+        self.hosted = self.execution.async_on_loop and options.concurrency > 1
+        self.inline = options.concurrency == 1
+        self.state.inline = self.inline
+        watched = self.inline or self.hosted
+        self.watchdog = (
+            Watchdog(self.execution.limits, self.observer.alive, self._chores, self.state.next_moment)
+            if watched
+            else None
+        )
+        self.on_loop = LoopClaims(self) if self.hosted else None
 
     # -- control ------------------------------------------------------------------------------------
 
@@ -127,17 +145,21 @@ class Worker:
         """
         self.state.limit = max_tasks
         self.app.settle_middleware()  # telemetry is set up by now: decide once what has work to do
-        self.execution.start()
+        handlers = [self.app.handler_for(t) for t in self.app.task_types]
+        plain = any(r is None or not r.is_async for r in handlers)  # an all-async app on the loop: none
+        self.execution.start(threads=plain and not self.inline, loop_thread=not self.hosted)
         self.cancels.start()
+        if self.watchdog is not None:
+            self.watchdog.start()
         try:
-            while True:
+            if self.on_loop is not None:
+                self.execution.event_loop.host(self.on_loop.run)
+            while self.on_loop is None:
                 try:
                     if not self._turn():
                         break
                 except WaitInterrupted:
-                    self.waiting_for_work = False
-                    self.broker.reset()  # the interrupted reply may still be on the wire
-                    self.unsettled.update(self.options.queues)  # and hold tasks claimed for us
+                    self.interrupted()
         finally:
             self.state.close()
             self._give_back_waiting()
@@ -149,6 +171,8 @@ class Worker:
             self.handback.requeue([ready.claimed for ready in stranded], "its event loop ended")
             self.execution.stop()
             self.cancels.stop()
+            if self.watchdog is not None:
+                self.watchdog.stop()
             self._record_completions(force=True)
             self.runner.progress.close()
             if self.unsettled:  # a last try (give-backs above may have failed too)
@@ -170,7 +194,7 @@ class Worker:
         """
         got = self._claim(1)
         if isinstance(got, float):
-            got = self._wait_for_work(got, 1)
+            got = self._wait_and_claim(got, 1)
         if not isinstance(got, list):
             return False
         claimed = got[0]
@@ -186,8 +210,24 @@ class Worker:
 
     # -- the claim loop -----------------------------------------------------------------------------
 
+    def interrupted(self) -> None:
+        """A stop signal broke a wait for work (:class:`WaitInterrupted`)."""
+        self.waiting_for_work = False
+        self.broker.reset()  # the interrupted reply may still be on the wire
+        self.unsettled.update(self.options.queues)  # and hold tasks claimed for us
+
     def _turn(self) -> bool:
         """One turn of the claim loop; False once the worker is done."""
+        kind, seconds = self.plan_turn()
+        if kind == "rest":
+            self._rest(seconds)
+        elif kind == "work" and isinstance(self.wait_for_work(seconds), list):
+            self._run_inline()  # what woke it starts now, before any other claim
+        return kind != "done"
+
+    def plan_turn(self) -> Next:
+        """One turn of the claim loop up to its wait, which it leaves to the caller (a blocking
+        one here, an ``await`` on the event loop: loop_claims.py)."""
         idle_due, self._idle_due = self._idle_due, None  # good for the very next claim only
         self.observer.alive()
         now = time.monotonic()
@@ -197,6 +237,8 @@ class Worker:
         if self._done_claiming():
             if self._stop.is_set() or self._quiet.is_set():
                 self._give_back_waiting()
+            elif self._run_inline():  # the tasks claimed within the limit of tasks to start
+                return "go", 0.0
             if self.unsettled:  # e.g. the claim behind an interrupted wait: claim no more, settle
                 self._settle()
             if self._quiet.is_set() and not self._quiet_reported:
@@ -205,25 +247,47 @@ class Worker:
                 self._quiet_reported = True
             # Quiet mode alone keeps the worker up (claiming nothing) until it is stopped.
             if self.state.idle() and (self._stop.is_set() or not self._quiet.is_set()):
-                return False
+                return "done", 0.0
             if self.execution.loop_ended:
-                return False
-            self._rest(TICK)
-            return True
+                return "done", 0.0
+            return "rest", TICK
         self._give_back_stale(now)
         want = self.state.claim_size()
         if want <= 0:
-            self._rest(TICK)
-            return True
-        # After a wait whose claim found nothing, wait again at once (unless a claim must settle).
+            return ("go", 0.0) if self._run_inline() else ("rest", TICK)
+        # None: the store did not answer, backed off, try again. After a wait whose claim found
+        # nothing, wait again at once (unless a claim must settle).
         got = self._claim(want) if idle_due is None or self.unsettled else idle_due
-        if isinstance(got, float):  # nothing to claim: wait, and claim in the same round trip
-            got = self._wait_for_work(got, want)
-            if isinstance(got, float):
-                self._idle_due = got
         if isinstance(got, list):
             self._route(got)
-        return True  # or the store did not answer (None): backed off, try again
+        elif got is not None and not self.state.waiting_inline():
+            return "work", got
+        self._run_inline()
+        return "go", 0.0
+
+    def _run_inline(self) -> bool:
+        """At concurrency 1: run the claimed plain tasks here, one after the other, until none
+        waits, a claim is due (the completions ride with it) or a stop or quiet request came; the
+        unstarted ones are then given back by the turn. Between two tasks, what a turn does: say
+        alive, give back what turned stale, record the completions that cannot wait. True when a
+        task ran."""
+        watchdog = self.watchdog
+        if not self.inline or watchdog is None:
+            return False
+        ran = False
+        while not (self._stop.is_set() or self._quiet.is_set()) and (item := self.state.take_inline()):
+            watchdog.task_starts()
+            try:
+                self.execution.run(item, on_claim_loop=True)
+            finally:
+                watchdog.task_ends()
+            ran = True
+            self.observer.alive()
+            self._give_back_stale(time.monotonic())
+            if self.execution.loop_ended or (not self._done_claiming() and self.state.claim_size() > 0):
+                break  # the next turn claims, and the completions ride with its claim
+            self._record_completions()
+        return ran
 
     def _route(self, claimed: list[Claimed]) -> None:
         """Claimed tasks wait for the task threads, except those of ``async def`` handlers when
@@ -235,9 +299,11 @@ class Worker:
             message, is_async = self.runner.peek(c) if on_loop else (None, False)
             (for_loop if is_async else for_threads).append(Waiting(c, now, message))
         self.state.add_waiting(for_threads, for_loop)
-        if for_threads:
+        if for_threads and not self.inline:
             self.execution.start_threads()
-        if for_loop:
+        if for_loop and self.hosted:
+            self.execution.start_on_loop()  # this is the loop's thread
+        elif for_loop:
             self.execution.wake_loop()
 
     def _done_claiming(self) -> bool:
@@ -282,15 +348,36 @@ class Worker:
             return got.claimed
         return float("inf") if got.claimed is None else got.claimed
 
-    def _wait_for_work(self, due_in: float, want: int) -> list[Claimed] | float | None:
+    def wait_for_work(self, due_in: float, *, interruptible: bool = True) -> list[Claimed] | float | None:
         """Nothing to claim: block on the wake-up lists until an enqueue, the next due task, or
-        (while tasks run) the next completion to record, and claim up to ``want`` tasks in the
-        same round trip (Broker.wait_and_claim): a woken worker has its task at once.
+        (while tasks run) the next completion to record, claiming in the same round trip what
+        woke it (:meth:`_wait_and_claim`), routed here; returns what it claimed, as :meth:`_claim`.
 
-        Returns what :meth:`_claim` does (None too when no wait was due). Completions that cannot
-        wait are recorded after a wait that claimed nothing; claimed tasks go first (the next
-        turn's claim takes those completions along, or its rest records them).
+        ``interruptible``: on the thread whose stop signal may break the wait. Not so (a thread of
+        the event loop's executor, beside the loop's tasks): the wake-up alone, nothing claimed
+        there (the claim loop's own turn claims on the loop's thread), None.
         """
+        if not interruptible:
+            block = self.state.longest_wait_for_work(min(self.options.idle_block, due_in))
+            try:
+                if block > 0 and not self._stop.is_set():
+                    self.broker.wait_for_work(self.options.queues, block)
+            except BrokerError as exc:
+                self.runner.store.pause("wait", exc)
+            return None
+        got = self._wait_and_claim(due_in, self.state.claim_size())
+        if isinstance(got, list):
+            self._route(got)
+            return got
+        if isinstance(got, float):
+            self._idle_due = got
+        self._record_completions()
+        return got
+
+    def _wait_and_claim(self, due_in: float, want: int) -> list[Claimed] | float | None:
+        """Block on the wake-up lists as :meth:`wait_for_work` says, and claim up to ``want`` tasks
+        in the same round trip (Broker.wait_and_claim): a woken worker has its task at once.
+        Returns what :meth:`_claim` does (None too when no wait was due)."""
         block = self.state.longest_wait_for_work(min(self.options.idle_block, due_in))
         if block <= 0 or self._stop.is_set():
             return None
@@ -307,10 +394,7 @@ class Worker:
             self.runner.store.pause("wait", exc)
         finally:
             self.waiting_for_work = False
-        claimed = None if got is None else self._claimed(got, [])
-        if not isinstance(claimed, list):
-            self._record_completions()
-        return claimed
+        return None if got is None else self._claimed(got, [])
 
     def _settle(self) -> None:
         """Put back what a lost claim reply or a failed give-back left owned and unseen."""
@@ -319,10 +403,22 @@ class Worker:
     def _rest(self, longest: float) -> None:
         """Sleep until a task thread frees a slot, a completion is due, a time limit or a waiting
         task's staleness needs the loop, or ``longest`` passes."""
+        self.state.rest(self.rest_until(longest))
+        self._record_completions()
+
+    def rest_until(self, longest: float) -> float:
+        """When a rest of at most ``longest`` ends (monotonic): earlier for a time limit."""
         until = time.monotonic() + longest
         deadline = self.execution.next_deadline()
-        self.state.rest(until if deadline is None else min(until, deadline))
+        return until if deadline is None else min(until, deadline)
+
+    def record_completions(self) -> None:
+        """Record the pending completions that cannot wait for a claim any longer."""
         self._record_completions()
+
+    def give_back_waiting(self) -> None:
+        """Give back every claimed task not started (the worker is stopping)."""
+        self._give_back_waiting()
 
     # -- completions and give-backs -------------------------------------------------------------------
 
@@ -344,21 +440,13 @@ class Worker:
         """Claimed tasks no slot started in time go back to the head of their queues."""
         stale = self.state.remove_stale(now)
         if stale:
-            self.unsettled |= self.handback.requeue(self._not_canceled(stale), "not started within 50 ms")
+            self.unsettled |= self.handback.give_back(stale, self.cancels.requested, "not started within 50 ms")
 
     def _give_back_waiting(self) -> None:
         items = self.state.remove_waiting()
-        self.unsettled |= self.handback.requeue(self._not_canceled(items), "claimed but not started")
+        self.unsettled |= self.handback.give_back(items, self.cancels.requested, "claimed but not started")
 
-    def _not_canceled(self, items: list[Waiting]) -> list[Claimed]:
-        """What may go back to its queue: a canceled task ends here instead (its announcement
-        has been heard already, and no other worker would hear it again)."""
-        if not self.cancels.requested:
-            return [w.claimed for w in items]
-        back = []
-        for w in items:
-            if w.claimed.task_id in self.cancels.requested:
-                self.runner.prepare(w.claimed, w.message)  # ends it canceled, without running it
-            else:
-                back.append(w.claimed)
-        return back
+    def _chores(self) -> None:
+        """What the loop's turns do, done by its watchdog while a task holds the loop's thread."""
+        self._give_back_stale(time.monotonic())
+        self._record_completions()

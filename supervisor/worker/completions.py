@@ -30,6 +30,10 @@ class PendingCompletions:
             self._since = time.monotonic()
         self._items.append(completion)
 
+    def full(self) -> bool:
+        """As many wait as may wait together: record them now."""
+        return len(self._items) >= ACK_MAX
+
     def ids(self) -> set[str]:
         return {c.claimed.task_id for c in self._items}
 

@@ -1,6 +1,8 @@
-"""The worker's one event loop, on a thread of its own, which nothing a handler does can end silently.
+"""The worker's one event loop, which nothing a handler does can end silently.
 
-``async def`` handlers run here (see execution.py). A ``SystemExit`` or ``KeyboardInterrupt``
+``async def`` handlers run here (see execution.py). The loop has a thread of its own, or, when
+every ``async def`` handler is awaited on it directly, runs on the worker's own thread with the
+claim loop as one of its coroutines (:meth:`EventLoop.host`, loop_claims.py). A ``SystemExit`` or ``KeyboardInterrupt``
 raised in an asyncio task propagates out of ``run_forever`` (asyncio re-raises those two after
 setting them on the task), so a task a handler spawned and never awaited would end the loop's
 thread: it is logged and the loop runs on. Should the thread end anyway, for any reason but
@@ -15,7 +17,7 @@ import concurrent.futures
 import contextvars
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from supervisor.app import within
@@ -61,11 +63,7 @@ class EventLoop:
                     loop.run_forever()
                     return
                 except (SystemExit, KeyboardInterrupt) as exc:
-                    log.error(
-                        "%s escaped a task or callback on the worker's event loop (an asyncio task a "
-                        "handler started and did not await?); contained, the loop goes on", type(exc).__name__,
-                        exc_info=exc, extra={"event": "loop_exception_contained"},
-                    )  # fmt: skip
+                    _contained(exc)
         except BaseException:
             log.exception("the worker's event loop failed", extra={"event": "worker_error"})
         finally:
@@ -75,6 +73,34 @@ class EventLoop:
                     "tasks go back", extra={"event": "event_loop_ended"},
                 )  # fmt: skip
                 self.ended.set()
+
+    def host(self, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run the loop on the calling thread until ``main()`` ends (the claim loop, when it lives
+        on the loop: loop_claims.py), contained as on a thread of its own: a ``SystemExit`` or
+        ``KeyboardInterrupt`` escaping another task is logged and the loop goes on; a loop stopped
+        by a handler (``loop.stop()``) or failing sets :attr:`ended` and returns, ``main`` unfinished."""
+        loop = asyncio.new_event_loop()
+        with self._lock:
+            self._loop, self._thread, self._stopping = loop, None, False
+            self.ended.clear()
+        task = loop.create_task(main())
+        while not task.done():
+            try:
+                loop.run_until_complete(task)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                if task.done():
+                    raise
+                _contained(exc)
+            except BaseException:
+                if task.done():
+                    raise  # the claim loop's own failure: the worker's caller logs it
+                log.exception("the worker's event loop failed", extra={"event": "worker_error"})
+                log.error(
+                    "the worker's event loop ended without being asked to: the worker exits and its "
+                    "tasks go back", extra={"event": "event_loop_ended"},
+                )  # fmt: skip
+                self.ended.set()
+                return
 
     def await_result(self, coro: Coroutine[Any, Any, T], deadline: float | None) -> T:
         """From a task thread: run ``coro`` on the loop, in this thread's context, until
@@ -108,6 +134,16 @@ class EventLoop:
             thread.join(5)
             if not thread.is_alive():
                 loop.close()
+        elif loop is not None:  # hosted (see host): not running any more
+            loop.close()
+
+
+def _contained(exc: BaseException) -> None:
+    log.error(
+        "%s escaped a task or callback on the worker's event loop (an asyncio task a handler "
+        "started and did not await?); contained, the loop goes on", type(exc).__name__,
+        exc_info=exc, extra={"event": "loop_exception_contained"},
+    )  # fmt: skip
 
 
 def _settle(task: asyncio.Task[T], done: concurrent.futures.Future[T]) -> None:

@@ -57,17 +57,24 @@ class Execution:
         self._cannot_start = False  # the last thread start failed (logged once)
         #: The tasks running on the loop (asyncio keeps only weak references: these keep them alive).
         self._on_loop: dict[asyncio.Task[None], Ready] = {}
+        #: Called on the loop as each task there ends, and on a task thread as each task there
+        #: ends: the claim loop's wake-up when it lives on the loop (loop_claims.py).
+        self.on_loop_task_end: Callable[[], None] | None = None
+        self.on_thread_task_end: Callable[[], None] | None = None
 
     # -- starting and stopping ----------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the first task thread, and the event loop when tasks are awaited on it, with every
-        task's context copied from the caller's as it is now. More task threads start when tasks
-        wait for them (:meth:`start_threads`)."""
+    def start(self, *, threads: bool = True, loop_thread: bool = True) -> None:
+        """Start the first task thread (unless the claim loop runs plain tasks itself: not
+        ``threads``), and the event loop's thread when tasks are awaited on it (unless the claim
+        loop hosts the loop itself: not ``loop_thread``), with every task's context copied from
+        the caller's as it is now. More task threads start when tasks wait for them
+        (:meth:`start_threads`)."""
         self._base = contextvars.copy_context()
-        if self.async_on_loop:
+        if self.async_on_loop and loop_thread:
             self.event_loop.get()
-        self._spawn(self.state.threads_to_start(at_least=1))
+        if threads:
+            self._spawn(self.state.threads_to_start(at_least=1))
 
     def start_threads(self) -> None:
         """Start task threads for the tasks waiting for one that the free threads cannot take."""
@@ -144,9 +151,12 @@ class Execution:
             self.run(item)
             item = self.state.next_for_thread(after_a_task=True)
 
-    def run(self, item: Waiting) -> None:
-        """Run a task that holds a slot on this thread, in full, in a fresh context."""
-        ready = self._prepare(item)
+    def run(self, item: Waiting, *, on_claim_loop: bool = False) -> None:
+        """Run a task that holds a slot on this thread, in full, in a fresh context.
+
+        ``on_claim_loop``: this thread is the claim loop's (concurrency 1), told to the observer.
+        """
+        ready = self._prepare(item, on_claim_loop=on_claim_loop)
         if ready is not None:
             self._base.copy().run(self._run_here, ready)
 
@@ -165,15 +175,20 @@ class Execution:
             self.state.finished(ready.claimed.task_id, time.monotonic() - started, completion)
             if self.async_on_loop and self.state.loop_has_waiting():
                 self.wake_loop()  # a slot is free for an async task waiting for one
+            if self.on_thread_task_end is not None:
+                self.on_thread_task_end()
 
-    def _prepare(self, item: Waiting) -> Ready | None:
+    def _prepare(self, item: Waiting, *, on_claim_loop: bool = False) -> Ready | None:
         """Decode a task that holds a slot and report it started; None when it cannot run
         (archived: its slot is free again)."""
         prepared = self.runner.prepare(item.claimed, item.message)
         if not isinstance(prepared, Ready):
             self.state.finished(item.claimed.task_id, None, None)
             return None
-        self.observer.task_started(prepared.message.id, prepared.message.type, item.claimed.queue, prepared.limit)
+        message = prepared.message
+        self.observer.task_started(
+            message.id, message.type, item.claimed.queue, prepared.limit, on_claim_loop=on_claim_loop
+        )
         return prepared
 
     # -- the event loop ---------------------------------------------------------------------------------
@@ -181,6 +196,14 @@ class Execution:
     def wake_loop(self) -> None:
         """Tasks wait for the event loop (one wake-up per claimed batch)."""
         self.event_loop.get().call_soon_threadsafe(self._start_on_loop)
+
+    def start_on_loop(self) -> None:
+        """On the loop's thread (the claim loop, when it lives there): start what waits for it."""
+        self._start_on_loop()
+
+    def running_on_loop(self) -> bool:
+        """Tasks run on the event loop now."""
+        return bool(self._on_loop)
 
     def _start_on_loop(self) -> None:
         """On the loop: start the waiting tasks that have a free slot, each in a fresh context."""
@@ -219,3 +242,5 @@ class Execution:
             return  # closed with the loop, which ended by itself: the task stays owned, the worker exits
         self.state.finished(ready.claimed.task_id, time.monotonic() - started, completion)
         self._start_on_loop()
+        if self.on_loop_task_end is not None and self.state.loop_wants_claims():
+            self.on_loop_task_end()

@@ -13,11 +13,12 @@ the node answers (:meth:`Handback.settle`), so that nothing here blocks the heal
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from supervisor.core.errors import BrokerError
 from supervisor.core.ports import Broker, Claimed, Completion, Recorded, printable_id
 from supervisor.worker.runner import TaskRunner
+from supervisor.worker.waiting import Waiting
 
 log = logging.getLogger("supervisor.worker")
 
@@ -49,6 +50,18 @@ class Handback:
                     printable_id(completion.claimed.task_id), extra={"event": "task_fenced"},
                 )  # fmt: skip
         return unreachable
+
+    def give_back(self, items: Sequence[Waiting], canceled: Collection[str], why: str) -> set[str]:
+        """:meth:`requeue` claimed tasks not started, but those whose cancel was heard (``canceled``
+        ids): they end here instead (their announcement has been heard already, and no other
+        worker would hear it again)."""
+        back = []
+        for w in items:
+            if canceled and w.claimed.task_id in canceled:
+                self.runner.prepare(w.claimed, w.message)  # ends it canceled, without running it
+            else:
+                back.append(w.claimed)
+        return self.requeue(back, why)
 
     def requeue(self, claimed: Sequence[Claimed], why: str) -> set[str]:
         """Put claimed tasks back at the head of their queues, uncounted, keeping their order.

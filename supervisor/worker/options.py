@@ -41,8 +41,8 @@ class WorkerObserver(Protocol):
     def task_started(
         self, task_id: str, task_type: str, queue: str, time_limit: float, *, on_claim_loop: bool = False
     ) -> None:
-        """A task starts. ``on_claim_loop``: the claim loop runs it itself and calls :meth:`alive`
-        no more until it ends; its watcher must not take that silence for a hang (within its limit)."""
+        """A task starts. ``on_claim_loop``: the claim loop runs it itself (concurrency 1); its
+        watchdog thread calls :meth:`alive` until it ends, so a silence is still a hang."""
         ...
 
     def task_finished(self, task_id: str, outcome: Outcome, duration: float) -> None: ...

@@ -13,6 +13,9 @@ Two conditions share the lock: the claim loop waits on one (a task place freed, 
 the task threads on the other (a task waits for them), so that a claim wakes as many threads as
 it brought tasks and a finished task wakes the claim loop alone.
 
+At concurrency 1 the claim loop runs the plain tasks itself (:attr:`WorkerState.inline`): it takes
+them from the threads' line (:meth:`WorkerState.take_inline`) and no task thread is started.
+
 Task threads beyond the first exist only while plain tasks need them: the claim loop starts one
 when a task waits and no free thread can take it (:meth:`WorkerState.threads_to_start`), up to
 ``concurrency``, and a thread that has waited :data:`RETIRE_AFTER` with nothing to do leaves,
@@ -55,6 +58,8 @@ class WorkerState:
         self._closing = False  # the claim loop has ended: task threads leave once nothing waits
         self._threads = 0  # task threads started and not gone
         self._threads_free = 0  # of which not running a task (starting, or waiting for one)
+        #: The claim loop runs the tasks of the threads' line itself (concurrency 1, claim_loop.py).
+        self.inline = False
 
     # -- what anyone may read -----------------------------------------------------------------------
 
@@ -142,12 +147,22 @@ class WorkerState:
         """The claim loop sleeps until ``until`` (monotonic), a completion falls due, a waiting
         task turns stale, or a task thread wakes it (a task place freed, a claim due)."""
         with self._lock:
-            moments = [until]
-            if (due := self._completions.due_at()) is not None:
-                moments.append(due)
-            if (stale := self._waiting.next_stale()) is not None:
-                moments.append(stale)
-            self._claim_loop.wait(max(0.0, min(moments) - time.monotonic()))
+            moment = min(until, self._next_moment())
+            self._claim_loop.wait(max(0.0, moment - time.monotonic()))
+
+    def next_moment(self) -> float:
+        """When the claim loop must look again at the latest (monotonic, ``inf`` for never): a
+        completion falls due, or a waiting task turns stale."""
+        with self._lock:
+            return self._next_moment()
+
+    def _next_moment(self) -> float:
+        moments = [float("inf")]
+        if (due := self._completions.due_at()) is not None:
+            moments.append(due)
+        if (stale := self._waiting.next_stale()) is not None:
+            moments.append(stale)
+        return min(moments)
 
     def close(self) -> None:
         """The claim loop has ended: task threads leave once nothing waits for them."""
@@ -201,6 +216,19 @@ class WorkerState:
             self._threads -= 1
             self._threads_free -= 1
 
+    def take_inline(self) -> Waiting | None:
+        """On the claim loop, when it runs tasks itself: the oldest task waiting for a thread, its
+        slot taken, or None when none waits or no slot is free (an async task holds it)."""
+        with self._lock:
+            item = self._waiting.take_for_thread(self._running, self.concurrency, time.monotonic())
+            if item is not None:
+                self._started += 1
+            return item
+
+    def waiting_inline(self) -> bool:
+        """Tasks wait for the claim loop to run them (read without the lock: a hint)."""
+        return self.inline and bool(self._waiting.threads)
+
     def take_for_loop(self) -> list[Waiting]:
         """On the event loop's thread: as many tasks waiting for it as there are free task places, their
         task places taken. Only the event loop takes them, so ``concurrency`` bounds them exactly."""
@@ -210,6 +238,12 @@ class WorkerState:
             if items and len(self._waiting.loop) <= self._ahead // 2:
                 self._claim_loop.notify()  # the claim loop may top the waiting line up
             return items
+
+    def loop_wants_claims(self) -> bool:
+        """After a task on the loop ended (read without the lock: a hint): the claim loop, when it
+        lives on the loop, has work: the loop's line is half gone (top it up, the completions
+        riding along), or as many completions wait as may wait together."""
+        return len(self._waiting.loop) <= self._ahead // 2 or self._completions.full()
 
     def loop_has_waiting(self) -> bool:
         """Tasks wait for the event loop (read without the lock: a hint to wake it, no more)."""
@@ -232,7 +266,8 @@ class WorkerState:
             # Wake the claim loop when a task place has nothing waiting for it. Completions wait for
             # its next claim (topping the waiting line up) or its 20 ms timer: waking it to record
             # them on their own cost a round trip every few tasks (drain 6.3k/s instead of 8.6k/s).
-            if not self._waiting or self._closing:
+            # When the claim loop runs the waiting plain tasks itself, it is what the slot waits for.
+            if not self._waiting or self._closing or (self.inline and self._waiting.threads):
                 self._claim_loop.notify()
             if self._waiting.threads:
                 self._task_threads.notify()  # a thread waiting for room in all may start its task

@@ -9,7 +9,8 @@ this module could do. (An ``async def`` handler's limit is ``asyncio.timeout``: 
 
 The exception is armed only while the thread is inside the handler, and a pending one is
 cleared as the handler returns, so it can never land in the worker's own bookkeeping. The claim
-loop calls :meth:`TimeLimits.expire` on each of its turns.
+loop calls :meth:`TimeLimits.expire` on each of its turns; while it runs a task itself
+(concurrency 1), its watchdog thread does (watchdog.py).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class TimeLimits:
         self._lock = threading.Lock()
         self._armed: dict[int, _Armed] = {}
         self._local = threading.local()
+        #: Told each armed deadline (monotonic), outside the lock: the watchdog's wake-up.
+        self.on_armed: Callable[[float], None] | None = None
 
     def invoke(self, call: Callable[[], T], limit: float, *, is_async: bool = False, task_id: str = "") -> T:
         """On a task thread: ``call()`` with ``limit`` seconds to run (0: no limit).
@@ -63,14 +66,18 @@ class TimeLimits:
         if is_async or limit <= 0:
             return call()
         ident = threading.get_ident()
+        armed = _Armed(time.monotonic() + limit, task_id=task_id)
         with self._lock:
-            self._armed[ident] = _Armed(time.monotonic() + limit, task_id=task_id)
+            self._armed[ident] = armed
+        if self.on_armed is not None:
+            self.on_armed(armed.deadline)
         try:
             return call()
         finally:
             with self._lock:
                 self._armed.pop(ident, None)
-                _clear_in(ident)  # one that was set but not delivered yet
+                if armed.fired:  # set but maybe not delivered yet; only fired under this lock
+                    _clear_in(ident)
 
     def deadline(self) -> float | None:
         """The deadline (monotonic) of the task running on this thread, if it has one."""
