@@ -12,9 +12,10 @@ behind a slow one, a claimed task not started within 50 ms goes back to the head
 where an idle worker takes it, and the prefetch stops as soon as tasks are not quick any more.
 
 A success becomes a completion that rides with the next claim, or is recorded on its own within
-20 ms (completions.py) whatever the handlers are doing. The loop also says "alive" at least four
-times a second, enforces each task's time limit (timelimits.py), and on a stop or quiet request
-claims nothing more and gives back what waits.
+20 ms (completions.py) whatever the handlers are doing. Every round trip to the store, and what a
+failed one leaves to settle, is in claims.py; this module decides when each is made. The loop
+also says "alive" at least four times a second, enforces each task's time limit (timelimits.py),
+and on a stop or quiet request claims nothing more and gives back what waits.
 
 The worker runs alone (``Worker.run()``: a one-process deployment, tests) or inside each child
 of the supervisor, which watches it through a :class:`~supervisor.worker.options.WorkerObserver`.
@@ -28,9 +29,9 @@ import time
 from typing import Literal
 
 from supervisor.app import App
-from supervisor.core.errors import BrokerError
-from supervisor.core.ports import Broker, Claimed, ClaimRound, Clock, Completion, SystemClock
+from supervisor.core.ports import Broker, Claimed, Clock, SystemClock
 from supervisor.worker.cancels import CancelWatch
+from supervisor.worker.claims import Claims
 from supervisor.worker.eventloop import EventLoopEnded
 from supervisor.worker.execution import Execution
 from supervisor.worker.handback import Handback
@@ -74,14 +75,9 @@ class Worker:
         self._stop = threading.Event()
         self._quiet = threading.Event()
         self._quiet_reported = False
-        #: True while blocked waiting for work (see :class:`WaitInterrupted`).
-        self.waiting_for_work = False
         self.state = WorkerState(options.concurrency, options.batch)
         self.runner = TaskRunner(app, broker, options, self.worker_id, self.clock, self.observer, self._stop)
         self.handback = Handback(broker, self.worker_id, self.runner)
-        #: Queues where this worker may own tasks it does not know of (a claim whose reply was
-        #: lost, a give-back the store did not answer): settled on later turns (Handback.settle).
-        self.unsettled: set[str] = set()
         #: The claim behind the last wait found nothing; the seconds until the next due task it
         #: saw: the next turn waits again at once instead of claiming (that claim has just run).
         #: Only the very next turn: after a rest, tasks may wait whose wake-ups others took.
@@ -94,6 +90,10 @@ class Worker:
             broker, options.queues, self.state.owned, self.execution.interrupt, self.observer.task_canceling
         )
         self.runner.canceled = self.cancels.requested
+        #: Every round trip of the claim loop (claims.py).
+        self.claims = Claims(
+            broker, worker_id, options, self.state, self.runner, self.handback, self._stop, self.cancels.requested
+        )
         #: At concurrency 1 the claim loop runs plain tasks itself, one after the other: no task
         #: thread, no hand-off per task (issue 20). Its watchdog says alive and fires time limits
         #: while a task runs (watchdog.py).
@@ -121,6 +121,11 @@ class Worker:
     def quiet(self) -> None:
         """Stop claiming new tasks but stay up (SIGTSTP's quiet mode). Safe from a signal handler."""
         self._quiet.set()
+
+    @property
+    def waiting_for_work(self) -> bool:
+        """Blocked waiting for work: a stop signal's handler may break in (:class:`WaitInterrupted`)."""
+        return self.claims.waiting
 
     @property
     def stopping(self) -> bool:
@@ -162,7 +167,7 @@ class Worker:
                     self.interrupted()
         finally:
             self.state.close()
-            self._give_back_waiting()
+            self.claims.give_back_waiting()
             self.execution.join_threads(self.observer.alive)
             while self.busy and not self.execution.loop_ended:  # async tasks on the event loop
                 self.observer.alive()
@@ -173,16 +178,9 @@ class Worker:
             self.cancels.stop()
             if self.watchdog is not None:
                 self.watchdog.stop()
-            self._record_completions(force=True)
+            self.claims.record_completions(force=True)
             self.runner.progress.close()
-            if self.unsettled:  # a last try (give-backs above may have failed too)
-                self._settle()
-            if self.unsettled:  # the store did not answer: nothing more this worker can do
-                log.warning(
-                    "queues %s may hold tasks this worker claimed and never saw (a lost claim reply) or could "
-                    "not give back; they return to their queues when the supervisor sees this worker gone, "
-                    "or when their lease ends", sorted(self.unsettled), extra={"event": "claim_unsettled"},
-                )  # fmt: skip
+            self.claims.settle_at_exit()  # give-backs above may have failed too
         if self.execution.loop_ended:
             raise EventLoopEnded("the worker's event loop ended by itself (see the log above)")
 
@@ -192,9 +190,9 @@ class Worker:
         For scripts and tests that drive a worker by hand. The task runs on a thread of its own
         with its time limit enforced, and its completion is recorded before the call returns.
         """
-        got = self._claim(1)
+        got = self.claims.claim(1)
         if isinstance(got, float):
-            got = self._wait_and_claim(got, 1)
+            got = self.claims.wait_and_claim(got, 1)
         if not isinstance(got, list):
             return False
         claimed = got[0]
@@ -205,16 +203,14 @@ class Worker:
             self.execution.expire(time.monotonic())
             thread.join(0.01)
         self.execution.stop()
-        self._record_completions(force=True)
+        self.claims.record_completions(force=True)
         return True
 
     # -- the claim loop -----------------------------------------------------------------------------
 
     def interrupted(self) -> None:
         """A stop signal broke a wait for work (:class:`WaitInterrupted`)."""
-        self.waiting_for_work = False
-        self.broker.reset()  # the interrupted reply may still be on the wire
-        self.unsettled.update(self.options.queues)  # and hold tasks claimed for us
+        self.claims.interrupted()
 
     def _turn(self) -> bool:
         """One turn of the claim loop; False once the worker is done."""
@@ -236,13 +232,13 @@ class Worker:
             self.request_stop()
         if self._done_claiming():
             if self._stop.is_set() or self._quiet.is_set():
-                self._give_back_waiting()
+                self.claims.give_back_waiting()
             elif self._run_inline():  # the tasks claimed within the limit of tasks to start
                 return "go", 0.0
-            if self.unsettled:  # e.g. the claim behind an interrupted wait: claim no more, settle
-                self._settle()
+            if self.claims.unsettled:  # e.g. the claim behind an interrupted wait: claim no more, settle
+                self.claims.settle()
             if self._quiet.is_set() and not self._quiet_reported:
-                self._record_completions(force=True)
+                self.claims.record_completions(force=True)
                 self.observer.quieted()  # a claim begun before the signal has ended by now
                 self._quiet_reported = True
             # Quiet mode alone keeps the worker up (claiming nothing) until it is stopped.
@@ -251,13 +247,13 @@ class Worker:
             if self.execution.loop_ended:
                 return "done", 0.0
             return "rest", TICK
-        self._give_back_stale(now)
+        self.claims.give_back_stale()
         want = self.state.claim_size()
         if want <= 0:
             return ("go", 0.0) if self._run_inline() else ("rest", TICK)
         # None: the store did not answer, backed off, try again. After a wait whose claim found
         # nothing, wait again at once (unless a claim must settle).
-        got = self._claim(want) if idle_due is None or self.unsettled else idle_due
+        got = self.claims.claim(want) if idle_due is None or self.claims.unsettled else idle_due
         if isinstance(got, list):
             self._route(got)
         elif got is not None and not self.state.waiting_inline():
@@ -283,10 +279,10 @@ class Worker:
                 watchdog.task_ends()
             ran = True
             self.observer.alive()
-            self._give_back_stale(time.monotonic())
+            self.claims.give_back_stale()
             if self.execution.loop_ended or (not self._done_claiming() and self.state.claim_size() > 0):
                 break  # the next turn claims, and the completions ride with its claim
-            self._record_completions()
+            self.claims.record_completions()
         return ran
 
     def _route(self, claimed: list[Claimed]) -> None:
@@ -309,102 +305,30 @@ class Worker:
     def _done_claiming(self) -> bool:
         return self._stop.is_set() or self._quiet.is_set() or self.state.limit_reached()
 
-    def _claim(self, want: int) -> list[Claimed] | float | None:
-        """Claim up to ``want`` tasks, recording the completions waiting to ride along.
-
-        Returns the tasks, or the seconds until the next due task (a float: nothing to claim;
-        ``inf`` when nothing is scheduled), or None when the store did not answer.
-        """
-        if self.unsettled:  # first, what an earlier lost reply or failed give-back left owned
-            self._settle()
-        completions = self.state.take_completions()
-        try:
-            completions = self.runner.joins.record(completions)
-            got = self.broker.claim_round(
-                self.worker_id, self._order(), self.options.lease_duration, max(want, 1), completions
-            )
-        except BrokerError as exc:  # nothing answered; the reply of a claim that ran may be lost
-            self.state.put_back_completions(completions)
-            self.unsettled.update(self.options.queues)
-            self.runner.store.pause("claim", exc)
-            return None
-        return self._claimed(got, completions)
-
-    def _order(self) -> list[str]:
-        """The queues in this claim's sampled weighted (or strict) order."""
-        names = self.options.plan.names
-        return [names[i] for i in self.options.plan.order()]
-
-    def _claimed(self, got: ClaimRound, completions: list[Completion]) -> list[Claimed] | float:
-        """A claim round's tasks, or the seconds until the next due task; its completions and
-        queues whose reply was lost are dealt with here."""
-        unreachable = self.handback.recorded(completions, got.recorded)
-        if unreachable:  # their node did not answer: still owned, they go with a later claim
-            self.state.put_back_completions(unreachable)
-        if got.lost:
-            self.unsettled.update(got.lost)
-        self.runner.store.outage.recovered()
-        if isinstance(got.claimed, list):
-            return got.claimed
-        return float("inf") if got.claimed is None else got.claimed
-
     def wait_for_work(self, due_in: float, *, interruptible: bool = True) -> list[Claimed] | float | None:
-        """Nothing to claim: block on the wake-up lists until an enqueue, the next due task, or
-        (while tasks run) the next completion to record, claiming in the same round trip what
-        woke it (:meth:`_wait_and_claim`), routed here; returns what it claimed, as :meth:`_claim`.
+        """Nothing to claim: wait for work, claiming in the same round trip what woke it
+        (Claims.wait_and_claim), routed here; returns what it claimed, as Claims.claim does.
 
         ``interruptible``: on the thread whose stop signal may break the wait. Not so (a thread of
-        the event loop's executor, beside the loop's tasks): the wake-up alone, nothing claimed
-        there (the claim loop's own turn claims on the loop's thread), None.
+        the event loop's executor, beside the loop's tasks): the wake-up alone (Claims.doorbell), None.
         """
         if not interruptible:
-            block = self.state.longest_wait_for_work(min(self.options.idle_block, due_in))
-            try:
-                if block > 0 and not self._stop.is_set():
-                    self.broker.wait_for_work(self.options.queues, block)
-            except BrokerError as exc:
-                self.runner.store.pause("wait", exc)
+            self.claims.doorbell(due_in)
             return None
-        got = self._wait_and_claim(due_in, self.state.claim_size())
+        got = self.claims.wait_and_claim(due_in, self.state.claim_size())
         if isinstance(got, list):
             self._route(got)
             return got
         if isinstance(got, float):
             self._idle_due = got
-        self._record_completions()
+        self.claims.record_completions()
         return got
-
-    def _wait_and_claim(self, due_in: float, want: int) -> list[Claimed] | float | None:
-        """Block on the wake-up lists as :meth:`wait_for_work` says, and claim up to ``want`` tasks
-        in the same round trip (Broker.wait_and_claim): a woken worker has its task at once.
-        Returns what :meth:`_claim` does (None too when no wait was due)."""
-        block = self.state.longest_wait_for_work(min(self.options.idle_block, due_in))
-        if block <= 0 or self._stop.is_set():
-            return None
-        got: ClaimRound | None = None
-        try:
-            self.waiting_for_work = True
-            if not self._stop.is_set():
-                got = self.broker.wait_and_claim(
-                    self.worker_id, self._order(), self.options.lease_duration, block, max(want, 1)
-                )
-        except BrokerError as exc:  # the claim behind the wait may have run, its reply lost
-            self.waiting_for_work = False
-            self.unsettled.update(self.options.queues)
-            self.runner.store.pause("wait", exc)
-        finally:
-            self.waiting_for_work = False
-        return None if got is None else self._claimed(got, [])
-
-    def _settle(self) -> None:
-        """Put back what a lost claim reply or a failed give-back left owned and unseen."""
-        self.unsettled = set(self.handback.settle(self.state.owned, sorted(self.unsettled)))
 
     def _rest(self, longest: float) -> None:
         """Sleep until a task thread frees a slot, a completion is due, a time limit or a waiting
         task's staleness needs the loop, or ``longest`` passes."""
         self.state.rest(self.rest_until(longest))
-        self._record_completions()
+        self.claims.record_completions()
 
     def rest_until(self, longest: float) -> float:
         """When a rest of at most ``longest`` ends (monotonic): earlier for a time limit."""
@@ -412,41 +336,7 @@ class Worker:
         deadline = self.execution.next_deadline()
         return until if deadline is None else min(until, deadline)
 
-    def record_completions(self) -> None:
-        """Record the pending completions that cannot wait for a claim any longer."""
-        self._record_completions()
-
-    def give_back_waiting(self) -> None:
-        """Give back every claimed task not started (the worker is stopping)."""
-        self._give_back_waiting()
-
-    # -- completions and give-backs -------------------------------------------------------------------
-
-    def _record_completions(self, *, force: bool = False) -> None:
-        """Record pending completions that cannot wait for a claim any longer."""
-        completions = self.state.take_due_completions(force=force)
-        if not completions:
-            return
-        try:
-            completions = self.runner.joins.record(completions)
-        except BrokerError as exc:  # the joins first: sent again with the completions, later
-            self.state.put_back_completions(completions)
-            self.runner.store.pause("flow join", exc)
-            return
-        if unreachable := self.handback.complete(completions):
-            self.state.put_back_completions(unreachable)
-
-    def _give_back_stale(self, now: float) -> None:
-        """Claimed tasks no slot started in time go back to the head of their queues."""
-        stale = self.state.remove_stale(now)
-        if stale:
-            self.unsettled |= self.handback.give_back(stale, self.cancels.requested, "not started within 50 ms")
-
-    def _give_back_waiting(self) -> None:
-        items = self.state.remove_waiting()
-        self.unsettled |= self.handback.give_back(items, self.cancels.requested, "claimed but not started")
-
     def _chores(self) -> None:
         """What the loop's turns do, done by its watchdog while a task holds the loop's thread."""
-        self._give_back_stale(time.monotonic())
-        self._record_completions()
+        self.claims.give_back_stale()
+        self.claims.record_completions()

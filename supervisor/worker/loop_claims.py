@@ -83,7 +83,7 @@ class LoopClaims:
                     w.interrupted()
         finally:
             w.state.close()
-            w.give_back_waiting()
+            w.claims.give_back_waiting()
             while w.execution.running_on_loop():
                 w.observer.alive()
                 await self._rest(TICK)
@@ -99,7 +99,7 @@ class LoopClaims:
         completion or stale task, a time limit, or ``longest``. The completions due are recorded
         first: the turn that chose to rest claims nothing they could ride with."""
         w = self.worker
-        w.record_completions()
+        w.claims.record_completions()
         loop = asyncio.get_running_loop()
         self._wake = wake = loop.create_future()
         until = min(w.rest_until(longest), w.state.next_moment())
