@@ -550,6 +550,25 @@ def test_wait_and_claim_survives_a_flushed_script_cache(own_redis) -> None:  # t
         client.close()
 
 
+def test_claim_round_later_survives_a_flushed_script_cache(own_redis) -> None:  # type: ignore[no-untyped-def]
+    """NOSCRIPT: the calls did not run, so they are sent again (loaded), the completion with them;
+    the connection goes back to the pool with nothing left to read on it."""
+    from supervisor.core.ports import Completion, Recorded
+
+    client = connect(own_redis.url)
+    b = RedisBroker(client, namespace="later")
+    try:
+        data = {i: put(b, "q", i) for i in ("a", "b")}
+        [a] = b.claim_round("w", ["q"], LEASE).claimed  # type: ignore[misc]
+        client.script_flush()
+        got = b.claim_round_later("w", ["q"], LEASE, 1, [Completion(a)])()
+        assert got.recorded == [Recorded.RECORDED] and got.claimed == [Claimed("q", "b", data["b"])]
+        assert client.hget(b.keys("q").owner, "a") is None and client.hget(b.keys("q").owner, "b") == b"w"
+        assert client.ping() and b.claim_round_later("w", ["q"], LEASE, 1)().claimed is None
+    finally:
+        client.close()
+
+
 def test_wait_and_claim_keeps_a_claim_whose_wake_up_failed(broker: RedisBroker, r: redis.Redis, q: str) -> None:
     """An error BRPOP answers never drops what the claim behind it took; with nothing taken it is raised."""
     from supervisor.core.errors import BrokerError

@@ -740,3 +740,20 @@ def test_concurrent_workers_each_get_a_task_once(b: Broker, q: str) -> None:
     everything = [tid for got in seen.values() for tid in got]
     assert sorted(everything) == ids  # each exactly once
     assert b.owners([q]) <= set(seen)  # only each worker's last batch is still held
+
+
+def test_claim_round_later_hands_over_the_round_and_its_completions_when_read(b: Broker, q: str) -> None:
+    """Sent now, read later (the claim loop runs tasks meanwhile): the same round as claim_round,
+    the completions riding with it recorded, each read exactly once."""
+    datas = {f"t{i}": put(b, q, f"t{i}") for i in range(3)}
+    first = b.claim_round_later("w", [q], LEASE)()
+    assert first.recorded == [] and first.claimed == [Claimed(q, "t0", datas["t0"])]
+    read = b.claim_round_later("w", [q], LEASE, 1, [Completion(first.claimed[0])])
+    other = b.claim_round_later("w", [q], LEASE, 1)  # a second one in flight at once
+    second, third = read(), other()
+    assert second.recorded == [Recorded.RECORDED] and second.claimed == [Claimed(q, "t1", datas["t1"])]
+    assert third.claimed == [Claimed(q, "t2", datas["t2"])]
+    assert state(b, q, "t0") is None  # completed, nothing kept
+    assert held_set(b.held_by(["w"], [q])) == {(q, "t1", datas["t1"], "w"), (q, "t2", datas["t2"], "w")}
+    fenced = b.claim_round_later("other", [q], LEASE, 1, [Completion(second.claimed[0])])()
+    assert fenced.recorded == [Recorded.REFUSED] and fenced.claimed is None

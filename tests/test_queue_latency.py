@@ -29,7 +29,7 @@ def test_latency_is_the_age_of_the_next_pending_task(settings):
     later = oldest + 42.0
     assert by_queue["default"].latency(later) == pytest.approx(42.0)
 
-    metrics = Metrics(PoolGauges(workers=lambda: 1, busy=lambda: 0, running=lambda: 0))
+    metrics = Metrics(PoolGauges(workers=lambda: 1, busy=lambda: 0, active=lambda: 0))
     metrics.queue_stats = inspector.stats()
     lines = dict(
         line.rsplit(" ", 1) for line in metrics.render().decode().splitlines() if line and not line.startswith("#")

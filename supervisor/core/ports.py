@@ -208,15 +208,9 @@ class Broker(Protocol):
     # -- workers --------------------------------------------------------------------------------
 
     def claim_many(
-        self,
-        worker_id: str,
-        queues: Sequence[str],
-        lease_duration: float,
-        max_batch: int = 1,
-        completions: Sequence[Completion] = (),
-        *,
-        now: float | None = None,
-    ) -> tuple[list[bool], list[Claimed] | float | None]:
+        self, worker_id: str, queues: Sequence[str], lease_duration: float, max_batch: int = 1,
+        completions: Sequence[Completion] = (), *, now: float | None = None,
+    ) -> tuple[list[bool], list[Claimed] | float | None]:  # fmt: skip
         """Record ``completions`` and claim up to ``max_batch`` tasks from ``queues``, tried in
         that order, leased for ``lease_duration``; in one round trip.
 
@@ -227,20 +221,23 @@ class Broker(Protocol):
         ...
 
     def claim_round(
-        self,
-        worker_id: str,
-        queues: Sequence[str],
-        lease_duration: float,
-        max_batch: int = 1,
-        completions: Sequence[Completion] = (),
-        *,
-        now: float | None = None,
-    ) -> ClaimRound:
+        self, worker_id: str, queues: Sequence[str], lease_duration: float, max_batch: int = 1,
+        completions: Sequence[Completion] = (), *, now: float | None = None,
+    ) -> ClaimRound:  # fmt: skip
         """:meth:`claim_many` where a failing store node fails only its own queues and completions.
 
         Raises :class:`~supervisor.core.errors.BrokerError` only when nothing answered. On a
         single server any failure raises, as :meth:`claim_many` (same round trip, no extra cost).
         """
+        ...
+
+    def claim_round_later(
+        self, worker_id: str, queues: Sequence[str], lease_duration: float, max_batch: int = 1,
+        completions: Sequence[Completion] = (),
+    ) -> Callable[[], ClaimRound]:  # fmt: skip
+        """:meth:`claim_round` with its request sent now and its reply read by the call returned
+        (exactly once), so that the caller runs tasks meanwhile; that call raises what
+        :meth:`claim_round` would (a failure may come after the claim ran: a lost reply)."""
         ...
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:

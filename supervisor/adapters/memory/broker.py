@@ -26,7 +26,7 @@ Cluster with one node down) and :meth:`servers`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from supervisor.adapters.memory.endings import MemoryEndings
 from supervisor.adapters.memory.extras import MemoryExtras
@@ -147,15 +147,9 @@ class MemoryBroker(MemoryEndings, MemoryLimits, MemoryExtras):
         return [r == Recorded.RECORDED for r in got.recorded], got.claimed
 
     def claim_round(
-        self,
-        worker_id: str,
-        queues: Sequence[str],
-        lease_duration: float,
-        max_batch: int = 1,
-        completions: Sequence[Completion] = (),
-        *,
-        now: float | None = None,
-    ) -> ClaimRound:
+        self, worker_id: str, queues: Sequence[str], lease_duration: float, max_batch: int = 1,
+        completions: Sequence[Completion] = (), *, now: float | None = None,
+    ) -> ClaimRound:  # fmt: skip
         joined = self._join_first(completions)
         with self._cond:
             self._up()
@@ -164,6 +158,14 @@ class MemoryBroker(MemoryEndings, MemoryLimits, MemoryExtras):
             got = self._claim(worker_id, queues, lease_duration, max_batch, completions, now)
         self._joined(joined)
         return got
+
+    def claim_round_later(
+        self, worker_id: str, queues: Sequence[str], lease_duration: float, max_batch: int = 1,
+        completions: Sequence[Completion] = (),
+    ) -> Callable[[], ClaimRound]:  # fmt: skip
+        """Claimed now (no round trip to overlap here), handed back by the call returned."""
+        got = self.claim_round(worker_id, queues, lease_duration, max_batch, completions)
+        return lambda: got
 
     def _claim(
         self,

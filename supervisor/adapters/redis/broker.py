@@ -73,7 +73,7 @@ from supervisor.adapters.redis.calls import (
 )
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
 from supervisor.adapters.redis.endings import Endings
-from supervisor.adapters.redis.errors import port_errors
+from supervisor.adapters.redis.errors import port_errors, translated
 from supervisor.adapters.redis.flows import RedisFlowStore, done_call, done_reply
 from supervisor.adapters.redis.keys import (
     MINUTE_COUNTERS_TTL,
@@ -87,6 +87,7 @@ from supervisor.adapters.redis.keys import (
 )
 from supervisor.adapters.redis.limits import LimitedQueues
 from supervisor.adapters.redis.nodes import ClusterCalls, NodeHealth, did_not_run, first_error, unanswered
+from supervisor.adapters.redis.overlap import send_later
 from supervisor.adapters.redis.owned import OwnedViews
 from supervisor.adapters.redis.wakeclaim import claim_outcome, wait_then_claim
 from supervisor.core.flow_store import MemberRecorded
@@ -336,6 +337,31 @@ class RedisBroker:
             return self._claim_per_queue(worker_id, tuple(queues), lease_duration, max_batch, completions, now)
         flags, got = self._claim_one_call(worker_id, tuple(queues), lease_duration, max_batch, completions, now)
         return ClaimRound([Recorded.RECORDED if f else Recorded.REFUSED for f in flags], got)
+
+    def claim_round_later(
+        self, worker_id: str, queues: Sequence[str], lease_duration: float, max_batch: int = 1,
+        completions: Sequence[Completion] = (),
+    ) -> Callable[[], ClaimRound]:  # fmt: skip
+        if self.cluster:  # node by node, each with its own failure: not worth overlapping
+            got = self.claim_round(worker_id, queues, lease_duration, max_batch, completions)
+            return lambda: got
+        order = tuple(queues)
+        keys, args = self._claim_call(worker_id, order, lease_duration, max_batch, None)
+        plan = self._complete_calls(completions, worker_id) if completions else None
+        calls = [*(plan.calls if plan else ()), ("claim", keys, args)]
+        wait = (self.wait_replicas, self.wait_timeout_ms) if plan and self.wait_replicas else None
+        read = send_later(self.redis, self._scripts, calls, wait, lambda again: self._send(again, wait is not None, ()))
+
+        def finish() -> ClaimRound:
+            with translated():
+                *done, reply = read()
+                flags = plan.flags(done) if plan else []
+            if plan:
+                self._joined(plan, done)
+            recorded = [Recorded.RECORDED if f else Recorded.REFUSED for f in flags]
+            return ClaimRound(recorded, claim_outcome(order, reply))
+
+        return finish
 
     def _claim_one_call(
         self,
