@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Literal
 
 from supervisor.app import App
@@ -39,7 +40,7 @@ from supervisor.worker.loop_claims import LoopClaims, WaitInterrupted
 from supervisor.worker.options import NoObserver, WorkerObserver, WorkerOptions
 from supervisor.worker.runner import TaskRunner
 from supervisor.worker.state import TICK, WorkerState
-from supervisor.worker.waiting import Waiting
+from supervisor.worker.waiting import STALE_AFTER, Waiting
 from supervisor.worker.watchdog import Watchdog
 
 log = logging.getLogger("supervisor.worker")
@@ -82,6 +83,11 @@ class Worker:
         #: saw: the next turn waits again at once instead of claiming (that claim has just run).
         #: Only the very next turn: after a rest, tasks may wait whose wake-ups others took.
         self._idle_due: float | None = None
+        #: At concurrency 1, the claim sent while tasks in hand run (Claims.claim_later), when it
+        #: was sent, and the lock of reading it (the claim loop or its watchdog: _collect).
+        self._in_flight: Callable[[], list[Claimed] | float | None] | None = None
+        self._flight_sent = 0.0
+        self._flight_lock = threading.Lock()
         self.execution = Execution(
             self.runner, self.state, self.observer,
             async_on_loop=app.has_async_handlers and app.async_middleware is not None,
@@ -106,9 +112,7 @@ class Worker:
         self.state.inline = self.inline
         watched = self.inline or self.hosted
         self.watchdog = (
-            Watchdog(self.execution.limits, self.observer.alive, self._chores, self.state.next_moment)
-            if watched
-            else None
+            Watchdog(self.execution.limits, self.observer.alive, self._chores, self._next_chore) if watched else None
         )
         self.on_loop = LoopClaims(self) if self.hosted else None
 
@@ -263,27 +267,60 @@ class Worker:
 
     def _run_inline(self) -> bool:
         """At concurrency 1: run the claimed plain tasks here, one after the other, until none
-        waits, a claim is due (the completions ride with it) or a stop or quiet request came; the
-        unstarted ones are then given back by the turn. Between two tasks, what a turn does: say
-        alive, give back what turned stale, record the completions that cannot wait. True when a
-        task ran."""
+        waits or a stop or quiet request came; the unstarted ones are then given back by the turn.
+        Between two tasks, what a turn does: say alive, give back what turned stale, record the
+        completions that cannot wait. Once half the prefetch is gone, the next claim goes out
+        (Claims.claim_later, the completions riding with it) and its answer is read when the
+        tasks in hand have run: the round trip overlaps them, as when a task thread ran them.
+        True when a task ran."""
         watchdog = self.watchdog
         if not self.inline or watchdog is None:
             return False
         ran = False
-        while not (self._stop.is_set() or self._quiet.is_set()) and (item := self.state.take_inline()):
-            watchdog.task_starts()
-            try:
-                self.execution.run(item, on_claim_loop=True)
-            finally:
-                watchdog.task_ends()
-            ran = True
-            self.observer.alive()
-            self.claims.give_back_stale()
-            if self.execution.loop_ended or (not self._done_claiming() and self.state.claim_size() > 0):
-                break  # the next turn claims, and the completions ride with its claim
-            self.claims.record_completions()
+        try:
+            while not (self._stop.is_set() or self._quiet.is_set()):
+                item = self.state.take_inline()
+                if item is None:
+                    if not self._collect():
+                        break  # nothing in flight, or it claimed nothing: the turn decides what next
+                    continue
+                watchdog.task_starts()
+                try:
+                    self.execution.run(item, on_claim_loop=True)
+                finally:
+                    watchdog.task_ends()
+                ran = True
+                self.observer.alive()
+                self.claims.give_back_stale()
+                if self.execution.loop_ended:
+                    break
+                if self._in_flight is None and not self._done_claiming() and (want := self.state.claim_size()) > 0:
+                    with self._flight_lock:
+                        self._in_flight, self._flight_sent = self.claims.claim_later(want), time.monotonic()
+                elif self._in_flight is None:
+                    self.claims.record_completions()
+        finally:
+            self._collect()  # what it claimed waits (and goes back if the worker stops)
         return ran
+
+    def _collect(self) -> bool:
+        """Read the overlapped claim's answer, once, whoever comes first (the claim loop once its
+        tasks have run, the watchdog behind a long task: what it claimed must not wait behind it);
+        route what it claimed. True when it claimed tasks."""
+        with self._flight_lock:
+            later, self._in_flight = self._in_flight, None
+            got = None if later is None else later()
+        if isinstance(got, list):
+            self._route(got)
+            return True
+        if isinstance(got, float):
+            self._idle_due = got
+        return False
+
+    def _next_chore(self) -> float:
+        """When the watchdog must do the loop's chores (see :meth:`_chores`)."""
+        moment = self.state.next_moment()
+        return moment if self._in_flight is None else min(moment, self._flight_sent + STALE_AFTER)
 
     def _route(self, claimed: list[Claimed]) -> None:
         """Claimed tasks wait for the task threads, except those of ``async def`` handlers when
@@ -338,5 +375,7 @@ class Worker:
 
     def _chores(self) -> None:
         """What the loop's turns do, done by its watchdog while a task holds the loop's thread."""
+        if self._in_flight is not None and time.monotonic() >= self._flight_sent + STALE_AFTER:
+            self._collect()  # its tasks wait as if claimed now, then go back if still not started
         self.claims.give_back_stale()
         self.claims.record_completions()

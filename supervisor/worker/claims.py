@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from supervisor.core.errors import BrokerError
 from supervisor.core.ports import Broker, Claimed, ClaimRound, Completion
@@ -65,12 +65,42 @@ class Claims:
             got = self.broker.claim_round(
                 self.worker_id, self.order(), self.options.lease_duration, max(want, 1), completions
             )
-        except BrokerError as exc:  # nothing answered; the reply of a claim that ran may be lost
-            self.state.put_back_completions(completions)
-            self.unsettled.update(self.options.queues)
-            self.runner.store.pause("claim", exc)
+        except BrokerError as exc:
+            self._claim_failed(completions, exc)
             return None
         return self._claimed(got, completions)
+
+    def claim_later(self, want: int) -> Callable[[], list[Claimed] | float | None]:
+        """:meth:`claim`, its request sent now (Broker.claim_round_later) and its answer read by
+        the call returned, exactly once, so that the claim loop runs a task meanwhile."""
+        if self.unsettled:
+            self.settle()
+        completions = self.state.take_completions()
+        try:
+            completions = self.runner.joins.record(completions)
+            read = self.broker.claim_round_later(
+                self.worker_id, self.order(), self.options.lease_duration, max(want, 1), completions
+            )
+        except BrokerError as exc:
+            self._claim_failed(completions, exc)
+            return lambda: None
+
+        def finish() -> list[Claimed] | float | None:
+            try:
+                got = read()
+            except BrokerError as exc:  # the claim may have run: its reply is lost
+                self._claim_failed(completions, exc)
+                return None
+            return self._claimed(got, completions)
+
+        return finish
+
+    def _claim_failed(self, completions: list[Completion], exc: BrokerError) -> None:
+        """Nothing answered: the completions go with a later claim, and the queues are settled
+        (the reply of a claim that ran may be lost)."""
+        self.state.put_back_completions(completions)
+        self.unsettled.update(self.options.queues)
+        self.runner.store.pause("claim", exc)
 
     def order(self) -> list[str]:
         """The queues in this claim's sampled weighted (or strict) order."""
