@@ -1,7 +1,7 @@
 """The worker: one claim loop, ``concurrency`` task threads, an event loop, nothing lost.
 
 The claim loop (the process's main thread) owns every round trip for claims and completions.
-It claims only for slots that are free, plus, while tasks are quick, a short prefetch that
+It claims only for task places that are free, plus, while tasks are quick, a short prefetch that
 keeps the round trips per task low. Claimed tasks wait (state.py, waiting.py) for a task thread,
 or, for ``async def`` handlers, for the event loop (execution.py); at most ``concurrency`` run at
 once, of both kinds together. At concurrency 1 there is no task thread: the claim loop runs the
@@ -362,7 +362,7 @@ class Worker:
         return got
 
     def _rest(self, longest: float) -> None:
-        """Sleep until a task thread frees a slot, a completion is due, a time limit or a waiting
+        """Sleep until a task thread frees a task place, a completion is due, a time limit or a waiting
         task's staleness needs the loop, or ``longest`` passes."""
         self.state.rest(self.rest_until(longest))
         self.claims.record_completions()

@@ -190,7 +190,7 @@ class Claims:
             self.state.put_back_completions(unreachable)
 
     def give_back_stale(self) -> None:
-        """Claimed tasks no slot started in time go back to the head of their queues."""
+        """Claimed tasks no task place started in time go back to the head of their queues."""
         stale = self.state.remove_stale(time.monotonic())
         if stale:
             self.unsettled |= self.handback.give_back(stale, self.canceled, "not started within 50 ms")

@@ -4,7 +4,7 @@ A plain handler runs on a task thread, within its time limit (timelimits.py). An
 handler is awaited on the worker's one event loop (eventloop.py) directly, as an asyncio task,
 through the ``async`` forms of the middleware (:meth:`~supervisor.app.App.run_async`): the claim
 loop wakes the event loop once per claimed batch, and the loop itself starts as many waiting
-tasks as there are free slots, again each time one of its tasks ends. A thread per async task
+tasks as there are free task places, again each time one of its tasks ends. A thread per async task
 (waiting on its coroutine's result) cost each task several thread hand-offs under the GIL;
 measured at 50 tasks per process, one process spent ~330 µs of CPU per 10 ms task, half of it in
 the kernel switching threads. That direct path is used when the app has async handlers and
@@ -16,7 +16,7 @@ Every task runs in a fresh copy of the context the worker started with, on a thr
 loop: a ``ContextVar`` one task sets (log fields, the OpenTelemetry span, a user's request-scoped
 session) is never seen by the next.
 
-Where tasks wait and which slot they take is :class:`~supervisor.worker.state.WorkerState`'s
+Where tasks wait and which task place they take is :class:`~supervisor.worker.state.WorkerState`'s
 business; what one task does is :class:`~supervisor.worker.runner.TaskRunner`'s.
 """
 
@@ -152,7 +152,7 @@ class Execution:
             item = self.state.next_for_thread(after_a_task=True)
 
     def run(self, item: Waiting, *, on_claim_loop: bool = False) -> None:
-        """Run a task that holds a slot on this thread, in full, in a fresh context.
+        """Run a task that holds a task place on this thread, in full, in a fresh context.
 
         ``on_claim_loop``: this thread is the claim loop's (concurrency 1), told to the observer.
         """
@@ -174,13 +174,13 @@ class Execution:
         finally:
             self.state.finished(ready.claimed.task_id, time.monotonic() - started, completion)
             if self.async_on_loop and self.state.loop_has_waiting():
-                self.wake_loop()  # a slot is free for an async task waiting for one
+                self.wake_loop()  # a task place is free for an async task waiting for one
             if self.on_thread_task_end is not None:
                 self.on_thread_task_end()
 
     def _prepare(self, item: Waiting, *, on_claim_loop: bool = False) -> Ready | None:
-        """Decode a task that holds a slot and report it started; None when it cannot run
-        (archived: its slot is free again)."""
+        """Decode a task that holds a task place and report it started; None when it cannot run
+        (archived: its task place is free again)."""
         prepared = self.runner.prepare(item.claimed, item.message)
         if not isinstance(prepared, Ready):
             self.state.finished(item.claimed.task_id, None, None)
@@ -206,7 +206,7 @@ class Execution:
         return bool(self._on_loop)
 
     def _start_on_loop(self) -> None:
-        """On the loop: start the waiting tasks that have a free slot, each in a fresh context."""
+        """On the loop: start the waiting tasks that have a free task place, each in a fresh context."""
         loop = asyncio.get_running_loop()
         for item in self.state.take_for_loop():
             ready = self._prepare(item)
@@ -219,7 +219,7 @@ class Execution:
         self._on_loop.pop(task, None)
 
     def stranded(self) -> list[Ready]:
-        """The tasks left on an event loop that ended by itself, their slots freed: they can never
+        """The tasks left on an event loop that ended by itself, their task places freed: they can never
         resume, so the worker gives them back (uncounted) before it exits."""
         if not self.loop_ended:
             return []

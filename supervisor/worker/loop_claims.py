@@ -2,13 +2,13 @@
 concurrency above 1 (at 1, the claim loop runs plain tasks itself: claim_loop.py).
 
 Handing each claimed batch from the claim loop's thread to the loop's (``call_soon_threadsafe``)
-and each freed slot back (a condition) cost more than the framework's whole work per task
+and each freed task place back (a condition) cost more than the framework's whole work per task
 (issue 20). So the worker's thread runs the event loop itself (:meth:`EventLoop.host`) and the
 claim loop is one coroutine on it (:class:`LoopClaims`): each turn is the same as the blocking
 loop's (:meth:`Worker.plan_turn`: claims, completions, give-backs are synchronous calls, ~100 µs
 of blocking between two awaits, like a CPU-bound step), and only its waits differ:
 
-- "rest" (slots full, or nothing to claim yet): await the end of a task on the loop (or, in an app
+- "rest" (task places full, or nothing to claim yet): await the end of a task on the loop (or, in an app
   with plain handlers too, on a task thread), the next due completion, a stale waiting task or a
   time limit; the tasks run meanwhile;
 - "work" (nothing to claim): with nothing else on the loop, block in the store's doorbell wait, as
@@ -29,8 +29,8 @@ from typing import Any
 
 from supervisor.worker.state import TICK
 
-#: Claims made back to back (each bringing tasks, with slots still free) before the loop's tasks
-#: get a turn: claimed tasks fill the free slots first, as when the claim loop had a thread, so
+#: Claims made back to back (each bringing tasks, with task places still free) before the loop's tasks
+#: get a turn: claimed tasks fill the free task places first, as when the claim loop had a thread, so
 #: that one which blocks the loop (``time.sleep`` in an ``async def``) holds up no claim of those
 #: beside it, which the parent can then give back uncounted.
 BACK_TO_BACK = 64
@@ -76,7 +76,7 @@ class LoopClaims:
                     elif kind == "work":
                         await self._work(seconds)
                     elif (claims := claims + 1) >= BACK_TO_BACK:
-                        await asyncio.sleep(0)  # claimed tasks fill the free slots before any runs
+                        await asyncio.sleep(0)  # claimed tasks fill the free task places before any runs
                     if kind != "go":
                         claims = 0
                 except WaitInterrupted:
@@ -90,7 +90,7 @@ class LoopClaims:
             w.execution.on_thread_task_end = None
 
     def wake(self) -> None:
-        """On the loop: a task ended (a slot is free, a completion waits), or the doorbell rang."""
+        """On the loop: a task ended (a task place is free, a completion waits), or the doorbell rang."""
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 

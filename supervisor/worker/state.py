@@ -218,7 +218,7 @@ class WorkerState:
 
     def take_inline(self) -> Waiting | None:
         """On the claim loop, when it runs tasks itself: the oldest task waiting for a thread, its
-        slot taken, or None when none waits or no slot is free (an async task holds it)."""
+        task place taken, or None when none waits or none is free (an async task holds it)."""
         with self._lock:
             item = self._waiting.take_for_thread(self._running, self.concurrency, time.monotonic())
             if item is not None:
@@ -266,7 +266,7 @@ class WorkerState:
             # Wake the claim loop when a task place has nothing waiting for it. Completions wait for
             # its next claim (topping the waiting line up) or its 20 ms timer: waking it to record
             # them on their own cost a round trip every few tasks (drain 6.3k/s instead of 8.6k/s).
-            # When the claim loop runs the waiting plain tasks itself, it is what the slot waits for.
+            # When the claim loop runs the waiting plain tasks itself, it is what the task place waits for.
             if not self._waiting or self._closing or (self.inline and self._waiting.threads):
                 self._claim_loop.notify()
             if self._waiting.threads:
