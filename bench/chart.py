@@ -28,7 +28,14 @@ COLORS = {
     "arq": "#8c564b",
     "taskiq": "#e377c2",
     "saq": "#17becf",
+    "ours-async": "#aec7e8",
+    "bullmq-node": "#bcbd22",
+    "bullmq-node-c1": "#dbdb8d",
+    "bullmq-py": "#7f7f7f",
+    "bullmq-py-c1": "#c7c7c7",
 }
+#: A system the palette does not name yet (a new peer or variant) still gets drawn.
+OTHER = "#393b79"
 
 
 def main() -> None:
@@ -54,7 +61,7 @@ def main() -> None:
     width = 0.8 / len(systems)
     for i, s in enumerate(systems):
         vals = [summary[s].get(k) or 0 for k, _ in heads]
-        bars = ax_abs.bar([j + i * width for j in range(len(heads))], vals, width, label=s, color=COLORS[s])
+        bars = ax_abs.bar([j + i * width for j in range(len(heads))], vals, width, label=s, color=COLORS.get(s, OTHER))
         ax_abs.bar_label(bars, labels=[f"{v:,.0f}" for v in vals], fontsize=7, rotation=90, padding=2)
     ax_abs.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(heads))], [h for _, h in heads])
     ax_abs.set_ylabel("tasks/s (higher is better)")
@@ -75,7 +82,7 @@ def main() -> None:
                 r = ratios[p].get(key)
                 factors.append(float("nan") if not r else (r if higher else 1 / r))
             ax_rel.barh(
-                [j + i * height for j in range(len(metrics))], factors, height, label=f"vs {p}", color=COLORS[p]
+                [j + i * height for j in range(len(metrics))], factors, height, label=f"vs {p}", color=COLORS.get(p, OTHER)
             )
         ax_rel.set_yticks([j + height * (len(peers) - 1) / 2 for j in range(len(metrics))], [m[1] for m in metrics])
         ax_rel.invert_yaxis()
