@@ -81,9 +81,8 @@ def main() -> None:
             for key, _, higher in metrics:
                 r = ratios[p].get(key)
                 factors.append(float("nan") if not r else (r if higher else 1 / r))
-            ax_rel.barh(
-                [j + i * height for j in range(len(metrics))], factors, height, label=f"vs {p}", color=COLORS.get(p, OTHER)
-            )
+            color = COLORS.get(p, OTHER)
+            ax_rel.barh([j + i * height for j in range(len(metrics))], factors, height, label=f"vs {p}", color=color)
         ax_rel.set_yticks([j + height * (len(peers) - 1) / 2 for j in range(len(metrics))], [m[1] for m in metrics])
         ax_rel.invert_yaxis()
         ax_rel.set_xscale("log")

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from supervisor import Client
 from supervisor.adapters.redis import RedisBroker
 from supervisor.config import Settings, load_settings
+from supervisor.core.ports import Broker
 from supervisor.wiring import make_broker
 from tests.brokers import ADAPTERS, MemoryStore, RedisStore, Store
 from tests.pool import Pool
@@ -150,3 +151,15 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     red = RedisStore(make_broker(settings), make_inspection(settings))
     yield red
     red.close()
+
+
+@pytest.fixture
+def b(store: Store) -> Broker:
+    """The store's broker, under the contract tests' short name."""
+    return store.broker
+
+
+@pytest.fixture
+def q(store: Store) -> str:
+    """A queue name no other test uses (the Redis store shares one server)."""
+    return f"q{uuid.uuid4().hex[:8]}"

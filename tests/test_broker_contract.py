@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from typing import Any
 
 import pytest
@@ -24,17 +23,6 @@ pytestmark = pytest.mark.timeout(30)
 
 #: Forwarded per set per claim by both adapters (claim.lua's bound).
 FORWARD_LIMIT = 100
-
-
-@pytest.fixture
-def b(store: Store) -> Broker:
-    return store.broker
-
-
-@pytest.fixture
-def q(store: Store) -> str:
-    """A queue name no other test uses (the Redis store shares one server)."""
-    return f"q{uuid.uuid4().hex[:8]}"
 
 
 def view(b: Broker, queue: str, ids: list[str], workers: list[str]) -> tuple[Any, ...]:

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from supervisor.core.ports import Broker, CancelOutcome, CancelReply, NewTask
+from supervisor.core.ports import Broker, CancelListener, CancelOutcome, CancelReply, NewTask
 from tests.brokers import NOW, Store, claim, complete, envelope, put, state, take
 
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture
-def b(store: Store) -> Broker:
-    return store.broker
-
-
-@pytest.fixture
-def q(store: Store) -> str:
-    return f"q{uuid.uuid4().hex[:8]}"
+def first_heard(listener: CancelListener) -> list[str]:
+    """The ids in the first announcement the listener hears within 5 s (none: an empty list)."""
+    heard: list[str] = []
+    for _ in range(50):
+        heard += listener.wait(0.1)
+        if heard:
+            break
+    return heard
 
 
 def test_cancel_of_a_pending_task_ends_it_at_once(b: Broker, q: str) -> None:
@@ -65,12 +63,7 @@ def test_cancel_many_answers_as_cancel_for_each_task_and_announces_the_running_o
         ]
         assert state(b, q, "b") == b"canceled" and state(b, other, "c") == b"canceled"
         assert b.canceled_among(q, ["a"]) == ["a"]
-        heard: list[str] = []
-        for _ in range(50):
-            heard += listener.wait(0.1)
-            if heard:
-                break
-        assert heard == ["a"]
+        assert first_heard(listener) == ["a"]
         assert take(b, "w1", [q]).task_id == "run"  # what was not named still runs
         assert b.cancel_many([]) == []
     finally:
@@ -96,12 +89,7 @@ def test_cancel_of_a_running_task_flags_it_for_its_worker(b: Broker, q: str) -> 
         assert b.cancel(q, "a") == CancelReply(CancelOutcome.RUNNING, owner="w1")
         assert state(b, q, "a") == b"active"
         assert b.canceled_among(q, ["a", "b", "zz"]) == ["a"]
-        heard: list[str] = []
-        for _ in range(50):
-            heard += listener.wait(0.1)
-            if heard:
-                break
-        assert heard == ["a"]
+        assert first_heard(listener) == ["a"]
         assert not b.end_task(a, "w2", "canceled", None, NOW)  # fenced
         assert b.end_task(a, "w1", "canceled", None, NOW)
         assert state(b, q, "a") == b"canceled"

@@ -4,7 +4,6 @@ worker calls). The real worker and SIGKILLs are in tests/test_flows_pool.py."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import msgspec
@@ -18,16 +17,6 @@ from supervisor.flows import Flows
 from tests.brokers import Store, claim, complete
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def b(store: Store) -> Broker:
-    return store.broker
-
-
-@pytest.fixture
-def q(store: Store) -> str:
-    return f"q{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ Through real supervisors: tests/test_flows_pool.py."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -14,20 +13,10 @@ from supervisor.core.flows import Group, chain, chord, compile_flow, group, task
 from supervisor.core.ports import Broker, Claimed
 from supervisor.core.task import TaskMessage, decode_message
 from supervisor.flows import Flows, FlowView
-from tests.brokers import Store, claim, complete
+from tests.brokers import claim, complete
 from tests.test_flows_contract import succeed, take_all
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def b(store: Store) -> Broker:
-    return store.broker
-
-
-@pytest.fixture
-def q(store: Store) -> str:
-    return f"q{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture

@@ -61,11 +61,6 @@ def requeue_after_death(b: Broker, claimed: Claimed, owner: str, reason: str, no
 
 
 @pytest.fixture
-def b(store: Store) -> Broker:
-    return store.broker
-
-
-@pytest.fixture
 def q() -> str:
     return f"q{uuid.uuid4().hex[:8]}"
 

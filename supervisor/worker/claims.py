@@ -57,11 +57,10 @@ class Claims:
         Returns the tasks, or the seconds until the next due task (a float: nothing to claim;
         ``inf`` when nothing is scheduled), or None when the store did not answer.
         """
-        if self.unsettled:  # first, what an earlier lost reply or failed give-back left owned
-            self.settle()
-        completions = self.state.take_completions()
+        completions = self._riding()
+        if completions is None:
+            return None
         try:
-            completions = self.runner.joins.record(completions)
             got = self.broker.claim_round(
                 self.worker_id, self.order(), self.options.lease_duration, max(want, 1), completions
             )
@@ -73,11 +72,10 @@ class Claims:
     def claim_later(self, want: int) -> Callable[[], list[Claimed] | float | None]:
         """:meth:`claim`, its request sent now (Broker.claim_round_later) and its answer read by
         the call returned, exactly once, so that the claim loop runs a task meanwhile."""
-        if self.unsettled:
-            self.settle()
-        completions = self.state.take_completions()
+        completions = self._riding()
+        if completions is None:
+            return lambda: None
         try:
-            completions = self.runner.joins.record(completions)
             read = self.broker.claim_round_later(
                 self.worker_id, self.order(), self.options.lease_duration, max(want, 1), completions
             )
@@ -94,6 +92,19 @@ class Claims:
             return self._claimed(got, completions)
 
         return finish
+
+    def _riding(self) -> list[Completion] | None:
+        """Before a claim: settle what an earlier lost reply or failed give-back left owned, then
+        the completions that ride with it, their workflow joins recorded first where the store
+        cannot take them in the same round trip (None: that failed, no claim now, they wait)."""
+        if self.unsettled:
+            self.settle()
+        completions = self.state.take_completions()
+        try:
+            return self.runner.joins.record(completions)
+        except BrokerError as exc:
+            self._claim_failed(completions, exc)
+            return None
 
     def _claim_failed(self, completions: list[Completion], exc: BrokerError) -> None:
         """Nothing answered: the completions go with a later claim, and the queues are settled
