@@ -136,7 +136,7 @@ class Claims:
         next completion to record, and claim up to ``want`` tasks in the same round trip
         (Broker.wait_and_claim): a woken worker has its task at once. Returns what :meth:`claim`
         does (None too when no wait was due)."""
-        block = self.state.longest_wait_for_work(min(self.options.idle_block, due_in))
+        block = self._block(due_in)
         if block <= 0 or self._stop.is_set():
             return None
         got: ClaimRound | None = None
@@ -157,12 +157,17 @@ class Claims:
     def doorbell(self, due_in: float) -> None:
         """The wait alone, claiming nothing (on an executor thread beside the event loop's tasks,
         where no stop signal breaks in: the claim loop's own turn claims, on the loop's thread)."""
-        block = self.state.longest_wait_for_work(min(self.options.idle_block, due_in))
+        block = self._block(due_in)
         try:
             if block > 0 and not self._stop.is_set():
                 self.broker.wait_for_work(self.options.queues, block)
         except BrokerError as exc:
             self.runner.store.pause("wait", exc)
+
+    def _block(self, due_in: float) -> float:
+        """How long a wait for work may block: until the next due task, at most the idle block,
+        shorter while completions wait to be recorded (WorkerState.longest_wait_for_work)."""
+        return self.state.longest_wait_for_work(min(self.options.idle_block, due_in))
 
     def interrupted(self) -> None:
         """A stop signal broke a wait: its reply may still be on the wire, and the claim behind it
