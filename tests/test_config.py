@@ -161,6 +161,11 @@ EVERY_VARIABLE: dict[str, tuple[str, Callable[[Settings], Any], Any]] = {
     "REDIS_SENTINEL_MASTER": ("main", lambda s: s.redis.sentinel_master, "main"),
     "REDIS_SENTINEL_PASSWORD": ("s3", lambda s: s.redis.sentinel_password, "s3"),
     "REDIS_CLUSTER": ("yes", lambda s: s.redis.cluster, True),
+    "REDIS_CLUSTER_NODES": (
+        "a:7000,[::1]:7001,b",
+        lambda s: s.redis.cluster_nodes,
+        (("a", 7000), ("::1", 7001), ("b", 6379)),
+    ),
     "REDIS_WAIT_REPLICAS": ("1", lambda s: s.redis.wait_replicas, 1),
     "REDIS_WAIT_TIMEOUT": ("250ms", lambda s: s.redis.wait_timeout, 0.25),
 }
@@ -168,6 +173,7 @@ EVERY_VARIABLE: dict[str, tuple[str, Callable[[Settings], Any], Any]] = {
 COMPANIONS: dict[str, dict[str, str]] = {
     "REDIS_SENTINELS": {"REDIS_SENTINEL_MASTER": "main"},
     "REDIS_SENTINEL_MASTER": {"REDIS_SENTINELS": "a:1"},
+    "REDIS_CLUSTER_NODES": {"REDIS_CLUSTER": "true"},
 }
 
 

@@ -213,14 +213,73 @@ def test_healthy_primaries_keep_flowing_while_one_is_stopped(cluster: ClusterSet
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
+def test_clients_start_from_another_node_when_their_url_node_is_stopped(cluster: ClusterSet) -> None:
+    """REDIS_CLUSTER_NODES: a client whose REDIS_URL names a node that does not answer learns the
+    cluster from the next node listed, sync and async; without the setting it cannot start.
+
+    The stopped node is a primary other than the one redis-py asks for its command table (the
+    first by slot: with that one stopped no client starts until the cluster fails it over), in a
+    namespace whose doorbells and queue live elsewhere."""
+    probe = make_broker(load_settings(environ={"REDIS_URL": cluster.url, "REDIS_CLUSTER": "true"}))
+    default: Any = probe.redis.get_default_node()  # type: ignore[attr-defined]
+    probe.close()
+    down = next(n for n in cluster.nodes if n.port != default.port)
+    others = ",".join(n.address for n in cluster.nodes if n is not down)
+    for _ in range(100):
+        ns = f"t{uuid.uuid4().hex[:8]}"
+        alone = {"REDIS_URL": down.url, "REDIS_CLUSTER": "true", "ASYNQ_NAMESPACE": ns}
+        settings = load_settings(environ={**alone, "REDIS_CLUSTER_NODES": others})
+        with_all = make_broker(settings, socket_timeout=SOCKET_TIMEOUT)
+        node_of: Any = with_all.redis.get_node_from_key  # type: ignore[attr-defined]
+        queue = next(q for q in (f"q{i}" for i in range(100)) if node_of(with_all.keys(q).pending).port != down.port)
+        bell = node_of(with_all.doorbell(queue)).port
+        with_all.close()
+        if bell != down.port:
+            break
+    assert bell != down.port
+    assert down.proc is not None
+    os.kill(down.proc.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(BrokerUnavailable):
+            make_broker(load_settings(environ=alone), socket_timeout=SOCKET_TIMEOUT)
+        broker = make_broker(settings, socket_timeout=SOCKET_TIMEOUT)
+        try:
+            assert broker.submit([NewTask(queue, "sync0", envelope("sync0", queue))]) == [(Enqueued.ENQUEUED, "sync0")]
+        finally:
+            broker.close()
+
+        async def enqueue() -> list[tuple[Enqueued, str]]:
+            client = connect_async_settings(settings.redis, socket_timeout=SOCKET_TIMEOUT)
+            abroker = AsyncRedisBroker(client, namespace=ns)
+            try:
+                return await abroker.submit([NewTask(queue, "async0", envelope("async0", queue))])
+            finally:
+                await abroker.aclose()
+
+        assert asyncio.run(enqueue()) == [(Enqueued.ENQUEUED, "async0")]
+    finally:
+        os.kill(down.proc.pid, signal.SIGCONT)
+    check = make_broker(settings, socket_timeout=SOCKET_TIMEOUT)
+    assert check.task_states([(queue, "sync0"), (queue, "async0")]) == [b"pending"] * 2
+    check.close()
+
+
 def test_producers_keep_enqueueing_while_the_doorbell_node_is_stopped(cluster: ClusterSet) -> None:
     """The doorbells and the registry live in one slot: their node stopped must not fail the
-    enqueues of queues whose keys live elsewhere (sync and async producers)."""
-    ns = f"t{uuid.uuid4().hex[:8]}"
-    settings = load_settings(environ={"REDIS_URL": cluster.url, "REDIS_CLUSTER": "true", "ASYNQ_NAMESPACE": ns})
-    broker = make_broker(settings, socket_timeout=SOCKET_TIMEOUT)
-    node_of: Any = broker.redis.get_node_from_key  # type: ignore[attr-defined]
-    bell = node_of(broker.doorbell("x")).port
+    enqueues of queues whose keys live elsewhere (sync and async producers).
+
+    The namespace puts the doorbells off the node redis-py asks for its command table when a
+    client starts (the first primary by slot): with that node stopped, the async client started
+    below could not start at all."""
+    for _ in range(100):
+        ns = f"t{uuid.uuid4().hex[:8]}"
+        settings = load_settings(environ={"REDIS_URL": cluster.url, "REDIS_CLUSTER": "true", "ASYNQ_NAMESPACE": ns})
+        broker = make_broker(settings, socket_timeout=SOCKET_TIMEOUT)
+        node_of: Any = broker.redis.get_node_from_key  # type: ignore[attr-defined]
+        bell = node_of(broker.doorbell("x")).port
+        if bell != broker.redis.get_default_node().port:  # type: ignore[attr-defined]
+            break
+        broker.close()
     queue = next(q for q in (f"q{i}" for i in range(100)) if node_of(broker.keys(q).pending).port != bell)
     broker.submit([NewTask(queue, "first", envelope("first", queue))])  # registered while all answer
     [stopped] = [s for s in cluster.nodes if s.port == bell]

@@ -74,6 +74,8 @@ def _check_topology(redis: RedisSettings, raw: Raw) -> None:
             fail("REDIS_CLUSTER", "cannot be combined with REDIS_SENTINELS: a cluster fails over by itself")
     elif redis.sentinel_master is not None:
         fail("REDIS_SENTINEL_MASTER", "needs REDIS_SENTINELS (host:port,host:port)")
+    if redis.cluster_nodes and not redis.cluster:
+        fail("REDIS_CLUSTER_NODES", "needs REDIS_CLUSTER=true (these are more nodes of a Redis Cluster)")
     if redis.cluster:
         if redis.url is not None and redis.url.lower().startswith("unix://"):
             fail("REDIS_URL", "a Redis Cluster is reached over TCP (redis:// or rediss://), not unix://")

@@ -20,6 +20,7 @@ from supervisor.config.parsers import (
     integer,
     parse_app,
     parse_bool,
+    parse_cluster_nodes,
     parse_host,
     parse_hosts,
     parse_master_name,
@@ -218,6 +219,13 @@ class RedisSettings:
         "Redis Cluster: REDIS_URL (or REDIS_HOST/REDIS_PORT) names any one node; database 0 only (true/false).",
         section="topology", default="false",
     )  # fmt: skip
+    cluster_nodes: tuple[tuple[str, int], ...] = setting(
+        "REDIS_CLUSTER_NODES", parse_cluster_nodes,
+        "More Redis Cluster nodes to start from, host:port,host:port (port 6379 when left out): a client "
+        "learns the cluster from the first of these and REDIS_URL's node that answers, so one node down at "
+        "start-up does not stop it. Needs REDIS_CLUSTER=true.",
+        section="topology", unset=(),
+    )  # fmt: skip
     wait_replicas: int = setting(
         "REDIS_WAIT_REPLICAS", integer(0, 100),
         "After each enqueue, completion, retry, archive and requeue, WAIT until this many replicas have the "
@@ -243,6 +251,8 @@ class RedisSettings:
             text += f", sentinels={format_hosts(self.sentinels)!r}, sentinel_master={self.sentinel_master!r}"
         if self.cluster:
             text += ", cluster=True"
+        if self.cluster_nodes:
+            text += f", cluster_nodes={format_hosts(self.cluster_nodes)!r}"
         if self.wait_replicas:
             text += f", wait_replicas={self.wait_replicas}, wait_timeout={self.wait_timeout:g}"
         return text + ")"
@@ -253,7 +263,8 @@ class RedisSettings:
         if self.sentinels:
             return f"primary {self.sentinel_master!r} via sentinels {format_hosts(self.sentinels)}"
         if self.cluster:
-            return f"Redis Cluster via {redact_url(self.connection_url())}"
+            nodes = f" or {format_hosts(self.cluster_nodes)}" if self.cluster_nodes else ""
+            return f"Redis Cluster via {redact_url(self.connection_url())}{nodes}"
         return redact_url(self.connection_url())
 
     def connection_url(self) -> str:

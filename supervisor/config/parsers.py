@@ -223,7 +223,16 @@ def parse_redis_port(text: str, variable: str) -> int:
 
 def parse_hosts(text: str, variable: str) -> tuple[tuple[str, int], ...]:
     """Parse "host:port,host:port" ("[::1]:26379" for IPv6); the port defaults to 26379."""
-    expected = "expected host:port,host:port (sentinel addresses, e.g. 10.0.0.1:26379,10.0.0.2:26379)"
+    return _hosts(text, variable, 26379, "sentinel addresses, e.g. 10.0.0.1:26379,10.0.0.2:26379")
+
+
+def parse_cluster_nodes(text: str, variable: str) -> tuple[tuple[str, int], ...]:
+    """Parse "host:port,host:port" ("[::1]:7000" for IPv6); the port defaults to 6379."""
+    return _hosts(text, variable, 6379, "Redis Cluster nodes, e.g. 10.0.0.1:6379,10.0.0.2:6379")
+
+
+def _hosts(text: str, variable: str, default_port: int, example: str) -> tuple[tuple[str, int], ...]:
+    expected = f"expected host:port,host:port ({example})"
     hosts: list[tuple[str, int]] = []
     for item in text.split(","):
         item = item.strip()
@@ -231,7 +240,7 @@ def parse_hosts(text: str, variable: str) -> tuple[tuple[str, int], ...]:
         if match is None:
             raise ConfigError(variable, text, expected)
         host = match.group(1) or match.group(3)
-        port = int(match.group(2) or match.group(4) or 26379)
+        port = int(match.group(2) or match.group(4) or default_port)
         if not 1 <= port <= 65535:
             raise ConfigError(variable, text, expected)
         hosts.append((host, port))

@@ -16,11 +16,12 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -101,12 +102,17 @@ def _sentinel_options(settings: RedisSettings, socket_timeout: float, client_nam
 
 
 def _cluster(settings: RedisSettings, *, socket_timeout: float, client_name: str | None) -> redis.Redis:
-    client = RedisCluster(**_cluster_options(settings, socket_timeout, client_name), retry=Retry(NoBackoff(), 0))
+    client = RedisCluster(
+        **_cluster_options(settings, socket_timeout, client_name),
+        startup_nodes=[ClusterNode(host, port) for host, port in settings.cluster_nodes],  # type: ignore[no-untyped-call]
+        retry=Retry(NoBackoff(), 0),
+    )
     return cast(redis.Redis, client)
 
 
 def _cluster_options(settings: RedisSettings, socket_timeout: float, client_name: str | None) -> dict[str, Any]:
-    """What the sync and the asyncio ``RedisCluster`` both take: a seed node and how to talk to it."""
+    """What the sync and the asyncio ``RedisCluster`` both take: REDIS_URL's node and how to talk to it
+    (the further nodes of REDIS_CLUSTER_NODES are each client's own ``ClusterNode`` class)."""
     if settings.url is not None:
         parts = urlsplit(settings.url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 6379
@@ -159,7 +165,9 @@ def connect_async_settings(
     """
     if settings.cluster:
         cluster = AsyncRedisCluster(
-            **_cluster_options(settings, socket_timeout, client_name), retry=AsyncRetry(NoBackoff(), 0)
+            **_cluster_options(settings, socket_timeout, client_name),
+            startup_nodes=[AsyncClusterNode(host, port) for host, port in settings.cluster_nodes],
+            retry=AsyncRetry(NoBackoff(), 0),
         )
         return cast(redis.asyncio.Redis, cluster)
     if settings.sentinels:

@@ -19,19 +19,21 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import redis
-from redis.exceptions import ClusterDownError, TryAgainError
+from redis.exceptions import ClusterDownError, RedisClusterException, RedisClusterUnreachableError, TryAgainError
 
 from supervisor.core.errors import BrokerError, BrokerMisconfigured, BrokerUnavailable
 
 C = TypeVar("C", bound=type)
 
 
-def translate(exc: redis.RedisError) -> BrokerError:
-    """The port's error for one of redis-py's."""
+def translate(exc: redis.RedisError | RedisClusterException) -> BrokerError:
+    """The port's error for one of redis-py's (its cluster client's own errors included: they do
+    not derive from ``RedisError``; no node answering at start-up is one of them)."""
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, redis.AuthenticationError) or (isinstance(exc, redis.ResponseError) and "DB index" in str(exc)):
         return BrokerMisconfigured(text)
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | ClusterDownError | TryAgainError):
+    unavailable = redis.ConnectionError | redis.TimeoutError | ClusterDownError | TryAgainError
+    if isinstance(exc, unavailable | RedisClusterUnreachableError):
         return BrokerUnavailable(text)
     return BrokerError(text)
 
@@ -40,7 +42,7 @@ def translate(exc: redis.RedisError) -> BrokerError:
 def translated() -> Iterator[None]:
     try:
         yield
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         raise translate(exc) from exc
 
 
