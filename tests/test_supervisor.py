@@ -115,6 +115,18 @@ def test_second_sigterm_stops_now(pool_factory, client):
         assert stored(client, info.id)[0] == b"pending"
 
 
+def test_sigterm_to_idle_workers_is_a_quiet_stop(pool_factory, client):
+    """A stop signal breaking an idle wait drops only that wait's connection: the cancel
+    listener's subscription, held by its own thread, is left alone (no "Redis error" at a stop)."""
+    with pool_factory(workers=2).start() as pool:
+        done = client.enqueue("record", 1).id
+        wait_for(lambda: pool.done(done), what="a task, so both workers are up and then idle")
+        wait_for(lambda: len(pool.live_children()) == 2, what="both workers")
+        pool.signal(signal.SIGTERM)
+        assert pool.wait_exit(10) == 0
+        assert pool.events("redis_down") == []
+
+
 def test_sigterm_while_workers_wait_and_tasks_arrive_loses_nothing_and_leaves_nothing_owned(pool_factory, client):
     """An idle worker's claim rides behind its doorbell BRPOP: a stop signal breaking the wait may
     come after that claim took tasks. Stopped again and again as tasks arrive, a pool leaves

@@ -685,10 +685,14 @@ class RedisBroker:
         close_after_fork(self.redis)
 
     def reset(self) -> None:
-        if self.cluster:
-            self.redis.disconnect_connection_pools()  # type: ignore[attr-defined]
-        else:
-            self.redis.connection_pool.disconnect()
+        """Drop the idle connections: the interrupted call's is among them (redis-py puts it back
+        when a signal breaks into it). The ones other threads hold (the cancel listener's
+        subscription, a progress write, a claim whose reply is read later) are theirs: cutting
+        them made each of those threads see a dropped connection at every stop signal."""
+        clients: list[Any] = [n.redis_connection for n in self.redis.get_nodes()] if self.cluster else [self.redis]  # type: ignore[attr-defined]
+        for client in clients:
+            if client is not None:
+                client.connection_pool.disconnect(inuse_connections=False)
 
     # -- queue administration -----------------------------------------------------------------
 
