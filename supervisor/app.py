@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -21,10 +20,10 @@ from supervisor.context import AsyncMiddleware, Middleware
 from supervisor.context import TaskContext as TaskContext  # users' and the worker's historical import
 from supervisor.core.aggregation import DEFAULT as AGGREGATION_DEFAULT
 from supervisor.core.aggregation import Aggregation
-from supervisor.core.errors import TaskTimeout
 from supervisor.core.flow import Limit, make_limit
 from supervisor.core.periodic import PeriodicEntry, schedule_from
 from supervisor.core.retry import RetryDelay
+from supervisor.deadline import within
 from supervisor.logcontext import reset_task_fields, set_task_fields
 from supervisor.middleware import ASYNC_FORMS, BUILTIN, is_active
 from supervisor.registration import ExceptionClasses, Registration, exception_classes, inspect_handler
@@ -313,30 +312,13 @@ class App:
             {"task_id": context.id, "task_type": context.type, "queue": context.queue, "attempt": context.retried + 1}
         )
         try:
-
-            async def handler() -> Any:
-                return await within(registration.call(payload, context), deadline)
-
-            async def step(i: int) -> Any:
+            # Plain functions handing on the next awaitable: a coroutine per middleware and no
+            # more (each one is created, started and resumed at every await of the handler).
+            def step(i: int) -> Awaitable[Any]:
                 if i == len(chain):
-                    return await handler()
-                return await chain[i](context, lambda: step(i + 1))
+                    return within(registration.call(payload, context), deadline)
+                return chain[i](context, lambda: step(i + 1))
 
             return await step(0)
         finally:
             reset_task_fields(token)
-
-
-async def within(coro: Awaitable[R], deadline: float | None) -> R:
-    """Await ``coro`` until ``deadline`` (``time.monotonic()``); past it, cancel it and raise
-    TaskTimeout. A TimeoutError the coroutine raises itself stays a TimeoutError."""
-    if deadline is None:
-        return await coro
-    limit = asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - time.monotonic())
-    try:
-        async with limit:
-            return await coro
-    except TimeoutError:
-        if limit.expired():
-            raise TaskTimeout from None
-        raise

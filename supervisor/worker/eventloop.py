@@ -20,8 +20,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from supervisor.app import within
 from supervisor.core.errors import TaskTimeout
+from supervisor.deadline import within
 
 log = logging.getLogger("supervisor.worker")
 T = TypeVar("T")
