@@ -4,8 +4,10 @@ Three topologies, one entry point (:func:`connect_settings`): a plain server (``
 parts), a primary found through Redis Sentinel (``REDIS_SENTINELS`` + ``REDIS_SENTINEL_MASTER``:
 redis-py's ``Sentinel.master_for`` asks the sentinels for the primary on every new connection, so
 after a failover the next connection goes to the promoted replica without a restart), and a Redis
-Cluster (``REDIS_CLUSTER=true``: redis-py's ``RedisCluster`` learns the slot map from a seed node
-and reloads it when a node fails or answers MOVED). None of them retries a command by itself.
+Cluster (``REDIS_CLUSTER=true``: redis-py's ``RedisCluster`` learns the slot map from the first
+node that answers among ``REDIS_URL``'s, ``REDIS_CLUSTER_NODES`` and the nodes this process (or its
+parent, before the fork) already learnt, and reloads it when a node fails or answers MOVED). None
+of them retries a command by itself.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio
+from redis._parsers import AsyncCommandsParser
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -101,31 +104,101 @@ def _sentinel_options(settings: RedisSettings, socket_timeout: float, client_nam
     }
 
 
+#: For each seed node (the node ``REDIS_URL`` names), every node (host, port) that a cluster client
+#: of this process seeded there has learnt of. A forked worker child inherits the parent's: its
+#: client is seeded with REDIS_URL's node, then these. Seeded with that one node alone, a child
+#: restarted while it does not answer could not start at all (the only node it knew of), so the
+#: queues on the healthy primaries lost their workers one child death at a time. Kept per seed so
+#: that a process talking to two clusters never seeds one with the other's nodes.
+_known_nodes: dict[tuple[str, int], dict[tuple[str, int], None]] = {}
+
+
+def _seeds(settings: RedisSettings) -> list[tuple[str, int]]:
+    """The nodes a new cluster client tries for its slot map, in turn: REDIS_URL's, those of
+    REDIS_CLUSTER_NODES, then the others this process knows of for that seed."""
+    seed = _seed_node(settings)
+    return list(dict.fromkeys([seed, *settings.cluster_nodes, *_known_nodes.get(seed, {})]))
+
+
+class _Cluster(RedisCluster):
+    """redis-py's cluster client, able to start while one primary does not answer.
+
+    Its constructor asks COMMAND (the command table its key routing reads) of the default node,
+    the first primary of the slot map, with no second try: that one node stopped, no process
+    could build a client (a worker child restarted, a CLI command), whichever node it was seeded
+    with. The table is the same on every node, so it is asked of each node in turn until one answers.
+    """
+
+    def command(self, **kwargs: Any) -> Any:
+        if "target_nodes" in kwargs:
+            return super().command(**kwargs)
+        untyped: Any = self  # redis-py leaves get_default_node and get_nodes unannotated
+        first = untyped.get_default_node()
+        error: Exception | None = None
+        for node in [first, *(n for n in untyped.get_nodes() if n is not first)]:
+            try:
+                return super().command(target_nodes=node, **kwargs)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                error = exc
+        assert error is not None  # a cluster client knows of one node at least
+        raise error
+
+
+class _AnyNodeCommands(AsyncCommandsParser):
+    """The asyncio cluster client's command table, asked of each node in turn (see :class:`_Cluster`):
+    its first use asks COMMAND of the default node alone, so that node stopped failed every call."""
+
+    def __init__(self, cluster: AsyncRedisCluster) -> None:
+        super().__init__()
+        self.cluster = cluster
+
+    async def initialize(self, node: Any = None) -> None:
+        error: Exception | None = None
+        for candidate in [node, *(n for n in self.cluster.get_nodes() if n is not node)]:
+            if candidate is None:
+                continue
+            try:
+                return await super().initialize(candidate)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                error = exc
+        if error is None:  # no node to ask: redis-py's own error
+            return await super().initialize(node)
+        raise error
+
+
 def _cluster(settings: RedisSettings, *, socket_timeout: float, client_name: str | None) -> redis.Redis:
-    client = RedisCluster(
+    seed = _seed_node(settings)
+    node: Any = ClusterNode  # redis-py leaves ClusterNode and get_nodes unannotated
+    client: Any = _Cluster(
+        startup_nodes=[node(host, port) for host, port in _seeds(settings)],
         **_cluster_options(settings, socket_timeout, client_name),
-        startup_nodes=[ClusterNode(host, port) for host, port in settings.cluster_nodes],  # type: ignore[no-untyped-call]
         retry=Retry(NoBackoff(), 0),
     )
+    known = _known_nodes.setdefault(seed, {})
+    for found in client.get_nodes():
+        known[(found.host, int(found.port))] = None
     return cast(redis.Redis, client)
 
 
-def _cluster_options(settings: RedisSettings, socket_timeout: float, client_name: str | None) -> dict[str, Any]:
-    """What the sync and the asyncio ``RedisCluster`` both take: REDIS_URL's node and how to talk to it
-    (the further nodes of REDIS_CLUSTER_NODES are each client's own ``ClusterNode`` class)."""
+def _seed_node(settings: RedisSettings) -> tuple[str, int]:
+    """The node REDIS_URL (or REDIS_HOST/REDIS_PORT) names."""
     if settings.url is not None:
         parts = urlsplit(settings.url)
-        host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+        return parts.hostname or "127.0.0.1", parts.port or 6379
+    return settings.host, settings.port
+
+
+def _cluster_options(settings: RedisSettings, socket_timeout: float, client_name: str | None) -> dict[str, Any]:
+    """What the sync and the asyncio ``RedisCluster`` both take besides their seed nodes (:func:`_seeds`,
+    each client's own ``ClusterNode`` class): how to talk to them."""
+    if settings.url is not None:
+        parts = urlsplit(settings.url)
         username = unquote(parts.username) if parts.username else settings.username
         password = unquote(parts.password) if parts.password else settings.password
         ssl = parts.scheme.lower() == "rediss" or settings.tls
     else:
-        host, port, username, password, ssl = (
-            settings.host, settings.port, settings.username, settings.password, settings.tls,
-        )  # fmt: skip
+        username, password, ssl = settings.username, settings.password, settings.tls
     return {
-        "host": host,
-        "port": port,
         "username": username,
         "password": password,
         "ssl": ssl,
@@ -165,10 +238,11 @@ def connect_async_settings(
     """
     if settings.cluster:
         cluster = AsyncRedisCluster(
+            startup_nodes=[AsyncClusterNode(host, port) for host, port in _seeds(settings)],
             **_cluster_options(settings, socket_timeout, client_name),
-            startup_nodes=[AsyncClusterNode(host, port) for host, port in settings.cluster_nodes],
             retry=AsyncRetry(NoBackoff(), 0),
         )
+        cluster.commands_parser = _AnyNodeCommands(cluster)
         return cast(redis.asyncio.Redis, cluster)
     if settings.sentinels:
         assert settings.sentinel_master is not None  # config validation requires it with REDIS_SENTINELS
