@@ -1,4 +1,5 @@
-"""What one task does stays with that task: its context variables, and what it does to the event loop.
+"""What one task does stays with that task: its context variables, what it does to the event loop,
+and a result it returns that cannot be stored.
 
 In-process workers on the memory broker for the context, real pools (``supervisor start``) on the
 session's private redis-server for what ends or does not end a worker.
@@ -11,6 +12,7 @@ import contextvars
 import gc
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -50,7 +52,9 @@ def worker(app: App, broker: MemoryBroker, **options: object) -> Worker:
 # == a fresh context per task ========================================================================
 
 
-def test_a_context_variable_set_by_one_task_is_invisible_to_the_next_on_the_same_thread(memory, producer):
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_context_variable_set_by_one_task_is_invisible_to_the_next_on_the_same_thread(memory, producer, concurrency):
+    """At concurrency 1 the claim loop's thread runs the plain tasks itself; above it, task threads do."""
     app = App()
     seen: list[tuple[int, int | None]] = []
 
@@ -60,10 +64,12 @@ def test_a_context_variable_set_by_one_task_is_invisible_to_the_next_on_the_same
         USER.set(payload)
 
     producer.enqueue_many([Task("mark", i) for i in range(30)])
-    w = worker(app, memory, concurrency=1)
-    with WorkerThread(w):
+    w = worker(app, memory, concurrency=concurrency)
+    with WorkerThread(w) as running:
         wait_for(lambda: len(seen) == 30 and w.busy == 0, timeout=10, what="30 tasks")
-    assert len({thread for thread, _ in seen}) == 1  # one task thread ran them all, one after another
+    per_thread = Counter(thread for thread, _ in seen)
+    assert max(per_thread.values()) >= 2  # some thread ran one task after another
+    assert (running.thread.ident in per_thread) == (concurrency == 1)  # the claim loop's thread, or task threads
     assert [value for _, value in seen] == [None] * 30
 
 
@@ -218,3 +224,26 @@ def test_a_child_whose_event_loop_ends_is_replaced_and_its_task_runs_again(pool_
     assert [retried for t, _, _, retried in p.ran() if t == info.id] == [0, 0, 0]  # given back uncounted
     ids = [t.id for t in client.enqueue_many([Task("asleep", 0.01) for _ in range(10)])]
     wait_for(lambda: all(p.started(i) for i in ids), timeout=10, what="10 async tasks in the new child")
+
+
+@pytest.mark.parametrize("task_type", ["huge_result", "huge_result_async"])
+def test_a_result_that_cannot_be_stored_fails_its_task_and_the_child_serves_on(pool_factory, client, task_type):
+    """A handler's result that msgspec cannot encode (an int past 64 bits, kept with ``retention``)
+    used to leave its task owned after it succeeded, until the parent killed the child for the
+    time limit and the task ended archived as having run past it. Now that run fails with the
+    reason, is retried by the task's policy, ends archived, and the same child serves on."""
+    p = pool_factory(workers=1, app="tests.apps.hostile_app:app", args=("--concurrency", "4")).start()
+    (child,) = p.live_children()
+    info = client.enqueue(task_type, max_retry=1, retention="1h")
+    wait_for(
+        lambda: client.broker.task_states([("default", info.id)]) == [b"archived"], timeout=15,
+        what="the task whose result cannot be stored to end archived",
+    )  # fmt: skip
+    data = client.broker.task_envelope("default", info.id)
+    assert data is not None
+    error = decode_message(data).last_error
+    assert "ResultNotStorable" in error and "int" in error, error
+    assert p.done(info.id) == 2  # its run and its one retry, nothing more
+    ids = [t.id for t in client.enqueue_many([Task("record", i) for i in range(10)])]
+    wait_for(lambda: all(p.done(i) for i in ids), timeout=10, what="10 tasks after it")
+    assert p.live_children() == [child], "the child was replaced: " + p.tail()

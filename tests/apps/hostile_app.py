@@ -41,3 +41,17 @@ async def do_stop_loop(payload: Any, context: TaskContext) -> None:
         asyncio.get_running_loop().stop()
         await asyncio.sleep(3600)  # never resumed: the loop is gone
     record(context)
+
+
+@app.task("huge_result")
+def do_huge_result(payload: Any, context: TaskContext) -> int:
+    """Return an int past 64 bits: msgspec cannot store it as the result kept with ``retention=``."""
+    record(context)
+    return 2**70
+
+
+@app.task("huge_result_async")
+async def do_huge_result_async(payload: Any, context: TaskContext) -> int:
+    """The same on the event loop."""
+    record(context)
+    return 2**70
