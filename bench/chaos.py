@@ -28,10 +28,12 @@ The faults go on until every task has run (or ``--seconds`` + 30 s), then the po
 peace (at most ``--settle`` s more). Each run is recorded by bench/chaos_app.py. Reported:
 lost (never ran: the exit status is 1 if any), duplicates (runs beyond the first), the longest
 wait from enqueue to a task's first recorded run, the fault counts and what the supervisor
-logged about recovery. Duplicates are told apart by cause (``duplicates_by_cause``): the earlier
-run's process was SIGKILLed by the chaos (a child kill, or the children of the killed parent), or
-not (then whether it ran around the Redis stall). Every process is ended by pid; the JSON report lands in
-bench/results/chaos/ (or ``--out``; tests/test_chaos.py runs a short version that way).
+logged about recovery. Duplicates are told apart by cause (``duplicates_by_cause``, see
+:func:`duplicate_causes`): the earlier run's process was SIGKILLed by the chaos (a child kill, or
+the children of the killed parent), its handler failed and it was retried, its batch was sent
+again, or none of these (then whether it ran around the Redis stall). Every process is ended by
+pid; the JSON report lands in bench/results/chaos/ (or ``--out``; tests/test_chaos.py runs a
+short version that way).
 """
 
 from __future__ import annotations
@@ -576,7 +578,12 @@ class Chaos:
             "leftover_in_redis": self.leftovers(r),
             "poison_archived": r.zscore(f"{NAMESPACE}:{{{QUEUE}}}:archived", POISON_ID) is not None,
             "duplicates_by_cause": duplicate_causes(
-                run_log(r), self.killed, self.stalls, given_back_after_lost_claims(self.log_path), self.resent
+                run_log(r),
+                self.killed,
+                self.stalls,
+                given_back_after_lost_claims(self.log_path),
+                self.resent,
+                failed_runs(self.log_path),
             ),
             "flow": flow_report(r),
             **self.group_outcome(r),
@@ -644,6 +651,26 @@ def given_back_after_lost_claims(log_path: Path) -> set[str]:
     return out
 
 
+def failed_runs(log_path: Path) -> set[tuple[str, int]]:
+    """(task id, pid) of every run the pool logged as failed: the handler raised (here, its own
+    write's reply lost to a connection kill), so the task was retried, as any failure is."""
+    out = set()
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        if '"task_done"' not in line or '"failed"' not in line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "task_done" and event.get("outcome") == "failed" and "task_id" in event:
+            out.add((str(event["task_id"]), int(event.get("pid", 0))))
+    return out
+
+
 def send_until_stored(
     client: Client, tasks: list[Task], faults: Counter[str], *, counter_prefix: str = "", pause: float = 0.05
 ) -> tuple[bool, bool]:
@@ -676,26 +703,30 @@ def duplicate_causes(
     stalls: list[tuple[float, float]],
     given_back: set[str],
     resent: Collection[str] = (),
+    failed: Collection[tuple[str, int]] = (),
     margin: float = 5.0,
 ) -> dict[str, Any]:
     """Each run beyond a task's first, by why it could happen.
 
     ``process_death``: the run before it was in a process this chaos SIGKILLed (a child, or a
     child of the killed parent): its completion may not have been recorded, so the task ran again
-    (at-least-once). ``finished_then_given_back``: no process died; the worker put the task back
+    (at-least-once). ``failed_then_retried``: the run before it failed (``failed``: the handler
+    raised, here when a connection kill lost its own write's reply), so the task was retried, as
+    any failure is. ``finished_then_given_back``: no process died; the worker put the task back
     after a lost claim reply (``given_back``) although it had run it and its completion was waiting
     to be recorded, so the completion was refused and the task ran again (a worker bug, issue 18
     item 2). ``resent_enqueue``: the producer sent the task's batch again after an error
     (``resent``): the first send had landed, the task ran and completed (its id gone), and the
     second send enqueued it anew; only ``unique_for`` guards against that. ``around_a_stall``:
     none of these, and the run before it started during a Redis stall or within ``margin`` s of
-    it. ``other``: none of these (a handler's own write whose reply a connection kill lost).
+    it. ``other``: none of these.
     Examples of all but the first are listed (task ids).
     """
     by_task: dict[str, list[tuple[float, int]]] = {}
     for tid, pid, at, _ in runs:
         by_task.setdefault(tid, []).append((at, pid))
-    names = ("process_death", "finished_then_given_back", "resent_enqueue", "around_a_stall", "other")
+    names = ("process_death", "failed_then_retried", "finished_then_given_back", "resent_enqueue", "around_a_stall",
+             "other")  # fmt: skip
     counts: Counter[str] = Counter()
     examples: dict[str, list[str]] = {name: [] for name in names[1:]}
     for tid, seen in by_task.items():
@@ -703,6 +734,8 @@ def duplicate_causes(
         for at, pid in seen[:-1]:  # each run that another followed
             if pid in killed:
                 cause = "process_death"
+            elif (tid, pid) in failed:
+                cause = "failed_then_retried"
             elif tid in given_back:
                 cause = "finished_then_given_back"
             elif tid in resent:

@@ -32,7 +32,14 @@ from typing import Any
 import redis
 import redis.cluster
 
-from bench.chaos import duplicate_causes, given_back_after_lost_claims, run_log, send_until_stored, task_id
+from bench.chaos import (
+    duplicate_causes,
+    failed_runs,
+    given_back_after_lost_claims,
+    run_log,
+    send_until_stored,
+    task_id,
+)
 from bench.chaos_app import RUNS
 from bench.common import RESULTS, ROOT
 from supervisor import Client, Task
@@ -268,6 +275,7 @@ class ClusterChaos:
                 [self.stop_window] if self.stop_window else [],
                 given_back_after_lost_claims(self.log_dir / "pool.log"),
                 self.resent,
+                failed_runs(self.log_dir / "pool.log"),
             ),
             "per_queue": rates,
             "faults": dict(sorted(self.faults.items())),

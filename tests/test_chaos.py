@@ -75,8 +75,9 @@ def test_chaos_loses_nothing(tmp_path: Path) -> None:
     # Every duplicate is accounted for by a cause (printed above with examples).
     causes = result["duplicates_by_cause"]
     assert sum(v for k, v in causes.items() if k != "examples") == result["duplicates"], causes
-    # A stall past the socket timeout makes no duplicate of its own (issue 18): only process deaths
-    # and batches the producer sent again after an error (their first send had landed) do.
+    # A stall past the socket timeout makes no duplicate of its own (issue 18): only process deaths,
+    # runs whose handler failed (its own write's reply lost to a connection kill: retried, as any
+    # failure is) and batches the producer sent again after an error (their first send had landed) do.
     assert causes["finished_then_given_back"] == causes["around_a_stall"] == causes["other"] == 0, causes
     # Nothing is left behind in Redis, and the pool stopped cleanly at the end.
     left = result["leftover_in_redis"]
