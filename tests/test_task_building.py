@@ -81,6 +81,15 @@ HOSTILE: list[tuple[dict[str, Any], str, str]] = [
     ({"payload": -(2**63) - 1}, "payload", "-2**63"),
     ({"payload": SURROGATE}, "payload", "UTF-8"),
     ({"payload": {"k": [SURROGATE]}}, "payload", "UTF-8"),
+    *[({"expires": v}, "expires", "(0s, 10 years]") for v in (math.nan, 0, -1)],
+    ({"expires": "1e400s"}, "expires", "duration"),
+    *[({"expires": v}, "expires", "between 1970 and 3000") for v in (math.inf, 1e20, dt.datetime.max)],
+    ({"group": SURROGATE}, "group", "UTF-8"),
+    ({"group": ""}, "group", "non-empty"),
+    ({"group": "g\tx"}, "group", "control characters"),
+    ({"group": "g" * (MAX_ID_LENGTH + 1)}, "group", f"at most {MAX_ID_LENGTH:,}"),
+    ({"limit_key": SURROGATE}, "limit_key", "UTF-8"),
+    ({"limit_key": 5}, "limit_key", "non-empty string"),
 ]
 
 
