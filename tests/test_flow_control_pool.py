@@ -65,9 +65,9 @@ def test_a_rate_limit_holds_across_supervisors_and_changes_at_run_time(
     window = float(os.environ.get("FLOW_RATE_WINDOW", "6"))  # the run: FLOW_RATE_WINDOW=30
     with Client(settings=make_settings(redis_url, namespace)) as client:
         pools = [pool_factory(workers=2, app=APP).start() for _ in range(2)]
-        xs = max(2000, int(window * 10 + 120))  # the 2,000 X queued
-        for start in range(0, xs, 500):
-            client.enqueue_many([Task("X", i) for i in range(start, min(xs, start + 500))])
+        queued_x = max(2000, int(window * 10 + 120))  # the 2,000 X queued
+        for start in range(0, queued_x, 500):
+            client.enqueue_many([Task("X", i) for i in range(start, min(queued_x, start + 500))])
         for i in range(400):
             client.enqueue("Y", i)
         # Y is not held up behind the throttled X: every Y runs while most X still wait.
