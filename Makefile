@@ -76,13 +76,17 @@ worker: install
 # two. Writes bench/results/latest.{md,json,png}; the chart's matplotlib lives in a venv under
 # bench/results/venvs/, never in the project's. Then the scale-out table (bench/scaleout.py, under
 # a minute): 1, 2, 4 supervisors against one Redis and a 3-primary cluster -> bench/results/scaleout.md.
-# Last, an idle pool's CPU (8 workers, --concurrency 1 and 100, 15 s each with no task queued).
+# Then an idle pool's CPU (8 workers, --concurrency 1 and 100, 15 s each with no task queued), the
+# chord against plain tasks (bench/flows.py), and what flow control costs the tasks it does not
+# limit: the drain with and without limits declared on other types of its queue, alternating
+# (bench/limits.py, under a minute).
 bench: install
 	$(BIN)/python -m bench.pickup_latency
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.scaleout
 	$(BIN)/python -m bench.idle_cpu
 	$(BIN)/python -m bench.flows
+	$(BIN)/python -m bench.limits
 
 # The same scenarios, ours alternating with Celery, RQ, Dramatiq, huey, arq, taskiq, saq and BullMQ (each
 # installed from PyPI into its own venv under bench/results/venvs/ on first use; one that fails is

@@ -17,6 +17,9 @@ batches with ``Client.enqueue_many``) into a private redis-server with ``--appen
   again; the tasks its children held come back at once (their processes are gone from this host);
 - grouped tasks (one per ten tasks, in 8 groups) go through task aggregation meanwhile: each
   member must end in exactly one aggregated task (``group_members_lost``, ``..._in_two_tasks``);
+- one task in 50 is of a rate-limited type (100/s, burst 10) and one in 100 of a capped one (3 at
+  once): no 1 s may hold more than rate + burst starts, no capped run may see more than 3 running
+  (``flow``; the exit status is 1 otherwise);
 - once (at 85%) Redis stalls: SIGSTOP for 6 s, longer than the workers' socket timeout (2 s
   here), then SIGCONT. Leases (10 s) outlast it, so nothing may run twice for it.
 
@@ -793,6 +796,10 @@ def main() -> None:
     if result["lost"] or result["enqueue_gave_up"] or not result["poison_archived"] or result["processes_left"]:
         sys.exit(1)
     if result["group_members_lost"] or result["group_members_in_two_tasks"] or result["group_enqueue_gave_up"]:
+        sys.exit(1)
+    flow = result["flow"]
+    if flow["cap_violations"] or flow["limited_most_in_1s"] > flow["limited_bound_in_1s"]:
+        print(f"chaos: flow control did not hold: {flow}")
         sys.exit(1)
 
 

@@ -173,6 +173,12 @@ def test_the_handler_gets_a_list_or_what_its_aggregator_makes():
     context: Any = None
     assert summed.call(summed.decode(many, 3), context) == 6
     assert app.aggregation_for("unknown").max_size == 1000
+    # Per app: the types without an aggregate= of their own take the app's settings.
+    app_wide = App(aggregation=Aggregation(grace="3s", max_size=50))
+    app_wide.register("own", lambda payload: payload, aggregate=Aggregation(max_size=7))
+    app_wide.register("inherits", lambda payload: payload)
+    assert app_wide.aggregation_for("own").max_size == 7
+    assert app_wide.aggregation_for("inherits").max_size == 50 and app_wide.aggregation_for("inherits").grace == 3.0
     assert TaskState.AGGREGATING == "aggregating"
 
 

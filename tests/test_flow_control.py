@@ -135,6 +135,20 @@ def test_a_rate_limited_type_waits_in_its_lane_and_blocks_nothing(
     assert got == 10
 
 
+def test_a_batch_claimed_in_a_limited_queue_hands_out_each_task_with_its_own_envelope(
+    client: Client, settings: Settings, limits: RedisLimitStore
+) -> None:
+    """The claim pops a batch at once, routes the limited tasks into their lane and hands out the
+    others with the envelopes it read to route them: each id with its own bytes, oldest first."""
+    limits.set_limit(make_limit("default", "type:X", "1/s"))
+    ids = [client.enqueue("X" if i % 3 == 0 else "Y", i).id for i in range(120)]  # deep: a batch of 8
+    got = fresh(settings).claim_round("w1", ["default"], 30.0, 8, now=T0).claimed
+    assert isinstance(got, list) and len(got) == 8, got
+    assert [c.task_id for c in got] == [i for n, i in enumerate(ids) if n % 3 != 0][:8]
+    assert all(decode_message(c.data or b"").id == c.task_id for c in got)
+    assert limits.waiting("default") == {"type:X": 4}  # the X among the first 12 wait in their lane
+
+
 def test_a_cap_holds_until_a_holder_ends_or_its_lease_runs_out(
     client: Client, settings: Settings, limits: RedisLimitStore
 ) -> None:

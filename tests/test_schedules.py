@@ -229,6 +229,7 @@ def test_the_cli_adds_changes_and_removes_a_schedule_on_two_running_supervisors(
     b = Pool(redis_url, namespace, tmp_path / "b.log", workers=1).start()
     try:
         added = cli(redis_url, namespace, "add", "beat", "--every", "2s", "--type", "record", "--json")
+        added_at = time.time()  # the store's clock read the add before this
         assert added.returncode == 0, added.stderr
         assert json.loads(added.stdout)["schedule"] == "@every 2s"
         wait_for(lambda: len(runs_of(r, namespace, "beat")) >= 3, timeout=15, interval=0.1)
@@ -250,9 +251,29 @@ def test_the_cli_adds_changes_and_removes_a_schedule_on_two_running_supervisors(
     assert after == [], after
     assert Counter(ticks).most_common(1)[0][1] == 1, Counter(ticks)  # once per tick on two supervisors
     first, last = min(ticks), max(ticks)
+    # It ran from its next tick: the first even second from the boundary (CHANGE_DELAY after the add) on.
+    assert first <= added_at + CHANGE_DELAY + 2, (first, added_at)
     boundary = next(t for t in range(first, last + 1) if t not in range(first, last + 1, 2) and t in ticks)
     expected = [t for t in range(first, boundary) if t % 2 == 0] + list(range(boundary, last + 1))
     assert sorted(ticks) == expected  # every 2 s, then every second: nothing missing around the change
     assert changed_at < boundary <= changed_at + CHANGE_DELAY + 1.5
     refused = cli(redis_url, namespace, "update", "beat", "--every", "1s", "--type", "record")
     assert refused.returncode == 1 and "no stored schedule named 'beat'" in refused.stderr
+
+
+def test_the_client_keeps_schedules_in_redis_for_every_supervisor(settings):
+    """``client.schedules`` (its own connection) writes what another client and the CLI read."""
+    from supervisor import Client
+
+    with Client(settings=settings) as one, Client(settings=settings) as other:
+        one.schedules.add("digest", "0 8 * * *", "digest:send", {"team": "ops"}, timezone="Europe/Paris")
+        one.schedules.set("flush", every="30s", task_type="metrics:flush")
+        with pytest.raises(ScheduleExists):
+            other.schedules.add("digest", every="1m", task_type="digest:send")
+        other.schedules.update("digest", every="12h", task_type="digest:send")
+        assert [(d.name, d.schedule, d.task_type) for d in one.schedules.list()] == [
+            ("digest", "@every 12h", "digest:send"), ("flush", "@every 30s", "metrics:flush")]  # fmt: skip
+        one.schedules.remove("digest")
+        with pytest.raises(UnknownSchedule):
+            other.schedules.remove("digest")
+        assert [d.name for d in other.schedules.list()] == ["flush"]

@@ -5,6 +5,8 @@
 ``BENCH_OURS_IO=threads`` it is a plain ``def`` (``time.sleep``, redis-py) run on task threads,
 as Dramatiq's is (see ours_adapter.py). With ``BENCH_OURS_BODY=async`` (the ``ours-async``
 variant), ``noop`` (the drain) is an ``async def`` too, run at ``ASYNQ_WORKER_CONCURRENCY=100``.
+With ``BENCH_OURS_LIMITS=1`` (bench/limits.py), the app also declares limits on two other types
+in the same queue: what flow control costs the tasks it does not limit.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ _async_client: dict[int, redis.asyncio.Redis] = {}
 THREADS = os.environ.get("BENCH_OURS_IO") == "threads"
 #: The ``ours-async`` variant (ours_adapter.OursAsync): the noop body awaits redis.asyncio.
 ASYNC_BODY = os.environ.get("BENCH_OURS_BODY") == "async"
+#: bench/limits.py: a rate limit and a cap on other types of queue ``default`` (issue 21's overhead figure).
+LIMITS = os.environ.get("BENCH_OURS_LIMITS") == "1"
 
 
 def client() -> redis.Redis:
@@ -72,3 +76,14 @@ else:
 @app.task("pickup")
 def pickup(enqueued_at: float) -> None:
     client().rpush("bench:pickup", repr(time.time() - enqueued_at))
+
+
+if LIMITS:
+
+    @app.task("limited", rate_limit="10/s", burst=5)
+    def limited(payload: None) -> None:
+        client().incr("bench:limited")
+
+    @app.task("capped", cap=3)
+    def capped(payload: None) -> None:
+        client().incr("bench:capped")

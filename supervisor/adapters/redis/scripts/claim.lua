@@ -231,24 +231,29 @@ local function claim_limited(i, batch)
   local got = from_lanes(p, b, qd, q_tat)
   if got then return got end
   local want = qd and 1 or batch
-  local out, scanned = {}, 0
+  -- Popped as many at a time as are still wanted; the envelopes read to route them go back with
+  -- the ids handed out, so a task of no limit costs one read of its envelope, as elsewhere.
+  local out, envelopes, scanned = {}, {}, 0
   while #out < want and scanned < ROUTE_LIMIT do
-    local id = redis.call('RPOP', KEYS[b + 1])
-    if not id then break end
-    scanned = scanned + 1
-    local envelope = redis.call('HGET', KEYS[b + 2], id)
-    local lane = envelope and lane_of(p, envelope)
-    if lane then
-      redis.call('LPUSH', p .. 'lane:' .. lane, id)
-      redis.call('INCR', p .. 'held')
-      redis.call('ZADD', p .. 'lanes', 'NX', now, lane)
-    else
-      out[#out + 1] = id
+    local ids = redis.call('RPOP', KEYS[b + 1], math.min(want - #out, ROUTE_LIMIT - scanned))
+    if not ids then break end
+    for _, id in ipairs(ids) do
+      scanned = scanned + 1
+      local envelope = redis.call('HGET', KEYS[b + 2], id)
+      local lane = envelope and lane_of(p, envelope)
+      if lane then
+        redis.call('LPUSH', p .. 'lane:' .. lane, id)
+        redis.call('INCR', p .. 'held')
+        redis.call('ZADD', p .. 'lanes', 'NX', now, lane)
+      else
+        out[#out + 1] = id
+        envelopes[id] = envelope
+      end
     end
   end
   if #out > 0 then
     if qd then take(p .. 'rate:queue', p .. 'cap:queue', qd, q_tat, out[1]) end
-    return out
+    return out, envelopes
   end
   if scanned > 0 then
     got = from_lanes(p, b, qd, q_tat)  -- the tasks just routed may start now
@@ -274,9 +279,9 @@ for i = 0, nq - 1 do
         redis.call('ZREM', KEYS[z], unpack(due))
       end
     end
-    local ids = nil
+    local ids, read = nil, nil
     if string.byte(limited, i + 1) == 49 then  -- '1': flow control
-      ids = claim_limited(i, batch_size(i))
+      ids, read = claim_limited(i, batch_size(i))
     elseif redis.call('LLEN', KEYS[b + 1]) > 0 then
       ids = redis.call('RPOP', KEYS[b + 1], batch_size(i))
     end
@@ -287,7 +292,7 @@ for i = 0, nq - 1 do
         redis.call('HSET', KEYS[b + 5], id, ARGV[3])
         redis.call('ZADD', KEYS[b + 4], lease_until, id)
         out[#out + 1] = id
-        out[#out + 1] = redis.call('HGET', KEYS[b + 2], id) or false
+        out[#out + 1] = (read and read[id]) or redis.call('HGET', KEYS[b + 2], id) or false
       end
       return out
     end
