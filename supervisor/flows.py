@@ -31,7 +31,6 @@ from typing import Any
 
 import msgspec
 
-from supervisor.core.building import build_task
 from supervisor.core.errors import BrokerError, InvalidTaskError
 from supervisor.core.flow_store import CANCELED, SUCCEEDED, FlowStore, MemberRecorded
 from supervisor.core.flows import (
@@ -39,11 +38,10 @@ from supervisor.core.flows import (
     POLICY_CANCELED,
     Flow,
     NodeDef,
+    build_members,
     check_policy,
     compile_flow,
     failure_marker,
-    member_id,
-    member_ref,
     parse_ref,
     with_input,
 )
@@ -131,14 +129,9 @@ class Flows:
         if compiled.scopes:
             fields["scopes"] = compiled.encoded_scopes(policy).encode()
         dependents = compiled.dependents()
+        messages = build_members(compiled.leaves, flow_id, now, default_max_retry, headers)
         roots: list[tuple[int, TaskMessage, bytes]] = []
-        for node, leaf in enumerate(compiled.leaves):
-            built = build_task(leaf, now, default_max_retry, headers)  # the flow names it: hex, '.', digits
-            if built.process_at is not None:
-                raise InvalidTaskError("a flow's task cannot be scheduled (process_at/process_in)")
-            message = msgspec.structs.replace(
-                built.message, id=member_id(flow_id, node), flow=member_ref(flow_id, node)
-            )
+        for node, message in enumerate(messages):
             encoded = encode_message(message)
             definition = NodeDef(encoded, compiled.preds[node], compiled.pipes[node])
             fields[f"n:{node}"] = msgspec.msgpack.encode(definition)

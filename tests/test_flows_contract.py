@@ -238,3 +238,18 @@ def test_joins_ride_with_their_completions_and_after_hears_each_flow(b: Broker, 
     assert flows.release(flow_id) == 1
     [(_, message, payload)] = take_all(b, q)
     assert message.type == "cb" and sorted(payload) == [0, 10, 20]
+
+
+def test_members_that_differ_in_their_payload_alone_are_checked_once_each_other_field_still_checked(
+    b: Broker, q: str, flows: Flows
+) -> None:
+    with pytest.raises(InvalidTaskError, match="max_retry"):  # True == 1, but not a number of retries
+        flows.enqueue(group(task("m", 1, queue=q, max_retry=1), task("m", 2, queue=q, max_retry=True)))
+    with pytest.raises(InvalidTaskError, match="queue"):
+        flows.enqueue(group(task("m", 1, queue=q), task("m", 2, queue=q + " x")))
+    assert take_all(b, q) == [] and flows.store.indexed_flows(10) == []
+    flows.enqueue(group(*(task("m", {"i": i}, queue=q, timeout=5, headers={"h": "v"}) for i in range(3))))
+    got = sorted(take_all(b, q), key=lambda t: t[2]["i"])
+    assert [p for _, _, p in got] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert {(m.timeout, m.headers["h"], m.queue) for _, m, _ in got} == {(5.0, "v", q)}
+    assert len({m.id for _, m, _ in got}) == 3

@@ -231,3 +231,21 @@ def test_the_async_client_refuses_the_same_values(settings, r, namespace):
 
     asyncio.run(scenario())
     assert list(r.scan_iter(match=f"{namespace}:*")) == []  # not one key written
+
+
+def test_same_options_is_equal_fields_of_the_same_types_but_the_payload() -> None:
+    """What a flow's members reuse of the previous member's checks (core/flows.build_members)."""
+    from supervisor.core.building import Task, same_options
+
+    base = Task("t", 1, queue="q", max_retry=1, timeout=5, headers={"h": "v"})
+    assert same_options(base, Task("t", {"other": "payload"}, queue="q", max_retry=1, timeout=5, headers={"h": "v"}))
+    for other in (
+        Task("t", 1, queue="q", max_retry=True, timeout=5, headers={"h": "v"}),  # True == 1, not the same
+        Task("t", 1, queue="q", max_retry=1, timeout=5.0, headers={"h": "v"}),
+        Task("t", 1, queue="q", max_retry=1, timeout=5, headers={"h": "w"}),
+        Task("u", 1, queue="q", max_retry=1, timeout=5, headers={"h": "v"}),
+        Task("t", 1, queue="q", max_retry=1, timeout=5, headers={"h": "v"}, deadline=float("nan")),
+    ):
+        assert not same_options(base, other)
+    unique = Task("t", 1, unique_for=60)
+    assert not same_options(unique, Task("t", 2, unique_for=60))  # its lock's key is its payload's

@@ -16,8 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import msgspec
@@ -277,6 +278,19 @@ def build_task(
         return _grouped(task, message)
     new = NewTask(task.queue, task_id, encode_message(message), process_at, unique_key, unique_ttl)
     return Built(message, process_at, new)
+
+
+#: Every field of a :class:`Task` but its payload, read in one call (:func:`same_options`).
+_OPTIONS = operator.attrgetter(*(f.name for f in fields(Task) if f.name != "payload"))
+
+
+def same_options(a: Task, b: Task) -> bool:
+    """Whether ``b`` differs from ``a`` in its payload alone: every other field equal, and of the
+    same type (``1`` is not ``True``), so that what :func:`build_task` checked and computed of
+    ``a``'s other fields at one ``now`` holds for ``b`` (a flow's members: one task type, many
+    payloads). Never for a unique task, whose lock's key is made of its payload."""
+    x, y = _OPTIONS(a), _OPTIONS(b)
+    return x == y and a.unique_for is None and list(map(type, x)) == list(map(type, y))
 
 
 def _grouped(task: Task, message: TaskMessage) -> Built:

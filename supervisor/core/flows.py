@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from supervisor.core.building import Task
+from supervisor.core.building import Task, build_task, same_options
 from supervisor.core.errors import InvalidTaskError
+from supervisor.core.task import TaskMessage, encode_payload
 
 #: What a member's failure does to its flow (see README "Workflows").
 Policy = Literal["fail", "ignore", "continue"]
@@ -216,6 +217,28 @@ def _walk_group(
         shapes.append(shape)
     scope.hi = len(out.leaves)
     return tails, True, ["group", shapes, flow.policy]
+
+
+def build_members(
+    leaves: Sequence[Task], flow_id: str, now: float, default_max_retry: int, headers: dict[str, str] | None
+) -> list[TaskMessage]:
+    """Each leaf's envelope, named after its node (raises InvalidTaskError). A leaf whose fields
+    other than its payload are the previous one's (:func:`~supervisor.core.building.same_options`:
+    a chord of one task type) costs its payload's encoding: its other fields were checked then."""
+    out: list[TaskMessage] = []
+    last: tuple[Task, TaskMessage] | None = None
+    for node, leaf in enumerate(leaves):
+        ids = {"id": member_id(flow_id, node), "flow": member_ref(flow_id, node)}
+        if last is not None and same_options(last[0], leaf):
+            out.append(msgspec.structs.replace(last[1], payload=encode_payload(leaf.payload), **ids))
+            continue
+        built = build_task(leaf, now, default_max_retry, headers)  # the flow names it: hex, '.', digits
+        if built.process_at is not None:
+            raise InvalidTaskError("a flow's task cannot be scheduled (process_at/process_in)")
+        message = msgspec.structs.replace(built.message, **ids)
+        out.append(message)
+        last = (leaf, message) if leaf.group is None else None
+    return out
 
 
 def member_id(flow_id: str, node: int) -> str:
