@@ -240,6 +240,61 @@ def test_joins_ride_with_their_completions_and_after_hears_each_flow(b: Broker, 
     assert message.type == "cb" and sorted(payload) == [0, 10, 20]
 
 
+def test_roots_an_enqueuer_died_before_releasing_are_released_by_the_sweep_once(
+    b: Broker, q: str, flows: Flows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The roots are ready as one (no field each) until their release is marked: the enqueuer's
+    submit failed after the record was stored, so the sweep releases them once its grace is over,
+    but not a root whose outcome is in already."""
+    from supervisor.core.errors import BrokerUnavailable
+
+    def down(tasks: object) -> None:
+        raise BrokerUnavailable("the enqueuer's connection died")
+
+    monkeypatch.setattr(b, "submit", down)
+    with pytest.raises(BrokerUnavailable):
+        flows.enqueue(chord([task("m", i, queue=q) for i in range(3)], task("cb", queue=q)))
+    monkeypatch.undo()
+    [(flow_id, _)] = flows.store.indexed_flows(10)
+    view = flows.view(flow_id)
+    assert view is not None and [m.state for m in view.members] == ["ready"] * 3 + ["waiting"]
+    assert take_all(b, q) == [] and flows.sweep(grace=3600.0)[0] == 0
+    flows.store.member_finished(flow_id, [(1, "succeeded", msgspec.msgpack.encode("one"))])  # ran anyway
+    assert flows.sweep(grace=0.0)[0] == 2
+    members = take_all(b, q)
+    assert sorted(p for _, _, p in members) == [0, 2]
+    assert [m.state for m in flows.view(flow_id).members] == ["released", "succeeded", "released", "waiting"]  # type: ignore[union-attr]
+    assert flows.sweep(grace=0.0)[0] == 0 and flows.release(flow_id) == 0
+    for c, message, payload in members:
+        succeed(b, flows, c, message, payload)
+    [(c, message, payload)] = take_all(b, q)
+    assert message.type == "cb" and payload == [0, "one", 2]
+
+
+def test_roots_canceled_before_their_release_was_marked_are_reported_by_it(
+    b: Broker, q: str, flows: Flows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A root failing while the roots are ready (their submit under way) cancels the others where
+    they are (not in the cancel set: not known to be in a queue); the release mark of the roots
+    names them, for their releaser to cancel in their queues."""
+    from supervisor.core.errors import BrokerUnavailable
+
+    def down(tasks: object) -> None:
+        raise BrokerUnavailable("down")
+
+    monkeypatch.setattr(b, "submit", down)
+    with pytest.raises(BrokerUnavailable):
+        flows.enqueue(chord([task("m", i, queue=q) for i in range(3)], task("cb", queue=q)))
+    monkeypatch.undo()
+    [(flow_id, _)] = flows.store.indexed_flows(10)
+    recorded = flows.store.member_finished(flow_id, [(0, "failed", b"\xc0")])
+    assert (recorded.counted, recorded.to_cancel) == (1, 0)
+    assert sorted(flows.store.mark_released(flow_id, [], roots=True)) == [1, 2]
+    view = flows.view(flow_id)
+    assert view is not None and view.state == "failed"
+    assert [m.state for m in view.members] == ["failed", "canceled", "canceled", "canceled"]
+
+
 def test_members_that_differ_in_their_payload_alone_are_checked_once_each_other_field_still_checked(
     b: Broker, q: str, flows: Flows
 ) -> None:

@@ -36,6 +36,17 @@ MAX_NODES = 100_000
 #: Seconds a finished flow's record is kept by default.
 DEFAULT_FLOW_RETENTION = 86400.0
 
+#: The flow record's field holding its roots' envelopes, one blob (:func:`encode_roots`): a root is
+#: submitted by the enqueuer with the envelope in hand, so only the sweep (its enqueuer died before
+#: it submitted them), a cancel and a look at the flow read them back. A root has no field of its
+#: own until its state changes from ready or released (see the stores).
+ROOTS_FIELD = "roots"
+#: When the roots are nodes ``0 .. k-1`` that share their dependents (a chord's members): ``k``,
+#: and their dependents once (``d:<node>`` for each otherwise).
+ROOT_COUNT_FIELD, ROOT_DEPENDENTS_FIELD = "rk", "rd"
+#: The ready set's member that stands for the flow's roots until they are released (as one).
+ROOTS_READY = "roots"
+
 
 @dataclass(frozen=True, slots=True)
 class Chain:
@@ -130,6 +141,18 @@ class Compiled:
 
     def roots(self) -> list[int]:
         return [n for n, preds in enumerate(self.preds) if not preds]
+
+    def shared_root_dependents(self, dependents: list[list[int]]) -> tuple[int, list[int]] | None:
+        """``(k, their dependents)`` when the roots are nodes ``0 .. k-1`` with the same non-empty
+        dependents (a chord's members, a first group of tasks), else None."""
+        k = 0
+        while k < len(self.preds) and not self.preds[k]:
+            k += 1
+        if not dependents[0] or any(dependents[n] != dependents[0] for n in range(1, k)):
+            return None
+        if any(not preds for preds in self.preds[k:]):  # a root past them
+            return None
+        return k, dependents[0]
 
     def encoded_scopes(self, flow_policy: str) -> str:
         """The scopes as the join script reads them: ``policy,parent,lo,hi,member_lo,member_hi``
@@ -239,6 +262,20 @@ def build_members(
         out.append(message)
         last = (leaf, message) if leaf.group is None else None
     return out
+
+
+def encode_roots(envelopes: dict[int, bytes]) -> bytes:
+    """The roots' envelopes (node -> envelope) as the flow record's :data:`ROOTS_FIELD`."""
+    return msgspec.msgpack.encode(envelopes)
+
+
+def decode_roots(blob: bytes | None) -> dict[int, bytes]:
+    return {} if not blob else msgspec.msgpack.decode(blob, type=dict[int, bytes])
+
+
+def root_definition(envelope: bytes) -> bytes:
+    """A root's definition as the stores hand it out (:class:`NodeDef`: no predecessors)."""
+    return msgspec.msgpack.encode(NodeDef(envelope, []))
 
 
 def member_id(flow_id: str, node: int) -> str:

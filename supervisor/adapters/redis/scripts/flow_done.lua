@@ -7,6 +7,9 @@
 -- and the failure goes up to the enclosing scope. A node already released (its task is in a
 -- queue) cannot be canceled from here: it goes into the cancel set, for the caller to cancel in
 -- its queue (supervisor/flows.py Flows.cancel_members); its outcome then comes back through here.
+-- A node without a state field is waiting, or, a root (no 'w:<node>'), ready while the ready
+-- zset holds 'roots' and released after. A dependent's counter is decremented once per call, by
+-- as many of its predecessors as finished in it (the nodes of a chord share one callback).
 -- KEYS: 1 the flow's hash, 2 its results hash (node -> result), 3 its ready zset, 4 its cancel set
 -- ARGV: 1 the marker stored as the result of a node canceled here, then triplets of node, state
 --       (succeeded, failed, canceled, expired), result bytes
@@ -16,19 +19,51 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {0, 0, 0, (#ARGV - 1) / 3, 0}
 end
-local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
-local finished = tonumber(redis.call('HGET', KEYS[1], 'finished') or '0')
+local head = redis.call('HMGET', KEYS[1], 'total', 'finished', 'state', 'rk', 'rd')
+local total = tonumber(head[1])
+local finished = tonumber(head[2] or '0')
+local state = head[3]  -- the flow's state, kept equal to its field (fail_scope writes both)
+local root_count = tonumber(head[4] or '0')  -- roots 0 .. rk-1 share their dependents, 'rd'
+local root_dependents = head[5]
 local marker = ARGV[1]
 local counted, ready, skipped, to_cancel = 0, 0, 0, 0
 local terminal = {succeeded = true, failed = true, canceled = true, expired = true}
+local cancels = redis.call('EXISTS', KEYS[4]) == 1  -- the cancel set has members
+local pending = {}  -- dependent -> predecessors finished in this call
+local dependents = {}  -- the keys of pending, in order
+
+local roots_ready = nil
+local function roots_released()
+  if roots_ready == nil then
+    roots_ready = redis.call('ZSCORE', KEYS[3], 'roots') ~= false
+  end
+  return not roots_ready
+end
 
 local function release_dependents(node)
-  if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return end
-  local deps = redis.call('HGET', KEYS[1], 'd:' .. node)
+  if state ~= 'running' then return end
+  local deps
+  if node < root_count then
+    deps = root_dependents
+  else
+    deps = redis.call('HGET', KEYS[1], 'd:' .. node)
+  end
   if not deps then return end
   for dep in string.gmatch(deps, '[^,]+') do
-    -- a dependent canceled meanwhile (its scope failed) has a state: it is never made ready
-    if redis.call('HINCRBY', KEYS[1], 'w:' .. dep, -1) == 0 and not redis.call('HGET', KEYS[1], 's:' .. dep) then
+    if not pending[dep] then
+      pending[dep] = 0
+      dependents[#dependents + 1] = dep
+    end
+    pending[dep] = pending[dep] + 1
+  end
+end
+
+-- The counters, once the outcomes are in: a dependent canceled meanwhile (its scope failed)
+-- has a state, and is never made ready; in a failed flow, nothing is.
+local function decrement_dependents()
+  if state ~= 'running' then return end
+  for _, dep in ipairs(dependents) do
+    if redis.call('HINCRBY', KEYS[1], 'w:' .. dep, -pending[dep]) == 0 and not redis.call('HGET', KEYS[1], 's:' .. dep) then
       redis.call('HSET', KEYS[1], 's:' .. dep, 'ready')
       redis.call('ZADD', KEYS[3], now, dep)
       ready = ready + 1
@@ -42,14 +77,18 @@ local function cancel_range(lo, hi)
   local ended = {}
   for i = lo, hi - 1 do
     local s = redis.call('HGET', KEYS[1], 's:' .. i)
+    if (not s) and redis.call('HEXISTS', KEYS[1], 'w:' .. i) == 0 and roots_released() then
+      s = 'released'  -- a root, in its queue
+    end
     if (not s) or s == 'ready' then
       redis.call('HSET', KEYS[1], 's:' .. i, 'canceled')
       redis.call('HSET', KEYS[2], i, marker)
-      redis.call('ZREM', KEYS[3], i)
+      if s == 'ready' then redis.call('ZREM', KEYS[3], i) end
       finished = finished + 1
       ended[#ended + 1] = i
     elseif s == 'released' and redis.call('SADD', KEYS[4], i) == 1 then
       to_cancel = to_cancel + 1
+      cancels = true
     end
   end
   for _, i in ipairs(ended) do release_dependents(i) end
@@ -82,6 +121,7 @@ local function fail_scope(id)
     if id == 0 then
       if redis.call('HGET', KEYS[1], 'policy') == 'fail' then
         redis.call('HSET', KEYS[1], 'state', 'failed')
+        state = 'failed'
         cancel_range(0, total)
       end
       return
@@ -94,27 +134,28 @@ local function fail_scope(id)
   end
 end
 
-local function record(node, outcome, result)
-  -- A node with a definition and no state yet is waiting (the state is written when it changes).
-  local s = redis.call('HGET', KEYS[1], 's:' .. node)
-  if (not s) and redis.call('HEXISTS', KEYS[1], 'n:' .. node) == 1 then
-    s = 'waiting'
-  end
+local function record(arg, outcome, result)
   -- In the cancel set: its cancel was asked here, so a 'canceled' outcome is no failure of its own.
-  local asked = redis.call('SREM', KEYS[4], node) == 1
-  if (not s) or terminal[s] then
+  local asked = cancels and redis.call('SREM', KEYS[4], arg) == 1
+  local node = tonumber(arg)
+  if (not node) or node < 0 or node >= total or node % 1 ~= 0 then
+    skipped = skipped + 1
+    return
+  end
+  local s = redis.call('HGET', KEYS[1], 's:' .. node)
+  if s and terminal[s] then
     skipped = skipped + 1
     return
   end
   counted = counted + 1
   redis.call('HSET', KEYS[1], 's:' .. node, outcome)
   redis.call('HSET', KEYS[2], node, result)
-  redis.call('ZREM', KEYS[3], node)
+  if s == 'ready' then redis.call('ZREM', KEYS[3], node) end
   finished = finished + 1
   if outcome ~= 'succeeded' and not (asked and outcome == 'canceled') then
     redis.call('HINCRBY', KEYS[1], 'failures', 1)
-    if redis.call('HGET', KEYS[1], 'state') == 'running' then
-      fail_scope(scope_of(tonumber(node)))
+    if state == 'running' then
+      fail_scope(scope_of(node))
     end
   end
   release_dependents(node)
@@ -123,11 +164,11 @@ end
 for i = 2, #ARGV, 3 do
   record(ARGV[i], ARGV[i + 1], ARGV[i + 2])
 end
+decrement_dependents()
 if counted > 0 then
   redis.call('HSET', KEYS[1], 'finished', finished)
 end
 if counted > 0 and finished >= total then
-  local state = redis.call('HGET', KEYS[1], 'state')
   if state == 'running' then
     if tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') > 0 then
       state = 'completed_with_failures'
