@@ -163,9 +163,9 @@ class Flows:
         the messages' envelopes when the caller has them already; ``roots``: those of ``nodes``
         that are the flow's roots, ready and released as one)."""
         envelopes = encoded or [encode_message(m) for m in messages]
-        tasks = [NewTask(m.queue, m.id, data) for m, data in zip(messages, envelopes, strict=True)]
-        for start in range(0, len(tasks), RELEASE_CHUNK):
-            self.broker.submit(tasks[start : start + RELEASE_CHUNK])
+        for start in range(0, len(messages), RELEASE_CHUNK):  # the first chunk goes out at once
+            chunk = zip(messages[start : start + RELEASE_CHUNK], envelopes[start : start + RELEASE_CHUNK], strict=True)
+            self.broker.submit([NewTask(m.queue, m.id, data) for m, data in chunk])
         others = [n for n in nodes if n not in roots] if roots else nodes
         canceled = set(self.store.mark_released(flow_id, others, roots=bool(roots)))
         if canceled:  # their scope failed while they were submitted: not to run

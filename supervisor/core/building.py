@@ -280,17 +280,20 @@ def build_task(
     return Built(message, process_at, new)
 
 
-#: Every field of a :class:`Task` but its payload, read in one call (:func:`same_options`).
+#: Every field of a :class:`Task` but its payload, read in one call (:func:`options_of`).
 _OPTIONS = operator.attrgetter(*(f.name for f in fields(Task) if f.name != "payload"))
 
 
-def same_options(a: Task, b: Task) -> bool:
-    """Whether ``b`` differs from ``a`` in its payload alone: every other field equal, and of the
-    same type (``1`` is not ``True``), so that what :func:`build_task` checked and computed of
-    ``a``'s other fields at one ``now`` holds for ``b`` (a flow's members: one task type, many
-    payloads). Never for a unique task, whose lock's key is made of its payload."""
-    x, y = _OPTIONS(a), _OPTIONS(b)
-    return x == y and a.unique_for is None and list(map(type, x)) == list(map(type, y))
+def options_of(task: Task) -> tuple[Any, ...] | None:
+    """Every field of ``task`` but its payload, and their types. Two tasks with equal options
+    differ in their payload alone (``1`` and ``True`` are not the same option), so what
+    :func:`build_task` checked and computed of one's other fields at one ``now`` holds for the
+    other (a flow's members: one task type, many payloads). None for a unique task, whose lock's
+    key is made of its payload."""
+    if task.unique_for is not None:
+        return None
+    values = _OPTIONS(task)
+    return values, tuple(map(type, values))
 
 
 def _grouped(task: Task, message: TaskMessage) -> Built:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from supervisor.core.building import Task, build_task, same_options
+from supervisor.core.building import Task, build_task, options_of
 from supervisor.core.errors import InvalidTaskError
 from supervisor.core.task import TaskMessage, encode_payload
 
@@ -232,7 +232,8 @@ def _walk_group(
     where[1].append(me)
     tails, shapes = [], []
     for member in flow.members:
-        start, inner = len(out.leaves), list[int]()
+        start = len(out.leaves)
+        inner: list[int] = []
         member_tails, _, shape = _walk(member, preds, from_group, out, depth + 1, (me, inner))
         for s in inner:  # a group directly in this member: its failure cancels this member
             out.scopes[s - 1].member_lo, out.scopes[s - 1].member_hi = start, len(out.leaves)
@@ -245,22 +246,23 @@ def _walk_group(
 def build_members(
     leaves: Sequence[Task], flow_id: str, now: float, default_max_retry: int, headers: dict[str, str] | None
 ) -> list[TaskMessage]:
-    """Each leaf's envelope, named after its node (raises InvalidTaskError). A leaf whose fields
-    other than its payload are the previous one's (:func:`~supervisor.core.building.same_options`:
-    a chord of one task type) costs its payload's encoding: its other fields were checked then."""
+    """Each leaf's envelope, named after its node (raises InvalidTaskError). A leaf whose options
+    are the previous one's (:func:`~supervisor.core.building.options_of`: a chord of one task
+    type) costs its payload's encoding: its other fields were checked then."""
     out: list[TaskMessage] = []
-    last: tuple[Task, TaskMessage] | None = None
+    options, template = None, None
     for node, leaf in enumerate(leaves):
         ids = {"id": member_id(flow_id, node), "flow": member_ref(flow_id, node)}
-        if last is not None and same_options(last[0], leaf):
-            out.append(msgspec.structs.replace(last[1], payload=encode_payload(leaf.payload), **ids))
+        leaf_options = options_of(leaf)
+        if template is not None and leaf_options is not None and leaf_options == options:
+            out.append(msgspec.structs.replace(template, payload=encode_payload(leaf.payload), **ids))
             continue
         built = build_task(leaf, now, default_max_retry, headers)  # the flow names it: hex, '.', digits
         if built.process_at is not None:
             raise InvalidTaskError("a flow's task cannot be scheduled (process_at/process_in)")
         message = msgspec.structs.replace(built.message, **ids)
         out.append(message)
-        last = (leaf, message) if leaf.group is None else None
+        options, template = (leaf_options, message) if leaf.group is None else (None, None)
     return out
 
 
