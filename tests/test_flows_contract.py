@@ -308,3 +308,18 @@ def test_members_that_differ_in_their_payload_alone_are_checked_once_each_other_
     assert [p for _, _, p in got] == [{"i": 0}, {"i": 1}, {"i": 2}]
     assert {(m.timeout, m.headers["h"], m.queue) for _, m, _ in got} == {(5.0, "v", q)}
     assert len({m.id for _, m, _ in got}) == 3
+
+
+def test_a_member_that_succeeded_is_not_canceled_by_a_failure_after_it(b: Broker, q: str, flows: Flows) -> None:
+    """A chord's member that succeeded keeps no state field (its result says it finished): a
+    failure after it cancels the others and leaves it succeeded, and a second run counts nothing."""
+    flow_id = flows.enqueue(chord([task("m", i, queue=q) for i in range(3)], task("cb", queue=q)))
+    _, (c1, m1, _), _ = sorted(take_all(b, q), key=lambda member: member[2])  # by payload: 0, 1, 2
+    succeed(b, flows, c1, m1, "one")
+    recorded = flows.store.member_finished(flow_id, [(0, "failed", b"\xc0")])
+    assert (recorded.counted, recorded.to_cancel) == (1, 1)  # the third, in its queue
+    assert [n for n, _ in flows.store.cancel_targets(flow_id)] == [2]
+    assert flows.store.member_finished(flow_id, [(1, "succeeded", b"\xc0")]).skipped == 1
+    view = flows.view(flow_id)
+    assert view is not None and [m.state for m in view.members] == ["failed", "succeeded", "released", "canceled"]
+    assert view.members[1].result == "one"

@@ -14,7 +14,6 @@ from supervisor.core.flow_store import (
     READY,
     RELEASED,
     SUCCEEDED,
-    TERMINAL,
     WAITING,
     FlowRecord,
     MemberRecorded,
@@ -62,6 +61,14 @@ class _Flow:
 
     def is_root(self, node: int) -> bool:
         return f"w:{node}" not in self.fields
+
+    def state(self, node: int, root_state: str) -> str:
+        """A node's state as flow_done.lua reads it (no field: waiting, a root's ``root_state``,
+        or succeeded when it has a result)."""
+        found = self.get(f"s:{node}")
+        if found is not None:
+            return found
+        return SUCCEEDED if node in self.results else root_state if self.is_root(node) else WAITING
 
 
 class MemoryFlowStore:
@@ -115,7 +122,7 @@ class MemoryFlowStore:
             out = []
             if flow.roots_since is not None and (cut is None or flow.roots_since <= cut):
                 for node, envelope in decode_roots(flow.fields.get(ROOTS_FIELD)).items():
-                    if f"s:{node}" not in flow.fields:  # not finished, nor canceled while ready
+                    if node not in flow.results:  # a finished node has a result
                         out.append(ReadyNode(node, root_definition(envelope), [], root=True))
             for node, since in sorted(flow.ready.items(), key=lambda item: (item[1], item[0])):
                 if cut is not None and since > cut:
@@ -152,7 +159,7 @@ class MemoryFlowStore:
                 return None
             total = int(flow.get("total") or 0)
             root_state = READY if flow.roots_since is not None else RELEASED
-            states = [flow.get(f"s:{n}") or (root_state if flow.is_root(n) else WAITING) for n in range(total)]
+            states = [flow.state(n, root_state) for n in range(total)]
             definitions = [flow.definition(n) or b"" for n in range(total)]
             plain = {
                 k: v.decode(errors="replace")
@@ -210,12 +217,12 @@ class _Join:
         flow = self.flow
         asked = node in flow.cancel
         flow.cancel.discard(node)
-        current = flow.get(f"s:{node}")  # none: waiting, ready or released (a node's is written when it changes)
-        if not 0 <= node < self.total or current in TERMINAL:
+        if not 0 <= node < self.total or node in flow.results:  # finished: it has a result
             self.skipped += 1
             return
         self.counted += 1
-        flow.put(f"s:{node}", state)
+        if node >= self.root_count or state != SUCCEEDED:  # a succeeded shared-dependents root has no state
+            flow.put(f"s:{node}", state)
         flow.results[node] = result
         flow.ready.pop(node, None)
         self.finished += 1
@@ -261,11 +268,10 @@ class _Join:
 
     def _cancel_range(self, lo: int, hi: int) -> None:
         flow, ended = self.flow, []
+        root_state = RELEASED if flow.roots_since is None else READY
         for i in range(lo, hi):
-            state = flow.get(f"s:{i}")
-            if state is None and flow.is_root(i) and flow.roots_since is None:
-                state = RELEASED  # a root, in its queue
-            if state is None or state == READY:
+            state = flow.state(i, root_state)
+            if state in (WAITING, READY):
                 flow.put(f"s:{i}", CANCELED)
                 flow.results[i] = self.marker
                 flow.ready.pop(i, None)

@@ -26,7 +26,7 @@ import redis
 from supervisor.adapters.redis.calls import Call, script_source
 from supervisor.adapters.redis.connection import close_after_fork
 from supervisor.adapters.redis.errors import port_errors
-from supervisor.core.flow_store import READY, RELEASED, WAITING, FlowRecord, MemberRecorded, ReadyNode
+from supervisor.core.flow_store import READY, RELEASED, SUCCEEDED, WAITING, FlowRecord, MemberRecorded, ReadyNode
 from supervisor.core.flows import ROOTS_FIELD, ROOTS_READY, NodeDef, decode_roots, root_definition
 
 #: The per-node (and per-scope) fields of a flow's hash; the rest, but the roots' blob, are the flow's own.
@@ -108,9 +108,9 @@ class RedisFlowStore:
         out: list[ReadyNode] = []
         if ROOTS_READY.encode() in members:
             roots = decode_roots(self.redis.hget(meta, ROOTS_FIELD))
-            states = self.redis.hmget(meta, [f"s:{n}" for n in roots]) if roots else []
-            for (node, envelope), state in zip(roots.items(), states, strict=True):
-                if state is None:  # not finished, nor canceled while the roots were ready
+            ended = self.redis.hmget(results, list(roots)) if roots else []  # a finished node has a result
+            for (node, envelope), result in zip(roots.items(), ended, strict=True):
+                if result is None:
                     out.append(ReadyNode(node, root_definition(envelope), [], root=True))
         nodes = [int(n) for n in members if n != ROOTS_READY.encode()]
         for node, definition in self._definitions(meta, nodes) if nodes else []:
@@ -132,23 +132,27 @@ class RedisFlowStore:
         pipe.hgetall(meta)
         pipe.hgetall(results)
         pipe.zscore(ready_key, ROOTS_READY)
-        raw, stored, roots_ready = pipe.execute()
+        raw, results_raw, roots_ready = pipe.execute()
         if not raw:
             return None
+        stored = {int(k): v for k, v in results_raw.items()}
         fields = {k.decode(): v for k, v in raw.items()}
         total = int(fields.get("total", b"0"))
         roots = decode_roots(fields.get(ROOTS_FIELD))
         root_state = READY if roots_ready is not None else RELEASED
         states, definitions = [], []
         for n in range(total):
-            state = fields.get(f"s:{n}")
-            states.append(state.decode() if state else WAITING if f"w:{n}" in fields else root_state)
+            state = fields.get(f"s:{n}")  # none: see flow_done.lua
+            if state is not None:
+                states.append(state.decode())
+            else:
+                states.append(SUCCEEDED if n in stored else WAITING if f"w:{n}" in fields else root_state)
             definition = fields.get(f"n:{n}")
             definitions.append(definition if definition is not None else root_definition(roots.get(n, b"")))
         plain = {
             k: v.decode(errors="replace") for k, v in fields.items() if k[:2] not in NODE_FIELDS and k != ROOTS_FIELD
         }
-        return FlowRecord(plain, states, definitions, {int(k): v for k, v in stored.items()})
+        return FlowRecord(plain, states, definitions, stored)
 
     def index_flow(self, flow_id: str) -> None:
         seconds, micros = self.redis.time()
