@@ -42,10 +42,11 @@ def flow_keys(namespace: str, flow_id: str) -> tuple[str, str, str, str]:
 def done_call(namespace: str, flow_id: str, outcomes: Sequence[tuple[int, str, bytes]], marker: bytes) -> Call:
     """flow_done.lua's call for one flow's outcomes (also sent by the broker in a completion's
     round trip: RedisBroker, with the completions it joins)."""
-    args: list[Any] = [marker]
-    for node, state, result in outcomes:
-        args += [node, state, result]
-    return ("flow_done", list(flow_keys(namespace, flow_id)), args)
+    nodes = ",".join([str(node) for node, _, _ in outcomes])
+    states = [state for _, state, _ in outcomes]
+    # One argument per outcome, its result (packing arguments is most of a join's cost to a worker)
+    every = "" if all(state == "succeeded" for state in states) else ",".join(states)
+    return ("flow_done", list(flow_keys(namespace, flow_id)), [marker, nodes, every, *(r for _, _, r in outcomes)])
 
 
 def done_reply(reply: Sequence[Any]) -> MemberRecorded:

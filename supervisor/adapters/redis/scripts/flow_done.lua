@@ -14,12 +14,13 @@
 -- its result says it finished. A dependent's counter is decremented once per call, by as many of
 -- its predecessors as finished in it (a chord's members share one callback).
 -- KEYS: 1 the flow's hash, 2 its results hash (node -> result), 3 its ready zset, 4 its cancel set
--- ARGV: 1 the marker stored as the result of a node canceled here, then triplets of node, state
---       (succeeded, failed, canceled, expired), result bytes
+-- ARGV: 1 the marker stored as the result of a node canceled here, 2 the nodes ('3,4,9'), 3 their
+--       states ('succeeded,failed': succeeded, failed, canceled, expired; '' when all succeeded),
+--       then their results' bytes, one each
 -- Returns {nodes counted, nodes made ready, finished (1/0), nodes not counted, nodes to cancel}.
 local head = redis.call('HMGET', KEYS[1], 'total', 'finished', 'state', 'rk', 'rd')
 if not head[1] then  -- the flow is gone
-  return {0, 0, 0, (#ARGV - 1) / 3, 0}
+  return {0, 0, 0, #ARGV - 3, 0}
 end
 local total = tonumber(head[1])
 local finished = tonumber(head[2] or '0')
@@ -189,8 +190,12 @@ local function record(arg, outcome, result)
   release_dependents(node)
 end
 
-for i = 2, #ARGV, 3 do
-  record(ARGV[i], ARGV[i + 1], ARGV[i + 2])
+local outcomes = {}
+for outcome in string.gmatch(ARGV[3], '[^,]+') do outcomes[#outcomes + 1] = outcome end
+local i = 0
+for node in string.gmatch(ARGV[2], '[^,]+') do
+  i = i + 1
+  record(node, outcomes[i] or 'succeeded', ARGV[3 + i])
 end
 decrement_dependents()
 if counted > 0 then
