@@ -323,3 +323,13 @@ def test_a_member_that_succeeded_is_not_canceled_by_a_failure_after_it(b: Broker
     view = flows.view(flow_id)
     assert view is not None and [m.state for m in view.members] == ["failed", "succeeded", "released", "canceled"]
     assert view.members[1].result == "one"
+
+
+def test_a_callback_fed_hundreds_of_results_gets_them_in_order(b: Broker, q: str, flows: Flows) -> None:
+    """Past 256 inputs the store reads the whole results hash at once (RedisFlowStore._inputs)."""
+    flow_id = flows.enqueue(chord([task("m", i, queue=q) for i in range(300)], task("cb", queue=q)))
+    members = take_all(b, q)
+    flows.members_finished([(m.flow, "succeeded", msgspec.msgpack.encode(p * 2)) for _, m, p in reversed(members)])
+    [(_, message, payload)] = take_all(b, q)
+    assert message.type == "cb" and payload == [i * 2 for i in range(300)]
+    assert flows.view(flow_id) is not None

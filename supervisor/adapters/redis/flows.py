@@ -116,9 +116,16 @@ class RedisFlowStore:
         nodes = [int(n) for n in members if n != ROOTS_READY.encode()]
         for node, definition in self._definitions(meta, nodes) if nodes else []:
             preds = msgspec.msgpack.decode(definition, type=NodeDef).preds
-            inputs = list(self.redis.hmget(results, [str(p) for p in preds])) if preds else []
-            out.append(ReadyNode(node, definition, inputs))
+            out.append(ReadyNode(node, definition, self._inputs(results, preds)))
         return out
+
+    def _inputs(self, results: str, preds: list[int]) -> list[bytes | None]:
+        """The results of ``preds``: by name, or for a callback fed most of the flow (a chord's) the
+        whole hash, which costs half as much as naming 10,000 fields."""
+        if len(preds) >= 256 and 2 * len(preds) >= self.redis.hlen(results):
+            stored = self.redis.hgetall(results)
+            return [stored.get(str(p).encode()) for p in preds]
+        return list(self.redis.hmget(results, [str(p) for p in preds])) if preds else []
 
     def mark_released(self, flow_id: str, nodes: Sequence[int], roots: bool = False) -> list[int]:
         if not nodes and not roots:
