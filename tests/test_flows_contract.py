@@ -333,3 +333,14 @@ def test_a_callback_fed_hundreds_of_results_gets_them_in_order(b: Broker, q: str
     [(_, message, payload)] = take_all(b, q)
     assert message.type == "cb" and payload == [i * 2 for i in range(300)]
     assert flows.view(flow_id) is not None
+
+
+def test_a_flow_nests_at_most_64_levels() -> None:
+    from supervisor.core.flows import Flow, compile_flow
+
+    flow: Flow = task("x")
+    for _ in range(64):
+        flow = group(flow)
+    assert len(compile_flow(flow).leaves) == 1
+    with pytest.raises(InvalidTaskError, match="64 levels"):
+        compile_flow(group(flow))

@@ -195,15 +195,7 @@ def _walk(
     if depth > 64:
         raise InvalidTaskError("a flow nests chains and groups more than 64 levels deep")
     if isinstance(flow, Task):
-        if flow.task_id is not None or flow.unique_for is not None or flow.unique_key is not None:
-            raise InvalidTaskError("a flow's task takes no task_id, unique_for or unique_key (the flow names it)")
-        if len(out.leaves) >= MAX_NODES:
-            raise InvalidTaskError(f"a flow has at most {MAX_NODES:,} tasks")
-        node = len(out.leaves)
-        pipe = "" if flow.payload is not None or not preds else ("list" if from_group else "one")
-        out.leaves.append(flow)
-        out.preds.append(list(preds))
-        out.pipes.append(pipe)
+        node = _leaf(flow, preds, from_group, out)
         return [node], False, ["task", node]
     if isinstance(flow, Chain):
         if not flow.steps:
@@ -216,6 +208,19 @@ def _walk(
     if isinstance(flow, Group):
         return _walk_group(flow, preds, from_group, out, depth, where)
     raise InvalidTaskError(f"a flow is made of task(), chain() and group(), not {type(flow).__name__}")
+
+
+def _leaf(task: Task, preds: list[int], from_group: bool, out: Compiled) -> int:
+    """Add ``task`` as the next node, after ``preds``; returns its number."""
+    if task.task_id is not None or task.unique_for is not None or task.unique_key is not None:
+        raise InvalidTaskError("a flow's task takes no task_id, unique_for or unique_key (the flow names it)")
+    node = len(out.leaves)
+    if node >= MAX_NODES:
+        raise InvalidTaskError(f"a flow has at most {MAX_NODES:,} tasks")
+    out.leaves.append(task)
+    out.preds.append(list(preds))
+    out.pipes.append("" if task.payload is not None or not preds else ("list" if from_group else "one"))
+    return node
 
 
 def _walk_group(
@@ -232,6 +237,11 @@ def _walk_group(
     where[1].append(me)
     tails, shapes = [], []
     for member in flow.members:
+        if type(member) is Task and depth < 64:  # a leaf (most members): no walk of its own
+            node = _leaf(member, preds, from_group, out)
+            tails.append(node)
+            shapes.append(["task", node])
+            continue
         start = len(out.leaves)
         inner: list[int] = []
         member_tails, _, shape = _walk(member, preds, from_group, out, depth + 1, (me, inner))
