@@ -261,16 +261,17 @@ def build_members(
     type) costs its payload's encoding: its other fields were checked then."""
     out: list[TaskMessage] = []
     options, template = None, None
+    replace = msgspec.structs.replace
     for node, leaf in enumerate(leaves):
-        ids = {"id": member_id(flow_id, node), "flow": member_ref(flow_id, node)}
         leaf_options = options_of(leaf)
-        if template is not None and leaf_options is not None and leaf_options == options:
-            out.append(msgspec.structs.replace(template, payload=encode_payload(leaf.payload), **ids))
+        if template is not None and leaf_options == options and leaf_options is not None:
+            payload = encode_payload(leaf.payload)
+            out.append(replace(template, payload=payload, id=member_id(flow_id, node), flow=member_ref(flow_id, node)))
             continue
         built = build_task(leaf, now, default_max_retry, headers)  # the flow names it: hex, '.', digits
         if built.process_at is not None:
             raise InvalidTaskError("a flow's task cannot be scheduled (process_at/process_in)")
-        message = msgspec.structs.replace(built.message, **ids)
+        message = replace(built.message, id=member_id(flow_id, node), flow=member_ref(flow_id, node))
         out.append(message)
         options, template = (leaf_options, message) if leaf.group is None else (None, None)
     return out
