@@ -128,11 +128,13 @@ class Flows:
         if not flow_id.isalnum() or len(flow_id) > 64:
             raise InvalidTaskError(f"flow_id must be at most 64 letters and digits, not {flow_id!r:.100}")
         now = self.clock.now()
-        messages = build_members(compiled.leaves, flow_id, now, default_max_retry, headers)
+        messages, templates = build_members(compiled.leaves, flow_id, now, default_max_retry, headers)
         envelopes = [encode_message(m) for m in messages]
         roots = compiled.roots()
+        record = _record(compiled, envelopes, policy, now, retention)
+        record[ROOTS_FIELD] = encode_roots(roots, messages, envelopes, templates)
         self.store.index_flow(flow_id)
-        if not self.store.create_flow(flow_id, _record(compiled, envelopes, roots, policy, now, retention)):
+        if not self.store.create_flow(flow_id, record):
             raise InvalidTaskError(f"flow {flow_id} exists")
         self._submit(flow_id, roots, [messages[r] for r in roots], [envelopes[r] for r in roots], roots=set(roots))
         return flow_id
@@ -291,17 +293,15 @@ class Flows:
         )  # fmt: skip
 
 
-def _record(
-    compiled: Compiled, envelopes: list[bytes], roots: list[int], policy: str, now: float, retention: float
-) -> dict[str, bytes]:
-    """A flow's record as :meth:`FlowStore.create_flow` stores it: the flow's own fields, the
-    roots' envelopes in one blob, and per other node its definition, predecessors left and
-    dependents (the roots' dependents once when they share them: a chord's members)."""
+def _record(compiled: Compiled, envelopes: list[bytes], policy: str, now: float, retention: float) -> dict[str, bytes]:
+    """A flow's record as :meth:`FlowStore.create_flow` stores it (with the roots' envelopes in
+    one field, :func:`~supervisor.core.flows.encode_roots`): the flow's own fields, and per node
+    that is not a root its definition, predecessors left and dependents (the roots' dependents
+    once when they share them: a chord's members)."""
     fields: dict[str, bytes] = {
         "policy": policy.encode(), "state": b"running", "total": str(len(compiled.leaves)).encode(),
         "finished": b"0", "failures": b"0", "created": f"{now:.6f}".encode(),
         "retention": str(retention).encode(), "tree": msgspec.json.encode(compiled.shape),
-        ROOTS_FIELD: encode_roots({r: envelopes[r] for r in roots}),
     }  # fmt: skip
     if compiled.scopes:
         fields["scopes"] = compiled.encoded_scopes(policy).encode()

@@ -344,3 +344,25 @@ def test_a_flow_nests_at_most_64_levels() -> None:
     assert len(compile_flow(flow).leaves) == 1
     with pytest.raises(InvalidTaskError, match="64 levels"):
         compile_flow(group(flow))
+
+
+def test_the_roots_kept_as_payloads_of_a_template_come_back_as_the_envelopes_submitted() -> None:
+    """A flow's record keeps a root made from the first root's options as its payload alone."""
+    import time
+
+    from supervisor.core.flows import build_members, compile_flow, decode_roots, encode_roots
+    from supervisor.core.task import encode_message
+
+    compiled = compile_flow(chord([task("a", 1), task("a", {"x": 2}), task("b", 3), task("a", [4])], task("cb")))
+    messages, templates = build_members(compiled.leaves, "f1", time.time(), 25, {"traceparent": "t"})
+    assert templates == [0, 0, 2, 3, 4]
+    envelopes = [encode_message(m) for m in messages]
+    roots = compiled.roots()
+    blob = encode_roots(roots, messages, envelopes, templates)
+    assert decode_roots(blob) == {r: envelopes[r] for r in roots}
+    one_type = compile_flow(chord([task("m", i) for i in range(1000)], task("cb")))
+    messages, templates = build_members(one_type.leaves, "f2", time.time(), 25, None)
+    envelopes = [encode_message(m) for m in messages]
+    blob = encode_roots(one_type.roots(), messages, envelopes, templates)
+    assert decode_roots(blob) == {r: envelopes[r] for r in one_type.roots()}
+    assert len(blob) < sum(map(len, envelopes)) / 10  # their payloads, not 1,000 envelopes

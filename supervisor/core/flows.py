@@ -26,7 +26,7 @@ import msgspec
 
 from supervisor.core.building import Task, build_task, options_of
 from supervisor.core.errors import InvalidTaskError
-from supervisor.core.task import TaskMessage, encode_payload
+from supervisor.core.task import TaskMessage, decode_message, encode_message, encode_payload
 
 #: What a member's failure does to its flow (see README "Workflows").
 Policy = Literal["fail", "ignore", "continue"]
@@ -255,35 +255,66 @@ def _walk_group(
 
 def build_members(
     leaves: Sequence[Task], flow_id: str, now: float, default_max_retry: int, headers: dict[str, str] | None
-) -> list[TaskMessage]:
-    """Each leaf's envelope, named after its node (raises InvalidTaskError). A leaf whose options
-    are the previous one's (:func:`~supervisor.core.building.options_of`: a chord of one task
-    type) costs its payload's encoding: its other fields were checked then."""
+) -> tuple[list[TaskMessage], list[int]]:
+    """Each leaf's envelope, named after its node (raises InvalidTaskError), and the node whose
+    envelope each one's was made from (its template; its own when built in full). A leaf whose
+    options are the previous one's (:func:`~supervisor.core.building.options_of`: a chord of one
+    task type) costs its payload's encoding: its other fields were checked then."""
     out: list[TaskMessage] = []
-    options, template = None, None
+    templates: list[int] = []
+    options, template, source = None, None, 0
     replace = msgspec.structs.replace
     for node, leaf in enumerate(leaves):
         leaf_options = options_of(leaf)
         if template is not None and leaf_options == options and leaf_options is not None:
             payload = encode_payload(leaf.payload)
             out.append(replace(template, payload=payload, id=member_id(flow_id, node), flow=member_ref(flow_id, node)))
+            templates.append(source)
             continue
         built = build_task(leaf, now, default_max_retry, headers)  # the flow names it: hex, '.', digits
         if built.process_at is not None:
             raise InvalidTaskError("a flow's task cannot be scheduled (process_at/process_in)")
         message = replace(built.message, id=member_id(flow_id, node), flow=member_ref(flow_id, node))
         out.append(message)
-        options, template = (leaf_options, message) if leaf.group is None else (None, None)
-    return out
+        templates.append(node)
+        options, template, source = (leaf_options, message, node) if leaf.group is None else (None, None, node)
+    return out, templates
 
 
-def encode_roots(envelopes: dict[int, bytes]) -> bytes:
-    """The roots' envelopes (node -> envelope) as the flow record's :data:`ROOTS_FIELD`."""
-    return msgspec.msgpack.encode(envelopes)
+class _Roots(msgspec.Struct, array_like=True):
+    """The roots' envelopes as a flow's record keeps them (:data:`ROOTS_FIELD`): a template
+    envelope and, for each root made from it (:func:`build_members`), its payload alone; each
+    other root's whole envelope."""
+
+    template: bytes
+    payloads: dict[int, msgspec.Raw]
+    envelopes: dict[int, bytes]
+
+
+def encode_roots(
+    roots: Sequence[int], messages: Sequence[TaskMessage], envelopes: Sequence[bytes], templates: Sequence[int]
+) -> bytes:
+    """The roots' envelopes as the flow record's :data:`ROOTS_FIELD` (see :class:`_Roots`): a
+    chord's members, one task type, are kept as their payloads, not as 10,000 envelopes."""
+    first = templates[roots[0]]
+    payloads = {r: messages[r].payload for r in roots if templates[r] == first}
+    others = {r: envelopes[r] for r in roots if templates[r] != first}
+    return msgspec.msgpack.encode(_Roots(envelopes[first], payloads, others))
 
 
 def decode_roots(blob: bytes | None) -> dict[int, bytes]:
-    return {} if not blob else msgspec.msgpack.decode(blob, type=dict[int, bytes])
+    """The roots' envelopes (node -> envelope), as they were submitted, from :func:`encode_roots`."""
+    if not blob:
+        return {}
+    kept = msgspec.msgpack.decode(blob, type=_Roots)
+    out = dict(kept.envelopes)
+    if kept.payloads:
+        template = decode_message(kept.template)
+        flow_id = template.flow.rpartition(":")[0]
+        for node, payload in kept.payloads.items():
+            named = {"id": member_id(flow_id, node), "flow": member_ref(flow_id, node)}
+            out[node] = encode_message(msgspec.structs.replace(template, payload=payload, **named))
+    return dict(sorted(out.items()))
 
 
 def root_definition(envelope: bytes) -> bytes:

@@ -160,7 +160,8 @@ class MemoryFlowStore:
             total = int(flow.get("total") or 0)
             root_state = READY if flow.roots_since is not None else RELEASED
             states = [flow.state(n, root_state) for n in range(total)]
-            definitions = [flow.definition(n) or b"" for n in range(total)]
+            roots = decode_roots(flow.fields.get(ROOTS_FIELD))
+            definitions = [flow.fields.get(f"n:{n}") or root_definition(roots.get(n, b"")) for n in range(total)]
             plain = {
                 k: v.decode(errors="replace")
                 for k, v in flow.fields.items()
