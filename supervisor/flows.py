@@ -4,13 +4,15 @@ release ready nodes, sweep for releases a crash left undone, and read a flow's t
 The steps and why they are safe (see :mod:`supervisor.core.flows` for the join itself):
 
 1. **Enqueue**: the flow is noted in the index of unfinished flows, then its whole definition is
-   written by one script in its slot with its first nodes marked ready; nothing is in a queue
-   yet. A crash before the script leaves an index entry for a flow that does not exist (the sweep
-   drops it); after it, ready nodes that the sweep releases.
+   written by one script in its slot with its roots (the nodes that wait for nothing) ready, as
+   one: their envelopes in one field, no field per root; nothing is in a queue yet. A crash
+   before the script leaves an index entry for a flow that does not exist (the sweep drops it);
+   after it, ready roots that the sweep releases.
 2. **Release** (the enqueuer right after step 1; a worker right after a join made nodes ready;
    the sweep for nodes ready longer than :data:`RELEASE_GRACE`): submit each ready node's task
-   under its fixed id, fed its predecessors' results, then mark the nodes released. A release
-   repeated while the member's task still exists is a duplicate id, not a second task.
+   under its fixed id, fed its predecessors' results, then mark the nodes released (the roots as
+   one). A release repeated while the member's task still exists is a duplicate id, not a second
+   task; a root that finished is not released again.
 3. **Join** (the worker, when a member reaches a terminal state, before its completion is
    recorded): one script, counted once per node whatever runs it twice.
 4. **Cancel** (whoever recorded a join that failed a ``fail`` scope; the releaser for a node
@@ -25,25 +27,28 @@ The steps and why they are safe (see :mod:`supervisor.core.flows` for the join i
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from supervisor.core.building import build_task
 from supervisor.core.errors import BrokerError, InvalidTaskError
 from supervisor.core.flow_store import CANCELED, SUCCEEDED, FlowStore, MemberRecorded
 from supervisor.core.flows import (
     DEFAULT_FLOW_RETENTION,
     POLICY_CANCELED,
+    ROOT_COUNT_FIELD,
+    ROOT_DEPENDENTS_FIELD,
+    ROOTS_FIELD,
+    Compiled,
     Flow,
     NodeDef,
+    build_members,
     check_policy,
     compile_flow,
+    encode_roots,
     failure_marker,
-    member_id,
-    member_ref,
     parse_ref,
     with_input,
 )
@@ -123,35 +128,15 @@ class Flows:
         if not flow_id.isalnum() or len(flow_id) > 64:
             raise InvalidTaskError(f"flow_id must be at most 64 letters and digits, not {flow_id!r:.100}")
         now = self.clock.now()
-        fields: dict[str, bytes] = {
-            "policy": policy.encode(), "state": b"running", "total": str(len(compiled.leaves)).encode(),
-            "finished": b"0", "failures": b"0", "created": f"{now:.6f}".encode(),
-            "retention": str(retention).encode(), "tree": msgspec.json.encode(compiled.shape),
-        }  # fmt: skip
-        if compiled.scopes:
-            fields["scopes"] = compiled.encoded_scopes(policy).encode()
-        dependents = compiled.dependents()
-        roots: list[tuple[int, TaskMessage, bytes]] = []
-        for node, leaf in enumerate(compiled.leaves):
-            built = build_task(leaf, now, default_max_retry, headers)  # the flow names it: hex, '.', digits
-            if built.process_at is not None:
-                raise InvalidTaskError("a flow's task cannot be scheduled (process_at/process_in)")
-            message = msgspec.structs.replace(
-                built.message, id=member_id(flow_id, node), flow=member_ref(flow_id, node)
-            )
-            encoded = encode_message(message)
-            definition = NodeDef(encoded, compiled.preds[node], compiled.pipes[node])
-            fields[f"n:{node}"] = msgspec.msgpack.encode(definition)
-            if compiled.preds[node]:  # a node's state is written when it changes: absent is waiting
-                fields[f"w:{node}"] = str(len(compiled.preds[node])).encode()
-            else:
-                roots.append((node, message, encoded))
-            if dependents[node]:
-                fields[f"d:{node}"] = ",".join(map(str, dependents[node])).encode()
+        messages, templates = build_members(compiled.leaves, flow_id, now, default_max_retry, headers)
+        envelopes = [encode_message(m) for m in messages]
+        roots = compiled.roots()
+        record = _record(compiled, envelopes, policy, now, retention)
+        record[ROOTS_FIELD] = encode_roots(roots, messages, envelopes, templates)
         self.store.index_flow(flow_id)
-        if not self.store.create_flow(flow_id, fields, compiled.roots()):
+        if not self.store.create_flow(flow_id, record):
             raise InvalidTaskError(f"flow {flow_id} exists")
-        self._submit(flow_id, [r[0] for r in roots], [r[1] for r in roots], [r[2] for r in roots])
+        self._submit(flow_id, roots, [messages[r] for r in roots], [envelopes[r] for r in roots], roots=set(roots))
         return flow_id
 
     def release(self, flow_id: str, older_than: float | None = None) -> int:
@@ -164,19 +149,27 @@ class Flows:
         for r in ready:
             definition = msgspec.msgpack.decode(r.definition, type=NodeDef)
             messages.append(with_input(definition, decode_message(definition.message), r.inputs, now))
-        self._submit(flow_id, [r.node for r in ready], messages)
+        self._submit(flow_id, [r.node for r in ready], messages, roots={r.node for r in ready if r.root})
         return len(ready)
 
     def _submit(
-        self, flow_id: str, nodes: list[int], messages: Sequence[TaskMessage], encoded: Sequence[bytes] = ()
+        self,
+        flow_id: str,
+        nodes: list[int],
+        messages: Sequence[TaskMessage],
+        encoded: Sequence[bytes] = (),
+        *,
+        roots: Collection[int] = (),
     ) -> None:
         """Submit ready nodes' tasks under their fixed ids, then mark them released (``encoded``:
-        the messages' envelopes when the caller has them already)."""
+        the messages' envelopes when the caller has them already; ``roots``: those of ``nodes``
+        that are the flow's roots, ready and released as one)."""
         envelopes = encoded or [encode_message(m) for m in messages]
-        tasks = [NewTask(m.queue, m.id, data) for m, data in zip(messages, envelopes, strict=True)]
-        for start in range(0, len(tasks), RELEASE_CHUNK):
-            self.broker.submit(tasks[start : start + RELEASE_CHUNK])
-        canceled = set(self.store.mark_released(flow_id, nodes))
+        for start in range(0, len(messages), RELEASE_CHUNK):  # the first chunk goes out at once
+            chunk = zip(messages[start : start + RELEASE_CHUNK], envelopes[start : start + RELEASE_CHUNK], strict=True)
+            self.broker.submit([NewTask(m.queue, m.id, data) for m, data in chunk])
+        others = [n for n in nodes if n not in roots] if roots else nodes
+        canceled = set(self.store.mark_released(flow_id, others, roots=bool(roots)))
         if canceled:  # their scope failed while they were submitted: not to run
             log.info("flow %s: %d member(s) canceled as they were released", flow_id, len(canceled))
             for node, m in zip(nodes, messages, strict=True):
@@ -298,6 +291,35 @@ class Flows:
             flow_id, f.get("state", ""), f.get("policy", ""), int(f.get("total", 0)), int(f.get("finished", 0)),
             int(f.get("failures", 0)), msgspec.json.decode(f.get("tree", "null")), members,
         )  # fmt: skip
+
+
+def _record(compiled: Compiled, envelopes: list[bytes], policy: str, now: float, retention: float) -> dict[str, bytes]:
+    """A flow's record as :meth:`FlowStore.create_flow` stores it (with the roots' envelopes in
+    one field, :func:`~supervisor.core.flows.encode_roots`): the flow's own fields, and per node
+    that is not a root its definition, predecessors left and dependents (the roots' dependents
+    once when they share them: a chord's members)."""
+    fields: dict[str, bytes] = {
+        "policy": policy.encode(), "state": b"running", "total": str(len(compiled.leaves)).encode(),
+        "finished": b"0", "failures": b"0", "created": f"{now:.6f}".encode(),
+        "retention": str(retention).encode(), "tree": msgspec.json.encode(compiled.shape),
+    }  # fmt: skip
+    if compiled.scopes:
+        fields["scopes"] = compiled.encoded_scopes(policy).encode()
+    dependents = compiled.dependents()
+    shared = compiled.shared_root_dependents(dependents)
+    first = 0
+    if shared is not None:
+        first = shared[0]
+        fields[ROOT_COUNT_FIELD] = str(first).encode()
+        fields[ROOT_DEPENDENTS_FIELD] = ",".join(map(str, shared[1])).encode()
+    for node in range(first, len(envelopes)):
+        preds = compiled.preds[node]
+        if preds:  # a node's state is written when it changes: absent is waiting (a root: ready, released)
+            fields[f"n:{node}"] = msgspec.msgpack.encode(NodeDef(envelopes[node], preds, compiled.pipes[node]))
+            fields[f"w:{node}"] = str(len(preds)).encode()
+        if dependents[node]:
+            fields[f"d:{node}"] = ",".join(map(str, dependents[node])).encode()
+    return fields
 
 
 class FlowSweep:

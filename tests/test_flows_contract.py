@@ -238,3 +238,131 @@ def test_joins_ride_with_their_completions_and_after_hears_each_flow(b: Broker, 
     assert flows.release(flow_id) == 1
     [(_, message, payload)] = take_all(b, q)
     assert message.type == "cb" and sorted(payload) == [0, 10, 20]
+
+
+def test_roots_an_enqueuer_died_before_releasing_are_released_by_the_sweep_once(
+    b: Broker, q: str, flows: Flows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The roots are ready as one (no field each) until their release is marked: the enqueuer's
+    submit failed after the record was stored, so the sweep releases them once its grace is over,
+    but not a root whose outcome is in already."""
+    from supervisor.core.errors import BrokerUnavailable
+
+    def down(tasks: object) -> None:
+        raise BrokerUnavailable("the enqueuer's connection died")
+
+    monkeypatch.setattr(b, "submit", down)
+    with pytest.raises(BrokerUnavailable):
+        flows.enqueue(chord([task("m", i, queue=q) for i in range(3)], task("cb", queue=q)))
+    monkeypatch.undo()
+    [(flow_id, _)] = flows.store.indexed_flows(10)
+    view = flows.view(flow_id)
+    assert view is not None and [m.state for m in view.members] == ["ready"] * 3 + ["waiting"]
+    assert take_all(b, q) == [] and flows.sweep(grace=3600.0)[0] == 0
+    flows.store.member_finished(flow_id, [(1, "succeeded", msgspec.msgpack.encode("one"))])  # ran anyway
+    assert flows.sweep(grace=0.0)[0] == 2
+    members = take_all(b, q)
+    assert sorted(p for _, _, p in members) == [0, 2]
+    assert [m.state for m in flows.view(flow_id).members] == ["released", "succeeded", "released", "waiting"]  # type: ignore[union-attr]
+    assert flows.sweep(grace=0.0)[0] == 0 and flows.release(flow_id) == 0
+    for c, message, payload in members:
+        succeed(b, flows, c, message, payload)
+    [(c, message, payload)] = take_all(b, q)
+    assert message.type == "cb" and payload == [0, "one", 2]
+
+
+def test_roots_canceled_before_their_release_was_marked_are_reported_by_it(
+    b: Broker, q: str, flows: Flows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A root failing while the roots are ready (their submit under way) cancels the others where
+    they are (not in the cancel set: not known to be in a queue); the release mark of the roots
+    names them, for their releaser to cancel in their queues."""
+    from supervisor.core.errors import BrokerUnavailable
+
+    def down(tasks: object) -> None:
+        raise BrokerUnavailable("down")
+
+    monkeypatch.setattr(b, "submit", down)
+    with pytest.raises(BrokerUnavailable):
+        flows.enqueue(chord([task("m", i, queue=q) for i in range(3)], task("cb", queue=q)))
+    monkeypatch.undo()
+    [(flow_id, _)] = flows.store.indexed_flows(10)
+    recorded = flows.store.member_finished(flow_id, [(0, "failed", b"\xc0")])
+    assert (recorded.counted, recorded.to_cancel) == (1, 0)
+    assert sorted(flows.store.mark_released(flow_id, [], roots=True)) == [1, 2]
+    view = flows.view(flow_id)
+    assert view is not None and view.state == "failed"
+    assert [m.state for m in view.members] == ["failed", "canceled", "canceled", "canceled"]
+
+
+def test_members_that_differ_in_their_payload_alone_are_checked_once_each_other_field_still_checked(
+    b: Broker, q: str, flows: Flows
+) -> None:
+    with pytest.raises(InvalidTaskError, match="max_retry"):  # True == 1, but not a number of retries
+        flows.enqueue(group(task("m", 1, queue=q, max_retry=1), task("m", 2, queue=q, max_retry=True)))
+    with pytest.raises(InvalidTaskError, match="queue"):
+        flows.enqueue(group(task("m", 1, queue=q), task("m", 2, queue=q + " x")))
+    assert take_all(b, q) == [] and flows.store.indexed_flows(10) == []
+    flows.enqueue(group(*(task("m", {"i": i}, queue=q, timeout=5, headers={"h": "v"}) for i in range(3))))
+    got = sorted(take_all(b, q), key=lambda t: t[2]["i"])
+    assert [p for _, _, p in got] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert {(m.timeout, m.headers["h"], m.queue) for _, m, _ in got} == {(5.0, "v", q)}
+    assert len({m.id for _, m, _ in got}) == 3
+
+
+def test_a_member_that_succeeded_is_not_canceled_by_a_failure_after_it(b: Broker, q: str, flows: Flows) -> None:
+    """A chord's member that succeeded keeps no state field (its result says it finished): a
+    failure after it cancels the others and leaves it succeeded, and a second run counts nothing."""
+    flow_id = flows.enqueue(chord([task("m", i, queue=q) for i in range(3)], task("cb", queue=q)))
+    _, (c1, m1, _), _ = sorted(take_all(b, q), key=lambda member: member[2])  # by payload: 0, 1, 2
+    succeed(b, flows, c1, m1, "one")
+    recorded = flows.store.member_finished(flow_id, [(0, "failed", b"\xc0")])
+    assert (recorded.counted, recorded.to_cancel) == (1, 1)  # the third, in its queue
+    assert [n for n, _ in flows.store.cancel_targets(flow_id)] == [2]
+    assert flows.store.member_finished(flow_id, [(1, "succeeded", b"\xc0")]).skipped == 1
+    view = flows.view(flow_id)
+    assert view is not None and [m.state for m in view.members] == ["failed", "succeeded", "released", "canceled"]
+    assert view.members[1].result == "one"
+
+
+def test_a_callback_fed_hundreds_of_results_gets_them_in_order(b: Broker, q: str, flows: Flows) -> None:
+    """Past 256 inputs the store reads the whole results hash at once (RedisFlowStore._inputs)."""
+    flow_id = flows.enqueue(chord([task("m", i, queue=q) for i in range(300)], task("cb", queue=q)))
+    members = take_all(b, q)
+    flows.members_finished([(m.flow, "succeeded", msgspec.msgpack.encode(p * 2)) for _, m, p in reversed(members)])
+    [(_, message, payload)] = take_all(b, q)
+    assert message.type == "cb" and payload == [i * 2 for i in range(300)]
+    assert flows.view(flow_id) is not None
+
+
+def test_a_flow_nests_at_most_64_levels() -> None:
+    from supervisor.core.flows import Flow, compile_flow
+
+    flow: Flow = task("x")
+    for _ in range(64):
+        flow = group(flow)
+    assert len(compile_flow(flow).leaves) == 1
+    with pytest.raises(InvalidTaskError, match="64 levels"):
+        compile_flow(group(flow))
+
+
+def test_the_roots_kept_as_payloads_of_a_template_come_back_as_the_envelopes_submitted() -> None:
+    """A flow's record keeps a root made from the first root's options as its payload alone."""
+    import time
+
+    from supervisor.core.flows import build_members, compile_flow, decode_roots, encode_roots
+    from supervisor.core.task import encode_message
+
+    compiled = compile_flow(chord([task("a", 1), task("a", {"x": 2}), task("b", 3), task("a", [4])], task("cb")))
+    messages, templates = build_members(compiled.leaves, "f1", time.time(), 25, {"traceparent": "t"})
+    assert templates == [0, 0, 2, 3, 4]
+    envelopes = [encode_message(m) for m in messages]
+    roots = compiled.roots()
+    blob = encode_roots(roots, messages, envelopes, templates)
+    assert decode_roots(blob) == {r: envelopes[r] for r in roots}
+    one_type = compile_flow(chord([task("m", i) for i in range(1000)], task("cb")))
+    messages, templates = build_members(one_type.leaves, "f2", time.time(), 25, None)
+    envelopes = [encode_message(m) for m in messages]
+    blob = encode_roots(one_type.roots(), messages, envelopes, templates)
+    assert decode_roots(blob) == {r: envelopes[r] for r in one_type.roots()}
+    assert len(blob) < sum(map(len, envelopes)) / 10  # their payloads, not 1,000 envelopes

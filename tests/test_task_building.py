@@ -240,3 +240,21 @@ def test_the_async_client_refuses_the_same_values(settings, r, namespace):
 
     asyncio.run(scenario())
     assert list(r.scan_iter(match=f"{namespace}:*")) == []  # not one key written
+
+
+def test_options_are_equal_fields_of_the_same_types_but_the_payload() -> None:
+    """What a flow's members reuse of the previous member's checks (core/flows.build_members)."""
+    from supervisor.core.building import Task, options_of
+
+    base = options_of(Task("t", 1, queue="q", max_retry=1, timeout=5, headers={"h": "v"}))
+    assert base is not None
+    assert base == options_of(Task("t", {"other": 2}, queue="q", max_retry=1, timeout=5, headers={"h": "v"}))
+    for other in (
+        Task("t", 1, queue="q", max_retry=True, timeout=5, headers={"h": "v"}),  # True == 1, not the same
+        Task("t", 1, queue="q", max_retry=1, timeout=5.0, headers={"h": "v"}),
+        Task("t", 1, queue="q", max_retry=1, timeout=5, headers={"h": "w"}),
+        Task("u", 1, queue="q", max_retry=1, timeout=5, headers={"h": "v"}),
+        Task("t", 1, queue="q", max_retry=1, timeout=5, headers={"h": "v"}, deadline=float("nan")),
+    ):
+        assert options_of(other) != base
+    assert options_of(Task("t", 1, unique_for=60)) is None  # a unique task's lock's key is its payload's

@@ -16,8 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import msgspec
@@ -277,6 +278,22 @@ def build_task(
         return _grouped(task, message)
     new = NewTask(task.queue, task_id, encode_message(message), process_at, unique_key, unique_ttl)
     return Built(message, process_at, new)
+
+
+#: Every field of a :class:`Task` but its payload, read in one call (:func:`options_of`).
+_OPTIONS = operator.attrgetter(*(f.name for f in fields(Task) if f.name != "payload"))
+
+
+def options_of(task: Task) -> tuple[Any, ...] | None:
+    """Every field of ``task`` but its payload, and their types. Two tasks with equal options
+    differ in their payload alone (``1`` and ``True`` are not the same option), so what
+    :func:`build_task` checked and computed of one's other fields at one ``now`` holds for the
+    other (a flow's members: one task type, many payloads). None for a unique task, whose lock's
+    key is made of its payload."""
+    if task.unique_for is not None:
+        return None
+    values = _OPTIONS(task)
+    return values, tuple(map(type, values))
 
 
 def _grouped(task: Task, message: TaskMessage) -> Built:

@@ -39,6 +39,8 @@ class ReadyNode:
     definition: bytes
     #: The stored results of its predecessors, in order (None where none was stored).
     inputs: list[bytes | None]
+    #: One of the flow's roots, which are ready, and released, as one (:meth:`FlowStore.mark_released`).
+    root: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +56,9 @@ class FlowRecord:
 class FlowStore(Protocol):
     """Where flows are kept; every flow's keys in one store slot (see the adapters)."""
 
-    def create_flow(self, flow_id: str, fields: dict[str, bytes], ready: Sequence[int]) -> bool:
-        """Store a flow's definition with ``ready`` nodes marked ready; False if it exists."""
+    def create_flow(self, flow_id: str, fields: dict[str, bytes]) -> bool:
+        """Store a flow's definition (``supervisor.flows``' record: the roots' envelopes in one
+        field) with its roots ready, as one: no field per root; False if it exists."""
         ...
 
     def member_finished(
@@ -77,12 +80,14 @@ class FlowStore(Protocol):
         ...
 
     def ready_nodes(self, flow_id: str, older_than: float | None = None) -> list[ReadyNode]:
-        """Nodes ready and not released; with ``older_than``, those ready for that many seconds."""
+        """Nodes ready and not released; with ``older_than``, those ready for that many seconds.
+        While the roots are not released, those of them not finished or canceled (``root``)."""
         ...
 
-    def mark_released(self, flow_id: str, nodes: Sequence[int]) -> list[int]:
-        """Mark ready nodes released (their tasks were submitted); returns those found canceled
-        meanwhile (a scope failed while they were submitted): cancel their tasks."""
+    def mark_released(self, flow_id: str, nodes: Sequence[int], roots: bool = False) -> list[int]:
+        """Mark ready nodes released (their tasks were submitted), and with ``roots`` the flow's
+        roots (not in ``nodes``); returns those found canceled meanwhile (a scope failed while
+        they were submitted), of ``nodes`` and of the roots: cancel their tasks."""
         ...
 
     def flow_record(self, flow_id: str) -> FlowRecord | None: ...

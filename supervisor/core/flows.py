@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from supervisor.core.building import Task
+from supervisor.core.building import Task, build_task, options_of
 from supervisor.core.errors import InvalidTaskError
+from supervisor.core.task import TaskMessage, decode_message, encode_message, encode_payload
 
 #: What a member's failure does to its flow (see README "Workflows").
 Policy = Literal["fail", "ignore", "continue"]
@@ -34,6 +35,17 @@ POLICIES: tuple[str, ...] = ("fail", "ignore", "continue")
 MAX_NODES = 100_000
 #: Seconds a finished flow's record is kept by default.
 DEFAULT_FLOW_RETENTION = 86400.0
+
+#: The flow record's field holding its roots' envelopes, one blob (:func:`encode_roots`): a root is
+#: submitted by the enqueuer with the envelope in hand, so only the sweep (its enqueuer died before
+#: it submitted them), a cancel and a look at the flow read them back. A root has no field of its
+#: own until its state changes from ready or released (see the stores).
+ROOTS_FIELD = "roots"
+#: When the roots are nodes ``0 .. k-1`` that share their dependents (a chord's members): ``k``,
+#: and their dependents once (``d:<node>`` for each otherwise).
+ROOT_COUNT_FIELD, ROOT_DEPENDENTS_FIELD = "rk", "rd"
+#: The ready set's member that stands for the flow's roots until they are released (as one).
+ROOTS_READY = "roots"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +142,18 @@ class Compiled:
     def roots(self) -> list[int]:
         return [n for n, preds in enumerate(self.preds) if not preds]
 
+    def shared_root_dependents(self, dependents: list[list[int]]) -> tuple[int, list[int]] | None:
+        """``(k, their dependents)`` when the roots are nodes ``0 .. k-1`` with the same non-empty
+        dependents (a chord's members, a first group of tasks), else None."""
+        k = 0
+        while k < len(self.preds) and not self.preds[k]:
+            k += 1
+        if not dependents[0] or any(dependents[n] != dependents[0] for n in range(1, k)):
+            return None
+        if any(not preds for preds in self.preds[k:]):  # a root past them
+            return None
+        return k, dependents[0]
+
     def encoded_scopes(self, flow_policy: str) -> str:
         """The scopes as the join script reads them: ``policy,parent,lo,hi,member_lo,member_hi``
         per group, ``;`` between (a group without a policy of its own takes the flow's)."""
@@ -171,15 +195,7 @@ def _walk(
     if depth > 64:
         raise InvalidTaskError("a flow nests chains and groups more than 64 levels deep")
     if isinstance(flow, Task):
-        if flow.task_id is not None or flow.unique_for is not None or flow.unique_key is not None:
-            raise InvalidTaskError("a flow's task takes no task_id, unique_for or unique_key (the flow names it)")
-        if len(out.leaves) >= MAX_NODES:
-            raise InvalidTaskError(f"a flow has at most {MAX_NODES:,} tasks")
-        node = len(out.leaves)
-        pipe = "" if flow.payload is not None or not preds else ("list" if from_group else "one")
-        out.leaves.append(flow)
-        out.preds.append(list(preds))
-        out.pipes.append(pipe)
+        node = _leaf(flow, preds, from_group, out)
         return [node], False, ["task", node]
     if isinstance(flow, Chain):
         if not flow.steps:
@@ -192,6 +208,19 @@ def _walk(
     if isinstance(flow, Group):
         return _walk_group(flow, preds, from_group, out, depth, where)
     raise InvalidTaskError(f"a flow is made of task(), chain() and group(), not {type(flow).__name__}")
+
+
+def _leaf(task: Task, preds: list[int], from_group: bool, out: Compiled) -> int:
+    """Add ``task`` as the next node, after ``preds``; returns its number."""
+    if task.task_id is not None or task.unique_for is not None or task.unique_key is not None:
+        raise InvalidTaskError("a flow's task takes no task_id, unique_for or unique_key (the flow names it)")
+    node = len(out.leaves)
+    if node >= MAX_NODES:
+        raise InvalidTaskError(f"a flow has at most {MAX_NODES:,} tasks")
+    out.leaves.append(task)
+    out.preds.append(list(preds))
+    out.pipes.append("" if task.payload is not None or not preds else ("list" if from_group else "one"))
+    return node
 
 
 def _walk_group(
@@ -208,7 +237,13 @@ def _walk_group(
     where[1].append(me)
     tails, shapes = [], []
     for member in flow.members:
-        start, inner = len(out.leaves), list[int]()
+        if type(member) is Task and depth < 64:  # a leaf (most members): no walk of its own
+            node = _leaf(member, preds, from_group, out)
+            tails.append(node)
+            shapes.append(["task", node])
+            continue
+        start = len(out.leaves)
+        inner: list[int] = []
         member_tails, _, shape = _walk(member, preds, from_group, out, depth + 1, (me, inner))
         for s in inner:  # a group directly in this member: its failure cancels this member
             out.scopes[s - 1].member_lo, out.scopes[s - 1].member_hi = start, len(out.leaves)
@@ -216,6 +251,75 @@ def _walk_group(
         shapes.append(shape)
     scope.hi = len(out.leaves)
     return tails, True, ["group", shapes, flow.policy]
+
+
+def build_members(
+    leaves: Sequence[Task], flow_id: str, now: float, default_max_retry: int, headers: dict[str, str] | None
+) -> tuple[list[TaskMessage], list[int]]:
+    """Each leaf's envelope, named after its node (raises InvalidTaskError), and the node whose
+    envelope each one's was made from (its template; its own when built in full). A leaf whose
+    options are the previous one's (:func:`~supervisor.core.building.options_of`: a chord of one
+    task type) costs its payload's encoding: its other fields were checked then."""
+    out: list[TaskMessage] = []
+    templates: list[int] = []
+    options, template, source = None, None, 0
+    replace = msgspec.structs.replace
+    for node, leaf in enumerate(leaves):
+        leaf_options = options_of(leaf)
+        if template is not None and leaf_options == options and leaf_options is not None:
+            payload = encode_payload(leaf.payload)
+            out.append(replace(template, payload=payload, id=member_id(flow_id, node), flow=member_ref(flow_id, node)))
+            templates.append(source)
+            continue
+        built = build_task(leaf, now, default_max_retry, headers)  # the flow names it: hex, '.', digits
+        if built.process_at is not None:
+            raise InvalidTaskError("a flow's task cannot be scheduled (process_at/process_in)")
+        message = replace(built.message, id=member_id(flow_id, node), flow=member_ref(flow_id, node))
+        out.append(message)
+        templates.append(node)
+        options, template, source = (leaf_options, message, node) if leaf.group is None else (None, None, node)
+    return out, templates
+
+
+class _Roots(msgspec.Struct, array_like=True):
+    """The roots' envelopes as a flow's record keeps them (:data:`ROOTS_FIELD`): a template
+    envelope and, for each root made from it (:func:`build_members`), its payload alone; each
+    other root's whole envelope."""
+
+    template: bytes
+    payloads: dict[int, msgspec.Raw]
+    envelopes: dict[int, bytes]
+
+
+def encode_roots(
+    roots: Sequence[int], messages: Sequence[TaskMessage], envelopes: Sequence[bytes], templates: Sequence[int]
+) -> bytes:
+    """The roots' envelopes as the flow record's :data:`ROOTS_FIELD` (see :class:`_Roots`): a
+    chord's members, one task type, are kept as their payloads, not as 10,000 envelopes."""
+    first = templates[roots[0]]
+    payloads = {r: messages[r].payload for r in roots if templates[r] == first}
+    others = {r: envelopes[r] for r in roots if templates[r] != first}
+    return msgspec.msgpack.encode(_Roots(envelopes[first], payloads, others))
+
+
+def decode_roots(blob: bytes | None) -> dict[int, bytes]:
+    """The roots' envelopes (node -> envelope), as they were submitted, from :func:`encode_roots`."""
+    if not blob:
+        return {}
+    kept = msgspec.msgpack.decode(blob, type=_Roots)
+    out = dict(kept.envelopes)
+    if kept.payloads:
+        template = decode_message(kept.template)
+        flow_id = template.flow.rpartition(":")[0]
+        for node, payload in kept.payloads.items():
+            named = {"id": member_id(flow_id, node), "flow": member_ref(flow_id, node)}
+            out[node] = encode_message(msgspec.structs.replace(template, payload=payload, **named))
+    return dict(sorted(out.items()))
+
+
+def root_definition(envelope: bytes) -> bytes:
+    """A root's definition as the stores hand it out (:class:`NodeDef`: no predecessors)."""
+    return msgspec.msgpack.encode(NodeDef(envelope, []))
 
 
 def member_id(flow_id: str, node: int) -> str:

@@ -14,13 +14,19 @@ from supervisor.core.flow_store import (
     READY,
     RELEASED,
     SUCCEEDED,
-    TERMINAL,
     WAITING,
     FlowRecord,
     MemberRecorded,
     ReadyNode,
 )
-from supervisor.core.flows import NodeDef
+from supervisor.core.flows import (
+    ROOT_COUNT_FIELD,
+    ROOT_DEPENDENTS_FIELD,
+    ROOTS_FIELD,
+    NodeDef,
+    decode_roots,
+    root_definition,
+)
 from supervisor.core.ports import Clock, SystemClock
 
 #: The per-node (and per-scope) fields of a flow's hash (the rest are the flow's own).
@@ -35,6 +41,8 @@ class _Flow:
     #: Released nodes a failed scope cancels (flow_done.lua's cancel set).
     cancel: set[int] = field(default_factory=set)
     expires: float | None = None
+    #: Since when the roots are ready, as one (the ready zset's ``roots``); None once released.
+    roots_since: float | None = None
 
     def get(self, name: str) -> str | None:
         value = self.fields.get(name)
@@ -42,6 +50,25 @@ class _Flow:
 
     def put(self, name: str, value: str) -> None:
         self.fields[name] = value.encode()
+
+    def definition(self, node: int) -> bytes | None:
+        """A node's definition: its own field, or a root's from the roots' blob."""
+        found = self.fields.get(f"n:{node}")
+        if found is None:
+            envelope = decode_roots(self.fields.get(ROOTS_FIELD)).get(node)
+            found = None if envelope is None else root_definition(envelope)
+        return found
+
+    def is_root(self, node: int) -> bool:
+        return f"w:{node}" not in self.fields
+
+    def state(self, node: int, root_state: str) -> str:
+        """A node's state as flow_done.lua reads it (no field: waiting, a root's ``root_state``,
+        or succeeded when it has a result)."""
+        found = self.get(f"s:{node}")
+        if found is not None:
+            return found
+        return SUCCEEDED if node in self.results else root_state if self.is_root(node) else WAITING
 
 
 class MemoryFlowStore:
@@ -58,15 +85,11 @@ class MemoryFlowStore:
             return None
         return flow
 
-    def create_flow(self, flow_id: str, fields: dict[str, bytes], ready: Sequence[int]) -> bool:
+    def create_flow(self, flow_id: str, fields: dict[str, bytes]) -> bool:
         with self._lock:
             if self._flow(flow_id) is not None:
                 return False
-            flow = self._flows[flow_id] = _Flow(dict(fields))
-            now = self.clock.now()
-            for node in ready:
-                flow.put(f"s:{node}", READY)
-                flow.ready[node] = now
+            self._flows[flow_id] = _Flow(dict(fields), roots_since=self.clock.now())
             return True
 
     def member_finished(
@@ -79,6 +102,7 @@ class MemoryFlowStore:
             join = _Join(flow, self.clock.now(), canceled_marker)
             for node, state, result in outcomes:
                 join.record(node, state, result)
+            join.decrement_dependents()
             finished = join.counted > 0 and join.finish()
             return MemberRecorded(join.counted, join.ready, finished, join.skipped, join.to_cancel)
 
@@ -87,7 +111,7 @@ class MemoryFlowStore:
             flow = self._flow(flow_id)
             if flow is None:
                 return []
-            return [(n, flow.fields[f"n:{n}"]) for n in sorted(flow.cancel)]
+            return [(n, d) for n in sorted(flow.cancel) if (d := flow.definition(n)) is not None]
 
     def ready_nodes(self, flow_id: str, older_than: float | None = None) -> list[ReadyNode]:
         with self._lock:
@@ -96,6 +120,10 @@ class MemoryFlowStore:
                 return []
             cut = None if older_than is None else self.clock.now() - older_than
             out = []
+            if flow.roots_since is not None and (cut is None or flow.roots_since <= cut):
+                for node, envelope in decode_roots(flow.fields.get(ROOTS_FIELD)).items():
+                    if node not in flow.results:  # a finished node has a result
+                        out.append(ReadyNode(node, root_definition(envelope), [], root=True))
             for node, since in sorted(flow.ready.items(), key=lambda item: (item[1], item[0])):
                 if cut is not None and since > cut:
                     continue
@@ -104,7 +132,7 @@ class MemoryFlowStore:
                 out.append(ReadyNode(node, definition, [flow.results.get(p) for p in preds]))
             return out
 
-    def mark_released(self, flow_id: str, nodes: Sequence[int]) -> list[int]:
+    def mark_released(self, flow_id: str, nodes: Sequence[int], roots: bool = False) -> list[int]:
         with self._lock:
             flow = self._flow(flow_id)
             if flow is None:
@@ -117,6 +145,11 @@ class MemoryFlowStore:
                 elif state == CANCELED:
                     canceled.append(node)
                 flow.ready.pop(node, None)
+            if roots:
+                flow.roots_since = None
+                if int(flow.get("failures") or 0):  # a root is canceled only after a failure
+                    total = int(flow.get("total") or 0)
+                    canceled += [n for n in range(total) if flow.get(f"s:{n}") == CANCELED and flow.is_root(n)]
             return canceled
 
     def flow_record(self, flow_id: str) -> FlowRecord | None:
@@ -125,9 +158,15 @@ class MemoryFlowStore:
             if flow is None:
                 return None
             total = int(flow.get("total") or 0)
-            states = [flow.get(f"s:{n}") or WAITING for n in range(total)]
-            definitions = [flow.fields.get(f"n:{n}", b"") for n in range(total)]
-            plain = {k: v.decode(errors="replace") for k, v in flow.fields.items() if k[:2] not in _NODE_FIELDS}
+            root_state = READY if flow.roots_since is not None else RELEASED
+            states = [flow.state(n, root_state) for n in range(total)]
+            roots = decode_roots(flow.fields.get(ROOTS_FIELD))
+            definitions = [flow.fields.get(f"n:{n}") or root_definition(roots.get(n, b"")) for n in range(total)]
+            plain = {
+                k: v.decode(errors="replace")
+                for k, v in flow.fields.items()
+                if k[:2] not in _NODE_FIELDS and k != ROOTS_FIELD
+            }
             return FlowRecord(plain, states, definitions, dict(flow.results))
 
     def index_flow(self, flow_id: str) -> None:
@@ -171,19 +210,20 @@ class _Join:
         self.finished = int(flow.get("finished") or 0)
         self.counted = self.ready = self.skipped = self.to_cancel = 0
         self._scopes: list[tuple[str, int, int, int, int, int]] | None = None
+        self.root_count = int(flow.get(ROOT_COUNT_FIELD) or 0)
+        #: dependent -> its predecessors finished in this call (decremented once, at the end)
+        self.pending: dict[str, int] = {}
 
     def record(self, node: int, state: str, result: bytes) -> None:
         flow = self.flow
-        current = flow.get(f"s:{node}")
-        if current is None and f"n:{node}" in flow.fields:
-            current = WAITING  # a node's state is written when it changes
         asked = node in flow.cancel
         flow.cancel.discard(node)
-        if current is None or current in TERMINAL:
+        if not 0 <= node < self.total or node in flow.results:  # finished: it has a result
             self.skipped += 1
             return
         self.counted += 1
-        flow.put(f"s:{node}", state)
+        if node >= self.root_count or state != SUCCEEDED:  # a succeeded shared-dependents root has no state
+            flow.put(f"s:{node}", state)
         flow.results[node] = result
         flow.ready.pop(node, None)
         self.finished += 1
@@ -192,6 +232,19 @@ class _Join:
             if flow.get("state") == "running":
                 self._fail(self._scope_of(node))
         self._release_dependents(node)
+
+    def decrement_dependents(self) -> None:
+        """The dependents' counters, once the call's outcomes are in (flow_done.lua's)."""
+        flow = self.flow
+        if flow.get("state") != "running":
+            return
+        for dep, count in self.pending.items():
+            left = int(flow.get(f"w:{dep}") or 0) - count
+            flow.put(f"w:{dep}", str(left))
+            if left == 0 and flow.get(f"s:{dep}") is None:
+                flow.put(f"s:{dep}", READY)
+                flow.ready[int(dep)] = self.now
+                self.ready += 1
 
     def finish(self) -> bool:
         flow = self.flow
@@ -210,19 +263,16 @@ class _Join:
         flow = self.flow
         if flow.get("state") != "running":
             return
-        for dep in filter(None, (flow.get(f"d:{node}") or "").split(",")):
-            left = int(flow.get(f"w:{dep}") or 0) - 1
-            flow.put(f"w:{dep}", str(left))
-            if left == 0 and flow.get(f"s:{dep}") is None:
-                flow.put(f"s:{dep}", READY)
-                flow.ready[int(dep)] = self.now
-                self.ready += 1
+        deps = flow.get(ROOT_DEPENDENTS_FIELD if node < self.root_count else f"d:{node}")
+        for dep in filter(None, (deps or "").split(",")):
+            self.pending[dep] = self.pending.get(dep, 0) + 1
 
     def _cancel_range(self, lo: int, hi: int) -> None:
         flow, ended = self.flow, []
+        root_state = RELEASED if flow.roots_since is None else READY
         for i in range(lo, hi):
-            state = flow.get(f"s:{i}")
-            if state is None or state == READY:
+            state = flow.state(i, root_state)
+            if state in (WAITING, READY):
                 flow.put(f"s:{i}", CANCELED)
                 flow.results[i] = self.marker
                 flow.ready.pop(i, None)

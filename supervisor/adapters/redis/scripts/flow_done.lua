@@ -7,33 +7,91 @@
 -- and the failure goes up to the enclosing scope. A node already released (its task is in a
 -- queue) cannot be canceled from here: it goes into the cancel set, for the caller to cancel in
 -- its queue (supervisor/flows.py Flows.cancel_members); its outcome then comes back through here.
+-- A node's state is its 's:<node>' field, but for two cases that spare a chord's members a field
+-- each. A node without one is waiting, or, a root (no 'w:<node>'), ready while the ready zset
+-- holds 'roots' and released after. And a root of 0 .. rk-1 (roots that share their dependents,
+-- 'rd') that succeeded has none: the results hash holds exactly the finished nodes' results, and
+-- its result says it finished. A dependent's counter is decremented once per call, by as many of
+-- its predecessors as finished in it (a chord's members share one callback).
 -- KEYS: 1 the flow's hash, 2 its results hash (node -> result), 3 its ready zset, 4 its cancel set
--- ARGV: 1 the marker stored as the result of a node canceled here, then triplets of node, state
---       (succeeded, failed, canceled, expired), result bytes
+-- ARGV: 1 the marker stored as the result of a node canceled here, 2 the nodes ('3,4,9'), 3 their
+--       states ('succeeded,failed': succeeded, failed, canceled, expired; '' when all succeeded),
+--       then their results' bytes, one each
 -- Returns {nodes counted, nodes made ready, finished (1/0), nodes not counted, nodes to cancel}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {0, 0, 0, (#ARGV - 1) / 3, 0}
+local head = redis.call('HMGET', KEYS[1], 'total', 'finished', 'state', 'rk', 'rd')
+if not head[1] then  -- the flow is gone
+  return {0, 0, 0, #ARGV - 3, 0}
 end
-local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
-local finished = tonumber(redis.call('HGET', KEYS[1], 'finished') or '0')
+local total = tonumber(head[1])
+local finished = tonumber(head[2] or '0')
+local state = head[3]  -- the flow's state, kept equal to its field (fail_scope writes both)
+local root_count = tonumber(head[4] or '0')
+local root_dependents = {}
+for dep in string.gmatch(head[5] or '', '[^,]+') do root_dependents[#root_dependents + 1] = dep end
 local marker = ARGV[1]
 local counted, ready, skipped, to_cancel = 0, 0, 0, 0
 local terminal = {succeeded = true, failed = true, canceled = true, expired = true}
+local cancels = redis.call('EXISTS', KEYS[4]) == 1  -- the cancel set has members
+local pending = {}  -- dependent -> predecessors finished in this call
+local dependents = {}  -- the keys of pending, in order
+
+local now = nil
+local function store_time()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  end
+  return now
+end
+
+local roots_ready = nil
+local function roots_released()
+  if roots_ready == nil then
+    roots_ready = redis.call('ZSCORE', KEYS[3], 'roots') ~= false
+  end
+  return not roots_ready
+end
+
+local function add_pending(dep)
+  if not pending[dep] then
+    pending[dep] = 0
+    dependents[#dependents + 1] = dep
+  end
+  pending[dep] = pending[dep] + 1
+end
 
 local function release_dependents(node)
-  if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return end
+  if state ~= 'running' then return end
+  if node < root_count then
+    for _, dep in ipairs(root_dependents) do add_pending(dep) end
+    return
+  end
   local deps = redis.call('HGET', KEYS[1], 'd:' .. node)
-  if not deps then return end
-  for dep in string.gmatch(deps, '[^,]+') do
-    -- a dependent canceled meanwhile (its scope failed) has a state: it is never made ready
-    if redis.call('HINCRBY', KEYS[1], 'w:' .. dep, -1) == 0 and not redis.call('HGET', KEYS[1], 's:' .. dep) then
+  if deps then
+    for dep in string.gmatch(deps, '[^,]+') do add_pending(dep) end
+  end
+end
+
+-- The counters, once the outcomes are in: a dependent canceled meanwhile (its scope failed)
+-- has a state, and is never made ready; in a failed flow, nothing is.
+local function decrement_dependents()
+  if state ~= 'running' then return end
+  for _, dep in ipairs(dependents) do
+    if redis.call('HINCRBY', KEYS[1], 'w:' .. dep, -pending[dep]) == 0 and not redis.call('HGET', KEYS[1], 's:' .. dep) then
       redis.call('HSET', KEYS[1], 's:' .. dep, 'ready')
-      redis.call('ZADD', KEYS[3], now, dep)
+      redis.call('ZADD', KEYS[3], store_time(), dep)
       ready = ready + 1
     end
   end
+end
+
+-- A node's state, read from the store (see the top).
+local function state_of(i)
+  local s = redis.call('HGET', KEYS[1], 's:' .. i)
+  if s then return s end
+  if i < root_count and redis.call('HEXISTS', KEYS[2], i) == 1 then return 'succeeded' end
+  if redis.call('HEXISTS', KEYS[1], 'w:' .. i) == 0 and roots_released() then return 'released' end
+  return nil
 end
 
 -- Cancel the unfinished nodes of [lo, hi): those not in a queue yet end here, released ones
@@ -41,15 +99,16 @@ end
 local function cancel_range(lo, hi)
   local ended = {}
   for i = lo, hi - 1 do
-    local s = redis.call('HGET', KEYS[1], 's:' .. i)
+    local s = state_of(i)
     if (not s) or s == 'ready' then
       redis.call('HSET', KEYS[1], 's:' .. i, 'canceled')
       redis.call('HSET', KEYS[2], i, marker)
-      redis.call('ZREM', KEYS[3], i)
+      if s == 'ready' then redis.call('ZREM', KEYS[3], i) end
       finished = finished + 1
       ended[#ended + 1] = i
     elseif s == 'released' and redis.call('SADD', KEYS[4], i) == 1 then
       to_cancel = to_cancel + 1
+      cancels = true
     end
   end
   for _, i in ipairs(ended) do release_dependents(i) end
@@ -82,6 +141,7 @@ local function fail_scope(id)
     if id == 0 then
       if redis.call('HGET', KEYS[1], 'policy') == 'fail' then
         redis.call('HSET', KEYS[1], 'state', 'failed')
+        state = 'failed'
         cancel_range(0, total)
       end
       return
@@ -94,40 +154,54 @@ local function fail_scope(id)
   end
 end
 
-local function record(node, outcome, result)
-  -- A node with a definition and no state yet is waiting (the state is written when it changes).
-  local s = redis.call('HGET', KEYS[1], 's:' .. node)
-  if (not s) and redis.call('HEXISTS', KEYS[1], 'n:' .. node) == 1 then
-    s = 'waiting'
-  end
+local function record(arg, outcome, result)
   -- In the cancel set: its cancel was asked here, so a 'canceled' outcome is no failure of its own.
-  local asked = redis.call('SREM', KEYS[4], node) == 1
-  if (not s) or terminal[s] then
+  local asked = cancels and redis.call('SREM', KEYS[4], arg) == 1
+  local node = tonumber(arg)
+  if (not node) or node < 0 or node >= total or node % 1 ~= 0 then
     skipped = skipped + 1
     return
   end
+  if node < root_count then
+    -- one of the roots that share their dependents: no state field but once it ended otherwise
+    if redis.call('HSETNX', KEYS[2], node, result) == 0 then
+      skipped = skipped + 1
+      return
+    end
+    if outcome ~= 'succeeded' then redis.call('HSET', KEYS[1], 's:' .. node, outcome) end
+  else
+    local s = redis.call('HGET', KEYS[1], 's:' .. node)
+    if s and terminal[s] then
+      skipped = skipped + 1
+      return
+    end
+    redis.call('HSET', KEYS[1], 's:' .. node, outcome)
+    redis.call('HSET', KEYS[2], node, result)
+    if s == 'ready' then redis.call('ZREM', KEYS[3], node) end
+  end
   counted = counted + 1
-  redis.call('HSET', KEYS[1], 's:' .. node, outcome)
-  redis.call('HSET', KEYS[2], node, result)
-  redis.call('ZREM', KEYS[3], node)
   finished = finished + 1
   if outcome ~= 'succeeded' and not (asked and outcome == 'canceled') then
     redis.call('HINCRBY', KEYS[1], 'failures', 1)
-    if redis.call('HGET', KEYS[1], 'state') == 'running' then
-      fail_scope(scope_of(tonumber(node)))
+    if state == 'running' then
+      fail_scope(scope_of(node))
     end
   end
   release_dependents(node)
 end
 
-for i = 2, #ARGV, 3 do
-  record(ARGV[i], ARGV[i + 1], ARGV[i + 2])
+local outcomes = {}
+for outcome in string.gmatch(ARGV[3], '[^,]+') do outcomes[#outcomes + 1] = outcome end
+local i = 0
+for node in string.gmatch(ARGV[2], '[^,]+') do
+  i = i + 1
+  record(node, outcomes[i] or 'succeeded', ARGV[3 + i])
 end
+decrement_dependents()
 if counted > 0 then
   redis.call('HSET', KEYS[1], 'finished', finished)
 end
 if counted > 0 and finished >= total then
-  local state = redis.call('HGET', KEYS[1], 'state')
   if state == 'running' then
     if tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') > 0 then
       state = 'completed_with_failures'
@@ -136,7 +210,7 @@ if counted > 0 and finished >= total then
     end
     redis.call('HSET', KEYS[1], 'state', state)
   end
-  redis.call('HSET', KEYS[1], 'finished_at', string.format('%.6f', now))
+  redis.call('HSET', KEYS[1], 'finished_at', string.format('%.6f', store_time()))
   local keep = math.max(1, math.floor(tonumber(redis.call('HGET', KEYS[1], 'retention') or '86400')))
   redis.call('EXPIRE', KEYS[1], keep)
   redis.call('EXPIRE', KEYS[2], keep)
