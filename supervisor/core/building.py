@@ -29,7 +29,7 @@ from supervisor.core.errors import InvalidTaskError
 from supervisor.core.limits import MAX_TASK_TIMEOUT
 from supervisor.core.ports import NewTask
 from supervisor.core.queues import queue_name_problem
-from supervisor.core.task import TaskMessage, encode_message, encode_payload, new_task_id
+from supervisor.core.task import NO_TIME, TaskMessage, encode_message, encode_payload, new_task_id
 
 #: Something that says "how long": seconds, a timedelta, or a duration text such as "10s".
 Duration = float | int | dt.timedelta | str
@@ -251,12 +251,14 @@ def build_task(
         raise InvalidTaskError(problem)
     task_id = new_task_id() if task.task_id is None else _check_text(task.task_id, "task_id")
     max_retry = max_retry_of(default_max_retry if task.max_retry is None else task.max_retry)
-    timeout = 0.0 if task.timeout is None else seconds(task.timeout, "timeout", high=MAX_TASK_TIMEOUT, open_low=True)
-    deadline = 0.0 if task.deadline is None else epoch(task.deadline, "deadline")
+    timeout = (
+        NO_TIME if task.timeout is None else seconds(task.timeout, "timeout", high=MAX_TASK_TIMEOUT, open_low=True)
+    )
+    deadline = NO_TIME if task.deadline is None else epoch(task.deadline, "deadline")
     process_at = _when(task, now)
-    retention = 0.0 if task.retention is None else seconds(task.retention, "retention")
+    retention = NO_TIME if task.retention is None else seconds(task.retention, "retention")
     headers = check_headers({**check_headers(task.headers), **(context_headers or {})})
-    expires = 0.0 if task.expires is None else expires_at(task.expires, now)
+    expires = NO_TIME if task.expires is None else expires_at(task.expires, now)
     payload = encode_payload(task.payload)
     unique_key, unique_ttl = _unique(task, bytes(payload), process_at, now)
     message = TaskMessage(

@@ -47,6 +47,12 @@ def has_ended(state: str | bytes | None) -> bool:
     return text in ENDED_STATES
 
 
+#: The "none" of the envelope's times and durations. One object: msgspec's ``omit_defaults`` tells a
+#: float field at its default by identity, so a 0.0 made elsewhere would be written out (8 bytes
+#: and its name, four times in every envelope); :func:`~supervisor.core.building.build_task` uses this one.
+NO_TIME: float = 0.0
+
+
 class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
     """The envelope of one task.
 
@@ -62,17 +68,17 @@ class TaskMessage(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=Fals
     max_retry: int
     enqueued_at: float
     retried: int = 0
-    timeout: float = 0.0
-    deadline: float = 0.0
+    timeout: float = NO_TIME
+    deadline: float = NO_TIME
     last_error: str = ""
-    last_failed_at: float = 0.0
+    last_failed_at: float = NO_TIME
     headers: dict[str, str] = {}
     #: Key of the unique lock this task holds ('' = none): released when it completes or is archived.
     unique_key: str = ""
     #: Seconds to keep the task's result after it completes (0: keep nothing).
-    retention: float = 0.0
+    retention: float = NO_TIME
     #: Time after which the task is not started any more: it ends ``expired`` (0: never).
-    expires: float = 0.0
+    expires: float = NO_TIME
     #: ``<flow id>:<node>`` for a member of a workflow (core/flows.py); '' for a plain task.
     flow: str = ""
     #: The budget of a per-key rate limit or cap this task draws from ('' = none): ``<group>:<key>``,
