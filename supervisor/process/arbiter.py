@@ -37,7 +37,7 @@ from supervisor.config import Settings
 from supervisor.core.identity import WorkerId
 from supervisor.core.limits import MAX_WORKERS
 from supervisor.process import events
-from supervisor.process.child import CHILD_SIGNALS, child_socket_timeout, run_child
+from supervisor.process.child import CHILD_SIGNALS, heartbeat_timeout, run_child
 from supervisor.process.children import Child
 from supervisor.process.linux import this_process
 from supervisor.process.parts import Listener, ParentParts, Role
@@ -82,7 +82,7 @@ class Arbiter:
         self.pool = Pool(
             self.server, self.asynq.workers, run_child=self._run_child, blocked_signals={*HANDLED, *CHILD_SIGNALS},
             close_parent=self.close_parent_descriptors, on_exit=self._child_exited, on_finished=self._finished,
-            heartbeat_timeout=max(3 * self.asynq.heartbeat_interval, child_socket_timeout(settings) + 2.0),
+            heartbeat_timeout=heartbeat_timeout(settings),
             memory_limit_mb=self.asynq.max_memory_per_child, cancel_grace=self.asynq.cancel_grace,
             concurrency=self.asynq.worker_concurrency,
         )  # fmt: skip

@@ -39,6 +39,21 @@ def child_socket_timeout(settings: Settings) -> float:
     return max(2.0, min(5.0, settings.asynq.heartbeat_interval))
 
 
+def heartbeat_timeout(settings: Settings) -> float:
+    """How long the parent lets a child be silent before it kills it: three heartbeat intervals, and
+    never less than a store call that times out after a 1 s wait for work, plus a second."""
+    return max(3 * settings.asynq.heartbeat_interval, child_socket_timeout(settings) + 2.0)
+
+
+def alive_every(settings: Settings) -> float:
+    """How often a child with nothing else to report says it is alive: half of the silence the parent
+    allows beyond the longest a store call keeps a healthy child quiet (its socket timeout after a
+    1 s wait, and one turn of the claim loop). With the defaults, every 4 s of a 15 s timeout, so
+    that an idle pool does not wake its parent once a second per child; 0 (each turn of the claim
+    loop says so, at most every quarter second) where the timeout leaves no room."""
+    return max(0.0, (heartbeat_timeout(settings) - child_socket_timeout(settings) - 2.0) / 2)
+
+
 def run_child(
     app: App,
     settings: Settings,
@@ -67,7 +82,9 @@ def run_child(
             if worker is not None:
                 worker.request_stop()
 
-        reporter = HealthReporter(health_fd, parent_pid, orphaned, TableWriter(table))
+        reporter = HealthReporter(
+            health_fd, parent_pid, orphaned, TableWriter(table), alive_every=alive_every(settings)
+        )
         worker = Worker(app, broker, worker_options(settings.asynq), worker_id=worker_id, observer=reporter)
         # A process a handler forks gets default signal handlers and none of our descriptors.
         install_grandchild_reset(reporter.detach, broker.close_after_fork)

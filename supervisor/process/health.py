@@ -12,6 +12,7 @@ and go through one lock, so a report longer than PIPE_BUF never interleaves with
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -25,7 +26,8 @@ from supervisor.process.task_stats import Tally, TaskTally
 
 
 class Alive(msgspec.Struct, tag="alive"):
-    """The claim loop is turning (at least four times a second while it runs)."""
+    """The claim loop is turning: sent when nothing else was said for ``alive_every`` (see
+    HealthReporter), at most every ``min_interval``."""
 
 
 class Report(msgspec.Struct, tag="report"):
@@ -77,19 +79,33 @@ _decode = msgspec.json.Decoder(Message).decode
 class HealthReporter:
     """Child side: implements the worker's observer with the running table and the pipe.
 
-    Heartbeats are rate-limited; a closed pipe (the parent is gone) stops the worker through
-    ``on_orphaned``, as does a changed parent pid.
+    Heartbeats are rate-limited: finished-task counts go at most every ``min_interval``, and a plain
+    :class:`Alive` only when the child said nothing for ``alive_every`` (each message wakes the
+    parent, so an idle pool's children must not say it each turn of their claim loops; any message
+    is a heartbeat). A closed pipe (the parent is gone) stops the worker through ``on_orphaned``,
+    as does a changed parent pid.
     """
 
     def __init__(
-        self, fd: int, parent_pid: int, on_orphaned: Callable[[], None], table: TableWriter, min_interval: float = 0.25
+        self,
+        fd: int,
+        parent_pid: int,
+        on_orphaned: Callable[[], None],
+        table: TableWriter,
+        min_interval: float = 0.25,
+        *,
+        alive_every: float = 0.0,
     ) -> None:
         self.fd = fd
         self.parent_pid = parent_pid
         self.on_orphaned = on_orphaned
         self.table = table
         self.min_interval = min_interval
+        self.alive_every = alive_every
         self._last = 0.0
+        #: When the last message of any kind went (monotonic): the parent's last sign of life.
+        #: Never, at first: the first turn says alive whatever the clock reads (the parent's "ready").
+        self._said = -math.inf
         #: When finished tasks were last reported: one that finishes later than ``min_interval``
         #: after that is reported at once (a lone task's counts never wait for a heartbeat).
         self._last_report = 0.0
@@ -119,6 +135,7 @@ class HealthReporter:
         try:
             with self._write_lock:
                 os.write(self.fd, _encode(message) + b"\n")
+                self._said = time.monotonic()
         except OSError:
             self.on_orphaned()
 
@@ -131,6 +148,8 @@ class HealthReporter:
             tallies = self._tally.take()
             if tallies:
                 self._last_report = now
+            elif now - self._said < self.alive_every:
+                return  # said something lately: the parent knows this child lives
         if os.getppid() != self.parent_pid:
             self.on_orphaned()
             return
