@@ -53,8 +53,10 @@ log = logging.getLogger("supervisor.arbiter")
 
 #: Longest wait of the main loop: bounds how late anything is noticed.
 MAX_TICK = 1.0
-#: Shortest time between two reads of the children's health pipes (see Arbiter.wait).
+#: Shortest time between two reads of the children's health pipes while they come in bursts (see Arbiter.wait).
 CHILD_READ_INTERVAL = 0.01
+#: Two reads of the children's pipes closer than this are a burst: the next waits CHILD_READ_INTERVAL.
+CHILD_READ_BURST = 0.1
 #: The parent's store calls must never keep it from its signals and children for long.
 PARENT_SOCKET_TIMEOUT = 0.5
 
@@ -78,6 +80,7 @@ class Arbiter:
         self.stop_deadline = 0.0
         self.started = time.monotonic()
         self.next_child_read = 0.0
+        self.last_child_read = 0.0
         self.quiet_logged = False
         self.pool = Pool(
             self.server, self.asynq.workers, run_child=self._run_child, blocked_signals={*HANDLED, *CHILD_SIGNALS},
@@ -128,9 +131,11 @@ class Arbiter:
     def wait(self, timeout: float) -> None:
         """Wait for a signal, a listener's socket (metrics clients), child reports or ``timeout``.
 
-        Child pipes are read at most every :data:`CHILD_READ_INTERVAL`: children report at most a
-        few times a second each (what they run is in shared memory, running_table.py), but a pool
-        of many children must still not wake the loop for each line. Signals wake it at once.
+        Child pipes are read at most every :data:`CHILD_READ_INTERVAL` while reads come in bursts:
+        children report at most a few times a second each (what they run is in shared memory,
+        running_table.py), but a pool of many busy children must still not wake the loop for each
+        line. A read after a quiet spell (an idle pool's heartbeats) starts no such pause, which
+        would cost a wake-up of its own. Signals wake it at once.
         """
         now = time.monotonic()
         fds, write_fds = [self.inbox.read_fd], []
@@ -153,12 +158,17 @@ class Arbiter:
             return
         by_fd = {c.reader.fd: c for c in self.pool.children.values()}
         now = time.monotonic()
+        heard = False
         for fd in ready:
             if (child := by_fd.get(fd)) is not None:
                 self.pool.read(child, now)
-                self.next_child_read = now + CHILD_READ_INTERVAL
+                heard = True
             elif fd in owner:
                 owner[fd].handle(fd)
+        if heard:
+            if now - self.last_child_read < CHILD_READ_BURST:
+                self.next_child_read = now + CHILD_READ_INTERVAL
+            self.last_child_read = now
         for fd in writable:
             owner[fd].handle(fd)
         for listener in self.parts.listeners:
