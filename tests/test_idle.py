@@ -1,6 +1,7 @@
 """What an idle pool does between tasks (issue 20): its children say alive only when they said
-nothing lately, within what the parent's hung-child check allows. The CPU this saves is measured
-by ``python -m bench.idle_cpu``, not here."""
+nothing lately, within what the parent's hung-child check allows, and the parent's repeating
+roles share one grid of moments, so that they wake its loop together. The CPU this saves is
+measured by ``python -m bench.idle_cpu``, not here."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from supervisor.config import load_settings
 from supervisor.core.lifecycle import Outcome
+from supervisor.process import cadence
 from supervisor.process.child import alive_every, child_socket_timeout, heartbeat_timeout
 from supervisor.process.health import Alive, HealthReader, HealthReporter, Report
 from supervisor.process.running_table import RunningTable, TableWriter
@@ -64,3 +66,15 @@ def test_alive_every_leaves_the_hung_child_check_its_margin(heartbeat: str) -> N
     assert alive_every(settings) >= 0 and silence + 1.0 <= heartbeat_timeout(settings)
     defaults = load_settings(environ={})
     assert (alive_every(defaults), heartbeat_timeout(defaults)) == (4.0, 15.0)
+
+
+@pytest.mark.parametrize("now", [0.0, 0.2, 12.3456, 1e6 + 0.77, cadence.PHASE, cadence.PHASE + 3.0])
+def test_the_parents_repeating_roles_share_one_grid(now: float) -> None:
+    """The next moment is after ``now``, at most one interval away, and the grids of half a second,
+    a second and five seconds share their points: roles due together wake the loop once."""
+    for every in (0.5, 1.0, 3.0, 5.0):
+        beat = cadence.next_beat(now, every)
+        assert now < beat <= now + every + 1e-9
+        steps = (beat - cadence.PHASE) / 0.5
+        assert abs(steps - round(steps)) < 1e-6  # a point of the half-second grid too
+    assert cadence.next_beat(cadence.next_beat(now, 1.0), 1.0) == pytest.approx(cadence.next_beat(now, 1.0) + 1.0)

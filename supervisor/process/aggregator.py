@@ -20,6 +20,7 @@ from supervisor.core.aggregation import Aggregation, GroupHead, GroupStore, aggr
 from supervisor.core.errors import BrokerError, BrokerUnavailable
 from supervisor.core.task import TaskMessage, decode_message, encode_message, encode_payload, new_task_id
 from supervisor.outage import Outage
+from supervisor.process.cadence import next_beat
 
 log = logging.getLogger("supervisor.aggregation")
 #: Aggregated tasks made in one run at most; the role is due again at once when it made that many.
@@ -58,7 +59,7 @@ class Aggregator:
                 log.exception("aggregation failed", extra={"event": "aggregation_error"})
             self._due = now + min(self.outage.failed("aggregation", exc), self.interval)
             return
-        self._due = now if made >= PER_RUN else now + self.interval
+        self._due = now if made >= PER_RUN else next_beat(now, self.interval)
 
     def sweep(self) -> int:
         """Aggregate every ready group once over; how many aggregated tasks were made."""

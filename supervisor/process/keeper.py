@@ -18,6 +18,7 @@ from supervisor.core.errors import BrokerError
 from supervisor.core.inspection import Inspection, QueueStats
 from supervisor.core.ports import Broker
 from supervisor.outage import Outage
+from supervisor.process.cadence import next_beat
 
 log = logging.getLogger("supervisor.arbiter")
 #: Seconds between two samples of the queues' history.
@@ -75,7 +76,7 @@ class Keeper:
                 log.exception("supervisor maintenance failed", extra={"event": "maintenance_error"})
             self._due = now + min(self.outage.failed("maintenance", exc), self.interval)
             return
-        self._due = now + self.interval
+        self._due = next_beat(now, self.interval)
 
     def _statistics(self, now: float, inspection: Inspection) -> None:
         """Counts for /metrics each time, and a history sample when one is due (one read for both)."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supervisor.process.cadence import next_beat
 from supervisor.process.linux import pid_alive
 
 #: Rewrite at most this often (seconds): the loop wakes at least every second anyway.
@@ -69,7 +70,7 @@ class LivenessFile:
         if not force and now < self.next_beat and self._last == (workers, alive, state):
             return
         self._last = (workers, alive, state)
-        self.next_beat = now + BEAT_INTERVAL
+        self.next_beat = next_beat(now, BEAT_INTERVAL)
         record = {"pid": os.getpid(), "beat": time.time(), "stale_after": self.stale_after,
                   "workers": workers, "alive": alive, "state": state}  # fmt: skip
         try:

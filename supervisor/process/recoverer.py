@@ -38,6 +38,7 @@ from supervisor.core.recovery import PutBack, put_back_plan
 from supervisor.core.task import decode_message, encode_message, log_fields
 from supervisor.flows import Flows
 from supervisor.outage import Outage
+from supervisor.process.cadence import next_beat
 from supervisor.process.linux import pid_alive, this_process
 
 log = logging.getLogger("supervisor.recovery")
@@ -104,7 +105,7 @@ class Recoverer:
                 self._dead.pop(0)
             if now >= self._next_sweep:
                 self._sweep()
-                self._next_sweep = now + self.sweep_every
+                self._next_sweep = next_beat(now, self.sweep_every)
             self._retry_at = 0.0
             self.outage.recovered()
         except Exception as exc:  # the store's errors, or a bug: keep what is left for the next try

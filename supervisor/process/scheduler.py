@@ -31,6 +31,7 @@ from supervisor.core.periodic import CATCH_UP_LIMIT, PeriodicEntry
 from supervisor.core.ports import Broker, Enqueued
 from supervisor.core.schedules import RELOAD_EVERY, ScheduleStore, StoredSchedule, Timeline, timeline_of
 from supervisor.outage import Outage
+from supervisor.process.cadence import next_beat
 
 log = logging.getLogger("supervisor.scheduler")
 
@@ -88,7 +89,7 @@ class Scheduler:
             return
         try:
             if self.store is not None and now >= self._next_reload:
-                self._next_reload = now + self.reload_every
+                self._next_reload = next_beat(now, self.reload_every)
                 self.reload(time.time())
             self.run_due(time.time())
             self._retry_at = 0.0
