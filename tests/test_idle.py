@@ -5,7 +5,9 @@ measured by ``python -m bench.idle_cpu``, not here."""
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +17,7 @@ from supervisor.core.lifecycle import Outcome
 from supervisor.process import cadence
 from supervisor.process.child import alive_every, child_socket_timeout, heartbeat_timeout
 from supervisor.process.health import Alive, HealthReader, HealthReporter, Report
+from supervisor.process.liveness import LivenessFile
 from supervisor.process.running_table import RunningTable, TableWriter
 
 
@@ -78,3 +81,20 @@ def test_the_parents_repeating_roles_share_one_grid(now: float) -> None:
         steps = (beat - cadence.PHASE) / 0.5
         assert abs(steps - round(steps)) < 1e-6  # a point of the half-second grid too
     assert cadence.next_beat(cadence.next_beat(now, 1.0), 1.0) == pytest.approx(cadence.next_beat(now, 1.0) + 1.0)
+
+
+def test_the_liveness_file_is_rewritten_every_fifth_of_its_staleness(tmp_path, monkeypatch) -> None:
+    """A probe calls the file stale after 15 s by default: it is rewritten every 3 s while nothing
+    in it changes (a rewrite, a rename, cost the idle parent more than its loop did once a second),
+    and at once when what it says changes."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    live = LivenessFile("idle-ns", 5.0)
+    assert (live.stale_after, live.beat_every) == (15.0, 3.0)
+    live.beat(workers=2, alive=2, state="running")
+    first = json.loads(live.path.read_text())
+    live.beat(workers=2, alive=2, state="running")  # nothing changed, not due: not rewritten
+    assert json.loads(live.path.read_text()) == first
+    assert 0 < live.next_beat - time.monotonic() <= 3.0
+    live.beat(workers=2, alive=1, state="running")  # a child lost: at once
+    assert json.loads(live.path.read_text())["alive"] == 1
+    live.remove()

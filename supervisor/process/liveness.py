@@ -2,8 +2,9 @@
 
 Kubernetes restarts a container whose liveness probe fails. That probe must not depend on Redis,
 or a Redis outage restarts every worker pod at once for nothing. What it can check locally: the
-parent process exists, its main loop still turns (the file is rewritten at least every second
-while it runs, so a stale file means a stuck loop), and it has live children.
+parent process exists, its main loop still turns (the file is rewritten every fifth of the age at
+which a probe calls it stale, 3 s by default, so a stale file means a stuck loop), and it has
+live children.
 
 The file is ``<run dir>/<namespace>.<pid>.json`` where the run dir is
 ``$XDG_RUNTIME_DIR/supervisor-jobs`` or ``<tmp>/supervisor-jobs-<uid>``: per user, so a probe run
@@ -24,8 +25,9 @@ from typing import Any
 from supervisor.process.cadence import next_beat
 from supervisor.process.linux import pid_alive
 
-#: Rewrite at most this often (seconds): the loop wakes at least every second anyway.
-BEAT_INTERVAL = 1.0
+#: Rewrites of the file while nothing in it changes, per ``stale_after``: a probe finds it at most
+#: this fraction of its limit old (a rewrite, a rename, costs the idle parent more than its loop).
+BEATS_PER_STALE = 5
 #: A file not rewritten for this long means the parent's loop is stuck (at least this, or 3 heartbeats).
 MIN_STALE_AFTER = 10.0
 
@@ -44,6 +46,7 @@ class LivenessFile:
         self.dir = run_dir()
         self.path = self.dir / f"{namespace}.{os.getpid()}.json"
         self.stale_after = max(MIN_STALE_AFTER, 3 * heartbeat_interval)
+        self.beat_every = self.stale_after / BEATS_PER_STALE
         self.next_beat = 0.0
         self.failed = False
         self._last: tuple[int, int, str] | None = None
@@ -64,13 +67,13 @@ class LivenessFile:
         return self._last != (workers, alive, state)
 
     def beat(self, *, workers: int, alive: int, state: str, force: bool = False) -> None:
-        """Rewrite the file about once a second, and at once when what it says changes (a child
-        forked or lost, the pool stopping): a probe never reads a count a second old."""
+        """Rewrite the file every ``beat_every``, and at once when what it says changes (a child
+        forked or lost, the pool stopping): a probe never reads a stale count."""
         now = time.monotonic()
         if not force and now < self.next_beat and self._last == (workers, alive, state):
             return
         self._last = (workers, alive, state)
-        self.next_beat = next_beat(now, BEAT_INTERVAL)
+        self.next_beat = next_beat(now, self.beat_every)
         record = {"pid": os.getpid(), "beat": time.time(), "stale_after": self.stale_after,
                   "workers": workers, "alive": alive, "state": state}  # fmt: skip
         try:
