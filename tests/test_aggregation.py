@@ -264,3 +264,26 @@ def test_a_periodic_tick_joins_its_group_once(stores):
     assert broker.submit(ticks[:1]) == [(Enqueued.ENQUEUED, "tick-1")]
     assert broker.submit(ticks[1:]) == [(Enqueued.ALREADY_DONE, "tick-1")]
     assert [h.size for h in groups.group_heads(["default"])[1]] == [1]
+
+
+def test_an_idle_look_is_one_round_trip_and_survives_a_flushed_script_cache(settings, r):
+    """The role looks twice a second, groups or not: one pipeline of EVALSHAs, one per queue, and
+    no SCRIPT EXISTS before it (a script object in a redis-py pipeline asks that on each look). A
+    server that lost its scripts answers NOSCRIPT: they are loaded, and the look goes on."""
+    from supervisor.wiring import make_broker, make_group_store
+
+    broker, groups = make_broker(settings), make_group_store(settings)
+    try:
+        role = Aggregator(groups, ["default", "low"], lambda t: Aggregation(grace=0), interval=0.5)
+        assert role.sweep() == 0
+        r.config_resetstat()
+        assert role.sweep() == 0
+        calls = {name: int(stat["calls"]) for name, stat in r.info("commandstats").items()}
+        assert "cmdstat_script|exists" not in calls and calls["cmdstat_evalsha"] == 2
+        enqueue(broker, 3)
+        r.script_flush()
+        assert role.sweep() == 1
+        assert [n for _, n in claimed_payloads(broker)] == [3]
+    finally:
+        broker.close()
+        groups.close_after_fork()

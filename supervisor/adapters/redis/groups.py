@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
 from supervisor.adapters.redis.calls import WAKE_CAP, Call, raw_id, ring_call, script_source, text
 from supervisor.adapters.redis.connection import close_after_fork, is_cluster
@@ -46,13 +47,33 @@ class RedisGroups:
         return QueueKeys.of(self.namespace, queue)
 
     def _calls(self, calls: Sequence[Call]) -> list[Any]:
-        """Each call's reply, or its error in place (on a cluster, a node down fails its calls alone)."""
+        """Each call's reply, or its error in place (on a cluster, a node down fails its calls alone).
+
+        One round trip of EVALSHAs: a script object in a redis-py pipeline would ask SCRIPT EXISTS
+        first, a second round trip on each of the aggregator's looks (twice a second, groups or
+        not). A server that lost its scripts answers NOSCRIPT: they are loaded and those calls
+        (which did not run) sent again, once.
+        """
         if self.cluster:
             return self._nodes.run(calls, False)
-        pipe: Any = self.redis.pipeline(transaction=False)
-        for name, keys, args in calls:
-            self._scripts[name](keys=keys, args=args, client=pipe)
-        return list(pipe.execute(raise_on_error=False))
+        results: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for _ in range(2):
+            pipe: Any = self.redis.pipeline(transaction=False)
+            for i in pending:
+                name, keys, args = calls[i]
+                pipe.execute_command("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
+            missing = []
+            for i, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):
+                results[i] = reply
+                if isinstance(reply, NoScriptError):
+                    missing.append(i)
+            if not missing:
+                return results
+            for name in {calls[i][0] for i in missing}:
+                self.redis.script_load(self._scripts[name].script)
+            pending = missing
+        return results  # flushed again while being reloaded: NOSCRIPT in place, as any error
 
     def group_heads(self, queues: Sequence[str]) -> tuple[float, list[GroupHead]]:
         replies = self._answered(queues, [("group_index", (self.keys(q).groups(),), (MAX_GROUPS,)) for q in queues])
