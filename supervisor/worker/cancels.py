@@ -33,8 +33,11 @@ from supervisor.outage import Outage
 
 log = logging.getLogger("supervisor.worker")
 
-#: Longest wait for an announcement: how late the thread notices the worker is done.
-LISTEN_BLOCK = 1.0
+#: Longest wait for an announcement: how late the thread notices the worker is done (a daemon
+#: thread: nothing waits for it; the child exits without it) and its recheck comes at most this
+#: late. Each timeout wakes the thread for nothing: an idle worker's second wake-up a second
+#: when this was 1 s.
+LISTEN_BLOCK = 5.0
 #: Pause before listening again after the store could not be heard.
 RELISTEN_AFTER = 1.0
 #: While tasks are held, how often the flags are read even though the channel said nothing: a
