@@ -207,6 +207,25 @@ def test_limits_added_and_removed_at_run_time(
     assert limits.limited_queues() == set()
 
 
+def test_an_idle_workers_wait_carries_the_read_of_which_queues_have_limits(
+    client: Client, settings: Settings, limits: RedisLimitStore, r: redis.Redis
+) -> None:
+    """The read of the limited set rides the wait that ends when the worker's view falls due
+    (right after its claim): no round trip of its own once a second, and the claims after it
+    hold a limit added while the worker waited, with no read of their own."""
+    broker = fresh(settings)
+    assert broker.wait_and_claim("w1", ["default"], 30.0, 0.01).claimed is None  # the view: no limits
+    limits.set_limit(make_limit("default", "type:X", "1/s"))
+    r.config_resetstat()
+    assert broker.wait_and_claim("w1", ["default"], 30.0, 1.0).claimed is None  # the view falls due meanwhile
+    assert int(r.info("commandstats")["cmdstat_smembers"]["calls"]) == 1
+    for i in range(3):
+        client.enqueue("X", i)
+    r.config_resetstat()
+    assert len(drain(broker, T0)) == 1  # the limit holds: the view the wait brought back
+    assert "cmdstat_smembers" not in r.info("commandstats")
+
+
 def test_code_declarations_do_not_replace_a_run_time_limit(limits: RedisLimitStore) -> None:
     assert limits.set_limit(make_limit("default", "type:X", "5/s"), from_code=True)
     assert limits.set_limit(make_limit("default", "type:X", "7/s"))

@@ -474,10 +474,16 @@ class RedisBroker:
         if self.cluster:
             self.wait_for_work(queues, timeout)
             return self.claim_round(worker_id, queues, lease_duration, max_batch, now=now)
-        order = tuple(queues)
+        order, timeout = tuple(queues), max(timeout, 0.01)
         keys, args = self._claim_call(worker_id, order, lease_duration, max_batch, now)
         wake = [self.keys(q).wake for q in order]
-        reply = wait_then_claim(self.redis, self._scripts["claim"], wake, max(timeout, 0.01), keys, args)
+        # The read of which queues have limits rides the wait when it falls due meanwhile (an idle
+        # worker's once a second): no round trip of its own (limits.py's LimitedQueues).
+        ride = self._limited.due_within(timeout)
+        after = [self._limited.read_command()] if ride else []
+        reply, answers = wait_then_claim(self.redis, self._scripts["claim"], wake, timeout, keys, args, after)
+        if ride:
+            self._limited.rode(answers[0])
         return ClaimRound([], claim_outcome(order, reply))
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:

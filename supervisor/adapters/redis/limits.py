@@ -129,7 +129,9 @@ class RedisLimitStore:
 
 
 class LimitedQueues:
-    """A worker's view of which queues have limits, read at most once a second.
+    """A worker's view of which queues have limits, read at most once a second: on its own before
+    a claim when the view fell due, or riding an idle worker's wait for work, right after its claim
+    (so the view a claim uses is never more than a second and that claim's wait old).
 
     A failed read keeps the last view (logged once per failure spell): flow control must not
     stop claims, and the next read catches up. On a cluster the read goes through the broker's
@@ -152,13 +154,37 @@ class LimitedQueues:
             try:
                 members = self._read()
                 if members is not None:
-                    self.queues = frozenset(q.decode("utf-8", "surrogateescape") for q in members)
-                    self._failing = False
+                    self._take(members)
             except redis.RedisError as exc:
-                if not self._failing:
-                    log.warning("cannot read which queues have limits (keeping the last view): %s", exc)
-                self._failing = True
+                self._failed(exc)
         return self.queues
+
+    def due_within(self, seconds: float) -> bool:
+        """The view falls due within ``seconds``: a read may ride a call that ends by then (an idle
+        worker's wait for work, which answers when its block ends; a single server's only)."""
+        return self.nodes is None and time.monotonic() + seconds >= self._next
+
+    def read_command(self) -> tuple[str, str]:
+        """The read, for a pipeline it rides (see :meth:`rode`)."""
+        return ("SMEMBERS", self.key)
+
+    def rode(self, reply: Any) -> None:
+        """The set as a ridden read answered (when the wait ended): the view, fresh from now on.
+        A read that failed keeps the last view until the next, as :meth:`current` does."""
+        self._next = time.monotonic() + REFRESH_EVERY
+        if isinstance(reply, Exception):
+            self._failed(reply)
+        else:
+            self._take(reply)
+
+    def _take(self, members: set[bytes]) -> None:
+        self.queues = frozenset(q.decode("utf-8", "surrogateescape") for q in members)
+        self._failing = False
+
+    def _failed(self, exc: Exception) -> None:
+        if not self._failing:
+            log.warning("cannot read which queues have limits (keeping the last view): %s", exc)
+        self._failing = True
 
     def _read(self) -> set[bytes] | None:
         """The set's members; None when its cluster node is in its back-off (not asked)."""

@@ -42,20 +42,25 @@ def wait_then_claim(
     timeout: float,
     keys: Sequence[str],
     args: Sequence[Any],
-) -> Any:
+    after: Sequence[Sequence[Any]] = (),
+) -> tuple[Any, list[Any]]:
     """BRPOP on ``wake_keys`` for up to ``timeout`` seconds, then claim.lua with ``keys`` and
-    ``args``, in one round trip; returns claim.lua's reply (read it with :func:`claim_outcome`)."""
+    ``args``, then the commands ``after`` (reads that ride the wait: they run when it ends), in
+    one round trip; returns claim.lua's reply (read it with :func:`claim_outcome`) and the
+    replies of ``after``, an error in place of any that failed."""
     pipe: Any = client.pipeline(transaction=False)
     pipe.execute_command("BRPOP", *wake_keys, timeout)
     pipe.execute_command("EVALSHA", claim.sha, len(keys), *keys, *args)
-    woke, reply = pipe.execute(raise_on_error=False)
+    for command in after:
+        pipe.execute_command(*command)
+    woke, reply, *answers = pipe.execute(raise_on_error=False)
     if isinstance(reply, NoScriptError):  # it did not run: load it and claim again, alone
         reply = claim(keys=keys, args=args)
     elif isinstance(reply, Exception):
         raise reply
     if isinstance(woke, Exception) and int(reply[0]) == 0:
         raise woke
-    return reply
+    return reply, answers
 
 
 def claim_outcome(order: Sequence[str], reply: Sequence[Any]) -> list[Claimed] | float | None:
