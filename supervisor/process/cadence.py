@@ -1,8 +1,8 @@
 """When the parent's repeating roles run next: on one grid, so that they wake its loop together.
 
 Each role repeats at its own interval: the aggregator every ``ASYNQ_AGGREGATE_INTERVAL``, the look
-at the stored schedules' version and the liveness file every second, the keeper and the recovery
-sweep every heartbeat interval. Counted from each one's last run they drift apart, and each wakes
+at the stored schedules' version every second, the liveness file every few seconds, the keeper
+and the recovery sweep every heartbeat interval. Counted from each one's last run they drift apart, and each wakes
 the loop on its own (an idle pool's parent woke four to five times a second for them, sometimes
 twice within a millisecond). On one grid of multiples of their intervals, they coincide wherever
 the intervals divide each other, and the loop wakes once for all that are due. A role's next run

@@ -4,7 +4,7 @@
   ``systemctl start`` returns when the pool works; ``STATUS=`` with the tasks active, the workers
   (how many, how many busy) and the attempts processed, at most once a second; ``WATCHDOG=1`` at
   half of ``WATCHDOG_USEC``.
-- The liveness file, rewritten about once a second, for ``supervisor health --live`` (a
+- The liveness file, rewritten every few seconds (liveness.py), for ``supervisor health --live`` (a
   container's liveness probe: this supervisor and its workers are alive, Redis or not).
 """
 
