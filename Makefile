@@ -76,10 +76,10 @@ worker: install
 # two. Writes bench/results/latest.{md,json,png}; the chart's matplotlib lives in a venv under
 # bench/results/venvs/, never in the project's. Then the scale-out table (bench/scaleout.py, under
 # a minute): 1, 2, 4 supervisors against one Redis and a 3-primary cluster -> bench/results/scaleout.md.
-# Then an idle pool's CPU (8 workers, --concurrency 1 and 100, 15 s each with no task queued), the
-# chord against plain tasks (bench/flows.py), and what flow control costs the tasks it does not
-# limit: the drain with and without limits declared on other types of its queue, alternating
-# (bench/limits.py, under a minute).
+# Then an idle pool's CPU (8 workers, --concurrency 1 and 100, no task queued: the median of three
+# 10 s windows, the parent, the children and the redis-server apart), the chord against plain tasks
+# (bench/flows.py), and what flow control costs the tasks it does not limit: the drain with and
+# without limits declared on other types of its queue, alternating (bench/limits.py, under a minute).
 bench: install
 	$(BIN)/python -m bench.pickup_latency
 	$(BIN)/python -m bench.run

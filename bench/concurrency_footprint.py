@@ -54,6 +54,8 @@ class PrivatePool:
     namespace: str
     redis: redis.Redis
     url: str
+    #: The pool's private redis-server (its pid: what the store's side of the pool costs).
+    server: RedisServer
 
     def client(self) -> Client:
         return Client(settings=load_settings(environ={"REDIS_URL": self.url, "ASYNQ_NAMESPACE": self.namespace}))
@@ -77,7 +79,7 @@ def private_pool(workers: int, concurrency: int) -> Iterator[PrivatePool]:
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     r = redis.Redis.from_url(server.url)
     try:
-        yield PrivatePool(proc, namespace, r, server.url)
+        yield PrivatePool(proc, namespace, r, server.url, server)
     finally:
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
