@@ -148,12 +148,13 @@ class HealthReporter:
             tallies = self._tally.take()
             if tallies:
                 self._last_report = now
-            elif now - self._said < self.alive_every:
-                return  # said something lately: the parent knows this child lives
-        if os.getppid() != self.parent_pid:
+            # Said something lately: the parent knows this child lives (nothing to send).
+            quiet = not tallies and now - self._said < self.alive_every
+        if os.getppid() != self.parent_pid:  # checked each time all the same: a syscall, no wake-up
             self.on_orphaned()
             return
-        self._send(Report(tallies) if tallies else Alive())
+        if not quiet:
+            self._send(Report(tallies) if tallies else Alive())
 
     def flush(self) -> None:
         """Send what finished since the last report now (before quiet, recycling, exit)."""
