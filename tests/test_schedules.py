@@ -94,8 +94,15 @@ def every(seconds: int, name: str = "x") -> PeriodicEntry:
 
 
 @settings(max_examples=60, deadline=None)
-@given(old=st.integers(1, 7), new=st.integers(1, 7), boundary=st.floats(T0, T0 + 20, allow_nan=False))
+@given(
+    old=st.integers(1, 7),
+    new=st.integers(1, 7),
+    boundary=st.integers(round(T0 * 1000), round((T0 + 20) * 1000)).map(lambda ms: ms / 1000),
+)
 def test_ticks_follow_the_old_definition_before_the_boundary_and_the_new_one_from_it(old, new, boundary):
+    """The boundary to the millisecond: Timeline hands a tick of the new definition less than
+    1 ms before it to the new one (ticks are read at a microsecond's resolution; a tick is then
+    neither doubled nor dropped, only placed on the other side of a sub-millisecond line)."""
     line = Timeline(every(new), every(old), boundary, stored=True)
     ticks, moment = [], T0 - 10
     while moment < T0 + 40:

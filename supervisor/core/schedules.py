@@ -114,7 +114,8 @@ class Timeline:
             tick = self.previous.next_after(moment)
             if tick < self.effective_from:
                 return tick, self.previous
-        # From the boundary on (a tick exactly at the boundary belongs to the new definition).
+        # From the boundary on (a tick exactly at the boundary belongs to the new definition; so
+        # does one less than 1 ms before it: ticks are read to the microsecond).
         return self.current.next_after(max(moment, self.effective_from - 1e-3)), self.current
 
 
