@@ -52,7 +52,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -635,20 +635,28 @@ def run_log(r: redis.Redis) -> list[tuple[str, int, float, str]]:
     return out
 
 
-def given_back_after_lost_claims(log_path: Path) -> set[str]:
-    """Ids the pool logged as put back after a lost claim reply (its ``task_requeued`` lines)."""
-    out = set()
+def logged(log_path: Path, marker: str) -> Iterator[dict[str, Any]]:
+    """The pool's JSON log lines that contain ``marker`` (a cheap text test before the parse)."""
     try:
         lines = log_path.read_text(errors="replace").splitlines()
     except OSError:
-        return out
+        return
     for line in lines:
-        if "after a lost claim reply" not in line:
+        if marker not in line:
             continue
         try:
-            message = str(json.loads(line).get("message", ""))
+            record = json.loads(line)
         except ValueError:
             continue
+        if isinstance(record, dict):
+            yield record
+
+
+def given_back_after_lost_claims(log_path: Path) -> set[str]:
+    """Ids the pool logged as put back after a lost claim reply (its ``task_requeued`` lines)."""
+    out = set()
+    for record in logged(log_path, "after a lost claim reply"):
+        message = str(record.get("message", ""))
         if message.startswith("task "):
             out.add(message.split(" ", 2)[1])
     return out
@@ -657,21 +665,11 @@ def given_back_after_lost_claims(log_path: Path) -> set[str]:
 def failed_runs(log_path: Path) -> set[tuple[str, int]]:
     """(task id, pid) of every run the pool logged as failed: the handler raised (here, its own
     write's reply lost to a connection kill), so the task was retried, as any failure is."""
-    out = set()
-    try:
-        lines = log_path.read_text(errors="replace").splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        if '"task_done"' not in line or '"failed"' not in line:
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if event.get("event") == "task_done" and event.get("outcome") == "failed" and "task_id" in event:
-            out.add((str(event["task_id"]), int(event.get("pid", 0))))
-    return out
+    return {
+        (str(e["task_id"]), int(e.get("pid", 0)))
+        for e in logged(log_path, '"task_done"')
+        if e.get("event") == "task_done" and e.get("outcome") == "failed" and "task_id" in e
+    }
 
 
 def send_until_stored(

@@ -240,12 +240,9 @@ def test_joins_ride_with_their_completions_and_after_hears_each_flow(b: Broker, 
     assert message.type == "cb" and sorted(payload) == [0, 10, 20]
 
 
-def test_roots_an_enqueuer_died_before_releasing_are_released_by_the_sweep_once(
-    b: Broker, q: str, flows: Flows, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The roots are ready as one (no field each) until their release is marked: the enqueuer's
-    submit failed after the record was stored, so the sweep releases them once its grace is over,
-    but not a root whose outcome is in already."""
+def stored_not_submitted(b: Broker, q: str, flows: Flows, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A chord of 3 whose record is stored but whose roots' submit failed (the enqueuer's
+    connection died): its flow id."""
     from supervisor.core.errors import BrokerUnavailable
 
     def down(tasks: object) -> None:
@@ -256,6 +253,16 @@ def test_roots_an_enqueuer_died_before_releasing_are_released_by_the_sweep_once(
         flows.enqueue(chord([task("m", i, queue=q) for i in range(3)], task("cb", queue=q)))
     monkeypatch.undo()
     [(flow_id, _)] = flows.store.indexed_flows(10)
+    return flow_id
+
+
+def test_roots_an_enqueuer_died_before_releasing_are_released_by_the_sweep_once(
+    b: Broker, q: str, flows: Flows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The roots are ready as one (no field each) until their release is marked: the enqueuer's
+    submit failed after the record was stored, so the sweep releases them once its grace is over,
+    but not a root whose outcome is in already."""
+    flow_id = stored_not_submitted(b, q, flows, monkeypatch)
     view = flows.view(flow_id)
     assert view is not None and [m.state for m in view.members] == ["ready"] * 3 + ["waiting"]
     assert take_all(b, q) == [] and flows.sweep(grace=3600.0)[0] == 0
@@ -277,16 +284,7 @@ def test_roots_canceled_before_their_release_was_marked_are_reported_by_it(
     """A root failing while the roots are ready (their submit under way) cancels the others where
     they are (not in the cancel set: not known to be in a queue); the release mark of the roots
     names them, for their releaser to cancel in their queues."""
-    from supervisor.core.errors import BrokerUnavailable
-
-    def down(tasks: object) -> None:
-        raise BrokerUnavailable("down")
-
-    monkeypatch.setattr(b, "submit", down)
-    with pytest.raises(BrokerUnavailable):
-        flows.enqueue(chord([task("m", i, queue=q) for i in range(3)], task("cb", queue=q)))
-    monkeypatch.undo()
-    [(flow_id, _)] = flows.store.indexed_flows(10)
+    flow_id = stored_not_submitted(b, q, flows, monkeypatch)
     recorded = flows.store.member_finished(flow_id, [(0, "failed", b"\xc0")])
     assert (recorded.counted, recorded.to_cancel) == (1, 0)
     assert sorted(flows.store.mark_released(flow_id, [], roots=True)) == [1, 2]

@@ -26,7 +26,7 @@ from supervisor import Client, Task
 from supervisor.adapters.memory import MemoryBroker
 from supervisor.adapters.redis.async_broker import AsyncRedisBroker
 from supervisor.adapters.redis.connection import connect_async_settings
-from supervisor.config import load_settings
+from supervisor.config import Settings, load_settings
 from supervisor.core.errors import BrokerError, BrokerUnavailable
 from supervisor.core.ports import Broker, Claimed, Completion, Enqueued, Held, NewTask, Recorded
 from supervisor.wiring import make_broker
@@ -95,6 +95,20 @@ def test_nothing_answering_raises() -> None:
 QUEUES = ("a", "b", "c")  # three different primaries (tests/test_cluster.py checks it)
 STALL = 8.0
 SOCKET_TIMEOUT = 1.0
+
+
+def submit_async(settings: Settings, ns: str, queue: str, task_id: str) -> list[tuple[Enqueued, str]]:
+    """One task enqueued by an async client started now from ``settings``."""
+
+    async def enqueue() -> list[tuple[Enqueued, str]]:
+        client = connect_async_settings(settings.redis, socket_timeout=SOCKET_TIMEOUT)
+        abroker = AsyncRedisBroker(client, namespace=ns)
+        try:
+            return await abroker.submit([NewTask(queue, task_id, envelope(task_id, queue))])
+        finally:
+            await abroker.aclose()
+
+    return asyncio.run(enqueue())
 
 
 @pytest.fixture(scope="module")
@@ -264,15 +278,7 @@ def test_clients_start_from_another_node_when_their_url_node_is_stopped(cluster:
         finally:
             broker.close()
 
-        async def enqueue() -> list[tuple[Enqueued, str]]:
-            client = connect_async_settings(settings.redis, socket_timeout=SOCKET_TIMEOUT)
-            abroker = AsyncRedisBroker(client, namespace=ns)
-            try:
-                return await abroker.submit([NewTask(queue, "async0", envelope("async0", queue))])
-            finally:
-                await abroker.aclose()
-
-        assert asyncio.run(enqueue()) == [(Enqueued.ENQUEUED, "async0")]
+        assert submit_async(settings, ns, queue, "async0") == [(Enqueued.ENQUEUED, "async0")]
     finally:
         os.kill(down.proc.pid, signal.SIGCONT)
     check = make_broker(settings, socket_timeout=SOCKET_TIMEOUT)
@@ -307,15 +313,7 @@ def test_producers_keep_enqueueing_while_the_doorbell_node_is_stopped(cluster: C
         alive = next(n.url for n in cluster.nodes if n.port != bell)
         async_settings = load_settings(environ={"REDIS_URL": alive, "REDIS_CLUSTER": "true", "ASYNQ_NAMESPACE": ns})
 
-        async def enqueue() -> list[tuple[Enqueued, str]]:
-            client = connect_async_settings(async_settings.redis, socket_timeout=SOCKET_TIMEOUT)
-            abroker = AsyncRedisBroker(client, namespace=ns)
-            try:
-                return await abroker.submit([NewTask(queue, "async0", envelope("async0", queue))])
-            finally:
-                await abroker.aclose()
-
-        assert asyncio.run(enqueue()) == [(Enqueued.ENQUEUED, "async0")]
+        assert submit_async(async_settings, ns, queue, "async0") == [(Enqueued.ENQUEUED, "async0")]
     finally:
         os.kill(stopped.proc.pid, signal.SIGCONT)
     ids = ["first", "sync0", "sync1", "sync2", "async0"]
@@ -388,14 +386,6 @@ def test_new_clients_start_while_the_slot_maps_first_primary_is_stopped(cluster:
         assert broker.submit([NewTask(queue, "sync", envelope("sync", queue))]) == [(Enqueued.ENQUEUED, "sync")]
         broker.close()
 
-        async def enqueue() -> list[tuple[Enqueued, str]]:
-            client = connect_async_settings(elsewhere.redis, socket_timeout=SOCKET_TIMEOUT)
-            abroker = AsyncRedisBroker(client, namespace=ns)
-            try:
-                return await abroker.submit([NewTask(queue, "async", envelope("async", queue))])
-            finally:
-                await abroker.aclose()
-
-        assert asyncio.run(enqueue()) == [(Enqueued.ENQUEUED, "async")]
+        assert submit_async(elsewhere, ns, queue, "async") == [(Enqueued.ENQUEUED, "async")]
     finally:
         os.kill(stopped.proc.pid, signal.SIGCONT)
