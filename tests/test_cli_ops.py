@@ -183,3 +183,31 @@ def test_metrics_endpoint_moves_during_a_run(redis_url, namespace, tmp_path):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)
         pool.signal(signal.SIGTERM)
         assert pool.wait_exit(10) == 0
+
+
+def test_a_retry_that_worked_reads_pending_though_a_worker_already_ran_the_task(
+    client, redis_url, namespace, monkeypatch
+):
+    """The dashboard's Retry and `tasks retry ID` answer with the task's new state. Read again
+    after the retry, a task a worker had already run (no retention: gone) made the retry that
+    worked answer "unknown task" (a 404 in the dashboard's browser test). Here the task is taken
+    away between the retry and anything after it, as a quick worker's run would."""
+    from supervisor.wiring import make_inspection
+
+    settings = make_settings(redis_url, namespace)
+    [tid] = archive_some(settings, client, 1)
+    inspection = make_inspection(settings)
+    retry_script = inspection._run  # type: ignore[attr-defined]
+
+    def retried_then_run(script, queue, ids):
+        moved = retry_script(script, queue, ids)
+        inspection._delete_ids(queue, [i.encode() for i in ids])  # type: ignore[attr-defined]
+        return moved
+
+    monkeypatch.setattr(inspection, "_run", retried_then_run)
+    try:
+        view = inspection.retry(tid)
+        assert (view.id, view.queue, view.state, view.at) == (tid, "default", "pending", None)
+        assert client.broker.task_states([("default", tid)]) == [None]  # gone, as after its run
+    finally:
+        inspection.close()

@@ -273,7 +273,10 @@ class Inspector(BulkActions, Browsing, Recording, InspectorCancels):
             raise ValueError(
                 f"task {task_id!r} is {view.state}; only scheduled, retry or archived tasks can be retried"
             )
-        self._run(self._retry, view.queue, [task_id])
+        if self._run(self._retry, view.queue, [task_id]):
+            # Pending now: not read again, a worker may already have run it (and, kept for no
+            # retention, it is then gone: the retry that worked would read as an unknown task).
+            return replace(view, state="pending", at=None, owner=None)
         return self.find(task_id, view.queue)
 
     def delete(self, task_id: str, queue: str | None = None) -> TaskView:
