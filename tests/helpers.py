@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -93,3 +94,19 @@ def json_log_lines(level: int, *, task_fields: bool = False) -> Iterator[Callabl
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+
+
+def metrics_text(port: int) -> str:
+    """The body of a supervisor's ``/metrics`` on this host."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        return str(reply.read().decode())
+
+
+def metrics(port: int) -> dict[str, float]:
+    """A supervisor's ``/metrics`` as sample name (labels included) -> value."""
+    values = {}
+    for line in metrics_text(port).splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values

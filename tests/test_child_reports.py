@@ -4,14 +4,13 @@ tables (process/running_table.py) and their periodic reports (process/health.py)
 from __future__ import annotations
 
 import signal
-import urllib.request
 
 import pytest
 
 from supervisor import Client, Task
 from supervisor.adapters.redis.keys import QueueKeys
 from supervisor.core.task import decode_message
-from tests.helpers import wait_for
+from tests.helpers import metrics, wait_for
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.timeout(90)
@@ -34,16 +33,6 @@ def test_a_task_that_sigkills_its_worker_at_once_still_counts_an_attempt_each_ti
         assert pool.wait_exit(15) == 0
 
 
-def scrape(port: int) -> dict[str, float]:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    values = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    return values
-
-
 def test_the_duration_histogram_counts_every_task_exactly_across_recycling(pool_factory, client: Client):
     """Counts ride the children's reports; a recycling child flushes its own before it goes, so
     the histogram ends at exactly N, every bucket consistent, and stays there."""
@@ -54,17 +43,17 @@ def test_the_duration_histogram_counts_every_task_exactly_across_recycling(pool_
         ids = [t.id for t in client.enqueue_many([Task("record", i) for i in range(n)])]
         wait_for(lambda: all(pool.done(t) for t in ids), timeout=30, interval=0.05, what="all tasks done")
         count = 'supervisor_task_duration_seconds_count{outcome="succeeded",task_type="record"}'
-        wait_for(lambda: scrape(port).get(count) == n, timeout=10, what=f"{n} durations counted")
+        wait_for(lambda: metrics(port).get(count) == n, timeout=10, what=f"{n} durations counted")
         recycles = pool.events("recycle")
         assert len(recycles) >= 4, len(recycles)
-        metrics = scrape(port)
-        assert metrics[count] == n
+        scraped = metrics(port)
+        assert scraped[count] == n
         prefix = "supervisor_task_duration_seconds_bucket{"
-        buckets = {k: v for k, v in metrics.items() if k.startswith(prefix) and 'task_type="record"' in k}
+        buckets = {k: v for k, v in scraped.items() if k.startswith(prefix) and 'task_type="record"' in k}
         assert len(buckets) == 16  # 15 bounds and +Inf
         assert next(v for k, v in buckets.items() if 'le="+Inf"' in k) == n
         assert list(buckets.values()) == sorted(buckets.values())  # cumulative
-        assert 0 < metrics['supervisor_task_duration_seconds_sum{outcome="succeeded",task_type="record"}'] < n
+        assert 0 < scraped['supervisor_task_duration_seconds_sum{outcome="succeeded",task_type="record"}'] < n
         # Tasks done per child (from the tables) add up too: nothing counted twice.
         done = sum(e["processed"] for e in recycles)
         assert done <= n and all(e["processed"] >= 15 for e in recycles), recycles

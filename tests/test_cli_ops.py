@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from supervisor import App, Client, SkipRetry, Task
 from supervisor.cli import main
 from tests.conftest import make_settings
-from tests.helpers import make_worker, wait_for
+from tests.helpers import make_worker, metrics, wait_for
 from tests.pool import Pool
 from tests.redis_server import free_port
 
@@ -154,25 +154,15 @@ def test_metrics_endpoint_moves_during_a_run(redis_url, namespace, tmp_path):
     client = Client(settings=make_settings(redis_url, namespace))
     with Pool(redis_url, namespace, tmp_path / "sv.log", workers=2,
               args=("--metrics-port", str(port)), env={"ASYNQ_METRICS_HOST": "127.0.0.1"}) as pool:  # fmt: skip
-
-        def scrape() -> dict[str, float]:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-            out = {}
-            for line in body.splitlines():
-                if line and not line.startswith("#"):
-                    name, value = line.rsplit(" ", 1)
-                    out[name] = float(value)
-            return out
-
-        before = scrape()
+        before = metrics(port)
         assert before['supervisor_workers{status="idle"}'] == 2.0
         client.enqueue_many([Task("record", i) for i in range(20)])
         client.enqueue("sleep", 1.5)
         # A scheduled task shows up as a queue size; finished ones as counters and durations.
         client.enqueue("record", "later", process_in=3600)
-        wait_for(lambda: scrape().get('supervisor_workers{status="busy"}') == 1.0, timeout=10, what="busy worker")
+        wait_for(lambda: metrics(port).get('supervisor_workers{status="busy"}') == 1.0, timeout=10, what="busy worker")
         after = wait_for(
-            lambda: (m := scrape()).get('supervisor_tasks_succeeded_total{queue="default"}', 0) >= 21 and m,
+            lambda: (m := metrics(port)).get('supervisor_tasks_succeeded_total{queue="default"}', 0) >= 21 and m,
             timeout=15, what="succeeded counter",
         )  # fmt: skip
         assert after['supervisor_queue_tasks{queue="default",state="scheduled"}'] == 1.0

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -22,7 +21,7 @@ import redis
 from supervisor import Task
 from supervisor.client import Client
 from tests.conftest import make_settings
-from tests.helpers import wait_for
+from tests.helpers import metrics_text, wait_for
 from tests.pool import ROOT, Pool
 from tests.redis_server import free_port
 
@@ -43,11 +42,6 @@ def most_in_window(times: list[float], width: float) -> int:
             j += 1
         best = max(best, i - j + 1)
     return best
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        return str(reply.read().decode())
 
 
 def cli(redis_url: str, namespace: str, *args: str) -> str:
@@ -159,6 +153,6 @@ def test_a_cap_holds_across_processes_and_a_killed_holder_frees_its_slot(
         assert max(seen) == 3 and len(seen) > 100, (max(seen), len(seen))
         # The metrics count the starts the cap held back (read with the queue counts, every 0.5 s here).
         name = 'supervisor_throttled_total{kind="cap",queue="default",scope="type:C"}'
-        wait_for(lambda: name in (body := scrape(port)) and float(body.split(name)[1].split()[0]) > 0, timeout=5,
+        wait_for(lambda: name in (body := metrics_text(port)) and float(body.split(name)[1].split()[0]) > 0, timeout=5,
                  what="the throttle counter")  # fmt: skip
         assert all(p.proc is not None and p.proc.poll() is None for p in pools)

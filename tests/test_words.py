@@ -13,7 +13,6 @@ import json
 import re
 import signal
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from supervisor import CancelOutcome, Client
 from supervisor.cli import main
 from supervisor.core.lifecycle import Outcome
 from tests.conftest import make_settings
-from tests.helpers import wait_for
+from tests.helpers import metrics_text, wait_for
 from tests.pool import Pool
 from tests.redis_server import free_port
 
@@ -45,10 +44,6 @@ def keys(value: Any, where: str = "") -> Iterator[tuple[str, Any]]:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from keys(item, f"{where}[{i}]")
-
-
-def scrape(port: int) -> str:
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
 def metric_outcomes(text: str) -> set[str]:
@@ -101,7 +96,7 @@ def test_logs_metrics_and_the_cli_use_the_glossary_words(
         assert client.cancel(slow.id).outcome is CancelOutcome.RUNNING
 
         def every_outcome() -> str | None:
-            text = scrape(port)
+            text = metrics_text(port)
             return text if metric_outcomes(text) >= SEEN else None
 
         metrics = wait_for(every_outcome, timeout=30, what="every outcome in the metrics")
